@@ -1,0 +1,51 @@
+# edgepipe: `make demo` shows the edge running; `make models` rebuilds what it runs; `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= default
+# tflite-runtime 2.14 (the runtime of older Pi images) needs numpy<2: it gets a venv of its own
+VENV_TFLITE ?= .venv-tflite214
+
+.PHONY: venv venv-edge venv-tflite models table test lint clean
+
+venv: $(VENV)/.installed-dev
+
+venv-edge: $(VENV)/.installed-edge
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed-edge
+
+$(VENV)/.installed-edge: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[edge]'
+	touch $@
+
+# Optional: a second environment with tflite-runtime 2.14 + numpy<2 (Python <= 3.11 only: no newer wheels).
+venv-tflite: $(VENV_TFLITE)/.installed
+
+$(VENV_TFLITE)/.installed:
+	$(PYTHON) -m venv $(VENV_TFLITE)
+	$(VENV_TFLITE)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_TFLITE)/bin/pip install --quiet 'numpy<2' 'tflite-runtime==2.14.*'
+	touch $@
+
+# Train and export all four models with the default profile (about 20-30 min on 2 cores).
+models: venv
+	$(BIN)/python -m training all --profile $(PROFILE)
+
+table: venv
+	$(BIN)/python -m training table
+
+test: venv
+	-$(MAKE) --no-print-directory venv-tflite
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check edge training tests
+
+clean:
+	rm -rf $(VENV) $(VENV_TFLITE) .pytest_cache reports

@@ -1,0 +1,56 @@
+"""`python -m training` end to end with the quick profile on offline data: manifest, files, pictures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.manifest import read_manifest, verify_file
+from training.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    out, report = tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("report")
+    common = ["--profile", "quick", "--out", str(out), "--report", str(report)]
+    assert main(["cnn", "--dataset", "digits", *common]) == 0
+    assert main(["gan", "--dataset", "digits", "--epochs", "1", *common]) == 0
+    assert main(["autoencoder", *common]) == 0
+    assert main(["lstm", "--epochs", "5", *common]) == 0
+    return out, report, ""
+
+
+def test_cli_writes_a_manifest_with_all_four_and_twins(trained) -> None:
+    out, _, _ = trained
+    manifest = read_manifest(out / "manifest.json")
+    assert set(manifest.models) == {"cnn", "cnn_float32", "gan", "gan_float32", "autoencoder",
+                                    "autoencoder_float32", "lstm", "lstm_float32"}
+    for entry in manifest.models.values():
+        verify_file(entry, out)
+        assert entry.training["profile"] == "quick"
+    assert manifest.get("cnn").dataset == "digits" and manifest.get("cnn").metrics["accuracy"] > 0.5
+    assert manifest.get("gan").training["epochs"] == 1
+    assert manifest.get("lstm").training["epochs"] == 5
+    assert manifest.get("autoencoder").postprocess["threshold"] > 0
+
+
+def test_cli_draws_the_report_pictures(trained) -> None:
+    _, report, _ = trained
+    names = {p.name for p in report.rglob("*.png")}
+    assert {"cnn_training.png", "cnn_confusion.png", "autoencoder_errors.png", "autoencoder_training.png",
+            "lstm_forecast.png", "lstm_training.png", "gan_training.png", "gan_epoch_001.png",
+            "gan_gan_samples.png"} <= names
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in report.rglob("*.png"))
+
+
+def test_table_command_prints_lecture_beside_ours(trained, capsys) -> None:
+    out, _, _ = trained
+    assert main(["table", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| LSTM test RMSE (passengers) | 48.75 |" in table and "| AE wrong MSE | 0.0082 |" in table
+
+
+def test_bad_dataset_is_a_clear_error_not_a_traceback(tmp_path: Path, caplog) -> None:
+    assert main(["lstm", "--dataset", str(tmp_path / "missing.csv"), "--out", str(tmp_path)]) == 2
+    assert "missing.csv: series CSV not found" in caplog.text

@@ -1,0 +1,109 @@
+"""The committed models against their manifest: hash, tensors, ops, and metrics re-measured.
+
+Every figure here is recomputed on the committed `.tflite` files through the edge runtime
+and compared with what the manifest claims, plus the acceptance bounds of the training issue.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.manifest import read_manifest
+from edge.runtime import TFLiteModel, check_ops
+from tests.conftest import MODELS_DIR
+from training.datasets.images import FASHION_DEBIAN_DIR, load_image_dataset
+from training.datasets.sensors import load_sensors
+from training.datasets.series import load_series
+from training.evaluation import accuracy, anomaly_metrics, classify, forecast_rmse, generated_images, \
+    lecture_split, reconstruction_errors, step_through
+
+MANIFEST = read_manifest(MODELS_DIR / "manifest.json")
+
+
+@pytest.fixture(scope="module")
+def loaded() -> dict[str, TFLiteModel]:
+    return {name: TFLiteModel.from_entry(entry, MODELS_DIR) for name, entry in MANIFEST.models.items()}
+
+
+def test_all_four_models_and_their_twins_are_there() -> None:
+    assert {"cnn", "autoencoder", "gan", "lstm"} <= set(MANIFEST.models)
+    for name in ("cnn", "autoencoder", "gan", "lstm"):
+        twin = MANIFEST.models[f"{name}_float32"]
+        assert twin.variant == "float32" and twin.task == MANIFEST.models[name].task
+        assert MANIFEST.models[name].size_bytes < twin.size_bytes
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST.models))
+def test_file_matches_manifest_and_has_no_forbidden_ops(name: str, loaded: dict[str, TFLiteModel]) -> None:
+    entry, model = MANIFEST.models[name], loaded[name]
+    check_ops(model.ops(), entry.file)
+    assert sorted(set(model.ops())) == entry.export["ops"]
+    if entry.variant != "float32":
+        assert all(t.quantized for t in entry.inputs + entry.outputs)
+        assert entry.variant in ("int8", "int16x8")
+    if entry.variant == "int8":
+        assert all(t.dtype == "int8" for t in entry.inputs + entry.outputs)
+
+
+@pytest.mark.skipif(not FASHION_DEBIAN_DIR.is_dir() and MANIFEST.models["cnn"].dataset == "fashion_mnist",
+                    reason="needs dataset-fashion-mnist (.ci/run installs it)")
+@pytest.mark.parametrize("name", ["cnn", "cnn_float32"])
+def test_cnn_accuracy_is_what_the_manifest_says(name: str, loaded: dict[str, TFLiteModel]) -> None:
+    entry = MANIFEST.models[name]
+    data = load_image_dataset(entry.dataset)
+    n = 3000 if name == "cnn_float32" else len(data.x_test)  # the float twin is slower: a slice
+    measured = accuracy(classify(loaded[name], entry, data.x_test[:n]), data.y_test[:n])
+    if n == len(data.x_test):
+        assert measured == pytest.approx(entry.metrics["accuracy"], abs=1e-9)
+    else:
+        assert measured == pytest.approx(entry.metrics["accuracy"], abs=0.02)
+    if name == "cnn":  # int8 within 0.5 points of its Keras model
+        assert entry.keras_metrics["accuracy"] - entry.metrics["accuracy"] <= 0.005
+
+
+@pytest.mark.parametrize("name", ["autoencoder", "autoencoder_float32"])
+def test_autoencoder_errors_and_threshold_are_what_the_manifest_says(name: str,
+                                                                     loaded: dict[str, TFLiteModel]) -> None:
+    entry = MANIFEST.models[name]
+    data = load_sensors(entry.dataset)
+    offset, scale = np.asarray(entry.preprocess["offset"]), np.asarray(entry.preprocess["scale"])
+    sets = {"clean": data.train, "test": data.validation, **data.anomalous}
+    errors = {k: reconstruction_errors(lambda x: loaded[name].run_batch("reading", x)["reconstruction"],
+                                       (v - offset) / scale) for k, v in sets.items()}
+    metrics = anomaly_metrics(errors, entry.training["threshold_percentile"], list(data.anomalous))
+    for key, value in metrics.items():
+        assert value == pytest.approx(entry.metrics[key], rel=1e-6, abs=1e-9), key
+    assert entry.postprocess["threshold"] == pytest.approx(metrics["threshold"])
+    # the lecture's ordering, with margins: noisy >= 3x and wrong >= 6x the clean error
+    assert metrics["clean_mse"] < metrics["noisy_mse"] < metrics["wrong_mse"]
+    assert metrics["noisy_mse"] >= 3 * metrics["clean_mse"] and metrics["wrong_mse"] >= 6 * metrics["clean_mse"]
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm_float32"])
+def test_lstm_step_model_rmse_is_what_the_manifest_says(name: str, loaded: dict[str, TFLiteModel]) -> None:
+    entry = MANIFEST.models[name]
+    pre, cfg = entry.preprocess, entry.training
+    low, high = pre["offset"], pre["offset"] + pre["scale"]
+    split = lecture_split(load_series(cfg["dataset"]).values, pre["look_back"], cfg["train_fraction"], low, high)
+    units = entry.postprocess["state"]["shape"][1]
+    pred, _ = step_through(loaded[name].run, split["windows"], units)
+    measured = forecast_rmse(pred, split, low, high)
+    assert measured["train_rmse"] == pytest.approx(entry.metrics["train_rmse"], rel=1e-6)
+    assert measured["test_rmse"] == pytest.approx(entry.metrics["test_rmse"], rel=1e-6)
+    keras_test = entry.keras_metrics["test_rmse"]
+    assert abs(measured["test_rmse"] - keras_test) / keras_test <= 0.05
+    # the carried state matters: the same windows from a cold state every step forecast differently
+    cold = [loaded[name].run({"x": w[None], "h": np.zeros((1, units)), "c": np.zeros((1, units))})["y"][0, 0]
+            for w in split["windows"][:20]]
+    assert not np.allclose(cold[5:], pred[5:20], atol=1e-3)
+
+
+def test_generator_makes_varied_images(loaded: dict[str, TFLiteModel]) -> None:
+    entry = MANIFEST.models["gan"]
+    noise = np.random.default_rng(0).normal(size=(32, entry.preprocess["latent_dim"])).astype(np.float32)
+    images = generated_images(loaded["gan"].run_batch("noise", noise)["image"], entry.postprocess)
+    assert images.shape == (32, entry.postprocess["height"], entry.postprocess["width"])
+    assert 20 < images.mean() < 200  # neither blank nor saturated
+    assert np.std(images.reshape(32, -1).mean(axis=1)) > 1.0  # different noise, different pictures
+    assert entry.metrics["mean_abs_diff_vs_keras"] < 0.05

@@ -1,0 +1,74 @@
+"""`python -m training {cnn,autoencoder,gan,lstm,all,table}`: train, evaluate, export, write the manifest."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+from edge.manifest import Manifest, ManifestError, read_manifest, write_manifest
+from training.datasets.errors import DatasetError
+from training.export import ExportError
+from training.paths import MODELS_DIR, REPORT_DIR
+from training.profiles import PROFILES, get_config
+from training.summary import results_table
+
+log = logging.getLogger("training")
+MODELS = ("cnn", "autoencoder", "gan", "lstm")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser.add_argument("model", choices=[*MODELS, "all", "table"],
+                        help="which model to train and export; `table` prints the results table of --out")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="default",
+                        help="lecture: the lecture's training; default: `make models`; quick: smoke runs")
+    parser.add_argument("--dataset", help="cnn/gan: fashion_mnist[:DIR], mnist[:DIR], digits, folder:DIR; "
+                        "lstm: airline or FILE.csv[:COLUMN]; autoencoder: lecture or FILE.csv[:COL1,COL2]")
+    parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    parser.add_argument("--out", type=Path, default=MODELS_DIR, help="where the .tflite files and manifest go")
+    parser.add_argument("--report", type=Path, default=REPORT_DIR, help="where the pictures go")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def load_or_new(path: Path) -> Manifest:
+    return read_manifest(path) if path.exists() else Manifest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    manifest_path = args.out / "manifest.json"
+    try:
+        if args.model == "table":
+            print(results_table(read_manifest(manifest_path)))
+            return 0
+        chosen = MODELS if args.model == "all" else (args.model,)
+        if args.dataset and len(chosen) > 1:
+            raise SystemExit("--dataset applies to one model at a time (e.g. `python -m training cnn --dataset mnist`)")
+        manifest = load_or_new(manifest_path)
+        for name in chosen:
+            cfg = get_config(args.profile, name, dataset=args.dataset, epochs=args.epochs)
+            task = importlib.import_module(f"training.tasks.{name}")
+            started = time.monotonic()
+            log.info("=== %s (%s profile): %s", name, args.profile, cfg)
+            result = task.run(cfg, args.out, args.report, args.profile)
+            for entry in result.entries:
+                manifest.upsert(entry)
+            write_manifest(manifest, manifest_path)  # after each model, so a later failure keeps earlier ones
+            log.info("=== %s done in %.0f s; pictures: %s", name, time.monotonic() - started,
+                     ", ".join(str(p) for p in result.pictures[:4]))
+        print(results_table(manifest))
+        return 0
+    except (DatasetError, ManifestError, ExportError) as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,11 +6,17 @@ PROFILE ?= default
 # tflite-runtime 2.14 (the runtime of older Pi images) needs numpy<2: it gets a venv of its own
 VENV_TFLITE ?= .venv-tflite214
 
-.PHONY: venv venv-edge venv-tflite models table test lint clean
+.PHONY: demo venv venv-edge venv-demo venv-tflite models table test lint clean
+
+# The edge side end to end on shipped data: no TensorFlow, the committed models, a real broker.
+demo: venv-demo
+	$(BIN)/python -m edge.demo $(DEMO_ARGS)
 
 venv: $(VENV)/.installed-dev
 
 venv-edge: $(VENV)/.installed-edge
+
+venv-demo: $(VENV)/.installed-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +24,10 @@ $(BIN)/python:
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed-edge $(VENV)/.installed-demo
+
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[demo]'
 	touch $@ $(VENV)/.installed-edge
 
 $(VENV)/.installed-edge: pyproject.toml | $(BIN)/python

@@ -47,7 +47,7 @@ class ManifestError(ValueError):
 
 def now_iso() -> str:
     """UTC timestamp in ISO 8601, the format of every `ts`/`created` in edgepipe."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def sha256_file(path: Path) -> str:

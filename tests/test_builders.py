@@ -79,3 +79,10 @@ def test_reset_callback_clears_the_lstm_state() -> None:
     assert all(np.all(s == 0) for s in states)
     model.fit(x, np.zeros(6), epochs=1, batch_size=1, shuffle=False, verbose=0)
     assert any(np.any(np.asarray(s) != 0) for s in model.get_layer("lstm").states)
+
+
+def test_autoencoder_with_a_code_layer_is_a_bottleneck() -> None:
+    model = build_autoencoder(2, code_units=1)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [d.units for d in dense] == [32, 16, 1, 16, 32, 2]
+    assert model.get_layer("code").activation.__name__ == "linear"

@@ -40,7 +40,7 @@ def test_cli_draws_the_report_pictures(trained) -> None:
     names = {p.name for p in report.rglob("*.png")}
     assert {"cnn_training.png", "cnn_confusion.png", "autoencoder_errors.png", "autoencoder_training.png",
             "lstm_forecast.png", "lstm_training.png", "gan_training.png", "gan_epoch_001.png",
-            "gan_gan_samples.png"} <= names
+            "gan_samples.png"} <= names
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in report.rglob("*.png"))
 
 

@@ -27,10 +27,11 @@ class CNNConfig:
 @dataclass
 class AutoencoderConfig:
     dataset: str = "lecture"
-    epochs: int = 200
+    code_units: int | None = 1  # None: the lecture's 32-16-32; 1: a one-number code (see models/autoencoder.py)
+    epochs: int = 60
     batch_size: int = 100
-    optimizer: str = "sgd"  # the lecture's: SGD at Keras' default learning rate 0.01
-    learning_rate: float = 0.01
+    optimizer: str = "adam"  # the lecture's is SGD at Keras' default learning rate 0.01
+    learning_rate: float = 1e-3
     threshold_percentile: float = 99.5  # of held-out normal reconstruction errors
     seed: int = 1
 
@@ -72,7 +73,7 @@ PROFILES: dict[str, Profile] = {
     "lecture": Profile(
         "lecture",
         CNNConfig(epochs=1),
-        AutoencoderConfig(epochs=200),
+        AutoencoderConfig(code_units=None, epochs=200, optimizer="sgd", learning_rate=0.01),
         GANConfig(epochs=400, steps_per_epoch=128, sample_every=20),
         LSTMConfig(epochs=500),
     ),
@@ -80,7 +81,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         "quick",
         CNNConfig(epochs=1, train_limit=6000, test_limit=1000, max_accuracy_drop=1.5),
-        AutoencoderConfig(epochs=20),
+        AutoencoderConfig(epochs=10),
         GANConfig(epochs=2, steps_per_epoch=50, sample_every=1, train_limit=6400),
         LSTMConfig(epochs=40),
     ),

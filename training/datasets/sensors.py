@@ -78,3 +78,21 @@ def load_sensors(spec: str) -> SensorData:
         return lecture_sensor_data()
     path, _, cols = spec.partition(":")
     return load_sensor_csv(path, cols.split(",") if cols else None)
+
+
+def injected_stream(segments: list[tuple[str, int, int]], length: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """A stream of the lecture's readings (fresh draws, another seed) with segments swapped for the
+    "wrong" (1.5x) or "noisy" (+-0.3) line at known positions: [(kind, start, end), ...].
+
+    Returns the readings (length, 2) and the kind of every reading ("clean", "wrong", "noisy").
+    """
+    rng = random.Random(seed)
+    kinds = ["clean"] * length
+    for kind, start, end in segments:
+        kinds[start:end] = [kind] * (end - start)
+    rows = []
+    for kind in kinds:
+        x = rng.uniform(0, 1)
+        slope, scale = (1.5, DATA_NOISE) if kind == "wrong" else (2.0, TEST_NOISE if kind == "noisy" else DATA_NOISE)
+        rows.append([x, slope * x + (2 * rng.uniform(0, 1) - 1) * scale - 1])
+    return np.asarray(rows, np.float32), kinds

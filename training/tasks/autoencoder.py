@@ -50,7 +50,7 @@ def run(cfg: AutoencoderConfig, out_dir: Path, report_dir: Path, profile: str) -
     offset, scale = scaling(data)
     sets = {"clean": data.train, "test": data.validation, **data.anomalous}
     scaled = {k: (v - offset) / scale for k, v in sets.items()}
-    model = build_autoencoder(data.train.shape[1])
+    model = build_autoencoder(data.train.shape[1], cfg.code_units)
     optimizer = keras.optimizers.SGD(cfg.learning_rate) if cfg.optimizer == "sgd" else keras.optimizers.Adam(
         cfg.learning_rate)
     model.compile(loss="mean_squared_error", optimizer=optimizer)

@@ -68,7 +68,7 @@ def run(cfg: GANConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskRe
 
     def evaluate(tfl: TFLiteModel) -> dict:
         samples = tfl.run_batch("noise", noise)["image"]
-        path = plots.image_grid(to_images(samples, side), report_dir / f"gan_{tfl.path.stem}_samples.png",
+        path = plots.image_grid(to_images(samples, side), report_dir / f"{tfl.path.stem}_samples.png",
                                 f"{tfl.path.name}: 100 samples")
         sample_paths[tfl.path.name] = path
         return {"mean_abs_diff_vs_keras": float(np.mean(np.abs(samples - keras_samples))),

@@ -1,0 +1,175 @@
+"""`python -m edge {run,check,subscribe}`: the agent, a pre-flight check, and a readable subscriber."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from edge.config import ConfigError, load_config
+from edge.frames import SourceError
+from edge.manifest import ManifestError
+from edge.runtime import RuntimeUnavailable
+
+log = logging.getLogger("edge")
+
+
+def add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="agent TOML file (see deploy/agent.example.toml)")
+    parser.add_argument("--device-id", dest="device_id")
+    parser.add_argument("--host", dest="mqtt.host")
+    parser.add_argument("--port", dest="mqtt.port", type=int)
+    parser.add_argument("--models-dir", dest="models_dir")
+    parser.add_argument("--state-dir", dest="state_dir")
+    parser.add_argument("--log-level", dest="log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("device_id", "mqtt.host", "mqtt.port", "models_dir", "state_dir", "log_level")
+    return {k: getattr(args, k) for k in keys}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m edge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the agent until SIGINT/SIGTERM")
+    add_overrides(run)
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--until-done", action="store_true", help="stop when every file/stdin input has been processed")
+    check = sub.add_parser("check", help="validate config and models, print the runtime and tensors")
+    add_overrides(check)
+    subscribe = sub.add_parser("subscribe", help="print alerts, forecasts and classes as they arrive")
+    subscribe.add_argument("--host", default="localhost")
+    subscribe.add_argument("--port", type=int, default=1883)
+    subscribe.add_argument("--base", default="edgepipe/+", help="base topic of the device(s) to watch")
+    subscribe.add_argument("--username")
+    subscribe.add_argument("--password")
+    subscribe.add_argument("--count", type=int, help="exit after this many messages")
+    subscribe.add_argument("--json", action="store_true", help="print raw JSON lines instead of text")
+    return parser.parse_args(argv)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge.agent import Agent
+
+    config = load_config(args.config, overrides(args))
+    logging.getLogger().setLevel(config.log_level)
+    agent = Agent(config)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        agent.stop_event.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    agent.run(duration=args.duration, until_inputs_done=args.until_done)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from edge.agent import load_models
+    from edge.runtime import load_runtime
+
+    config = load_config(args.config, overrides(args))
+    runtime = load_runtime()
+    print(f"config: ok ({args.config or 'defaults'}); device {config.device_id}, base topic {config.base_topic}, "
+          f"broker {config.mqtt.host}:{config.mqtt.port}")
+    print(f"runtime: {runtime.name} {runtime.version}")
+    models = load_models(config)
+    wrappers = {**models.cameras, **models.sensors, **models.series}
+    if models.generator:
+        wrappers["gan"] = models.generator
+    for name, wrapper in wrappers.items():
+        entry = wrapper.entry
+        print(f"{name}: model {entry.name} ({entry.task}, {entry.variant}, {entry.file}, sha256 {entry.short_sha}, "
+              f"{entry.size_bytes} bytes) verified")
+        for kind, tensors in (("in ", entry.inputs), ("out", entry.outputs)):
+            for t in tensors:
+                quant = f" scale {t.scale:.6g} zero point {t.zero_point}" if t.quantized else ""
+                print(f"    {kind} {t.name}: {t.dtype}{list(t.shape)}{quant}")
+    return 0
+
+
+def describe(topic: str, payload: bytes) -> str:
+    """One readable line for a person watching the broker."""
+    text = payload.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return f"{topic}: {text}"
+    if not isinstance(data, dict):
+        return f"{topic}: {text}"
+    ts = str(data.get("ts", ""))[11:19]
+    if "/anomaly" in topic:
+        flag = "ANOMALY" if data.get("is_anomaly") else "normal "
+        return (f"{ts} {flag} sensor {data.get('sensor')}: score {data.get('score', 0):.5f} "
+                f"(threshold {data.get('threshold', 0):.5f}) values {data.get('values')}")
+    if "/forecast/" in topic:
+        return (f"{ts} forecast {data.get('series')} step {data.get('step')}: observed {data.get('observed'):.1f}, "
+                f"next {data.get('forecast'):.1f}")
+    if topic.endswith("/class"):
+        truth = f" (truth {data['truth']})" if "truth" in data else ""
+        return (f"{ts} camera {data.get('camera')} frame {data.get('seq')}: {data.get('label')} "
+                f"{100 * data.get('score', 0):.0f}%{truth}")
+    if topic.endswith("/error"):
+        return f"{ts} ERROR {data.get('component')}: {data.get('reason')}"
+    if "/cmd/" in topic and topic.endswith("/result"):
+        return f"{ts} command {data.get('action')}: {'ok' if data.get('ok') else 'failed: ' + str(data.get('error'))}"
+    if topic.endswith("/stats"):
+        return f"{ts} stats: up {data.get('uptime_s')} s, outbox {data.get('outbox_depth')}"
+    return f"{topic}: {text}"
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    done = threading.Event()
+    seen = [0]
+
+    def on_connect(client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            print(f"broker refused the connection: {reason}", file=sys.stderr)
+            done.set()
+            return
+        client.subscribe(f"{args.base}/#", qos=1)
+
+    def on_message(client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        line = json.dumps({"topic": msg.topic, "payload": msg.payload.decode("utf-8", "replace")}) if args.json \
+            else describe(msg.topic, msg.payload)
+        print(line, flush=True)
+        seen[0] += 1
+        if args.count and seen[0] >= args.count:
+            done.set()
+
+    client = paho.Client(CallbackAPIVersion.VERSION2)
+    if args.username:
+        client.username_pw_set(args.username, args.password)
+    client.on_connect, client.on_message = on_connect, on_message
+    client.connect(args.host, args.port)
+    client.loop_start()
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    client.loop_stop()
+    client.disconnect()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return {"run": cmd_run, "check": cmd_check, "subscribe": cmd_subscribe}[args.command](args)
+    except (ConfigError, ManifestError, RuntimeUnavailable, SourceError) as exc:
+        log.error("%s", exc)
+        print(f"edgepipe: {exc}", file=sys.stderr)
+        return 2

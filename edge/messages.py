@@ -1,0 +1,173 @@
+"""Every MQTT message the agent sends, built by pure functions (topic, payload, QoS, retain).
+
+Building is separate from sending (one place, `edge.mqtt`), so topics and payloads are
+tested without a broker and against the JSON Schemas in `schemas/`. Every JSON payload
+carries `v` (schema version), `ts` (UTC ISO 8601), `device` and, where a model produced
+it, `model` (name and short sha256). QoS 1 payloads carry a unique `id` so subscribers
+can drop the duplicates that at-least-once delivery allows.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+SCHEMA_VERSION = 1
+ONLINE, OFFLINE = b"online", b"offline"
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic layout under one device's base topic (docs/DESIGN.md, contract 2)."""
+
+    base: str
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.base}/stats"
+
+    @property
+    def error(self) -> str:
+        return f"{self.base}/error"
+
+    def vision_class(self, camera: str) -> str:
+        return f"{self.base}/vision/{camera}/class"
+
+    def sensor_reading(self, sensor: str) -> str:
+        return f"{self.base}/sensors/{sensor}/reading"
+
+    def sensor_anomaly(self, sensor: str) -> str:
+        return f"{self.base}/sensors/{sensor}/anomaly"
+
+    def series_reading(self, series: str) -> str:
+        return f"{self.base}/series/{series}/reading"
+
+    def forecast(self, series: str) -> str:
+        return f"{self.base}/forecast/{series}"
+
+    def command(self, action: str) -> str:
+        return f"{self.base}/cmd/{action}"
+
+    def command_result(self, action: str) -> str:
+        return f"{self.base}/cmd/{action}/result"
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _json(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+
+
+def envelope(device: str, model: dict[str, str] | None = None, qos1: bool = False, **fields: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"v": SCHEMA_VERSION, "ts": utc_now(), "device": device}
+    if model is not None:
+        data["model"] = model
+    if qos1:
+        data["id"] = uuid.uuid4().hex
+    data.update(fields)
+    return data
+
+
+def status(topics: Topics, online: bool) -> Message:
+    """Plain `online`/`offline`, retained; the same topic is the Last Will."""
+    return Message(topics.status, ONLINE if online else OFFLINE, qos=1, retain=True)
+
+
+def classification(topics: Topics, device: str, model: dict[str, str], camera: str, *, label: str, index: int,
+                   score: float, top_k: list[dict[str, Any]], seq: int, latency_ms: float,
+                   truth: str | None = None) -> Message:
+    fields: dict[str, Any] = {"camera": camera, "label": label, "index": index, "score": round(score, 5),
+                              "top_k": top_k, "seq": seq, "latency_ms": round(latency_ms, 3)}
+    if truth is not None:
+        fields["truth"] = truth
+    return Message(topics.vision_class(camera), _json(envelope(device, model, **fields)), qos=0)
+
+
+def anomaly(topics: Topics, device: str, model: dict[str, str], sensor: str, *, score: float, threshold: float,
+            is_anomaly: bool, values: list[float], window: int, seq: int, changed: bool,
+            reading_ts: Any = None) -> Message:
+    fields = {"sensor": sensor, "score": score, "threshold": threshold, "is_anomaly": is_anomaly,
+              "values": values, "window": window, "seq": seq, "changed": changed, "reading_ts": reading_ts}
+    return Message(topics.sensor_anomaly(sensor), _json(envelope(device, model, qos1=True, **fields)), qos=1)
+
+
+def forecast(topics: Topics, device: str, model: dict[str, str], series: str, *, observed: float,
+             forecast_value: float, step: int, reading_ts: Any = None) -> Message:
+    fields = {"series": series, "observed": observed, "forecast": forecast_value, "step": step,
+              "reading_ts": reading_ts}
+    return Message(topics.forecast(series), _json(envelope(device, model, qos1=True, **fields)), qos=1)
+
+
+def error(topics: Topics, device: str, *, component: str, reason: str, input_excerpt: str | None = None) -> Message:
+    fields: dict[str, Any] = {"component": component, "reason": reason}
+    if input_excerpt is not None:
+        fields["input"] = input_excerpt
+    return Message(topics.error, _json(envelope(device, qos1=True, **fields)), qos=1)
+
+
+def command_result(topics: Topics, device: str, action: str, *, ok: bool, request_id: str | None,
+                   error_text: str | None = None, **extra: Any) -> Message:
+    fields = {"action": action, "ok": ok, "error": error_text, "request_id": request_id, **extra}
+    return Message(topics.command_result(action), _json(envelope(device, qos1=True, **fields)), qos=1)
+
+
+def stats(topics: Topics, device: str, data: dict[str, Any]) -> Message:
+    return Message(topics.stats, _json(envelope(device, **data)), qos=0, retain=True)
+
+
+def excerpt(payload: bytes, limit: int = 200) -> str:
+    """A printable, bounded piece of a bad input for the `error` topic."""
+    text = payload[:limit].decode("utf-8", errors="replace")
+    return text + ("..." if len(payload) > limit else "")
+
+
+# --- Home Assistant MQTT discovery (retained configs under homeassistant/...) -------------------
+
+def _ha_device(device: str) -> dict[str, Any]:
+    return {"identifiers": [f"edgepipe_{device}"], "name": f"edgepipe {device}", "manufacturer": "edgepipe"}
+
+
+def _ha_config(prefix: str, component: str, device: str, object_id: str, topics: Topics,
+               config: dict[str, Any]) -> Message:
+    unique = f"edgepipe_{device}_{object_id}"
+    payload = {"name": object_id.replace("_", " "), "unique_id": unique, "object_id": unique,
+               "availability_topic": topics.status, "payload_available": "online",
+               "payload_not_available": "offline", "device": _ha_device(device), **config}
+    return Message(f"{prefix}/{component}/edgepipe_{device}/{object_id}/config", _json(payload), qos=1, retain=True)
+
+
+def ha_discovery(prefix: str, topics: Topics, device: str, cameras: list[str], sensors: list[str],
+                 series: list[str]) -> list[Message]:
+    """Discovery configs so anomaly flags, forecasts and classes appear as Home Assistant entities."""
+    messages = []
+    for name in sensors:
+        messages.append(_ha_config(prefix, "binary_sensor", device, f"{name}_anomaly", topics, {
+            "state_topic": topics.sensor_anomaly(name), "device_class": "problem",
+            "value_template": "{{ 'ON' if value_json.is_anomaly else 'OFF' }}",
+            "json_attributes_topic": topics.sensor_anomaly(name)}))
+    for name in series:
+        messages.append(_ha_config(prefix, "sensor", device, f"{name}_forecast", topics, {
+            "state_topic": topics.forecast(name), "value_template": "{{ value_json.forecast }}",
+            "json_attributes_topic": topics.forecast(name)}))
+    for name in cameras:
+        messages.append(_ha_config(prefix, "sensor", device, f"{name}_class", topics, {
+            "state_topic": topics.vision_class(name), "value_template": "{{ value_json.label }}",
+            "json_attributes_topic": topics.vision_class(name)}))
+    return messages

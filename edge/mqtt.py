@@ -1,0 +1,207 @@
+"""The one place that talks to the broker: paho-mqtt 2.x with callback API v2.
+
+- Last Will `offline` (retained) on `status`, set before connecting; `online` (retained) and
+  the Home Assistant discovery configs are re-published and subscriptions re-made on *every*
+  connect, because a broker restart forgets non-persistent sessions.
+- paho's own reconnect with exponential backoff (`reconnect_delay_set`); refused credentials
+  or an untrusted certificate are logged once per attempt with the reason, never a tight loop.
+- QoS 1 messages go through the durable `Outbox`: written first, published by one thread in
+  order while connected, deleted on PUBACK, re-published after a reconnect or a restart.
+- QoS 0 messages (classes, stats) are sent when connected and counted as dropped otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from edge.config import MqttConfig
+from edge.messages import Message, Topics, status
+from edge.outbox import Outbox
+
+log = logging.getLogger(__name__)
+Handler = Callable[[str, bytes], None]
+INFLIGHT_WINDOW = 50
+EARLY_ACK_MAX_AGE = 5.0  # seconds; a mid is reused only after 65535 more publishes
+
+
+class MqttLink:
+    def __init__(self, cfg: MqttConfig, device_id: str, topics: Topics, outbox: Outbox) -> None:
+        self.cfg = cfg
+        self.topics = topics
+        self.outbox = outbox
+        self.connected = threading.Event()
+        self.handlers: dict[str, Handler] = {}
+        self.on_connect_messages: Callable[[], list[Message]] = lambda: []
+        self.dropped_qos0 = 0
+        self.connects = 0
+        self.last_error: str | None = None
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        self._early_acks: dict[int, float] = {}  # mid -> when its PUBACK came (see _publish_loop)
+        self._last_sent = 0  # highest outbox seq handed to paho on this connection
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._publisher: threading.Thread | None = None
+        protocol = MQTTProtocolVersion.MQTTv5 if cfg.protocol == "5" else MQTTProtocolVersion.MQTTv311
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"edgepipe-{device_id}",
+                                  protocol=protocol)
+        self.client.enable_logger(logging.getLogger("paho"))
+        self.client.reconnect_delay_set(int(max(1, cfg.reconnect_min)), int(max(cfg.reconnect_min,
+                                                                                 cfg.reconnect_max)))
+        self.client.max_inflight_messages_set(INFLIGHT_WINDOW)
+        will = status(topics, online=False)
+        self.client.will_set(will.topic, will.payload, qos=1, retain=True)
+        if cfg.username:
+            self.client.username_pw_set(cfg.username, cfg.password or None)
+        if cfg.tls:
+            self.client.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.cert_file or None,
+                                keyfile=cfg.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        self.client.on_connect_fail = self._on_connect_fail
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect in the background: the agent starts (and queues alerts) even if the broker is down."""
+        self._publisher = threading.Thread(target=self._publish_loop, name="mqtt-outbox", daemon=True)
+        self._publisher.start()
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+        self.client.loop_start()
+
+    def stop(self, flush_timeout: float = 5.0) -> None:
+        """Publish `offline`, give the outbox up to `flush_timeout` s to drain, then disconnect."""
+        if self.connected.is_set():
+            info = self._publish_now(status(self.topics, online=False))
+            self.wait_until_flushed(flush_timeout)
+            if info is not None:
+                try:
+                    info.wait_for_publish(timeout=2.0)
+                except (RuntimeError, ValueError):
+                    pass
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def wait_until_flushed(self, timeout: float) -> bool:
+        with self._wake:
+            return self._wake.wait_for(lambda: len(self.outbox) == 0 or not self.connected.is_set(), timeout)
+
+    # --- sending -------------------------------------------------------------------------
+    def send(self, message: Message) -> None:
+        if message.qos >= 1:
+            self.outbox.put(message.topic, message.payload, message.retain)
+            with self._wake:
+                self._wake.notify_all()
+        elif self.connected.is_set():
+            self._publish_now(message)
+        else:
+            self.dropped_qos0 += 1
+
+    def _publish_now(self, message: Message) -> paho.MQTTMessageInfo | None:
+        info = self.client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self.dropped_qos0 += message.qos == 0
+            return None
+        return info
+
+    def _publish_loop(self) -> None:
+        """Hand outbox messages to paho in order, at most INFLIGHT_WINDOW unacknowledged at a time.
+
+        paho calls `on_publish` while holding its own message lock, so `client.publish` must not
+        be called under `_wake`; a PUBACK that overtakes the mid->seq bookkeeping is kept in
+        `_early_acks` and applied when the bookkeeping catches up.
+        """
+        while True:
+            with self._wake:
+                self._wake.wait_for(lambda: self._stopping or (
+                    self.connected.is_set() and len(self._inflight) < INFLIGHT_WINDOW
+                    and bool(self.outbox.pending(self._last_sent, 1))), timeout=1.0)
+                if self._stopping:
+                    return
+                if not self.connected.is_set():
+                    continue
+                generation = self.connects
+                batch = self.outbox.pending(self._last_sent, INFLIGHT_WINDOW - len(self._inflight))
+            for item in batch:
+                info = self.client.publish(item.topic, item.payload, qos=1, retain=item.retain)
+                with self._wake:
+                    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS or generation != self.connects:
+                        break  # connection lost meanwhile; replayed after the reconnect
+                    self._last_sent = item.seq
+                    acked_at = self._early_acks.pop(info.mid, None)
+                    if acked_at is not None and time.monotonic() - acked_at < EARLY_ACK_MAX_AGE:
+                        self.outbox.ack(item.seq)
+                    else:
+                        self._inflight[info.mid] = item.seq
+
+    # --- receiving -----------------------------------------------------------------------
+    def subscribe(self, topic: str, handler: Handler) -> None:
+        """Register a handler; (re-)subscribed on every connect."""
+        self.handlers[topic] = handler
+        if self.connected.is_set():
+            self.client.subscribe(topic, qos=1)
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        for pattern, handler in self.handlers.items():
+            if paho.topic_matches_sub(pattern, msg.topic):
+                try:
+                    handler(msg.topic, msg.payload)
+                except Exception:  # noqa: BLE001 - a handler bug must not kill paho's network thread
+                    log.exception("handler for %s failed on a message of %d bytes", msg.topic, len(msg.payload))
+
+    # --- paho callbacks ------------------------------------------------------------------
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused the connection: {reason}"
+            log.error("MQTT %s:%s %s (retrying with backoff up to %.0f s)", self.cfg.host, self.cfg.port,
+                      self.last_error, self.cfg.reconnect_max)
+            return
+        self.connects += 1
+        self.last_error = None
+        log.info("MQTT connected to %s:%s (connection %d)", self.cfg.host, self.cfg.port, self.connects)
+        for topic in self.handlers:
+            client.subscribe(topic, qos=1)
+        self._publish_now(status(self.topics, online=True))
+        for message in self.on_connect_messages():
+            self._publish_now(message)
+        with self._wake:
+            self._inflight.clear()
+            self._early_acks.clear()
+            self._last_sent = 0  # replay everything still unacknowledged, in order
+            self.connected.set()
+            self._wake.notify_all()
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        with self._wake:
+            self.connected.clear()
+            self._inflight.clear()
+            self._wake.notify_all()
+        if not self._stopping:
+            log.warning("MQTT disconnected (%s); paho reconnects with backoff, QoS 1 messages wait in the outbox "
+                        "(%d now)", reason, len(self.outbox))
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self.last_error = f"cannot connect to {self.cfg.host}:{self.cfg.port}"
+        log.warning("MQTT %s; retrying with backoff", self.last_error)
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        with self._wake:
+            seq = self._inflight.pop(mid, None)
+            if seq is not None:
+                self.outbox.ack(seq)
+            else:  # overtook the bookkeeping, or a paho-side resend of an older message
+                now = time.monotonic()
+                self._early_acks = {m: t for m, t in self._early_acks.items() if now - t < EARLY_ACK_MAX_AGE}
+                self._early_acks[mid] = now
+            self._wake.notify_all()

@@ -1,0 +1,279 @@
+"""The three pipelines: sources -> preprocess -> model -> postprocess -> publish, one worker each.
+
+Bad input never stops a pipeline: it is skipped, counted and described on the `error` topic.
+Queues are bounded: a camera keeps only the newest frame (stale ones are dropped and
+counted), reading queues drop their oldest entry when full (counted).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge import messages
+from edge.config import CameraConfig, SensorConfig, SeriesConfig
+from edge.frames import FrameSource, SourceError
+from edge.messages import Message, Topics
+from edge.readings import InvalidReading, parse_reading
+from edge.wrappers import AnomalyRule, AnomalyScorer, Classifier, Forecaster
+
+log = logging.getLogger(__name__)
+Send = Callable[[Message], None]
+END = object()  # end of a finite source: drain and stop
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    processed: int = 0
+    invalid: int = 0
+    dropped: int = 0
+    published: int = 0
+    source_errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Context:
+    """What every pipeline needs to publish: the topic layout, the device name and the sender."""
+
+    topics: Topics
+    device: str
+    send: Send
+
+    def report(self, component: str, reason: str, payload: bytes | str | None = None) -> None:
+        raw = payload.encode("utf-8", "replace") if isinstance(payload, str) else payload
+        self.send(messages.error(self.topics, self.device, component=component, reason=reason,
+                                 input_excerpt=messages.excerpt(raw) if raw is not None else None))
+
+
+class ReadingPipeline:
+    """Shared by sensors and series: a bounded queue of raw payloads and one worker thread."""
+
+    kind = "reading"
+
+    def __init__(self, name: str, ctx: Context, queue_size: int) -> None:
+        self.name, self.ctx = name, ctx
+        self.counters = Counters()
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.finished = threading.Event()
+        self.lock = threading.Lock()  # held while handling a reading; commands and reloads take it too
+        self.thread = threading.Thread(target=self._work, name=f"{self.kind}:{name}", daemon=True)
+
+    @property
+    def component(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def submit(self, payload: bytes | str) -> None:
+        """Called from the MQTT thread or a feed; never blocks: the oldest waiting reading gives way."""
+        self.counters.received += 1
+        while True:
+            try:
+                self.queue.put_nowait(payload)
+                return
+            except queue.Full:
+                try:
+                    self.queue.get_nowait()
+                    self.counters.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def end_of_input(self) -> None:
+        self.queue.put(END)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Drain what is queued (bounded by `timeout`), then stop the worker."""
+        self.queue.put(END)
+        self.thread.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            payload = self.queue.get()
+            if payload is END:
+                break
+            try:
+                with self.lock:
+                    self.handle(payload)
+                self.counters.processed += 1
+            except InvalidReading as exc:
+                self.counters.invalid += 1
+                log.info("%s: invalid reading: %s", self.component, exc)
+                self.ctx.report(self.component, f"invalid reading: {exc}", payload)
+            except Exception as exc:  # noqa: BLE001 - a bug on one reading must not stop the pipeline
+                self.counters.invalid += 1
+                log.exception("%s: failed on a reading", self.component)
+                self.ctx.report(self.component, f"internal error: {type(exc).__name__}: {exc}", payload)
+        self.finished.set()
+
+    def handle(self, payload: bytes | str) -> None:
+        raise NotImplementedError
+
+
+class SensorPipeline(ReadingPipeline):
+    """Readings -> autoencoder score -> k-of-n rule -> `anomaly` on every change and every anomalous reading."""
+
+    kind = "sensor"
+
+    def __init__(self, cfg: SensorConfig, scorer: AnomalyScorer, ctx: Context, queue_size: int) -> None:
+        super().__init__(cfg.name, ctx, queue_size)
+        self.scorer = scorer
+        threshold = cfg.threshold if cfg.threshold is not None else float(scorer.entry.postprocess["threshold"])
+        self.rule = AnomalyRule(threshold, cfg.debounce_k, cfg.debounce_n)
+        self.alerts = 0
+
+    def handle(self, payload: bytes | str) -> None:
+        reading = parse_reading(payload, expected=self.scorer.n_features)
+        score = self.scorer.score(np.asarray(reading.values, np.float32))
+        if score is None:
+            return
+        is_anomaly, changed = self.rule.update(score)
+        if is_anomaly or changed:
+            self.alerts += is_anomaly
+            self.ctx.send(messages.anomaly(
+                self.ctx.topics, self.ctx.device, self.scorer.ref, self.name, score=score,
+                threshold=self.rule.threshold, is_anomaly=is_anomaly, values=list(reading.values),
+                window=self.scorer.window, seq=self.counters.processed, changed=changed, reading_ts=reading.ts))
+            self.counters.published += 1
+
+
+class SeriesPipeline(ReadingPipeline):
+    """Readings -> one LSTM step (state carried and saved) -> `forecast` of the next value."""
+
+    kind = "series"
+
+    def __init__(self, cfg: SeriesConfig, forecaster: Forecaster, ctx: Context, queue_size: int) -> None:
+        super().__init__(cfg.name, ctx, queue_size)
+        self.forecaster = forecaster
+
+    def handle(self, payload: bytes | str) -> None:
+        reading = parse_reading(payload, expected=1)
+        value = self.forecaster.step(reading.values[0])
+        step = self.forecaster.step_index - 1
+        if value is not None:
+            self.ctx.send(messages.forecast(self.ctx.topics, self.ctx.device, self.forecaster.ref, self.name,
+                                            observed=reading.values[0], forecast_value=value, step=step,
+                                            reading_ts=reading.ts))
+            self.counters.published += 1
+
+    def reset(self) -> None:
+        with self.lock:
+            self.forecaster.reset()
+
+
+class CameraPipeline:
+    """A capture thread keeps the newest frame in a one-slot queue; the inference thread classifies it.
+
+    A slow model therefore never makes frames pile up: a frame replaced before it was
+    classified is dropped and counted. A dead camera is reopened with exponential backoff
+    (reported on `error`) while the other pipelines carry on.
+    """
+
+    def __init__(self, cfg: CameraConfig, source: FrameSource, classifier: Classifier, ctx: Context) -> None:
+        self.cfg, self.source, self.classifier, self.ctx = cfg, source, classifier, ctx
+        self.name = cfg.name
+        self.counters = Counters()
+        self.slot: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self.stop_event = threading.Event()
+        self.finished = threading.Event()
+        self.capture_thread = threading.Thread(target=self._capture, name=f"capture:{cfg.name}", daemon=True)
+        self.infer_thread = threading.Thread(target=self._infer, name=f"infer:{cfg.name}", daemon=True)
+
+    def start(self) -> None:
+        self.capture_thread.start()
+        self.infer_thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stop_event.set()
+        self.capture_thread.join(timeout)
+        self._offer(END)
+        self.infer_thread.join(timeout)
+        self.source.close()
+
+    def _offer(self, item: Any) -> None:
+        while True:
+            try:
+                self.slot.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    stale = self.slot.get_nowait()
+                    if stale is not END:
+                        self.counters.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _open_with_backoff(self) -> bool:
+        delay = 1.0
+        while not self.stop_event.is_set():
+            try:
+                self.source.open()
+                return True
+            except SourceError as exc:
+                self._source_failed(exc, delay)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, self.cfg.retry_max)
+        return False
+
+    def _source_failed(self, exc: Exception, delay: float) -> None:
+        self.counters.source_errors += 1
+        log.warning("camera %s: %s (retrying in %.0f s)", self.name, exc, delay)
+        self.ctx.report(f"camera/{self.name}", f"{exc}; retrying in {delay:.0f} s")
+
+    def _capture(self) -> None:
+        period = 1.0 / self.cfg.fps if self.cfg.fps > 0 else 0.0
+        if not self._open_with_backoff():
+            self._offer(END)
+            return
+        next_at = time.monotonic()
+        while not self.stop_event.is_set():
+            try:
+                frame = self.source.read()
+            except SourceError as exc:
+                self.source.close()
+                self._source_failed(exc, 1.0)
+                if not self._open_with_backoff():
+                    break
+                continue
+            except ValueError as exc:  # one undecodable frame: skip it
+                self.counters.invalid += 1
+                self.ctx.report(f"camera/{self.name}", f"undecodable frame: {exc}")
+                continue
+            if frame is None:
+                break
+            self.counters.received += 1
+            self._offer(frame)
+            if period:
+                next_at += period
+                self.stop_event.wait(max(0.0, next_at - time.monotonic()))
+        self._offer(END)
+
+    def _infer(self) -> None:
+        while True:
+            frame = self.slot.get()
+            if frame is END:
+                break
+            try:
+                result = self.classifier.classify(frame.image)
+            except ValueError as exc:
+                self.counters.invalid += 1
+                self.ctx.report(f"camera/{self.name}", f"frame {frame.seq} not usable: {exc}")
+                continue
+            self.counters.processed += 1
+            self.ctx.send(messages.classification(
+                self.ctx.topics, self.ctx.device, self.classifier.ref, self.name, label=result.label,
+                index=result.index, score=result.score, top_k=result.top_k, seq=frame.seq,
+                latency_ms=result.latency_ms, truth=frame.truth))
+            self.counters.published += 1
+        self.finished.set()

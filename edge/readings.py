@@ -1,0 +1,89 @@
+"""Parsing sensor and series readings from MQTT payloads, CSV lines or stdin.
+
+Accepted: a JSON object `{"ts": ..., "values": [...]}`, a bare JSON array `[...]`, a single
+JSON number, or a CSV line `1.0,2.5`. Anything else -- bytes that are not UTF-8, NaN or
+infinity, the wrong number of values, nested structures, oversized payloads -- raises
+`InvalidReading` with a reason a person can act on; the agent counts it, reports it on
+the `error` topic and keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+class InvalidReading(ValueError):
+    """A reading that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    values: tuple[float, ...]
+    ts: Any = None
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidReading(f"{where} is {type(value).__name__} {str(value)[:40]!r}, expected a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidReading(f"{where} is {value!r}; NaN and infinity are not readings")
+    return number
+
+
+def _parse_json(text: str) -> Reading:
+    try:
+        data = json.loads(text, parse_constant=lambda c: float(c))  # NaN/Infinity parsed, then refused below
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidReading(f"not valid JSON ({exc})") from None
+    ts = None
+    if isinstance(data, dict):
+        if "values" not in data:
+            raise InvalidReading(f"JSON object without 'values' (keys: {sorted(data)[:10]})")
+        ts, data = data.get("ts"), data["values"]
+        if ts is not None and not isinstance(ts, (str, int, float)):
+            raise InvalidReading(f"'ts' is {type(ts).__name__}, expected a string or a number")
+    if isinstance(data, (int, float)) and not isinstance(data, bool):
+        data = [data]
+    if not isinstance(data, list):
+        raise InvalidReading(f"'values' is {type(data).__name__}, expected a list of numbers")
+    return Reading(tuple(_number(v, f"value {i}") for i, v in enumerate(data)), ts)
+
+
+def _parse_csv(text: str) -> Reading:
+    cells = [c.strip() for c in text.strip().split(",")]
+    values = []
+    for i, cell in enumerate(cells):
+        try:
+            number = float(cell)
+        except ValueError:
+            raise InvalidReading(f"CSV cell {i} is {cell[:40]!r}, expected a number") from None
+        values.append(_number(number, f"CSV cell {i}"))
+    return Reading(tuple(values))
+
+
+def parse_reading(payload: bytes | str, expected: int | None = None) -> Reading:
+    """Parse one reading; `expected` is the number of values the model needs."""
+    if isinstance(payload, bytes):
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise InvalidReading(f"payload of {len(payload)} bytes is larger than {MAX_PAYLOAD_BYTES}")
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidReading(f"payload is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    else:
+        text = payload
+    text = text.strip()
+    if not text:
+        raise InvalidReading("empty payload")
+    reading = _parse_json(text) if text[0] in "[{" else _parse_csv(text)
+    if not reading.values:
+        raise InvalidReading("no values")
+    if expected is not None and len(reading.values) != expected:
+        raise InvalidReading(f"{len(reading.values)} values, the model expects {expected}")
+    return reading

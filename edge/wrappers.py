@@ -1,0 +1,205 @@
+"""Model wrappers: one interpreter each, pre/post-processing from the manifest.
+
+- `Classifier`: frames -> label, score, top-k.
+- `AnomalyScorer` + `AnomalyRule`: the model gives a score (reconstruction error); a separate
+  rule (threshold from the manifest, overridable, k-of-n debouncing) turns scores into alerts,
+  so the threshold can be changed at run time without touching the model.
+- `Forecaster`: owns the LSTM state (h, c) and the window of recent values; resets on command
+  and saves itself (see `edge.state`) so a restart continues the series.
+- `Generator`: noise -> images (synthetic camera, demo pictures).
+The quantize/dequantize with each tensor's scale and zero point happens in `TFLiteModel.run`.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.manifest import ModelEntry
+from edge.preprocess import frame_to_input
+from edge.runtime import TFLiteModel
+from edge.state import ForecasterState
+
+
+class LatencyWindow:
+    """The last N invoke latencies of one model, for the p50/p95 in `stats`."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self._values: collections.deque[float] = collections.deque(maxlen=size)
+        self.count = 0
+
+    def add(self, ms: float) -> None:
+        self._values.append(ms)
+        self.count += 1
+
+    def summary(self) -> dict[str, float | int]:
+        if not self._values:
+            return {"count": self.count}
+        values = np.fromiter(self._values, float)
+        return {"count": self.count, "p50_ms": round(float(np.percentile(values, 50)), 3),
+                "p95_ms": round(float(np.percentile(values, 95)), 3)}
+
+
+class ModelWrapper:
+    """Shared by all wrappers: the entry, the interpreter and the timing of its invokes."""
+
+    def __init__(self, entry: ModelEntry, model: TFLiteModel) -> None:
+        self.entry = entry
+        self.model = model
+        self.latency = LatencyWindow()
+
+    @property
+    def ref(self) -> dict[str, str]:
+        """How messages name the model: name and short sha256."""
+        return {"name": self.entry.name, "sha": self.entry.short_sha}
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        started = time.perf_counter()
+        out = self.model.run(feeds)
+        self.latency.add((time.perf_counter() - started) * 1000)
+        return out
+
+
+@dataclass(frozen=True)
+class Classification:
+    label: str
+    index: int
+    score: float
+    top_k: list[dict[str, Any]]
+    latency_ms: float
+
+
+class Classifier(ModelWrapper):
+    def __init__(self, entry: ModelEntry, model: TFLiteModel, invert: bool | None = None, top_k: int = 3) -> None:
+        super().__init__(entry, model)
+        self.labels: list[str] = list(entry.postprocess["labels"])
+        self.invert = invert
+        self.top_k = top_k
+
+    def classify(self, frame: np.ndarray) -> Classification:
+        started = time.perf_counter()
+        x = frame_to_input(frame, self.entry.preprocess, self.invert)
+        probs = self._run({self.entry.inputs[0].name: x})[self.entry.outputs[0].name][0]
+        order = np.argsort(-probs, kind="stable")[: self.top_k]  # ties (int8 outputs) -> lowest index, as argmax
+        top = [{"label": self.labels[i], "index": int(i), "score": round(float(probs[i]), 5)} for i in order]
+        best = int(order[0])
+        return Classification(self.labels[best], best, float(probs[best]), top,
+                              (time.perf_counter() - started) * 1000)
+
+
+class AnomalyScorer(ModelWrapper):
+    """Reconstruction MSE over the scaled features of the last `window` readings."""
+
+    def __init__(self, entry: ModelEntry, model: TFLiteModel) -> None:
+        super().__init__(entry, model)
+        pre = entry.preprocess
+        self.features: list[str] = list(pre["features"])
+        self.window = int(pre["window"])
+        self.offset = np.asarray(pre["offset"], np.float32)
+        self.scale = np.asarray(pre["scale"], np.float32)
+        self._recent: collections.deque[np.ndarray] = collections.deque(maxlen=self.window)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    def score(self, values: np.ndarray) -> float | None:
+        """Score one reading (None until `window` readings have arrived)."""
+        self._recent.append((np.asarray(values, np.float32) - self.offset) / self.scale)
+        if len(self._recent) < self.window:
+            return None
+        x = np.concatenate(list(self._recent)).reshape(self.entry.inputs[0].shape)
+        out = self._run({self.entry.inputs[0].name: x})[self.entry.outputs[0].name]
+        return float(np.mean((out.reshape(x.shape) - x) ** 2))
+
+
+@dataclass
+class AnomalyRule:
+    """score > threshold in at least k of the last n scores -> anomaly (k-of-n debouncing)."""
+
+    threshold: float
+    k: int = 1
+    n: int = 1
+    _history: collections.deque = field(default_factory=collections.deque, repr=False)
+    active: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= self.n:
+            raise ValueError(f"debounce needs 1 <= k <= n, got k={self.k}, n={self.n}")
+        self._history = collections.deque(maxlen=self.n)
+
+    def update(self, score: float) -> tuple[bool, bool]:
+        """Returns (is_anomaly, changed)."""
+        self._history.append(score > self.threshold)
+        now = sum(self._history) >= self.k
+        changed = now != self.active
+        self.active = now
+        return now, changed
+
+
+class Forecaster(ModelWrapper):
+    """One step of the LSTM per reading, carrying (h, c); state saved after each step."""
+
+    def __init__(self, entry: ModelEntry, model: TFLiteModel, state_path: Path | None = None) -> None:
+        super().__init__(entry, model)
+        pre, post = entry.preprocess, entry.postprocess
+        self.look_back = int(pre["look_back"])
+        self.offset, self.scale = float(pre["offset"]), float(pre["scale"])
+        self.out_offset, self.out_scale = float(post["offset"]), float(post["scale"])
+        spec = post["state"]
+        self.state_inputs: list[str] = list(spec["inputs"])
+        self.state_outputs: list[str] = list(spec["outputs"])
+        self.state_shape = tuple(spec["shape"])
+        self.initial = [np.asarray(v, np.float32).reshape(self.state_shape) for v in spec["initial"]]
+        self.x_name = pre.get("input", "x")
+        self.y_name = post.get("output", "y")
+        self.store = ForecasterState(state_path, entry.sha256) if state_path else None
+        self._cold()
+        saved = self.store.load() if self.store else None
+        if saved is not None:
+            self.state = [np.asarray(s, np.float32).reshape(self.state_shape) for s in saved.state]
+            self.window.extend(saved.window[-self.look_back:])
+            self.step_index = saved.step
+
+    def _cold(self) -> None:
+        self.state = [v.copy() for v in self.initial]
+        self.window: collections.deque[float] = collections.deque(maxlen=self.look_back)
+        self.step_index = 0
+
+    def reset(self) -> None:
+        """Start the series afresh (the `cmd/reset` command); the cleared state is saved at once."""
+        self._cold()
+        if self.store:
+            self.store.save(self.state, self.window, self.step_index)
+
+    def step(self, value: float) -> float | None:
+        """Feed one observed value; returns the forecast of the next one (None until the window is full)."""
+        self.window.append((float(value) - self.offset) / self.scale)
+        forecast = None
+        if len(self.window) == self.look_back:
+            feeds = {self.x_name: np.asarray(self.window, np.float32).reshape(1, self.look_back, 1)}
+            feeds.update({name: s for name, s in zip(self.state_inputs, self.state)})
+            out = self._run(feeds)
+            self.state = [out[name].reshape(self.state_shape) for name in self.state_outputs]
+            forecast = float(out[self.y_name].ravel()[0]) * self.out_scale + self.out_offset
+        self.step_index += 1
+        if self.store:
+            self.store.save(self.state, self.window, self.step_index)
+        return forecast
+
+
+class Generator(ModelWrapper):
+    def generate(self, noise: np.ndarray) -> np.ndarray:
+        """Noise (latent_dim,) -> uint8 image (H, W) with the manifest's pixel scaling."""
+        post = self.entry.postprocess
+        out = self._run({self.entry.inputs[0].name: noise.reshape(self.entry.inputs[0].shape)})
+        pixels = out[self.entry.outputs[0].name] * post["pixel_scale"] + post["pixel_offset"]
+        return np.clip(np.round(pixels), 0, 255).astype(np.uint8).reshape(post["height"], post["width"])
+
+
+WRAPPERS = {"classify": Classifier, "anomaly": AnomalyScorer, "forecast": Forecaster, "generate": Generator}

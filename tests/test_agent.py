@@ -1,0 +1,230 @@
+"""The agent end to end: a real mosquitto, the committed models, the agent in a TensorFlow-free subprocess."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from edge.manifest import read_manifest
+from edge.runtime import TFLiteModel
+from edge.wrappers import AnomalyRule, AnomalyScorer
+from tests.conftest import MODELS_DIR, ROOT
+from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, write_config
+from training.datasets.images import load_image_dataset
+from training.datasets.sensors import lecture_sensor_data
+from training.datasets.series import load_series
+from training.evaluation import classify
+
+MANIFEST = read_manifest(MODELS_DIR / "manifest.json")
+SCHEMAS = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.json")}
+BASE = "edgepipe/test"
+
+
+def validate(kind: str, payloads: list[dict]) -> None:
+    for payload in payloads:
+        jsonschema.validate(payload, SCHEMAS[kind], format_checker=jsonschema.FormatChecker())
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    b = Broker(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+def test_sensor_stream_alerts_only_when_the_line_goes_wrong(broker: Broker, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          '[[sensor]]\nname = "line1"\ndebounce_k = 2\ndebounce_n = 3\n')
+    collector = Collector(broker.port, [f"{BASE}/#"])
+    agent = AgentProcess(config)
+    try:
+        assert collector.wait_for(lambda: b"online" in collector.matching("/status"), 30), agent.output()
+        data = lecture_sensor_data()
+        clean = [json.dumps({"ts": i, "values": v.tolist()}) for i, v in enumerate(data.validation[:400])]
+        wrong = [json.dumps({"ts": 400 + i, "values": v.tolist()}) for i, v in enumerate(data.anomalous["wrong"][:40])]
+        publish(broker.port, f"{BASE}/sensors/line1/reading", clean)
+        assert collector.wait_for(lambda: any(s["pipelines"]["sensor/line1"]["processed"] >= 400
+                                              for s in collector.json("/stats")), 30), agent.output()
+        alerts_clean = [m for m in collector.json("/anomaly") if m["is_anomaly"]]
+        # the calibrated false-alert rate is ~0.5% per reading; with 2-of-3 debouncing far fewer
+        assert len(alerts_clean) <= 0.005 * 400 + 1
+        before = len(collector.json("/anomaly"))
+        publish(broker.port, f"{BASE}/sensors/line1/reading", wrong)
+        assert collector.wait_for(lambda: any(m["is_anomaly"] for m in collector.json("/anomaly")[before:]), 30)
+        new = collector.json("/anomaly")[before:]
+        first = next(m for m in new if m["is_anomaly"])
+        assert first["reading_ts"] - 400 < 3 + 5  # within the debounce window (+ the few wrong readings that
+        # happen to lie inside the clean band)
+        assert first["changed"] and first["threshold"] == pytest.approx(MANIFEST.get("autoencoder").postprocess[
+            "threshold"])
+        validate("anomaly", collector.json("/anomaly"))
+        validate("stats", collector.json("/stats"))
+    finally:
+        assert agent.stop() == 0
+        collector.close()
+
+
+def test_replayed_frames_are_classified_like_offline(broker: Broker, tmp_path: Path) -> None:
+    entry = MANIFEST.get("cnn")
+    data = load_image_dataset(entry.dataset)
+    frames, labels = data.x_test[:120], data.y_test[:120]
+    np.savez_compressed(tmp_path / "frames.npz", frames=frames, labels=labels, label_names=np.array(data.labels))
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          f'[[camera]]\nname = "cam0"\nsource = "replay:{tmp_path / "frames.npz"}"\nfps = 40\n')
+    collector = Collector(broker.port, [f"{BASE}/vision/#"])
+    agent = AgentProcess(config, "--until-done")
+    try:
+        assert agent.wait(60) == 0, agent.output()
+        got = collector.json("/class")
+        assert len(got) >= 100  # a few stale frames may be dropped, never piled up
+        validate("class", got)
+        offline = np.argmax(classify(TFLiteModel.from_entry(entry, MODELS_DIR), entry, frames), axis=1)
+        seqs = np.array([m["seq"] for m in got]) - 1
+        assert [m["index"] for m in got] == offline[seqs].tolist()
+        edge_accuracy = np.mean([m["label"] == m["truth"] for m in got])
+        assert edge_accuracy == pytest.approx(np.mean(offline[seqs] == labels[seqs]))
+    finally:
+        collector.close()
+
+
+def offline_forecasts(values: list[float]) -> list[float]:
+    """The step model stepped through the readings offline, as the edge should."""
+    entry = MANIFEST.get("lstm")
+    model = TFLiteModel.from_entry(entry, MODELS_DIR)
+    pre, post = entry.preprocess, entry.postprocess
+    window: list[float] = []
+    state = [np.zeros(post["state"]["shape"], np.float32) for _ in post["state"]["inputs"]]
+    out_values = []
+    for v in values:
+        window = (window + [(v - pre["offset"]) / pre["scale"]])[-pre["look_back"]:]
+        if len(window) < pre["look_back"]:
+            continue
+        out = model.run({"x": np.array(window, np.float32).reshape(1, -1, 1), "h": state[0], "c": state[1]})
+        state = [out["h_out"], out["c_out"]]
+        out_values.append(float(out["y"][0, 0]) * post["scale"] + post["offset"])
+    return out_values
+
+
+def test_forecasts_match_offline_and_survive_a_restart(broker: Broker, tmp_path: Path) -> None:
+    values = load_series("airline").values.tolist()[:60]
+    config = write_config(tmp_path / "agent.toml", broker.port, '[[series]]\nname = "airline"\n')
+    collector = Collector(broker.port, [f"{BASE}/forecast/#"])
+    topic = f"{BASE}/series/airline/reading"
+    agent = AgentProcess(config)
+    try:
+        collector.wait_for(lambda: False, 2)  # give the agent time to subscribe
+        publish(broker.port, topic, [str(v) for v in values[:30]])
+        assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) >= 26, 30), agent.output()
+    finally:
+        assert agent.stop() == 0
+    agent = AgentProcess(config)  # same state dir: continues the series
+    try:
+        collector.wait_for(lambda: False, 2)
+        publish(broker.port, topic, [json.dumps({"ts": f"m{i}", "values": [v]}) for i, v in enumerate(values[30:])])
+        assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) >= 56, 30), agent.output()
+    finally:
+        assert agent.stop() == 0
+        collector.close()
+    got = collector.json("/forecast/airline")
+    validate("forecast", got)
+    assert [m["step"] for m in got] == list(range(4, 60))
+    assert np.allclose([m["forecast"] for m in got], offline_forecasts(values), atol=1e-3)
+    assert [m["observed"] for m in got] == values[4:]
+
+
+def test_last_will_on_kill_and_offline_on_clean_stop(broker: Broker, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "agent.toml", broker.port, "")
+    config.write_text(config.read_text().replace("[mqtt]", "[mqtt]\nkeepalive = 5"))
+    collector = Collector(broker.port, [f"{BASE}/status"])
+    agent = AgentProcess(config)
+    assert collector.wait_for(lambda: collector.matching("/status")[-1:] == [b"online"], 30), agent.output()
+    agent.stop(signal.SIGKILL)
+    # the broker publishes the Last Will once it notices (at most 1.5 keepalives; a killed process's
+    # socket is closed by the kernel, so usually at once)
+    assert collector.wait_for(lambda: collector.matching("/status")[-1:] == [b"offline"], 15)
+    agent = AgentProcess(config)
+    assert collector.wait_for(lambda: collector.matching("/status")[-1:] == [b"online"], 30)
+    assert agent.stop(signal.SIGTERM) == 0
+    assert collector.wait_for(lambda: collector.matching("/status")[-1:] == [b"offline"], 5)
+    collector.close()
+    # and it is retained: a newcomer learns the agent is offline
+    late = Collector(broker.port, [f"{BASE}/status"])
+    assert late.wait_for(lambda: late.matching("/status") == [b"offline"], 5)
+    late.close()
+
+
+def test_alerts_raised_while_the_broker_is_down_arrive_after_it_returns(broker: Broker, tmp_path: Path) -> None:
+    data = lecture_sensor_data()
+    stream = tmp_path / "wrong.csv"
+    stream.write_text("x,y\n" + "\n".join(f"{x},{y}" for x, y in data.anomalous["wrong"][:300]) + "\n")
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          f'[[sensor]]\nname = "line1"\nsource = "csv:{stream}"\nrate = 50\n')
+    collector = Collector(broker.port, [f"{BASE}/sensors/#"], client_id="watcher", clean=False)
+    agent = AgentProcess(config, "--until-done")
+    try:
+        assert collector.wait_for(lambda: len(collector.matching("/anomaly")) >= 20, 30), agent.output()
+        broker.stop(kill=True)
+        time.sleep(2.5)  # the stream goes on: alerts pile up in the outbox
+        broker.start()
+        assert agent.wait(90) == 0, agent.output()
+        want = expected_alert_seqs(data.anomalous["wrong"][:300])
+        assert collector.wait_for(lambda: {m["seq"] for m in collector.json("/anomaly")} >= want, 30)
+    finally:
+        collector.close()
+    got = collector.json("/anomaly")
+    assert {m["seq"] for m in got} == expected_alert_seqs(data.anomalous["wrong"][:300])  # none missing
+    assert len({m["id"] for m in got}) == len({m["seq"] for m in got})  # a duplicate carries its original id
+
+
+def expected_alert_seqs(readings: np.ndarray) -> set[int]:
+    """Which readings the agent must publish (anomalous or a change), computed offline."""
+    entry = MANIFEST.get("autoencoder")
+    scorer = AnomalyScorer(entry, TFLiteModel.from_entry(entry, MODELS_DIR))
+    rule = AnomalyRule(float(entry.postprocess["threshold"]))
+    expected = set()
+    for seq, values in enumerate(readings):
+        is_anomaly, changed = rule.update(scorer.score(values))
+        if is_anomaly or changed:
+            expected.add(seq)
+    return expected
+
+
+def test_malformed_payloads_are_counted_reported_and_survived(broker: Broker, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          '[[sensor]]\nname = "line1"\n\n[[series]]\nname = "airline"\n')
+    collector = Collector(broker.port, [f"{BASE}/#"])
+    agent = AgentProcess(config)
+    bad = [b"\xff\xfe\x00", b"", b"[1.0]", b"[1.0, NaN]", b'{"values": [1, "x"]}', b"{not json", b"1,2,3",
+           b'{"ts": 1}', b"[[1, 2]]", b"[1e999, 0]", "[\u00e9]".encode(), b"x" * 70000]
+    try:
+        collector.wait_for(lambda: b"online" in collector.matching("/status"), 30)
+        collector.wait_for(lambda: False, 1)
+        publish(broker.port, f"{BASE}/sensors/line1/reading", bad)
+        publish(broker.port, f"{BASE}/series/airline/reading", [b"abc", b"[1, 2]", b"Infinity"])
+        publish(broker.port, f"{BASE}/cmd/threshold", [b"{bad", b'{"sensor": "nope", "threshold": 1}'])
+        assert collector.wait_for(lambda: len(collector.matching("/error")) >= len(bad) + 3, 30), agent.output()
+        errors = collector.json("/error")
+        validate("error", errors)
+        assert {e["component"] for e in errors} == {"sensor/line1", "series/airline"}
+        assert any("not UTF-8" in e["reason"] for e in errors) and any("NaN" in e["reason"] for e in errors)
+        assert any("1 values, the model expects 2" in e["reason"] for e in errors)
+        results = collector.json("/cmd/threshold/result")
+        assert [r["ok"] for r in results] == [False, False]
+        validate("command_result", results)
+        # still serving: a good reading is scored, a good command applied
+        publish(broker.port, f"{BASE}/cmd/threshold", [b'{"id": "r1", "sensor": "line1", "threshold": 1e-9}'])
+        publish(broker.port, f"{BASE}/sensors/line1/reading", [b"[0.5, 0.0]"])
+        assert collector.wait_for(lambda: len(collector.matching("/anomaly")) >= 1, 30)
+        assert collector.json("/cmd/threshold/result")[-1] == {**collector.json("/cmd/threshold/result")[-1],
+                                                               "ok": True, "request_id": "r1"}
+        assert collector.wait_for(lambda: any(s["pipelines"]["sensor/line1"]["invalid"] == len(bad)
+                                              for s in collector.json("/stats")), 10)
+    finally:
+        assert agent.stop() == 0
+        collector.close()

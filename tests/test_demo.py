@@ -1,0 +1,82 @@
+"""`make demo`'s program with a short duration: real figures, a complete report, nothing left running."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.manifest import read_manifest
+from edge.runtime import TFLiteModel
+from tests.conftest import MODELS_DIR, ROOT
+from tests.test_agent import offline_forecasts
+from tests.test_edge_isolation import no_tf_env
+from training.evaluation import classify
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run_demo(tmp_path: Path, broker: str) -> tuple[dict, Path, str]:
+    summary = tmp_path / "summary.json"
+    report = tmp_path / "report"
+    result = subprocess.run(
+        [sys.executable, "-m", "edge.demo", "--broker", broker, "--speed", "3", "--duration", "90", "--quiet",
+         "--report", str(report), "--summary-json", str(summary)],
+        env=no_tf_env(), cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(summary.read_text()), report, result.stdout
+
+
+class Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+def leftover_brokers() -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if "mosquitto" in line and "edgepipe-demo-" in line]
+
+
+def test_demo_with_its_own_mosquitto(tmp_path: Path) -> None:
+    summary, report, stdout = run_demo(tmp_path, "mosquitto")
+    assert "MQTT broker: mosquitto started on 127.0.0.1:" in stdout
+    assert "=== edgepipe demo: summary ===" in stdout
+    # every injected segment flagged
+    assert summary["segments_detected"] == len(summary["segments"]) == 4
+    assert summary["false_alerts"] <= 2
+    # the frames' accuracy is the int8 model's on those frames (computed offline, within a point)
+    with np.load(ROOT / "data" / "sample-frames.npz") as data:
+        frames, labels = data["frames"], data["labels"]
+    entry = read_manifest(MODELS_DIR / "manifest.json").get("cnn")
+    offline = np.mean(np.argmax(classify(TFLiteModel.from_entry(entry, MODELS_DIR), entry, frames), 1) == labels)
+    assert summary["frames_classified"] >= 250
+    assert abs(summary["frame_accuracy"] - offline) <= 0.01
+    # the forecast RMSE is the offline step model's on the same months
+    series = [float(line.split(",")[1]) for line in (ROOT / "data" / "airline-passengers.csv").read_text().split()[1:]]
+    forecasts = offline_forecasts(series)  # forecast k is made at month k + 4, for month k + 5
+    expected = float(np.sqrt(np.mean((np.array(forecasts[:-1]) - np.array(series[5:])) ** 2)))
+    assert summary["forecasts"] == len(series) - 4
+    assert summary["forecast_rmse"] == pytest.approx(expected, rel=1e-3)
+    # the report shows every plot
+    parser = Images()
+    parser.feed((report / "index.html").read_text())
+    assert sorted(parser.sources) == ["forecast.png", "frames.png", "gan.png", "sensor.png"]
+    assert all((report / src).read_bytes()[:8] == PNG for src in parser.sources)
+    assert leftover_brokers() == []
+
+
+def test_demo_with_the_embedded_broker(tmp_path: Path) -> None:
+    pytest.importorskip("amqtt", reason="the embedded broker needs amqtt (the demo extra installs it)")
+    summary, _, stdout = run_demo(tmp_path, "embedded")
+    assert "an embedded amqtt broker" in stdout
+    assert summary["segments_detected"] == 4 and summary["forecasts"] == 140

@@ -1,0 +1,231 @@
+"""Edge building blocks without a broker: readings, config, outbox, state, preprocessing, messages."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from edge import messages
+from edge.config import ConfigError, load_config, parse_config
+from edge.outbox import Outbox
+from edge.preprocess import frame_to_input, resize_bilinear, to_grayscale
+from edge.readings import InvalidReading, parse_reading
+from edge.state import ForecasterState
+from edge.wrappers import AnomalyRule
+from tests.conftest import ROOT
+
+SCHEMAS = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.json")}
+
+
+# --- readings ------------------------------------------------------------------------------
+@pytest.mark.parametrize("payload, values, ts", [
+    (b'{"ts": "2026-01-01T00:00:00Z", "values": [0.5, -0.25]}', (0.5, -0.25), "2026-01-01T00:00:00Z"),
+    (b"[0.5, -0.25]", (0.5, -0.25), None),
+    (b" 0.5 , -0.25\n", (0.5, -0.25), None),
+    (b"112", (112.0,), None),
+    ("[1, 2]", (1.0, 2.0), None),
+])
+def test_accepted_reading_formats(payload, values, ts) -> None:
+    reading = parse_reading(payload)
+    assert reading.values == values and reading.ts == ts
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (b"\xff\xfe", "not UTF-8"), (b"", "empty payload"), (b"   ", "empty payload"),
+    (b"[1, NaN]", "NaN and infinity"), (b"[1e999]", "NaN and infinity"), (b"1,inf", "NaN and infinity"),
+    (b'{"values": [1, "x"]}', "value 1 is str"), (b'{"values": [true]}', "value 0 is bool"),
+    (b'{"ts": 1}', "without 'values'"), (b'{"values": 5, "ts": [1]}', "'ts' is list"),
+    (b"[[1, 2]]", "value 0 is list"), (b"{oops", "not valid JSON"), (b"1,abc", "CSV cell 1"),
+    (b"[]", "no values"), (b"x" * 70000, "larger than"), (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
+])
+def test_rejected_readings_say_why(payload, reason) -> None:
+    with pytest.raises(InvalidReading, match=reason):
+        parse_reading(payload)
+
+
+def test_wrong_length_is_rejected() -> None:
+    with pytest.raises(InvalidReading, match="3 values, the model expects 2"):
+        parse_reading(b"[1, 2, 3]", expected=2)
+
+
+# --- config --------------------------------------------------------------------------------
+def test_example_config_is_valid_and_documented() -> None:
+    path = ROOT / "deploy" / "agent.example.toml"
+    config = load_config(path)
+    assert config.base_topic == f"edgepipe/{config.device_id}"
+    text = path.read_text()
+    # every key of every section is present (commented or not) in the example
+    for key in ("device_id", "models_dir", "state_dir", "num_threads", "stats_interval", "queue_size", "host", "port",
+                "base_topic", "protocol", "username", "password_file", "tls", "ca_file", "cert_file", "key_file",
+                "reconnect_min", "reconnect_max", "discovery", "max_messages", "drop_policy", "source", "fps",
+                "invert", "debounce_k", "debounce_n", "threshold", "rate", "top_k", "retry_max", "keepalive"):
+        assert f"{key} =" in text, key
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"mqtt": {"port": "x"}}, "mqtt.port: expected an int, got 'x'"),
+    ({"mqtt": {"port": 70000}}, "mqtt.port: expected an integer from 1 to 65535, got 70000"),
+    ({"mqtt": {"prot": "5"}}, "mqtt.prot: unknown key"),
+    ({"mqtt": {"protocol": "4"}}, r"mqtt.protocol: expected one of \('3.1.1', '5'\)"),
+    ({"outbox": {"drop_policy": "random"}}, "outbox.drop_policy: expected one of"),
+    ({"sensor": [{"name": "a b"}]}, r"sensor\[0\].name: expected letters"),
+    ({"sensor": [{"name": "a", "debounce_k": 4, "debounce_n": 3}]}, r"sensor\[0\].debounce_k: expected at most"),
+    ({"camera": [{"name": "c"}]}, r"camera\[0\].source: missing \(required\)"),
+    ({"camera": {"name": "c"}}, r"camera: expected an array of tables"),
+    ({"stats_interval": 0}, "stats_interval: expected a number > 0"),
+    ({"series": [{"name": "s", "rate": -1}]}, r"series\[0\].rate: expected a number >= 0"),
+    ({"mqtt": {"tls": "yes"}}, "mqtt.tls: expected a bool"),
+    ({"device_id": "a/b"}, "device_id: expected letters"),
+])
+def test_invalid_config_names_key_and_expectation(data, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+def test_config_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+    (tmp_path / "bad.toml").write_text("device_id = ")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(tmp_path / "bad.toml")
+
+
+def test_overrides_and_password_file_and_redaction(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("s3cret\n")
+    config = parse_config({"mqtt": {"password_file": str(tmp_path / "pw"), "username": "agent"}},
+                          {"mqtt.port": 1884, "device_id": "pi7", "state_dir": None})
+    assert (config.mqtt.port, config.device_id, config.mqtt.password) == (1884, "pi7", "s3cret")
+    assert "s3cret" not in json.dumps(config.redacted())
+
+
+# --- outbox --------------------------------------------------------------------------------
+def test_outbox_keeps_order_across_reopen(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite")
+    seqs = [box.put(f"t/{i}", f"{i}".encode()) for i in range(5)]
+    box.ack(seqs[1])
+    box.close()
+    again = Outbox(tmp_path / "o.sqlite")
+    assert [m.payload for m in again.pending()] == [b"0", b"2", b"3", b"4"]
+    assert [m.payload for m in again.pending(after=seqs[2])] == [b"3", b"4"]
+
+
+def test_outbox_bound_drops_oldest_and_counts(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite", max_messages=3)
+    for i in range(5):
+        box.put("t", str(i).encode())
+    assert [m.payload for m in box.pending()] == [b"2", b"3", b"4"] and box.dropped == 2
+
+
+def test_outbox_bound_refuses_newest_and_counts(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite", max_messages=3, drop_policy="newest")
+    results = [box.put("t", str(i).encode()) for i in range(5)]
+    assert results[3:] == [None, None] and [m.payload for m in box.pending()] == [b"0", b"1", b"2"]
+    assert box.dropped == 2
+
+
+def test_corrupt_outbox_is_set_aside_not_fatal(tmp_path: Path) -> None:
+    (tmp_path / "o.sqlite").write_bytes(b"this is not a database" * 100)
+    box = Outbox(tmp_path / "o.sqlite")
+    assert box.recovered_from_corruption and len(box) == 0
+    assert list(tmp_path.glob("o.sqlite.corrupt-*"))
+    box.put("t", b"x")
+    assert len(box) == 1
+
+
+# --- forecaster state ----------------------------------------------------------------------
+def test_state_round_trip(tmp_path: Path) -> None:
+    store = ForecasterState(tmp_path / "s.json", "abc")
+    store.save([np.ones((1, 4)), np.zeros((1, 4))], [0.1, 0.2], 7)
+    saved = ForecasterState(tmp_path / "s.json", "abc").load()
+    assert saved.step == 7 and saved.window == [0.1, 0.2] and saved.state[0] == [[1.0] * 4]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "edit", "other_model"])
+def test_damaged_state_starts_cold_with_a_warning(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "s.json"
+    ForecasterState(path, "abc").save([np.ones((1, 4))], [0.1], 3)
+    if damage == "truncate":
+        path.write_text(path.read_text()[:40])
+    elif damage == "edit":
+        path.write_text(path.read_text().replace('"step": 3', '"step": 4'))
+    store = ForecasterState(path, "other" if damage == "other_model" else "abc")
+    assert store.load() is None and "starting cold" in store.warning
+    assert not path.exists() and list(tmp_path.glob("s.json.bad-*"))
+
+
+# --- anomaly rule --------------------------------------------------------------------------
+def test_k_of_n_debounce() -> None:
+    rule = AnomalyRule(threshold=1.0, k=2, n=3)
+    states = [rule.update(s) for s in [2.0, 0.5, 0.5, 2.0, 2.0, 0.1, 0.1, 0.1]]
+    assert [a for a, _ in states] == [False, False, False, False, True, True, False, False]
+    assert [c for _, c in states] == [False, False, False, False, True, False, True, False]
+
+
+# --- preprocessing -------------------------------------------------------------------------
+def test_frame_to_input_scales_resizes_and_inverts() -> None:
+    pre = {"height": 28, "width": 28, "invert": False, "pixel_offset": 0.0, "pixel_scale": 255.0}
+    rgb = np.zeros((56, 84, 3), np.uint8)
+    rgb[:, :42] = 255
+    x = frame_to_input(rgb, pre)
+    assert x.shape == (1, 28, 28, 1) and x.dtype == np.float32
+    assert np.allclose(x[0, :, :13, 0], 1.0) and np.allclose(x[0, :, 15:, 0], 0.0)
+    assert np.allclose(frame_to_input(rgb, pre, invert=True), 1.0 - x)
+    assert np.allclose(frame_to_input(rgb, {**pre, "invert": True}), 1.0 - x)
+
+
+def test_resize_identity_and_grayscale_weights() -> None:
+    image = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert resize_bilinear(image, 3, 4) is image
+    assert to_grayscale(np.full((2, 2, 3), [255, 0, 0], np.uint8))[0, 0] == pytest.approx(0.299 * 255)
+    with pytest.raises(ValueError, match="not an image"):
+        to_grayscale(np.zeros((2, 2, 5)))
+
+
+# --- messages ------------------------------------------------------------------------------
+def test_built_messages_follow_their_schemas() -> None:
+    topics = messages.Topics("edgepipe/pi1")
+    model = {"name": "autoencoder", "sha": "0123456789ab"}
+    built = {
+        "anomaly": messages.anomaly(topics, "pi1", model, "line1", score=0.1, threshold=0.01, is_anomaly=True,
+                                    values=[0.5, 0.1], window=1, seq=3, changed=True, reading_ts=12),
+        "forecast": messages.forecast(topics, "pi1", model, "airline", observed=112.0, forecast_value=118.5, step=5),
+        "class": messages.classification(topics, "pi1", model, "cam0", label="Bag", index=8, score=0.9,
+                                         top_k=[{"label": "Bag", "index": 8, "score": 0.9}], seq=1, latency_ms=0.3),
+        "error": messages.error(topics, "pi1", component="sensor/line1", reason="bad", input_excerpt="x"),
+        "command_result": messages.command_result(topics, "pi1", "reset", ok=True, request_id="7", reset=["a"]),
+    }
+    for kind, message in built.items():
+        jsonschema.validate(json.loads(message.payload), SCHEMAS[kind], format_checker=jsonschema.FormatChecker())
+    assert built["anomaly"].topic == "edgepipe/pi1/sensors/line1/anomaly" and built["anomaly"].qos == 1
+    assert built["class"].qos == 0 and built["forecast"].topic == "edgepipe/pi1/forecast/airline"
+    a, b = (json.loads(messages.anomaly(topics, "pi1", model, "s", score=1, threshold=1, is_anomaly=True, values=[1],
+                                        window=1, seq=1, changed=False).payload)["id"] for _ in range(2))
+    assert a != b  # unique ids for de-duplication
+
+
+def test_status_is_retained_and_plain() -> None:
+    online = messages.status(messages.Topics("edgepipe/pi1"), online=True)
+    assert (online.topic, online.payload, online.qos, online.retain) == ("edgepipe/pi1/status", b"online", 1, True)
+
+
+def test_home_assistant_discovery() -> None:
+    topics = messages.Topics("edgepipe/pi1")
+    msgs = messages.ha_discovery("homeassistant", topics, "pi1", ["cam0"], ["line1"], ["airline"])
+    by_topic = {m.topic: json.loads(m.payload) for m in msgs}
+    anomaly = by_topic["homeassistant/binary_sensor/edgepipe_pi1/line1_anomaly/config"]
+    assert anomaly["state_topic"] == "edgepipe/pi1/sensors/line1/anomaly"
+    assert anomaly["availability_topic"] == "edgepipe/pi1/status" and anomaly["device_class"] == "problem"
+    assert by_topic["homeassistant/sensor/edgepipe_pi1/airline_forecast/config"]["value_template"] == \
+        "{{ value_json.forecast }}"
+    assert "homeassistant/sensor/edgepipe_pi1/cam0_class/config" in by_topic
+    assert all(m.retain for m in msgs) and len({c["unique_id"] for c in by_topic.values()}) == 3
+
+
+def test_excerpt_is_bounded_and_printable() -> None:
+    assert messages.excerpt(b"\xff" * 500).endswith("...") and len(messages.excerpt(b"a" * 500)) == 203
+    assert math.isclose(len(messages.excerpt(b"abc")), 3)

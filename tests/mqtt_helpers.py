@@ -4,7 +4,6 @@ a collecting subscriber, and the agent as a subprocess on a Pi-like Python (no T
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket

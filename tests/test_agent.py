@@ -169,7 +169,7 @@ def test_alerts_raised_while_the_broker_is_down_arrive_after_it_returns(broker: 
     agent = AgentProcess(config, "--until-done")
     try:
         assert collector.wait_for(lambda: len(collector.matching("/anomaly")) >= 20, 30), agent.output()
-        broker.stop(kill=True)
+        broker.stop()  # SIGTERM: mosquitto saves its sessions (a SIGKILL is issue-6 territory)
         time.sleep(2.5)  # the stream goes on: alerts pile up in the outbox
         broker.start()
         assert agent.wait(90) == 0, agent.output()
@@ -228,3 +228,119 @@ def test_malformed_payloads_are_counted_reported_and_survived(broker: Broker, tm
     finally:
         assert agent.stop() == 0
         collector.close()
+
+
+def test_dead_camera_is_retried_while_the_other_pipelines_serve(broker: Broker, tmp_path: Path) -> None:
+    folder = tmp_path / "camera"  # not there yet: the camera is "unplugged"
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          f'[[camera]]\nname = "cam0"\nsource = "folder:{folder}"\nfps = 20\nretry_max = 1\n\n'
+                          '[[sensor]]\nname = "line1"\n')
+    collector = Collector(broker.port, [f"{BASE}/#"])
+    agent = AgentProcess(config)
+    try:
+        assert collector.wait_for(lambda: any(e["component"] == "camera/cam0" for e in collector.json("/error")), 30)
+        assert "image folder not found; retrying" in collector.json("/error")[0]["reason"]
+        publish(broker.port, f"{BASE}/sensors/line1/reading", ["[0.5, 0.0]", "[0.5, 0.0]"])
+        assert collector.wait_for(lambda: any(s["pipelines"]["sensor/line1"]["processed"] == 2
+                                              for s in collector.json("/stats")), 30)
+        frames = load_image_dataset(MANIFEST.get("cnn").dataset).x_test[:3]
+        folder.mkdir()  # plugged in again
+        for i, frame in enumerate(frames):
+            np.save(folder / f"{i}.npy", frame)
+        (folder / "3.png").write_bytes(b"not a png")
+        assert collector.wait_for(lambda: len(collector.matching("/class")) >= 3, 30), agent.output()
+        assert collector.wait_for(lambda: any("undecodable frame" in e["reason"] for e in collector.json("/error")),
+                                  30)
+    finally:
+        assert agent.stop() == 0
+        collector.close()
+
+
+def corrupt_copy(tmp_path: Path, damage: str) -> Path:
+    models = tmp_path / "models"
+    models.mkdir()
+    for path in MODELS_DIR.iterdir():
+        (models / path.name).write_bytes(path.read_bytes())
+    if damage == "truncated":
+        data = (models / "autoencoder.tflite").read_bytes()
+        (models / "autoencoder.tflite").write_bytes(data[: len(data) // 2])
+    elif damage == "missing":
+        (models / "autoencoder.tflite").unlink()
+    elif damage == "wrong_tensors":  # a valid model, the wrong one: the hash is updated, the tensors are not
+        manifest = json.loads((models / "manifest.json").read_text())
+        (models / "autoencoder.tflite").write_bytes((models / "lstm.tflite").read_bytes())
+        entry = manifest["models"]["autoencoder"]
+        from edge.manifest import sha256_file
+
+        entry["sha256"] = sha256_file(models / "autoencoder.tflite")
+        entry["size_bytes"] = (models / "autoencoder.tflite").stat().st_size
+        (models / "manifest.json").write_text(json.dumps(manifest))
+    elif damage == "missing_field":
+        manifest = json.loads((models / "manifest.json").read_text())
+        del manifest["models"]["autoencoder"]["postprocess"]["threshold"]
+        (models / "manifest.json").write_text(json.dumps(manifest))
+    return models
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncated", r"autoencoder\.tflite: sha256 mismatch for model 'autoencoder'"),
+    ("missing", r"autoencoder\.tflite: model file of 'autoencoder' is missing"),
+    ("wrong_tensors",
+     r"autoencoder\.tflite: input tensors \['c', 'h', 'x'\] do not match the manifest's \['reading'\]"),
+    ("missing_field", r"model 'autoencoder'.postprocess: missing field\(s\) 'threshold'"),
+])
+def test_agent_refuses_to_start_on_bad_models(tmp_path: Path, damage: str, message: str) -> None:
+    models = corrupt_copy(tmp_path, damage)
+    config = write_config(tmp_path / "agent.toml", 1, '[[sensor]]\nname = "line1"\n', models_dir=models)
+    agent = AgentProcess(config)
+    assert agent.wait(60) == 2
+    import re
+
+    assert re.search(message, agent.output()), agent.output()
+
+
+def test_check_prints_runtime_and_tensors(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_edge_isolation import no_tf_env
+
+    config = write_config(tmp_path / "agent.toml", 1883, '[[sensor]]\nname = "line1"\n\n[[series]]\nname = "s"\n')
+    result = subprocess.run([sys.executable, "-m", "edge", "check", "--config", str(config)], env=no_tf_env(),
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "runtime: ai_edge_litert" in result.stdout
+    assert "line1: model autoencoder (anomaly, int8" in result.stdout and "verified" in result.stdout
+    assert "    in  reading: int8[1, 2] scale" in result.stdout and "    out y: int16[1, 1]" in result.stdout
+
+
+def test_commands_reset_reload_and_discovery(broker: Broker, tmp_path: Path) -> None:
+    values = load_series("airline").values.tolist()[:20]
+    config = write_config(tmp_path / "agent.toml", broker.port, '[[series]]\nname = "airline"\n')
+    collector = Collector(broker.port, [f"{BASE}/#", "homeassistant/#"])
+    agent = AgentProcess(config)
+    topic = f"{BASE}/series/airline/reading"
+    try:
+        assert collector.wait_for(lambda: any("airline_forecast" in t for t, _, _ in collector.messages), 30)
+        publish(broker.port, topic, [str(v) for v in values[:10]])
+        assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) == 6, 30)
+        publish(broker.port, f"{BASE}/cmd/reset", [b'{"id": "x1", "series": "airline"}'])
+        assert collector.wait_for(lambda: len(collector.matching("/cmd/reset/result")) == 1, 30)
+        assert collector.json("/cmd/reset/result")[0]["ok"] and collector.json("/cmd/reset/result")[0][
+            "request_id"] == "x1"
+        publish(broker.port, topic, [str(v) for v in values[10:]])
+        assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) == 12, 30)
+        publish(broker.port, f"{BASE}/cmd/reload", [b'{"id": "x2"}'])
+        publish(broker.port, f"{BASE}/cmd/dance", [b'{"id": "x3"}'])
+        assert collector.wait_for(lambda: len(collector.matching("/cmd/dance/result")) == 1, 30)
+        reload = collector.json("/cmd/reload/result")[0]
+        assert reload["ok"] and reload["models"]["lstm"] == MANIFEST.get("lstm").short_sha
+        assert collector.json("/cmd/dance/result")[0]["error"].startswith("unknown command 'dance'")
+    finally:
+        assert agent.stop() == 0
+        collector.close()
+    after_reset = [m["forecast"] for m in collector.json("/forecast/airline")[6:]]
+    # after the reset the series starts cold: the same forecasts as a fresh run on the later readings
+    assert np.allclose(after_reset, offline_forecasts(values[10:]), atol=1e-3)
+    discovery = [json.loads(p) for t, p, r in collector.messages if t.startswith("homeassistant/")]
+    assert any(d["state_topic"] == f"{BASE}/forecast/airline" for d in discovery)

@@ -54,6 +54,9 @@ class LSTMConfig:
     look_back: int = 5
     epochs: int = 500
     train_fraction: float = 0.67
+    # int16 activations, int8 weights: int8 activations compound over the 5 unrolled steps and the
+    # carried state (2.7% of the output range off Keras after 500 epochs; int16x8 stays within 0.5%)
+    quantization: str = "int16x8"
     seed: int = 7  # the lecture's numpy.random.seed(7)
 
 

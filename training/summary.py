@@ -21,7 +21,9 @@ ROWS = [
     ("gan", "mean_abs_diff_vs_keras", "GAN int8 vs Keras pixels (mean abs, [-1,1])", "—", "{:.4f}"),
 ]
 FOOTNOTE = ("¹ The lecture gives the CNN's layers but no training recipe or accuracy; ~84% after one "
-            "epoch is what its network reaches on Fashion-MNIST here (Adam, batch 128).")
+            "epoch is what its network reaches on Fashion-MNIST here (Adam, batch 128).\n"
+            "² The quantized file the edge runs: full-integer int8, except the LSTM step model, which is "
+            "int16x8 (int8 weights, int16 activations; int8 activations drift over the unrolled steps).")
 
 
 def _fmt(fmt: str, value: object) -> str:
@@ -29,7 +31,7 @@ def _fmt(fmt: str, value: object) -> str:
 
 
 def results_table(manifest: Manifest) -> str:
-    lines = ["| metric | lecture | Keras | int8 TFLite | float32 TFLite |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| metric | lecture | Keras | int8 TFLite² | float32 TFLite |", "| --- | --- | --- | --- | --- |"]
     for model, key, label, lecture, fmt in ROWS:
         if model not in manifest.models:
             continue

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +80,7 @@ def run(cfg: LSTMConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskR
                                "initial": [[0.0] * cfg.units, [0.0] * cfg.units]},
                      "note": "forecast = y * scale + offset; feed h_out/c_out back as h/c on the next step"},
         dataset=series.name, training={"profile": profile, **dataclasses.asdict(cfg)},
-        quantization=os.environ.get("EDGEPIPE_LSTM_QUANT", "int8"),
+        quantization=cfg.quantization,
         parity_tolerance={"y": 0.02, "h_out": 0.02, "c_out": 0.02},
     )
     entries = export_both(request, out_dir, lambda: iter(feeds[n_train:]), evaluate, keras_metrics)
@@ -94,7 +93,7 @@ def run(cfg: LSTMConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskR
     pictures = [
         plots.training_curves(history.history, "stateful LSTM (MSE, scaled)", report_dir / "lstm_training.png"),
         plots.forecast(values, {"Keras stateful": (x_pos, unscale(keras_pred)),
-                                "int8 step model": (x_pos, unscale(forecasts[entries[0].file]))},
+                                f"{entries[0].variant} step model": (x_pos, unscale(forecasts[entries[0].file]))},
                        train_size, f"{series.name}: one-step forecasts", report_dir / "lstm_forecast.png"),
     ]
     figures = {"keras": keras_metrics, "int8": entries[0].metrics, "float32": entries[1].metrics}

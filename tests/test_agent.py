@@ -344,3 +344,31 @@ def test_commands_reset_reload_and_discovery(broker: Broker, tmp_path: Path) -> 
     assert np.allclose(after_reset, offline_forecasts(values[10:]), atol=1e-3)
     discovery = [json.loads(p) for t, p, r in collector.messages if t.startswith("homeassistant/")]
     assert any(d["state_topic"] == f"{BASE}/forecast/airline" for d in discovery)
+
+
+def test_stdin_series_and_the_readable_subscriber(broker: Broker, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_edge_isolation import no_tf_env
+
+    values = load_series("airline").values.tolist()[:12]
+    watcher = subprocess.Popen([sys.executable, "-m", "edge", "subscribe", "--port", str(broker.port),
+                                "--base", BASE], env=no_tf_env(), cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          '[[series]]\nname = "airline"\nsource = "stdin"\n', state_dir=tmp_path / "s")
+    config.write_text(config.read_text().replace("[mqtt]", "[mqtt]\ndiscovery = false"))
+    time.sleep(1.0)
+    agent = AgentProcess(config, "--until-done", stdin=subprocess.PIPE)
+    agent.proc.stdin.write("".join(f"{v}\n" for v in values).encode() + b"oops\n")
+    agent.proc.stdin.close()
+    assert agent.wait(60) == 0, agent.output()
+    time.sleep(1.0)
+    watcher.send_signal(signal.SIGINT)  # Ctrl-C, as a person would
+    out, _ = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0
+    lines = out.splitlines()
+    forecasts = [line for line in lines if " forecast airline step " in line]
+    assert forecasts and f"step 4: observed {values[4]:.1f}, next " in forecasts[0]
+    assert any("ERROR series/airline: invalid reading: CSV cell 0 is 'oops'" in line for line in lines)

@@ -6,7 +6,7 @@ PROFILE ?= default
 # tflite-runtime 2.14 (the runtime of older Pi images) needs numpy<2: it gets a venv of its own
 VENV_TFLITE ?= .venv-tflite214
 
-.PHONY: demo venv venv-edge venv-demo venv-tflite models table test lint clean
+.PHONY: demo venv venv-edge venv-demo venv-tflite models table test lint clean bench
 
 # The edge side end to end on shipped data: no TensorFlow, the committed models, a real broker.
 demo: venv-demo
@@ -46,6 +46,12 @@ $(VENV_TFLITE)/.installed:
 # Train and export all four models with the default profile (about 20-30 min on 2 cores).
 models: venv
 	$(BIN)/python -m training all --profile $(PROFILE)
+
+# Speed, size and memory into docs/benchmarks.md (edge part needs no TensorFlow; runs on a Pi too).
+bench: venv
+	-$(MAKE) --no-print-directory venv-tflite
+	$(BIN)/python -m edge.bench
+	$(BIN)/python -m training.bench
 
 table: venv
 	$(BIN)/python -m training table

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -52,7 +53,10 @@ class MqttLink:
         protocol = MQTTProtocolVersion.MQTTv5 if cfg.protocol == "5" else MQTTProtocolVersion.MQTTv311
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"edgepipe-{device_id}",
                                   protocol=protocol)
-        self.client.enable_logger(logging.getLogger("paho"))
+        paho_log = logging.getLogger(f"paho.{id(self):x}")  # one per link: its filter dies with it
+        # paho 2.2's network thread logs "Client is not connected" once between disconnect() and loop_stop()
+        paho_log.addFilter(lambda record: not (self._stopping and "not connected" in record.getMessage()))
+        self.client.enable_logger(paho_log)
         self.client.reconnect_delay_set(int(max(1, cfg.reconnect_min)), int(max(cfg.reconnect_min,
                                                                                  cfg.reconnect_max)))
         self.client.max_inflight_messages_set(INFLIGHT_WINDOW)
@@ -169,6 +173,13 @@ class MqttLink:
             return
         self.connects += 1
         self.last_error = None
+        sock = client.socket()
+        if sock is not None and hasattr(sock, "setsockopt"):
+            # small alerts must not wait for Nagle's algorithm (up to 40 ms with delayed ACKs)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
         log.info("MQTT connected to %s:%s (connection %d)", self.cfg.host, self.cfg.port, self.connects)
         for topic in self.handlers:
             client.subscribe(topic, qos=1)

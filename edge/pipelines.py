@@ -159,7 +159,10 @@ class SeriesPipeline(ReadingPipeline):
 
     def handle(self, payload: bytes | str) -> None:
         reading = parse_reading(payload, expected=1)
-        value = self.forecaster.step(reading.values[0])
+        try:
+            value = self.forecaster.step(reading.values[0])
+        except ValueError as exc:  # e.g. a value the series transform cannot take (log of <= 0)
+            raise InvalidReading(str(exc)) from None
         step = self.forecaster.step_index - 1
         if value is not None:
             self.ctx.send(messages.forecast(self.ctx.topics, self.ctx.device, self.forecaster.ref, self.name,

@@ -23,6 +23,7 @@ import numpy as np
 from edge.manifest import ModelEntry
 from edge.preprocess import frame_to_input
 from edge.runtime import TFLiteModel
+from edge.series import SeriesTransform
 from edge.state import ForecasterState
 
 
@@ -143,14 +144,18 @@ class AnomalyRule:
 
 
 class Forecaster(ModelWrapper):
-    """One step of the LSTM per reading, carrying (h, c); state saved after each step."""
+    """One LSTM step per reading, carrying (h, c); state and recent values saved after each step.
+
+    The readings go through the manifest's series transform (see `edge.series`): the model sees
+    `look_back` transformed features, which need `order` earlier values each, so forecasts start
+    once `order + look_back` readings have arrived.
+    """
 
     def __init__(self, entry: ModelEntry, model: TFLiteModel, state_path: Path | None = None) -> None:
         super().__init__(entry, model)
         pre, post = entry.preprocess, entry.postprocess
         self.look_back = int(pre["look_back"])
-        self.offset, self.scale = float(pre["offset"]), float(pre["scale"])
-        self.out_offset, self.out_scale = float(post["offset"]), float(post["scale"])
+        self.transform = SeriesTransform.from_manifest(pre)
         spec = post["state"]
         self.state_inputs: list[str] = list(spec["inputs"])
         self.state_outputs: list[str] = list(spec["outputs"])
@@ -163,12 +168,12 @@ class Forecaster(ModelWrapper):
         saved = self.store.load() if self.store else None
         if saved is not None:
             self.state = [np.asarray(s, np.float32).reshape(self.state_shape) for s in saved.state]
-            self.window.extend(saved.window[-self.look_back:])
+            self.window.extend(saved.window[-self.window.maxlen:])
             self.step_index = saved.step
 
     def _cold(self) -> None:
         self.state = [v.copy() for v in self.initial]
-        self.window: collections.deque[float] = collections.deque(maxlen=self.look_back)
+        self.window: collections.deque[float] = collections.deque(maxlen=self.transform.order + self.look_back)
         self.step_index = 0
 
     def reset(self) -> None:
@@ -178,15 +183,17 @@ class Forecaster(ModelWrapper):
             self.store.save(self.state, self.window, self.step_index)
 
     def step(self, value: float) -> float | None:
-        """Feed one observed value; returns the forecast of the next one (None until the window is full)."""
-        self.window.append((float(value) - self.offset) / self.scale)
+        """Feed one observed value; returns the forecast of the next one (None until enough history)."""
+        level = self.transform.level(value)  # raises ValueError (a bad reading) before anything changes
+        self.window.append(level)
         forecast = None
-        if len(self.window) == self.look_back:
-            feeds = {self.x_name: np.asarray(self.window, np.float32).reshape(1, self.look_back, 1)}
+        if len(self.window) == self.window.maxlen:
+            history = np.asarray(self.window)
+            feeds = {self.x_name: self.transform.features(history).reshape(1, self.look_back, 1)}
             feeds.update({name: s for name, s in zip(self.state_inputs, self.state)})
             out = self._run(feeds)
             self.state = [out[name].reshape(self.state_shape) for name in self.state_outputs]
-            forecast = float(out[self.y_name].ravel()[0]) * self.out_scale + self.out_offset
+            forecast = self.transform.invert(float(out[self.y_name].ravel()[0]), history)
         self.step_index += 1
         if self.store:
             self.store.save(self.state, self.window, self.step_index)

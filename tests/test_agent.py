@@ -13,13 +13,14 @@ import pytest
 
 from edge.manifest import read_manifest
 from edge.runtime import TFLiteModel
+from edge.series import SeriesTransform
 from edge.wrappers import AnomalyRule, AnomalyScorer
 from tests.conftest import MODELS_DIR, ROOT
 from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, write_config
 from training.datasets.images import load_image_dataset
 from training.datasets.sensors import lecture_sensor_data
 from training.datasets.series import load_series
-from training.evaluation import classify
+from training.evaluation import classify, forecaster_run
 
 MANIFEST = read_manifest(MODELS_DIR / "manifest.json")
 SCHEMAS = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.json")}
@@ -93,22 +94,18 @@ def test_replayed_frames_are_classified_like_offline(broker: Broker, tmp_path: P
         collector.close()
 
 
+def first_forecast_step() -> int:
+    """The reading after which the forecaster has enough history to forecast (0-based)."""
+    pre = MANIFEST.get("lstm").preprocess
+    return SeriesTransform.from_manifest(pre).order + pre["look_back"] - 1
+
+
 def offline_forecasts(values: list[float]) -> list[float]:
-    """The step model stepped through the readings offline, as the edge should."""
+    """The step model stepped through the readings offline: one forecast after each reading from
+    `first_forecast_step()` on, each for the month after it."""
     entry = MANIFEST.get("lstm")
-    model = TFLiteModel.from_entry(entry, MODELS_DIR)
-    pre, post = entry.preprocess, entry.postprocess
-    window: list[float] = []
-    state = [np.zeros(post["state"]["shape"], np.float32) for _ in post["state"]["inputs"]]
-    out_values = []
-    for v in values:
-        window = (window + [(v - pre["offset"]) / pre["scale"]])[-pre["look_back"]:]
-        if len(window) < pre["look_back"]:
-            continue
-        out = model.run({"x": np.array(window, np.float32).reshape(1, -1, 1), "h": state[0], "c": state[1]})
-        state = [out["h_out"], out["c_out"]]
-        out_values.append(float(out["y"][0, 0]) * post["scale"] + post["offset"])
-    return out_values
+    targets = np.arange(first_forecast_step() + 1, len(values) + 1)
+    return forecaster_run(TFLiteModel.from_entry(entry, MODELS_DIR).run, entry, np.asarray(values), targets)[1].tolist()
 
 
 def test_forecasts_match_offline_and_survive_a_restart(broker: Broker, tmp_path: Path) -> None:
@@ -120,22 +117,25 @@ def test_forecasts_match_offline_and_survive_a_restart(broker: Broker, tmp_path:
     try:
         collector.wait_for(lambda: False, 2)  # give the agent time to subscribe
         publish(broker.port, topic, [str(v) for v in values[:30]])
-        assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) >= 26, 30), agent.output()
+        first = first_forecast_step()
+        assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) >= 30 - first, 30), \
+            agent.output()
     finally:
         assert agent.stop() == 0
     agent = AgentProcess(config)  # same state dir: continues the series
     try:
         collector.wait_for(lambda: False, 2)
         publish(broker.port, topic, [json.dumps({"ts": f"m{i}", "values": [v]}) for i, v in enumerate(values[30:])])
-        assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) >= 56, 30), agent.output()
+        assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) >= 60 - first, 30), \
+            agent.output()
     finally:
         assert agent.stop() == 0
         collector.close()
     got = collector.json("/forecast/airline")
     validate("forecast", got)
-    assert [m["step"] for m in got] == list(range(4, 60))
-    assert np.allclose([m["forecast"] for m in got], offline_forecasts(values), atol=1e-3)
-    assert [m["observed"] for m in got] == values[4:]
+    assert [m["step"] for m in got] == list(range(first_forecast_step(), 60))
+    assert np.allclose([m["forecast"] for m in got], offline_forecasts(values), rtol=1e-5)
+    assert [m["observed"] for m in got] == values[first_forecast_step():]
 
 
 def test_last_will_on_kill_and_offline_on_clean_stop(broker: Broker, tmp_path: Path) -> None:
@@ -310,26 +310,27 @@ def test_check_prints_runtime_and_tensors(tmp_path: Path) -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "runtime: ai_edge_litert" in result.stdout
-    assert "line1: model autoencoder (anomaly, int8" in result.stdout and "verified" in result.stdout
-    assert "    in  reading: int8[1, 2] scale" in result.stdout and "    out y: int16[1, 1]" in result.stdout
+    assert "line1: model autoencoder (anomaly, int16x8" in result.stdout and "verified" in result.stdout
+    assert "    in  reading: int16[1, 2] scale" in result.stdout and "    out y: int16[1, 1]" in result.stdout
 
 
 def test_commands_reset_reload_and_discovery(broker: Broker, tmp_path: Path) -> None:
-    values = load_series("airline").values.tolist()[:20]
+    values = load_series("airline").values.tolist()[:60]
+    per_half = 30 - first_forecast_step()  # forecasts made from 30 readings
     config = write_config(tmp_path / "agent.toml", broker.port, '[[series]]\nname = "airline"\n')
     collector = Collector(broker.port, [f"{BASE}/#", "homeassistant/#"])
     agent = AgentProcess(config)
     topic = f"{BASE}/series/airline/reading"
     try:
         assert collector.wait_for(lambda: any("airline_forecast" in t for t, _, _ in collector.messages), 30)
-        publish(broker.port, topic, [str(v) for v in values[:10]])
-        assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) == 6, 30)
+        publish(broker.port, topic, [str(v) for v in values[:30]])
+        assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) == per_half, 30)
         publish(broker.port, f"{BASE}/cmd/reset", [b'{"id": "x1", "series": "airline"}'])
         assert collector.wait_for(lambda: len(collector.matching("/cmd/reset/result")) == 1, 30)
         assert collector.json("/cmd/reset/result")[0]["ok"] and collector.json("/cmd/reset/result")[0][
             "request_id"] == "x1"
-        publish(broker.port, topic, [str(v) for v in values[10:]])
-        assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) == 12, 30)
+        publish(broker.port, topic, [str(v) for v in values[30:]])
+        assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) == 2 * per_half, 30)
         publish(broker.port, f"{BASE}/cmd/reload", [b'{"id": "x2"}'])
         publish(broker.port, f"{BASE}/cmd/dance", [b'{"id": "x3"}'])
         assert collector.wait_for(lambda: len(collector.matching("/cmd/dance/result")) == 1, 30)
@@ -339,9 +340,9 @@ def test_commands_reset_reload_and_discovery(broker: Broker, tmp_path: Path) -> 
     finally:
         assert agent.stop() == 0
         collector.close()
-    after_reset = [m["forecast"] for m in collector.json("/forecast/airline")[6:]]
+    after_reset = [m["forecast"] for m in collector.json("/forecast/airline")[per_half:]]
     # after the reset the series starts cold: the same forecasts as a fresh run on the later readings
-    assert np.allclose(after_reset, offline_forecasts(values[10:]), atol=1e-3)
+    assert np.allclose(after_reset, offline_forecasts(values[30:]), rtol=1e-5)
     discovery = [json.loads(p) for t, p, r in collector.messages if t.startswith("homeassistant/")]
     assert any(d["state_topic"] == f"{BASE}/forecast/airline" for d in discovery)
 
@@ -352,7 +353,7 @@ def test_stdin_series_and_the_readable_subscriber(broker: Broker, tmp_path: Path
 
     from tests.test_edge_isolation import no_tf_env
 
-    values = load_series("airline").values.tolist()[:12]
+    values = load_series("airline").values.tolist()[:40]
     watcher = subprocess.Popen([sys.executable, "-m", "edge", "subscribe", "--port", str(broker.port),
                                 "--base", BASE], env=no_tf_env(), cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -370,5 +371,6 @@ def test_stdin_series_and_the_readable_subscriber(broker: Broker, tmp_path: Path
     assert watcher.returncode == 0
     lines = out.splitlines()
     forecasts = [line for line in lines if " forecast airline step " in line]
-    assert forecasts and f"step 4: observed {values[4]:.1f}, next " in forecasts[0]
+    first = first_forecast_step()
+    assert forecasts and f"step {first}: observed {values[first]:.1f}, next " in forecasts[0]
     assert any("ERROR series/airline: invalid reading: CSV cell 0 is 'oops'" in line for line in lines)

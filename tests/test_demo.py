@@ -14,7 +14,7 @@ import pytest
 from edge.manifest import read_manifest
 from edge.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT
-from tests.test_agent import offline_forecasts
+from tests.test_agent import first_forecast_step, offline_forecasts
 from tests.test_edge_isolation import no_tf_env
 from training.evaluation import classify
 
@@ -63,9 +63,10 @@ def test_demo_with_its_own_mosquitto(tmp_path: Path) -> None:
     assert abs(summary["frame_accuracy"] - offline) <= 0.01
     # the forecast RMSE is the offline step model's on the same months
     series = [float(line.split(",")[1]) for line in (ROOT / "data" / "airline-passengers.csv").read_text().split()[1:]]
-    forecasts = offline_forecasts(series)  # forecast k is made at month k + 4, for month k + 5
-    expected = float(np.sqrt(np.mean((np.array(forecasts[:-1]) - np.array(series[5:])) ** 2)))
-    assert summary["forecasts"] == len(series) - 4
+    first = first_forecast_step()
+    forecasts = offline_forecasts(series)  # made after reading `first` and later, each for the next month
+    expected = float(np.sqrt(np.mean((np.array(forecasts[:-1]) - np.array(series[first + 1:])) ** 2)))
+    assert summary["forecasts"] == len(series) - first
     assert summary["forecast_rmse"] == pytest.approx(expected, rel=1e-3)
     # the report shows every plot
     parser = Images()
@@ -79,4 +80,4 @@ def test_demo_with_the_embedded_broker(tmp_path: Path) -> None:
     pytest.importorskip("amqtt", reason="the embedded broker needs amqtt (the demo extra installs it)")
     summary, _, stdout = run_demo(tmp_path, "embedded")
     assert "an embedded amqtt broker" in stdout
-    assert summary["segments_detected"] == 4 and summary["forecasts"] == 140
+    assert summary["segments_detected"] == 4 and summary["forecasts"] == 144 - first_forecast_step()

@@ -89,3 +89,24 @@ def test_multi_input_model_is_calibrated_by_name(tmp_path: Path) -> None:
         postprocess={"offset": 0, "scale": 1, "state": {}}, dataset="random")
     entry = export_variant(request, "int8", tmp_path, lambda: iter(feeds[:16]), lambda tfl: {}, {})
     assert entry.input("big").scale > 0.5 and entry.input("small").scale < 0.01
+
+
+def test_compact_cnn_exports_with_batch_norm_folded(tmp_path: Path) -> None:
+    from training.models.cnn import build_compact_cnn
+
+    keras.utils.set_random_seed(0)
+    model = build_compact_cnn((28, 28, 1), 10)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    images = rng.random((256, 28, 28, 1)).astype(np.float32)
+    model.fit(images, rng.integers(0, 10, 256), epochs=1, verbose=0)  # moving statistics that are not 0/1
+    request = ExportRequest(
+        name="compact", task="classify", model=model, inputs={"image": (1, 28, 28, 1)}, outputs=["probabilities"],
+        representative=lambda: ({"image": x[None]} for x in images[:64]),
+        preprocess={"height": 28, "width": 28, "channels": 1, "invert": False, "pixel_offset": 0, "pixel_scale": 255},
+        postprocess={"labels": [str(i) for i in range(10)]}, dataset="random",
+        parity_tolerance={"probabilities": 0.2})  # an untrained net: near-uniform outputs, a tiny range
+    entry = export_variant(request, "int8", tmp_path, lambda: ({"image": x[None]} for x in images[64:96]),
+                           lambda tfl: {}, {})
+    assert "CONV_2D" in entry.export["ops"] and not any("BATCH_NORM" in op or op == "MUL" for op in entry.export["ops"])
+    assert entry.size_bytes < 1_000_000

@@ -22,13 +22,16 @@ MODELS = ("cnn", "autoencoder", "gan", "lstm")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
-    parser.add_argument("model", choices=[*MODELS, "all", "table"],
-                        help="which model to train and export; `table` prints the results table of --out")
+    parser.add_argument("model", choices=[*MODELS, "all", "table", "evaluate"],
+                        help="which model to train and export; `table` prints the results table of --out; "
+                        "`evaluate` measures every quality target on the files in --out")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="default",
                         help="lecture: the lecture's training; default: `make models`; quick: smoke runs")
     parser.add_argument("--dataset", help="cnn/gan: fashion_mnist[:DIR], mnist[:DIR], digits, folder:DIR; "
                         "lstm: airline or FILE.csv[:COLUMN]; autoencoder: lecture or FILE.csv[:COL1,COL2]")
     parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    parser.add_argument("--window", type=int, help="autoencoder: readings per sample (windowed mode for sensor CSVs)")
+    parser.add_argument("--normal-rows", type=int, help="autoencoder on a sensor CSV: the first N rows are normal")
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="where the .tflite files and manifest go")
     parser.add_argument("--report", type=Path, default=REPORT_DIR, help="where the pictures go")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -48,12 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.model == "table":
             print(results_table(read_manifest(manifest_path)))
             return 0
+        if args.model == "evaluate":
+            from training.quality import main as evaluate
+
+            return evaluate(["--out", str(args.out)])
         chosen = MODELS if args.model == "all" else (args.model,)
         if args.dataset and len(chosen) > 1:
             raise SystemExit("--dataset applies to one model at a time (e.g. `python -m training cnn --dataset mnist`)")
         manifest = load_or_new(manifest_path)
         for name in chosen:
-            cfg = get_config(args.profile, name, dataset=args.dataset, epochs=args.epochs)
+            extra = {"window": args.window, "normal_rows": args.normal_rows} if name == "autoencoder" else {}
+            if name != "autoencoder" and (args.window or args.normal_rows):
+                raise SystemExit("--window and --normal-rows apply to the autoencoder")
+            cfg = get_config(args.profile, name, dataset=args.dataset, epochs=args.epochs, **extra)
             task = importlib.import_module(f"training.tasks.{name}")
             started = time.monotonic()
             log.info("=== %s (%s profile): %s", name, args.profile, cfg)

@@ -14,6 +14,7 @@ import numpy as np
 
 from edge.manifest import ModelEntry
 from edge.runtime import TFLiteModel
+from edge.series import SeriesTransform
 
 
 def images_to_input(images: np.ndarray, pre: dict[str, Any]) -> np.ndarray:
@@ -50,51 +51,88 @@ def anomaly_metrics(errors: dict[str, np.ndarray], percentile: float, anomalous:
     return metrics
 
 
-def create_windows(series: np.ndarray, look_back: int) -> tuple[np.ndarray, np.ndarray]:
-    """The lecture's create_dataset, off-by-one included: (len - look_back - 1) windows."""
-    n = len(series) - look_back - 1
-    xs = [series[i:i + look_back] for i in range(n)]
-    ys = [series[i + look_back] for i in range(n)]
-    return np.asarray(xs, np.float32).reshape(-1, look_back, 1), np.asarray(ys, np.float32)
+LECTURE_LOOK_BACK = 5  # the lecture's window: it defines which months count as train and test targets
+
+
+def lecture_targets(n: int, train_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Months forecast in the lecture's protocol: its off-by-one windows drop each split's last month."""
+    return (np.arange(LECTURE_LOOK_BACK, train_size - 1),
+            np.arange(train_size + LECTURE_LOOK_BACK, n - 1))
+
+
+def forecast_targets(n: int, train_size: int, look_back: int, order: int, lecture_windows: bool) -> np.ndarray:
+    """The months a forecaster is asked for, in order. The lecture's model sees only the lecture's
+    windows (state carried from the train windows into the test windows); a transformed model steps
+    through every month, as on the edge, from the first month with enough history."""
+    if lecture_windows:
+        return np.concatenate(lecture_targets(n, train_size))
+    return np.arange(order + look_back, n)
+
+
+def series_windows(transform: SeriesTransform, values: np.ndarray, look_back: int,
+                   targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The model input window for each target (the look_back features before it) and the levels."""
+    levels = np.array([transform.level(v) for v in values])
+    features = transform.features(levels)  # features[j] belongs to month j + order
+    ends = targets - 1 - transform.order
+    windows = np.stack([features[e - look_back + 1:e + 1] for e in ends]).reshape(-1, look_back, 1)
+    return windows.astype(np.float32), levels
 
 
 def step_through(step: Callable[[dict], dict], windows: np.ndarray, units: int) -> tuple[np.ndarray, list[dict]]:
     """Run a step function (x, h, c) -> (y, h_out, c_out) over windows from a zero state."""
     h = np.zeros((1, units), np.float32)
     c = np.zeros((1, units), np.float32)
-    forecasts, feeds = [], []
+    outputs, feeds = [], []
     for window in windows:
         feed = {"x": window[None], "h": h, "c": c}
         out = step(feed)
         feeds.append(feed)
-        forecasts.append(float(np.asarray(out["y"]).ravel()[0]))
+        outputs.append(float(np.asarray(out["y"]).ravel()[0]))
         h, c = np.asarray(out["h_out"], np.float32), np.asarray(out["c_out"], np.float32)
-    return np.asarray(forecasts, np.float32), feeds
+    return np.asarray(outputs, np.float32), feeds
+
+
+def to_values(transform: SeriesTransform, outputs: np.ndarray, levels: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Model outputs (scaled features of the target months) -> forecast values."""
+    return np.array([transform.invert(y, levels[:t]) for y, t in zip(outputs, targets)])
 
 
 def rmse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
 
 
-def lecture_split(values: np.ndarray, look_back: int, train_fraction: float, low: float, high: float) -> dict:
-    """Scaled windows of the lecture's protocol: train = first int(fraction * n) points, test = the rest."""
-    scaled = (np.asarray(values, np.float32) - low) / (high - low)
-    train_size = int(len(scaled) * train_fraction)
-    train_x, train_y = create_windows(scaled[:train_size], look_back)
-    test_x, test_y = create_windows(scaled[train_size:], look_back)
-    return {"train_size": train_size, "train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y,
-            "windows": np.concatenate([train_x, test_x])}
-
-
-def forecast_rmse(pred_scaled: np.ndarray, split: dict, low: float, high: float) -> dict[str, float]:
-    """Train/test RMSE in the series' units for forecasts over split['windows']."""
-    n_train = len(split["train_x"])
-    unscale = lambda v: np.asarray(v) * (high - low) + low  # noqa: E731
-    return {"train_rmse": rmse(unscale(pred_scaled[:n_train]), unscale(split["train_y"])),
-            "test_rmse": rmse(unscale(pred_scaled[n_train:]), unscale(split["test_y"]))}
+def forecast_metrics(values: np.ndarray, targets: np.ndarray, forecasts: np.ndarray, train_size: int) -> dict:
+    """RMSE on the lecture's train and test months (those forecast), MAPE on the last 36 months."""
+    by_month = dict(zip(targets.tolist(), forecasts.tolist()))
+    train, test = lecture_targets(len(values), train_size)
+    train = np.array([t for t in train if t in by_month])
+    metrics = {"train_rmse": rmse([by_month[t] for t in train], values[train]),
+               "test_rmse": rmse([by_month[t] for t in test], values[test]),
+               "train_months": f"{int(train[0])}-{int(train[-1])}", "test_months": f"{int(test[0])}-{int(test[-1])}"}
+    last36 = np.arange(len(values) - 36, len(values))
+    if all(t in by_month for t in last36):
+        metrics["mape_last36"] = float(np.mean(np.abs(np.array([by_month[t] for t in last36]) - values[last36])
+                                               / values[last36]) * 100)
+    return metrics
 
 
 def generated_images(samples: np.ndarray, post: dict[str, Any]) -> np.ndarray:
     """Generator output -> uint8 images, with the manifest's pixel scaling."""
     pixels = np.asarray(samples) * post["pixel_scale"] + post["pixel_offset"]
     return np.clip(np.round(pixels), 0, 255).astype(np.uint8).reshape(-1, post["height"], post["width"])
+
+
+def forecaster_run(run: Callable[[dict], dict], entry: ModelEntry, values: np.ndarray,
+                   targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Forecasts of a step model (`run` = TFLiteModel.run or a Keras call) for `targets` (default: the
+    manifest's protocol), from a zero state; returns (targets, forecast values)."""
+    pre, cfg = entry.preprocess, entry.training
+    transform = SeriesTransform.from_manifest(pre)
+    n = len(values)
+    if targets is None:
+        lecture = not transform.log and not transform.differences
+        targets = forecast_targets(n, int(n * cfg["train_fraction"]), pre["look_back"], transform.order, lecture)
+    windows, levels = series_windows(transform, np.asarray(values, np.float64), pre["look_back"], targets)
+    out, _ = step_through(run, windows, entry.postprocess["state"]["shape"][1])
+    return targets, to_values(transform, out, levels, targets)

@@ -72,12 +72,12 @@ def load_sensor_csv(path: Path | str, columns: list[str] | None = None, normal_r
     return SensorData(Path(path).stem, names, normal[:-n_val], normal[-n_val:], anomalous)
 
 
-def load_sensors(spec: str) -> SensorData:
-    """`lecture` or `PATH.csv[:COL1,COL2,...]`."""
+def load_sensors(spec: str, normal_rows: int | None = None) -> SensorData:
+    """`lecture` or `PATH.csv[:COL1,COL2,...]` (the first `normal_rows` rows are the normal period)."""
     if spec == "lecture":
         return lecture_sensor_data()
     path, _, cols = spec.partition(":")
-    return load_sensor_csv(path, cols.split(",") if cols else None)
+    return load_sensor_csv(path, cols.split(",") if cols else None, normal_rows=normal_rows)
 
 
 def injected_stream(segments: list[tuple[str, int, int]], length: int, seed: int) -> tuple[np.ndarray, list[str]]:

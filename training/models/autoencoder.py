@@ -15,14 +15,17 @@ import keras
 from keras import layers
 
 
-def build_autoencoder(features: int = 2, code_units: int | None = None) -> keras.Model:
-    """tanh output, as in the lecture, so inputs must be scaled into [-1, 1]."""
+def build_autoencoder(features: int = 2, code_units: int | None = None,
+                      hidden: tuple[int, int] = (32, 16)) -> keras.Model:
+    """tanh output, as in the lecture, so inputs must be scaled into [-1, 1]. `hidden` are the encoder's
+    widths (the lecture's 32, 16); the decoder mirrors them."""
+    outer, inner = hidden
     inputs = keras.Input(shape=(features,), name="reading")
-    x = layers.Dense(32, activation="relu")(inputs)
-    x = layers.Dense(16, activation="relu")(x)
+    x = layers.Dense(outer, activation="relu")(inputs)
+    x = layers.Dense(inner, activation="relu")(x)
     if code_units:
         x = layers.Dense(code_units, name="code")(x)
-        x = layers.Dense(16, activation="relu")(x)
-    x = layers.Dense(32, activation="relu")(x)
+        x = layers.Dense(inner, activation="relu")(x)
+    x = layers.Dense(outer, activation="relu")(x)
     outputs = layers.Dense(features, activation="tanh")(x)
     return keras.Model(inputs, outputs, name="autoencoder" if not code_units else f"autoencoder_code{code_units}")

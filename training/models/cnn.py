@@ -27,4 +27,24 @@ def build_lecture_cnn(input_shape: tuple[int, int, int] = (28, 28, 1), num_class
     return model
 
 
-ARCHITECTURES = {"lecture": build_lecture_cnn}
+def build_compact_cnn(input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10) -> keras.Model:
+    """Two VGG-style blocks of 3x3 convolutions with batch norm, then a small dense head.
+
+    About 18.7 million multiply-accumulates per 28x28 frame and ~0.45 MB as int8 (the lecture's:
+    ~14 M and ~0.57 MB), but the 3x3 pairs see as far as a 5x5 with fewer weights, batch norm
+    (folded into the convolutions at export) trains faster, and the dense head is 8x smaller.
+    """
+    def block(filters: int) -> list:
+        return [layers.Conv2D(filters, 3, padding="same", use_bias=False), layers.BatchNormalization(),
+                layers.ReLU(), layers.Conv2D(filters, 3, padding="same", use_bias=False),
+                layers.BatchNormalization(), layers.ReLU(), layers.MaxPooling2D(2)]
+
+    return keras.Sequential(
+        [keras.Input(shape=input_shape, name="image"), *block(32), *block(64), layers.Flatten(),
+         layers.Dropout(0.3), layers.Dense(128, activation="relu"), layers.Dropout(0.3),
+         layers.Dense(num_classes, activation="softmax")],
+        name="cnn_compact",
+    )
+
+
+ARCHITECTURES = {"lecture": build_lecture_cnn, "compact": build_compact_cnn}

@@ -44,40 +44,52 @@ def scaling(data: SensorData) -> tuple[np.ndarray, np.ndarray]:
     return offset.astype(np.float32), scale.astype(np.float32)
 
 
+def windows(rows: np.ndarray, size: int) -> np.ndarray:
+    """Every run of `size` consecutive rows, flattened oldest first: the edge's AnomalyScorer order."""
+    if size == 1:
+        return rows
+    return np.stack([rows[i:i + size].reshape(-1) for i in range(len(rows) - size + 1)])
+
+
 def run(cfg: AutoencoderConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskResult:
     set_seed(cfg.seed)
-    data = load_sensors(cfg.dataset)
+    data = load_sensors(cfg.dataset, cfg.normal_rows)
     offset, scale = scaling(data)
     sets = {"clean": data.train, "test": data.validation, **data.anomalous}
-    scaled = {k: (v - offset) / scale for k, v in sets.items()}
-    model = build_autoencoder(data.train.shape[1], cfg.code_units)
-    optimizer = keras.optimizers.SGD(cfg.learning_rate) if cfg.optimizer == "sgd" else keras.optimizers.Adam(
-        cfg.learning_rate)
+    scaled = {k: windows((v - offset) / scale, cfg.window) for k, v in sets.items() if len(v) >= cfg.window}
+    width = scaled["clean"].shape[1]
+    code = cfg.code_units if cfg.code_units != 0 else max(1, width // 4)
+    model = build_autoencoder(width, code, tuple(cfg.hidden))
+    steps = cfg.epochs * int(np.ceil(len(scaled["clean"]) / cfg.batch_size))
+    rate = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps) if cfg.cosine_decay else cfg.learning_rate
+    optimizer = keras.optimizers.SGD(rate) if cfg.optimizer == "sgd" else keras.optimizers.Adam(rate)
     model.compile(loss="mean_squared_error", optimizer=optimizer)
     history = model.fit(scaled["clean"], scaled["clean"], batch_size=cfg.batch_size, epochs=cfg.epochs,
                         validation_data=(scaled["test"], scaled["test"]), verbose=2)
     keras_errors = {k: reconstruction_errors(lambda x: model.predict(x, verbose=0), v) for k, v in scaled.items()}
     keras_metrics = {f"{k}_mse": float(v.mean()) for k, v in keras_errors.items()}
     rng = np.random.default_rng(cfg.seed)
-    calib = scaled["clean"][rng.choice(len(scaled["clean"]), 1000, replace=False)]
+    calib = scaled["clean"][rng.choice(len(scaled["clean"]), min(1000, len(scaled["clean"])), replace=False)]
     errors_by_file: dict[str, dict[str, np.ndarray]] = {}
 
     def evaluate(tfl: TFLiteModel) -> dict:
         errors = {k: reconstruction_errors(lambda x: tfl.run_batch("reading", x)["reconstruction"], v)
                   for k, v in scaled.items()}
         errors_by_file[tfl.path.name] = errors
-        return anomaly_metrics(errors, cfg.threshold_percentile, list(data.anomalous))
+        return anomaly_metrics(errors, cfg.threshold_percentile, [k for k in data.anomalous if k in scaled])
 
     request = ExportRequest(
-        name="autoencoder", task="anomaly", model=model, inputs={"reading": (1, data.train.shape[1])},
+        name="autoencoder", task="anomaly", model=model, inputs={"reading": (1, width)},
         outputs=["reconstruction"], representative=lambda: ({"reading": r[None]} for r in calib),
-        preprocess={"features": data.features, "offset": offset.tolist(), "scale": scale.tolist(), "window": 1,
-                    "note": "model input = (value - offset) / scale, per feature"},
+        preprocess={"features": data.features, "offset": offset.tolist(), "scale": scale.tolist(),
+                    "window": cfg.window,
+                    "note": "model input = (value - offset) / scale per feature, for the last `window` readings "
+                            "flattened oldest first"},
         postprocess={"threshold": None, "threshold_method": f"p{cfg.threshold_percentile:g} of held-out normal "
-                     f"reconstruction error ({len(data.validation)} readings), measured on this file",
+                     f"reconstruction error ({len(scaled['test'])} samples), measured on this file",
                      "score": "mean squared reconstruction error over the scaled features"},
         dataset=data.name, training={"profile": profile, **dataclasses.asdict(cfg)},
-        parity_tolerance={"reconstruction": 0.01},
+        quantization=cfg.quantization, parity_tolerance={"reconstruction": 0.01},
     )
     entries = export_both(request, out_dir, lambda: ({"reading": r[None]} for r in scaled["test"][:300]),
                           evaluate, keras_metrics)

@@ -31,7 +31,9 @@ def preprocess_spec(data: ImageDataset) -> dict:
 def train(cfg: CNNConfig, data: ImageDataset, pre: dict) -> tuple[keras.Model, dict]:
     set_seed(cfg.seed)
     model = ARCHITECTURES[cfg.arch](data.x_train.shape[1:3] + (1,), data.num_classes)
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+    steps = cfg.epochs * int(np.ceil(len(data.x_train) * (1 - cfg.validation_fraction) / cfg.batch_size))
+    rate = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps) if cfg.cosine_decay else cfg.learning_rate
+    model.compile(optimizer=keras.optimizers.Adam(rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(images_to_input(data.x_train, pre), data.y_train, batch_size=cfg.batch_size, epochs=cfg.epochs,
                         validation_split=cfg.validation_fraction, verbose=2)

@@ -1,0 +1,286 @@
+"""`python -m edge.bench` (`make bench`): speed, size and memory of the committed models and of the agent.
+
+Runs where only the edge extra is installed (a Pi): per-model invoke latency (p50/p95/p99 over at
+least 1,000 invokes after warm-up, one thread and all cores), file size, multiply-accumulates and
+the share of the machine's measured peak they imply, the task metric of that same file (from the
+manifest), and the agent end to end through a real broker on loopback. Prints markdown and writes
+it, with a description of the machine, to docs/benchmarks.md (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.macs import count_macs
+from edge.manifest import ModelEntry, read_manifest
+from edge.runtime import TFLiteModel, load_runtime, quantize
+
+ROOT = Path(__file__).resolve().parents[1]
+METRIC_KEYS = ("accuracy", "test_rmse", "detection_rate_wrong", "mean_abs_diff_vs_keras")
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    runtime = load_runtime()
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "os": platform.platform(), "python": platform.python_version(),
+            "runtime": f"{runtime.name} {runtime.version}", "numpy": np.__version__}
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    values = np.asarray(samples_ms)
+    return {f"p{p}": float(np.percentile(values, p)) for p in (50, 95, 99)}
+
+
+def time_invokes(model: TFLiteModel, feeds: dict[str, np.ndarray], count: int, warmup: int = 100) -> list[float]:
+    """Wall time of `invoke()` alone, inputs already set: what the model costs, not our Python."""
+    for name, value in feeds.items():
+        model.interpreter.set_tensor(model._in_index[name], value)
+    for _ in range(warmup):
+        model.interpreter.invoke()
+    out = []
+    for _ in range(count):
+        started = time.perf_counter()
+        model.interpreter.invoke()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def raw_feeds(model: TFLiteModel, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {name: quantize(rng.uniform(0, 1, spec.shape).astype(np.float32), spec)
+            for name, spec in model.inputs.items()}
+
+
+PEAK_SNIPPET = """
+import time, numpy as np
+a = np.random.default_rng(0).random((512, 512), dtype=np.float32)
+for _ in range(3): a @ a
+t = time.perf_counter()
+for _ in range(20): a @ a
+print(512 ** 3 * 20 / (time.perf_counter() - t))
+"""
+
+
+def peak_macs_per_second(threads: int) -> float:
+    """A float32 512x512 matrix product (numpy's BLAS, `threads` threads) as the practical peak."""
+    env = {**os.environ, **{k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    out = subprocess.run([sys.executable, "-c", PEAK_SNIPPET], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def bench_model(entry: ModelEntry, models_dir: Path, count: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": entry.name, "variant": entry.variant, "bytes": entry.size_bytes}
+    for threads in (1, os.cpu_count() or 1):
+        model = TFLiteModel.from_entry(entry, models_dir, num_threads=threads)
+        row[f"threads_{threads}"] = percentiles(time_invokes(model, raw_feeds(model), count))
+    row["macs"] = count_macs(model.interpreter)
+    row["metric"] = next(((k, entry.metrics[k]) for k in METRIC_KEYS if k in entry.metrics), None)
+    return row
+
+
+# --- the agent end to end ----------------------------------------------------------------------
+def _start_broker(workdir: Path) -> tuple[subprocess.Popen, int]:
+    from edge.demo import free_port, listening
+
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    port = free_port()
+    (workdir / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n")
+    proc = subprocess.Popen([binary, "-c", str(workdir / "m.conf")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if listening("127.0.0.1", port):
+            break
+        time.sleep(0.05)
+    return proc, port
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _wait_until_quiet(received: list, since: float, quiet: float = 1.0, limit: float = 60.0) -> None:
+    """Until nothing new arrived for `quiet` seconds (after the first arrival), at most `limit` s."""
+    while time.perf_counter() - since < limit:
+        last = received[-1][0] if received else since
+        if received and time.perf_counter() - last > quiet:
+            return
+        time.sleep(0.05)
+
+
+def bench_agent(models_dir: Path, frames: int, readings: int, fps: float = 3000.0) -> dict[str, Any]:
+    """Camera frames/s, readings/s (input topic -> anomaly topic), forecasts/s, publish->alert latency,
+    resident memory and start-up time, with the agent in its own process and a mosquitto on loopback."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as tmp:
+        work = Path(tmp)
+        broker, port = _start_broker(work)
+        data = np.load(ROOT / "data" / "sample-frames.npz")
+        reps = max(1, frames // len(data["frames"]))
+        np.savez(work / "frames.npz", frames=np.concatenate([data["frames"]] * reps))
+        config = work / "agent.toml"
+        config.write_text(
+            f'device_id = "bench"\nmodels_dir = "{models_dir}"\nstate_dir = "{work / "state"}"\n'
+            f'stats_interval = 3600\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\ndiscovery = false\n'
+            f'[[camera]]\nname = "cam0"\nsource = "replay:{work / "frames.npz"}"\nfps = {fps}\n'
+            '[[sensor]]\nname = "s"\n[[series]]\nname = "a"\n')
+        arrivals: dict[str, list[tuple[float, dict]]] = {"class": [], "anomaly": [], "forecast": [], "status": []}
+        lock = threading.Lock()
+
+        def on_message(client: Any, userdata: Any, msg: Any) -> None:
+            now = time.perf_counter()
+            kind = "status" if msg.topic.endswith("/status") else msg.topic.rsplit("/", 1)[-1] \
+                if not msg.topic.startswith("edgepipe/bench/forecast/") else "forecast"
+            if kind in arrivals:
+                body = json.loads(msg.payload) if kind != "status" else {"s": msg.payload.decode()}
+                with lock:
+                    arrivals[kind].append((now, body))
+
+        sub = paho.Client(CallbackAPIVersion.VERSION2)
+        sub.on_message = on_message
+        sub.connect("127.0.0.1", port)
+        sub.subscribe("edgepipe/bench/#", qos=1)
+        sub.loop_start()
+        time.sleep(0.3)
+        started = time.perf_counter()
+        agent = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)], cwd=ROOT,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while not any(b["s"] == "online" for _, b in arrivals["status"]) and time.perf_counter() - started < 60:
+                time.sleep(0.01)
+            startup = arrivals["status"][0][0] - started if arrivals["status"] else float("nan")
+            _wait_until_quiet(arrivals["class"], time.perf_counter())
+            classes = [t for t, _ in arrivals["class"]]
+            fps = (len(classes) - 1) / (classes[-1] - classes[0]) if len(classes) > 1 else float("nan")
+            rss_after_frames = _rss_mb(agent.pid)
+            pub = paho.Client(CallbackAPIVersion.VERSION2)
+            pub.connect("127.0.0.1", port)
+            pub.loop_start()
+            rng = np.random.default_rng(0)
+
+            def wrong_reading(i: int) -> str:  # a reading off the normal line: every one is scored
+                x = float(rng.uniform(0.5, 1.0))
+                return json.dumps({"ts": i, "values": [x, 1.5 * x - 1]})
+
+            t0 = time.perf_counter()  # throughput: a burst, as fast as the broker takes it
+            for i in range(readings):
+                pub.publish("edgepipe/bench/sensors/s/reading", wrong_reading(i))
+            _wait_until_quiet(arrivals["anomaly"], t0)
+            alerts = list(arrivals["anomaly"])
+            readings_per_s = len(alerts) / (alerts[-1][0] - t0) if alerts else float("nan")
+            sent: dict[int, float] = {}  # latency: paced at 100 readings/s, so nothing queues
+            for i in range(readings, readings + 200):
+                sent[i] = time.perf_counter()
+                pub.publish("edgepipe/bench/sensors/s/reading", wrong_reading(i))
+                time.sleep(0.01)
+            _wait_until_quiet(arrivals["anomaly"], time.perf_counter())
+            latencies = [(t - sent[b["reading_ts"]]) * 1000 for t, b in arrivals["anomaly"]
+                         if b.get("reading_ts") in sent]
+            t1 = time.perf_counter()
+            for i in range(readings):
+                pub.publish("edgepipe/bench/series/a/reading", str(200.0 + 50 * np.sin(i / 6) + i * 0.1))
+            _wait_until_quiet(arrivals["forecast"], t1)
+            forecasts = arrivals["forecast"]
+            forecasts_per_s = len(forecasts) / (forecasts[-1][0] - t1) if forecasts else float("nan")
+            rss_end = _rss_mb(agent.pid)
+            pub.loop_stop()
+            pub.disconnect()
+        finally:
+            agent.terminate()
+            agent.wait(30)
+            sub.loop_stop()
+            sub.disconnect()
+            broker.terminate()
+            broker.wait(10)
+    return {"frames_per_s": fps, "frames_classified": len(classes), "readings_per_s": readings_per_s,
+            "alerts": len(alerts), "latency_ms": percentiles(latencies) if latencies else {},
+            "forecasts_per_s": forecasts_per_s, "startup_s": startup, "rss_mb_after_frames": rss_after_frames,
+            "rss_mb_end": rss_end}
+
+
+def render(info: dict[str, str], rows: list[dict[str, Any]], agent: dict[str, Any] | None,
+           peak: dict[int, float]) -> str:
+    cores = int(info["cores"])
+    lines = ["## Machine", "", *(f"- {k}: {v}" for k, v in info.items()),
+             f"- measured peak (float32 512x512 matmul, numpy): {peak[cores] / 1e9:.1f} G MAC/s", "",
+             "## Models: one invoke (ms), after 100 warm-up invokes", "",
+             f"| model | variant | file | p50 / p95 / p99, 1 thread | p50 / p95 / p99, {cores} threads | MACs | "
+             "MAC/s as a share of the float32 peak (1 thread) | metric of this file |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        one, many = r["threads_1"], r[f"threads_{cores}"]
+        share = r["macs"] / (one["p50"] / 1000) / peak[1] if r["macs"] else 0.0
+        metric = f"{r['metric'][0]} {r['metric'][1]:.4g}" if r["metric"] else "—"
+        lines.append(f"| {r['name']} | {r['variant']} | {r['bytes'] / 1024:.0f} KiB | "
+                     f"{one['p50']:.3f} / {one['p95']:.3f} / {one['p99']:.3f} | "
+                     f"{many['p50']:.3f} / {many['p95']:.3f} / {many['p99']:.3f} | {r['macs']:,} | {share:.1%} | "
+                     f"{metric} |")
+    if agent:
+        cnn = next(r for r in rows if r["name"] == "cnn")
+        bare = 1000 / cnn["threads_1"]["p50"]
+        lat = agent["latency_ms"]
+        lines += ["", "## The agent end to end (mosquitto on loopback, agent in its own process)", "",
+                  "| figure | value |", "| --- | --- |",
+                  f"| camera pipeline, replay source | {agent['frames_per_s']:.0f} frames/s "
+                  f"({agent['frames_per_s'] / bare:.1%} of the bare int8 invoke rate {bare:.0f}/s) |",
+                  f"| sensor readings, input topic -> anomaly topic | {agent['readings_per_s']:.0f} readings/s |",
+                  f"| reading publish -> alert arrival | p50 {lat.get('p50', float('nan')):.1f} ms, "
+                  f"p95 {lat.get('p95', float('nan')):.1f} ms |",
+                  f"| forecasts | {agent['forecasts_per_s']:.0f} forecasts/s |",
+                  f"| start-up to the first message (`online`) | {agent['startup_s']:.2f} s |",
+                  f"| resident memory after the frames / at the end | {agent['rss_mb_after_frames']:.0f} MB / "
+                  f"{agent['rss_mb_end']:.0f} MB |"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    parser.add_argument("--invokes", type=int, default=1000)
+    parser.add_argument("--no-agent", action="store_true", help="models only (no broker needed)")
+    parser.add_argument("--frames", type=int, default=15000, help="frames replayed (at 3000 fps: the agent is "
+                        "saturated, stale frames are dropped and the classification rate is its capacity)")
+    parser.add_argument("--readings", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args(argv)
+    info = machine()
+    cores = int(info["cores"])
+    peak = {1: peak_macs_per_second(1), cores: peak_macs_per_second(cores)}
+    manifest = read_manifest(args.models_dir / "manifest.json")
+    rows = [bench_model(entry, args.models_dir, args.invokes) for _, entry in sorted(manifest.models.items())]
+    agent = None if args.no_agent else bench_agent(args.models_dir, args.frames, args.readings)
+    text = render(info, rows, agent, peak)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    header = "# edgepipe benchmarks\n\nMade by `make bench` (`python -m edge.bench`" + \
+        ", then `python -m training.bench` where TensorFlow is installed).\n\n"
+    args.out.write_text(header + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""`python -m edge.bench` on a Pi-like Python: every model gets a row with its own MAC count and metric,
+the agent section is filled in. Speed itself is not asserted here (it is pasted into docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from edge.macs import count_macs
+from edge.manifest import read_manifest
+from edge.runtime import TFLiteModel
+from tests.conftest import MODELS_DIR, ROOT
+from tests.test_edge_isolation import no_tf_env
+
+
+def test_bench_tables_cover_every_model_and_the_agent(tmp_path: Path) -> None:
+    out = tmp_path / "bench.md"
+    result = subprocess.run([sys.executable, "-m", "edge.bench", "--models-dir", str(MODELS_DIR), "--invokes", "20",
+                             "--frames", "300", "--readings", "100", "--out", str(out)],
+                            env=no_tf_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    assert "- runtime: ai_edge_litert" in text and "- cores: " in text
+    manifest = read_manifest(MODELS_DIR / "manifest.json")
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    for name, entry in manifest.models.items():
+        macs = count_macs(TFLiteModel.from_entry(entry, MODELS_DIR).interpreter)
+        assert f"| {macs:,} |" in rows[name], name
+    cnn_macs = count_macs(TFLiteModel.from_entry(manifest.get("cnn"), MODELS_DIR).interpreter)
+    assert cnn_macs > 1_000_000
+    for figure in ("camera pipeline, replay source", "reading publish -> alert arrival", "forecasts",
+                   "start-up to the first message", "resident memory"):
+        assert figure in text
+    assert "nan" not in text.split("## The agent end to end")[1]

@@ -54,6 +54,7 @@ class CameraConfig:
     fps: float = 5.0  # 0: as fast as the source delivers
     invert: bool | None = None  # None: as the manifest says
     loop: bool = False
+    drop_stale: bool = True  # a live camera: keep only the newest frame; false: a file is read no faster
     top_k: int = 3
     retry_max: float = 30.0  # seconds between attempts to reopen a dead camera, at most
 

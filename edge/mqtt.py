@@ -84,8 +84,9 @@ class MqttLink:
     def stop(self, flush_timeout: float = 5.0) -> None:
         """Publish `offline`, give the outbox up to `flush_timeout` s to drain, then disconnect."""
         if self.connected.is_set():
-            info = self._publish_now(status(self.topics, online=False))
             self.wait_until_flushed(flush_timeout)
+            # last, on the same connection: its PUBACK means every earlier message (QoS 0 too) went out
+            info = self._publish_now(status(self.topics, online=False))
             if info is not None:
                 try:
                     info.wait_for_publish(timeout=2.0)

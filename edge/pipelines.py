@@ -19,7 +19,7 @@ import numpy as np
 
 from edge import messages
 from edge.config import CameraConfig, SensorConfig, SeriesConfig
-from edge.frames import FrameSource, SourceError
+from edge.frames import Frame, FrameSource, SourceError
 from edge.messages import Message, Topics
 from edge.readings import InvalidReading, parse_reading
 from edge.wrappers import AnomalyRule, AnomalyScorer, Classifier, Forecaster
@@ -179,8 +179,9 @@ class CameraPipeline:
     """A capture thread keeps the newest frame in a one-slot queue; the inference thread classifies it.
 
     A slow model therefore never makes frames pile up: a frame replaced before it was
-    classified is dropped and counted. A dead camera is reopened with exponential backoff
-    (reported on `error`) while the other pipelines carry on.
+    classified is dropped and counted. With `drop_stale = false` (files) one thread reads
+    and classifies in turn: nothing is dropped and no hand-over costs time. A dead camera is
+    reopened with exponential backoff (reported on `error`) while the other pipelines carry on.
     """
 
     def __init__(self, cfg: CameraConfig, source: FrameSource, classifier: Classifier, ctx: Context) -> None:
@@ -195,13 +196,15 @@ class CameraPipeline:
 
     def start(self) -> None:
         self.capture_thread.start()
-        self.infer_thread.start()
+        if self.cfg.drop_stale:  # a live camera: capture and inference apart, the newest frame between them
+            self.infer_thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stop_event.set()
         self.capture_thread.join(timeout)
-        self._offer(END)
-        self.infer_thread.join(timeout)
+        if self.cfg.drop_stale:
+            self._offer(END)
+            self.infer_thread.join(timeout)
         self.source.close()
 
     def _offer(self, item: Any) -> None:
@@ -216,6 +219,9 @@ class CameraPipeline:
                         self.counters.dropped += 1
                 except queue.Empty:
                     pass
+
+    def _hand_over(self, item: Any) -> None:
+        self._offer(item)
 
     def _open_with_backoff(self) -> bool:
         delay = 1.0
@@ -235,9 +241,11 @@ class CameraPipeline:
         self.ctx.report(f"camera/{self.name}", f"{exc}; retrying in {delay:.0f} s")
 
     def _capture(self) -> None:
+        """Read frames at the configured rate and hand each to `deliver` (the slot, or the model itself)."""
+        deliver = self._hand_over if self.cfg.drop_stale else self._classify
         period = 1.0 / self.cfg.fps if self.cfg.fps > 0 else 0.0
         if not self._open_with_backoff():
-            self._offer(END)
+            self._finish()
             return
         next_at = time.monotonic()
         while not self.stop_event.is_set():
@@ -256,27 +264,36 @@ class CameraPipeline:
             if frame is None:
                 break
             self.counters.received += 1
-            self._offer(frame)
+            deliver(frame)
             if period:
                 next_at += period
                 self.stop_event.wait(max(0.0, next_at - time.monotonic()))
-        self._offer(END)
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.cfg.drop_stale:
+            self._hand_over(END)  # after the last frame, never instead of it
+        else:
+            self.finished.set()
 
     def _infer(self) -> None:
         while True:
             frame = self.slot.get()
             if frame is END:
                 break
-            try:
-                result = self.classifier.classify(frame.image)
-            except ValueError as exc:
-                self.counters.invalid += 1
-                self.ctx.report(f"camera/{self.name}", f"frame {frame.seq} not usable: {exc}")
-                continue
-            self.counters.processed += 1
-            self.ctx.send(messages.classification(
-                self.ctx.topics, self.ctx.device, self.classifier.ref, self.name, label=result.label,
-                index=result.index, score=result.score, top_k=result.top_k, seq=frame.seq,
-                latency_ms=result.latency_ms, truth=frame.truth))
-            self.counters.published += 1
+            self._classify(frame)
         self.finished.set()
+
+    def _classify(self, frame: Frame) -> None:
+        try:
+            result = self.classifier.classify(frame.image)
+        except ValueError as exc:
+            self.counters.invalid += 1
+            self.ctx.report(f"camera/{self.name}", f"frame {frame.seq} not usable: {exc}")
+            return
+        self.counters.processed += 1
+        self.ctx.send(messages.classification(
+            self.ctx.topics, self.ctx.device, self.classifier.ref, self.name, label=result.label,
+            index=result.index, score=result.score, top_k=result.top_k, seq=frame.seq,
+            latency_ms=result.latency_ms, truth=frame.truth))
+        self.counters.published += 1

@@ -79,17 +79,19 @@ class Classifier(ModelWrapper):
     def __init__(self, entry: ModelEntry, model: TFLiteModel, invert: bool | None = None, top_k: int = 3) -> None:
         super().__init__(entry, model)
         self.labels: list[str] = list(entry.postprocess["labels"])
+        self._input, self._output = entry.inputs[0].name, entry.outputs[0].name
         self.invert = invert
         self.top_k = top_k
 
     def classify(self, frame: np.ndarray) -> Classification:
         started = time.perf_counter()
         x = frame_to_input(frame, self.entry.preprocess, self.invert)
-        probs = self._run({self.entry.inputs[0].name: x})[self.entry.outputs[0].name][0]
-        order = np.argsort(-probs, kind="stable")[: self.top_k]  # ties (int8 outputs) -> lowest index, as argmax
-        top = [{"label": self.labels[i], "index": int(i), "score": round(float(probs[i]), 5)} for i in order]
-        best = int(order[0])
-        return Classification(self.labels[best], best, float(probs[best]), top,
+        probs = self._run({self._input: x})[self._output][0]
+        order = np.argsort(-probs, kind="stable")[: self.top_k].tolist()  # ties (int8) -> lowest index, as argmax
+        scores = probs.tolist()
+        top = [{"label": self.labels[i], "index": i, "score": round(scores[i], 5)} for i in order]
+        best = order[0]
+        return Classification(self.labels[best], best, scores[best], top,
                               (time.perf_counter() - started) * 1000)
 
 

@@ -77,13 +77,15 @@ def test_replayed_frames_are_classified_like_offline(broker: Broker, tmp_path: P
     frames, labels = data.x_test[:120], data.y_test[:120]
     np.savez_compressed(tmp_path / "frames.npz", frames=frames, labels=labels, label_names=np.array(data.labels))
     config = write_config(tmp_path / "agent.toml", broker.port,
-                          f'[[camera]]\nname = "cam0"\nsource = "replay:{tmp_path / "frames.npz"}"\nfps = 40\n')
+                          f'[[camera]]\nname = "cam0"\nsource = "replay:{tmp_path / "frames.npz"}"\nfps = 0\n'
+                          'drop_stale = false\n')
     collector = Collector(broker.port, [f"{BASE}/vision/#"])
     agent = AgentProcess(config, "--until-done")
     try:
         assert agent.wait(60) == 0, agent.output()
+        collector.wait_for(lambda: len(collector.matching("/class")) == 120, 5)
         got = collector.json("/class")
-        assert len(got) >= 100  # a few stale frames may be dropped, never piled up
+        assert [m["seq"] for m in got] == list(range(1, 121))  # a file source loses no frame
         validate("class", got)
         offline = np.argmax(classify(TFLiteModel.from_entry(entry, MODELS_DIR), entry, frames), axis=1)
         seqs = np.array([m["seq"] for m in got]) - 1
@@ -106,6 +108,24 @@ def offline_forecasts(values: list[float]) -> list[float]:
     entry = MANIFEST.get("lstm")
     targets = np.arange(first_forecast_step() + 1, len(values) + 1)
     return forecaster_run(TFLiteModel.from_entry(entry, MODELS_DIR).run, entry, np.asarray(values), targets)[1].tolist()
+
+
+def test_a_slow_model_drops_stale_frames_instead_of_queueing_them(broker: Broker, tmp_path: Path) -> None:
+    frames = np.zeros((2000, 28, 28), np.uint8)  # as fast as a file reads: far faster than the model
+    np.savez(tmp_path / "frames.npz", frames=frames)
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          f'[[camera]]\nname = "cam0"\nsource = "replay:{tmp_path / "frames.npz"}"\nfps = 0\n')
+    collector = Collector(broker.port, [f"{BASE}/#"])
+    agent = AgentProcess(config, "--until-done")
+    try:
+        assert agent.wait(60) == 0, agent.output()
+        assert collector.wait_for(lambda: any(s["pipelines"]["camera/cam0"]["received"] == 2000
+                                              for s in collector.json("/stats")), 10)
+        final = [s["pipelines"]["camera/cam0"] for s in collector.json("/stats")][-1]
+        assert final["dropped"] > 0 and final["processed"] + final["dropped"] == 2000
+        assert len(collector.matching("/class")) == final["processed"]
+    finally:
+        collector.close()
 
 
 def test_forecasts_match_offline_and_survive_a_restart(broker: Broker, tmp_path: Path) -> None:

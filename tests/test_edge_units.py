@@ -63,7 +63,8 @@ def test_example_config_is_valid_and_documented() -> None:
     for key in ("device_id", "models_dir", "state_dir", "num_threads", "stats_interval", "queue_size", "host", "port",
                 "base_topic", "protocol", "username", "password_file", "tls", "ca_file", "cert_file", "key_file",
                 "reconnect_min", "reconnect_max", "discovery", "max_messages", "drop_policy", "source", "fps",
-                "invert", "debounce_k", "debounce_n", "threshold", "rate", "top_k", "retry_max", "keepalive"):
+                "invert", "debounce_k", "debounce_n", "threshold", "rate", "top_k", "retry_max", "keepalive",
+                "drop_stale"):
         assert f"{key} =" in text, key
 
 

@@ -6,7 +6,7 @@ PROFILE ?= default
 # tflite-runtime 2.14 (the runtime of older Pi images) needs numpy<2: it gets a venv of its own
 VENV_TFLITE ?= .venv-tflite214
 
-.PHONY: demo venv venv-edge venv-demo venv-tflite models table test lint clean bench
+.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test lint clean bench
 
 # The edge side end to end on shipped data: no TensorFlow, the committed models, a real broker.
 demo: venv-demo
@@ -55,6 +55,10 @@ bench: venv
 
 table: venv
 	$(BIN)/python -m training table
+
+# Every quality target, measured on the committed files (exits 1 if one is missed).
+evaluate: venv
+	$(BIN)/python -m training evaluate
 
 test: venv
 	-$(MAKE) --no-print-directory venv-tflite

@@ -30,6 +30,7 @@ from edge.wrappers import AnomalyScorer, Classifier, Forecaster, Generator
 
 log = logging.getLogger(__name__)
 EXPECTED_TASK = {"camera": "classify", "sensor": "anomaly", "series": "forecast"}
+STARTUP_BROKER_WAIT = 5.0  # seconds
 
 
 @dataclass
@@ -123,6 +124,11 @@ class Agent:
             if forecaster.store and forecaster.store.warning:
                 self.ctx.report("state", forecaster.store.warning)
         self.link.start()
+        # Give the broker a moment before the first results: QoS 0 classes sent before the connection
+        # would be dropped. Without a broker the agent starts anyway (alerts wait in the outbox).
+        if not self.link.connected.wait(STARTUP_BROKER_WAIT):
+            log.warning("no broker after %.0f s; starting anyway (QoS 1 messages wait in the outbox)",
+                        STARTUP_BROKER_WAIT)
         for pipeline in [*self.sensors.values(), *self.series.values(), *self.cameras]:
             pipeline.start()
         for feed in self.feeds:

@@ -44,14 +44,40 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
-class ReplaySource:
-    """Frames recorded in an `.npz` file; labels, when present, travel with the frames."""
+class _FileSource:
+    """A finite sequence of frames on disk, read in order (and again from the start with `loop`)."""
+
+    kind = "file"
 
     def __init__(self, path: str, loop: bool = False) -> None:
-        self.name = f"replay:{path}"
+        self.name = f"{self.kind}:{path}"
         self.path, self.loop = Path(path), loop
         self._i = 0
         self._seq = 0
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _frame(self, index: int, seq: int) -> Frame:
+        raise NotImplementedError
+
+    def read(self) -> Frame | None:
+        if self._i >= len(self):
+            if not self.loop:
+                return None
+            self._i = 0
+        self._i += 1
+        self._seq += 1
+        return self._frame(self._i - 1, self._seq)
+
+    def close(self) -> None:
+        pass
+
+
+class ReplaySource(_FileSource):
+    """Frames recorded in an `.npz` file; labels, when present, travel with the frames."""
+
+    kind = "replay"
 
     def open(self) -> None:
         try:
@@ -63,28 +89,17 @@ class ReplaySource:
             raise SourceError(f"{self.path}: cannot read replay file (expected .npz with 'frames'): {exc}") from None
         self.truth = [names[int(i)] if names else str(int(i)) for i in labels] if labels is not None else None
 
-    def read(self) -> Frame | None:
-        if self._i >= len(self.frames):
-            if not self.loop:
-                return None
-            self._i = 0
-        i = self._i
-        self._i += 1
-        self._seq += 1
-        return Frame(self._seq, self.frames[i], time.time(), self.truth[i] if self.truth else None)
+    def __len__(self) -> int:
+        return len(self.frames)
 
-    def close(self) -> None:
-        pass
+    def _frame(self, index: int, seq: int) -> Frame:
+        return Frame(seq, self.frames[index], time.time(), self.truth[index] if self.truth else None)
 
 
-class FolderSource:
+class FolderSource(_FileSource):
     """Image files of a folder in name order; `.npy` arrays need numpy only, the rest Pillow."""
 
-    def __init__(self, path: str, loop: bool = False) -> None:
-        self.name = f"folder:{path}"
-        self.path, self.loop = Path(path), loop
-        self._i = 0
-        self._seq = 0
+    kind = "folder"
 
     def open(self) -> None:
         if not self.path.is_dir():
@@ -93,18 +108,11 @@ class FolderSource:
         if not self.files:
             raise SourceError(f"{self.path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
 
-    def read(self) -> Frame | None:
-        if self._i >= len(self.files):
-            if not self.loop:
-                return None
-            self._i = 0
-        path = self.files[self._i]
-        self._i += 1
-        self._seq += 1
-        return Frame(self._seq, decode_image(path), time.time())
+    def __len__(self) -> int:
+        return len(self.files)
 
-    def close(self) -> None:
-        pass
+    def _frame(self, index: int, seq: int) -> Frame:
+        return Frame(seq, decode_image(self.files[index]), time.time())
 
 
 def decode_image(path: Path) -> np.ndarray:

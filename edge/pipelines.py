@@ -220,9 +220,6 @@ class CameraPipeline:
                 except queue.Empty:
                     pass
 
-    def _hand_over(self, item: Any) -> None:
-        self._offer(item)
-
     def _open_with_backoff(self) -> bool:
         delay = 1.0
         while not self.stop_event.is_set():
@@ -242,7 +239,7 @@ class CameraPipeline:
 
     def _capture(self) -> None:
         """Read frames at the configured rate and hand each to `deliver` (the slot, or the model itself)."""
-        deliver = self._hand_over if self.cfg.drop_stale else self._classify
+        deliver = self._offer if self.cfg.drop_stale else self._classify
         period = 1.0 / self.cfg.fps if self.cfg.fps > 0 else 0.0
         if not self._open_with_backoff():
             self._finish()
@@ -272,7 +269,7 @@ class CameraPipeline:
 
     def _finish(self) -> None:
         if self.cfg.drop_stale:
-            self._hand_over(END)  # after the last frame, never instead of it
+            self._offer(END)  # the last frame may give way to it: counted as dropped
         else:
             self.finished.set()
 

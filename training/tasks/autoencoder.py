@@ -26,7 +26,6 @@ from training.tasks import TaskResult, set_seed
 
 log = logging.getLogger(__name__)
 
-LECTURE_LOSSES = {"clean": 0.0008, "test": 0.0008, "noisy": 0.0042, "wrong": 0.0082}
 
 
 def scaling(data: SensorData) -> tuple[np.ndarray, np.ndarray]:

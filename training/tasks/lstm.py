@@ -41,7 +41,6 @@ from training.tasks import TaskResult, set_seed
 
 log = logging.getLogger(__name__)
 
-LECTURE_RMSE = {"train": 19.50, "test": 48.75}
 MAX_TEST_RMSE_CHANGE = 0.05  # quantized step model vs Keras stateful model, relative
 
 

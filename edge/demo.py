@@ -198,6 +198,10 @@ class Watcher:
         with self.lock:
             return [d for t, d in self.messages if t.endswith(suffix) or f"/{suffix}/" in t]
 
+    def unique(self, suffix: str, order: str) -> list[dict]:
+        """QoS 1 messages once each (at-least-once delivery may repeat one; its `id` says so), in order."""
+        return sorted({m["id"]: m for m in self.of(suffix)}.values(), key=lambda m: m[order])
+
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
@@ -220,8 +224,8 @@ def agent_config(broker: BrokerHandle, state_dir: Path, speed: float) -> Any:
 def summarize(watcher: Watcher, debounce_n: int) -> dict[str, Any]:
     segments = json.loads((ROOT / "data" / "sensor-stream.segments.json").read_text())["segments"]
     classes = watcher.of("/class")
-    anomalies = sorted({m["id"]: m for m in watcher.of("/anomaly")}.values(), key=lambda m: m["seq"])
-    forecasts = sorted({m["id"]: m for m in watcher.of("forecast")}.values(), key=lambda m: m["step"])
+    anomalies = watcher.unique("/anomaly", "seq")
+    forecasts = watcher.unique("forecast", "step")
     alerts = [m["seq"] for m in anomalies if m["is_anomaly"]]
     starts = [m["seq"] for m in anomalies if m["is_anomaly"] and m["changed"]]
 

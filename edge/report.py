@@ -103,8 +103,8 @@ def plot_gan(root: Path, path: Path, count: int = 40) -> Path:
 
 def write_report(folder: Path, watcher: Any, summary: dict[str, Any], root: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    anomalies = sorted({m["id"]: m for m in watcher.of("/anomaly")}.values(), key=lambda m: m["seq"])
-    forecasts = sorted({m["id"]: m for m in watcher.of("forecast")}.values(), key=lambda m: m["step"])
+    anomalies = watcher.unique("/anomaly", "seq")
+    forecasts = watcher.unique("forecast", "step")
     pictures = [
         ("Sensor stream with alerts", plot_sensor(root, anomalies, summary["segments"], folder / "sensor.png")),
         ("Forecast against the actual series", plot_forecast(forecasts, folder / "forecast.png")),

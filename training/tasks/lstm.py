@@ -69,7 +69,8 @@ def run(cfg: LSTMConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskR
     windows, levels = series_windows(transform, values, cfg.look_back, targets)
     train_rows = targets < train_size
     x_train = windows[train_rows]
-    y_train = np.array([transform.features(levels[: t + 1])[-1] for t in targets[train_rows]], np.float32)
+    features = transform.features(levels)  # features[j] belongs to month j + order
+    y_train = features[targets[train_rows] - transform.order]
 
     model = build_stateful_lstm(cfg.units, cfg.look_back)
     model.compile(loss="mean_squared_error", optimizer=keras.optimizers.Adam(cfg.learning_rate))

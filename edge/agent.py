@@ -75,7 +75,8 @@ class Agent:
         self.started = time.monotonic()
         self.models = load_models(config)  # raises ManifestError: refuse to start
         self.topics = Topics(config.base_topic)
-        self.outbox = Outbox(config.outbox_path, config.outbox.max_messages, config.outbox.drop_policy)
+        self.outbox = Outbox(config.outbox_path, config.outbox.max_messages, config.outbox.drop_policy,
+                             config.outbox.replay_window)
         self.link = MqttLink(config.mqtt, config.device_id, self.topics, self.outbox)
         self.ctx = Context(self.topics, config.device_id, self.link.send)
         self.stop_event = threading.Event()
@@ -97,7 +98,7 @@ class Agent:
                 + [(s, self.series[s.name], self.topics.series_reading(s.name)) for s in self.config.series]):
             kind, _, arg = cfg.source.partition(":")
             if kind == "mqtt":
-                self.link.subscribe(cfg.topic or default_topic, lambda _t, p, pl=pipeline: pl.submit(p))
+                self.link.subscribe(cfg.topic or default_topic, lambda _t, p, ack, pl=pipeline: pl.submit(p, ack))
             elif kind == "csv":
                 self.feeds.append(CsvFeed(arg, cfg.rate, pipeline.submit, pipeline.end_of_input))
             elif kind == "stdin":
@@ -120,6 +121,9 @@ class Agent:
                  len(self.cameras), len(self.sensors), len(self.series))
         if self.outbox.recovered_from_corruption:
             self.ctx.report("outbox", "outbox file was unreadable; set aside and started a new one")
+        if self.outbox.rearmed_at_start:
+            log.warning("the last run ended uncleanly: re-sending the %d message(s) acknowledged in its last %.0f s",
+                        self.outbox.rearmed_at_start, self.outbox.replay_window)
         for forecaster in self.models.series.values():
             if forecaster.store and forecaster.store.warning:
                 self.ctx.report("state", forecaster.store.warning)
@@ -142,7 +146,7 @@ class Agent:
             feed.stop()
         for pipeline in [*self.cameras, *self.sensors.values(), *self.series.values()]:
             pipeline.stop()
-        self.link.send(messages.stats(self.topics, self.config.device_id, self.stats()))
+        self.publish_stats()
         self.link.stop(flush_timeout=5.0)
         left = len(self.outbox)
         self.outbox.close()
@@ -177,7 +181,14 @@ class Agent:
         return not cfgs[pipeline.name].source.startswith("mqtt")
 
     # --- commands ------------------------------------------------------------------------
-    def _on_command(self, topic: str, payload: bytes) -> None:
+    def _on_command(self, topic: str, payload: bytes, ack: Any = None) -> None:
+        try:
+            self._handle_command(topic, payload)
+        finally:
+            if ack is not None:
+                ack()
+
+    def _handle_command(self, topic: str, payload: bytes) -> None:
         action = topic.rsplit("/", 1)[-1]
         request_id = None
         try:
@@ -252,11 +263,37 @@ class Agent:
             "pipelines": {f"{p.kind}/{p.name}": p.counters.as_dict() for p in self._reading_pipelines()}
             | {f"camera/{p.name}": p.counters.as_dict() for p in self.cameras},
             "cpu_temp_c": cpu_temperature(),
+            "rss_mb": resident_mb(),
         }
 
     def _stats_loop(self) -> None:
         while not self.stop_event.wait(self.config.stats_interval):
-            self.link.send(messages.stats(self.topics, self.config.device_id, self.stats()))
+            self.publish_stats()
+
+    def publish_stats(self) -> None:
+        """Send `stats`, and write them to `stats_file` (atomically) when one is configured."""
+        message = messages.stats(self.topics, self.config.device_id, self.stats())
+        self.link.send(message)
+        if self.config.stats_file:
+            path = Path(self.config.stats_file)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_bytes(message.payload)
+                tmp.replace(path)
+            except OSError as exc:
+                log.warning("cannot write stats_file %s: %s", path, exc)
+
+
+def resident_mb() -> float | None:
+    """This process's resident memory (VmRSS) in MiB, from /proc; None where there is no /proc."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def cpu_temperature() -> float | None:

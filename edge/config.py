@@ -26,6 +26,7 @@ class MqttConfig:
     protocol: str = "3.1.1"  # or "5"
     client_id: str = ""  # default: edgepipe-<device_id>
     keepalive: int = 30
+    persistent_session: bool = True  # the broker queues readings and commands while the agent is away
     username: str = ""
     password: str = ""
     password_file: str = ""  # read the password from this file instead (keeps it out of the config)
@@ -44,6 +45,7 @@ class OutboxConfig:
     path: str = ""  # default: <state_dir>/outbox.sqlite
     max_messages: int = 10000
     drop_policy: str = "oldest"  # or "newest"
+    replay_window: float = 5.0  # seconds of acknowledged messages re-sent after a broker crash (0: off)
 
 
 @dataclass
@@ -89,6 +91,7 @@ class AgentConfig:
     stats_interval: float = 30.0
     queue_size: int = 1000  # readings waiting per pipeline; past it the oldest is dropped and counted
     log_level: str = "INFO"
+    stats_file: str = ""  # also write each `stats` message here (readable while the broker is unreachable)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     camera: list[CameraConfig] = field(default_factory=list)

@@ -8,6 +8,10 @@
 - QoS 1 messages go through the durable `Outbox`: written first, published by one thread in
   order while connected, deleted on PUBACK, re-published after a reconnect or a restart.
 - QoS 0 messages (classes, stats) are sent when connected and counted as dropped otherwise.
+- Inputs are at-least-once too: with a persistent session (the default) the broker keeps the
+  agent's subscriptions and queues readings and commands while it is away, and every incoming
+  QoS 1 message is acknowledged only after its handler says it is done (`manual_ack`), so a
+  reading the agent had received but not yet processed when it died is delivered again.
 """
 
 from __future__ import annotations
@@ -22,14 +26,18 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge.config import MqttConfig
 from edge.messages import Message, Topics, status
 from edge.outbox import Outbox
 
 log = logging.getLogger(__name__)
-Handler = Callable[[str, bytes], None]
+Ack = Callable[[], None]
+Handler = Callable[[str, bytes, Ack], None]  # must call the ack once the message is dealt with
 INFLIGHT_WINDOW = 50
+SESSION_EXPIRY = 7 * 24 * 3600  # MQTT 5: how long the broker keeps a persistent session (seconds)
 EARLY_ACK_MAX_AGE = 5.0  # seconds; a mid is reused only after 65535 more publishes
 
 
@@ -47,12 +55,14 @@ class MqttLink:
         self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
         self._early_acks: dict[int, float] = {}  # mid -> when its PUBACK came (see _publish_loop)
         self._last_sent = 0  # highest outbox seq handed to paho on this connection
+        self._dropped_at: float | None = None  # when a connection ended without our asking
         self._wake = threading.Condition()
         self._stopping = False
         self._publisher: threading.Thread | None = None
         protocol = MQTTProtocolVersion.MQTTv5 if cfg.protocol == "5" else MQTTProtocolVersion.MQTTv311
+        session = {"clean_session": not cfg.persistent_session} if protocol == MQTTProtocolVersion.MQTTv311 else {}
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"edgepipe-{device_id}",
-                                  protocol=protocol)
+                                  protocol=protocol, manual_ack=True, **session)
         paho_log = logging.getLogger(f"paho.{id(self):x}")  # one per link: its filter dies with it
         # paho 2.2's network thread logs "Client is not connected" once between disconnect() and loop_stop()
         paho_log.addFilter(lambda record: not (self._stopping and "not connected" in record.getMessage()))
@@ -78,7 +88,13 @@ class MqttLink:
         """Connect in the background: the agent starts (and queues alerts) even if the broker is down."""
         self._publisher = threading.Thread(target=self._publish_loop, name="mqtt-outbox", daemon=True)
         self._publisher.start()
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+        if self.cfg.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY if self.cfg.persistent_session else 0
+            self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive,
+                                      clean_start=not self.cfg.persistent_session, properties=props)
+        else:
+            self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
         self.client.loop_start()
 
     def stop(self, flush_timeout: float = 5.0) -> None:
@@ -158,12 +174,34 @@ class MqttLink:
             self.client.subscribe(topic, qos=1)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        for pattern, handler in self.handlers.items():
-            if paho.topic_matches_sub(pattern, msg.topic):
-                try:
-                    handler(msg.topic, msg.payload)
-                except Exception:  # noqa: BLE001 - a handler bug must not kill paho's network thread
-                    log.exception("handler for %s failed on a message of %d bytes", msg.topic, len(msg.payload))
+        handlers = [h for pattern, h in self.handlers.items() if paho.topic_matches_sub(pattern, msg.topic)]
+        ack = self._acker(msg, len(handlers))
+        if not handlers:
+            ack()
+        for handler in handlers:
+            try:
+                handler(msg.topic, msg.payload, ack)
+            except Exception:  # noqa: BLE001 - a handler bug must not kill paho's network thread
+                log.exception("handler for %s failed on a message of %d bytes", msg.topic, len(msg.payload))
+                ack()
+
+    def _acker(self, msg: paho.MQTTMessage, handlers: int) -> Ack:
+        """The PUBACK for `msg`, sent when every handler has called it (from any thread).
+
+        An ack from an older connection is not sent: the broker re-delivers that message on
+        the new connection, and its ack comes from that delivery.
+        """
+        generation, remaining, lock = self.connects, [max(1, handlers)], threading.Lock()
+
+        def ack() -> None:
+            with lock:
+                remaining[0] -= 1
+                if remaining[0] != 0:
+                    return
+            if msg.qos >= 1 and generation == self.connects and self.connected.is_set():
+                self.client.ack(msg.mid, msg.qos)
+
+        return ack
 
     # --- paho callbacks ------------------------------------------------------------------
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -182,6 +220,12 @@ class MqttLink:
             except OSError:
                 pass
         log.info("MQTT connected to %s:%s (connection %d)", self.cfg.host, self.cfg.port, self.connects)
+        if self._dropped_at is not None:
+            rearmed = self.outbox.rearm(self._dropped_at - self.outbox.replay_window)
+            self._dropped_at = None
+            if rearmed:
+                log.warning("re-sending %d message(s) the broker acknowledged in the %.0f s before the connection "
+                            "dropped (a crashed broker may not have saved them)", rearmed, self.outbox.replay_window)
         for topic in self.handlers:
             client.subscribe(topic, qos=1)
         self._publish_now(status(self.topics, online=True))
@@ -195,6 +239,8 @@ class MqttLink:
             self._wake.notify_all()
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if not self._stopping and self.connected.is_set():
+            self._dropped_at = time.time()
         with self._wake:
             self.connected.clear()
             self._inflight.clear()

@@ -7,6 +7,13 @@ process. The size is bounded: past `max_messages` the drop policy applies ("olde
 the oldest pending message goes, "newest": the new one is refused) and every drop is
 counted for `stats`. SQLite in WAL mode gives atomic, torn-write-safe commits; a file
 that is nonetheless unreadable is moved aside with a warning and a fresh one started.
+
+A PUBACK is not the end of the story: mosquitto acknowledges a message *before* it saves
+it, so a broker that crashes (SIGKILL, power cut) can lose what it acknowledged in its last
+moments. Acknowledged messages are therefore kept for `replay_window` seconds and sent
+again after a connection that ended without our asking (`rearm`), and after an agent
+restart that followed an unclean exit (the Pi lost power with its broker). Duplicates carry
+the same `id`, so consumers can drop them.
 """
 
 from __future__ import annotations
@@ -26,9 +33,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     retain INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    acked REAL  -- NULL: waiting for its PUBACK; else when it came (kept for the replay window)
 );
 """
+INDEX = "CREATE INDEX IF NOT EXISTS outbox_acked ON outbox (acked)"
+PRUNE_EVERY = 1.0  # seconds between deletions of acknowledged messages older than the window
 DROP_POLICIES = ("oldest", "newest")
 
 
@@ -43,7 +53,8 @@ class OutboxMessage:
 class Outbox:
     """A bounded, ordered, on-disk queue of messages waiting for their PUBACK."""
 
-    def __init__(self, path: Path | str, max_messages: int = 10000, drop_policy: str = "oldest") -> None:
+    def __init__(self, path: Path | str, max_messages: int = 10000, drop_policy: str = "oldest",
+                 replay_window: float = 5.0) -> None:
         if drop_policy not in DROP_POLICIES:
             raise ValueError(f"outbox drop_policy must be one of {DROP_POLICIES}, got {drop_policy!r}")
         if max_messages < 1:
@@ -51,10 +62,15 @@ class Outbox:
         self.path = Path(path)
         self.max_messages = max_messages
         self.drop_policy = drop_policy
+        self.replay_window = replay_window
         self.dropped = 0
         self.recovered_from_corruption = False
         self._lock = threading.Lock()
+        self._last_prune = 0.0
         self._db = self._open()
+        # acknowledged rows survive only an unclean exit (close() removes them): re-send the newest
+        newest = self._db.execute("SELECT MAX(acked) FROM outbox").fetchone()[0]
+        self.rearmed_at_start = self.rearm(newest - replay_window) if newest is not None else 0
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,19 +92,22 @@ class Outbox:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
         db.executescript(SCHEMA)
+        if "acked" not in [row[1] for row in db.execute("PRAGMA table_info(outbox)")]:
+            db.execute("ALTER TABLE outbox ADD COLUMN acked REAL")  # an outbox from before the replay window
+        db.execute(INDEX)
         return db
 
     def put(self, topic: str, payload: bytes, retain: bool = False) -> int | None:
         """Store a message; returns its sequence number, or None if the drop policy refused it."""
         with self._lock:
-            count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            count = self._db.execute("SELECT COUNT(*) FROM outbox WHERE acked IS NULL").fetchone()[0]
             if count >= self.max_messages:
                 if self.drop_policy == "newest":
                     self.dropped += 1
                     return None
                 excess = count - self.max_messages + 1
-                self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
-                                 (excess,))
+                self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE acked IS NULL "
+                                 "ORDER BY seq LIMIT ?)", (excess,))
                 self.dropped += excess
             cur = self._db.execute("INSERT INTO outbox (topic, payload, retain, created) VALUES (?, ?, ?, ?)",
                                    (topic, payload, int(retain), time.time()))
@@ -97,18 +116,33 @@ class Outbox:
     def pending(self, after: int = 0, limit: int = 100) -> list[OutboxMessage]:
         """Messages with seq > `after`, oldest first."""
         with self._lock:
-            rows = self._db.execute("SELECT seq, topic, payload, retain FROM outbox WHERE seq > ? ORDER BY seq "
-                                    "LIMIT ?", (after, limit)).fetchall()
+            rows = self._db.execute("SELECT seq, topic, payload, retain FROM outbox WHERE acked IS NULL AND seq > ? "
+                                    "ORDER BY seq LIMIT ?", (after, limit)).fetchall()
         return [OutboxMessage(seq, topic, bytes(payload), bool(retain)) for seq, topic, payload, retain in rows]
 
     def ack(self, seq: int) -> None:
+        now = time.time()
         with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            if self.replay_window <= 0:
+                self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                return
+            self._db.execute("UPDATE outbox SET acked = ? WHERE seq = ?", (now, seq))
+            if now - self._last_prune >= PRUNE_EVERY:
+                self._db.execute("DELETE FROM outbox WHERE acked < ?", (now - self.replay_window,))
+                self._last_prune = now
+
+    def rearm(self, since: float) -> int:
+        """Mark messages acknowledged at or after `since` (epoch seconds) as pending again; returns how many."""
+        with self._lock:
+            return self._db.execute("UPDATE outbox SET acked = NULL WHERE acked >= ?", (since,)).rowcount
 
     def __len__(self) -> int:
+        """Messages still waiting for their PUBACK."""
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE acked IS NULL").fetchone()[0])
 
     def close(self) -> None:
+        """A clean stop: the broker was alive until now, so the replay window is no longer needed."""
         with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE acked IS NOT NULL")
             self._db.close()

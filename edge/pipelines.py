@@ -37,6 +37,7 @@ class Counters:
     dropped: int = 0
     published: int = 0
     source_errors: int = 0
+    duplicates: int = 0  # re-delivered readings already processed (series: ts not after the last one)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -76,17 +77,23 @@ class ReadingPipeline:
     def start(self) -> None:
         self.thread.start()
 
-    def submit(self, payload: bytes | str) -> None:
-        """Called from the MQTT thread or a feed; never blocks: the oldest waiting reading gives way."""
+    def submit(self, payload: bytes | str, done: Callable[[], None] | None = None) -> None:
+        """Called from the MQTT thread or a feed; never blocks: the oldest waiting reading gives way.
+
+        `done` (the MQTT acknowledgement) is called once the reading has been handled -- its
+        results are in the outbox and the forecaster state is saved -- or dropped.
+        """
         self.counters.received += 1
         while True:
             try:
-                self.queue.put_nowait(payload)
+                self.queue.put_nowait((payload, done))
                 return
             except queue.Full:
                 try:
-                    self.queue.get_nowait()
-                    self.counters.dropped += 1
+                    item = self.queue.get_nowait()
+                    if item is not END:
+                        self.counters.dropped += 1
+                        _call(item[1])
                 except queue.Empty:
                     pass
 
@@ -100,9 +107,10 @@ class ReadingPipeline:
 
     def _work(self) -> None:
         while True:
-            payload = self.queue.get()
-            if payload is END:
+            item = self.queue.get()
+            if item is END:
                 break
+            payload, done = item
             try:
                 with self.lock:
                     self.handle(payload)
@@ -115,6 +123,7 @@ class ReadingPipeline:
                 self.counters.invalid += 1
                 log.exception("%s: failed on a reading", self.component)
                 self.ctx.report(self.component, f"internal error: {type(exc).__name__}: {exc}", payload)
+            _call(done)
         self.finished.set()
 
     def handle(self, payload: bytes | str) -> None:
@@ -158,7 +167,14 @@ class SeriesPipeline(ReadingPipeline):
         self.forecaster = forecaster
 
     def handle(self, payload: bytes | str) -> None:
+        """One step; the forecast goes to the outbox *before* the state is saved, so a crash in
+        between repeats this reading (same forecast again) rather than losing its forecast."""
         reading = parse_reading(payload, expected=1)
+        if self.forecaster.already_seen(reading.ts):
+            self.counters.duplicates += 1
+            log.info("%s: reading ts=%r is not after the last one processed; skipped as a re-delivery",
+                     self.component, reading.ts)
+            return
         try:
             value = self.forecaster.step(reading.values[0])
         except ValueError as exc:  # e.g. a value the series transform cannot take (log of <= 0)
@@ -169,10 +185,16 @@ class SeriesPipeline(ReadingPipeline):
                                             observed=reading.values[0], forecast_value=value, step=step,
                                             reading_ts=reading.ts))
             self.counters.published += 1
+        self.forecaster.commit(reading.ts)
 
     def reset(self) -> None:
         with self.lock:
             self.forecaster.reset()
+
+
+def _call(done: Callable[[], None] | None) -> None:
+    if done is not None:
+        done()
 
 
 class CameraPipeline:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,7 @@ class SavedState:
     state: list[list]
     window: list[float]
     step: int
+    last_ts: Any = None  # the timestamp of the last reading processed (re-deliveries are skipped)
 
 
 def _checksum(body: dict) -> str:
@@ -43,8 +45,8 @@ class ForecasterState:
         self.model_sha = model_sha
         self.warning: str | None = None  # why the last load started cold, for the `error` topic
 
-    def save(self, state: Iterable[np.ndarray], window: Iterable[float], step: int) -> None:
-        body = {"version": STATE_VERSION, "model_sha": self.model_sha, "step": int(step),
+    def save(self, state: Iterable[np.ndarray], window: Iterable[float], step: int, last_ts: Any = None) -> None:
+        body = {"version": STATE_VERSION, "model_sha": self.model_sha, "step": int(step), "last_ts": last_ts,
                 "state": [np.asarray(s, np.float64).tolist() for s in state], "window": [float(v) for v in window]}
         text = json.dumps({"body": body, "sha256": _checksum(body)})
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,7 @@ class ForecasterState:
                 raise ValueError(f"state version {body['version']} is not {STATE_VERSION}")
             if body["model_sha"] != self.model_sha:
                 raise ValueError("saved for another model (sha256 differs)")
-            return SavedState(body["state"], body["window"], int(body["step"]))
+            return SavedState(body["state"], body["window"], int(body["step"]), body.get("last_ts"))
         except (ValueError, KeyError, TypeError, OSError) as exc:
             aside = self.path.with_name(f"{self.path.name}.bad-{int(time.time())}")
             self.warning = f"state file {self.path} unusable ({exc}); moved to {aside.name}, starting cold"

@@ -13,6 +13,7 @@ The quantize/dequantize with each tensor's scale and zero point happens in `TFLi
 from __future__ import annotations
 
 import collections
+import datetime
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,20 +173,41 @@ class Forecaster(ModelWrapper):
             self.state = [np.asarray(s, np.float32).reshape(self.state_shape) for s in saved.state]
             self.window.extend(saved.window[-self.window.maxlen:])
             self.step_index = saved.step
+            self.last_ts = saved.last_ts
 
     def _cold(self) -> None:
         self.state = [v.copy() for v in self.initial]
         self.window: collections.deque[float] = collections.deque(maxlen=self.transform.order + self.look_back)
         self.step_index = 0
+        self.last_ts: Any = None
 
     def reset(self) -> None:
         """Start the series afresh (the `cmd/reset` command); the cleared state is saved at once."""
         self._cold()
+        self.commit(None)
+
+    def already_seen(self, ts: Any) -> bool:
+        """True for a reading whose timestamp is not after the last one processed: a re-delivery.
+
+        MQTT QoS 1 is at-least-once, so after a crash the broker may deliver a reading again;
+        stepping the LSTM twice on it would shift every later forecast. Only timestamps with
+        an order are compared -- numbers (epoch seconds, indices) and ISO-8601 strings; readings
+        without one are always processed.
+        """
+        new, last = _order_key(ts), _order_key(self.last_ts)
+        return new is not None and last is not None and type(new) is type(last) and new <= last
+
+    def commit(self, ts: Any) -> None:
+        """Save the state after a step whose results are already on their way (see SeriesPipeline)."""
+        if ts is not None:
+            self.last_ts = ts
         if self.store:
-            self.store.save(self.state, self.window, self.step_index)
+            self.store.save(self.state, self.window, self.step_index, self.last_ts)
 
     def step(self, value: float) -> float | None:
-        """Feed one observed value; returns the forecast of the next one (None until enough history)."""
+        """Feed one observed value; returns the forecast of the next one (None until enough history).
+
+        The new state is kept in memory only: `commit` saves it once the forecast is safe."""
         level = self.transform.level(value)  # raises ValueError (a bad reading) before anything changes
         self.window.append(level)
         forecast = None
@@ -197,9 +219,22 @@ class Forecaster(ModelWrapper):
             self.state = [out[name].reshape(self.state_shape) for name in self.state_outputs]
             forecast = self.transform.invert(float(out[self.y_name].ravel()[0]), history)
         self.step_index += 1
-        if self.store:
-            self.store.save(self.state, self.window, self.step_index)
         return forecast
+
+
+def _order_key(ts: Any) -> float | datetime.datetime | None:
+    """A comparable form of a reading's timestamp, or None when it has no order we can trust."""
+    if isinstance(ts, bool):
+        return None
+    if isinstance(ts, (int, float)):
+        return float(ts)
+    if isinstance(ts, str):
+        try:
+            moment = datetime.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+    return None
 
 
 class Generator(ModelWrapper):

@@ -3,6 +3,7 @@ a collecting subscriber, and the agent as a subprocess on a Pi-like Python (no T
 
 from __future__ import annotations
 
+import getpass
 import json
 import shutil
 import signal
@@ -53,8 +54,12 @@ class Broker:
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(
             (listener or f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
-            + f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\n"
-            + f"log_dest file {workdir}/mosquitto.log\n" + extra_conf)
+            # save on every change (subscription, queued message): a SIGKILL then loses no session
+            + f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\nautosave_on_changes true\n"
+            + f"log_dest file {workdir}/mosquitto.log\n"
+            # started as root, mosquitto drops to user `mosquitto`, which cannot write the test's files:
+            # no persistence, no log. Stay the user that runs the tests.
+            + f"user {getpass.getuser()}\n" + extra_conf)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Broker:

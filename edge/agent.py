@@ -8,6 +8,7 @@ was not acknowledged in the outbox for the next start.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -100,9 +101,11 @@ class Agent:
             if kind == "mqtt":
                 self.link.subscribe(cfg.topic or default_topic, lambda _t, p, ack, pl=pipeline: pl.submit(p, ack))
             elif kind == "csv":
-                self.feeds.append(CsvFeed(arg, cfg.rate, pipeline.submit, pipeline.end_of_input))
+                self.feeds.append(CsvFeed(arg, cfg.rate, functools.partial(pipeline.submit, block=True),
+                                          pipeline.end_of_input))
             elif kind == "stdin":
-                self.feeds.append(StdinFeed(pipeline.submit, on_done=pipeline.end_of_input))
+                self.feeds.append(StdinFeed(functools.partial(pipeline.submit, block=True),
+                                            on_done=pipeline.end_of_input))
             else:
                 raise ValueError(f"{pipeline.component}: unknown source {cfg.source!r} (mqtt, csv:<file>, stdin)")
         self.link.subscribe(self.topics.command("+"), self._on_command)

@@ -11,7 +11,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -31,11 +31,14 @@ class CsvFeed:
         self.sent = 0
         self.thread = threading.Thread(target=self._run, name=f"csv:{self.path.name}", daemon=True)
 
-    def rows(self) -> list[str]:
-        """The selected cells of every data row, joined as CSV lines (header names resolved once)."""
+    def rows(self) -> Iterator[str]:
+        """The selected cells of each data row, joined as a CSV line, read lazily (a file may be huge)."""
         with open(self.path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
-            header = [h.strip() for h in next(reader)]
+            first = next(reader, None)
+            if first is None:
+                raise ValueError(f"{self.path}: empty file (expected a header line)")
+            header = [h.strip() for h in first]
             if self.columns:
                 missing = [c for c in self.columns if c not in header]
                 if missing:
@@ -43,27 +46,27 @@ class CsvFeed:
                 index = [header.index(c) for c in self.columns]
             else:
                 index = list(range(len(header)))
-            return [",".join(row[i] if i < len(row) else "" for i in index) for row in reader if row]
+            for row in reader:
+                if row:
+                    yield ",".join(row[i] if i < len(row) else "" for i in index)
 
     def start(self) -> None:
         self.thread.start()
 
     def _run(self) -> None:
-        try:
-            rows = self.rows()
-        except (OSError, ValueError, StopIteration) as exc:
-            log.error("CSV feed %s: %s", self.path, exc)
-            rows = []
         period = 1.0 / self.rate if self.rate > 0 else 0.0
         next_at = time.monotonic()
-        for line in rows:
-            if self.stop_event.is_set():
-                break
-            self.submit(line)
-            self.sent += 1
-            if period:
-                next_at += period
-                self.stop_event.wait(max(0.0, next_at - time.monotonic()))
+        try:
+            for line in self.rows():
+                if self.stop_event.is_set():
+                    break
+                self.submit(line)
+                self.sent += 1
+                if period:
+                    next_at += period
+                    self.stop_event.wait(max(0.0, next_at - time.monotonic()))
+        except (OSError, ValueError, csv.Error) as exc:
+            log.error("CSV feed %s: %s", self.path, exc)
         if self.on_done:
             self.on_done()
 

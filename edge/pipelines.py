@@ -77,13 +77,17 @@ class ReadingPipeline:
     def start(self) -> None:
         self.thread.start()
 
-    def submit(self, payload: bytes | str, done: Callable[[], None] | None = None) -> None:
-        """Called from the MQTT thread or a feed; never blocks: the oldest waiting reading gives way.
+    def submit(self, payload: bytes | str, done: Callable[[], None] | None = None, block: bool = False) -> None:
+        """Queue one reading. From MQTT it never blocks: the oldest waiting reading gives way.
 
         `done` (the MQTT acknowledgement) is called once the reading has been handled -- its
-        results are in the outbox and the forecaster state is saved -- or dropped.
+        results are in the outbox and the forecaster state is saved -- or dropped. A file or
+        stdin feed passes `block=True`: it is read no faster than the model keeps up, nothing dropped.
         """
         self.counters.received += 1
+        if block:
+            self.queue.put((payload, done))
+            return
         while True:
             try:
                 self.queue.put_nowait((payload, done))

@@ -276,49 +276,6 @@ def test_dead_camera_is_retried_while_the_other_pipelines_serve(broker: Broker, 
         collector.close()
 
 
-def corrupt_copy(tmp_path: Path, damage: str) -> Path:
-    models = tmp_path / "models"
-    models.mkdir()
-    for path in MODELS_DIR.iterdir():
-        (models / path.name).write_bytes(path.read_bytes())
-    if damage == "truncated":
-        data = (models / "autoencoder.tflite").read_bytes()
-        (models / "autoencoder.tflite").write_bytes(data[: len(data) // 2])
-    elif damage == "missing":
-        (models / "autoencoder.tflite").unlink()
-    elif damage == "wrong_tensors":  # a valid model, the wrong one: the hash is updated, the tensors are not
-        manifest = json.loads((models / "manifest.json").read_text())
-        (models / "autoencoder.tflite").write_bytes((models / "lstm.tflite").read_bytes())
-        entry = manifest["models"]["autoencoder"]
-        from edge.manifest import sha256_file
-
-        entry["sha256"] = sha256_file(models / "autoencoder.tflite")
-        entry["size_bytes"] = (models / "autoencoder.tflite").stat().st_size
-        (models / "manifest.json").write_text(json.dumps(manifest))
-    elif damage == "missing_field":
-        manifest = json.loads((models / "manifest.json").read_text())
-        del manifest["models"]["autoencoder"]["postprocess"]["threshold"]
-        (models / "manifest.json").write_text(json.dumps(manifest))
-    return models
-
-
-@pytest.mark.parametrize("damage, message", [
-    ("truncated", r"autoencoder\.tflite: sha256 mismatch for model 'autoencoder'"),
-    ("missing", r"autoencoder\.tflite: model file of 'autoencoder' is missing"),
-    ("wrong_tensors",
-     r"autoencoder\.tflite: input tensors \['c', 'h', 'x'\] do not match the manifest's \['reading'\]"),
-    ("missing_field", r"model 'autoencoder'.postprocess: missing field\(s\) 'threshold'"),
-])
-def test_agent_refuses_to_start_on_bad_models(tmp_path: Path, damage: str, message: str) -> None:
-    models = corrupt_copy(tmp_path, damage)
-    config = write_config(tmp_path / "agent.toml", 1, '[[sensor]]\nname = "line1"\n', models_dir=models)
-    agent = AgentProcess(config)
-    assert agent.wait(60) == 2
-    import re
-
-    assert re.search(message, agent.output()), agent.output()
-
-
 def test_check_prints_runtime_and_tensors(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -122,6 +122,9 @@ RANGES = {"mqtt.port": (1, 65535), "mqtt.keepalive": (5, 3600), "outbox.max_mess
           "num_threads": (1, 64), "queue_size": (1, 1_000_000), "camera.top_k": (1, 1000),
           "sensor.debounce_k": (1, 1000), "sensor.debounce_n": (1, 1000)}
 POSITIVE = {"stats_interval", "mqtt.reconnect_min", "mqtt.reconnect_max", "camera.retry_max"}
+# source kind -> how it is written when it needs an argument ("" when it takes none)
+CAMERA_SOURCES = {"picamera2": "", "opencv": "", "folder": "folder:<dir>", "replay": "replay:<file.npz>", "gan": ""}
+READING_SOURCES = {"mqtt": "", "csv": "csv:<file>[:columns]", "stdin": ""}
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -181,6 +184,13 @@ def _check_names(config: AgentConfig) -> None:
                                   f"got {name!r}")
         if len(set(names)) != len(names):
             raise ConfigError(f"{kind}: names must be unique, got {names}")
+    for kind, items, allowed in (("camera", config.camera, CAMERA_SOURCES), ("sensor", config.sensor, READING_SOURCES),
+                                 ("series", config.series, READING_SOURCES)):
+        for i, item in enumerate(items):
+            prefix, _, arg = item.source.partition(":")
+            if prefix not in allowed or (allowed[prefix] and not arg):
+                forms = ", ".join(form or name for name, form in allowed.items())
+                raise ConfigError(f"{kind}[{i}].source: expected one of {forms}, got {item.source!r}")
     for i, sensor in enumerate(config.sensor):
         if sensor.debounce_k > sensor.debounce_n:
             raise ConfigError(f"sensor[{i}].debounce_k: expected at most debounce_n ({sensor.debounce_n}), "

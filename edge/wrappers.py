@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 
 from edge.manifest import ModelEntry
 from edge.preprocess import frame_to_input
+from edge.readings import InvalidReading
 from edge.runtime import TFLiteModel
 from edge.series import SeriesTransform
 from edge.state import ForecasterState
@@ -113,13 +115,21 @@ class AnomalyScorer(ModelWrapper):
         return len(self.features)
 
     def score(self, values: np.ndarray) -> float | None:
-        """Score one reading (None until `window` readings have arrived)."""
-        self._recent.append((np.asarray(values, np.float32) - self.offset) / self.scale)
+        """Score one reading (None until `window` readings have arrived).
+
+        A reading so large that its scaled value overflows float32 (|x| > 3e38) is refused as
+        invalid rather than scored as infinity, which JSON cannot carry.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = ((np.asarray(values, np.float64) - self.offset) / self.scale).astype(np.float32)
+        if not np.all(np.isfinite(scaled)):
+            raise InvalidReading(f"values {list(values)[:8]} are beyond float32 range once scaled for the model")
+        self._recent.append(scaled)
         if len(self._recent) < self.window:
             return None
         x = np.concatenate(list(self._recent)).reshape(self.entry.inputs[0].shape)
         out = self._run({self.entry.inputs[0].name: x})[self.entry.outputs[0].name]
-        return float(np.mean((out.reshape(x.shape) - x) ** 2))
+        return float(np.mean((out.reshape(x.shape).astype(np.float64) - x) ** 2))
 
 
 @dataclass
@@ -207,17 +217,28 @@ class Forecaster(ModelWrapper):
     def step(self, value: float) -> float | None:
         """Feed one observed value; returns the forecast of the next one (None until enough history).
 
-        The new state is kept in memory only: `commit` saves it once the forecast is safe."""
+        Nothing changes if the value is refused (ValueError: the transform cannot take it, or the
+        forecast would not be a finite number). The new state is kept in memory only: `commit`
+        saves it once the forecast is safe.
+        """
         level = self.transform.level(value)  # raises ValueError (a bad reading) before anything changes
-        self.window.append(level)
-        forecast = None
-        if len(self.window) == self.window.maxlen:
-            history = np.asarray(self.window)
+        window = [*self.window, level][-self.window.maxlen:]
+        forecast, state = None, self.state
+        if len(window) == self.window.maxlen:
+            history = np.asarray(window)
             feeds = {self.x_name: self.transform.features(history).reshape(1, self.look_back, 1)}
             feeds.update({name: s for name, s in zip(self.state_inputs, self.state)})
             out = self._run(feeds)
-            self.state = [out[name].reshape(self.state_shape) for name in self.state_outputs]
-            forecast = self.transform.invert(float(out[self.y_name].ravel()[0]), history)
+            state = [out[name].reshape(self.state_shape) for name in self.state_outputs]
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    forecast = self.transform.invert(float(out[self.y_name].ravel()[0]), history)
+            except OverflowError:
+                forecast = math.inf
+            if not math.isfinite(forecast):
+                raise ValueError(f"value {value!r} is out of the series' range: the forecast would overflow")
+        self.window.append(level)
+        self.state = state
         self.step_index += 1
         return forecast
 

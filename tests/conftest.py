@@ -36,3 +36,14 @@ def idx_folder(tmp_path: Path) -> Path:
     write_idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 255, (10, 28, 28)))
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(10))
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_agents():
+    """A failed assertion must not leave an agent process running into the next test."""
+    yield
+    import sys
+
+    helpers = sys.modules.get("tests.mqtt_helpers")
+    if helpers is not None:
+        helpers.AgentProcess.kill_all()

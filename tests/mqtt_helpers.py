@@ -150,12 +150,23 @@ def write_config(path: Path, port: int, body: str, device: str = "test", state_d
 class AgentProcess:
     """`python -m edge run` in a subprocess where TensorFlow, Keras and scikit-learn cannot be imported."""
 
+    started: list[AgentProcess] = []
+
+    @classmethod
+    def kill_all(cls) -> None:
+        for agent in cls.started:
+            if agent.proc.poll() is None:
+                agent.proc.kill()
+                agent.proc.wait(10)
+        cls.started.clear()
+
     def __init__(self, config: Path, *extra: str, stdin: Any = None) -> None:
         self.log_path = config.with_suffix(".log")
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config), *extra],
                                      env=no_tf_env(), cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=stdin)
+        AgentProcess.started.append(self)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.proc.poll() is None:

@@ -258,6 +258,7 @@ class Agent:
             "uptime_s": round(time.monotonic() - self.started, 1),
             "connected": self.link.connected.is_set(),
             "connects": self.link.connects,
+            "mqtt_error": self.link.last_error,
             "outbox_depth": len(self.outbox),
             "outbox_dropped": self.outbox.dropped,
             "qos0_dropped": self.link.dropped_qos0,

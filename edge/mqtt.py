@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -206,7 +207,9 @@ class MqttLink:
     # --- paho callbacks ------------------------------------------------------------------
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
-            self.last_error = f"broker refused the connection: {reason}"
+            hint = " (check mqtt.username and mqtt.password_file)" if "password" in str(reason).lower() \
+                or "authori" in str(reason).lower() else ""
+            self.last_error = f"broker refused the connection: {reason}{hint}"
             log.error("MQTT %s:%s %s (retrying with backoff up to %.0f s)", self.cfg.host, self.cfg.port,
                       self.last_error, self.cfg.reconnect_max)
             return
@@ -250,8 +253,13 @@ class MqttLink:
                         "(%d now)", reason, len(self.outbox))
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self.last_error = f"cannot connect to {self.cfg.host}:{self.cfg.port}"
-        log.warning("MQTT %s; retrying with backoff", self.last_error)
+        # paho calls this inside its `except OSError:` block, so the exception says why
+        exc = sys.exc_info()[1]
+        reason = f"{type(exc).__name__}: {exc}" if exc is not None else "no reason given"
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            reason += " (is mqtt.ca_file the CA that signed the broker's certificate, for this host name?)"
+        self.last_error = f"cannot connect to {self.cfg.host}:{self.cfg.port}: {reason}"
+        log.warning("MQTT %s; retrying with backoff up to %.0f s", self.last_error, self.cfg.reconnect_max)
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         with self._wake:

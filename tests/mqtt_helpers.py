@@ -84,13 +84,15 @@ class Collector:
     """A subscriber that keeps every message (topic, payload bytes, retain) it receives."""
 
     def __init__(self, port: int, topics: list[str], client_id: str = "", clean: bool = True,
-                 username: str | None = None, password: str | None = None) -> None:
+                 username: str | None = None, password: str | None = None, tls_ca: Path | None = None) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.cond = threading.Condition()
         self.connected = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
         if username:
             self.client.username_pw_set(username, password)
+        if tls_ca:
+            self.client.tls_set(ca_certs=str(tls_ca))
         self.client.on_connect = lambda c, u, f, r, p: (
             [c.subscribe(t, qos=1) for t in topics], self.connected.set())
         self.client.on_message = self._on_message

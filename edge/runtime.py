@@ -80,13 +80,22 @@ def load_runtime(prefer: str | None = None) -> Runtime:
     )
 
 
+_INT_RANGE: dict[str, tuple[int, int]] = {}  # dtype name -> (min, max); np.iinfo is slow on the per-frame path
+
+
 def quantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """Float -> the tensor's integer type with its scale/zero point (identity for float)."""
     if not spec.quantized:
         return np.asarray(values, dtype=spec.dtype)
-    info = np.iinfo(spec.dtype)
-    q = np.round(np.asarray(values, dtype=np.float32) / spec.scale) + spec.zero_point
-    return np.clip(q, info.min, info.max).astype(spec.dtype)
+    dtype = np.dtype(spec.dtype)
+    if dtype.name not in _INT_RANGE:
+        _INT_RANGE[dtype.name] = (np.iinfo(dtype).min, np.iinfo(dtype).max)
+    lo, hi = _INT_RANGE[dtype.name]
+    q = np.asarray(values, dtype=np.float32) / np.float32(spec.scale)  # a new array: the in-place steps below are safe
+    np.rint(q, out=q)
+    q += spec.zero_point
+    np.clip(q, lo, hi, out=q)
+    return q.astype(dtype)
 
 
 def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import jsonschema
@@ -12,12 +13,14 @@ import pytest
 
 from edge import messages
 from edge.config import ConfigError, load_config, parse_config
+from edge.manifest import read_manifest
 from edge.outbox import Outbox
 from edge.preprocess import frame_to_input, resize_bilinear, to_grayscale
 from edge.readings import InvalidReading, parse_reading
+from edge.runtime import TFLiteModel
 from edge.state import ForecasterState
-from edge.wrappers import AnomalyRule
-from tests.conftest import ROOT
+from edge.wrappers import AnomalyRule, Forecaster
+from tests.conftest import MODELS_DIR, ROOT
 
 SCHEMAS = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.json")}
 
@@ -138,6 +141,35 @@ def test_corrupt_outbox_is_set_aside_not_fatal(tmp_path: Path) -> None:
     assert len(box) == 1
 
 
+def test_acknowledged_messages_are_kept_for_the_replay_window_and_rearmed(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite", replay_window=5.0)
+    seqs = [box.put("t", str(i).encode()) for i in range(3)]
+    for seq in seqs:
+        box.ack(seq)
+    assert len(box) == 0 and box.pending() == []
+    assert box.rearm(time.time() - 5.0) == 3  # the connection dropped: the broker may have lost them
+    assert [m.payload for m in box.pending()] == [b"0", b"1", b"2"]
+    assert box.rearm(time.time() + 1) == 0  # nothing acknowledged later than that
+
+
+def test_unclean_exit_rearms_at_start_clean_close_does_not(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite", replay_window=5.0)
+    box.ack(box.put("t", b"a"))
+    # no close(): the process died (the Pi lost power with its broker)
+    again = Outbox(tmp_path / "o.sqlite", replay_window=5.0)
+    assert again.rearmed_at_start == 1 and [m.payload for m in again.pending()] == [b"a"]
+    again.ack(again.pending()[0].seq)
+    again.close()  # a clean stop forgets acknowledged messages
+    third = Outbox(tmp_path / "o.sqlite", replay_window=5.0)
+    assert third.rearmed_at_start == 0 and len(third) == 0
+
+
+def test_replay_window_zero_deletes_on_ack(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite", replay_window=0)
+    box.ack(box.put("t", b"a"))
+    assert box.rearm(0) == 0
+
+
 # --- forecaster state ----------------------------------------------------------------------
 def test_state_round_trip(tmp_path: Path) -> None:
     store = ForecasterState(tmp_path / "s.json", "abc")
@@ -230,3 +262,32 @@ def test_home_assistant_discovery() -> None:
 def test_excerpt_is_bounded_and_printable() -> None:
     assert messages.excerpt(b"\xff" * 500).endswith("...") and len(messages.excerpt(b"a" * 500)) == 203
     assert math.isclose(len(messages.excerpt(b"abc")), 3)
+
+
+@pytest.mark.parametrize("last, new, seen", [
+    (5, 5, True), (5, 4.5, True), (5, 6, False),
+    ("1949-03", "1949-02", False),  # not ISO-8601 dates to Python: no order, always processed
+    ("1949-03-01", "1949-02-01", True), ("1949-03-01T00:00:00Z", "1949-03-01T01:00:00+02:00", True),
+    ("1949-03-01", "1949-04-01", False), ("m9", "m10", False), (5, "1949-01-01", False), (None, 3, False),
+    (3, None, False), (True, False, False),
+])
+def test_forecaster_skips_readings_not_after_the_last(tmp_path: Path, last, new, seen: bool) -> None:
+    entry = read_manifest(MODELS_DIR / "manifest.json").get("lstm")
+    forecaster = Forecaster(entry, TFLiteModel.from_entry(entry, MODELS_DIR), tmp_path / "s.json")
+    forecaster.commit(last)
+    assert forecaster.already_seen(new) is seen
+    reloaded = Forecaster(entry, TFLiteModel.from_entry(entry, MODELS_DIR), tmp_path / "s.json")
+    assert reloaded.already_seen(new) is seen  # the last ts survives a restart
+
+
+def test_a_refused_series_value_changes_nothing(tmp_path: Path) -> None:
+    entry = read_manifest(MODELS_DIR / "manifest.json").get("lstm")
+    forecaster = Forecaster(entry, TFLiteModel.from_entry(entry, MODELS_DIR))
+    for v in range(100, 130):
+        forecaster.step(float(v))
+    before = (forecaster.step_index, list(forecaster.window), [s.copy() for s in forecaster.state])
+    for bad in (0.0, -5.0):  # the log transform needs values > 0
+        with pytest.raises(ValueError):
+            forecaster.step(bad)
+    assert forecaster.step_index == before[0] and list(forecaster.window) == before[1]
+    assert all(np.array_equal(a, b) for a, b in zip(forecaster.state, before[2]))

@@ -131,6 +131,31 @@ def _wait_until_quiet(received: list, since: float, quiet: float = 1.0, limit: f
         time.sleep(0.05)
 
 
+def bench_camera_in_process(models_dir: Path, frames: int) -> float:
+    """Frames/s of the agent's camera code (replay source, preprocess, CNN, top-k, JSON message) with
+    the message dropped instead of published: the agent's own cost per frame, without MQTT."""
+    from edge.config import CameraConfig
+    from edge.frames import ReplaySource
+    from edge.messages import Topics
+    from edge.pipelines import CameraPipeline, Context
+    from edge.wrappers import Classifier
+
+    entry = read_manifest(models_dir / "manifest.json").get("cnn")
+    classifier = Classifier(entry, TFLiteModel.from_entry(entry, models_dir, num_threads=1))
+    with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as tmp:
+        data = np.load(ROOT / "data" / "sample-frames.npz")
+        path = Path(tmp) / "frames.npz"
+        np.savez(path, frames=np.concatenate([data["frames"]] * max(1, frames // len(data["frames"]))))
+        drop = Context(Topics("bench"), "bench", lambda message: None)
+        pipeline = CameraPipeline(CameraConfig("cam0", f"replay:{path}", fps=0, drop_stale=False),
+                                  ReplaySource(str(path)), classifier, drop)
+        started = time.perf_counter()
+        pipeline.start()
+        pipeline.capture_thread.join()
+        elapsed = time.perf_counter() - started
+    return pipeline.counters.processed / elapsed
+
+
 def bench_agent(models_dir: Path, frames: int, readings: int) -> dict[str, Any]:
     """Camera frames/s, readings/s (input topic -> anomaly topic), forecasts/s, publish->alert latency,
     resident memory and start-up time, with the agent in its own process and a mosquitto on loopback."""
@@ -146,10 +171,11 @@ def bench_agent(models_dir: Path, frames: int, readings: int) -> dict[str, Any]:
         config = work / "agent.toml"
         config.write_text(
             f'device_id = "bench"\nmodels_dir = "{models_dir}"\nstate_dir = "{work / "state"}"\n'
-            f'stats_interval = 3600\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\ndiscovery = false\n'
+            f'stats_interval = 1\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\ndiscovery = false\n'
             f'[[camera]]\nname = "cam0"\nsource = "replay:{work / "frames.npz"}"\nfps = 0\ndrop_stale = false\n'
             '[[sensor]]\nname = "s"\n[[series]]\nname = "a"\n')
-        arrivals: dict[str, list[tuple[float, dict]]] = {"class": [], "anomaly": [], "forecast": [], "status": []}
+        arrivals: dict[str, list[tuple[float, Any]]] = {"class": [], "anomaly": [], "forecast": [], "status": [],
+                                                        "stats": []}
         lock = threading.Lock()
 
         def on_message(client: Any, userdata: Any, msg: Any) -> None:
@@ -185,6 +211,8 @@ def bench_agent(models_dir: Path, frames: int, readings: int) -> dict[str, Any]:
             agent_fps = (len(classes) - 1) / (made[1] - made[0]).total_seconds() if len(classes) > 1 \
                 else float("nan")
             rss_after_frames = _rss_mb(agent.pid)
+            time.sleep(1.5)  # one more `stats`: its cnn latency window holds the last 1,000 frames' invokes
+            in_agent = arrivals["stats"][-1][1]["latency"].get("cam0", {}) if arrivals["stats"] else {}
             pub = paho.Client(CallbackAPIVersion.VERSION2)
             pub.connect("127.0.0.1", port)
             pub.loop_start()
@@ -228,7 +256,7 @@ def bench_agent(models_dir: Path, frames: int, readings: int) -> dict[str, Any]:
             "readings_per_s": readings_per_s,
             "alerts": len(alerts), "latency_ms": percentiles(latencies) if latencies else {},
             "forecasts_per_s": forecasts_per_s, "startup_s": startup, "rss_mb_after_frames": rss_after_frames,
-            "rss_mb_end": rss_end}
+            "rss_mb_end": rss_end, "cnn_in_agent_p50_ms": in_agent.get("p50_ms", float("nan"))}
 
 
 def render(info: dict[str, str], rows: list[dict[str, Any]], agent: dict[str, Any] | None,
@@ -259,6 +287,11 @@ def render(info: dict[str, str], rows: list[dict[str, Any]], agent: dict[str, An
                   f"int8 invoke rate {bare:.0f}/s) |",
                   f"| ... delivered to a Python subscriber on the same 2 cores | {agent['frames_per_s']:.0f} frames/s "
                   f"({agent['frames_per_s'] / bare:.1%}) |",
+                  f"| the same camera code in one process, results built but not published | "
+                  f"{agent['in_process_frames_per_s']:.0f} frames/s "
+                  f"({agent['in_process_frames_per_s'] / bare:.1%}) |",
+                  f"| the CNN (quantize, invoke, dequantize) inside the agent while it publishes, p50 | "
+                  f"{agent['cnn_in_agent_p50_ms']:.3f} ms (alone: {cnn['threads_1']['p50']:.3f} ms invoke only) |",
                   f"| sensor readings, input topic -> anomaly topic | {agent['readings_per_s']:.0f} readings/s |",
                   f"| reading publish -> alert arrival | p50 {lat.get('p50', float('nan')):.1f} ms, "
                   f"p95 {lat.get('p95', float('nan')):.1f} ms |",
@@ -285,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest = read_manifest(args.models_dir / "manifest.json")
     rows = [bench_model(entry, args.models_dir, args.invokes) for _, entry in sorted(manifest.models.items())]
     agent = None if args.no_agent else bench_agent(args.models_dir, args.frames, args.readings)
+    if agent is not None:
+        agent["in_process_frames_per_s"] = bench_camera_in_process(args.models_dir, args.frames)
     text = render(info, rows, agent, peak)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

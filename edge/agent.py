@@ -267,7 +267,7 @@ class Agent:
             "pipelines": {f"{p.kind}/{p.name}": p.counters.as_dict() for p in self._reading_pipelines()}
             | {f"camera/{p.name}": p.counters.as_dict() for p in self.cameras},
             "cpu_temp_c": cpu_temperature(),
-            "rss_mb": resident_mb(),
+            "rss_mb": None if (rss := resident_mb()) is None else round(rss, 1),
         }
 
     def _stats_loop(self) -> None:
@@ -289,12 +289,12 @@ class Agent:
                 log.warning("cannot write stats_file %s: %s", path, exc)
 
 
-def resident_mb() -> float | None:
-    """This process's resident memory (VmRSS) in MiB, from /proc; None where there is no /proc."""
+def resident_mb(pid: int | str = "self") -> float | None:
+    """A process's resident memory (VmRSS) in MiB, from /proc; None where there is no /proc."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
+                return int(line.split()[1]) / 1024
     except (OSError, ValueError, IndexError):
         pass
     return None

@@ -116,10 +116,10 @@ def _start_broker(workdir: Path) -> tuple[subprocess.Popen, int]:
 
 
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    from edge.agent import resident_mb
+
+    rss = resident_mb(pid)
+    return float("nan") if rss is None else rss
 
 
 def _wait_until_quiet(received: list, since: float, quiet: float = 1.0, limit: float = 60.0) -> None:

@@ -28,7 +28,6 @@ class CsvFeed:
         self.columns = [c for c in columns.split(",") if c] if columns else None
         self.rate, self.submit, self.on_done = rate, submit, on_done
         self.stop_event = threading.Event()
-        self.sent = 0
         self.thread = threading.Thread(target=self._run, name=f"csv:{self.path.name}", daemon=True)
 
     def rows(self) -> Iterator[str]:
@@ -61,7 +60,6 @@ class CsvFeed:
                 if self.stop_event.is_set():
                     break
                 self.submit(line)
-                self.sent += 1
                 if period:
                     next_at += period
                     self.stop_event.wait(max(0.0, next_at - time.monotonic()))

@@ -60,8 +60,15 @@ class MqttLink:
         self._wake = threading.Condition()
         self._stopping = False
         self._publisher: threading.Thread | None = None
-        protocol = MQTTProtocolVersion.MQTTv5 if cfg.protocol == "5" else MQTTProtocolVersion.MQTTv311
-        session = {"clean_session": not cfg.persistent_session} if protocol == MQTTProtocolVersion.MQTTv311 else {}
+        # a persistent session: MQTT 3.1.1 says so when the client is made, MQTT 5 when it connects
+        if cfg.protocol == "5":
+            protocol, session = MQTTProtocolVersion.MQTTv5, {}
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY if cfg.persistent_session else 0
+            self._connect_options: dict[str, Any] = {"clean_start": not cfg.persistent_session, "properties": props}
+        else:
+            protocol, session = MQTTProtocolVersion.MQTTv311, {"clean_session": not cfg.persistent_session}
+            self._connect_options = {}
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"edgepipe-{device_id}",
                                   protocol=protocol, manual_ack=True, **session)
         paho_log = logging.getLogger(f"paho.{id(self):x}")  # one per link: its filter dies with it
@@ -89,13 +96,7 @@ class MqttLink:
         """Connect in the background: the agent starts (and queues alerts) even if the broker is down."""
         self._publisher = threading.Thread(target=self._publish_loop, name="mqtt-outbox", daemon=True)
         self._publisher.start()
-        if self.cfg.protocol == "5":
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = SESSION_EXPIRY if self.cfg.persistent_session else 0
-            self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive,
-                                      clean_start=not self.cfg.persistent_session, properties=props)
-        else:
-            self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, **self._connect_options)
         self.client.loop_start()
 
     def stop(self, flush_timeout: float = 5.0) -> None:

@@ -88,18 +88,10 @@ class ReadingPipeline:
         if block:
             self.queue.put((payload, done))
             return
-        while True:
-            try:
-                self.queue.put_nowait((payload, done))
-                return
-            except queue.Full:
-                try:
-                    item = self.queue.get_nowait()
-                    if item is not END:
-                        self.counters.dropped += 1
-                        _call(item[1])
-                except queue.Empty:
-                    pass
+        for item in put_displacing(self.queue, (payload, done)):
+            if item is not END:
+                self.counters.dropped += 1
+                _call(item[1])
 
     def end_of_input(self) -> None:
         self.queue.put(END)
@@ -196,6 +188,20 @@ class SeriesPipeline(ReadingPipeline):
             self.forecaster.reset()
 
 
+def put_displacing(q: queue.Queue[Any], item: Any) -> list[Any]:
+    """Put without blocking; when the queue is full the oldest entries give way. Returns them."""
+    displaced = []
+    while True:
+        try:
+            q.put_nowait(item)
+            return displaced
+        except queue.Full:
+            try:
+                displaced.append(q.get_nowait())
+            except queue.Empty:
+                pass
+
+
 def _call(done: Callable[[], None] | None) -> None:
     if done is not None:
         done()
@@ -234,17 +240,7 @@ class CameraPipeline:
         self.source.close()
 
     def _offer(self, item: Any) -> None:
-        while True:
-            try:
-                self.slot.put_nowait(item)
-                return
-            except queue.Full:
-                try:
-                    stale = self.slot.get_nowait()
-                    if stale is not END:
-                        self.counters.dropped += 1
-                except queue.Empty:
-                    pass
+        self.counters.dropped += sum(stale is not END for stale in put_displacing(self.slot, item))
 
     def _open_with_backoff(self) -> bool:
         delay = 1.0

@@ -140,12 +140,19 @@ def publish(port: int, topic: str, payloads: list[bytes | str], qos: int = 1, de
 
 
 def write_config(path: Path, port: int, body: str, device: str = "test", state_dir: Path | None = None,
-                 models_dir: Path | None = None) -> Path:
+                 models_dir: Path | None = None, stats_interval: float = 1.0, stats_file: Path | None = None) -> Path:
     state = state_dir or path.parent / "state"
     path.write_text(
-        f'device_id = "{device}"\nmodels_dir = "{models_dir or MODELS_DIR}"\nstate_dir = "{state}"\n'
-        f'stats_interval = 1.0\n\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nreconnect_min = 1\nreconnect_max = 2\n\n'
-        + body)
+        (f'stats_file = "{stats_file}"\n' if stats_file else "")
+        + f'device_id = "{device}"\nmodels_dir = "{models_dir or MODELS_DIR}"\nstate_dir = "{state}"\n'
+        f'stats_interval = {stats_interval}\n\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nreconnect_min = 1\n'
+        'reconnect_max = 2\n\n' + body)
+    return path
+
+
+def sensor_csv(path: Path, rows: Any) -> Path:
+    """Two-column sensor readings as a CSV file with an x,y header (a `csv:` source)."""
+    path.write_text("x,y\n" + "\n".join(f"{x},{y}" for x, y in rows) + "\n")
     return path
 
 

@@ -16,7 +16,7 @@ from edge.runtime import TFLiteModel
 from edge.series import SeriesTransform
 from edge.wrappers import AnomalyRule, AnomalyScorer
 from tests.conftest import MODELS_DIR, ROOT
-from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, write_config
+from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, sensor_csv, write_config
 from training.datasets.images import load_image_dataset
 from training.datasets.sensors import lecture_sensor_data
 from training.datasets.series import load_series
@@ -181,8 +181,7 @@ def test_last_will_on_kill_and_offline_on_clean_stop(broker: Broker, tmp_path: P
 
 def test_alerts_raised_while_the_broker_is_down_arrive_after_it_returns(broker: Broker, tmp_path: Path) -> None:
     data = lecture_sensor_data()
-    stream = tmp_path / "wrong.csv"
-    stream.write_text("x,y\n" + "\n".join(f"{x},{y}" for x, y in data.anomalous["wrong"][:300]) + "\n")
+    stream = sensor_csv(tmp_path / "wrong.csv", data.anomalous["wrong"][:300])
     config = write_config(tmp_path / "agent.toml", broker.port,
                           f'[[sensor]]\nname = "line1"\nsource = "csv:{stream}"\nrate = 50\n')
     collector = Collector(broker.port, [f"{BASE}/sensors/#"], client_id="watcher", clean=False)

@@ -17,9 +17,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.agent import resident_mb
 from edge.manifest import sha256_file
 from tests.conftest import MODELS_DIR
-from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, write_config
+from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, sensor_csv, write_config
 from tests.test_agent import first_forecast_step, offline_forecasts
 from training.datasets.sensors import lecture_sensor_data
 from training.datasets.series import load_series
@@ -32,11 +33,6 @@ def broker(tmp_path: Path):
     b = Broker(tmp_path / "broker").start()
     yield b
     b.stop()
-
-
-def sensor_csv(path: Path, rows: np.ndarray) -> Path:
-    path.write_text("x,y\n" + "\n".join(f"{x},{y}" for x, y in rows) + "\n")
-    return path
 
 
 def unique_seqs(collector: Collector, suffix: str) -> set[int]:
@@ -113,9 +109,7 @@ def test_outbox_filled_while_offline_is_replayed_by_the_next_process(tmp_path: P
     state = tmp_path / "state"
     config = write_config(tmp_path / "agent.toml", broker.port,
                           f'[[sensor]]\nname = "line1"\nsource = "csv:{stream}"\nrate = 0\nthreshold = 1e-9\n',
-                          state_dir=state)
-    config.write_text(f'stats_file = "{stats_file}"\n' + config.read_text().replace("stats_interval = 1.0",
-                                                                                      "stats_interval = 0.2"))
+                          state_dir=state, stats_interval=0.2, stats_file=stats_file)
     agent = AgentProcess(config)
     try:
         assert wait_for_stats(stats_file, lambda s: s["outbox_depth"] == n, 60), agent.output()
@@ -177,15 +171,14 @@ def test_outbox_stays_bounded_and_memory_flat_through_100k_readings_offline(tmp_
     stats_file = tmp_path / "stats.json"
     config = write_config(tmp_path / "agent.toml", broker.port,
                           f'[[sensor]]\nname = "line1"\nsource = "csv:{stream}"\nrate = 0\nthreshold = 1e-9\n'
-                          f'\n[outbox]\nmax_messages = {limit}\ndrop_policy = "oldest"\n')
-    config.write_text(f'stats_file = "{stats_file}"\n' + config.read_text().replace("stats_interval = 1.0",
-                                                                                      "stats_interval = 0.2"))
+                          f'\n[outbox]\nmax_messages = {limit}\ndrop_policy = "oldest"\n',
+                          stats_interval=0.2, stats_file=stats_file)
     agent = AgentProcess(config)
     try:
         assert wait_for_stats(stats_file, lambda s: processed(s) >= warmup, 120), agent.output()
-        rss_before = rss_mb(agent.proc.pid)
+        rss_before = resident_mb(agent.proc.pid)
         assert wait_for_stats(stats_file, lambda s: processed(s) >= total, 600), agent.output()
-        rss_after = rss_mb(agent.proc.pid)
+        rss_after = resident_mb(agent.proc.pid)
         stats = json.loads(stats_file.read_text())
         outbox_bytes = sum(p.stat().st_size for p in (tmp_path / "state").glob("outbox.sqlite*"))
         broker.start()  # the broker returns: exactly the newest `limit` alerts arrive
@@ -335,13 +328,6 @@ def wait_for_stats(path: Path, predicate, timeout: float) -> bool:
             pass
         time.sleep(0.1)
     return False
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def _ranges(numbers: set[int]) -> list[tuple[int, int]]:

@@ -67,10 +67,10 @@ def agent_config(tmp_path: Path, broker: Broker, password: str, ca: Path, body: 
     secret = tmp_path / "mqtt-password"
     secret.write_text(password + "\n")
     secret.chmod(0o600)
-    config = write_config(tmp_path / "agent.toml", broker.port, body, device=DEVICE)
-    text = config.read_text().replace("[mqtt]\n", f'[mqtt]\ntls = true\nca_file = "{ca}"\nusername = "{DEVICE}"\n'
-                                                  f'password_file = "{secret}"\n')
-    config.write_text(f'stats_file = "{tmp_path / "stats.json"}"\n' + text)
+    config = write_config(tmp_path / "agent.toml", broker.port, body, device=DEVICE,
+                          stats_file=tmp_path / "stats.json")
+    config.write_text(config.read_text().replace(
+        "[mqtt]\n", f'[mqtt]\ntls = true\nca_file = "{ca}"\nusername = "{DEVICE}"\npassword_file = "{secret}"\n'))
     return config
 
 

@@ -3,8 +3,15 @@
 - Last Will `offline` (retained) on `status`, set before connecting; `online` (retained) and
   the Home Assistant discovery configs are re-published and subscriptions re-made on *every*
   connect, because a broker restart forgets non-persistent sessions.
-- paho's own reconnect with exponential backoff (`reconnect_delay_set`); refused credentials
-  or an untrusted certificate are logged once per attempt with the reason, never a tight loop.
+- The link runs its own network thread on paho's public non-threaded API (`reconnect`,
+  `socket`, `loop_read`, `loop_write`, `loop_misc`), and a message is written to the socket by
+  the thread that made it, under one lock. paho's threaded mode instead hands every publish to
+  its network thread (a wake-up byte, a `select`, a GIL hand-over): on 2 cores that cost more
+  than the CNN itself (docs/benchmarks.md). The lock is needed because paho's writer is not safe
+  against two threads at once (a partly written packet could be interleaved with another).
+- Reconnects use exponential backoff from `reconnect_min` to `reconnect_max`, reset by a
+  successful connect; refused credentials or an untrusted certificate are logged once per
+  attempt with the reason, never a tight loop.
 - QoS 1 messages go through the durable `Outbox`: written first, published by one thread in
   order while connected, deleted on PUBACK, re-published after a reconnect or a restart.
 - QoS 0 messages (classes, stats) are sent when connected and counted as dropped otherwise.
@@ -17,9 +24,9 @@
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import ssl
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +46,7 @@ Ack = Callable[[], None]
 Handler = Callable[[str, bytes, Ack], None]  # must call the ack once the message is dealt with
 INFLIGHT_WINDOW = 50
 SESSION_EXPIRY = 7 * 24 * 3600  # MQTT 5: how long the broker keeps a persistent session (seconds)
-EARLY_ACK_MAX_AGE = 5.0  # seconds; a mid is reused only after 65535 more publishes
+SELECT_TIMEOUT = 1.0  # seconds; also how often keep-alive pings are considered
 
 
 class MqttLink:
@@ -53,13 +60,18 @@ class MqttLink:
         self.dropped_qos0 = 0
         self.connects = 0
         self.last_error: str | None = None
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
-        self._early_acks: dict[int, float] = {}  # mid -> when its PUBACK came (see _publish_loop)
+        self._inflight: dict[int, tuple[int, paho.MQTTMessageInfo]] = {}  # paho mid -> (outbox seq, info)
         self._last_sent = 0  # highest outbox seq handed to paho on this connection
         self._dropped_at: float | None = None  # when a connection ended without our asking
-        self._wake = threading.Condition()
+        self._wake = threading.Condition()  # outbox bookkeeping; taken inside `_io`, never around it
+        self._io = threading.RLock()  # every paho call that can touch the socket (RLock: callbacks publish)
         self._stopping = False
+        self._stop_event = threading.Event()  # interrupts the backoff wait
         self._publisher: threading.Thread | None = None
+        self._network: threading.Thread | None = None
+        self._poke_r, self._poke_w = socket.socketpair()  # wakes the network thread's select()
+        self._poke_r.setblocking(False)
+        self._poke_w.setblocking(False)
         # a persistent session: MQTT 3.1.1 says so when the client is made, MQTT 5 when it connects
         if cfg.protocol == "5":
             protocol, session = MQTTProtocolVersion.MQTTv5, {}
@@ -71,12 +83,7 @@ class MqttLink:
             self._connect_options = {}
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"edgepipe-{device_id}",
                                   protocol=protocol, manual_ack=True, **session)
-        paho_log = logging.getLogger(f"paho.{id(self):x}")  # one per link: its filter dies with it
-        # paho 2.2's network thread logs "Client is not connected" once between disconnect() and loop_stop()
-        paho_log.addFilter(lambda record: not (self._stopping and "not connected" in record.getMessage()))
-        self.client.enable_logger(paho_log)
-        self.client.reconnect_delay_set(int(max(1, cfg.reconnect_min)), int(max(cfg.reconnect_min,
-                                                                                 cfg.reconnect_max)))
+        self.client.enable_logger(logging.getLogger("paho"))
         self.client.max_inflight_messages_set(INFLIGHT_WINDOW)
         will = status(topics, online=False)
         self.client.will_set(will.topic, will.payload, qos=1, retain=True)
@@ -87,17 +94,16 @@ class MqttLink:
                                 keyfile=cfg.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
-        self.client.on_connect_fail = self._on_connect_fail
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         """Connect in the background: the agent starts (and queues alerts) even if the broker is down."""
-        self._publisher = threading.Thread(target=self._publish_loop, name="mqtt-outbox", daemon=True)
-        self._publisher.start()
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, **self._connect_options)
-        self.client.loop_start()
+        self._publisher = threading.Thread(target=self._publish_loop, name="mqtt-outbox", daemon=True)
+        self._network = threading.Thread(target=self._network_loop, name="mqtt-network", daemon=True)
+        self._publisher.start()
+        self._network.start()
 
     def stop(self, flush_timeout: float = 5.0) -> None:
         """Publish `offline`, give the outbox up to `flush_timeout` s to drain, then disconnect."""
@@ -113,8 +119,15 @@ class MqttLink:
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._stop_event.set()
+        with self._io:
+            self.client.disconnect()
+        self._poke()
+        for thread in (self._network, self._publisher):
+            if thread is not None:
+                thread.join(timeout=10.0)
+        self._poke_r.close()
+        self._poke_w.close()
 
     def wait_until_flushed(self, timeout: float) -> bool:
         with self._wake:
@@ -132,7 +145,11 @@ class MqttLink:
             self.dropped_qos0 += 1
 
     def _publish_now(self, message: Message) -> paho.MQTTMessageInfo | None:
-        info = self.client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+        """Written to the socket by this thread (paho's non-threaded mode), under the I/O lock."""
+        with self._io:
+            info = self.client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+            if self.client.want_write():  # the socket took only part of it: the network thread finishes
+                self._poke()
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self.dropped_qos0 += message.qos == 0
             return None
@@ -141,9 +158,8 @@ class MqttLink:
     def _publish_loop(self) -> None:
         """Hand outbox messages to paho in order, at most INFLIGHT_WINDOW unacknowledged at a time.
 
-        paho calls `on_publish` while holding its own message lock, so `client.publish` must not
-        be called under `_wake`; a PUBACK that overtakes the mid->seq bookkeeping is kept in
-        `_early_acks` and applied when the bookkeeping catches up.
+        The mid -> seq entry is made under the I/O lock, before the network thread (which
+        needs that lock to read) can see the PUBACK.
         """
         while True:
             with self._wake:
@@ -157,23 +173,92 @@ class MqttLink:
                 generation = self.connects
                 batch = self.outbox.pending(self._last_sent, INFLIGHT_WINDOW - len(self._inflight))
             for item in batch:
-                info = self.client.publish(item.topic, item.payload, qos=1, retain=item.retain)
-                with self._wake:
-                    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS or generation != self.connects:
+                with self._io:
+                    if generation != self.connects or not self.connected.is_set():
                         break  # connection lost meanwhile; replayed after the reconnect
-                    self._last_sent = item.seq
-                    acked_at = self._early_acks.pop(info.mid, None)
-                    if acked_at is not None and time.monotonic() - acked_at < EARLY_ACK_MAX_AGE:
-                        self.outbox.ack(item.seq)
-                    else:
-                        self._inflight[info.mid] = item.seq
+                    info = self.client.publish(item.topic, item.payload, qos=1, retain=item.retain)
+                    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        break
+                    with self._wake:
+                        self._last_sent = item.seq
+                        self._inflight[info.mid] = (item.seq, info)
+                    if self.client.want_write():
+                        self._poke()
+
+    # --- the network thread --------------------------------------------------------------
+    def _poke(self) -> None:
+        try:
+            self._poke_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass  # already poked (buffer full) or closed at shutdown
+
+    def _network_loop(self) -> None:
+        """Connect, serve the connection until it ends, wait out the backoff, and again."""
+        delay = self.cfg.reconnect_min
+        while not self._stopping:
+            generation = self.connects
+            try:
+                with self._io:
+                    if self._stopping:  # checked under the lock: `stop()` disconnects under it too
+                        break
+                    self.client.reconnect()  # TCP (+TLS) connect and CONNECT; CONNACK comes in `_serve`
+            except (OSError, ValueError) as exc:
+                self._connect_failed(exc)
+            else:
+                try:
+                    self._serve()
+                except Exception:  # noqa: BLE001 - a bug must not end the agent's only network thread
+                    log.exception("MQTT network loop failed; dropping the connection and reconnecting")
+                    with self._io:
+                        self.client.disconnect()  # closes the socket; state is reset by the next reconnect
+                    if self.connected.is_set():  # paho did not report it (the socket was already gone)
+                        self._on_disconnect(self.client, None, None, "network loop error", None)
+            if self._stopping:
+                break
+            if self.connects != generation:  # a connection was made: start the backoff afresh
+                delay = self.cfg.reconnect_min
+            self._stop_event.wait(delay)
+            delay = min(delay * 2, self.cfg.reconnect_max)
+
+    def _serve(self) -> None:
+        """paho's `loop()`, with each step under the I/O lock and `select` outside it."""
+        while not self._stopping:
+            sock = self.client.socket()
+            if sock is None:
+                return
+            pending = sock.pending() if hasattr(sock, "pending") else 0  # TLS bytes already decrypted
+            try:
+                readable, _, _ = select.select([sock, self._poke_r], [sock] if self.client.want_write() else [], [],
+                                               0.0 if pending else SELECT_TIMEOUT)
+            except (OSError, ValueError):  # closed by a writer that hit a dead connection
+                readable = [sock]
+            with self._io:
+                if self.client.socket() is not sock:
+                    continue
+                if self._poke_r in readable:
+                    try:
+                        self._poke_r.recv(4096)
+                    except BlockingIOError:
+                        pass
+                rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+                if sock in readable or pending:
+                    rc = self.client.loop_read()
+                    if self._inflight:
+                        self._collect_acks()
+                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self.client.want_write():
+                    rc = self.client.loop_write()
+                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    rc = self.client.loop_misc()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
 
     # --- receiving -----------------------------------------------------------------------
     def subscribe(self, topic: str, handler: Handler) -> None:
         """Register a handler; (re-)subscribed on every connect."""
         self.handlers[topic] = handler
         if self.connected.is_set():
-            self.client.subscribe(topic, qos=1)
+            with self._io:
+                self.client.subscribe(topic, qos=1)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         handlers = [h for pattern, h in self.handlers.items() if paho.topic_matches_sub(pattern, msg.topic)]
@@ -201,7 +286,8 @@ class MqttLink:
                 if remaining[0] != 0:
                     return
             if msg.qos >= 1 and generation == self.connects and self.connected.is_set():
-                self.client.ack(msg.mid, msg.qos)
+                with self._io:
+                    self.client.ack(msg.mid, msg.qos)
 
         return ack
 
@@ -237,7 +323,6 @@ class MqttLink:
             self._publish_now(message)
         with self._wake:
             self._inflight.clear()
-            self._early_acks.clear()
             self._last_sent = 0  # replay everything still unacknowledged, in order
             self.connected.set()
             self._wake.notify_all()
@@ -250,25 +335,26 @@ class MqttLink:
             self._inflight.clear()
             self._wake.notify_all()
         if not self._stopping:
-            log.warning("MQTT disconnected (%s); paho reconnects with backoff, QoS 1 messages wait in the outbox "
+            log.warning("MQTT disconnected (%s); reconnecting with backoff, QoS 1 messages wait in the outbox "
                         "(%d now)", reason, len(self.outbox))
 
-    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        # paho calls this inside its `except OSError:` block, so the exception says why
-        exc = sys.exc_info()[1]
-        reason = f"{type(exc).__name__}: {exc}" if exc is not None else "no reason given"
+    def _connect_failed(self, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, ssl.SSLCertVerificationError):
             reason += " (is mqtt.ca_file the CA that signed the broker's certificate, for this host name?)"
         self.last_error = f"cannot connect to {self.cfg.host}:{self.cfg.port}: {reason}"
         log.warning("MQTT %s; retrying with backoff up to %.0f s", self.last_error, self.cfg.reconnect_max)
 
-    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+    def _collect_acks(self) -> None:
+        """Delete from the outbox what the broker has acknowledged (PUBACKs were read just now).
+
+        Polled rather than taken from `on_publish`: paho calls that for every QoS 0 message
+        too, building a reason code and a properties object each time, which cost as much as
+        the rest of a camera frame's publish.
+        """
         with self._wake:
-            seq = self._inflight.pop(mid, None)
-            if seq is not None:
-                self.outbox.ack(seq)
-            else:  # overtook the bookkeeping, or a paho-side resend of an older message
-                now = time.monotonic()
-                self._early_acks = {m: t for m, t in self._early_acks.items() if now - t < EARLY_ACK_MAX_AGE}
-                self._early_acks[mid] = now
-            self._wake.notify_all()
+            done = [mid for mid, (_, info) in self._inflight.items() if info.is_published()]
+            for mid in done:
+                self.outbox.ack(self._inflight.pop(mid)[0])
+            if done:
+                self._wake.notify_all()

@@ -208,25 +208,35 @@ def _call(done: Callable[[], None] | None) -> None:
 
 
 class CameraPipeline:
-    """A capture thread keeps the newest frame in a one-slot queue; the inference thread classifies it.
+    """Capture -> preprocess + model -> postprocess + publish, in threads, with bounded hand-overs between them.
 
-    A slow model therefore never makes frames pile up: a frame replaced before it was
-    classified is dropped and counted. With `drop_stale = false` (files) one thread reads
-    and classifies in turn: nothing is dropped and no hand-over costs time. A dead camera is
+    A live camera (`drop_stale = true`) keeps only the newest frame in a one-slot queue, so a
+    slow model never makes frames pile up: a frame replaced before it was classified is
+    dropped and counted. With `drop_stale = false` (files) the capture thread classifies each
+    frame itself: nothing is dropped. Either way the model's raw output goes to a small queue and a
+    third thread turns it into a label and top-k, builds the message and publishes it: the
+    model's invoke releases the GIL, so that
+    work overlaps the next frame's inference instead of adding to it, and a slow or
+    reconnecting broker link holds up the publishing thread, not the model. A dead camera is
     reopened with exponential backoff (reported on `error`) while the other pipelines carry on.
     """
+
+    RESULTS_QUEUE = 8  # classified frames waiting for the publishing thread; when full, the classifier waits
 
     def __init__(self, cfg: CameraConfig, source: FrameSource, classifier: Classifier, ctx: Context) -> None:
         self.cfg, self.source, self.classifier, self.ctx = cfg, source, classifier, ctx
         self.name = cfg.name
         self.counters = Counters()
         self.slot: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self.results: queue.Queue[Any] = queue.Queue(maxsize=self.RESULTS_QUEUE)
         self.stop_event = threading.Event()
         self.finished = threading.Event()
         self.capture_thread = threading.Thread(target=self._capture, name=f"capture:{cfg.name}", daemon=True)
         self.infer_thread = threading.Thread(target=self._infer, name=f"infer:{cfg.name}", daemon=True)
+        self.publish_thread = threading.Thread(target=self._publish, name=f"publish:{cfg.name}", daemon=True)
 
     def start(self) -> None:
+        self.publish_thread.start()
         self.capture_thread.start()
         if self.cfg.drop_stale:  # a live camera: capture and inference apart, the newest frame between them
             self.infer_thread.start()
@@ -237,6 +247,7 @@ class CameraPipeline:
         if self.cfg.drop_stale:
             self._offer(END)
             self.infer_thread.join(timeout)
+        self.publish_thread.join(timeout)
         self.source.close()
 
     def _offer(self, item: Any) -> None:
@@ -293,7 +304,7 @@ class CameraPipeline:
         if self.cfg.drop_stale:
             self._offer(END)  # the last frame may give way to it: counted as dropped
         else:
-            self.finished.set()
+            self.results.put(END)
 
     def _infer(self) -> None:
         while True:
@@ -301,18 +312,32 @@ class CameraPipeline:
             if frame is END:
                 break
             self._classify(frame)
-        self.finished.set()
+        self.results.put(END)
 
     def _classify(self, frame: Frame) -> None:
         try:
-            result = self.classifier.classify(frame.image)
+            raw, latency_ms = self.classifier.infer(frame.image)
         except ValueError as exc:
             self.counters.invalid += 1
             self.ctx.report(f"camera/{self.name}", f"frame {frame.seq} not usable: {exc}")
             return
         self.counters.processed += 1
-        self.ctx.send(messages.classification(
-            self.ctx.topics, self.ctx.device, self.classifier.ref, self.name, label=result.label,
-            index=result.index, score=result.score, top_k=result.top_k, seq=frame.seq,
-            latency_ms=result.latency_ms, truth=frame.truth))
-        self.counters.published += 1
+        self.results.put((frame, raw, latency_ms))
+
+    def _publish(self) -> None:
+        """Build and send each classification, in frame order; `finished` once the last one is out."""
+        while True:
+            item = self.results.get()
+            if item is END:
+                break
+            frame, raw, latency_ms = item
+            try:
+                result = self.classifier.postprocess(raw, latency_ms)
+                self.ctx.send(messages.classification(
+                    self.ctx.topics, self.ctx.device, self.classifier.ref, self.name, label=result.label,
+                    index=result.index, score=result.score, top_k=result.top_k, seq=frame.seq,
+                    latency_ms=result.latency_ms, truth=frame.truth))
+                self.counters.published += 1
+            except Exception:  # noqa: BLE001 - one bad result must not stop the camera's output
+                log.exception("camera %s: could not publish the result of frame %d", self.name, frame.seq)
+        self.finished.set()

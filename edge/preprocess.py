@@ -41,10 +41,14 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return top * (1 - wy) + bottom * wy
 
 
+def pixels_to_input(gray: np.ndarray, pre: dict[str, Any], invert: bool | None = None) -> np.ndarray:
+    """float32 gray levels 0..255 -> model input values: optional inversion, the manifest's pixel scaling."""
+    if pre.get("invert") if invert is None else invert:
+        gray = 255.0 - gray
+    return ((gray - float(pre["pixel_offset"])) / float(pre["pixel_scale"])).astype(np.float32)
+
+
 def frame_to_input(frame: np.ndarray, pre: dict[str, Any], invert: bool | None = None) -> np.ndarray:
     """A camera frame -> float32 (1, H, W, 1) model input; `invert` overrides the manifest's."""
     gray = resize_bilinear(to_grayscale(frame), int(pre["height"]), int(pre["width"]))
-    if pre.get("invert") if invert is None else invert:
-        gray = 255.0 - gray
-    x = (gray - float(pre["pixel_offset"])) / float(pre["pixel_scale"])
-    return x.astype(np.float32)[None, :, :, None]
+    return pixels_to_input(gray, pre, invert)[None, :, :, None]

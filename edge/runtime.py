@@ -154,6 +154,7 @@ class TFLiteModel:
         del runner
         self._in_index = {name: d["index"] for name, d in in_details.items()}
         self._out_index = {name: d["index"] for name, d in out_details.items()}
+        self._first_in, self._first_out = next(iter(self._in_index.values())), next(iter(self._out_index.values()))
 
     @classmethod
     def from_entry(cls, entry: ModelEntry, models_dir: Path | str, *, num_threads: int | None = None,
@@ -190,6 +191,12 @@ class TFLiteModel:
             self.interpreter.set_tensor(self._in_index[name], value)
         self.interpreter.invoke()
         return {name: self.interpreter.get_tensor(i).copy() for name, i in self._out_index.items()}
+
+    def run_one_raw(self, value: np.ndarray) -> np.ndarray:
+        """The first input in, a copy of the first output out, no dicts: a camera's per-frame path."""
+        self.interpreter.set_tensor(self._first_in, value)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._first_out).copy()
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Invoke with float inputs; quantizes in and dequantizes out as each tensor says."""

@@ -38,6 +38,16 @@ def idx_folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def broker(tmp_path: Path):
+    """A mosquitto of the test's own on a free loopback port (see tests/mqtt_helpers.py)."""
+    from tests.mqtt_helpers import Broker
+
+    b = Broker(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
 @pytest.fixture(autouse=True)
 def _no_stray_agents():
     """A failed assertion must not leave an agent process running into the next test."""

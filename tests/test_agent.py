@@ -32,13 +32,6 @@ def validate(kind: str, payloads: list[dict]) -> None:
         jsonschema.validate(payload, SCHEMAS[kind], format_checker=jsonschema.FormatChecker())
 
 
-@pytest.fixture
-def broker(tmp_path: Path):
-    b = Broker(tmp_path / "broker").start()
-    yield b
-    b.stop()
-
-
 def test_sensor_stream_alerts_only_when_the_line_goes_wrong(broker: Broker, tmp_path: Path) -> None:
     config = write_config(tmp_path / "agent.toml", broker.port,
                           '[[sensor]]\nname = "line1"\ndebounce_k = 2\ndebounce_n = 3\n')

@@ -19,7 +19,7 @@ from edge.preprocess import frame_to_input, resize_bilinear, to_grayscale
 from edge.readings import InvalidReading, parse_reading
 from edge.runtime import TFLiteModel
 from edge.state import ForecasterState
-from edge.wrappers import AnomalyRule, Forecaster
+from edge.wrappers import AnomalyRule, Classifier, Forecaster
 from tests.conftest import MODELS_DIR, ROOT
 
 SCHEMAS = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.json")}
@@ -209,6 +209,24 @@ def test_frame_to_input_scales_resizes_and_inverts() -> None:
     assert np.allclose(x[0, :, :13, 0], 1.0) and np.allclose(x[0, :, 15:, 0], 0.0)
     assert np.allclose(frame_to_input(rgb, pre, invert=True), 1.0 - x)
     assert np.allclose(frame_to_input(rgb, {**pre, "invert": True}), 1.0 - x)
+
+
+def test_uint8_frames_take_the_lookup_table_and_match_the_general_path() -> None:
+    """The camera's fast path (one table lookup per uint8 frame at the model's size) must give the
+    model exactly the input, hence exactly the output, of resize + scale + quantize."""
+    entry = read_manifest(MODELS_DIR / "manifest.json").get("cnn")
+    model = TFLiteModel.from_entry(entry, MODELS_DIR)
+    frames = np.load(ROOT / "data" / "sample-frames.npz")["frames"][:40]
+    for invert in (None, True, False):
+        classifier = Classifier(entry, model, invert=invert)
+        for frame in frames:
+            fast, _ = classifier.infer(frame)  # uint8 (28, 28): the table
+            general, _ = classifier.infer(frame.astype(np.float32))  # float: frame_to_input + quantize
+            assert np.array_equal(fast, general)
+            assert np.array_equal(classifier.infer(frame[..., None])[0], fast)  # (28, 28, 1) uint8: the table too
+    # an inverted frame must classify differently from the plain one somewhere, or the test proves nothing
+    plain, inverted = Classifier(entry, model, invert=False), Classifier(entry, model, invert=True)
+    assert any(plain.classify(f).index != inverted.classify(f).index for f in frames)
 
 
 def test_resize_identity_and_grayscale_weights() -> None:

@@ -28,13 +28,6 @@ from training.datasets.series import load_series
 BASE = "edgepipe/test"
 
 
-@pytest.fixture
-def broker(tmp_path: Path):
-    b = Broker(tmp_path / "broker").start()
-    yield b
-    b.stop()
-
-
 def unique_seqs(collector: Collector, suffix: str) -> set[int]:
     return {m["seq"] for m in collector.json(suffix)}
 

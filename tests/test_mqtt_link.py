@@ -1,0 +1,71 @@
+"""The MQTT link on its own against a real mosquitto: several threads write to one socket.
+
+The link writes each message from the thread that made it (see edge/mqtt.py), so the camera's
+publishing thread, the outbox thread and the network thread all write to the same socket,
+under one lock. A test cannot force the race that lock prevents (a second writer in the very
+microseconds of another's partial write), so this one holds the link to what it must give:
+with eight writers and payloads large enough that many writes go out in parts (finished by the
+network thread), every message arrives whole, in its writer's order, on the one connection
+(a corrupted packet makes the broker drop it), and every alert's PUBACK empties the outbox.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from edge.config import MqttConfig
+from edge.messages import Message, Topics
+from edge.mqtt import MqttLink
+from edge.outbox import Outbox
+from tests.mqtt_helpers import Broker, Collector
+
+WRITERS, PER_WRITER, ALERTS = 8, 60, 200
+
+
+def payload(writer: int, i: int) -> bytes:
+    rng = np.random.default_rng(writer * 100_000 + i)
+    size = 300_000 if i % 3 == 1 else int(rng.integers(1, 3000))  # a few large enough to write in parts
+    return f"{writer}:{i}:".encode() + rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+
+
+def test_many_writer_threads_share_one_connection_without_corrupting_it(broker: Broker, tmp_path: Path) -> None:
+    collector = Collector(broker.port, ["unit/#"])
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    link = MqttLink(MqttConfig(host="127.0.0.1", port=broker.port, reconnect_min=1, reconnect_max=2), "unit",
+                    Topics("unit"), outbox)
+    link.start()
+    try:
+        assert link.connected.wait(10)
+
+        def qos0_writer(writer: int) -> None:
+            for i in range(PER_WRITER):
+                link.send(Message(f"unit/w{writer}", payload(writer, i), qos=0))
+
+        def qos1_writer() -> None:
+            for i in range(ALERTS):
+                link.send(Message("unit/alerts", f"alert {i}".encode(), qos=1))
+
+        threads = [threading.Thread(target=qos0_writer, args=(w,)) for w in range(WRITERS)]
+        threads.append(threading.Thread(target=qos1_writer))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        expected = WRITERS * PER_WRITER + ALERTS
+        assert collector.wait_for(lambda: len(collector.messages) >= expected, timeout=120), \
+            f"{len(collector.messages)} of {expected} messages arrived"
+        assert link.wait_until_flushed(10) and len(outbox) == 0  # every alert's PUBACK was read and applied
+
+        assert link.connects == 1, "the broker dropped the connection: a packet was written corrupted"
+        assert link.dropped_qos0 == 0
+        for writer in range(WRITERS):  # every QoS 0 message, whole, and in its writer's order
+            got = collector.matching(f"unit/w{writer}")
+            assert got == [payload(writer, i) for i in range(PER_WRITER)]
+        assert collector.matching("unit/alerts") == [f"alert {i}".encode() for i in range(ALERTS)]
+    finally:
+        link.stop()
+        collector.close()
+        outbox.close()

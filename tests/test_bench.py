@@ -17,7 +17,7 @@ from tests.test_edge_isolation import no_tf_env
 def test_bench_tables_cover_every_model_and_the_agent(tmp_path: Path) -> None:
     out = tmp_path / "bench.md"
     result = subprocess.run([sys.executable, "-m", "edge.bench", "--models-dir", str(MODELS_DIR), "--invokes", "20",
-                             "--frames", "300", "--readings", "100", "--out", str(out)],
+                             "--frames", "300", "--camera-runs", "2", "--readings", "100", "--out", str(out)],
                             env=no_tf_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     text = out.read_text()
@@ -33,3 +33,4 @@ def test_bench_tables_cover_every_model_and_the_agent(tmp_path: Path) -> None:
                    "start-up to the first message", "resident memory"):
         assert figure in text
     assert "nan" not in text.split("## The agent end to end")[1]
+    assert "median of 2 runs" in text  # the camera's rate from two agents, median and range

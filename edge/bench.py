@@ -90,11 +90,34 @@ def peak_macs_per_second(threads: int) -> float:
     return float(out.stdout.strip())
 
 
+BATCH = 32
+
+
+def batch_throughput(entry: ModelEntry, models_dir: Path, count: int) -> float | None:
+    """Samples/s with the inputs resized to a batch of BATCH (1 thread), or None where the graph
+    is fixed to batch 1 (the CNN's flatten is a RESHAPE to a constant shape; the LSTM step is
+    one series' state), which the runtime reports when the resized graph is prepared."""
+    model = TFLiteModel.from_entry(entry, models_dir, num_threads=1)
+    interpreter = model.interpreter
+    try:
+        for spec in model.inputs.values():
+            interpreter.resize_tensor_input(model._in_index[spec.name], [BATCH, *spec.shape[1:]])
+        interpreter.allocate_tensors()
+    except (RuntimeError, ValueError):
+        return None
+    rng = np.random.default_rng(0)
+    feeds = {name: quantize(rng.uniform(0, 1, (BATCH, *spec.shape[1:])).astype(np.float32), spec)
+             for name, spec in model.inputs.items()}
+    p50 = percentiles(time_invokes(model, feeds, max(10, count // 10), warmup=10))["p50"]
+    return BATCH / (p50 / 1000)
+
+
 def bench_model(entry: ModelEntry, models_dir: Path, count: int) -> dict[str, Any]:
     row: dict[str, Any] = {"name": entry.name, "variant": entry.variant, "bytes": entry.size_bytes}
     for threads in (1, os.cpu_count() or 1):
         model = TFLiteModel.from_entry(entry, models_dir, num_threads=threads)
         row[f"threads_{threads}"] = percentiles(time_invokes(model, raw_feeds(model), count))
+    row["batch_per_s"] = batch_throughput(entry, models_dir, count)
     row["macs"] = count_macs(model.interpreter)
     row["metric"] = next(((k, entry.metrics[k]) for k in METRIC_KEYS if k in entry.metrics), None)
     return row
@@ -413,16 +436,20 @@ def render(info: dict[str, str], rows: list[dict[str, Any]], agent: dict[str, An
     lines = ["## Machine", "", *(f"- {k}: {v}" for k, v in info.items()),
              f"- measured peak (float32 512x512 matmul, numpy): {peak[cores] / 1e9:.1f} G MAC/s", "",
              "## Models: one invoke (ms), after 100 warm-up invokes", "",
-             f"| model | variant | file | p50 / p95 / p99, 1 thread | p50 / p95 / p99, {cores} threads | MACs | "
+             f"| model | variant | file | p50 / p95 / p99, 1 thread | p50 / p95 / p99, {cores} threads | "
+             f"batch of {BATCH}, 1 thread (samples/s; batch 1 in brackets) | MACs | "
              "MAC/s as a share of the float32 peak (1 thread) | metric of this file |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         one, many = r["threads_1"], r[f"threads_{cores}"]
         share = r["macs"] / (one["p50"] / 1000) / peak[1] if r["macs"] else 0.0
         metric = f"{r['metric'][0]} {r['metric'][1]:.4g}" if r["metric"] else "—"
+        batch = f"{r['batch_per_s']:,.0f} ({1000 / one['p50']:,.0f})" if r["batch_per_s"] \
+            else "— (graph fixed to batch 1)"
         lines.append(f"| {r['name']} | {r['variant']} | {r['bytes'] / 1024:.0f} KiB | "
                      f"{one['p50']:.3f} / {one['p95']:.3f} / {one['p99']:.3f} | "
-                     f"{many['p50']:.3f} / {many['p95']:.3f} / {many['p99']:.3f} | {r['macs']:,} | {share:.1%} | "
+                     f"{many['p50']:.3f} / {many['p95']:.3f} / {many['p99']:.3f} | {batch} | {r['macs']:,} | "
+                     f"{share:.1%} | "
                      f"{metric} |")
     if agent:
         cnn = next(r for r in rows if r["name"] == "cnn")

@@ -202,7 +202,7 @@ class MqttLink:
                     if self._stopping:  # checked under the lock: `stop()` disconnects under it too
                         break
                     self.client.reconnect()  # TCP (+TLS) connect and CONNECT; CONNACK comes in `_serve`
-            except (OSError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - OSError/SSLError mostly; anything else must not end the thread
                 self._connect_failed(exc)
             else:
                 try:

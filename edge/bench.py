@@ -261,6 +261,13 @@ def _mqtt_packet(first_byte: int, body: bytes) -> bytes:
             return bytes([first_byte]) + bytes(encoded) + body
 
 
+def _replay_file(path: Path, frames: int) -> Path:
+    """About `frames` frames for a replay source: the shipped sample frames, repeated."""
+    data = np.load(ROOT / "data" / "sample-frames.npz")
+    np.savez(path, frames=np.concatenate([data["frames"]] * max(1, frames // len(data["frames"]))))
+    return path
+
+
 def bench_camera_in_process(models_dir: Path, frames: int) -> float:
     """Frames/s of the agent's camera code (replay source, preprocess, CNN, top-k, JSON message) with
     the message dropped instead of published: the agent's own cost per frame, without MQTT."""
@@ -273,9 +280,7 @@ def bench_camera_in_process(models_dir: Path, frames: int) -> float:
     entry = read_manifest(models_dir / "manifest.json").get("cnn")
     classifier = Classifier(entry, TFLiteModel.from_entry(entry, models_dir, num_threads=1))
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as tmp:
-        data = np.load(ROOT / "data" / "sample-frames.npz")
-        path = Path(tmp) / "frames.npz"
-        np.savez(path, frames=np.concatenate([data["frames"]] * max(1, frames // len(data["frames"]))))
+        path = _replay_file(Path(tmp) / "frames.npz", frames)
         drop = Context(Topics("bench"), "bench", lambda message: None)
         pipeline = CameraPipeline(CameraConfig("cam0", f"replay:{path}", fps=0, drop_stale=False),
                                   ReplaySource(str(path)), classifier, drop)
@@ -305,8 +310,7 @@ def bench_camera_again(models_dir: Path, frames: int, runs: int) -> list[float]:
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as tmp:
         work = Path(tmp)
         broker, port = _start_broker(work)
-        data = np.load(ROOT / "data" / "sample-frames.npz")
-        np.savez(work / "frames.npz", frames=np.concatenate([data["frames"]] * max(1, frames // len(data["frames"]))))
+        _replay_file(work / "frames.npz", frames)
         config = work / "agent.toml"
         config.write_text(
             f'device_id = "bench"\nmodels_dir = "{models_dir}"\nstate_dir = "{work / "state"}"\n'
@@ -339,9 +343,7 @@ def bench_agent(models_dir: Path, frames: int, readings: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as tmp:
         work = Path(tmp)
         broker, port = _start_broker(work)
-        data = np.load(ROOT / "data" / "sample-frames.npz")
-        reps = max(1, frames // len(data["frames"]))
-        np.savez(work / "frames.npz", frames=np.concatenate([data["frames"]] * reps))
+        _replay_file(work / "frames.npz", frames)
         config = work / "agent.toml"
         config.write_text(
             f'device_id = "bench"\nmodels_dir = "{models_dir}"\nstate_dir = "{work / "state"}"\n'

@@ -259,6 +259,29 @@ def test_built_messages_follow_their_schemas() -> None:
     assert a != b  # unique ids for de-duplication
 
 
+@pytest.mark.parametrize("label, truth, score", [
+    ("Bag", None, 0.9),
+    ('say "hi"\\ \u00e9\u2603\n\t\x01', "T-shirt/top", 1e-05),  # quotes, backslash, unicode, control chars
+    ("Ankle boot", "Ankle boot", 0.0),
+    ("x", 'a "b"', 1.0),
+])
+def test_class_message_equals_the_generic_builder(label: str, truth: str | None, score: float) -> None:
+    """`classification` is hand-assembled for speed; it must say exactly what the encoder would."""
+    topics, model = messages.Topics("edgepipe/pi \u00e9"), {"name": "cnn", "sha": "0123456789ab"}
+    top_k = [{"label": label, "index": 3, "score": round(score, 5)}, {"label": "Coat", "index": 4, "score": 0.5}]
+    fields = dict(label=label, index=3, score=score, top_k=top_k, seq=42, latency_ms=0.0612345, truth=truth)
+    fast = json.loads(messages.classification(topics, 'dev "1"', model, "cam\u00e9", **fields).payload)
+    generic = {"v": messages.SCHEMA_VERSION, "device": 'dev "1"', "model": model, "camera": "cam\u00e9",
+               "label": label, "index": 3, "score": round(score, 5), "top_k": top_k, "seq": 42, "latency_ms": 0.061}
+    if truth is not None:
+        generic["truth"] = truth
+    assert fast.pop("ts").endswith("+00:00")
+    assert fast == json.loads(messages._json(generic))
+    jsonschema.validate({**fast, "ts": messages.utc_now()}, SCHEMAS["class"], format_checker=jsonschema.FormatChecker())
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        messages.classification(topics, "d", model, "c", **{**fields, "score": float("nan")})
+
+
 def test_status_is_retained_and_plain() -> None:
     online = messages.status(messages.Topics("edgepipe/pi1"), online=True)
     assert (online.topic, online.payload, online.qos, online.retain) == ("edgepipe/pi1/status", b"online", 1, True)

@@ -299,6 +299,18 @@ def _agent_frame_rate(recorded: list[tuple[float, bytes]]) -> float:
     return (len(recorded) - 1) / (made[1] - made[0]).total_seconds()
 
 
+def _camera_agent_config(work: Path, models_dir: Path, port: int, frames: int, top: str = "", more: str = "") -> Path:
+    """An agent config in `work` whose camera replays about `frames` frames as fast as it can (device `bench`);
+    `top` adds top-level keys, `more` further pipelines."""
+    source = _replay_file(work / "frames.npz", frames)
+    config = work / "agent.toml"
+    config.write_text(
+        f'device_id = "bench"\nmodels_dir = "{models_dir}"\nstate_dir = "{work / "state"}"\n{top}'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ndiscovery = false\n'
+        f'[[camera]]\nname = "cam0"\nsource = "replay:{source}"\nfps = 0\ndrop_stale = false\n{more}')
+    return config
+
+
 def bench_camera_again(models_dir: Path, frames: int, runs: int) -> list[float]:
     """The camera pipeline's rate through the agent `runs` more times, each with a fresh agent.
 
@@ -310,12 +322,7 @@ def bench_camera_again(models_dir: Path, frames: int, runs: int) -> list[float]:
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as tmp:
         work = Path(tmp)
         broker, port = _start_broker(work)
-        _replay_file(work / "frames.npz", frames)
-        config = work / "agent.toml"
-        config.write_text(
-            f'device_id = "bench"\nmodels_dir = "{models_dir}"\nstate_dir = "{work / "state"}"\n'
-            f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ndiscovery = false\n'
-            f'[[camera]]\nname = "cam0"\nsource = "replay:{work / "frames.npz"}"\nfps = 0\ndrop_stale = false\n')
+        config = _camera_agent_config(work, models_dir, port, frames)
         try:
             for _ in range(runs):
                 tap = ClassTap(port, "edgepipe/bench/vision/+/class")
@@ -343,13 +350,8 @@ def bench_agent(models_dir: Path, frames: int, readings: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as tmp:
         work = Path(tmp)
         broker, port = _start_broker(work)
-        _replay_file(work / "frames.npz", frames)
-        config = work / "agent.toml"
-        config.write_text(
-            f'device_id = "bench"\nmodels_dir = "{models_dir}"\nstate_dir = "{work / "state"}"\n'
-            f'stats_interval = 1\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\ndiscovery = false\n'
-            f'[[camera]]\nname = "cam0"\nsource = "replay:{work / "frames.npz"}"\nfps = 0\ndrop_stale = false\n'
-            '[[sensor]]\nname = "s"\n[[series]]\nname = "a"\n')
+        config = _camera_agent_config(work, models_dir, port, frames, top="stats_interval = 1\n",
+                                      more='[[sensor]]\nname = "s"\n[[series]]\nname = "a"\n')
         arrivals: dict[str, list[tuple[float, Any]]] = {"anomaly": [], "forecast": [], "status": [], "stats": []}
         lock = threading.Lock()
 

@@ -213,11 +213,11 @@ class CameraPipeline:
     A live camera (`drop_stale = true`) keeps only the newest frame in a one-slot queue, so a
     slow model never makes frames pile up: a frame replaced before it was classified is
     dropped and counted. With `drop_stale = false` (files) the capture thread classifies each
-    frame itself: nothing is dropped. Either way the model's raw output goes to a small queue and a
-    third thread turns it into a label and top-k, builds the message and publishes it: the
-    model's invoke releases the GIL, so that
-    work overlaps the next frame's inference instead of adding to it, and a slow or
-    reconnecting broker link holds up the publishing thread, not the model. A dead camera is
+    frame itself: nothing is dropped. Either way the model's raw output goes to a small queue
+    and a third thread turns it into a label and top-k, builds the message and publishes it:
+    the model's invoke releases the GIL, so that work overlaps the next frame's inference
+    instead of adding to it, and a slow or reconnecting broker link holds up the publishing
+    thread, not the model. A dead camera is
     reopened with exponential backoff (reported on `error`) while the other pipelines carry on.
     """
 

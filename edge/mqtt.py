@@ -65,8 +65,7 @@ class MqttLink:
         self._dropped_at: float | None = None  # when a connection ended without our asking
         self._wake = threading.Condition()  # outbox bookkeeping; taken inside `_io`, never around it
         self._io = threading.RLock()  # every paho call that can touch the socket (RLock: callbacks publish)
-        self._stopping = False
-        self._stop_event = threading.Event()  # interrupts the backoff wait
+        self._stop = threading.Event()  # set by `stop()`; also interrupts the backoff wait
         self._publisher: threading.Thread | None = None
         self._network: threading.Thread | None = None
         self._poke_r, self._poke_w = socket.socketpair()  # wakes the network thread's select()
@@ -117,9 +116,8 @@ class MqttLink:
                 except (RuntimeError, ValueError):
                     pass
         with self._wake:
-            self._stopping = True
+            self._stop.set()
             self._wake.notify_all()
-        self._stop_event.set()
         with self._io:
             self.client.disconnect()
         self._poke()
@@ -163,10 +161,10 @@ class MqttLink:
         """
         while True:
             with self._wake:
-                self._wake.wait_for(lambda: self._stopping or (
+                self._wake.wait_for(lambda: self._stop.is_set() or (
                     self.connected.is_set() and len(self._inflight) < INFLIGHT_WINDOW
                     and bool(self.outbox.pending(self._last_sent, 1))), timeout=1.0)
-                if self._stopping:
+                if self._stop.is_set():
                     return
                 if not self.connected.is_set():
                     continue
@@ -195,11 +193,11 @@ class MqttLink:
     def _network_loop(self) -> None:
         """Connect, serve the connection until it ends, wait out the backoff, and again."""
         delay = self.cfg.reconnect_min
-        while not self._stopping:
+        while not self._stop.is_set():
             generation = self.connects
             try:
                 with self._io:
-                    if self._stopping:  # checked under the lock: `stop()` disconnects under it too
+                    if self._stop.is_set():  # checked under the lock: `stop()` disconnects under it too
                         break
                     self.client.reconnect()  # TCP (+TLS) connect and CONNECT; CONNACK comes in `_serve`
             except Exception as exc:  # noqa: BLE001 - OSError/SSLError mostly; anything else must not end the thread
@@ -213,16 +211,16 @@ class MqttLink:
                         self.client.disconnect()  # closes the socket; state is reset by the next reconnect
                     if self.connected.is_set():  # paho did not report it (the socket was already gone)
                         self._on_disconnect(self.client, None, None, "network loop error", None)
-            if self._stopping:
+            if self._stop.is_set():
                 break
             if self.connects != generation:  # a connection was made: start the backoff afresh
                 delay = self.cfg.reconnect_min
-            self._stop_event.wait(delay)
+            self._stop.wait(delay)
             delay = min(delay * 2, self.cfg.reconnect_max)
 
     def _serve(self) -> None:
         """paho's `loop()`, with each step under the I/O lock and `select` outside it."""
-        while not self._stopping:
+        while not self._stop.is_set():
             sock = self.client.socket()
             if sock is None:
                 return
@@ -328,13 +326,13 @@ class MqttLink:
             self._wake.notify_all()
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        if not self._stopping and self.connected.is_set():
+        if not self._stop.is_set() and self.connected.is_set():
             self._dropped_at = time.time()
         with self._wake:
             self.connected.clear()
             self._inflight.clear()
             self._wake.notify_all()
-        if not self._stopping:
+        if not self._stop.is_set():
             log.warning("MQTT disconnected (%s); reconnecting with backoff, QoS 1 messages wait in the outbox "
                         "(%d now)", reason, len(self.outbox))
 

@@ -10,7 +10,7 @@ VENV_TFLITE ?= .venv-tflite214
 
 # The edge side end to end on shipped data: no TensorFlow, the committed models, a real broker.
 demo: venv-demo
-	$(BIN)/python -m edge.demo $(DEMO_ARGS)
+	$(BIN)/python -m tools.demo $(DEMO_ARGS)
 
 venv: $(VENV)/.installed-dev
 
@@ -50,7 +50,7 @@ models: venv
 # Speed, size and memory into docs/benchmarks.md (edge part needs no TensorFlow; runs on a Pi too).
 bench: venv
 	-$(MAKE) --no-print-directory venv-tflite
-	$(BIN)/python -m edge.bench
+	$(BIN)/python -m tools.bench
 	$(BIN)/python -m training.bench
 
 table: venv

@@ -1,4 +1,4 @@
-"""The agent: models from the manifest, pipelines from the config, MQTT in and out, commands, stats.
+"""The agent: composes the pipelines the config asks for with their models, the MQTT link and the commands.
 
 Start-up refuses bad models (missing file, sha256 mismatch, tensors that disagree with the
 manifest) with a message naming the file; everything after start-up keeps running through
@@ -8,135 +8,89 @@ was not acknowledged in the outbox for the next start.
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge import messages
+from edge.commands import Commands
 from edge.config import AgentConfig
-from edge.feeds import CsvFeed, StdinFeed
-from edge.frames import make_frame_source
-from edge.manifest import Manifest, ManifestError, read_manifest
-from edge.messages import Topics
-from edge.mqtt import MqttLink
-from edge.outbox import Outbox
-from edge.pipelines import CameraPipeline, Context, ReadingPipeline, SensorPipeline, SeriesPipeline
-from edge.runtime import TFLiteModel, load_runtime
-from edge.wrappers import AnomalyScorer, Classifier, Forecaster, Generator
+from edge.fileio import atomic_write
+from edge.mqtt import messages
+from edge.mqtt.link import MqttLink
+from edge.mqtt.messages import Topics
+from edge.mqtt.outbox import Outbox
+from edge.pipelines.base import Pipeline, Publisher
+from edge.pipelines.registry import ModelLoader, Wiring, kinds
+from edge.runtime import load_runtime
+from edge.sources.feeds import Feed
+from edge.sysinfo import cpu_temperature, resident_mb
 
 log = logging.getLogger(__name__)
-EXPECTED_TASK = {"camera": "classify", "sensor": "anomaly", "series": "forecast"}
 STARTUP_BROKER_WAIT = 5.0  # seconds
 
 
-@dataclass
-class Models:
-    """Every wrapper the config asks for, loaded and verified together (so a reload is all or nothing)."""
-
-    manifest: Manifest
-    cameras: dict[str, Classifier]
-    sensors: dict[str, AnomalyScorer]
-    series: dict[str, Forecaster]
-    generator: Generator | None
+def model_loader(config: AgentConfig) -> ModelLoader:
+    return ModelLoader(config.models_dir, config.state_dir, config.num_threads)
 
 
-def load_models(config: AgentConfig) -> Models:
-    models_dir = Path(config.models_dir)
-    manifest = read_manifest(models_dir / "manifest.json")
-    runtime = load_runtime()
+def load_models(config: AgentConfig, loader: ModelLoader | None = None) -> dict[tuple[str, str], Any]:
+    """Every pipeline's model(s), loaded and verified together, so a reload is all or nothing.
 
-    def model_for(kind: str, name: str, model_name: str) -> tuple[Any, TFLiteModel]:
-        entry = manifest.get(model_name)
-        if entry.task != EXPECTED_TASK[kind]:
-            raise ManifestError(f"{kind} {name!r}: model {model_name!r} is a {entry.task!r} model, "
-                                f"expected {EXPECTED_TASK[kind]!r}")
-        return entry, TFLiteModel.from_entry(entry, models_dir, num_threads=config.num_threads, runtime=runtime)
-
-    cameras = {c.name: Classifier(*model_for("camera", c.name, c.model), invert=c.invert, top_k=c.top_k)
-               for c in config.camera}
-    sensors = {s.name: AnomalyScorer(*model_for("sensor", s.name, s.model)) for s in config.sensor}
-    state_dir = Path(config.state_dir)
-    series = {s.name: Forecaster(*model_for("series", s.name, s.model), state_path=state_dir / f"{s.name}.state.json")
-              for s in config.series}
-    generator = None
-    if any(c.source == "gan" for c in config.camera):
-        entry = manifest.get("gan")
-        generator = Generator(entry, TFLiteModel.from_entry(entry, models_dir, runtime=runtime))
-    return Models(manifest, cameras, sensors, series, generator)
+    Raises ManifestError (naming the file and the mismatch) before anything is built or swapped.
+    """
+    loader = loader or model_loader(config)
+    return {(section, cfg.name): kind.load(cfg, loader)
+            for section, kind in kinds().items() for cfg in getattr(config, section)}
 
 
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.started = time.monotonic()
-        self.models = load_models(config)  # raises ManifestError: refuse to start
+        loader = model_loader(config)
+        models = load_models(config, loader)  # raises ManifestError: refuse to start
         self.topics = Topics(config.base_topic)
         self.outbox = Outbox(config.outbox_path, config.outbox.max_messages, config.outbox.drop_policy,
                              config.outbox.replay_window)
         self.link = MqttLink(config.mqtt, config.device_id, self.topics, self.outbox)
-        self.ctx = Context(self.topics, config.device_id, self.link.send)
+        self.publisher = Publisher(self.topics, config.device_id, self.link.send)
         self.stop_event = threading.Event()
-        self.invalid_commands = 0
-        self.cameras = [CameraPipeline(c, make_frame_source(c.source, c.loop, self.models.generator),
-                                       self.models.cameras[c.name], self.ctx) for c in config.camera]
-        self.sensors = {s.name: SensorPipeline(s, self.models.sensors[s.name], self.ctx, config.queue_size)
-                        for s in config.sensor}
-        self.series = {s.name: SeriesPipeline(s, self.models.series[s.name], self.ctx, config.queue_size)
-                       for s in config.series}
-        self.feeds: list[Any] = []
-        self.link.on_connect_messages = self._on_connect_messages
-        self._wire_inputs()
+        wiring = Wiring(self.publisher, config.queue_size, loader)
+        self.pipelines: list[Pipeline] = [kind.build(cfg, models[(section, cfg.name)], wiring)
+                                          for section, kind in kinds().items() for cfg in getattr(config, section)]
+        self.commands = Commands(self.topics, config.device_id, self.link.send, lambda: self.pipelines, self.reload)
+        self.feeds: list[Feed] = [feed for p in self.pipelines if hasattr(p, "attach")
+                                  for feed in p.attach(self.link.subscribe)]
+        self.link.subscribe(self.topics.command("+"), self.commands.on_message)
+        self.link.on_connect_messages = self._discovery
 
-    # --- wiring --------------------------------------------------------------------------
-    def _wire_inputs(self) -> None:
-        for cfg, pipeline, default_topic in (
-                [(s, self.sensors[s.name], self.topics.sensor_reading(s.name)) for s in self.config.sensor]
-                + [(s, self.series[s.name], self.topics.series_reading(s.name)) for s in self.config.series]):
-            kind, _, arg = cfg.source.partition(":")
-            if kind == "mqtt":
-                self.link.subscribe(cfg.topic or default_topic, lambda _t, p, ack, pl=pipeline: pl.submit(p, ack))
-            elif kind == "csv":
-                self.feeds.append(CsvFeed(arg, cfg.rate, functools.partial(pipeline.submit, block=True),
-                                          pipeline.end_of_input))
-            elif kind == "stdin":
-                self.feeds.append(StdinFeed(functools.partial(pipeline.submit, block=True),
-                                            on_done=pipeline.end_of_input))
-            else:
-                raise ValueError(f"{pipeline.component}: unknown source {cfg.source!r} (mqtt, csv:<file>, stdin)")
-        self.link.subscribe(self.topics.command("+"), self._on_command)
-
-    def _on_connect_messages(self) -> list[messages.Message]:
+    def _discovery(self) -> list[messages.Message]:
+        """Home Assistant discovery configs, re-sent on every connect (retained)."""
         if not self.config.mqtt.discovery:
             return []
-        return messages.ha_discovery(self.config.mqtt.discovery_prefix, self.topics, self.config.device_id,
-                                     [c.name for c in self.config.camera], list(self.sensors), list(self.series))
+        return [message for p in self.pipelines for message in kinds()[p.kind].discovery(
+            self.config.mqtt.discovery_prefix, self.topics, self.config.device_id, p.name)]
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         runtime = load_runtime()
-        log.info("agent %s: runtime %s %s, base topic %s, %d camera(s), %d sensor(s), %d series",
-                 self.config.device_id, runtime.name, runtime.version, self.config.base_topic,
-                 len(self.cameras), len(self.sensors), len(self.series))
+        counts = ", ".join(f"{len(getattr(self.config, section))} {section}" for section in kinds())
+        log.info("agent %s: runtime %s %s, base topic %s, %s", self.config.device_id, runtime.name, runtime.version,
+                 self.config.base_topic, counts)
         if self.outbox.recovered_from_corruption:
-            self.ctx.report("outbox", "outbox file was unreadable; set aside and started a new one")
+            self.publisher.report("outbox", "outbox file was unreadable; set aside and started a new one")
         if self.outbox.rearmed_at_start:
             log.warning("the last run ended uncleanly: re-sending the %d message(s) acknowledged in its last %.0f s",
                         self.outbox.rearmed_at_start, self.outbox.replay_window)
-        for forecaster in self.models.series.values():
-            if forecaster.store and forecaster.store.warning:
-                self.ctx.report("state", forecaster.store.warning)
         self.link.start()
         # Give the broker a moment before the first results: QoS 0 classes sent before the connection
         # would be dropped. Without a broker the agent starts anyway (alerts wait in the outbox).
         if not self.link.connected.wait(STARTUP_BROKER_WAIT):
             log.warning("no broker after %.0f s; starting anyway (QoS 1 messages wait in the outbox)",
                         STARTUP_BROKER_WAIT)
-        for pipeline in [*self.sensors.values(), *self.series.values(), *self.cameras]:
+        for pipeline in self.pipelines:
             pipeline.start()
         for feed in self.feeds:
             feed.start()
@@ -147,7 +101,7 @@ class Agent:
         self.stop_event.set()
         for feed in self.feeds:
             feed.stop()
-        for pipeline in [*self.cameras, *self.sensors.values(), *self.series.values()]:
+        for pipeline in reversed(self.pipelines):  # cameras first: the fastest producers
             pipeline.stop()
         self.publish_stats()
         self.link.stop(flush_timeout=5.0)
@@ -172,88 +126,19 @@ class Agent:
 
     def inputs_done(self) -> bool:
         """True when every finite input (files, stdin) has ended and been processed."""
-        finite = [p for p in self.cameras] + [p for p in self._reading_pipelines() if self._is_finite(p)]
+        finite = [p for p in self.pipelines if p.finite]
         return bool(finite) and all(p.finished.is_set() for p in finite)
 
-    def _reading_pipelines(self) -> list[ReadingPipeline]:
-        return [*self.sensors.values(), *self.series.values()]
-
-    def _is_finite(self, pipeline: ReadingPipeline) -> bool:
-        cfgs = {s.name: s for s in self.config.sensor} if pipeline.kind == "sensor" else \
-            {s.name: s for s in self.config.series}
-        return not cfgs[pipeline.name].source.startswith("mqtt")
-
-    # --- commands ------------------------------------------------------------------------
-    def _on_command(self, topic: str, payload: bytes, ack: Any = None) -> None:
-        try:
-            self._handle_command(topic, payload)
-        finally:
-            if ack is not None:
-                ack()
-
-    def _handle_command(self, topic: str, payload: bytes) -> None:
-        action = topic.rsplit("/", 1)[-1]
-        request_id = None
-        try:
-            body = json.loads(payload.decode("utf-8")) if payload.strip() else {}
-            if not isinstance(body, dict):
-                raise ValueError("expected a JSON object")
-            request_id = body.get("id")
-            handler = {"reset": self._cmd_reset, "threshold": self._cmd_threshold, "reload": self._cmd_reload}.get(
-                action)
-            if handler is None:
-                raise ValueError(f"unknown command {action!r} (reset, threshold, reload)")
-            extra = handler(body) or {}
-            self.link.send(messages.command_result(self.topics, self.config.device_id, action, ok=True,
-                                                   request_id=request_id, **extra))
-        except (ValueError, KeyError, TypeError, ManifestError, UnicodeDecodeError) as exc:
-            self.invalid_commands += 1
-            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
-            log.warning("command %s refused: %s", action, reason)
-            self.link.send(messages.command_result(self.topics, self.config.device_id, action, ok=False,
-                                                   request_id=request_id, error_text=reason))
-
-    def _cmd_reset(self, body: dict) -> dict:
-        names = [body["series"]] if "series" in body else list(self.series)
-        for name in names:
-            if name not in self.series:
-                raise ValueError(f"no series {name!r} (have {sorted(self.series)})")
-            self.series[name].reset()
-        return {"reset": names}
-
-    def _cmd_threshold(self, body: dict) -> dict:
-        name, value = body["sensor"], body["threshold"]
-        if name not in self.sensors:
-            raise ValueError(f"no sensor {name!r} (have {sorted(self.sensors)})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"threshold must be a number > 0, got {value!r}")
-        self.sensors[name].rule.threshold = float(value)
-        return {"sensor": name, "threshold": float(value)}
-
-    def _cmd_reload(self, body: dict) -> dict:
-        """Load and verify every model again from the manifest; swap only if all succeed."""
-        fresh = load_models(self.config)  # raises before anything is changed
-        sensor_cfgs = {s.name: s for s in self.config.sensor}
-        for name, pipeline in self.sensors.items():
-            threshold = sensor_cfgs[name].threshold
-            with pipeline.lock:
-                pipeline.scorer = fresh.sensors[name]
-                pipeline.rule.threshold = threshold if threshold is not None else \
-                    float(fresh.sensors[name].entry.postprocess["threshold"])
-        for name, pipeline in self.series.items():
-            with pipeline.lock:
-                pipeline.forecaster = fresh.series[name]
-        for pipeline in self.cameras:
-            pipeline.classifier = fresh.cameras[pipeline.name]
-        self.models = fresh
-        return {"models": {n: e.short_sha for n, e in fresh.manifest.models.items()}}
+    def reload(self) -> dict[str, Any]:
+        """`cmd/reload`: load and verify every model again; swap (each between two inputs) only if all succeed."""
+        loader = model_loader(self.config)
+        fresh = load_models(self.config, loader)  # raises before anything is changed
+        for pipeline in self.pipelines:
+            pipeline.swap(fresh[(pipeline.kind, pipeline.name)])
+        return {"models": {name: entry.short_sha for name, entry in loader.manifest.models.items()}}
 
     # --- stats ---------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        models = {}
-        for group in (self.models.cameras, self.models.sensors, self.models.series):
-            for name, wrapper in group.items():
-                models[name] = {"model": wrapper.entry.name, **wrapper.latency.summary()}
         return {
             "uptime_s": round(time.monotonic() - self.started, 1),
             "connected": self.link.connected.is_set(),
@@ -262,10 +147,9 @@ class Agent:
             "outbox_depth": len(self.outbox),
             "outbox_dropped": self.outbox.dropped,
             "qos0_dropped": self.link.dropped_qos0,
-            "invalid_commands": self.invalid_commands,
-            "latency": models,
-            "pipelines": {f"{p.kind}/{p.name}": p.counters.as_dict() for p in self._reading_pipelines()}
-            | {f"camera/{p.name}": p.counters.as_dict() for p in self.cameras},
+            "invalid_commands": self.commands.invalid,
+            "latency": {p.name: p.latency() for p in self.pipelines},
+            "pipelines": {f"{p.kind}/{p.name}": p.stats() for p in self.pipelines},
             "cpu_temp_c": cpu_temperature(),
             "rss_mb": None if (rss := resident_mb()) is None else round(rss, 1),
         }
@@ -279,30 +163,7 @@ class Agent:
         message = messages.stats(self.topics, self.config.device_id, self.stats())
         self.link.send(message)
         if self.config.stats_file:
-            path = Path(self.config.stats_file)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_bytes(message.payload)
-                tmp.replace(path)
+                atomic_write(Path(self.config.stats_file), message.payload)
             except OSError as exc:
-                log.warning("cannot write stats_file %s: %s", path, exc)
-
-
-def resident_mb(pid: int | str = "self") -> float | None:
-    """A process's resident memory (VmRSS) in MiB, from /proc; None where there is no /proc."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def cpu_temperature() -> float | None:
-    """The SoC temperature on a Pi (and most Linux boards); None where there is no thermal zone."""
-    try:
-        return round(int(Path("/sys/class/thermal/thermal_zone0/temp").read_text().strip()) / 1000, 1)
-    except (OSError, ValueError):
-        return None
+                log.warning("cannot write stats_file %s: %s", self.config.stats_file, exc)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import ConfigError, load_config
-from edge.frames import SourceError
 from edge.manifest import ManifestError
 from edge.runtime import RuntimeUnavailable
+from edge.sources.frames import SourceError
 
 log = logging.getLogger("edge")
 
@@ -81,19 +81,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"config: ok ({args.config or 'defaults'}); device {config.device_id}, base topic {config.base_topic}, "
           f"broker {config.mqtt.host}:{config.mqtt.port}")
     print(f"runtime: {runtime.name} {runtime.version}")
-    models = load_models(config)
-    wrappers = {**models.cameras, **models.sensors, **models.series}
-    if models.generator:
-        wrappers["gan"] = models.generator
-    for name, wrapper in wrappers.items():
-        entry = wrapper.entry
-        print(f"{name}: model {entry.name} ({entry.task}, {entry.variant}, {entry.file}, sha256 {entry.short_sha}, "
-              f"{entry.size_bytes} bytes) verified")
-        for kind, tensors in (("in ", entry.inputs), ("out", entry.outputs)):
-            for t in tensors:
-                quant = f" scale {t.scale:.6g} zero point {t.zero_point}" if t.quantized else ""
-                print(f"    {kind} {t.name}: {t.dtype}{list(t.shape)}{quant}")
+    for (section, name), model in load_models(config).items():
+        for wrapper in _wrappers(model):
+            print_model(f"{section} {name}", wrapper.entry)
     return 0
+
+
+def _wrappers(model: Any) -> list[Any]:
+    """The model wrappers inside what a pipeline kind loads (one wrapper, or a dataclass of them)."""
+    if hasattr(model, "entry"):
+        return [model]
+    return [w for w in vars(model).values() if hasattr(w, "entry")]
+
+
+def print_model(who: str, entry: Any) -> None:
+    print(f"{who}: model {entry.name} ({entry.task}, {entry.variant}, {entry.file}, sha256 {entry.short_sha}, "
+          f"{entry.size_bytes} bytes) verified")
+    for kind, tensors in (("in ", entry.inputs), ("out", entry.outputs)):
+        for t in tensors:
+            quant = f" scale {t.scale:.6g} zero point {t.zero_point}" if t.quantized else ""
+            print(f"    {kind} {t.name}: {t.dtype}{list(t.shape)}{quant}")
 
 
 def describe(topic: str, payload: bytes) -> str:

@@ -14,11 +14,11 @@ import datetime as _dt
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edge.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -221,20 +221,8 @@ def read_manifest(path: Path | str) -> Manifest:
 
 
 def write_manifest(manifest: Manifest, path: Path | str) -> None:
-    """Write atomically (temp file + rename) so a reader never sees half a manifest."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write atomically (temp file + rename) so a reader never sees half a manifest; mode 0644 for the service user."""
+    atomic_write(path, json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n", mode=0o644)
 
 
 def model_path(entry: ModelEntry, models_dir: Path | str) -> Path:

@@ -33,7 +33,6 @@ RUNTIMES = (
     ("tflite_runtime", "tflite_runtime.interpreter"),
     ("tensorflow", "tensorflow.lite"),
 )
-FORBIDDEN_OPS = ("WHILE",)  # plus every Flex (SELECT_TF_OPS) op, see check_ops
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -115,18 +114,6 @@ def tensor_specs(details: Mapping[str, Mapping[str, Any]]) -> list[TensorSpec]:
     return specs
 
 
-def op_names(interpreter: Any) -> list[str]:
-    """Every op in the graph, by name (uses the interpreter's op details)."""
-    return [op["op_name"] for op in interpreter._get_ops_details()]
-
-
-def check_ops(names: list[str], where: str) -> None:
-    """No Flex (SELECT_TF_OPS) and no WHILE: neither runs on a Pi's plain runtime."""
-    bad = sorted({n for n in names if n.startswith("Flex") or n in FORBIDDEN_OPS})
-    if bad:
-        raise ManifestError(f"{where}: forbidden ops {bad} (no Flex/SELECT_TF_OPS, no WHILE loops)")
-
-
 class TFLiteModel:
     """One `.tflite` file, one interpreter, addressed by signature tensor names."""
 
@@ -182,9 +169,6 @@ class TFLiteModel:
                         f"{self.path}: {kind} {spec.name!r} quantization ({got.scale}, {got.zero_point}) "
                         f"differs from the manifest's ({spec.scale}, {spec.zero_point})")
 
-    def ops(self) -> list[str]:
-        return op_names(self.interpreter)
-
     def run_raw(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Invoke with tensors already in the model's dtypes; returns copies of all outputs."""
         for name, value in feeds.items():
@@ -210,12 +194,3 @@ class TFLiteModel:
             raw[name] = quantize(value, spec)
         out = self.run_raw(raw)
         return {name: dequantize(v, self.outputs[name]) for name, v in out.items()}
-
-    def run_batch(self, name: str, values: np.ndarray, **fixed: np.ndarray) -> dict[str, np.ndarray]:
-        """Run a batch of samples through a batch-1 model, one invoke each, stacking outputs."""
-        results: dict[str, list[np.ndarray]] = {k: [] for k in self.outputs}
-        for value in values:
-            out = self.run({name: value[None, ...], **fixed})
-            for key, v in out.items():
-                results[key].append(v[0])
-        return {k: np.stack(v) for k, v in results.items()}

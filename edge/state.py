@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
@@ -48,18 +48,7 @@ class ForecasterState:
     def save(self, state: Iterable[np.ndarray], window: Iterable[float], step: int, last_ts: Any = None) -> None:
         body = {"version": STATE_VERSION, "model_sha": self.model_sha, "step": int(step), "last_ts": last_ts,
                 "state": [np.asarray(s, np.float64).tolist() for s in state], "window": [float(v) for v in window]}
-        text = json.dumps({"body": body, "sha256": _checksum(body)})
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, json.dumps({"body": body, "sha256": _checksum(body)}), mode=0o600)
 
     def load(self) -> SavedState | None:
         """The saved state, or None (no file, or a bad one: set aside with a warning)."""

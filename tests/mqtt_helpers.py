@@ -3,11 +3,8 @@ a collecting subscriber, and the agent as a subprocess on a Pi-like Python (no T
 
 from __future__ import annotations
 
-import getpass
 import json
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,64 +18,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import MODELS_DIR, ROOT
 from tests.test_edge_isolation import no_tf_env
+from tools.broker import Mosquitto as Broker
+from tools.broker import free_port, wait_port
 
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
-
-
-class Broker:
-    """A mosquitto process of the test's own, with persistence so persistent sessions survive restarts."""
-
-    def __init__(self, workdir: Path, extra_conf: str = "", listener: str | None = None) -> None:
-        if MOSQUITTO is None:
-            raise RuntimeError("mosquitto is not installed: `apt-get install mosquitto` (.ci/run does it)")
-        self.workdir = workdir
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            (listener or f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
-            # save on every change (subscription, queued message): a SIGKILL then loses no session
-            + f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\nautosave_on_changes true\n"
-            + f"log_dest file {workdir}/mosquitto.log\n"
-            # started as root, mosquitto drops to user `mosquitto`, which cannot write the test's files:
-            # no persistence, no log. Stay the user that runs the tests.
-            + f"user {getpass.getuser()}\n" + extra_conf)
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Broker:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        wait_port(self.port)
-        return self
-
-    def stop(self, kill: bool = False) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            self.proc.wait(10)
-        self.proc = None
-
-    def restart(self, kill: bool = False, down_for: float = 0.0) -> None:
-        self.stop(kill)
-        time.sleep(down_for)
-        self.start()
-
+__all__ = ["AgentProcess", "Broker", "Collector", "free_port", "publish", "sensor_csv", "wait_port", "write_config"]
 
 class Collector:
     """A subscriber that keeps every message (topic, payload bytes, retain) it receives."""

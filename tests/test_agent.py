@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from edge.manifest import read_manifest
+from edge.models import AnomalyScorer
+from edge.rules import AnomalyRule
 from edge.runtime import TFLiteModel
 from edge.series import SeriesTransform
-from edge.wrappers import AnomalyRule, AnomalyScorer
 from tests.conftest import MODELS_DIR, ROOT
 from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, sensor_csv, write_config
 from training.datasets.images import load_image_dataset

@@ -1,4 +1,4 @@
-"""`python -m edge.bench` on a Pi-like Python: every model gets a row with its own MAC count and metric,
+"""`python -m tools.bench` on a Pi-like Python: every model gets a row with its own MAC count and metric,
 the agent section is filled in. Speed itself is not asserted here (it is pasted into docs/benchmarks.md)."""
 
 from __future__ import annotations
@@ -7,16 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge.macs import count_macs
 from edge.manifest import read_manifest
 from edge.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT
 from tests.test_edge_isolation import no_tf_env
+from training.tflite import count_macs
 
 
 def test_bench_tables_cover_every_model_and_the_agent(tmp_path: Path) -> None:
     out = tmp_path / "bench.md"
-    result = subprocess.run([sys.executable, "-m", "edge.bench", "--models-dir", str(MODELS_DIR), "--invokes", "20",
+    result = subprocess.run([sys.executable, "-m", "tools.bench", "--models-dir", str(MODELS_DIR), "--invokes", "20",
                              "--frames", "300", "--camera-runs", "2", "--readings", "100", "--out", str(out)],
                             env=no_tf_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

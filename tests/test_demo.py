@@ -25,7 +25,7 @@ def run_demo(tmp_path: Path, broker: str) -> tuple[dict, Path, str]:
     summary = tmp_path / "summary.json"
     report = tmp_path / "report"
     result = subprocess.run(
-        [sys.executable, "-m", "edge.demo", "--broker", broker, "--speed", "3", "--duration", "90", "--quiet",
+        [sys.executable, "-m", "tools.demo", "--broker", broker, "--speed", "3", "--duration", "90", "--quiet",
          "--report", str(report), "--summary-json", str(summary)],
         env=no_tf_env(), cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import MODELS_DIR, ROOT
 
 NO_TF_SITE = Path(__file__).parent / "no_tf_site"
@@ -22,14 +24,29 @@ def no_tf_env() -> dict[str, str]:
     return env
 
 
-def test_no_edge_module_imports_host_libraries() -> None:
-    offenders = []
-    for path in sorted((ROOT / "edge").rglob("*.py")):
+def imports_of(folder: str) -> list[tuple[str, int, str]]:
+    """(file, line, imported module) for every import in a folder of the repository."""
+    found = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            offenders += [f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] in HOST_ONLY]
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [(str(path.relative_to(ROOT)), node.lineno, n) for n in names]
+    return found
+
+
+@pytest.mark.parametrize("folder", ["edge", "tools"])
+def test_no_edge_or_tools_module_imports_host_libraries(folder: str) -> None:
+    """The Pi's runtime and the repository tools (demo, bench) run without TensorFlow."""
+    offenders = [f"{f}:{line} {n}" for f, line, n in imports_of(folder) if n.split(".")[0] in HOST_ONLY]
+    if folder == "edge":  # the runtime shim may fall back to tensorflow.lite on a host, lazily
+        offenders = [o for o in offenders if not o.startswith("edge/runtime.py:")]
     assert offenders == []
+
+
+def test_edge_imports_nothing_from_tools_or_training() -> None:
+    """`edge/` is what the installer copies to the Pi: it must not need the rest of the repository."""
+    assert [f"{f}:{line} {n}" for f, line, n in imports_of("edge") if n.split(".")[0] in ("tools", "training")] == []
 
 
 def test_the_blocker_really_blocks() -> None:

@@ -11,15 +11,18 @@ import jsonschema
 import numpy as np
 import pytest
 
-from edge import messages
-from edge.config import ConfigError, load_config, parse_config
+from edge.config import SECTIONS, ConfigError, load_config, parse_config, pipeline_sections, top_level_keys
+from edge.fields import keys_of
 from edge.manifest import read_manifest
-from edge.outbox import Outbox
+from edge.models import Classifier, Forecaster
+from edge.mqtt import messages
+from edge.mqtt.outbox import Outbox
+from edge.pipelines.registry import kinds
 from edge.preprocess import frame_to_input, resize_bilinear, to_grayscale
 from edge.readings import InvalidReading, parse_reading
+from edge.rules import AnomalyRule
 from edge.runtime import TFLiteModel
 from edge.state import ForecasterState
-from edge.wrappers import AnomalyRule, Classifier, Forecaster
 from tests.conftest import MODELS_DIR, ROOT
 
 SCHEMAS = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.json")}
@@ -62,12 +65,11 @@ def test_example_config_is_valid_and_documented() -> None:
     config = load_config(path)
     assert config.base_topic == f"edgepipe/{config.device_id}"
     text = path.read_text()
-    # every key of every section is present (commented or not) in the example
-    for key in ("device_id", "models_dir", "state_dir", "num_threads", "stats_interval", "queue_size", "host", "port",
-                "base_topic", "protocol", "username", "password_file", "tls", "ca_file", "cert_file", "key_file",
-                "reconnect_min", "reconnect_max", "discovery", "max_messages", "drop_policy", "source", "fps",
-                "invert", "debounce_k", "debounce_n", "threshold", "rate", "top_k", "retry_max", "keepalive",
-                "drop_stale"):
+    # every key of every section is present (commented or not) in the example, derived from the dataclasses
+    sections = [*SECTIONS.values(), *pipeline_sections().values()]
+    keys = [*top_level_keys(), *(k for cls in sections for k in keys_of(cls))]
+    assert len(keys) > 40
+    for key in keys:
         assert f"{key} =" in text, key
 
 
@@ -289,7 +291,8 @@ def test_status_is_retained_and_plain() -> None:
 
 def test_home_assistant_discovery() -> None:
     topics = messages.Topics("edgepipe/pi1")
-    msgs = messages.ha_discovery("homeassistant", topics, "pi1", ["cam0"], ["line1"], ["airline"])
+    msgs = [m for section, name in (("camera", "cam0"), ("sensor", "line1"), ("series", "airline"))
+            for m in kinds()[section].discovery("homeassistant", topics, "pi1", name)]
     by_topic = {m.topic: json.loads(m.payload) for m in msgs}
     anomaly = by_topic["homeassistant/binary_sensor/edgepipe_pi1/line1_anomaly/config"]
     assert anomaly["state_topic"] == "edgepipe/pi1/sensors/line1/anomaly"

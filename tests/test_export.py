@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from edge.manifest import ManifestError
-from edge.runtime import TFLiteModel, check_ops
+from edge.runtime import TFLiteModel
 from training.export import ExportError, ExportRequest, export_both, export_variant
+from training.tflite import check_ops, run_batch
 
 
 def tiny_classifier() -> keras.Model:
@@ -58,7 +59,7 @@ def test_int8_file_agrees_with_keras_on_classes(tmp_path: Path) -> None:
     tfl = TFLiteModel(tmp_path / int8.file)
     x = np.random.default_rng(5).random((50, 8, 8, 1)).astype(np.float32)
     keras_cls = np.argmax(model.predict(x, verbose=0), axis=1)
-    tfl_cls = np.argmax(tfl.run_batch("image", x)["probabilities"], axis=1)
+    tfl_cls = np.argmax(run_batch(tfl, "image", x)["probabilities"], axis=1)
     assert np.mean(keras_cls == tfl_cls) >= 0.9
 
 

@@ -4,7 +4,6 @@ described. `derandomize=True` makes every run draw the same cases (deterministic
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -16,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.config import LISTS, SECTIONS, AgentConfig, ConfigError, load_config, parse_config
+from edge.config import SECTIONS, ConfigError, load_config, parse_config, pipeline_sections, top_level_keys
+from edge.fields import keys_of
 from edge.readings import MAX_PAYLOAD_BYTES, InvalidReading, parse_reading
 from tests.mqtt_helpers import AgentProcess, Broker, Collector, write_config
 
@@ -69,10 +69,9 @@ BASE_CONFIG: dict[str, Any] = {"device_id": "pi", "mqtt": {"port": 1883}, "outbo
 
 def config_keys() -> list[tuple[str, ...]]:
     """Every settable key as a path into BASE_CONFIG: ("mqtt", "port"), ("sensor", 0, "rate"), ..."""
-    keys: list[tuple[Any, ...]] = [(f.name,) for f in dataclasses.fields(AgentConfig)
-                                   if f.name not in SECTIONS and f.name not in LISTS]
-    keys += [(section, f.name) for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
-    keys += [(kind, 0, f.name) for kind, cls in LISTS.items() for f in dataclasses.fields(cls)]
+    keys: list[tuple[Any, ...]] = [(name,) for name in top_level_keys()]
+    keys += [(section, name) for section, cls in SECTIONS.items() for name in keys_of(cls)]
+    keys += [(kind, 0, name) for kind, cls in pipeline_sections().items() for name in keys_of(cls)]
     return keys
 
 
@@ -103,7 +102,7 @@ def test_every_invalid_config_value_is_named_with_what_was_expected(key: tuple, 
 @FUZZ
 @given(st.dictionaries(st.text(min_size=1, max_size=10), toml_values, min_size=1, max_size=3))
 def test_unknown_keys_are_named(extra: dict[str, Any]) -> None:
-    known = {f.name for f in dataclasses.fields(AgentConfig)}
+    known = {*top_level_keys(), *SECTIONS, *pipeline_sections()}
     extra = {k: v for k, v in extra.items() if k not in known}
     if not extra:
         return

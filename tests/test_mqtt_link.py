@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.config import MqttConfig
-from edge.messages import Message, Topics
-from edge.mqtt import MqttLink
-from edge.outbox import Outbox
+from edge.mqtt.link import MqttLink
+from edge.mqtt.messages import Message, Topics
+from edge.mqtt.outbox import Outbox
 from tests.mqtt_helpers import Broker, Collector
 
 WRITERS, PER_WRITER, ALERTS = 8, 60, 200

@@ -17,8 +17,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.agent import resident_mb
 from edge.manifest import sha256_file
+from edge.sysinfo import resident_mb
 from tests.conftest import MODELS_DIR
 from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, sensor_csv, write_config
 from tests.test_agent import first_forecast_step, offline_forecasts

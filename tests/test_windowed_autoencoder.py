@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.manifest import read_manifest
+from edge.models import AnomalyScorer
+from edge.rules import AnomalyRule
 from edge.runtime import TFLiteModel
-from edge.wrappers import AnomalyRule, AnomalyScorer
 from training.cli import main
 
 

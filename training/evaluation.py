@@ -15,6 +15,7 @@ import numpy as np
 from edge.manifest import ModelEntry
 from edge.runtime import TFLiteModel
 from edge.series import SeriesTransform
+from training.tflite import run_batch
 
 
 def images_to_input(images: np.ndarray, pre: dict[str, Any]) -> np.ndarray:
@@ -27,7 +28,7 @@ def images_to_input(images: np.ndarray, pre: dict[str, Any]) -> np.ndarray:
 
 def classify(model: TFLiteModel, entry: ModelEntry, images: np.ndarray) -> np.ndarray:
     """Class probabilities for uint8 images, one invoke each."""
-    return model.run_batch(entry.inputs[0].name, images_to_input(images, entry.preprocess))[entry.outputs[0].name]
+    return run_batch(model, entry.inputs[0].name, images_to_input(images, entry.preprocess))[entry.outputs[0].name]
 
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:

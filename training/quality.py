@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 from scipy import linalg
 
-from edge.macs import count_macs
 from edge.manifest import Manifest, ModelEntry, read_manifest
 from edge.runtime import TFLiteModel, load_runtime
 from training.datasets.images import load_image_dataset
@@ -33,6 +32,7 @@ from training.evaluation import (
     rmse,
 )
 from training.paths import MODELS_DIR
+from training.tflite import count_macs, run_batch
 
 FRESH_SEED = 1  # a clean stream the threshold never saw: the false-alert rate is measured on it
 
@@ -101,7 +101,7 @@ def autoencoder_quality(entry: ModelEntry, model: TFLiteModel, limit: int | None
     data = lecture_sensor_data()
     fresh = lecture_sensor_data(seed=FRESH_SEED).train[:limit]
     offset, scale = np.asarray(entry.preprocess["offset"]), np.asarray(entry.preprocess["scale"])
-    errors = {k: reconstruction_errors(lambda z: model.run_batch(entry.inputs[0].name, z)[entry.outputs[0].name],
+    errors = {k: reconstruction_errors(lambda z: run_batch(model, entry.inputs[0].name, z)[entry.outputs[0].name],
                                        (v[:limit] - offset) / scale)
               for k, v in {"fresh": fresh, **data.anomalous}.items()}
     threshold = float(entry.postprocess["threshold"])
@@ -154,7 +154,7 @@ def gan_quality(manifest: Manifest, models_dir: Path, generator: str, n: int = 5
     gen = TFLiteModel.from_entry(gen_entry, models_dir)
     judge = TFLiteModel.from_entry(judge_entry, models_dir)
     noise = np.random.default_rng(0).normal(size=(n, gen_entry.preprocess["latent_dim"])).astype(np.float32)
-    fakes = generated_images(gen.run_batch(gen_entry.inputs[0].name, noise)[gen_entry.outputs[0].name],
+    fakes = generated_images(run_batch(gen, gen_entry.inputs[0].name, noise)[gen_entry.outputs[0].name],
                              gen_entry.postprocess)
     probs = classify(judge, judge_entry, fakes)
     shares = np.bincount(np.argmax(probs, axis=1), minlength=len(judge_entry.postprocess["labels"])) / n

@@ -23,6 +23,7 @@ from training.export import ExportRequest, export_both
 from training.models.autoencoder import build_autoencoder
 from training.profiles import AutoencoderConfig
 from training.tasks import TaskResult, set_seed
+from training.tflite import run_batch
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def run(cfg: AutoencoderConfig, out_dir: Path, report_dir: Path, profile: str) -
     errors_by_file: dict[str, dict[str, np.ndarray]] = {}
 
     def evaluate(tfl: TFLiteModel) -> dict:
-        errors = {k: reconstruction_errors(lambda x: tfl.run_batch("reading", x)["reconstruction"], v)
+        errors = {k: reconstruction_errors(lambda x: run_batch(tfl, "reading", x)["reconstruction"], v)
                   for k, v in scaled.items()}
         errors_by_file[tfl.path.name] = errors
         return anomaly_metrics(errors, cfg.threshold_percentile, [k for k in data.anomalous if k in scaled])

@@ -17,6 +17,7 @@ from training.export import ExportError, ExportRequest, export_both
 from training.models.cnn import ARCHITECTURES
 from training.profiles import CNNConfig
 from training.tasks import TaskResult, set_seed
+from training.tflite import run_batch
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def run(cfg: CNNConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskRe
     predictions: dict[str, np.ndarray] = {}
 
     def evaluate(tfl: TFLiteModel) -> dict:
-        probs = tfl.run_batch("image", x_test)["probabilities"]
+        probs = run_batch(tfl, "image", x_test)["probabilities"]
         predictions[tfl.path.name] = np.argmax(probs, axis=1)
         return {"accuracy": accuracy(probs, data.y_test), "test_samples": int(len(data.y_test)),
                 "dataset": data.name}

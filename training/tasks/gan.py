@@ -19,6 +19,7 @@ from training.export import ExportRequest, export_both
 from training.models.gan import LATENT_DIM, build_gan
 from training.profiles import GANConfig
 from training.tasks import TaskResult, set_seed
+from training.tflite import run_batch
 
 log = logging.getLogger(__name__)
 PIXEL_OFFSET = PIXEL_SCALE = 127.5  # the lecture's (x - 127.5) / 127.5, matching the tanh output
@@ -67,7 +68,7 @@ def run(cfg: GANConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskRe
     sample_paths: dict[str, Path] = {}
 
     def evaluate(tfl: TFLiteModel) -> dict:
-        samples = tfl.run_batch("noise", noise)["image"]
+        samples = run_batch(tfl, "noise", noise)["image"]
         path = plots.image_grid(to_images(samples, side), report_dir / f"{tfl.path.stem}_samples.png",
                                 f"{tfl.path.name}: 100 samples")
         sample_paths[tfl.path.name] = path

@@ -10,13 +10,15 @@ Camera hardware cannot be tested here; everything up to `read()` is, with the fi
 
 from __future__ import annotations
 
+import importlib
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from edge.sources import SourceSpec
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".npy"}
@@ -30,7 +32,6 @@ class SourceError(RuntimeError):
 class Frame:
     seq: int
     image: np.ndarray
-    ts: float
     truth: str | None = None  # the known label, for replayed test data
 
 
@@ -93,7 +94,7 @@ class ReplaySource(_FileSource):
         return len(self.frames)
 
     def _frame(self, index: int, seq: int) -> Frame:
-        return Frame(seq, self.frames[index], time.time(), self.truth[index] if self.truth else None)
+        return Frame(seq, self.frames[index], self.truth[index] if self.truth else None)
 
 
 class FolderSource(_FileSource):
@@ -112,19 +113,25 @@ class FolderSource(_FileSource):
         return len(self.files)
 
     def _frame(self, index: int, seq: int) -> Frame:
-        return Frame(seq, decode_image(self.files[index]), time.time())
+        return Frame(seq, decode_image(self.files[index]))
+
+
+def optional_import(module: str, hint: str) -> Any:
+    """A camera library imported only when a source needs it; SourceError with how to install it otherwise."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise SourceError(hint) from None
 
 
 def decode_image(path: Path) -> np.ndarray:
     """An image file as an array; raises ValueError for an undecodable one (the pipeline skips it)."""
     if path.suffix.lower() == ".npy":
         return np.load(path, allow_pickle=False)
+    image_module = optional_import("PIL.Image", "reading PNG/JPEG frames needs Pillow (`pip install pillow`, or apt "
+                                   "python3-pil)")
     try:
-        from PIL import Image
-    except ImportError:
-        raise SourceError("reading PNG/JPEG frames needs Pillow (`pip install pillow`, or apt python3-pil)") from None
-    try:
-        with Image.open(path) as img:
+        with image_module.open(path) as img:
             return np.asarray(img.convert("RGB"))
     except OSError as exc:
         raise ValueError(f"{path}: cannot decode image ({exc})") from None
@@ -141,10 +148,7 @@ class OpenCVSource:
         self.capture: Any = None
 
     def open(self) -> None:
-        try:
-            import cv2
-        except ImportError:
-            raise SourceError("OpenCV is not installed (`pip install opencv-python-headless`)") from None
+        cv2 = optional_import("cv2", "OpenCV is not installed (`pip install opencv-python-headless`)")
         self._cv2 = cv2
         self.capture = cv2.VideoCapture(self.target)
         if not self.capture.isOpened():
@@ -161,7 +165,7 @@ class OpenCVSource:
             if not ok:
                 raise SourceError(f"{self.name}: no frame (device gone?)")
         self._seq += 1
-        return Frame(self._seq, image[..., ::-1], time.time())  # BGR -> RGB
+        return Frame(self._seq, image[..., ::-1])  # BGR -> RGB
 
     def close(self) -> None:
         if self.capture is not None:
@@ -179,13 +183,10 @@ class PiCamera2Source:
         self.camera: Any = None
 
     def open(self) -> None:
+        picamera2 = optional_import("picamera2", "picamera2 is not importable: on Raspberry Pi OS `sudo apt install "
+                                    "python3-picamera2` and create the venv with --system-site-packages")
         try:
-            from picamera2 import Picamera2
-        except ImportError:
-            raise SourceError("picamera2 is not importable: on Raspberry Pi OS `sudo apt install python3-picamera2` "
-                              "and create the venv with --system-site-packages") from None
-        try:
-            self.camera = Picamera2()
+            self.camera = picamera2.Picamera2()
             config = self.camera.create_preview_configuration(main={"size": self.size, "format": "RGB888"})
             self.camera.configure(config)
             self.camera.start()
@@ -198,7 +199,7 @@ class PiCamera2Source:
         except Exception as exc:  # noqa: BLE001
             raise SourceError(f"picamera2: capture failed ({exc})") from None
         self._seq += 1
-        return Frame(self._seq, image, time.time())
+        return Frame(self._seq, image)
 
     def close(self) -> None:
         if self.camera is not None:
@@ -225,25 +226,24 @@ class GeneratorSource:
         latent = int(self.generator.entry.preprocess["latent_dim"])
         image = self.generator.generate(self.rng.normal(size=latent).astype(np.float32))
         self._seq += 1
-        return Frame(self._seq, image, time.time())
+        return Frame(self._seq, image)
 
     def close(self) -> None:
         pass
 
 
-def make_frame_source(spec: str, loop: bool = False, generator: Any = None) -> FrameSource:
-    kind, _, arg = spec.partition(":")
-    if kind == "replay":
-        return ReplaySource(arg, loop)
-    if kind == "folder":
-        return FolderSource(arg, loop)
-    if kind == "opencv":
-        return OpenCVSource(arg or "0", loop)
-    if kind == "picamera2":
+def make_frame_source(spec: SourceSpec, loop: bool = False, generator: Any = None) -> FrameSource:
+    """The frame source for a parsed `[[camera]].source`."""
+    if spec.kind == "replay":
+        return ReplaySource(spec.arg, loop)
+    if spec.kind == "folder":
+        return FolderSource(spec.arg, loop)
+    if spec.kind == "opencv":
+        return OpenCVSource(spec.arg or "0", loop)
+    if spec.kind == "picamera2":
         return PiCamera2Source()
-    if kind == "gan":
+    if spec.kind == "gan":
         if generator is None:
             raise SourceError("source 'gan' needs a generator model ('gan') in the manifest")
         return GeneratorSource(generator)
-    raise SourceError(f"unknown camera source {spec!r}: use picamera2, opencv:<index|file|url>, folder:<dir>, "
-                      "replay:<file.npz> or gan")
+    raise SourceError(f"unknown camera source {spec.kind!r}")

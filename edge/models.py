@@ -1,9 +1,8 @@
-"""Model wrappers: one interpreter each, pre/post-processing from the manifest.
+"""Model wrappers: one interpreter each, pre/post-processing from the manifest (see `edge.manifest`).
 
 - `Classifier`: frames -> label, score, top-k.
-- `AnomalyScorer` + `AnomalyRule`: the model gives a score (reconstruction error); a separate
-  rule (threshold from the manifest, overridable, k-of-n debouncing) turns scores into alerts,
-  so the threshold can be changed at run time without touching the model.
+- `AnomalyScorer`: the model gives a score (reconstruction error); the rule that turns scores
+  into alerts is apart (`edge.rules`), so the threshold changes at run time without the model.
 - `Forecaster`: owns the LSTM state (h, c) and the window of recent values; resets on command
   and saves itself (see `edge.state`) so a restart continues the series.
 - `Generator`: noise -> images (synthetic camera, demo pictures).
@@ -16,7 +15,7 @@ import collections
 import datetime
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -160,30 +159,6 @@ class AnomalyScorer(ModelWrapper):
         return float(np.mean((out.reshape(x.shape).astype(np.float64) - x) ** 2))
 
 
-@dataclass
-class AnomalyRule:
-    """score > threshold in at least k of the last n scores -> anomaly (k-of-n debouncing)."""
-
-    threshold: float
-    k: int = 1
-    n: int = 1
-    _history: collections.deque = field(default_factory=collections.deque, repr=False)
-    active: bool = False
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.k <= self.n:
-            raise ValueError(f"debounce needs 1 <= k <= n, got k={self.k}, n={self.n}")
-        self._history = collections.deque(maxlen=self.n)
-
-    def update(self, score: float) -> tuple[bool, bool]:
-        """Returns (is_anomaly, changed)."""
-        self._history.append(score > self.threshold)
-        now = sum(self._history) >= self.k
-        changed = now != self.active
-        self.active = now
-        return now, changed
-
-
 class Forecaster(ModelWrapper):
     """One LSTM step per reading, carrying (h, c); state and recent values saved after each step.
 
@@ -218,6 +193,22 @@ class Forecaster(ModelWrapper):
         self.window: collections.deque[float] = collections.deque(maxlen=self.transform.order + self.look_back)
         self.step_index = 0
         self.last_ts: Any = None
+
+    def continue_from(self, live: Forecaster) -> None:
+        """Take over a running forecaster's place in the series (a reload between two readings).
+
+        Its step count and last timestamp always carry over -- the file on disk may
+        be a step behind the live state, and re-reading it would rewind the series. The recent values
+        carry over when both models see the same levels (log or not); the LSTM state (h, c) only
+        for the same model: another model's state means nothing here.
+        """
+        if live.entry.sha256 == self.entry.sha256 and live.state_shape == self.state_shape:
+            self.state = [s.copy() for s in live.state]
+        self.window.clear()
+        if live.transform.log == self.transform.log:  # the window holds levels: log values or raw ones
+            self.window.extend(list(live.window)[-self.window.maxlen:])
+        self.step_index, self.last_ts = live.step_index, live.last_ts
+        self.commit(None)
 
     def reset(self) -> None:
         """Start the series afresh (the `cmd/reset` command); the cleared state is saved at once."""
@@ -294,5 +285,3 @@ class Generator(ModelWrapper):
         pixels = out[self.entry.outputs[0].name] * post["pixel_scale"] + post["pixel_offset"]
         return np.clip(np.round(pixels), 0, 255).astype(np.uint8).reshape(post["height"], post["width"])
 
-
-WRAPPERS = {"classify": Classifier, "anomaly": AnomalyScorer, "forecast": Forecaster, "generate": Generator}

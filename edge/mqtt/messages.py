@@ -31,42 +31,22 @@ class Message:
 
 @dataclass(frozen=True)
 class Topics:
-    """The topic layout under one device's base topic (docs/DESIGN.md, contract 2)."""
+    """The topic layout under one device's base topic; each pipeline kind names its own levels."""
 
     base: str
 
-    @property
-    def status(self) -> str:
-        return f"{self.base}/status"
+    def path(self, *levels: str) -> str:
+        return "/".join((self.base, *levels))
 
-    @property
-    def stats(self) -> str:
-        return f"{self.base}/stats"
-
-    @property
-    def error(self) -> str:
-        return f"{self.base}/error"
-
-    def vision_class(self, camera: str) -> str:
-        return f"{self.base}/vision/{camera}/class"
-
-    def sensor_reading(self, sensor: str) -> str:
-        return f"{self.base}/sensors/{sensor}/reading"
-
-    def sensor_anomaly(self, sensor: str) -> str:
-        return f"{self.base}/sensors/{sensor}/anomaly"
-
-    def series_reading(self, series: str) -> str:
-        return f"{self.base}/series/{series}/reading"
-
-    def forecast(self, series: str) -> str:
-        return f"{self.base}/forecast/{series}"
+    status = property(lambda self: self.path("status"))
+    stats = property(lambda self: self.path("stats"))
+    error = property(lambda self: self.path("error"))
 
     def command(self, action: str) -> str:
-        return f"{self.base}/cmd/{action}"
+        return self.path("cmd", action)
 
     def command_result(self, action: str) -> str:
-        return f"{self.base}/cmd/{action}/result"
+        return self.path("cmd", action, "result")
 
 
 def utc_now() -> str:
@@ -112,7 +92,7 @@ def classification(topics: Topics, device: str, model: dict[str, str], camera: s
     body = (f'{_class_head(device, tuple(model.items()), camera)}{utc_now()}","label":{_json_str(label)},'
             f'"index":{int(index)},"score":{_number(round(score, 5))},"top_k":[{tops}],"seq":{int(seq)},'
             f'"latency_ms":{_number(round(latency_ms, 3))}{extra}}}')
-    return Message(topics.vision_class(camera), body.encode(), qos=0)
+    return Message(topics.path("vision", camera, "class"), body.encode(), qos=0)
 
 
 @functools.lru_cache(maxsize=64)
@@ -137,14 +117,15 @@ def anomaly(topics: Topics, device: str, model: dict[str, str], sensor: str, *, 
             reading_ts: Any = None) -> Message:
     fields = {"sensor": sensor, "score": score, "threshold": threshold, "is_anomaly": is_anomaly,
               "values": values, "window": window, "seq": seq, "changed": changed, "reading_ts": reading_ts}
-    return Message(topics.sensor_anomaly(sensor), _json(envelope(device, model, qos1=True, **fields)), qos=1)
+    payload = _json(envelope(device, model, qos1=True, **fields))
+    return Message(topics.path("sensors", sensor, "anomaly"), payload, qos=1)
 
 
 def forecast(topics: Topics, device: str, model: dict[str, str], series: str, *, observed: float,
              forecast_value: float, step: int, reading_ts: Any = None) -> Message:
     fields = {"series": series, "observed": observed, "forecast": forecast_value, "step": step,
               "reading_ts": reading_ts}
-    return Message(topics.forecast(series), _json(envelope(device, model, qos1=True, **fields)), qos=1)
+    return Message(topics.path("forecast", series), _json(envelope(device, model, qos1=True, **fields)), qos=1)
 
 
 def error(topics: Topics, device: str, *, component: str, reason: str, input_excerpt: str | None = None) -> Message:
@@ -168,38 +149,3 @@ def excerpt(payload: bytes, limit: int = 200) -> str:
     """A printable, bounded piece of a bad input for the `error` topic."""
     text = payload[:limit].decode("utf-8", errors="replace")
     return text + ("..." if len(payload) > limit else "")
-
-
-# --- Home Assistant MQTT discovery (retained configs under homeassistant/...) -------------------
-
-def _ha_device(device: str) -> dict[str, Any]:
-    return {"identifiers": [f"edgepipe_{device}"], "name": f"edgepipe {device}", "manufacturer": "edgepipe"}
-
-
-def _ha_config(prefix: str, component: str, device: str, object_id: str, topics: Topics,
-               config: dict[str, Any]) -> Message:
-    unique = f"edgepipe_{device}_{object_id}"
-    payload = {"name": object_id.replace("_", " "), "unique_id": unique, "object_id": unique,
-               "availability_topic": topics.status, "payload_available": "online",
-               "payload_not_available": "offline", "device": _ha_device(device), **config}
-    return Message(f"{prefix}/{component}/edgepipe_{device}/{object_id}/config", _json(payload), qos=1, retain=True)
-
-
-def ha_discovery(prefix: str, topics: Topics, device: str, cameras: list[str], sensors: list[str],
-                 series: list[str]) -> list[Message]:
-    """Discovery configs so anomaly flags, forecasts and classes appear as Home Assistant entities."""
-    messages = []
-    for name in sensors:
-        messages.append(_ha_config(prefix, "binary_sensor", device, f"{name}_anomaly", topics, {
-            "state_topic": topics.sensor_anomaly(name), "device_class": "problem",
-            "value_template": "{{ 'ON' if value_json.is_anomaly else 'OFF' }}",
-            "json_attributes_topic": topics.sensor_anomaly(name)}))
-    for name in series:
-        messages.append(_ha_config(prefix, "sensor", device, f"{name}_forecast", topics, {
-            "state_topic": topics.forecast(name), "value_template": "{{ value_json.forecast }}",
-            "json_attributes_topic": topics.forecast(name)}))
-    for name in cameras:
-        messages.append(_ha_config(prefix, "sensor", device, f"{name}_class", topics, {
-            "state_topic": topics.vision_class(name), "value_template": "{{ value_json.label }}",
-            "json_attributes_topic": topics.vision_class(name)}))
-    return messages

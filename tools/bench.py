@@ -1,4 +1,4 @@
-"""`python -m edge.bench` (`make bench`): speed, size and memory of the committed models and of the agent.
+"""`python -m tools.bench` (`make bench`): speed, size and memory of the committed models and of the agent.
 
 Runs where only the edge extra is installed (a Pi): per-model invoke latency (p50/p95/p99 over at
 least 1,000 invokes after warm-up, one thread and all cores), file size, multiply-accumulates and
@@ -14,8 +14,6 @@ import datetime
 import json
 import os
 import platform
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,9 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from edge.macs import count_macs
 from edge.manifest import ModelEntry, read_manifest
 from edge.runtime import TFLiteModel, load_runtime, quantize
+from edge.sysinfo import resident_mb
+from tools.broker import Mosquitto
+from tools.classtap import ClassTap
+from training.tflite import count_macs
 
 ROOT = Path(__file__).resolve().parents[1]
 METRIC_KEYS = ("accuracy", "test_rmse", "detection_rate_wrong", "mean_abs_diff_vs_keras")
@@ -124,24 +125,7 @@ def bench_model(entry: ModelEntry, models_dir: Path, count: int) -> dict[str, An
 
 
 # --- the agent end to end ----------------------------------------------------------------------
-def _start_broker(workdir: Path) -> tuple[subprocess.Popen, int]:
-    from edge.demo import free_port, listening
-
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = free_port()
-    (workdir / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n")
-    proc = subprocess.Popen([binary, "-c", str(workdir / "m.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        if listening("127.0.0.1", port):
-            break
-        time.sleep(0.05)
-    return proc, port
-
-
 def _rss_mb(pid: int) -> float:
-    from edge.agent import resident_mb
-
     rss = resident_mb(pid)
     return float("nan") if rss is None else rss
 
@@ -155,112 +139,6 @@ def _wait_until_quiet(received: list, since: float, quiet: float = 1.0, limit: f
         time.sleep(0.05)
 
 
-class ClassTap:
-    """Records every message on one topic, costing the 2 shared cores next to nothing.
-
-    The bench measures the agent, not its own subscriber; but thousands of classification
-    messages a second cost any ordinary client (paho in Python, even `mosquitto_sub` in C,
-    which reads and writes once per message: about 15 us of CPU each here) a sizeable share of
-    the cores the agent runs on. This one speaks just enough MQTT 3.1.1 to subscribe at QoS 0,
-    then reads the raw stream in large chunks (pausing `PAUSE` s between reads, so each read
-    takes many messages) and parses it only after the run. Arrival times are those of the chunk
-    a message came in: `PAUSE` is the resolution of the "delivered" rate.
-    """
-
-    PAUSE = 0.005
-
-    def __init__(self, port: int, topic: str) -> None:
-        self._sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self._chunks: list[tuple[float, bytes]] = []
-        self._received = 0
-        self._stopping = False
-        self._sock.sendall(_mqtt_packet(0x10, b"\x00\x04MQTT\x04\x02\x00\x00" + _mqtt_str("edgepipe-bench-tap")))
-        self._sock.sendall(_mqtt_packet(0x82, b"\x00\x01" + _mqtt_str(topic) + b"\x00"))  # packet id 1, QoS 0
-        self._reader = threading.Thread(target=self._read, name="class-tap", daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + 10
-        while not any(kind == 0x90 for kind, _, _ in self._packets()):  # SUBACK: from now on nothing is missed
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the broker on port {port} did not acknowledge the subscription to {topic}")
-            time.sleep(0.01)
-
-    def _read(self) -> None:
-        self._sock.settimeout(None)
-        while not self._stopping:
-            try:
-                data = self._sock.recv(1 << 20)
-            except OSError:
-                return
-            if not data:
-                return
-            self._chunks.append((time.time(), data))
-            self._received += len(data)
-            time.sleep(self.PAUSE)
-
-    def _packets(self) -> list[tuple[int, bytes, float]]:
-        """(packet type, body, arrival time) for every complete packet received so far."""
-        chunks = list(self._chunks)
-        stream = b"".join(data for _, data in chunks)
-        ends = np.cumsum([len(data) for _, data in chunks])
-        packets, pos = [], 0
-        while pos + 2 <= len(stream):
-            length, shift, i = 0, 0, pos + 1
-            while i < len(stream):  # remaining length: 7 bits a byte, least significant first
-                length |= (stream[i] & 0x7F) << shift
-                shift += 7
-                i += 1
-                if not stream[i - 1] & 0x80:
-                    break
-            else:
-                break
-            if i + length > len(stream):
-                break
-            arrived = chunks[int(np.searchsorted(ends, i + length, side="left"))][0]
-            packets.append((stream[pos] & 0xF0, stream[i:i + length], arrived))
-            pos = i + length
-        return packets
-
-    def wait_until_quiet(self, quiet: float = 1.0, limit: float = 120.0) -> None:
-        """Until something arrived and then nothing more for `quiet` seconds (at most `limit` s)."""
-        started, last = time.monotonic(), -1
-        while time.monotonic() - started < limit:
-            time.sleep(quiet)
-            if self._received == last and self._received > 0:
-                return
-            last = self._received
-
-    def arrivals(self) -> list[tuple[float, bytes]]:
-        """(arrival time, payload) of every PUBLISH, in order."""
-        rows = []
-        for kind, body, arrived in self._packets():
-            if kind == 0x30:  # QoS 0 PUBLISH: topic length, topic, payload
-                rows.append((arrived, body[2 + int.from_bytes(body[:2], "big"):]))
-        return rows
-
-    def stop(self) -> None:
-        self._stopping = True
-        try:
-            self._sock.sendall(b"\xe0\x00")  # DISCONNECT
-        except OSError:
-            pass
-        self._sock.close()
-        self._reader.join(5)
-
-
-def _mqtt_str(text: str) -> bytes:
-    raw = text.encode()
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def _mqtt_packet(first_byte: int, body: bytes) -> bytes:
-    length, encoded = len(body), bytearray()
-    while True:
-        byte, length = length & 0x7F, length >> 7
-        encoded.append(byte | (0x80 if length else 0))
-        if not length:
-            return bytes([first_byte]) + bytes(encoded) + body
-
-
 def _replay_file(path: Path, frames: int) -> Path:
     """About `frames` frames for a replay source: the shipped sample frames, repeated."""
     data = np.load(ROOT / "data" / "sample-frames.npz")
@@ -271,17 +149,17 @@ def _replay_file(path: Path, frames: int) -> Path:
 def bench_camera_in_process(models_dir: Path, frames: int) -> float:
     """Frames/s of the agent's camera code (replay source, preprocess, CNN, top-k, JSON message) with
     the message dropped instead of published: the agent's own cost per frame, without MQTT."""
-    from edge.config import CameraConfig
-    from edge.frames import ReplaySource
-    from edge.messages import Topics
-    from edge.pipelines import CameraPipeline, Context
-    from edge.wrappers import Classifier
+    from edge.models import Classifier
+    from edge.mqtt.messages import Topics
+    from edge.pipelines.base import Publisher
+    from edge.pipelines.camera import CameraConfig, CameraPipeline
+    from edge.sources.frames import ReplaySource
 
     entry = read_manifest(models_dir / "manifest.json").get("cnn")
     classifier = Classifier(entry, TFLiteModel.from_entry(entry, models_dir, num_threads=1))
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as tmp:
         path = _replay_file(Path(tmp) / "frames.npz", frames)
-        drop = Context(Topics("bench"), "bench", lambda message: None)
+        drop = Publisher(Topics("bench"), "bench", lambda message: None)
         pipeline = CameraPipeline(CameraConfig("cam0", f"replay:{path}", fps=0, drop_stale=False),
                                   ReplaySource(str(path)), classifier, drop)
         started = time.perf_counter()
@@ -321,7 +199,8 @@ def bench_camera_again(models_dir: Path, frames: int, runs: int) -> list[float]:
     rates = []
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as tmp:
         work = Path(tmp)
-        broker, port = _start_broker(work)
+        broker = Mosquitto(work / "broker", extra_conf="set_tcp_nodelay true\n").start()
+        port = broker.port
         config = _camera_agent_config(work, models_dir, port, frames)
         try:
             for _ in range(runs):
@@ -336,8 +215,7 @@ def bench_camera_again(models_dir: Path, frames: int, runs: int) -> list[float]:
                     agent.wait(30)
                     tap.stop()
         finally:
-            broker.terminate()
-            broker.wait(10)
+            broker.stop()
     return rates
 
 
@@ -349,7 +227,8 @@ def bench_agent(models_dir: Path, frames: int, readings: int) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as tmp:
         work = Path(tmp)
-        broker, port = _start_broker(work)
+        broker = Mosquitto(work / "broker", extra_conf="set_tcp_nodelay true\n").start()
+        port = broker.port
         config = _camera_agent_config(work, models_dir, port, frames, top="stats_interval = 1\n",
                                       more='[[sensor]]\nname = "s"\n[[series]]\nname = "a"\n')
         arrivals: dict[str, list[tuple[float, Any]]] = {"anomaly": [], "forecast": [], "status": [], "stats": []}
@@ -425,8 +304,7 @@ def bench_agent(models_dir: Path, frames: int, readings: int) -> dict[str, Any]:
             tap.stop()
             sub.loop_stop()
             sub.disconnect()
-            broker.terminate()
-            broker.wait(10)
+            broker.stop()
     return {"frames_per_s": fps, "agent_frames_per_s": agent_fps, "frames_classified": len(classes),
             "readings_per_s": readings_per_s,
             "alerts": len(alerts), "latency_ms": percentiles(latencies) if latencies else {},
@@ -484,7 +362,7 @@ def render(info: dict[str, str], rows: list[dict[str, Any]], agent: dict[str, An
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--invokes", type=int, default=1000)
     parser.add_argument("--no-agent", action="store_true", help="models only (no broker needed)")
@@ -507,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(info, rows, agent, peak)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    header = "# edgepipe benchmarks\n\nMade by `make bench` (`python -m edge.bench`" + \
+    header = "# edgepipe benchmarks\n\nMade by `make bench` (`python -m tools.bench`" + \
         ", then `python -m training.bench` where TensorFlow is installed).\n\n"
     args.out.write_text(header + text)
     return 0

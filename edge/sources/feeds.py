@@ -13,16 +13,27 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
+
+from edge.sources import SourceSpec
 
 log = logging.getLogger(__name__)
 Submit = Callable[[str], None]
+
+
+class Feed(Protocol):
+    """A finite reading source that pushes each line to a pipeline from a thread of its own."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class CsvFeed:
     """Rows of a CSV file (selected columns, by header name) at `rate` rows per second (0: no pause)."""
 
     def __init__(self, spec: str, rate: float, submit: Submit, on_done: Callable[[], None] | None = None) -> None:
+        """`spec` is the source argument, `<file>[:col1,col2]`."""
         path, _, columns = spec.partition(":")
         self.path = Path(path)
         self.columns = [c for c in columns.split(",") if c] if columns else None
@@ -91,3 +102,12 @@ class StdinFeed:
 
     def stop(self) -> None:
         pass  # a blocking read on stdin cannot be interrupted; the thread is a daemon
+
+
+def make_feed(spec: SourceSpec, rate: float, submit: Submit, on_done: Callable[[], None]) -> Feed:
+    """The feed for a `csv:` or `stdin` source (an `mqtt` source has none: the link delivers it)."""
+    if spec.kind == "csv":
+        return CsvFeed(spec.arg, rate, submit, on_done)
+    if spec.kind == "stdin":
+        return StdinFeed(submit, on_done=on_done)
+    raise ValueError(f"no feed for a {spec.kind!r} source")

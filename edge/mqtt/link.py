@@ -33,19 +33,17 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTErrorCode
 
 from edge.config import MqttConfig
-from edge.messages import Message, Topics, status
-from edge.outbox import Outbox
+from edge.mqtt.client import make_client
+from edge.mqtt.messages import Message, Topics, status
+from edge.mqtt.outbox import Outbox
 
 log = logging.getLogger(__name__)
 Ack = Callable[[], None]
 Handler = Callable[[str, bytes, Ack], None]  # must call the ack once the message is dealt with
 INFLIGHT_WINDOW = 50
-SESSION_EXPIRY = 7 * 24 * 3600  # MQTT 5: how long the broker keeps a persistent session (seconds)
 SELECT_TIMEOUT = 1.0  # seconds; also how often keep-alive pings are considered
 
 
@@ -71,26 +69,8 @@ class MqttLink:
         self._poke_r, self._poke_w = socket.socketpair()  # wakes the network thread's select()
         self._poke_r.setblocking(False)
         self._poke_w.setblocking(False)
-        # a persistent session: MQTT 3.1.1 says so when the client is made, MQTT 5 when it connects
-        if cfg.protocol == "5":
-            protocol, session = MQTTProtocolVersion.MQTTv5, {}
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = SESSION_EXPIRY if cfg.persistent_session else 0
-            self._connect_options: dict[str, Any] = {"clean_start": not cfg.persistent_session, "properties": props}
-        else:
-            protocol, session = MQTTProtocolVersion.MQTTv311, {"clean_session": not cfg.persistent_session}
-            self._connect_options = {}
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"edgepipe-{device_id}",
-                                  protocol=protocol, manual_ack=True, **session)
-        self.client.enable_logger(logging.getLogger("paho"))
+        self.client, self._connect_options = make_client(cfg, device_id, status(topics, online=False))
         self.client.max_inflight_messages_set(INFLIGHT_WINDOW)
-        will = status(topics, online=False)
-        self.client.will_set(will.topic, will.payload, qos=1, retain=True)
-        if cfg.username:
-            self.client.username_pw_set(cfg.username, cfg.password or None)
-        if cfg.tls:
-            self.client.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.cert_file or None,
-                                keyfile=cfg.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

@@ -80,8 +80,8 @@ def plot_frames(root: Path, classes: list[dict], path: Path, count: int = 40) ->
 def plot_gan(root: Path, path: Path, count: int = 40) -> Path:
     """Samples of the committed int8 generator, run here with the edge runtime."""
     from edge.manifest import read_manifest
+    from edge.models import Generator
     from edge.runtime import TFLiteModel
-    from edge.wrappers import Generator
 
     manifest = read_manifest(root / "models" / "manifest.json")
     entry = manifest.get("gan")

@@ -1,4 +1,4 @@
-"""`python -m edge.demo` (`make demo`): the whole edge pipeline on shipped data, over real MQTT.
+"""`python -m tools.demo` (`make demo`): the whole edge pipeline on shipped data, over real MQTT.
 
 It picks a broker -- one already listening on localhost:1883, else a `mosquitto` it starts on a
 free port, else an embedded amqtt broker in this process -- and says which. Then it runs the
@@ -12,13 +12,8 @@ it started. No TensorFlow: this runs on a Pi as it does on a laptop.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,26 +26,13 @@ import numpy as np
 
 from edge.cli import describe
 from edge.config import parse_config
+from tools.broker import Mosquitto, find_mosquitto, listening, start_embedded
 
-log = logging.getLogger("edge.demo")
+log = logging.getLogger("tools.demo")
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # --- the broker ----------------------------------------------------------------------------
-def listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class BrokerHandle:
     kind: str
@@ -65,77 +47,10 @@ class BrokerHandle:
 
 
 def start_mosquitto(workdir: Path) -> BrokerHandle | None:
-    binary = shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
-    if binary is None:
+    if find_mosquitto() is None:
         return None
-    port = free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        if listening("127.0.0.1", port):
-            break
-        time.sleep(0.05)
-
-    def stop() -> None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    return BrokerHandle("mosquitto", "127.0.0.1", port, stop)
-
-
-def start_embedded() -> BrokerHandle | None:
-    """amqtt (MQTT 3.1.1 only) in a thread of its own; its Broker must be made inside a running loop."""
-    try:
-        from amqtt.broker import Broker
-    except ImportError:
-        return None
-    port = free_port()
-    ready, stopping = threading.Event(), None
-    failure: list[BaseException] = []
-
-    async def serve() -> None:
-        nonlocal stopping
-        stopping = asyncio.Event()
-        config = {"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-                  "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}}
-        broker = Broker(config)
-        try:
-            await broker.start()
-        except BaseException as exc:  # noqa: BLE001 - reported to the caller
-            failure.append(exc)
-            ready.set()
-            return
-        ready.set()
-        await stopping.wait()
-        await broker.shutdown()
-
-    loop_holder: dict[str, asyncio.AbstractEventLoop] = {}
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        loop_holder["loop"] = loop
-        loop.run_until_complete(serve())
-        loop.close()
-
-    thread = threading.Thread(target=run, name="amqtt", daemon=True)
-    thread.start()
-    ready.wait(15)
-    if failure or not listening("127.0.0.1", port):
-        log.warning("embedded amqtt broker did not start: %s", failure[0] if failure else "not listening")
-        return None
-
-    def stop() -> None:
-        loop = loop_holder["loop"]
-        loop.call_soon_threadsafe(stopping.set)
-        thread.join(10)
-
-    return BrokerHandle("embedded", "127.0.0.1", port, stop)
+    broker = Mosquitto(workdir).start()
+    return BrokerHandle("mosquitto", "127.0.0.1", broker.port, broker.stop)
 
 
 def pick_broker(choice: str, workdir: Path) -> BrokerHandle:
@@ -146,9 +61,9 @@ def pick_broker(choice: str, workdir: Path) -> BrokerHandle:
         if handle:
             return handle
     if choice in ("auto", "embedded"):
-        handle = start_embedded()
-        if handle:
-            return handle
+        embedded = start_embedded()
+        if embedded:
+            return BrokerHandle("embedded", "127.0.0.1", *embedded)
     raise SystemExit(f"no MQTT broker for --broker {choice}: none listens on localhost:1883, no `mosquitto` binary "
                      "(apt-get install mosquitto), and amqtt is not installed (pip install amqtt)")
 
@@ -265,7 +180,7 @@ def print_summary(summary: dict[str, Any], broker: BrokerHandle, elapsed: float)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--broker", choices=["auto", "existing", "mosquitto", "embedded"], default="auto")
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed factor (2: twice as fast)")
     parser.add_argument("--duration", type=float, default=120.0, help="stop after this many seconds at the latest")
@@ -294,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             if watcher:
                 watcher.close()
             broker.stop()
-        from edge.report import write_report
+        from tools.report import write_report
 
         page = write_report(args.report, watcher, summary, ROOT)
     print_summary(summary, broker, time.monotonic() - started)

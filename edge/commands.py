@@ -1,0 +1,107 @@
+"""`cmd/<action>` -> the pipeline method that owns the change, and one `cmd/<action>/result` per command.
+
+The MQTT link only moves bytes; this dispatcher parses a command, finds the pipeline(s) it
+is for and calls the method that changes them under their own lock (Frigate keeps its
+dispatcher apart from its MQTT client the same way). A command that cannot be carried out
+changes nothing and is answered with `ok: false` and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from edge.manifest import ManifestError
+from edge.mqtt import messages
+from edge.mqtt.messages import Topics
+from edge.pipelines.base import Pipeline
+
+log = logging.getLogger(__name__)
+MAX_COMMAND_BYTES = 64 * 1024
+
+
+class CommandError(ValueError):
+    """A command that cannot be carried out; the message says why."""
+
+
+class Commands:
+    """Routes `reset`, `threshold` and `reload` to the pipelines; counts what it refuses."""
+
+    def __init__(self, topics: Topics, device: str, send: Callable[[messages.Message], None],
+                 pipelines: Callable[[], Iterable[Pipeline]], reload: Callable[[], dict[str, Any]]) -> None:
+        self.topics, self.device, self.send = topics, device, send
+        self.pipelines, self.reload = pipelines, reload
+        self.invalid = 0
+        self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "reset": self.reset, "threshold": self.threshold, "reload": lambda _body: self.reload()}
+
+    def on_message(self, topic: str, payload: bytes, ack: Callable[[], None] | None = None) -> None:
+        """The link's handler for `cmd/+`: the PUBACK goes out once the result is in the outbox."""
+        try:
+            self.handle(topic.rsplit("/", 1)[-1], payload)
+        finally:
+            if ack is not None:
+                ack()
+
+    def handle(self, action: str, payload: bytes) -> None:
+        request_id = None
+        try:
+            body = self._parse(payload)
+            request_id = _request_id(body.get("id"))
+            handler = self.handlers.get(action)
+            if handler is None:
+                raise CommandError(f"unknown command {action!r} ({', '.join(self.handlers)})")
+            extra = handler(body) or {}
+            result = messages.command_result(self.topics, self.device, action, ok=True, request_id=request_id,
+                                             **extra)
+        except (ValueError, KeyError, TypeError, ManifestError, RecursionError) as exc:
+            self.invalid += 1
+            reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            log.warning("command %s refused: %s", action, reason)
+            result = messages.command_result(self.topics, self.device, action, ok=False, request_id=request_id,
+                                             error_text=reason)
+        self.send(result)
+
+    @staticmethod
+    def _parse(payload: bytes) -> dict[str, Any]:
+        if len(payload) > MAX_COMMAND_BYTES:
+            raise CommandError(f"command of {len(payload)} bytes is larger than {MAX_COMMAND_BYTES}")
+        body = json.loads(payload.decode("utf-8")) if payload.strip() else {}
+        if not isinstance(body, dict):
+            raise CommandError("expected a JSON object")
+        return body
+
+    def _named(self, kind: str, method: str, name: Any) -> list[Pipeline]:
+        """The pipelines of `kind` a command is for: the one named, or all of them (name None)."""
+        have = {p.name: p for p in self.pipelines() if p.kind == kind and hasattr(p, method)}
+        if name is None:
+            return list(have.values())
+        if name not in have:
+            raise CommandError(f"no {kind} {name!r} (have {sorted(have)})")
+        return [have[name]]
+
+    def reset(self, body: dict[str, Any]) -> dict[str, Any]:
+        chosen = self._named("series", "reset", body["series"] if "series" in body else None)
+        for pipeline in chosen:
+            pipeline.reset()  # type: ignore[attr-defined]
+        return {"reset": [p.name for p in chosen]}
+
+    def threshold(self, body: dict[str, Any]) -> dict[str, Any]:
+        [pipeline] = self._named("sensor", "set_threshold", body["sensor"])
+        value = pipeline.set_threshold(body["threshold"])  # type: ignore[attr-defined]
+        return {"sensor": pipeline.name, "threshold": value}
+
+
+def _request_id(value: Any) -> str | int | float | None:
+    """The `id` a result echoes, as the schema allows: a string (at most 128 characters) or a finite
+    number; anything else (an object, a list, NaN) is not echoed rather than breaking the schema."""
+    if isinstance(value, str):
+        return value[:128]
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and abs(value) < 2**63 or isinstance(value, float) and math.isfinite(value):
+        return value
+    return None

@@ -1,0 +1,43 @@
+"""The paho client the link drives: protocol, session, Last Will, credentials and TLS, decided in one place."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.config import MqttConfig
+from edge.mqtt.messages import Message
+
+SESSION_EXPIRY = 7 * 24 * 3600  # MQTT 5: how long the broker keeps a persistent session (seconds)
+
+
+def make_client(cfg: MqttConfig, device_id: str, will: Message) -> tuple[paho.Client, dict[str, Any]]:
+    """A paho client with manual acks, and the options its CONNECT needs.
+
+    A persistent session is said when the client is made (MQTT 3.1.1: clean_session) or when it
+    connects (MQTT 5: clean_start and a session expiry); the Last Will is set before connecting.
+    """
+    if cfg.protocol == "5":
+        protocol, session = MQTTProtocolVersion.MQTTv5, {}
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY if cfg.persistent_session else 0
+        options: dict[str, Any] = {"clean_start": not cfg.persistent_session, "properties": props}
+    else:
+        protocol, session = MQTTProtocolVersion.MQTTv311, {"clean_session": not cfg.persistent_session}
+        options = {}
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"edgepipe-{device_id}",
+                         protocol=protocol, manual_ack=True, **session)
+    client.enable_logger(logging.getLogger("paho"))
+    client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.password or None)
+    if cfg.tls:
+        client.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.cert_file or None,
+                       keyfile=cfg.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
+    return client, options

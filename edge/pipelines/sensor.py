@@ -1,0 +1,95 @@
+"""Sensor streams: readings -> autoencoder score -> k-of-n rule -> `sensors/<name>/anomaly`.
+
+An alert is published on every change of state and on every anomalous reading. The
+threshold comes from the manifest unless the config or `cmd/threshold` sets one; all three
+go through `edge.rules.check_threshold`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge.fields import ConfigError, setting
+from edge.models import AnomalyScorer
+from edge.mqtt import messages
+from edge.mqtt.discovery import entity
+from edge.pipelines.base import Publisher, ReadingConfig, ReadingPipeline
+from edge.pipelines.registry import ModelLoader, PipelineKind, Wiring
+from edge.readings import parse_reading
+from edge.rules import AnomalyRule, check_threshold
+
+
+@dataclass
+class SensorConfig(ReadingConfig):
+    model: str = "autoencoder"
+    rate: float = setting(10.0, ge=0)
+    threshold: float | None = setting(None, gt=0)  # None: the manifest's calibrated threshold
+    debounce_k: int = setting(1, ge=1, le=1000)
+    debounce_n: int = setting(1, ge=1, le=1000)
+
+    def validate(self) -> None:
+        if self.debounce_k > self.debounce_n:
+            raise ConfigError(f"debounce_k: expected at most debounce_n ({self.debounce_n}), got {self.debounce_k}")
+
+
+class SensorPipeline(ReadingPipeline):
+    kind = "sensor"
+    topic_root = "sensors"
+
+    model: AnomalyScorer
+
+    def __init__(self, cfg: SensorConfig, scorer: AnomalyScorer, publisher: Publisher, queue_size: int) -> None:
+        super().__init__(cfg, scorer, publisher, queue_size)
+        self.threshold_override = cfg.threshold  # None: follow the model's manifest
+        self.rule = AnomalyRule(self._threshold(scorer), cfg.debounce_k, cfg.debounce_n)
+
+    def _threshold(self, scorer: AnomalyScorer) -> float:
+        if self.threshold_override is not None:
+            return self.threshold_override
+        return check_threshold(scorer.entry.postprocess["threshold"],
+                               f"manifest: model {scorer.entry.name!r} postprocess.threshold")
+
+    def handle(self, payload: bytes | str) -> None:
+        reading = parse_reading(payload, expected=self.model.n_features)
+        score = self.model.score(np.asarray(reading.values, np.float32))
+        if score is None:
+            return
+        is_anomaly, changed = self.rule.update(score)
+        if is_anomaly or changed:
+            self.out.send(messages.anomaly(
+                self.out.topics, self.out.device, self.model.ref, self.name, score=score,
+                threshold=self.rule.threshold, is_anomaly=is_anomaly, values=list(reading.values),
+                window=self.model.window, seq=self.counters.processed, changed=changed, reading_ts=reading.ts))
+            self.counters.published += 1
+
+    # --- what commands change, each under the pipeline's lock ------------------------------
+    def set_threshold(self, value: Any) -> float:
+        threshold = check_threshold(value)
+        with self.lock:
+            self.threshold_override = threshold
+            self.rule.threshold = threshold
+        return threshold
+
+    def adopt(self, scorer: AnomalyScorer) -> AnomalyScorer:
+        """The threshold follows the new model's manifest unless the config or a command set one."""
+        self.rule.threshold = self._threshold(scorer)
+        return scorer
+
+
+def load(cfg: SensorConfig, loader: ModelLoader) -> AnomalyScorer:
+    return AnomalyScorer(*loader.load(cfg.model, "anomaly", f"sensor {cfg.name!r}"))
+
+
+def build(cfg: SensorConfig, scorer: AnomalyScorer, wiring: Wiring) -> SensorPipeline:
+    return SensorPipeline(cfg, scorer, wiring.publisher, wiring.queue_size)
+
+
+def discovery(prefix: str, topics: messages.Topics, device: str, name: str) -> list[messages.Message]:
+    return [entity(prefix, "binary_sensor", device, f"{name}_anomaly", topics, topics.path("sensors", name, "anomaly"),
+                   device_class="problem", value_template="{{ 'ON' if value_json.is_anomaly else 'OFF' }}")]
+
+
+KIND = PipelineKind("sensor", SensorConfig, load, build, discovery)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import signal
@@ -133,6 +134,22 @@ def describe(topic: str, payload: bytes) -> str:
     return f"{topic}: {text}"
 
 
+def _repeat(payload: bytes, seen: collections.OrderedDict[str, None], keep: int = 10000) -> bool:
+    """True for a QoS 1 message whose `id` was printed already (the last `keep` ids are remembered)."""
+    try:
+        message_id = json.loads(payload).get("id")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return False
+    if not isinstance(message_id, str):
+        return False
+    if message_id in seen:
+        return True
+    seen[message_id] = None
+    if len(seen) > keep:
+        seen.popitem(last=False)
+    return False
+
+
 def cmd_subscribe(args: argparse.Namespace) -> int:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
@@ -147,9 +164,16 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
             return
         client.subscribe(f"{args.base}/#", qos=1)
 
+    seen_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+
     def on_message(client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        line = json.dumps({"topic": msg.topic, "payload": msg.payload.decode("utf-8", "replace")}) if args.json \
-            else describe(msg.topic, msg.payload)
+        if _repeat(msg.payload, seen_ids):
+            return  # at-least-once delivery: the same `id` again
+        try:
+            line = json.dumps({"topic": msg.topic, "payload": msg.payload.decode("utf-8", "replace")}) \
+                if args.json else describe(msg.topic, msg.payload)
+        except (TypeError, ValueError, KeyError):  # a payload that is not what its topic promises
+            line = f"{msg.topic}: {msg.payload[:200].decode('utf-8', 'replace')}"
         print(line, flush=True)
         seen[0] += 1
         if args.count and seen[0] >= args.count:

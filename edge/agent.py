@@ -17,6 +17,7 @@ from typing import Any
 from edge.commands import Commands
 from edge.config import AgentConfig
 from edge.fileio import atomic_write
+from edge.manifest import ManifestError
 from edge.mqtt import messages
 from edge.mqtt.link import MqttLink
 from edge.mqtt.messages import Topics
@@ -26,6 +27,7 @@ from edge.pipelines.registry import ModelLoader, Wiring, kinds
 from edge.runtime import load_runtime
 from edge.sources.feeds import Feed
 from edge.sysinfo import cpu_temperature, resident_mb
+from edge.watchdog import SystemdNotifier
 
 log = logging.getLogger(__name__)
 STARTUP_BROKER_WAIT = 5.0  # seconds
@@ -41,8 +43,17 @@ def load_models(config: AgentConfig, loader: ModelLoader | None = None) -> dict[
     Raises ManifestError (naming the file and the mismatch) before anything is built or swapped.
     """
     loader = loader or model_loader(config)
-    return {(section, cfg.name): kind.load(cfg, loader)
-            for section, kind in kinds().items() for cfg in getattr(config, section)}
+    models = {}
+    for section, kind in kinds().items():
+        for cfg in getattr(config, section):
+            try:
+                models[(section, cfg.name)] = kind.load(cfg, loader)
+            except ManifestError:
+                raise
+            except (KeyError, TypeError, ValueError, IndexError) as exc:  # a field of the wrong type or shape
+                raise ManifestError(f"{loader.models_dir / 'manifest.json'}: {section} {cfg.name!r}, model "
+                                    f"{cfg.model!r}: {type(exc).__name__}: {exc}") from None
+    return models
 
 
 class Agent:
@@ -55,8 +66,10 @@ class Agent:
         self.outbox = Outbox(config.outbox_path, config.outbox.max_messages, config.outbox.drop_policy,
                              config.outbox.replay_window)
         self.link = MqttLink(config.mqtt, config.device_id, self.topics, self.outbox)
-        self.publisher = Publisher(self.topics, config.device_id, self.link.send)
         self.stop_event = threading.Event()
+        self.publisher = Publisher(self.topics, config.device_id, self.link.send, self.stop_event,
+                                   config.error_interval)
+        self.systemd = SystemdNotifier()
         wiring = Wiring(self.publisher, config.queue_size, loader)
         self.pipelines: list[Pipeline] = [kind.build(cfg, models[(section, cfg.name)], wiring)
                                           for section, kind in kinds().items() for cfg in getattr(config, section)]
@@ -95,6 +108,9 @@ class Agent:
         for feed in self.feeds:
             feed.start()
         threading.Thread(target=self._stats_loop, name="stats", daemon=True).start()
+        self.systemd.notify("READY=1", f"STATUS=serving {len(self.pipelines)} pipeline(s)")
+        if self.systemd.ping_every:
+            threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True).start()
 
     def stop(self) -> None:
         """Drain, save, say `offline`; what is not acknowledged stays in the outbox."""
@@ -103,6 +119,7 @@ class Agent:
             feed.stop()
         for pipeline in reversed(self.pipelines):  # cameras first: the fastest producers
             pipeline.stop()
+        self.publisher.flush(everything=True)
         self.publish_stats()
         self.link.stop(flush_timeout=5.0)
         left = len(self.outbox)
@@ -137,8 +154,31 @@ class Agent:
             pipeline.swap(fresh[(pipeline.kind, pipeline.name)])
         return {"models": {name: entry.short_sha for name, entry in loader.manifest.models.items()}}
 
+    # --- health ----------------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """Why the agent is not doing its job (empty when it is): what `stats` says and systemd acts on."""
+        found = []
+        for p in self.pipelines:
+            if not p.alive():
+                found.append(f"{p.kind}/{p.name}: its thread has ended")
+            elif (stalled := p.stalled_for()) >= self.config.stall_after:
+                found.append(f"{p.kind}/{p.name}: no progress for {stalled:.0f} s (a write keeps failing)")
+        if not self.link.alive():
+            found.append("mqtt: the network thread has ended")
+        return found
+
+    def _watchdog_loop(self) -> None:
+        """Ping systemd while healthy; when not, say why and let `WatchdogSec` restart the agent."""
+        while not self.stop_event.wait(self.systemd.ping_every):
+            problems = self.problems()
+            if problems:
+                self.systemd.notify("STATUS=unhealthy: " + "; ".join(problems))
+            else:
+                self.systemd.notify("WATCHDOG=1", f"STATUS=serving {len(self.pipelines)} pipeline(s)")
+
     # --- stats ---------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
+        problems = self.problems()
         return {
             "uptime_s": round(time.monotonic() - self.started, 1),
             "connected": self.link.connected.is_set(),
@@ -146,7 +186,13 @@ class Agent:
             "mqtt_error": self.link.last_error,
             "outbox_depth": len(self.outbox),
             "outbox_dropped": self.outbox.dropped,
+            "outbox_dropped_diagnostics": self.outbox.dropped_diagnostics,
             "qos0_dropped": self.link.dropped_qos0,
+            "retained_ignored": self.link.inbox.retained_ignored,
+            "errors_held_back": self.publisher.reports_held_back,
+            "errors_lost": self.publisher.reports_lost,
+            "healthy": not problems,
+            "problems": problems,
             "invalid_commands": self.commands.invalid,
             "latency": {p.name: p.latency() for p in self.pipelines},
             "pipelines": {f"{p.kind}/{p.name}": p.stats() for p in self.pipelines},
@@ -156,7 +202,11 @@ class Agent:
 
     def _stats_loop(self) -> None:
         while not self.stop_event.wait(self.config.stats_interval):
-            self.publish_stats()
+            try:
+                self.publisher.flush()
+                self.publish_stats()
+            except Exception:  # noqa: BLE001 - the stats thread must outlive any one failure
+                log.exception("stats: could not publish")
 
     def publish_stats(self) -> None:
         """Send `stats`, and write them to `stats_file` (atomically) when one is configured."""

@@ -57,7 +57,7 @@ class Commands:
             extra = handler(body) or {}
             result = messages.command_result(self.topics, self.device, action, ok=True, request_id=request_id,
                                              **extra)
-        except (ValueError, KeyError, TypeError, ManifestError, RecursionError) as exc:
+        except (ValueError, KeyError, TypeError, ManifestError, RecursionError, OSError) as exc:
             self.invalid += 1
             reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
             log.warning("command %s refused: %s", action, reason)
@@ -84,6 +84,11 @@ class Commands:
         return [have[name]]
 
     def reset(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"series": name}` (or nothing: every series) starts a forecaster afresh; `{"sensor": name}`
+        drops a commanded threshold (the config's or the manifest's applies again)."""
+        if "sensor" in body:
+            [sensor] = self._named("sensor", "reset", body["sensor"])
+            return {"reset": [sensor.name], "sensor": sensor.name, **sensor.reset()}  # type: ignore[attr-defined]
         chosen = self._named("series", "reset", body["series"] if "series" in body else None)
         for pipeline in chosen:
             pipeline.reset()  # type: ignore[attr-defined]
@@ -91,8 +96,7 @@ class Commands:
 
     def threshold(self, body: dict[str, Any]) -> dict[str, Any]:
         [pipeline] = self._named("sensor", "set_threshold", body["sensor"])
-        value = pipeline.set_threshold(body["threshold"])  # type: ignore[attr-defined]
-        return {"sensor": pipeline.name, "threshold": value}
+        return {"sensor": pipeline.name, **pipeline.set_threshold(body["threshold"])}  # type: ignore[attr-defined]
 
 
 def _request_id(value: Any) -> str | int | float | None:

@@ -39,6 +39,7 @@ class MqttConfig:
     reconnect_min: float = setting(1.0, gt=0)
     reconnect_max: float = setting(60.0, gt=0)
     discovery: bool = True
+    accept_retained: bool = False  # run retained commands/readings (stale after a reconnect) instead of ignoring
     discovery_prefix: str = setting("homeassistant", topic=())
 
     def validate(self) -> None:
@@ -66,6 +67,8 @@ class AgentConfig:
     queue_size: int = setting(1000, ge=1, le=1_000_000)  # readings waiting per pipeline; the oldest gives way
     log_level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     stats_file: str = ""  # also write each `stats` message here (readable while the broker is unreachable)
+    error_interval: float = setting(10.0, gt=0)  # at most one `error` message per component this often
+    stall_after: float = setting(60.0, gt=0)  # a pipeline without progress this long makes the agent unhealthy
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     # section -> its tables, one list per pipeline kind (`config.camera`, `config.sensor`, ...)

@@ -12,7 +12,6 @@ The quantize/dequantize with each tensor's scale and zero point happens in `TFLi
 from __future__ import annotations
 
 import collections
-import datetime
 import math
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from edge.readings import InvalidReading
 from edge.runtime import TFLiteModel, dequantize, quantize
 from edge.series import SeriesTransform
 from edge.state import ForecasterState
+from edge.timestamps import order_key
 
 
 class LatencyWindow:
@@ -80,8 +80,11 @@ class Classification:
 class Classifier(ModelWrapper):
     def __init__(self, entry: ModelEntry, model: TFLiteModel, invert: bool | None = None, top_k: int = 3) -> None:
         super().__init__(entry, model)
-        self.labels: list[str] = list(entry.postprocess["labels"])
+        self.labels: list[str] = [str(label) for label in entry.postprocess["labels"]]
         self._in_spec, self._out_spec = model.inputs[entry.inputs[0].name], model.outputs[entry.outputs[0].name]
+        if len(self.labels) != self._out_spec.shape[-1]:
+            raise ValueError(f"postprocess.labels has {len(self.labels)} labels, the model has "
+                             f"{self._out_spec.shape[-1]} outputs")
         self.invert = invert
         self.top_k = top_k
         pre = entry.preprocess
@@ -223,7 +226,7 @@ class Forecaster(ModelWrapper):
         an order are compared -- numbers (epoch seconds, indices) and ISO-8601 strings; readings
         without one are always processed.
         """
-        new, last = _order_key(ts), _order_key(self.last_ts)
+        new, last = order_key(ts), order_key(self.last_ts)
         return new is not None and last is not None and type(new) is type(last) and new <= last
 
     def commit(self, ts: Any) -> None:
@@ -260,21 +263,6 @@ class Forecaster(ModelWrapper):
         self.state = state
         self.step_index += 1
         return forecast
-
-
-def _order_key(ts: Any) -> float | datetime.datetime | None:
-    """A comparable form of a reading's timestamp, or None when it has no order we can trust."""
-    if isinstance(ts, bool):
-        return None
-    if isinstance(ts, (int, float)):
-        return float(ts)
-    if isinstance(ts, str):
-        try:
-            moment = datetime.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
-    return None
 
 
 class Generator(ModelWrapper):

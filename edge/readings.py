@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_TS_CHARS = 64
 
 
 class InvalidReading(ValueError):
@@ -30,10 +31,26 @@ class Reading:
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidReading(f"{where} is {type(value).__name__} {str(value)[:40]!r}, expected a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise InvalidReading(f"{where} is a number beyond float range ({str(value)[:20]}...)") from None
     if not math.isfinite(number):
         raise InvalidReading(f"{where} is {value!r}; NaN and infinity are not readings")
     return number
+
+
+def _timestamp(ts: Any) -> Any:
+    """A reading's `ts` as given -- a finite number or a short string -- or InvalidReading."""
+    if ts is None:
+        return None
+    if isinstance(ts, bool) or not isinstance(ts, (str, int, float)):
+        raise InvalidReading(f"'ts' is {type(ts).__name__}, expected a string or a number")
+    if isinstance(ts, float) and not math.isfinite(ts) or isinstance(ts, int) and abs(ts) > 2**63:
+        raise InvalidReading(f"'ts' is {ts!r}; expected a finite number (epoch seconds or an index)")
+    if isinstance(ts, str) and len(ts) > MAX_TS_CHARS:
+        raise InvalidReading(f"'ts' is a string of {len(ts)} characters, expected at most {MAX_TS_CHARS}")
+    return ts
 
 
 def _parse_json(text: str) -> Reading:
@@ -45,9 +62,7 @@ def _parse_json(text: str) -> Reading:
     if isinstance(data, dict):
         if "values" not in data:
             raise InvalidReading(f"JSON object without 'values' (keys: {sorted(data)[:10]})")
-        ts, data = data.get("ts"), data["values"]
-        if ts is not None and not isinstance(ts, (str, int, float)):
-            raise InvalidReading(f"'ts' is {type(ts).__name__}, expected a string or a number")
+        ts, data = _timestamp(data.get("ts")), data["values"]
     if isinstance(data, (int, float)) and not isinstance(data, bool):
         data = [data]
     if not isinstance(data, list):

@@ -21,7 +21,8 @@ from tests.test_edge_isolation import no_tf_env
 from tools.broker import Mosquitto as Broker
 from tools.broker import free_port, wait_port
 
-__all__ = ["AgentProcess", "Broker", "Collector", "free_port", "publish", "sensor_csv", "wait_port", "write_config"]
+__all__ = ["AgentProcess", "Broker", "Collector", "described", "free_port", "publish", "sensor_csv", "wait_port",
+           "write_config"]
 
 class Collector:
     """A subscriber that keeps every message (topic, payload bytes, retain) it receives."""
@@ -134,3 +135,9 @@ class AgentProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def described(errors: list[dict], component: str | None = None) -> int:
+    """How many refused inputs `error` messages account for: each message is one, plus its `repeated`
+    (the agent coalesces a burst of errors into one message per component and interval)."""
+    return sum(1 + e.get("repeated", 0) for e in errors if component is None or e["component"] == component)

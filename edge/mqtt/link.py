@@ -15,10 +15,7 @@
 - QoS 1 messages go through the durable `Outbox`: written first, published by one thread in
   order while connected, deleted on PUBACK, re-published after a reconnect or a restart.
 - QoS 0 messages (classes, stats) are sent when connected and counted as dropped otherwise.
-- Inputs are at-least-once too: with a persistent session (the default) the broker keeps the
-  agent's subscriptions and queues readings and commands while it is away, and every incoming
-  QoS 1 message is acknowledged only after its handler says it is done (`manual_ack`), so a
-  reading the agent had received but not yet processed when it died is delivered again.
+- Incoming messages go to `edge.mqtt.inbox` (handlers, manual acks, retained inputs).
 """
 
 from __future__ import annotations
@@ -34,15 +31,15 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config import MqttConfig
 from edge.mqtt.client import make_client
+from edge.mqtt.inbox import Handler, Inbox
 from edge.mqtt.messages import Message, Topics, status
 from edge.mqtt.outbox import Outbox
 
 log = logging.getLogger(__name__)
-Ack = Callable[[], None]
-Handler = Callable[[str, bytes, Ack], None]  # must call the ack once the message is dealt with
 INFLIGHT_WINDOW = 50
 SELECT_TIMEOUT = 1.0  # seconds; also how often keep-alive pings are considered
 
@@ -50,10 +47,11 @@ SELECT_TIMEOUT = 1.0  # seconds; also how often keep-alive pings are considered
 class MqttLink:
     def __init__(self, cfg: MqttConfig, device_id: str, topics: Topics, outbox: Outbox) -> None:
         self.cfg = cfg
+        self.device = device_id
         self.topics = topics
         self.outbox = outbox
         self.connected = threading.Event()
-        self.handlers: dict[str, Handler] = {}
+        self.inbox = Inbox(self)
         self.on_connect_messages: Callable[[], list[Message]] = lambda: []
         self.dropped_qos0 = 0
         self.connects = 0
@@ -73,7 +71,7 @@ class MqttLink:
         self.client.max_inflight_messages_set(INFLIGHT_WINDOW)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
+        self.client.on_message = self.inbox.on_message
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -107,6 +105,11 @@ class MqttLink:
         self._poke_r.close()
         self._poke_w.close()
 
+    def alive(self) -> bool:
+        """The network and outbox threads run (or were never started, or were stopped on purpose)."""
+        threads = [t for t in (self._network, self._publisher) if t is not None]
+        return self._stop.is_set() or all(t.is_alive() for t in threads)
+
     def wait_until_flushed(self, timeout: float) -> bool:
         with self._wake:
             return self._wake.wait_for(lambda: len(self.outbox) == 0 or not self.connected.is_set(), timeout)
@@ -114,7 +117,7 @@ class MqttLink:
     # --- sending -------------------------------------------------------------------------
     def send(self, message: Message) -> None:
         if message.qos >= 1:
-            self.outbox.put(message.topic, message.payload, message.retain)
+            self.outbox.put(message.topic, message.payload, message.retain, message.diagnostic)
             with self._wake:
                 self._wake.notify_all()
         elif self.connected.is_set():
@@ -233,41 +236,17 @@ class MqttLink:
     # --- receiving -----------------------------------------------------------------------
     def subscribe(self, topic: str, handler: Handler) -> None:
         """Register a handler; (re-)subscribed on every connect."""
-        self.handlers[topic] = handler
+        self.inbox.handlers[topic] = handler
         if self.connected.is_set():
             with self._io:
-                self.client.subscribe(topic, qos=1)
+                self._subscribe(topic)
 
-    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        handlers = [h for pattern, h in self.handlers.items() if paho.topic_matches_sub(pattern, msg.topic)]
-        ack = self._acker(msg, len(handlers))
-        if not handlers:
-            ack()
-        for handler in handlers:
-            try:
-                handler(msg.topic, msg.payload, ack)
-            except Exception:  # noqa: BLE001 - a handler bug must not kill paho's network thread
-                log.exception("handler for %s failed on a message of %d bytes", msg.topic, len(msg.payload))
-                ack()
-
-    def _acker(self, msg: paho.MQTTMessage, handlers: int) -> Ack:
-        """The PUBACK for `msg`, sent when every handler has called it (from any thread).
-
-        An ack from an older connection is not sent: the broker re-delivers that message on
-        the new connection, and its ack comes from that delivery.
-        """
-        generation, remaining, lock = self.connects, [max(1, handlers)], threading.Lock()
-
-        def ack() -> None:
-            with lock:
-                remaining[0] -= 1
-                if remaining[0] != 0:
-                    return
-            if msg.qos >= 1 and generation == self.connects and self.connected.is_set():
-                with self._io:
-                    self.client.ack(msg.mid, msg.qos)
-
-        return ack
+    def _subscribe(self, topic: str) -> None:
+        """QoS 1; on MQTT 5 the broker is asked not to send retained messages at all (retain handling 2)."""
+        if self.cfg.protocol == "5" and not self.cfg.accept_retained:
+            self.client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=2))
+        else:
+            self.client.subscribe(topic, qos=1)
 
     # --- paho callbacks ------------------------------------------------------------------
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -294,8 +273,8 @@ class MqttLink:
             if rearmed:
                 log.warning("re-sending %d message(s) the broker acknowledged in the %.0f s before the connection "
                             "dropped (a crashed broker may not have saved them)", rearmed, self.outbox.replay_window)
-        for topic in self.handlers:
-            client.subscribe(topic, qos=1)
+        for topic in self.inbox.handlers:
+            self._subscribe(topic)
         self._publish_now(status(self.topics, online=True))
         for message in self.on_connect_messages():
             self._publish_now(message)

@@ -27,6 +27,7 @@ class Message:
     payload: bytes
     qos: int = 0
     retain: bool = False
+    diagnostic: bool = False  # an error report: in a full outbox it gives way before any alert
 
 
 @dataclass(frozen=True)
@@ -128,11 +129,14 @@ def forecast(topics: Topics, device: str, model: dict[str, str], series: str, *,
     return Message(topics.path("forecast", series), _json(envelope(device, model, qos1=True, **fields)), qos=1)
 
 
-def error(topics: Topics, device: str, *, component: str, reason: str, input_excerpt: str | None = None) -> Message:
+def error(topics: Topics, device: str, *, component: str, reason: str, input_excerpt: str | None = None,
+          repeated: int = 0) -> Message:
     fields: dict[str, Any] = {"component": component, "reason": reason}
     if input_excerpt is not None:
         fields["input"] = input_excerpt
-    return Message(topics.error, _json(envelope(device, qos1=True, **fields)), qos=1)
+    if repeated:
+        fields["repeated"] = repeated
+    return Message(topics.error, _json(envelope(device, qos1=True, **fields)), qos=1, diagnostic=True)
 
 
 def command_result(topics: Topics, device: str, action: str, *, ok: bool, request_id: str | None,

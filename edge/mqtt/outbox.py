@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload BLOB NOT NULL,
     retain INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
-    acked REAL  -- NULL: waiting for its PUBACK; else when it came (kept for the replay window)
+    acked REAL,  -- NULL: waiting for its PUBACK; else when it came (kept for the replay window)
+    diagnostic INTEGER NOT NULL DEFAULT 0  -- an error report: gives way before any alert
 );
 """
 INDEX = "CREATE INDEX IF NOT EXISTS outbox_acked ON outbox (acked)"
@@ -63,7 +64,8 @@ class Outbox:
         self.max_messages = max_messages
         self.drop_policy = drop_policy
         self.replay_window = replay_window
-        self.dropped = 0
+        self.dropped = 0  # alerts (and other non-diagnostic messages) dropped by the drop policy
+        self.dropped_diagnostics = 0  # error reports that gave way to alerts or to newer reports
         self.recovered_from_corruption = False
         self._lock = threading.Lock()
         self._last_prune = 0.0
@@ -92,26 +94,52 @@ class Outbox:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
         db.executescript(SCHEMA)
-        if "acked" not in [row[1] for row in db.execute("PRAGMA table_info(outbox)")]:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(outbox)")]
+        if "acked" not in columns:
             db.execute("ALTER TABLE outbox ADD COLUMN acked REAL")  # an outbox from before the replay window
+        if "diagnostic" not in columns:
+            db.execute("ALTER TABLE outbox ADD COLUMN diagnostic INTEGER NOT NULL DEFAULT 0")
         db.execute(INDEX)
         return db
 
-    def put(self, topic: str, payload: bytes, retain: bool = False) -> int | None:
-        """Store a message; returns its sequence number, or None if the drop policy refused it."""
+    def put(self, topic: str, payload: bytes, retain: bool = False, diagnostic: bool = False) -> int | None:
+        """Store a message; returns its sequence number, or None if it was refused (counted).
+
+        Error reports (`diagnostic`) may take at most a tenth of the outbox, and in a full outbox
+        they give way first: a flood of bad input never evicts an alert. Among alerts the drop
+        policy applies.
+        """
         with self._lock:
-            count = self._db.execute("SELECT COUNT(*) FROM outbox WHERE acked IS NULL").fetchone()[0]
+            if diagnostic and not self._make_room_for_diagnostic():
+                self.dropped_diagnostics += 1
+                return None
+            if self._pending() >= self.max_messages:
+                self._evict(1, diagnostic=True)
+            count = self._pending()
             if count >= self.max_messages:
                 if self.drop_policy == "newest":
                     self.dropped += 1
                     return None
-                excess = count - self.max_messages + 1
-                self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE acked IS NULL "
-                                 "ORDER BY seq LIMIT ?)", (excess,))
-                self.dropped += excess
-            cur = self._db.execute("INSERT INTO outbox (topic, payload, retain, created) VALUES (?, ?, ?, ?)",
-                                   (topic, payload, int(retain), time.time()))
+                self.dropped += self._evict(count - self.max_messages + 1, diagnostic=False)
+            row = (topic, payload, int(retain), time.time(), int(diagnostic))
+            cur = self._db.execute("INSERT INTO outbox (topic, payload, retain, created, diagnostic) "
+                                   "VALUES (?, ?, ?, ?, ?)", row)
             return int(cur.lastrowid)
+
+    def _pending(self, diagnostic: bool | None = None) -> int:
+        where = "" if diagnostic is None else f" AND diagnostic = {int(diagnostic)}"
+        return int(self._db.execute(f"SELECT COUNT(*) FROM outbox WHERE acked IS NULL{where}").fetchone()[0])
+
+    def _evict(self, count: int, diagnostic: bool) -> int:
+        """Delete the oldest `count` pending messages of one class; returns how many went."""
+        return self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE acked IS NULL "
+                                "AND diagnostic = ? ORDER BY seq LIMIT ?)", (int(diagnostic), count)).rowcount
+
+    def _make_room_for_diagnostic(self) -> bool:
+        """At most a tenth of the outbox for error reports (the oldest gives way); False if there is no room."""
+        if self._pending(diagnostic=True) >= max(1, self.max_messages // 10):
+            self.dropped_diagnostics += self._evict(1, diagnostic=True)
+        return self._pending() < self.max_messages or self._pending(diagnostic=True) > 0
 
     def pending(self, after: int = 0, limit: int = 100) -> list[OutboxMessage]:
         """Messages with seq > `after`, oldest first."""
@@ -139,7 +167,7 @@ class Outbox:
     def __len__(self) -> int:
         """Messages still waiting for their PUBACK."""
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE acked IS NULL").fetchone()[0])
+            return self._pending()
 
     def close(self) -> None:
         """A clean stop: the broker was alive until now, so the replay window is no longer needed."""

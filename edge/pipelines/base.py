@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from edge.fields import setting
+from edge.fileio import StorageUnavailable, WriteRetry
 from edge.mqtt.messages import Message, Topics, error, excerpt
 from edge.readings import InvalidReading
 from edge.sources import reading_source
@@ -48,6 +51,10 @@ class Pipeline(Protocol):
 
     def latency(self) -> dict[str, Any]: ...
 
+    def alive(self) -> bool: ...
+
+    def stalled_for(self) -> float: ...
+
 
 @dataclass
 class Counters:
@@ -59,27 +66,75 @@ class Counters:
     published: int = 0
     source_errors: int = 0
     duplicates: int = 0  # re-delivered readings already processed (series: ts not after the last one)
+    clock_resets: int = 0  # series: time stamps that jumped back further than `backward_reset`
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass
 class Publisher:
-    """How a pipeline publishes: the topic layout, the device name and the link's `send`."""
+    """How pipelines publish: the topic layout, the device name and the link's `send`.
 
-    topics: Topics
-    device: str
-    send: Send
+    Error reports are coalesced per component: at most one every `report_interval` seconds,
+    carrying how many were held back (`repeated`), so 1,000 bad readings a second make one
+    message and one log line per interval, not 1,000. A report never blocks or raises: when it
+    cannot be queued (a full disk) it is counted and logged. `retry` gives a pipeline the
+    `WriteRetry` through which its QoS 1 messages wait out a full disk instead of being lost.
+    """
+
+    def __init__(self, topics: Topics, device: str, send: Send, stop: threading.Event | None = None,
+                 report_interval: float = 10.0) -> None:
+        self.topics, self.device, self.send = topics, device, send
+        self.stop = stop or threading.Event()
+        self.report_interval = report_interval
+        self.reports_held_back = 0  # reports folded into a later one
+        self.reports_lost = 0  # reports that could not be queued at all
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._held: dict[str, tuple[int, str, bytes | str | None]] = {}  # component -> (count, reason, input)
+
+    def retry(self, what: str) -> WriteRetry:
+        return WriteRetry(what, self.stop, report=lambda reason: self.report(what.split(":")[0], reason))
 
     def report(self, component: str, reason: str, payload: bytes | str | None = None) -> None:
-        """Describe a refused input or a failed component on the `error` topic."""
+        """Describe a refused input or a failed component on the `error` topic (coalesced, never raises)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(component, -math.inf) < self.report_interval:
+                held = self._held.get(component, (0, "", None))[0] + 1
+                self._held[component] = (held, reason, payload)
+                self.reports_held_back += 1
+                return
+            self._last[component] = now
+            repeated = self._held.pop(component, (0, "", None))[0]
+        self._send_report(component, reason, payload, repeated)
+
+    def flush(self, everything: bool = False) -> None:
+        """Send what was held back once its interval is over (the stats loop), or all of it (at stop).
+
+        The last held-back report goes out with `repeated` = the others, so every refused input
+        is described or counted: reports + their `repeated` = the pipeline's `invalid` count.
+        """
+        now = time.monotonic()
+        with self._lock:
+            due = [(c, held) for c, held in self._held.items()
+                   if everything or now - self._last.get(c, 0) >= self.report_interval]
+            for component, _ in due:
+                del self._held[component]
+                self._last[component] = now
+        for component, (count, reason, payload) in due:
+            self._send_report(component, reason, payload, count - 1)
+
+    def _send_report(self, component: str, reason: str, payload: bytes | str | None, repeated: int) -> None:
         raw = payload.encode("utf-8", "replace") if isinstance(payload, str) else payload
+        suffix = f" ({repeated} more since the last report)" if repeated else ""
+        log.warning("%s: %s%s", component, reason, suffix)
         try:
             self.send(error(self.topics, self.device, component=component, reason=reason,
-                            input_excerpt=excerpt(raw) if raw is not None else None))
+                            input_excerpt=excerpt(raw) if raw is not None else None, repeated=repeated))
         except Exception:  # noqa: BLE001 - reporting must never take the reporting thread down (a full disk)
-            log.warning("could not queue an error report for %s: %s", component, reason, exc_info=True)
+            self.reports_lost += 1
+            log.warning("could not queue the error report of %s", component, exc_info=True)
 
 
 def put_displacing(q: queue.Queue[Any], item: Any) -> list[Any]:
@@ -125,6 +180,7 @@ class ReadingPipeline:
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.finished = threading.Event()
         self.lock = threading.Lock()  # held while handling a reading; commands and swaps take it too
+        self.outbox_write = publisher.retry(f"{self.component}: queueing a message in the outbox")
         self.thread = threading.Thread(target=self._work, name=f"{self.kind}:{self.name}", daemon=True)
 
     @property
@@ -185,6 +241,17 @@ class ReadingPipeline:
         """What a kind carries over to a new model (called under the lock); nothing by default."""
         return model
 
+    def send(self, message: Message) -> None:
+        """Queue a result; through a full disk this waits (the reading stays unacknowledged), never drops."""
+        self.outbox_write(lambda: self.out.send(message))
+
+    def stalled_for(self) -> float:
+        """Seconds a write of this pipeline has been failing (0: it makes progress)."""
+        return self.outbox_write.stalled_for()
+
+    def alive(self) -> bool:
+        return self.thread.is_alive() or self.finished.is_set() or not self.thread.ident
+
     def _work(self) -> None:
         while True:
             item = self.queue.get()
@@ -197,8 +264,10 @@ class ReadingPipeline:
                 self.counters.processed += 1
             except InvalidReading as exc:
                 self.counters.invalid += 1
-                log.info("%s: invalid reading: %s", self.component, exc)
                 self.out.report(self.component, f"invalid reading: {exc}", payload)
+            except StorageUnavailable:  # stopping while the disk is full: the broker delivers it again
+                log.warning("%s: stopped with a reading not handled (storage unavailable)", self.component)
+                continue
             except Exception as exc:  # noqa: BLE001 - a bug on one reading must not stop the pipeline
                 self.counters.errors += 1
                 log.exception("%s: failed on a reading", self.component)

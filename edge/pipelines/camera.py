@@ -206,6 +206,13 @@ class CameraPipeline:
     def stats(self) -> dict[str, int]:
         return self.counters.as_dict()
 
+    def alive(self) -> bool:
+        threads = [self.capture_thread, self.publish_thread] + ([self.infer_thread] if self.cfg.drop_stale else [])
+        return self.finished.is_set() or all(t.is_alive() or not t.ident for t in threads)
+
+    def stalled_for(self) -> float:
+        return 0.0  # classes are QoS 0: they never wait for the disk
+
     def latency(self) -> dict[str, Any]:
         return {"model": self.classifier.entry.name, **self.classifier.latency.summary()}
 

@@ -8,6 +8,7 @@ go through `edge.rules.check_threshold`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from edge.mqtt.discovery import entity
 from edge.pipelines.base import Publisher, ReadingConfig, ReadingPipeline
 from edge.pipelines.registry import ModelLoader, PipelineKind, Wiring
 from edge.readings import parse_reading
-from edge.rules import AnomalyRule, check_threshold
+from edge.rules import AnomalyRule, ThresholdFile, check_threshold
 
 
 @dataclass
@@ -41,14 +42,24 @@ class SensorPipeline(ReadingPipeline):
 
     model: AnomalyScorer
 
-    def __init__(self, cfg: SensorConfig, scorer: AnomalyScorer, publisher: Publisher, queue_size: int) -> None:
+    def __init__(self, cfg: SensorConfig, scorer: AnomalyScorer, publisher: Publisher, queue_size: int,
+                 state_dir: Path | None = None) -> None:
         super().__init__(cfg, scorer, publisher, queue_size)
-        self.threshold_override = cfg.threshold  # None: follow the model's manifest
+        self.saved = ThresholdFile(state_dir / f"{cfg.name}.threshold.json") if state_dir else None
+        self.commanded = self.saved.load() if self.saved else None  # set by cmd/threshold, kept until reset
         self.rule = AnomalyRule(self._threshold(scorer), cfg.debounce_k, cfg.debounce_n)
 
+    @property
+    def threshold_source(self) -> str:
+        return "command" if self.commanded is not None else "config" if self.cfg.threshold is not None \
+            else "manifest"
+
     def _threshold(self, scorer: AnomalyScorer) -> float:
-        if self.threshold_override is not None:
-            return self.threshold_override
+        """The threshold in force: a commanded one, else the config's, else the model's manifest's."""
+        if self.commanded is not None:
+            return self.commanded
+        if self.cfg.threshold is not None:
+            return self.cfg.threshold
         return check_threshold(scorer.entry.postprocess["threshold"],
                                f"manifest: model {scorer.entry.name!r} postprocess.threshold")
 
@@ -59,19 +70,31 @@ class SensorPipeline(ReadingPipeline):
             return
         is_anomaly, changed = self.rule.update(score)
         if is_anomaly or changed:
-            self.out.send(messages.anomaly(
+            self.send(messages.anomaly(
                 self.out.topics, self.out.device, self.model.ref, self.name, score=score,
                 threshold=self.rule.threshold, is_anomaly=is_anomaly, values=list(reading.values),
                 window=self.model.window, seq=self.counters.processed, changed=changed, reading_ts=reading.ts))
             self.counters.published += 1
 
     # --- what commands change, each under the pipeline's lock ------------------------------
-    def set_threshold(self, value: Any) -> float:
+    def set_threshold(self, value: Any) -> dict[str, Any]:
+        """`cmd/threshold`: checked, saved (so it survives reloads and restarts), then applied."""
         threshold = check_threshold(value)
         with self.lock:
-            self.threshold_override = threshold
+            if self.saved:
+                self.saved.save(threshold)  # OSError (a full disk): refused, nothing changed
+            self.commanded = threshold
             self.rule.threshold = threshold
-        return threshold
+        return {"threshold": threshold, "persisted": self.saved is not None, "threshold_source": "command"}
+
+    def reset(self) -> dict[str, Any]:
+        """`cmd/reset` naming this sensor: forget the commanded threshold (config or manifest again)."""
+        with self.lock:
+            if self.saved:
+                self.saved.clear()
+            self.commanded = None
+            self.rule.threshold = self._threshold(self.model)
+        return {"threshold": self.rule.threshold, "threshold_source": self.threshold_source}
 
     def adopt(self, scorer: AnomalyScorer) -> AnomalyScorer:
         """The threshold follows the new model's manifest unless the config or a command set one."""
@@ -84,7 +107,7 @@ def load(cfg: SensorConfig, loader: ModelLoader) -> AnomalyScorer:
 
 
 def build(cfg: SensorConfig, scorer: AnomalyScorer, wiring: Wiring) -> SensorPipeline:
-    return SensorPipeline(cfg, scorer, wiring.publisher, wiring.queue_size)
+    return SensorPipeline(cfg, scorer, wiring.publisher, wiring.queue_size, wiring.loader.state_dir)
 
 
 def discovery(prefix: str, topics: messages.Topics, device: str, name: str) -> list[messages.Message]:

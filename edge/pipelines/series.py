@@ -8,14 +8,17 @@ reading (its `ts` not after the last one processed) is skipped and counted as a 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
+from edge.fields import setting
 from edge.models import Forecaster
 from edge.mqtt import messages
 from edge.mqtt.discovery import entity
-from edge.pipelines.base import ReadingConfig, ReadingPipeline
+from edge.pipelines.base import Publisher, ReadingConfig, ReadingPipeline
 from edge.pipelines.registry import ModelLoader, PipelineKind, Wiring
 from edge.readings import InvalidReading, parse_reading
+from edge.timestamps import ClockPolicy, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -23,31 +26,49 @@ log = logging.getLogger(__name__)
 @dataclass
 class SeriesConfig(ReadingConfig):
     model: str = "lstm"
+    future_tolerance: float = setting(300.0, gt=0)  # seconds a reading's time may be ahead of the agent's clock
+    backward_reset: float = setting(86400.0, gt=0)  # a jump back in time larger than this restarts de-duplication
 
 
 class SeriesPipeline(ReadingPipeline):
     kind = "series"
     topic_root = "series"
-
     model: Forecaster
+
+    def __init__(self, cfg: SeriesConfig, forecaster: Forecaster, publisher: Publisher, queue_size: int) -> None:
+        super().__init__(cfg, forecaster, publisher, queue_size)
+        self.clock = ClockPolicy(cfg.future_tolerance, cfg.backward_reset)
+        self.state_write = publisher.retry(f"{self.component}: saving the forecaster state")
+        if self.clock.too_far_ahead(forecaster.last_ts, time.time()):
+            publisher.report(self.component, f"the saved last time stamp {forecaster.last_ts!r} is ahead of the "
+                                             "agent's clock; forgotten, so readings are not skipped until then")
+            forecaster.last_ts = None
 
     def handle(self, payload: bytes | str) -> None:
         reading = parse_reading(payload, expected=1)
-        if self.model.already_seen(reading.ts):
+        verdict = self.clock.judge(reading.ts, self.model.last_ts, time.time())
+        if verdict is Verdict.DUPLICATE:
             self.counters.duplicates += 1
             log.info("%s: reading ts=%r is not after the last one processed; skipped as a re-delivery",
                      self.component, reading.ts)
             return
+        if verdict is Verdict.CLOCK_RESET:
+            self.counters.clock_resets += 1
+            self.out.report(self.component, f"time stamps jumped back from {self.model.last_ts!r} to "
+                                            f"{reading.ts!r}: the clock was reset; de-duplication starts afresh")
         try:
             value = self.model.step(reading.values[0])
         except ValueError as exc:  # e.g. a value the series transform cannot take (log of <= 0)
             raise InvalidReading(str(exc)) from None
         if value is not None:
-            self.out.send(messages.forecast(self.out.topics, self.out.device, self.model.ref, self.name,
-                                            observed=reading.values[0], forecast_value=value,
-                                            step=self.model.step_index - 1, reading_ts=reading.ts))
+            self.send(messages.forecast(self.out.topics, self.out.device, self.model.ref, self.name,
+                                        observed=reading.values[0], forecast_value=value,
+                                        step=self.model.step_index - 1, reading_ts=reading.ts))
             self.counters.published += 1
-        self.model.commit(reading.ts)
+        self.state_write(lambda: self.model.commit(reading.ts))
+
+    def stalled_for(self) -> float:
+        return max(super().stalled_for(), self.state_write.stalled_for())
 
     # --- what commands change, each under the pipeline's lock ------------------------------
     def reset(self) -> None:

@@ -52,9 +52,10 @@ class WriteRetry:
 
     ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error)
 
-    def __init__(self, what: str, stop: threading.Event, report: Callable[[str], None] | None = None,
-                 first_delay: float = 0.5, max_delay: float = 30.0) -> None:
-        self.what, self.stop, self.report = what, stop, report
+    def __init__(self, component: str, action: str, stop: threading.Event,
+                 report: Callable[[str, str], None] | None = None, first_delay: float = 0.5,
+                 max_delay: float = 30.0) -> None:
+        self.component, self.action, self.stop, self.report = component, action, stop, report
         self.first_delay, self.max_delay = first_delay, max_delay
         self.failing_since: float | None = None
         self.failures = 0  # attempts that failed, over the life of the process
@@ -68,11 +69,13 @@ class WriteRetry:
             except self.ERRORS as exc:
                 self._failed(exc, delay)
                 if self.stop.wait(delay):
-                    raise StorageUnavailable(f"{self.what}: {self.last_error} (gave up at shutdown)") from exc
+                    raise StorageUnavailable(f"{self.component}: {self.action}: {self.last_error} "
+                                             "(gave up at shutdown)") from exc
                 delay = min(delay * 2, self.max_delay)
                 continue
             if self.failing_since is not None:
-                log.warning("%s works again after %.0f s", self.what, time.monotonic() - self.failing_since)
+                log.warning("%s: %s works again after %.0f s", self.component, self.action,
+                            time.monotonic() - self.failing_since)
                 self.failing_since = None
             return result
 
@@ -81,10 +84,11 @@ class WriteRetry:
         self.last_error = f"{type(exc).__name__}: {exc}"
         if self.failing_since is None:  # once per episode
             self.failing_since = time.monotonic()
-            reason = f"{self.what} failed ({self.last_error}); retrying with backoff, nothing is dropped meanwhile"
-            log.error("%s", reason)
+            reason = f"{self.action} failed ({self.last_error}); retrying with backoff, nothing is dropped meanwhile"
             if self.report is not None:
-                self.report(reason)
+                self.report(self.component, reason)  # logs it too
+            else:
+                log.error("%s: %s", self.component, reason)
 
     def stalled_for(self) -> float:
         """Seconds this write has been failing (0 when it works)."""

@@ -68,14 +68,15 @@ class Collector:
         self.client.disconnect()
 
 
-def publish(port: int, topic: str, payloads: list[bytes | str], qos: int = 1, delay: float = 0.0) -> None:
+def publish(port: int, topic: str, payloads: list[bytes | str], qos: int = 1, delay: float = 0.0,
+            retain: bool = False) -> None:
     """Publish and wait until every message is acknowledged."""
     client = paho.Client(CallbackAPIVersion.VERSION2)
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
         for payload in payloads:
-            client.publish(topic, payload, qos=qos).wait_for_publish(10)
+            client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(10)
             if delay:
                 time.sleep(delay)
     finally:
@@ -84,10 +85,12 @@ def publish(port: int, topic: str, payloads: list[bytes | str], qos: int = 1, de
 
 
 def write_config(path: Path, port: int, body: str, device: str = "test", state_dir: Path | None = None,
-                 models_dir: Path | None = None, stats_interval: float = 1.0, stats_file: Path | None = None) -> Path:
+                 models_dir: Path | None = None, stats_interval: float = 1.0, stats_file: Path | None = None,
+                 top: str = "") -> Path:
+    """An agent config for a test broker; `top` holds extra top-level keys, `body` the tables after [mqtt]."""
     state = state_dir or path.parent / "state"
     path.write_text(
-        (f'stats_file = "{stats_file}"\n' if stats_file else "")
+        top + (f'stats_file = "{stats_file}"\n' if stats_file else "")
         + f'device_id = "{device}"\nmodels_dir = "{models_dir or MODELS_DIR}"\nstate_dir = "{state}"\n'
         f'stats_interval = {stats_interval}\n\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nreconnect_min = 1\n'
         'reconnect_max = 2\n\n' + body)
@@ -113,11 +116,11 @@ class AgentProcess:
                 agent.proc.wait(10)
         cls.started.clear()
 
-    def __init__(self, config: Path, *extra: str, stdin: Any = None) -> None:
+    def __init__(self, config: Path, *extra: str, stdin: Any = None, env: dict[str, str] | None = None) -> None:
         self.log_path = config.with_suffix(".log")
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config), *extra],
-                                     env=no_tf_env(), cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**no_tf_env(), **(env or {})}, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=stdin)
         AgentProcess.started.append(self)
 

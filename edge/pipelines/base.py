@@ -93,8 +93,8 @@ class Publisher:
         self._last: dict[str, float] = {}
         self._held: dict[str, tuple[int, str, bytes | str | None]] = {}  # component -> (count, reason, input)
 
-    def retry(self, what: str) -> WriteRetry:
-        return WriteRetry(what, self.stop, report=lambda reason: self.report(what.split(":")[0], reason))
+    def retry(self, component: str, action: str) -> WriteRetry:
+        return WriteRetry(component, action, self.stop, report=self.report)
 
     def report(self, component: str, reason: str, payload: bytes | str | None = None) -> None:
         """Describe a refused input or a failed component on the `error` topic (coalesced, never raises)."""
@@ -132,9 +132,9 @@ class Publisher:
         try:
             self.send(error(self.topics, self.device, component=component, reason=reason,
                             input_excerpt=excerpt(raw) if raw is not None else None, repeated=repeated))
-        except Exception:  # noqa: BLE001 - reporting must never take the reporting thread down (a full disk)
+        except Exception as exc:  # noqa: BLE001 - reporting must never take the reporting thread down (a full disk)
             self.reports_lost += 1
-            log.warning("could not queue the error report of %s", component, exc_info=True)
+            log.warning("could not queue the error report of %s (%s: %s)", component, type(exc).__name__, exc)
 
 
 def put_displacing(q: queue.Queue[Any], item: Any) -> list[Any]:
@@ -180,7 +180,7 @@ class ReadingPipeline:
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.finished = threading.Event()
         self.lock = threading.Lock()  # held while handling a reading; commands and swaps take it too
-        self.outbox_write = publisher.retry(f"{self.component}: queueing a message in the outbox")
+        self.outbox_write = publisher.retry(self.component, "queueing a message in the outbox")
         self.thread = threading.Thread(target=self._work, name=f"{self.kind}:{self.name}", daemon=True)
 
     @property

@@ -38,7 +38,7 @@ class SeriesPipeline(ReadingPipeline):
     def __init__(self, cfg: SeriesConfig, forecaster: Forecaster, publisher: Publisher, queue_size: int) -> None:
         super().__init__(cfg, forecaster, publisher, queue_size)
         self.clock = ClockPolicy(cfg.future_tolerance, cfg.backward_reset)
-        self.state_write = publisher.retry(f"{self.component}: saving the forecaster state")
+        self.state_write = publisher.retry(self.component, "saving the forecaster state")
         if self.clock.too_far_ahead(forecaster.last_ts, time.time()):
             publisher.report(self.component, f"the saved last time stamp {forecaster.last_ts!r} is ahead of the "
                                              "agent's clock; forgotten, so readings are not skipped until then")

@@ -24,6 +24,7 @@ from edge.mqtt.messages import Topics
 from edge.mqtt.outbox import Outbox
 from edge.pipelines.base import Pipeline, Publisher
 from edge.pipelines.registry import ModelLoader, Wiring, kinds
+from edge.preflight import AclProbe
 from edge.runtime import load_runtime
 from edge.sources.feeds import Feed
 from edge.sysinfo import cpu_temperature, resident_mb
@@ -31,6 +32,7 @@ from edge.watchdog import SystemdNotifier
 
 log = logging.getLogger(__name__)
 STARTUP_BROKER_WAIT = 5.0  # seconds
+ACL_DENIED = "acl_denied"
 
 
 def model_loader(config: AgentConfig) -> ModelLoader:
@@ -77,6 +79,7 @@ class Agent:
         self.feeds: list[Feed] = [feed for p in self.pipelines if hasattr(p, "attach")
                                   for feed in p.attach(self.link.subscribe)]
         self.link.subscribe(self.topics.command("+"), self.commands.on_message)
+        self.acl = AclProbe(self.link, self.topics, self.stop_event)
         self.link.on_connect_messages = self._discovery
 
     def _discovery(self) -> list[messages.Message]:
@@ -108,6 +111,7 @@ class Agent:
         for feed in self.feeds:
             feed.start()
         threading.Thread(target=self._stats_loop, name="stats", daemon=True).start()
+        self.acl.start()
         self.systemd.notify("READY=1", f"STATUS=serving {len(self.pipelines)} pipeline(s)")
         if self.systemd.ping_every:
             threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True).start()
@@ -165,12 +169,14 @@ class Agent:
                 found.append(f"{p.kind}/{p.name}: no progress for {stalled:.0f} s (a write keeps failing)")
         if not self.link.alive():
             found.append("mqtt: the network thread has ended")
+        if self.acl.state == "denied":
+            found.append(f"{ACL_DENIED}: the broker drops this agent's publishes (its ACL denies its own topics)")
         return found
 
     def _watchdog_loop(self) -> None:
         """Ping systemd while healthy; when not, say why and let `WatchdogSec` restart the agent."""
         while not self.stop_event.wait(self.systemd.ping_every):
-            problems = self.problems()
+            problems = [p for p in self.problems() if not p.startswith(ACL_DENIED)]  # a restart cannot mend an ACL
             if problems:
                 self.systemd.notify("STATUS=unhealthy: " + "; ".join(problems))
             else:
@@ -191,6 +197,7 @@ class Agent:
             "retained_ignored": self.link.inbox.retained_ignored,
             "errors_held_back": self.publisher.reports_held_back,
             "errors_lost": self.publisher.reports_lost,
+            "acl": self.acl.state,
             "healthy": not problems,
             "problems": problems,
             "invalid_commands": self.commands.invalid,

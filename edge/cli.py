@@ -42,8 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_overrides(run)
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     run.add_argument("--until-done", action="store_true", help="stop when every file/stdin input has been processed")
-    check = sub.add_parser("check", help="validate config and models, print the runtime and tensors")
+    check = sub.add_parser("check", help="validate config, models, state dir, sources and the broker round trip")
     add_overrides(check)
+    check.add_argument("--skip-broker", action="store_true",
+                       help="no broker round trip (systemd's pre-start check: the agent starts without a broker)")
     subscribe = sub.add_parser("subscribe", help="print alerts, forecasts and classes as they arrive")
     subscribe.add_argument("--host", default="localhost")
     subscribe.add_argument("--port", type=int, default=1883)
@@ -74,7 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Config, models and runtime; then what a valid config can still get wrong: the state dir, the
+    sources and the broker (a publish-and-read-back round trip with the config's credentials)."""
     from edge.agent import load_models
+    from edge.preflight import broker_round_trip, check_sources, check_state_dir
     from edge.runtime import load_runtime
 
     config = load_config(args.config, overrides(args))
@@ -85,7 +90,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     for (section, name), model in load_models(config).items():
         for wrapper in _wrappers(model):
             print_model(f"{section} {name}", wrapper.entry)
-    return 0
+    problems = [p for p in [check_state_dir(config.state_dir), *check_sources(config)] if p]
+    if not args.skip_broker:
+        problem = broker_round_trip(config)
+        if problem:
+            problems.append(problem)
+        else:
+            print(f"broker: ok (published on {config.base_topic}/probe and read it back)")
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    print("check: ok" if not problems else f"check: {len(problems)} problem(s)")
+    return 0 if not problems else 2
 
 
 def _wrappers(model: Any) -> list[Any]:

@@ -1,0 +1,180 @@
+"""What `python -m edge check` proves before a service starts, and the round trip the agent repeats at start.
+
+A config can be valid and still not work: the state dir read-only for the service user, a
+CSV without the named columns, a camera that is not there, a broker that refuses the
+credentials -- or accepts them and silently drops every publish because the ACL denies the
+topic (mosquitto PUBACKs a denied QoS 1 publish, so only a round trip proves a write got
+through). Each check returns a sentence a person can act on.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from edge.config import AgentConfig
+from edge.mqtt.client import make_client
+from edge.mqtt.messages import Message, Topics
+from edge.sources import camera_source, reading_source
+from edge.sources.frames import SourceError, make_frame_source
+
+log = logging.getLogger(__name__)
+
+
+def check_state_dir(path: Path | str) -> str | None:
+    """None if the agent can create and write files there, else why not."""
+    folder = Path(path)
+    probe = folder / f".edgepipe-check-{uuid.uuid4().hex[:8]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        return f"state_dir {folder}: cannot write there ({exc.strerror or exc}); the outbox and state live there"
+    return None
+
+
+def check_sources(config: AgentConfig) -> list[str]:
+    """Open each camera and file input once; the problems found, one sentence each."""
+    problems = []
+    for cam in config.camera:
+        spec = camera_source(cam.source)
+        if spec.kind == "gan":
+            continue
+        source = make_frame_source(spec, loop=False)
+        try:
+            source.open()
+            source.read()
+        except (SourceError, ValueError, OSError) as exc:
+            problems.append(f"camera {cam.name!r} ({cam.source}): {exc}")
+        finally:
+            source.close()
+    for section in ("sensor", "series"):
+        for item in getattr(config, section):
+            spec = reading_source(item.source)
+            if spec.kind == "csv":
+                problem = _check_csv(spec.arg)
+                if problem:
+                    problems.append(f"{section} {item.name!r} ({item.source}): {problem}")
+    return problems
+
+
+def _check_csv(arg: str) -> str | None:
+    path, _, columns = arg.partition(":")
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            header = [h.strip() for h in next(csv.reader(fh), [])]
+    except OSError as exc:
+        return f"cannot read {path} ({exc.strerror or exc})"
+    except (UnicodeDecodeError, csv.Error) as exc:
+        return f"{path} is not a CSV text file ({exc})"
+    missing = [c for c in columns.split(",") if c and c not in header]
+    if not header:
+        return f"{path} is empty (expected a header line)"
+    return f"columns {missing} not in the header {header}" if missing else None
+
+
+def probe_topic(topics: Topics) -> str:
+    """Where the agent writes and reads its own round-trip message (the ACL must allow both)."""
+    return topics.path("probe")
+
+
+def broker_round_trip(config: AgentConfig, timeout: float = 10.0) -> str | None:
+    """Connect with the config's credentials, publish on the agent's probe topic and read it back.
+
+    None when the message came back; else one sentence: refused, unreachable, or denied by the ACL.
+    Uses its own client id, so it never takes over a running agent's session.
+    """
+    cfg = config.mqtt
+    topic = probe_topic(Topics(config.base_topic))
+    check_cfg = dataclasses.replace(cfg, client_id=f"{cfg.client_id or 'edgepipe-' + config.device_id}-check",
+                                    persistent_session=False)
+    client, options = make_client(check_cfg, config.device_id, Message(topic, b"", qos=0))
+    token = uuid.uuid4().hex.encode()
+    outcome: dict[str, str | None] = {}
+    done = threading.Event()
+
+    def on_connect(c: paho.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        if getattr(reason, "is_failure", False):
+            outcome["error"] = f"the broker refused the connection: {reason} (check mqtt.username and password)"
+            done.set()
+            return
+        c.subscribe(topic, qos=1)
+
+    def on_subscribe(c: paho.Client, userdata: object, mid: int, reasons: list, props: object) -> None:
+        if any(getattr(r, "is_failure", False) for r in reasons):
+            outcome["error"] = f"the broker refused the subscription to {topic} (the ACL must let the agent read it)"
+            done.set()
+            return
+        c.publish(topic, token, qos=1)
+
+    def on_message(c: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        if msg.payload == token:
+            outcome["error"] = None
+            done.set()
+
+    client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
+    try:
+        client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive, **options)
+    except (OSError, ValueError) as exc:
+        return f"cannot reach the broker at {cfg.host}:{cfg.port}: {exc}"
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            return (f"a message published on {topic} did not come back within {timeout:.0f} s: the broker's ACL "
+                    f"denies this user ({cfg.username or 'anonymous'}) writing or reading its own topics; mosquitto "
+                    "acknowledges a denied publish, so without this check every alert would vanish silently")
+        return outcome.get("error")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+class AclProbe:
+    """The agent's own round trip after every connect: `ok`, or `denied` (said in `stats` and the log).
+
+    The link subscribes to the probe topic like any input; after each new connection a token
+    is published there (QoS 0) and must come back within `timeout` seconds.
+    """
+
+    def __init__(self, link: Any, topics: Topics, stop: threading.Event, timeout: float = 10.0) -> None:
+        self.link, self.topic, self.stop, self.timeout = link, probe_topic(topics), stop, timeout
+        self.state = "unknown"
+        self._token = b""
+        self._back = threading.Event()
+        link.subscribe(self.topic, self._on_message)
+
+    def _on_message(self, topic: str, payload: bytes, ack: Callable[[], None]) -> None:
+        if payload == self._token:
+            self._back.set()
+        ack()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="acl-probe", daemon=True).start()
+
+    def _run(self) -> None:
+        probed = 0
+        while not self.stop.is_set():
+            if not self.link.connected.wait(1.0) or self.link.connects == probed:
+                self.stop.wait(1.0)
+                continue
+            probed = self.link.connects
+            self._back.clear()
+            self._token = uuid.uuid4().hex.encode()
+            self.link.send(Message(self.topic, self._token, qos=0))
+            came_back = self._back.wait(self.timeout)
+            if self.link.connects != probed:
+                continue  # reconnected meanwhile: probe the new connection
+            self.state = "ok" if came_back else "denied"
+            if not came_back:
+                log.error("acl_denied: a message published on %s did not come back within %.0f s; the broker's ACL "
+                          "denies this user its own topics, and alerts are being dropped by the broker (check "
+                          "deploy/mosquitto/edgepipe.acl and mqtt.username)", self.topic, self.timeout)

@@ -1,0 +1,72 @@
+"""`python -m edge check` fails, with a sentence, on what a valid config can still get wrong; and the agent's
+own round trip says `acl_denied` when the broker silently drops its publishes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+from tests.mqtt_helpers import AgentProcess, Broker, write_config
+from tests.test_edge_isolation import no_tf_env
+
+DENY_ALL = "user edgepipe-test\ntopic read edgepipe/test/cmd/#\n"  # may read its commands, write nothing
+
+
+def check(config: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge", "check", "--config", str(config), *extra], env=no_tf_env(),
+                          cwd=ROOT, capture_output=True, text=True, timeout=90)
+
+
+def test_check_passes_with_a_round_trip_through_the_broker(broker: Broker, tmp_path: Path) -> None:
+    result = check(write_config(tmp_path / "agent.toml", broker.port, '[[sensor]]\nname = "line1"\n'))
+    assert result.returncode == 0, result.stderr
+    assert "broker: ok (published on edgepipe/test/probe and read it back)" in result.stdout
+
+
+def test_check_names_a_bad_state_dir_a_missing_column_and_a_missing_camera(broker: Broker, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    csv = tmp_path / "in.csv"
+    csv.write_text("time,value\n1,2\n")
+    body = (f'[[sensor]]\nname = "s"\nsource = "csv:{csv}:x,y"\n\n'
+            f'[[camera]]\nname = "c"\nsource = "folder:{tmp_path / "nowhere"}"\n')
+    result = check(write_config(tmp_path / "agent.toml", broker.port, body, state_dir=tmp_path / "file" / "state"))
+    assert result.returncode == 2
+    assert "state_dir" in result.stderr and "cannot write there" in result.stderr
+    assert "columns ['x', 'y'] not in the header ['time', 'value']" in result.stderr
+    assert "camera 'c'" in result.stderr and "image folder not found" in result.stderr
+
+
+def test_check_and_the_agent_say_when_the_acl_drops_every_publish(tmp_path: Path) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text(DENY_ALL)
+    broker = Broker(tmp_path / "broker", extra_conf=f"acl_file {acl}\n").start()
+    try:
+        config = write_config(tmp_path / "agent.toml", broker.port, '[[sensor]]\nname = "line1"\n')
+        text = config.read_text().replace('[mqtt]\n', '[mqtt]\nusername = "edgepipe-test"\n')
+        config.write_text(text)
+        result = check(config)
+        assert result.returncode == 2
+        assert "ACL" in result.stderr and "problem:" in result.stderr
+        stats_file = tmp_path / "stats.json"
+        config.write_text(f'stats_file = "{stats_file}"\n' + text)
+        agent = AgentProcess(config)
+        try:
+            deadline_ok = _wait_file(stats_file, lambda s: s.get("acl") == "denied", 40)
+            assert deadline_ok, agent.output()[-2000:]
+            stats = json.loads(stats_file.read_text())
+            assert stats["healthy"] is False and any("acl_denied" in p for p in stats["problems"])
+            assert "acl_denied" in agent.output()
+        finally:
+            agent.stop()
+    finally:
+        broker.stop()
+
+
+def _wait_file(path: Path, predicate, timeout: float) -> bool:
+    from tests.test_reliability import wait_for_stats
+
+    return wait_for_stats(path, predicate, timeout)
+

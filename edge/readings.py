@@ -1,7 +1,7 @@
 """Parsing sensor and series readings from MQTT payloads, CSV lines or stdin.
 
-Accepted: a JSON object `{"ts": ..., "values": [...]}`, a bare JSON array `[...]`, a single
-JSON number, or a CSV line `1.0,2.5`. Anything else -- bytes that are not UTF-8, NaN or
+Accepted: a JSON object `{"ts": ..., "seq": ..., "values": [...]}` (`ts`, `seq` optional), a
+JSON array `[...]`, a single JSON number, or a CSV line `1.0,2.5`. Anything else -- bytes that are not UTF-8, NaN or
 infinity, the wrong number of values, nested structures, oversized payloads -- raises
 `InvalidReading` with a reason a person can act on; the agent counts it, reports it on
 the `error` topic and keeps serving.
@@ -26,6 +26,7 @@ class InvalidReading(ValueError):
 class Reading:
     values: tuple[float, ...]
     ts: Any = None
+    seq: int | None = None  # the sender's own counter, when it numbers its readings: gaps are losses
 
 
 def _number(value: Any, where: str) -> float:
@@ -58,16 +59,24 @@ def _parse_json(text: str) -> Reading:
         data = json.loads(text, parse_constant=lambda c: float(c))  # NaN/Infinity parsed, then refused below
     except (json.JSONDecodeError, RecursionError) as exc:
         raise InvalidReading(f"not valid JSON ({exc})") from None
-    ts = None
+    ts = seq = None
     if isinstance(data, dict):
         if "values" not in data:
             raise InvalidReading(f"JSON object without 'values' (keys: {sorted(data)[:10]})")
-        ts, data = _timestamp(data.get("ts")), data["values"]
+        ts, seq, data = _timestamp(data.get("ts")), _sequence(data.get("seq")), data["values"]
     if isinstance(data, (int, float)) and not isinstance(data, bool):
         data = [data]
     if not isinstance(data, list):
         raise InvalidReading(f"'values' is {type(data).__name__}, expected a list of numbers")
-    return Reading(tuple(_number(v, f"value {i}") for i, v in enumerate(data)), ts)
+    return Reading(tuple(_number(v, f"value {i}") for i, v in enumerate(data)), ts, seq)
+
+
+def _sequence(seq: Any) -> int | None:
+    if seq is None:
+        return None
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
+        raise InvalidReading(f"'seq' is {str(seq)[:40]!r}, expected a whole number >= 0 (the sender's counter)")
+    return seq
 
 
 def _parse_csv(text: str) -> Reading:

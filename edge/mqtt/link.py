@@ -115,15 +115,19 @@ class MqttLink:
             return self._wake.wait_for(lambda: len(self.outbox) == 0 or not self.connected.is_set(), timeout)
 
     # --- sending -------------------------------------------------------------------------
-    def send(self, message: Message) -> None:
+    def send(self, message: Message) -> bool:
+        """QoS 1: into the outbox (raises if the disk refuses it). QoS 0: now, or dropped and counted.
+        True when the message is on its way."""
         if message.qos >= 1:
             self.outbox.put(message.topic, message.payload, message.retain, message.diagnostic)
             with self._wake:
                 self._wake.notify_all()
-        elif self.connected.is_set():
-            self._publish_now(message)
-        else:
+            return True
+        if self.connected.is_set() and self._publish_now(message) is not None:
+            return True
+        if not self.connected.is_set():
             self.dropped_qos0 += 1
+        return False
 
     def _publish_now(self, message: Message) -> paho.MQTTMessageInfo | None:
         """Written to the socket by this thread (paho's non-threaded mode), under the I/O lock."""

@@ -26,7 +26,7 @@ from edge.sources import reading_source
 from edge.sources.feeds import Feed, make_feed
 
 log = logging.getLogger(__name__)
-Send = Callable[[Message], None]
+Send = Callable[[Message], "bool | None"]
 Subscribe = Callable[[str, Callable[[str, bytes, Callable[[], None]], None]], None]
 END = object()  # end of a finite source: drain and stop
 
@@ -67,6 +67,7 @@ class Counters:
     source_errors: int = 0
     duplicates: int = 0  # re-delivered readings already processed (series: ts not after the last one)
     clock_resets: int = 0  # series: time stamps that jumped back further than `backward_reset`
+    lost: int = 0  # readings missing between two the sender numbered (`seq`): lost before they reached us
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -180,6 +181,7 @@ class ReadingPipeline:
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.finished = threading.Event()
         self.lock = threading.Lock()  # held while handling a reading; commands and swaps take it too
+        self.last_seq: int | None = None
         self.outbox_write = publisher.retry(self.component, "queueing a message in the outbox")
         self.thread = threading.Thread(target=self._work, name=f"{self.kind}:{self.name}", daemon=True)
 
@@ -277,3 +279,12 @@ class ReadingPipeline:
 
     def handle(self, payload: bytes | str) -> None:
         raise NotImplementedError
+
+    def count_gaps(self, seq: int | None) -> None:
+        """A sender that numbers its readings lets the agent see losses upstream (a broker queue overflow)."""
+        if seq is None:
+            return
+        if self.last_seq is not None and seq > self.last_seq + 1:
+            self.counters.lost += seq - self.last_seq - 1
+        if self.last_seq is None or seq > self.last_seq:
+            self.last_seq = seq

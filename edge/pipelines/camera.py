@@ -187,11 +187,13 @@ class CameraPipeline:
     def _send_result(self, frame: Frame, classifier: Classifier, raw: np.ndarray, latency_ms: float) -> None:
         try:
             result = classifier.postprocess(raw, latency_ms)
-            self.out.send(messages.classification(
+            if self.out.send(messages.classification(
                 self.out.topics, self.out.device, classifier.ref, self.name, label=result.label,
                 index=result.index, score=result.score, top_k=result.top_k, seq=frame.seq,
-                latency_ms=result.latency_ms, truth=frame.truth))
-            self.counters.published += 1
+                latency_ms=result.latency_ms, truth=frame.truth)):
+                self.counters.published += 1
+            else:
+                self.counters.dropped += 1  # QoS 0 while the broker is away: not published, counted
         except Exception:  # noqa: BLE001 - one bad result must not stop the camera's output
             self.counters.errors += 1
             log.exception("camera %s: could not publish the result of frame %d", self.name, frame.seq)

@@ -65,6 +65,7 @@ class SensorPipeline(ReadingPipeline):
 
     def handle(self, payload: bytes | str) -> None:
         reading = parse_reading(payload, expected=self.model.n_features)
+        self.count_gaps(reading.seq)
         score = self.model.score(np.asarray(reading.values, np.float32))
         if score is None:
             return

@@ -46,6 +46,7 @@ class SeriesPipeline(ReadingPipeline):
 
     def handle(self, payload: bytes | str) -> None:
         reading = parse_reading(payload, expected=1)
+        self.count_gaps(reading.seq)
         verdict = self.clock.judge(reading.ts, self.model.last_ts, time.time())
         if verdict is Verdict.DUPLICATE:
             self.counters.duplicates += 1

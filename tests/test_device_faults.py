@@ -244,3 +244,19 @@ def test_error_flood_neither_evicts_alerts_nor_floods_the_broker(tmp_path: Path)
     assert len(collector.matching("/anomaly")) == 90  # every alert: none evicted by the error reports
     errors = collector.json("/error")
     assert len(errors) <= 10 and described(errors, "sensor/line1") <= 810
+
+
+def test_readings_lost_upstream_are_counted_from_the_senders_seq(broker: Broker, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "agent.toml", broker.port, SENSOR)
+    collector = Collector(broker.port, [f"{BASE}/#"])
+    agent = AgentProcess(config)
+    try:
+        assert collector.wait_for(lambda: collector.matching("/status")[-1:] == [b"online"], 30)
+        sent = [json.dumps({"seq": i, "values": [0.5, 0.1]}) for i in range(20) if i not in (3, 7, 8)]
+        publish(broker.port, f"{BASE}/sensors/line1/reading", sent)
+        assert collector.wait_for(lambda: stats(collector).get("pipelines", {}).get("sensor/line1", {})
+                                  .get("processed") == len(sent), 30)
+    finally:
+        agent.stop()
+        collector.close()
+    assert stats(collector)["pipelines"]["sensor/line1"]["lost"] == 3

@@ -13,10 +13,13 @@ quantizes/dequantizes with each tensor's own scale and zero point.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
-from collections.abc import Mapping
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +117,34 @@ def tensor_specs(details: Mapping[str, Mapping[str, Any]]) -> list[TensorSpec]:
     return specs
 
 
+_NOTICES_SEEN = False
+
+
+@contextlib.contextmanager
+def native_notices_to_log() -> Iterator[None]:
+    """The runtime's C++ side prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to the
+    process's stderr once, with no Python switch to turn it off; on a Pi that line lands in the journal
+    between the agent's own. Around the first interpreter, stderr is caught and its lines are re-logged
+    (INFO lines at DEBUG, anything else as a warning), so nothing is lost and the log stays the agent's."""
+    global _NOTICES_SEEN
+    if _NOTICES_SEEN:
+        yield
+        return
+    _NOTICES_SEEN = True
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode("utf-8", "replace").splitlines():
+                (log.debug if line.startswith("INFO:") else log.warning)("runtime: %s", line)
+
+
 class TFLiteModel:
     """One `.tflite` file, one interpreter, addressed by signature tensor names."""
 
@@ -122,7 +153,9 @@ class TFLiteModel:
         self.path = Path(path)
         self.runtime = runtime or load_runtime()
         try:
-            self.interpreter = self.runtime.interpreter_cls(model_path=str(self.path), num_threads=num_threads)
+            with native_notices_to_log():
+                self.interpreter = self.runtime.interpreter_cls(model_path=str(self.path), num_threads=num_threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ManifestError(f"{self.path}: not a loadable TFLite model ({exc})") from None
         signatures = self.interpreter.get_signature_list()
@@ -131,7 +164,6 @@ class TFLiteModel:
         self.signature = signature or next(iter(signatures))
         if self.signature not in signatures:
             raise ManifestError(f"{self.path}: no signature {self.signature!r} (has {list(signatures)})")
-        self.interpreter.allocate_tensors()
         runner = self.interpreter.get_signature_runner(self.signature)
         in_details, out_details = runner.get_input_details(), runner.get_output_details()
         self.inputs = {s.name: s for s in tensor_specs(in_details)}

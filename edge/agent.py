@@ -52,7 +52,7 @@ def load_models(config: AgentConfig, loader: ModelLoader | None = None) -> dict[
                 models[(section, cfg.name)] = kind.load(cfg, loader)
             except ManifestError:
                 raise
-            except (KeyError, TypeError, ValueError, IndexError) as exc:  # a field of the wrong type or shape
+            except (KeyError, TypeError, ValueError, IndexError, ArithmeticError) as exc:  # a field of a wrong type
                 raise ManifestError(f"{loader.models_dir / 'manifest.json'}: {section} {cfg.name!r}, model "
                                     f"{cfg.model!r}: {type(exc).__name__}: {exc}") from None
     return models

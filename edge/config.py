@@ -24,7 +24,7 @@ __all__ = ["AgentConfig", "ConfigError", "MqttConfig", "OutboxConfig", "load_con
 class MqttConfig:
     host: str = "localhost"
     port: int = setting(1883, ge=1, le=65535)
-    base_topic: str = setting("edgepipe/{device_id}", topic=("device_id",))
+    base_topic: str = setting("edgepipe/{device_id}", topic=("device_id",), empty_ok=False)
     protocol: str = setting("3.1.1", choices=("3.1.1", "5"))
     client_id: str = ""  # default: edgepipe-<device_id>
     keepalive: int = setting(30, ge=5, le=3600)
@@ -40,7 +40,7 @@ class MqttConfig:
     reconnect_max: float = setting(60.0, gt=0)
     discovery: bool = True
     accept_retained: bool = False  # run retained commands/readings (stale after a reconnect) instead of ignoring
-    discovery_prefix: str = setting("homeassistant", topic=())
+    discovery_prefix: str = setting("homeassistant", topic=(), empty_ok=False)
 
     def validate(self) -> None:
         if self.reconnect_min > self.reconnect_max:

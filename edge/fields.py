@@ -35,6 +35,7 @@ class Check:
     name: bool = False  # letters, digits, _ and - (it becomes part of topics)
     topic: tuple[str, ...] | None = None  # an MQTT topic name; the placeholders it may use
     parse: Callable[[str], Any] | None = None  # raises ValueError("expected ...") for a bad value
+    empty_ok: bool = True  # "" means "the default" (a topic derived from the name)
 
     def __call__(self, key: str, value: Any) -> None:
         if value is None or isinstance(value, bool):
@@ -63,7 +64,7 @@ class Check:
     def _text(self, key: str, value: str) -> None:
         if self.name and (not value or not set(value) <= NAME_CHARS):
             raise ConfigError(f"{key}: expected letters, digits, '_' or '-' (used in topics), got {value!r}")
-        if self.topic is not None and value:
+        if self.topic is not None and (value or not self.empty_ok):
             problem = topic_problem(value, self.topic)
             if problem:
                 raise ConfigError(f"{key}: expected an MQTT topic name ({problem}), got {value!r}")
@@ -83,8 +84,8 @@ def topic_problem(topic: str, placeholders: tuple[str, ...] = ()) -> str | None:
         return f"placeholders allowed: {allowed}; {type(exc).__name__}: {exc}"
     if any(c in filled for c in "+#\0"):
         return "no wildcards '+' or '#'"
-    if filled.startswith("$") or "" in filled.split("/"):
-        return "no leading '$', no empty level"
+    if not filled or filled.startswith("$") or "" in filled.split("/"):
+        return "not empty, no leading '$', no empty level"
     if len(filled.encode()) > 1024:
         return "at most 1024 bytes"
     return None
@@ -93,9 +94,9 @@ def topic_problem(topic: str, placeholders: tuple[str, ...] = ()) -> str | None:
 def setting(default: Any = MISSING, *, default_factory: Any = MISSING, ge: float | None = None,
             gt: float | None = None, le: float | None = None, choices: tuple[Any, ...] | None = None,
             name: bool = False, topic: tuple[str, ...] | None = None,
-            parse: Callable[[str], Any] | None = None) -> Any:
+            parse: Callable[[str], Any] | None = None, empty_ok: bool = True) -> Any:
     """A dataclass field carrying its constraint (see `Check`)."""
-    check = Check(ge, gt, le, choices, name, topic, parse)
+    check = Check(ge, gt, le, choices, name, topic, parse, empty_ok)
     return dataclasses.field(default=default, default_factory=default_factory, metadata={"check": check})
 
 

@@ -29,6 +29,26 @@ from edge.state import ForecasterState
 from edge.timestamps import order_key
 
 
+def finite_array(values: Any, where: str, shape: tuple[int, ...] | None = None, nonzero: bool = False) -> np.ndarray:
+    """A manifest's numbers as float32, refused (ValueError naming `where`) unless finite, of the shape
+    the model needs, and non-zero where they divide."""
+    array = np.asarray(values, np.float64)
+    if shape is not None:
+        if array.size != int(np.prod(shape)):
+            raise ValueError(f"{where} has shape {array.shape}, the model needs {shape}")
+        array = array.reshape(shape)
+    if not np.all(np.isfinite(array)) or np.any(np.abs(array) > 3e38) or nonzero and np.any(array == 0):
+        raise ValueError(f"{where} must be finite numbers{' other than 0' if nonzero else ''}")
+    return array.astype(np.float32)
+
+
+def matching_size(value: Any, expected: int, where: str) -> int:
+    """An integer from the manifest that must equal what the model's tensors say."""
+    if isinstance(value, bool) or not isinstance(value, int) or value != expected:
+        raise ValueError(f"{where} is {value!r}, the model's tensors say {expected}")
+    return value
+
+
 class LatencyWindow:
     """The last N invoke latencies of one model, for the p50/p95 in `stats`."""
 
@@ -88,7 +108,10 @@ class Classifier(ModelWrapper):
         self.invert = invert
         self.top_k = top_k
         pre = entry.preprocess
-        self._size = (int(pre["height"]), int(pre["width"]))
+        self._size = (matching_size(pre["height"], self._in_spec.shape[1], "preprocess.height"),
+                      matching_size(pre["width"], self._in_spec.shape[2], "preprocess.width"))
+        finite_array(pre["pixel_offset"], "preprocess.pixel_offset")
+        finite_array(pre["pixel_scale"], "preprocess.pixel_scale", nonzero=True)
         # A uint8 grayscale frame at the model's size (a Pi camera set to it, a replay file) needs no
         # resize, so each of the 256 gray levels maps to one input value: one table lookup per frame
         # instead of five array passes. Built with the same functions as the general path: bit-exact.
@@ -134,10 +157,13 @@ class AnomalyScorer(ModelWrapper):
     def __init__(self, entry: ModelEntry, model: TFLiteModel) -> None:
         super().__init__(entry, model)
         pre = entry.preprocess
-        self.features: list[str] = list(pre["features"])
-        self.window = int(pre["window"])
-        self.offset = np.asarray(pre["offset"], np.float32)
-        self.scale = np.asarray(pre["scale"], np.float32)
+        self.features: list[str] = [str(f) for f in pre["features"]]
+        inputs = int(np.prod(entry.inputs[0].shape))
+        self.window = matching_size(pre["window"], inputs // max(1, len(self.features)), "preprocess.window")
+        if not self.features or self.window * len(self.features) != inputs:
+            raise ValueError(f"{len(self.features)} features x window {self.window} is not the model's {inputs} inputs")
+        self.offset = finite_array(pre["offset"], "preprocess.offset", (len(self.features),))
+        self.scale = finite_array(pre["scale"], "preprocess.scale", (len(self.features),), nonzero=True)
         self._recent: collections.deque[np.ndarray] = collections.deque(maxlen=self.window)
 
     @property
@@ -173,13 +199,16 @@ class Forecaster(ModelWrapper):
     def __init__(self, entry: ModelEntry, model: TFLiteModel, state_path: Path | None = None) -> None:
         super().__init__(entry, model)
         pre, post = entry.preprocess, entry.postprocess
-        self.look_back = int(pre["look_back"])
+        self.look_back = matching_size(pre["look_back"], model.inputs[pre.get("input", "x")].shape[1],
+                                       "preprocess.look_back")
         self.transform = SeriesTransform.from_manifest(pre)
         spec = post["state"]
         self.state_inputs: list[str] = list(spec["inputs"])
         self.state_outputs: list[str] = list(spec["outputs"])
         self.state_shape = tuple(spec["shape"])
-        self.initial = [np.asarray(v, np.float32).reshape(self.state_shape) for v in spec["initial"]]
+        self.initial = [finite_array(v, "postprocess.state.initial", self.state_shape) for v in spec["initial"]]
+        finite_array(self.transform.offset, "preprocess.offset")
+        finite_array(self.transform.scale, "preprocess.scale", nonzero=True)
         self.x_name = pre.get("input", "x")
         self.y_name = post.get("output", "y")
         self.store = ForecasterState(state_path, entry.sha256) if state_path else None

@@ -120,7 +120,8 @@ class AgentProcess:
         self.log_path = config.with_suffix(".log")
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config), *extra],
-                                     env={**no_tf_env(), **(env or {})}, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**no_tf_env(), **(env or {})}, cwd=ROOT, stdout=self.log,
+                                     stderr=subprocess.STDOUT,
                                      stdin=stdin)
         AgentProcess.started.append(self)
 

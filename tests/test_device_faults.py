@@ -184,7 +184,7 @@ def test_retained_command_is_ignored_counted_and_reported_once(broker: Broker, t
         seen = len(collector.matching("/stats"))
         agent = AgentProcess(config)
         assert collector.wait_for(lambda: collector.matching("/status")[-1:] == [b"online"], 30)
-        assert collector.wait_for(lambda: any(s["retained_ignored"] == 1 for s in collector.json("/stats")[seen:]),
+        assert collector.wait_for(lambda n=seen: any(s["retained_ignored"] == 1 for s in collector.json("/stats")[n:]),
                                   30), stats(collector)
         assert agent.stop() == 0
     collector.close()
@@ -226,7 +226,8 @@ def test_threshold_infinity_is_refused_and_a_commanded_one_survives_reload_and_r
 def test_error_flood_neither_evicts_alerts_nor_floods_the_broker(tmp_path: Path) -> None:
     broker = Broker(tmp_path / "broker")  # down while the readings arrive on stdin
     config = write_config(tmp_path / "agent.toml", broker.port,
-                          '[[sensor]]\nname = "line1"\nsource = "stdin"\nthreshold = 1e-12\n\n[outbox]\nmax_messages = 100\n')
+                          '[[sensor]]\nname = "line1"\nsource = "stdin"\nthreshold = 1e-12\n\n'
+                          '[outbox]\nmax_messages = 100\n')
     lines = []
     for i in range(900):
         lines.append("[0.5, 0.1]" if i % 10 == 0 else "[NaN, 1]")  # 90 alerts among 810 bad readings

@@ -1,0 +1,245 @@
+"""The hostile-input campaign: over 5,000 drawn cases (hypothesis, derandomized) across readings, time stamps,
+commands, config values and manifests, with an oracle for each, and the agent's invariants checked as they go:
+it answers a command within 2 s, every accepted alert arrives exactly once by `id`, no payload breaks its schema,
+no traceback reaches the log, resident memory stays flat. `make soak` runs the same campaign ten times larger."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import paho.mqtt.client as paho
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.agent import load_models
+from edge.config import ConfigError, parse_config
+from edge.manifest import ManifestError
+from edge.sysinfo import resident_mb
+from tests.conftest import MODELS_DIR, ROOT
+from tests.mqtt_helpers import AgentProcess, Broker, Collector, write_config
+
+BASE = "edgepipe/test"
+SCALE = int(os.environ.get("EDGEPIPE_SOAK", "1"))  # `make soak`: 10
+CAMPAIGN = settings(derandomize=True, database=None, deadline=None,
+                    suppress_health_check=list(HealthCheck))
+SCHEMAS = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.json")}
+TOPIC_SCHEMA = {"/anomaly": "anomaly", "/error": "error", "/stats": "stats", "/result": "command_result"}
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=32)
+hostile_numbers = st.one_of(finite, st.floats(), st.integers(-10**40, 10**40), st.sampled_from(
+    [0, -0.0, 1e-320, 1e308, -1e308, 2**63, -(2**63) - 1]))
+hostile_ts = st.one_of(st.none(), hostile_numbers, st.text(max_size=80), st.booleans(),
+                       st.datetimes().map(lambda d: d.isoformat()),
+                       st.floats(-1e10, 1e11).map(lambda offset: time.time() + offset))
+json_junk = st.recursive(st.none() | st.booleans() | hostile_numbers | st.text(max_size=12),
+                         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                     max_size=4), max_leaves=12)
+
+
+def raw(value: Any) -> bytes:
+    return json.dumps(value, allow_nan=True).encode()
+
+
+readings = st.one_of(
+    st.fixed_dictionaries({"ts": hostile_ts, "values": st.lists(hostile_numbers, min_size=0, max_size=4)}).map(raw),
+    st.fixed_dictionaries({"seq": json_junk, "values": st.lists(finite, min_size=2, max_size=2)}).map(raw),
+    st.lists(hostile_numbers, max_size=3).map(raw),
+    json_junk.map(raw), st.binary(max_size=100),
+    st.integers(1, 3000).map(lambda depth: b"[" * depth + b"]" * depth),  # deeply nested
+)
+commands = st.tuples(
+    st.sampled_from(["threshold", "reset", "reload", "calibrate", "x" * 300, "reset/extra"]),
+    st.one_of(
+        st.fixed_dictionaries({"id": json_junk, "sensor": st.sampled_from(["line1", "nope", 5, None]),
+                               "threshold": hostile_numbers}).map(raw),
+        st.fixed_dictionaries({"id": st.text(max_size=400), "series": json_junk}).map(raw),
+        json_junk.map(raw), st.binary(max_size=60),
+        st.integers(1, 5000).map(lambda depth: b'{"a":' * depth + b"1" + b"}" * depth),
+    ))
+
+
+def test_hostile_campaign_through_the_broker(broker: Broker, tmp_path: Path) -> None:
+    """4,000 x SCALE readings, time stamps and commands at a running agent, invariants checked every 500."""
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          '[[sensor]]\nname = "line1"\nthreshold = 1e-12\n\n[[series]]\nname = "airline"\n',
+                          top="error_interval = 0.5\n")
+    collector = Collector(broker.port, [f"{BASE}/#"])
+    agent = AgentProcess(config)
+    sender = paho.Client(CallbackAPIVersion.VERSION2)
+    sender.connect("127.0.0.1", broker.port)
+    sender.loop_start()
+    sent = {"cases": 0, "good_readings": 0}
+    rss: list[float] = []
+    try:
+        assert collector.wait_for(lambda: collector.matching("/status")[-1:] == [b"online"], 30), agent.output()
+
+        def invariants() -> None:
+            asked = f"probe-{sent['cases']}"
+            before = time.monotonic()
+            sender.publish(f"{BASE}/cmd/reset", raw({"id": asked, "series": "airline"}), qos=1)
+            assert collector.wait_for(lambda: any(r.get("request_id") == asked
+                                                  for r in collector.json("/cmd/reset/result")), 30)
+            answered = time.monotonic() - before
+            assert answered < 2.0 or sent["cases"] == 0, f"a command took {answered:.1f} s to answer"
+            if (mb := resident_mb(agent.proc.pid)) is not None:
+                rss.append(mb)
+
+        @settings(CAMPAIGN, max_examples=1500 * SCALE)
+        @given(st.sampled_from(["sensor", "series"]), readings)
+        def send_reading(kind: str, payload: bytes) -> None:
+            topic = f"{BASE}/sensors/line1/reading" if kind == "sensor" else f"{BASE}/series/airline/reading"
+            sender.publish(topic, payload, qos=1).wait_for_publish(10)
+            sent["cases"] += 1
+            if sent["cases"] % 500 == 0:
+                invariants()
+
+        @settings(CAMPAIGN, max_examples=1000 * SCALE)
+        @given(hostile_ts, finite)
+        def send_timestamp(ts: Any, value: float) -> None:
+            sender.publish(f"{BASE}/series/airline/reading", raw({"ts": ts, "values": [abs(value) + 1]}),
+                           qos=1).wait_for_publish(10)
+            sent["cases"] += 1
+            if sent["cases"] % 500 == 0:
+                invariants()
+
+        @settings(CAMPAIGN, max_examples=1000 * SCALE)
+        @given(commands)
+        def send_command(command: tuple[str, bytes]) -> None:
+            sender.publish(f"{BASE}/cmd/{command[0]}", command[1], qos=1).wait_for_publish(10)
+            sent["cases"] += 1
+
+        invariants()
+        send_reading()
+        send_timestamp()
+        send_command()
+        # known good alerts after all that (the drawn commands may have set any valid threshold: reset it first)
+        sender.publish(f"{BASE}/cmd/reset", raw({"id": "back", "sensor": "line1"}), qos=1).wait_for_publish(10)
+        assert collector.wait_for(lambda: any(r.get("request_id") == "back" and r["ok"]
+                                              for r in collector.json("/cmd/reset/result")), 30)
+        for i in range(50):
+            sender.publish(f"{BASE}/sensors/line1/reading", raw({"ts": 10**6 + i, "values": [0.5, 0.25]}),
+                           qos=1).wait_for_publish(10)
+            sent["good_readings"] += 1
+        assert collector.wait_for(lambda: sum(1 for a in collector.json("/anomaly")
+                                              if isinstance(a.get("reading_ts"), int)
+                                              and a["reading_ts"] >= 10**6) >= 50, 60)
+        invariants()
+    finally:
+        sender.loop_stop()
+        sender.disconnect()
+        code = agent.stop()
+        collector.close()
+    assert sent["cases"] >= 3500 * SCALE
+    assert code == 0
+    output = agent.output()
+    assert "Traceback" not in output, output[output.index("Traceback") - 500:][:3000]
+    good = [a for a in collector.json("/anomaly") if isinstance(a.get("reading_ts"), int) and a["reading_ts"] >= 10**6]
+    assert sorted(a["reading_ts"] for a in good) == list(range(10**6, 10**6 + 50))  # exactly once each
+    assert len({a["id"] for a in collector.json("/anomaly")}) == len(collector.json("/anomaly"))
+    for suffix, schema in TOPIC_SCHEMA.items():
+        for topic, payload, _ in collector.messages:
+            if topic.endswith(suffix):
+                jsonschema.validate(json.loads(payload), SCHEMAS[schema])
+    assert max(rss) - min(rss) < 25, rss  # flat: no growth with the number of hostile inputs
+
+
+# --- config values, with an oracle: accepted exactly when valid ---------------------------------------------------
+RULES: dict[tuple[str, ...], Any] = {  # key -> whether a value must be accepted
+    ("stats_interval",): lambda v: _number(v) and math.isfinite(v) and v > 0,
+    ("queue_size",): lambda v: _int(v) and 1 <= v <= 1_000_000,
+    ("mqtt", "port"): lambda v: _int(v) and 1 <= v <= 65535,
+    ("mqtt", "reconnect_min"): lambda v: _number(v) and math.isfinite(v) and 0 < v <= 60,
+    ("mqtt", "keepalive"): lambda v: _int(v) and 5 <= v <= 3600,
+    ("mqtt", "base_topic"): lambda v: isinstance(v, str) and _topic(v.replace("{device_id}", "x")) and
+    v.replace("{device_id}", "") .count("{") == 0 and v.replace("{device_id}", "").count("}") == 0,
+    ("sensor", 0, "threshold"): lambda v: _number(v) and math.isfinite(v) and v > 0,
+    ("sensor", 0, "rate"): lambda v: _number(v) and math.isfinite(v) and v >= 0,
+    ("camera", 0, "fps"): lambda v: _number(v) and math.isfinite(v) and v >= 0,
+    ("series", 0, "future_tolerance"): lambda v: _number(v) and math.isfinite(v) and v > 0,
+}
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and (not isinstance(v, int) or abs(v) < 2**1000)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _topic(v: str) -> bool:
+    return bool(v) and not any(c in v for c in "+#\0") and not v.startswith("$") and "" not in v.split("/") \
+        and len(v.encode()) <= 1024
+
+
+config_values = st.one_of(st.floats(), st.integers(-10**6, 10**6), st.booleans(), st.text(max_size=20),
+                          st.sampled_from(["edgepipe/{device_id}", "a/+/b", "x/#", "{nope}", "a//b", "$SYS/x", "{0}",
+                                           "edgepipe/{device_id}/{device_id}", "ok/topic"]))
+
+
+@settings(CAMPAIGN, max_examples=800 * SCALE)
+@given(st.sampled_from(sorted(RULES, key=str)), config_values)
+def test_config_value_is_accepted_exactly_when_valid(key: tuple, value: Any) -> None:
+    data: dict[str, Any] = {"camera": [{"name": "c", "source": "picamera2"}], "sensor": [{"name": "s"}],
+                            "series": [{"name": "a"}]}
+    node = data
+    for part in key[:-1]:
+        node = node.setdefault(part, {}) if isinstance(part, str) else node[part]
+    node[key[-1]] = value
+    if key == ("mqtt", "reconnect_min"):
+        data["mqtt"]["reconnect_max"] = 60.0
+    try:
+        parse_config(data)
+        accepted = True
+    except ConfigError as exc:
+        accepted = False
+        assert str(key[-1]) in str(exc)
+    assert accepted == bool(RULES[key](value)), (key, value)
+
+
+# --- manifests: a mutated manifest is a ManifestError naming the problem, never anything else ---------------------
+MANIFEST = json.loads((MODELS_DIR / "manifest.json").read_text())
+PATHS = [("models", name, *rest) for name in ("autoencoder", "lstm", "cnn") for rest in (
+    ("postprocess", "threshold"), ("preprocess", "offset"), ("preprocess", "scale"), ("preprocess", "window"),
+    ("preprocess", "features"), ("postprocess", "labels"), ("postprocess", "state"), ("preprocess", "look_back"),
+    ("inputs", 0, "shape"), ("outputs", 0, "scale"), ("file",), ("sha256",), ("task",))]
+
+
+@pytest.fixture(scope="module")
+def models_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("models")
+    for path in MODELS_DIR.glob("*.tflite"):
+        (folder / path.name).symlink_to(path)
+    return folder
+
+
+@settings(CAMPAIGN, max_examples=700 * SCALE)
+@given(st.sampled_from(PATHS), json_junk)
+def test_mutated_manifest_is_refused_with_a_reason_or_runs(models_copy: Path, path: tuple, value: Any) -> None:
+    data = copy.deepcopy(MANIFEST)
+    node = data
+    for part in path[:-1]:
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and \
+                part < len(node):
+            node = node[part]
+        else:
+            return
+    if isinstance(node, (dict, list)):
+        node[path[-1]] = value
+    (models_copy / "manifest.json").write_text(json.dumps(data, allow_nan=True))
+    pipeline = {"autoencoder": {"sensor": [{"name": "s"}]}, "lstm": {"series": [{"name": "a"}]},
+                "cnn": {"camera": [{"name": "c", "source": "picamera2"}]}}[path[1]]
+    config = parse_config({"models_dir": str(models_copy), "state_dir": str(models_copy / "state"), **pipeline})
+    try:
+        load_models(config)
+    except ManifestError as exc:
+        assert str(exc)

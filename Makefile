@@ -6,7 +6,7 @@ PROFILE ?= default
 # tflite-runtime 2.14 (the runtime of older Pi images) needs numpy<2: it gets a venv of its own
 VENV_TFLITE ?= .venv-tflite214
 
-.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test lint clean bench
+.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test soak lint clean bench
 
 # The edge side end to end on shipped data: no TensorFlow, the committed models, a real broker.
 demo: venv-demo
@@ -63,6 +63,10 @@ evaluate: venv
 test: venv
 	-$(MAKE) --no-print-directory venv-tflite
 	$(BIN)/python -m pytest -q
+
+# The hostile-input campaign ten times larger (about 50,000 cases; 20-40 minutes on 2 cores).
+soak: venv
+	EDGEPIPE_SOAK=10 $(BIN)/python -m pytest -q tests/test_hostile.py tests/test_device_faults.py
 
 lint: venv
 	$(BIN)/ruff check edge training tests

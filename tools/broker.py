@@ -59,7 +59,9 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
 class Mosquitto:
     """A mosquitto process of our own, with persistence so persistent sessions survive restarts."""
 
-    def __init__(self, workdir: Path, extra_conf: str = "", listener: str | None = None) -> None:
+    def __init__(self, workdir: Path, extra_conf: str = "", listener: str | None = None,
+                 save_every_change: bool = True) -> None:
+        """`save_every_change=False`: saved only at a clean stop, so a SIGKILL forgets what came since."""
         binary = find_mosquitto()
         if binary is None:
             raise RuntimeError("mosquitto is not installed: `apt-get install mosquitto`")
@@ -71,7 +73,8 @@ class Mosquitto:
         self.conf.write_text(
             (listener or f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
             # save on every change (subscription, queued message): a SIGKILL then loses no session
-            + f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\nautosave_on_changes true\n"
+            + f"persistence true\npersistence_location {workdir}/\n"
+            + ("autosave_interval 1\nautosave_on_changes true\n" if save_every_change else "autosave_interval 3600\n")
             + f"log_dest file {workdir}/mosquitto.log\n"
             # started as root, mosquitto drops to user `mosquitto`, which cannot write our files:
             # no persistence, no log. Stay the user that runs us.

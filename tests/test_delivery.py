@@ -1,0 +1,126 @@
+"""Delivery promises tested at the moment that needs them: the replay window after a broker that forgot what it
+acknowledged, the outbox holding alerts through an outage and a clean stop, a reading queue that overflows, and
+a persistent session over MQTT 5. Each test fails when its safeguard is removed (docs/testing.md)."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, write_config
+from tests.test_reliability import wait_for_stats
+
+BASE = "edgepipe/test"
+ALERTING = '[[sensor]]\nname = "line1"\nthreshold = 1e-12\n'  # every reading is an alert: the set is exact
+
+
+def readings(start: int, count: int) -> list[str]:
+    return [json.dumps({"ts": i, "values": [0.5, 0.25]}) for i in range(start, start + count)]
+
+
+def alert_ts(collector: Collector) -> set[int]:
+    return {m["reading_ts"] for m in collector.json("/anomaly")}
+
+
+def test_alerts_a_crashed_broker_forgot_are_sent_again_from_the_replay_window(tmp_path: Path) -> None:
+    """The broker PUBACKs 20 alerts and queues them for an offline subscriber, in memory only; SIGKILLed,
+    it restarts without them. Only the agent's replay window brings them back -- every time, not by luck."""
+    broker = Broker(tmp_path / "broker", save_every_change=False).start()
+    stats_file = tmp_path / "stats.json"
+    watcher = Collector(broker.port, [f"{BASE}/sensors/+/anomaly"], client_id="watcher", clean=False)
+    watcher.close()  # its persistent session (the subscription) ...
+    broker.restart()  # ... saved by a clean stop; from here on the broker saves nothing until it stops cleanly
+    config = write_config(tmp_path / "agent.toml", broker.port, ALERTING, stats_file=stats_file)
+    agent = AgentProcess(config)
+    try:
+        assert wait_for_stats(stats_file, lambda s: s["connected"], 30), agent.output()
+        publish(broker.port, f"{BASE}/sensors/line1/reading", readings(0, 20))
+        assert wait_for_stats(stats_file, lambda s: s["pipelines"]["sensor/line1"]["published"] == 20
+                              and s["outbox_depth"] == 0, 30)  # all 20 acknowledged by the broker
+        broker.stop(kill=True)  # it forgets the 20 it queued for the watcher
+        broker.start()
+        assert wait_for_stats(stats_file, lambda s: s["connects"] >= 2 and s["outbox_depth"] == 0, 30)
+        watcher = Collector(broker.port, [f"{BASE}/sensors/+/anomaly"], client_id="watcher", clean=False)
+        assert watcher.wait_for(lambda: alert_ts(watcher) == set(range(20)), 15), (alert_ts(watcher),
+                                                                                    agent.output()[-2000:])
+        watcher.close()
+    finally:
+        agent.stop()
+        broker.stop()
+    assert "re-sending 20 message(s)" in agent.output()
+
+
+def test_outbox_holds_the_alerts_through_an_outage_and_a_clean_stop(tmp_path: Path) -> None:
+    """With the broker away the alerts wait in the outbox (its depth is seen in the stats file), a clean stop
+    keeps them, and the next start delivers every one."""
+    broker = Broker(tmp_path / "broker")  # not started yet
+    stats_file = tmp_path / "stats.json"
+    csv = tmp_path / "line.csv"
+    csv.write_text("x,y\n" + "".join("0.5,0.25\n" for _ in range(30)))
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          f'[[sensor]]\nname = "line1"\nsource = "csv:{csv}"\nrate = 0\nthreshold = 1e-12\n',
+                          stats_file=stats_file)
+    agent = AgentProcess(config)
+    assert wait_for_stats(stats_file, lambda s: s["outbox_depth"] == 30 and not s["connected"], 30), agent.output()
+    assert agent.stop(signal.SIGTERM) == 0  # a clean stop with the broker down
+    assert "30 message(s) left in the outbox" in agent.output()
+    broker.start()
+    collector = Collector(broker.port, [f"{BASE}/sensors/+/anomaly"])
+    # the next start (same state dir) takes its readings from MQTT: what arrives is the outbox's alone
+    agent = AgentProcess(write_config(tmp_path / "again.toml", broker.port, ALERTING))
+    try:
+        assert collector.wait_for(lambda: len(collector.matching("/anomaly")) >= 30, 30), agent.output()
+    finally:
+        agent.stop()
+        collector.close()
+        broker.stop()
+    assert sorted(m["seq"] for m in collector.json("/anomaly")) == list(range(30))
+
+
+def test_a_reading_queue_that_overflows_counts_what_gave_way(broker: Broker, tmp_path: Path) -> None:
+    """`queue_size = 1` and a burst: the oldest waiting readings give way, and each is counted as dropped, so
+    received = processed + dropped (nothing vanishes uncounted)."""
+    stats_file = tmp_path / "stats.json"
+    config = write_config(tmp_path / "agent.toml", broker.port, ALERTING, stats_file=stats_file,
+                          top="queue_size = 1\n")
+    agent = AgentProcess(config)
+    sender = paho.Client(CallbackAPIVersion.VERSION2)
+    try:
+        assert wait_for_stats(stats_file, lambda s: s["connected"], 30), agent.output()
+        sender.connect("127.0.0.1", broker.port)
+        sender.loop_start()
+        infos = [sender.publish(f"{BASE}/sensors/line1/reading", r, qos=0) for r in readings(0, 2000)]
+        for info in infos:
+            info.wait_for_publish(10)
+
+        def settled(s: dict) -> bool:
+            p = s["pipelines"]["sensor/line1"]
+            return p["received"] == 2000 and p["processed"] + p["dropped"] == 2000
+
+        assert wait_for_stats(stats_file, settled, 60), stats_file.read_text()
+    finally:
+        sender.loop_stop()
+        sender.disconnect()
+        agent.stop()
+    counters = json.loads(stats_file.read_text())["pipelines"]["sensor/line1"]
+    assert counters["dropped"] > 0 and counters["processed"] == counters["published"]
+
+
+def test_mqtt5_persistent_session_keeps_readings_while_the_agent_is_away(broker: Broker, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "agent.toml", broker.port, ALERTING)
+    config.write_text(config.read_text().replace("[mqtt]\n", '[mqtt]\nprotocol = "5"\n'))
+    collector = Collector(broker.port, [f"{BASE}/#"])
+    agent = AgentProcess(config)
+    try:
+        assert collector.wait_for(lambda: collector.matching("/status")[-1:] == [b"online"], 30)
+        assert agent.stop() == 0
+        publish(broker.port, f"{BASE}/sensors/line1/reading", readings(0, 10))  # nobody is listening ...
+        agent = AgentProcess(config)  # ... but the broker kept them for the agent's session
+        assert collector.wait_for(lambda: alert_ts(collector) >= set(range(10)), 30), agent.output()
+    finally:
+        agent.stop()
+        collector.close()

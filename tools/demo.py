@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.cli import describe
 from edge.config import parse_config
+from edge.watch import describe
 from tools.broker import Mosquitto, find_mosquitto, listening, start_embedded
 
 log = logging.getLogger("tools.demo")

@@ -19,6 +19,7 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 ONLINE, OFFLINE = b"online", b"offline"
+ON, OFF = b"ON", b"OFF"
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,12 @@ def anomaly(topics: Topics, device: str, model: dict[str, str], sensor: str, *, 
               "values": values, "window": window, "seq": seq, "changed": changed, "reading_ts": reading_ts}
     payload = _json(envelope(device, model, qos1=True, **fields))
     return Message(topics.path("sensors", sensor, "anomaly"), payload, qos=1)
+
+
+def sensor_state(topics: Topics, sensor: str, active: bool) -> Message:
+    """A sensor's current state, plain `ON`/`OFF`, retained: what its Home Assistant binary sensor shows,
+    known from the agent's start on (not only from the first anomaly)."""
+    return Message(topics.path("sensors", sensor, "state"), ON if active else OFF, qos=1, retain=True)
 
 
 def forecast(topics: Topics, device: str, model: dict[str, str], series: str, *, observed: float,

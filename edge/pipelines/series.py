@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from edge.fields import setting
 from edge.models import Forecaster
 from edge.mqtt import messages
 from edge.mqtt.discovery import entity
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SeriesConfig(ReadingConfig):
     model: str = "lstm"
+    unit: str = setting("")  # the series' unit (e.g. "passengers", "°C"): Home Assistant's unit_of_measurement
 
 
 class SeriesPipeline(ReadingPipeline):
@@ -71,9 +73,11 @@ def build(cfg: SeriesConfig, forecaster: Forecaster, wiring: Wiring) -> SeriesPi
     return SeriesPipeline(cfg, forecaster, wiring.publisher, wiring.queue_size)
 
 
-def discovery(prefix: str, topics: messages.Topics, device: str, name: str) -> list[messages.Message]:
-    return [entity(prefix, "sensor", device, f"{name}_forecast", topics, topics.path("forecast", name),
-                   value_template="{{ value_json.forecast }}")]
+def discovery(prefix: str, topics: messages.Topics, device: str, cfg: SeriesConfig) -> list[messages.Message]:
+    """A numeric sensor (`state_class: measurement`, so Home Assistant keeps long-term statistics)."""
+    unit = {"unit_of_measurement": cfg.unit} if cfg.unit else {}
+    return [entity(prefix, "sensor", device, f"{cfg.name}_forecast", topics, topics.path("forecast", cfg.name),
+                   value_template="{{ value_json.forecast }}", state_class="measurement", **unit)]
 
 
 KIND = PipelineKind("series", SeriesConfig, load, build, discovery)

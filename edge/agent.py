@@ -19,6 +19,7 @@ from edge.config import AgentConfig
 from edge.fileio import atomic_write
 from edge.manifest import ManifestError
 from edge.mqtt import messages
+from edge.mqtt.homeassistant import HomeAssistant
 from edge.mqtt.link import MqttLink
 from edge.mqtt.messages import Topics
 from edge.mqtt.outbox import Outbox
@@ -80,14 +81,8 @@ class Agent:
                                   for feed in p.attach(self.link.subscribe)]
         self.link.subscribe(self.topics.command("+"), self.commands.on_message)
         self.acl = AclProbe(self.link, self.topics, self.stop_event)
-        self.link.on_connect_messages = self._discovery
-
-    def _discovery(self) -> list[messages.Message]:
-        """Home Assistant discovery configs, re-sent on every connect (retained)."""
-        if not self.config.mqtt.discovery:
-            return []
-        return [message for p in self.pipelines for message in kinds()[p.kind].discovery(
-            self.config.mqtt.discovery_prefix, self.topics, self.config.device_id, p.name)]
+        self.homeassistant = HomeAssistant(config, self.topics, lambda: self.pipelines, self.link.send)
+        self.link.on_connect_messages = self.homeassistant.on_connect_messages  # configs + states, every connect
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -100,6 +95,7 @@ class Agent:
         if self.outbox.rearmed_at_start:
             log.warning("the last run ended uncleanly: re-sending the %d message(s) acknowledged in its last %.0f s",
                         self.outbox.rearmed_at_start, self.outbox.replay_window)
+        self.homeassistant.start(self.link.subscribe)  # clear removed entities; answer HA's birth message
         self.link.start()
         # Give the broker a moment before the first results: QoS 0 classes sent before the connection
         # would be dropped. Without a broker the agent starts anyway (alerts wait in the outbox).

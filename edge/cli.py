@@ -1,10 +1,9 @@
-"""`python -m edge {run,check,subscribe}`: the agent, a pre-flight check, and a readable subscriber."""
+"""`python -m edge {run,check,subscribe}`: argument parsing and wiring for the agent, its pre-flight check and
+the readable subscriber (`edge.watch`)."""
 
 from __future__ import annotations
 
 import argparse
-import collections
-import json
 import logging
 import signal
 import sys
@@ -48,10 +47,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="no broker round trip (systemd's pre-start check: the agent starts without a broker)")
     subscribe = sub.add_parser("subscribe", help="print alerts, forecasts and classes as they arrive")
     subscribe.add_argument("--host", default="localhost")
-    subscribe.add_argument("--port", type=int, default=1883)
+    subscribe.add_argument("--port", type=int, help="default 1883, or 8883 with TLS")
     subscribe.add_argument("--base", default="edgepipe/+", help="base topic of the device(s) to watch")
     subscribe.add_argument("--username")
-    subscribe.add_argument("--password")
+    subscribe.add_argument("--password-file", type=Path,
+                           help="file whose first line is the password (or set $EDGEPIPE_MQTT_PASSWORD)")
+    subscribe.add_argument("--password", help="visible to every user in `ps`: prefer --password-file")
+    subscribe.add_argument("--tls", action="store_true", help="TLS with the system's CAs (see --ca-file)")
+    subscribe.add_argument("--ca-file", type=Path, help="CA certificate of the broker (implies --tls)")
+    subscribe.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the broker's answer")
     subscribe.add_argument("--count", type=int, help="exit after this many messages")
     subscribe.add_argument("--json", action="store_true", help="print raw JSON lines instead of text")
     return parser.parse_args(argv)
@@ -119,95 +123,12 @@ def print_model(who: str, entry: Any) -> None:
             print(f"    {kind} {t.name}: {t.dtype}{list(t.shape)}{quant}")
 
 
-def describe(topic: str, payload: bytes) -> str:
-    """One readable line for a person watching the broker."""
-    text = payload.decode("utf-8", "replace")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return f"{topic}: {text}"
-    if not isinstance(data, dict):
-        return f"{topic}: {text}"
-    ts = str(data.get("ts", ""))[11:19]
-    if "/anomaly" in topic:
-        flag = "ANOMALY" if data.get("is_anomaly") else "normal "
-        return (f"{ts} {flag} sensor {data.get('sensor')}: score {data.get('score', 0):.5f} "
-                f"(threshold {data.get('threshold', 0):.5f}) values {data.get('values')}")
-    if "/forecast/" in topic:
-        return (f"{ts} forecast {data.get('series')} step {data.get('step')}: observed {data.get('observed'):.1f}, "
-                f"next {data.get('forecast'):.1f}")
-    if topic.endswith("/class"):
-        truth = f" (truth {data['truth']})" if "truth" in data else ""
-        return (f"{ts} camera {data.get('camera')} frame {data.get('seq')}: {data.get('label')} "
-                f"{100 * data.get('score', 0):.0f}%{truth}")
-    if topic.endswith("/error"):
-        return f"{ts} ERROR {data.get('component')}: {data.get('reason')}"
-    if "/cmd/" in topic and topic.endswith("/result"):
-        return f"{ts} command {data.get('action')}: {'ok' if data.get('ok') else 'failed: ' + str(data.get('error'))}"
-    if topic.endswith("/stats"):
-        return f"{ts} stats: up {data.get('uptime_s')} s, outbox {data.get('outbox_depth')}"
-    return f"{topic}: {text}"
-
-
-def _repeat(payload: bytes, seen: collections.OrderedDict[str, None], keep: int = 10000) -> bool:
-    """True for a QoS 1 message whose `id` was printed already (the last `keep` ids are remembered)."""
-    try:
-        message_id = json.loads(payload).get("id")
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        return False
-    if not isinstance(message_id, str):
-        return False
-    if message_id in seen:
-        return True
-    seen[message_id] = None
-    if len(seen) > keep:
-        seen.popitem(last=False)
-    return False
-
-
 def cmd_subscribe(args: argparse.Namespace) -> int:
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
+    from edge.watch import WatchOptions, watch
 
-    done = threading.Event()
-    seen = [0]
-
-    def on_connect(client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        if reason.is_failure:
-            print(f"broker refused the connection: {reason}", file=sys.stderr)
-            done.set()
-            return
-        client.subscribe(f"{args.base}/#", qos=1)
-
-    seen_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
-
-    def on_message(client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        if _repeat(msg.payload, seen_ids):
-            return  # at-least-once delivery: the same `id` again
-        try:
-            line = json.dumps({"topic": msg.topic, "payload": msg.payload.decode("utf-8", "replace")}) \
-                if args.json else describe(msg.topic, msg.payload)
-        except (TypeError, ValueError, KeyError):  # a payload that is not what its topic promises
-            line = f"{msg.topic}: {msg.payload[:200].decode('utf-8', 'replace')}"
-        print(line, flush=True)
-        seen[0] += 1
-        if args.count and seen[0] >= args.count:
-            done.set()
-
-    client = paho.Client(CallbackAPIVersion.VERSION2)
-    if args.username:
-        client.username_pw_set(args.username, args.password)
-    client.on_connect, client.on_message = on_connect, on_message
-    client.connect(args.host, args.port)
-    client.loop_start()
-    try:
-        while not done.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    client.loop_stop()
-    client.disconnect()
-    return 0
+    return watch(WatchOptions(host=args.host, port=args.port, base=args.base, username=args.username,
+                              password=args.password, password_file=args.password_file, tls=args.tls,
+                              ca_file=args.ca_file, count=args.count, json=args.json, timeout=args.timeout))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edge.fileio import atomic_write
@@ -152,6 +152,7 @@ class ModelEntry:
         for key in ("inputs", "outputs"):
             if not isinstance(data[key], list) or not data[key]:
                 raise ManifestError(f"{where}: {key!r} must be a non-empty list of tensors")
+        check_file_name(data["file"], where)
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["inputs"] = [TensorSpec.from_json(t, f"{where}.inputs[{i}]")
@@ -225,8 +226,39 @@ def write_manifest(manifest: Manifest, path: Path | str) -> None:
     atomic_write(path, json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n", mode=0o644)
 
 
+def check_file_name(name: Any, where: str) -> PurePosixPath:
+    """A manifest `file` as a relative path that stays in the models folder, or ManifestError.
+
+    Why: a manifest is data that travels (copied folders, `cmd/reload` after an edit), and the
+    agent hashes the file it names and reports the mismatch. A `file` of `../../etc/shadow` or
+    `/etc/shadow` must be refused by its name alone, before anything is opened.
+    """
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+        raise ManifestError(f"{where}: 'file' must be a file name inside the models folder, got {name!r}")
+    path = PurePosixPath(name)
+    if path.is_absolute() or "\\" in name or ".." in path.parts:
+        raise ManifestError(f"{where}: 'file' {name!r} is outside the models folder "
+                            "(absolute paths and '..' are refused)")
+    return path
+
+
 def model_path(entry: ModelEntry, models_dir: Path | str) -> Path:
-    return Path(models_dir) / entry.file
+    """The entry's file, resolved, if it lies inside `models_dir`; ManifestError (naming the entry) if not.
+
+    Checked on the name first, then on the resolved path, so a symlink in the models folder that
+    points elsewhere is refused too; nothing outside the folder is opened, hashed or measured.
+    """
+    where = f"model {entry.name!r}"
+    relative = check_file_name(entry.file, where)
+    try:
+        root = Path(models_dir).resolve()
+        path = (root / relative).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise ManifestError(f"{where}: 'file' {entry.file!r} cannot be resolved ({exc})") from None
+    if not path.is_relative_to(root) or path == root:
+        raise ManifestError(f"{where}: 'file' {entry.file!r} resolves outside the models folder "
+                            "(a symlink leaving it is refused)")
+    return path
 
 
 def verify_file(entry: ModelEntry, models_dir: Path | str) -> Path:

@@ -291,11 +291,13 @@ def test_status_is_retained_and_plain() -> None:
 
 def test_home_assistant_discovery() -> None:
     topics = messages.Topics("edgepipe/pi1")
-    msgs = [m for section, name in (("camera", "cam0"), ("sensor", "line1"), ("series", "airline"))
-            for m in kinds()[section].discovery("homeassistant", topics, "pi1", name)]
+    tables = (("camera", {"name": "cam0", "source": "gan"}), ("sensor", {"name": "line1"}),
+              ("series", {"name": "airline"}))
+    msgs = [m for section, table in tables
+            for m in kinds()[section].discovery("homeassistant", topics, "pi1", kinds()[section].config(**table))]
     by_topic = {m.topic: json.loads(m.payload) for m in msgs}
     anomaly = by_topic["homeassistant/binary_sensor/edgepipe_pi1/line1_anomaly/config"]
-    assert anomaly["state_topic"] == "edgepipe/pi1/sensors/line1/anomaly"
+    assert anomaly["state_topic"] == "edgepipe/pi1/sensors/line1/state"
     assert anomaly["availability_topic"] == "edgepipe/pi1/status" and anomaly["device_class"] == "problem"
     assert by_topic["homeassistant/sensor/edgepipe_pi1/airline_forecast/config"]["value_template"] == \
         "{{ value_json.forecast }}"

@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.cli import describe
 from edge.config import parse_config
+from edge.mqtt.homeassistant import retire
+from edge.mqtt.messages import Topics
+from edge.watch import describe
 from tools.broker import Mosquitto, find_mosquitto, listening, start_embedded
 
 log = logging.getLogger("tools.demo")
@@ -53,9 +55,9 @@ def start_mosquitto(workdir: Path) -> BrokerHandle | None:
     return BrokerHandle("mosquitto", "127.0.0.1", broker.port, broker.stop)
 
 
-def pick_broker(choice: str, workdir: Path) -> BrokerHandle:
-    if choice in ("auto", "existing") and listening("localhost", 1883):
-        return BrokerHandle("existing", "localhost", 1883)
+def pick_broker(choice: str, workdir: Path, host: str = "localhost", port: int = 1883) -> BrokerHandle:
+    if choice in ("auto", "existing") and listening(host, port):
+        return BrokerHandle("existing", host, port)
     if choice in ("auto", "mosquitto"):
         handle = start_mosquitto(workdir)
         if handle:
@@ -64,7 +66,7 @@ def pick_broker(choice: str, workdir: Path) -> BrokerHandle:
         embedded = start_embedded()
         if embedded:
             return BrokerHandle("embedded", "127.0.0.1", *embedded)
-    raise SystemExit(f"no MQTT broker for --broker {choice}: none listens on localhost:1883, no `mosquitto` binary "
+    raise SystemExit(f"no MQTT broker for --broker {choice}: none listens on {host}:{port}, no `mosquitto` binary "
                      "(apt-get install mosquitto), and amqtt is not installed (pip install amqtt)")
 
 
@@ -117,6 +119,14 @@ class Watcher:
         """QoS 1 messages once each (at-least-once delivery may repeat one; its `id` says so), in order."""
         return sorted({m["id"]: m for m in self.of(suffix)}.values(), key=lambda m: m[order])
 
+    def clear_retained(self, topics: list[str]) -> None:
+        """Empty retained payloads on `topics`, each acknowledged (or given up after a few seconds)."""
+        for topic in topics:
+            try:
+                self.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("could not clear %s: %s", topic, exc)
+
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
@@ -134,6 +144,14 @@ def agent_config(broker: BrokerHandle, state_dir: Path, speed: float) -> Any:
         "series": [{"name": "airline", "source": f"csv:{ROOT / 'data' / 'airline-passengers.csv'}:Passengers",
                     "rate": 30.0 * speed}],
     })
+
+
+def demo_leftovers(config: Any) -> list[str]:
+    """The retained topics the demo's agent leaves on a broker that outlives it: its Home Assistant
+    configs (else a phantom `edgepipe demo` device stays in Home Assistant), sensor states, stats, status."""
+    topics = Topics(config.base_topic)
+    return [*(m.topic for m in retire(config.state_dir)),
+            *(topics.path("sensors", s.name, "state") for s in config.sensor), topics.stats, topics.status]
 
 
 def summarize(watcher: Watcher, debounce_n: int) -> dict[str, Any]:
@@ -182,6 +200,8 @@ def print_summary(summary: dict[str, Any], broker: BrokerHandle, elapsed: float)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--broker", choices=["auto", "existing", "mosquitto", "embedded"], default="auto")
+    parser.add_argument("--host", default="localhost", help="the existing broker's host (--broker auto/existing)")
+    parser.add_argument("--port", type=int, default=1883, help="the existing broker's port")
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed factor (2: twice as fast)")
     parser.add_argument("--duration", type=float, default=120.0, help="stop after this many seconds at the latest")
     parser.add_argument("--report", type=Path, default=ROOT / "reports" / "demo")
@@ -193,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="edgepipe-demo-") as tmp:
-        broker = pick_broker(args.broker, Path(tmp))
+        broker = pick_broker(args.broker, Path(tmp), args.host, args.port)
         print(f"MQTT broker: {broker.describe()}")
         watcher = None
         try:
@@ -207,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = summarize(watcher, debounce_n=3)
         finally:
             if watcher:
+                watcher.clear_retained(demo_leftovers(config))
                 watcher.close()
             broker.stop()
         from tools.report import write_report

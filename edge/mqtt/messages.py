@@ -19,6 +19,7 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 ONLINE, OFFLINE = b"online", b"offline"
+ON, OFF = b"ON", b"OFF"
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,16 @@ def anomaly(topics: Topics, device: str, model: dict[str, str], sensor: str, *, 
               "values": values, "window": window, "seq": seq, "changed": changed, "reading_ts": reading_ts}
     payload = _json(envelope(device, model, qos1=True, **fields))
     return Message(topics.path("sensors", sensor, "anomaly"), payload, qos=1)
+
+
+def sensor_state(topics: Topics, sensor: str, active: bool) -> Message:
+    """A sensor's current state, plain `ON`/`OFF`, retained: what its Home Assistant binary sensor shows,
+    known from the agent's start on (not only from the first anomaly).
+
+    QoS 0, not through the outbox: it is a value, not an event. One missed while offline is
+    replaced by the current one at the next connect; queued, it would take the place of an alert.
+    """
+    return Message(topics.path("sensors", sensor, "state"), ON if active else OFF, qos=0, retain=True)
 
 
 def forecast(topics: Topics, device: str, model: dict[str, str], series: str, *, observed: float,

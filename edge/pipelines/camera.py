@@ -233,8 +233,10 @@ def build(cfg: CameraConfig, models: CameraModels, wiring: Wiring) -> CameraPipe
     return CameraPipeline(cfg, source, models.classifier, wiring.publisher)
 
 
-def discovery(prefix: str, topics: messages.Topics, device: str, name: str) -> list[messages.Message]:
-    return [entity(prefix, "sensor", device, f"{name}_class", topics, topics.path("vision", name, "class"),
+def discovery(prefix: str, topics: messages.Topics, device: str, cfg: CameraConfig) -> list[messages.Message]:
+    """The label as the state; only the model as attributes (seq, score, latency change every frame, and
+    every change of an attribute would be a row in Home Assistant's recorder)."""
+    return [entity(prefix, "sensor", device, f"{cfg.name}_class", topics, topics.path("vision", cfg.name, "class"),
                    value_template="{{ value_json.label }}")]
 
 

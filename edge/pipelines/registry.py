@@ -63,7 +63,7 @@ class PipelineKind:
     config: type  # dataclass of one table, constraints on its fields (edge.fields)
     load: Callable[[Any, ModelLoader], Any]  # config -> the model object `build` and `swap` take
     build: Callable[[Any, Any, Wiring], Any]  # config, model, wiring -> a Pipeline
-    discovery: Callable[[str, Topics, str, str], list[Message]]  # prefix, topics, device, name -> configs
+    discovery: Callable[[str, Topics, str, Any], list[Message]]  # prefix, topics, device, table's config -> configs
 
 
 @functools.cache

@@ -76,6 +76,12 @@ class SensorPipeline(ReadingPipeline):
                 threshold=self.rule.threshold, is_anomaly=is_anomaly, values=list(reading.values),
                 window=self.model.window, seq=self.counters.processed, changed=changed, reading_ts=reading.ts))
             self.counters.published += 1
+        if changed:
+            self.out.send(self.state_message())
+
+    def state_message(self) -> messages.Message:
+        """The retained `ON`/`OFF` of `sensors/<name>/state`: sent at every connect and on every change."""
+        return messages.sensor_state(self.out.topics, self.name, self.rule.active)
 
     # --- what commands change, each under the pipeline's lock ------------------------------
     def set_threshold(self, value: Any) -> dict[str, Any]:
@@ -111,9 +117,13 @@ def build(cfg: SensorConfig, scorer: AnomalyScorer, wiring: Wiring) -> SensorPip
     return SensorPipeline(cfg, scorer, wiring.publisher, wiring.queue_size, wiring.loader.state_dir)
 
 
-def discovery(prefix: str, topics: messages.Topics, device: str, name: str) -> list[messages.Message]:
-    return [entity(prefix, "binary_sensor", device, f"{name}_anomaly", topics, topics.path("sensors", name, "anomaly"),
-                   device_class="problem", value_template="{{ 'ON' if value_json.is_anomaly else 'OFF' }}")]
+def discovery(prefix: str, topics: messages.Topics, device: str, cfg: SensorConfig) -> list[messages.Message]:
+    """A binary sensor on the retained `state` topic (known from the start, not only after an anomaly);
+    the model and threshold of the `anomaly` messages as attributes (the score changes every reading)."""
+    name = cfg.name
+    return [entity(prefix, "binary_sensor", device, f"{name}_anomaly", topics, topics.path("sensors", name, "state"),
+                   attributes_topic=topics.path("sensors", name, "anomaly"), attributes=("threshold",),
+                   device_class="problem", payload_on="ON", payload_off="OFF")]
 
 
 KIND = PipelineKind("sensor", SensorConfig, load, build, discovery)

@@ -28,6 +28,7 @@ class SeriesConfig(ReadingConfig):
     model: str = "lstm"
     future_tolerance: float = setting(300.0, gt=0)  # seconds a reading's time may be ahead of the agent's clock
     backward_reset: float = setting(86400.0, gt=0)  # a jump back in time larger than this restarts de-duplication
+    unit: str = setting("")  # the series' unit (e.g. "passengers", "°C"): Home Assistant's unit_of_measurement
 
 
 class SeriesPipeline(ReadingPipeline):
@@ -93,9 +94,11 @@ def build(cfg: SeriesConfig, forecaster: Forecaster, wiring: Wiring) -> SeriesPi
     return SeriesPipeline(cfg, forecaster, wiring.publisher, wiring.queue_size)
 
 
-def discovery(prefix: str, topics: messages.Topics, device: str, name: str) -> list[messages.Message]:
-    return [entity(prefix, "sensor", device, f"{name}_forecast", topics, topics.path("forecast", name),
-                   value_template="{{ value_json.forecast }}")]
+def discovery(prefix: str, topics: messages.Topics, device: str, cfg: SeriesConfig) -> list[messages.Message]:
+    """A numeric sensor (`state_class: measurement`, so Home Assistant keeps long-term statistics)."""
+    unit = {"unit_of_measurement": cfg.unit} if cfg.unit else {}
+    return [entity(prefix, "sensor", device, f"{cfg.name}_forecast", topics, topics.path("forecast", cfg.name),
+                   value_template="{{ value_json.forecast }}", state_class="measurement", **unit)]
 
 
 KIND = PipelineKind("series", SeriesConfig, load, build, discovery)

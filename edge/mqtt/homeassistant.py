@@ -1,0 +1,125 @@
+"""What Home Assistant sees of one agent: its entities, their current state, and nothing stale.
+
+- **Configs** (`edge.mqtt.discovery`, one builder per pipeline kind) and each pipeline's
+  **current state** (a sensor's retained `sensors/<name>/state`, `ON`/`OFF`) are sent on every
+  connect, and again when Home Assistant announces itself with its birth message
+  (`<discovery_prefix>/status` = `online`): a binary sensor is never `unknown` between a start
+  (or an HA restart) and the first anomaly. Births are coalesced (one re-announcement per
+  `BIRTH_INTERVAL` seconds), so a client repeating `online` cannot flood the outbox.
+- **Removed entities** are cleared: the config topics announced are remembered in
+  `<state_dir>/discovery.json`; at start every remembered topic that the current config no
+  longer announces gets an empty retained payload (Home Assistant deletes the entity, the
+  broker forgets the config). The ledger is written only after the clears are in the outbox,
+  so a crash in between clears them again rather than never.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from edge.config import AgentConfig
+from edge.fileio import atomic_write
+from edge.mqtt.discovery import cleared
+from edge.mqtt.messages import Message, Topics
+from edge.pipelines.registry import kinds
+
+log = logging.getLogger(__name__)
+
+LEDGER = "discovery.json"
+BIRTH_INTERVAL = 10.0  # seconds: births closer together than this are answered once
+Send = Callable[[Message], None]
+Subscribe = Callable[[str, Callable[[str, bytes, Callable[[], None]], None]], None]
+
+
+def announced(state_dir: Path | str) -> list[str]:
+    """The config topics an agent with this state dir announced last (empty if none or unreadable)."""
+    path = Path(state_dir) / LEDGER
+    try:
+        topics = json.loads(path.read_text(encoding="utf-8"))["topics"]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s is unreadable (%s): stale Home Assistant entities cannot be cleared this time", path, exc)
+        return []
+    return [t for t in topics if isinstance(t, str)] if isinstance(topics, list) else []
+
+
+def retire(state_dir: Path | str) -> list[Message]:
+    """Empty retained payloads for every config this state dir announced: the device leaves Home Assistant.
+
+    For a temporary agent (the demo) on a broker that outlives it; a real agent keeps its entities.
+    """
+    return [cleared(topic) for topic in announced(state_dir)]
+
+
+class HomeAssistant:
+    """Discovery configs, current states and stale-entity clean-up for one agent."""
+
+    def __init__(self, config: AgentConfig, topics: Topics, pipelines: Callable[[], Iterable[Any]],
+                 send: Send) -> None:
+        self.config, self.topics, self.pipelines, self.send = config, topics, pipelines, send
+        self.enabled = config.mqtt.discovery
+        self.birth_topic = f"{config.mqtt.discovery_prefix}/status"
+        self._birth_lock = threading.Lock()
+        self._last_birth = -BIRTH_INTERVAL
+
+    def configs(self) -> list[Message]:
+        """Every entity of the configured pipelines (none when `mqtt.discovery` is off)."""
+        if not self.enabled:
+            return []
+        prefix, device = self.config.mqtt.discovery_prefix, self.config.device_id
+        return [message for section, kind in kinds().items() for cfg in getattr(self.config, section)
+                for message in kind.discovery(prefix, self.topics, device, cfg)]
+
+    def states(self) -> list[Message]:
+        """Each pipeline's retained current state, for those that have one (sensors)."""
+        return [p.state_message() for p in self.pipelines() if hasattr(p, "state_message")]
+
+    def on_connect_messages(self) -> list[Message]:
+        return [*self.configs(), *self.states()]
+
+    def start(self, subscribe: Subscribe) -> None:
+        """Clear what is no longer configured, and listen for Home Assistant's birth message."""
+        self.retire_removed()
+        if self.enabled:
+            subscribe(self.birth_topic, self.on_birth)
+
+    def retire_removed(self) -> list[str]:
+        """Clear the configs announced before but not now; remember what is announced now."""
+        state_dir = Path(self.config.state_dir)
+        current = [m.topic for m in self.configs()]
+        keep = set(current)
+        stale = [topic for topic in announced(state_dir) if topic not in keep]
+        for topic in stale:
+            self.send(cleared(topic))
+        if stale:
+            log.info("Home Assistant: clearing %d entit%s no longer configured", len(stale),
+                     "y" if len(stale) == 1 else "ies")
+        try:
+            atomic_write(state_dir / LEDGER, json.dumps({"v": 1, "topics": current}, indent=1) + "\n")
+        except OSError as exc:
+            log.warning("cannot write %s: %s (stale Home Assistant entities may be left behind)",
+                        state_dir / LEDGER, exc)
+        return stale
+
+    def on_birth(self, topic: str, payload: bytes, ack: Callable[[], None]) -> None:
+        """Home Assistant (re)started: configs and states again, at most once per BIRTH_INTERVAL."""
+        try:
+            if payload.strip() != b"online":
+                return
+            with self._birth_lock:
+                now = time.monotonic()
+                if now - self._last_birth < BIRTH_INTERVAL:
+                    return
+                self._last_birth = now
+            log.info("Home Assistant is online: re-sending discovery configs and states")
+            for message in self.on_connect_messages():
+                self.send(message)
+        finally:
+            ack()

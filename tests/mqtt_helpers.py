@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,10 +18,9 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import MODELS_DIR, ROOT
+from tests.conftest import MODELS_DIR, ROOT, skip_without
 from tests.test_edge_isolation import no_tf_env
-
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+from tools.system_packages import mosquitto_binary
 
 
 def free_port() -> int:
@@ -46,8 +44,8 @@ class Broker:
     """A mosquitto process of the test's own, with persistence so persistent sessions survive restarts."""
 
     def __init__(self, workdir: Path, extra_conf: str = "", listener: str | None = None) -> None:
-        if MOSQUITTO is None:
-            raise RuntimeError("mosquitto is not installed: `apt-get install mosquitto` (.ci/run does it)")
+        skip_without("mosquitto")  # every broker test, fixture or not, skips naming the package
+        self.binary = mosquitto_binary()
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -63,7 +61,7 @@ class Broker:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Broker:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         wait_port(self.port)
         return self

@@ -15,9 +15,8 @@ from edge.manifest import read_manifest
 from edge.runtime import TFLiteModel
 from edge.series import SeriesTransform
 from edge.wrappers import AnomalyRule, AnomalyScorer
-from tests.conftest import MODELS_DIR, ROOT
+from tests.conftest import MODELS_DIR, ROOT, SAMPLE_FRAMES
 from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, sensor_csv, write_config
-from training.datasets.images import load_image_dataset
 from training.datasets.sensors import lecture_sensor_data
 from training.datasets.series import load_series
 from training.evaluation import classify, forecaster_run
@@ -66,9 +65,9 @@ def test_sensor_stream_alerts_only_when_the_line_goes_wrong(broker: Broker, tmp_
 
 def test_replayed_frames_are_classified_like_offline(broker: Broker, tmp_path: Path) -> None:
     entry = MANIFEST.get("cnn")
-    data = load_image_dataset(entry.dataset)
-    frames, labels = data.x_test[:120], data.y_test[:120]
-    np.savez_compressed(tmp_path / "frames.npz", frames=frames, labels=labels, label_names=np.array(data.labels))
+    with np.load(SAMPLE_FRAMES) as data:  # test frames the CNN never saw, shipped: no data set needed
+        frames, labels, names = data["frames"][:120], data["labels"][:120], data["label_names"]
+    np.savez_compressed(tmp_path / "frames.npz", frames=frames, labels=labels, label_names=names)
     config = write_config(tmp_path / "agent.toml", broker.port,
                           f'[[camera]]\nname = "cam0"\nsource = "replay:{tmp_path / "frames.npz"}"\nfps = 0\n'
                           'drop_stale = false\n')
@@ -255,7 +254,8 @@ def test_dead_camera_is_retried_while_the_other_pipelines_serve(broker: Broker, 
         publish(broker.port, f"{BASE}/sensors/line1/reading", ["[0.5, 0.0]", "[0.5, 0.0]"])
         assert collector.wait_for(lambda: any(s["pipelines"]["sensor/line1"]["processed"] == 2
                                               for s in collector.json("/stats")), 30)
-        frames = load_image_dataset(MANIFEST.get("cnn").dataset).x_test[:3]
+        with np.load(SAMPLE_FRAMES) as data:
+            frames = data["frames"][:3]
         folder.mkdir()  # plugged in again
         for i, frame in enumerate(frames):
             np.save(folder / f"{i}.npy", frame)

@@ -13,7 +13,7 @@ import pytest
 
 from edge.manifest import read_manifest
 from edge.runtime import TFLiteModel
-from tests.conftest import MODELS_DIR, ROOT
+from tests.conftest import MODELS_DIR, ROOT, requires_package
 from tests.test_agent import first_forecast_step, offline_forecasts
 from tests.test_edge_isolation import no_tf_env
 from training.evaluation import classify
@@ -47,6 +47,7 @@ def leftover_brokers() -> list[str]:
     return [line for line in ps.splitlines() if "mosquitto" in line and "edgepipe-demo-" in line]
 
 
+@requires_package("mosquitto")
 def test_demo_with_its_own_mosquitto(tmp_path: Path) -> None:
     summary, report, stdout = run_demo(tmp_path, "mosquitto")
     assert "MQTT broker: mosquitto started on 127.0.0.1:" in stdout

@@ -61,6 +61,12 @@ def test_demo_with_its_own_mosquitto(tmp_path: Path) -> None:
     entry = read_manifest(MODELS_DIR / "manifest.json").get("cnn")
     offline = np.mean(np.argmax(classify(TFLiteModel.from_entry(entry, MODELS_DIR), entry, frames), 1) == labels)
     assert summary["frames_classified"] >= 250
+    # every frame is either classified or counted as skipped, and the summary says which
+    assert summary["frames_sent"] == len(frames)
+    assert summary["frames_classified"] + summary["frames_dropped"] == summary["frames_sent"]
+    assert f"frames classified: {summary['frames_classified']} of {len(frames)}," in stdout
+    said_skipped = f"{summary['frames_dropped']} skipped while the model was busy" in stdout
+    assert said_skipped == (summary["frames_dropped"] > 0)
     assert abs(summary["frame_accuracy"] - offline) <= 0.01
     # the forecast RMSE is the offline step model's on the same months
     series = [float(line.split(",")[1]) for line in (ROOT / "data" / "airline-passengers.csv").read_text().split()[1:]]

@@ -49,7 +49,7 @@ def test_check_only_prints_the_apt_get_line(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "apt.log").exists()
     assert "mosquitto: not found at EDGEPIPE_MOSQUITTO=" in result.stdout
-    assert "missing system packages: openssl (the TLS tests" in result.stdout
+    assert "missing system packages: openssl (the TLS tests, which make their own CA)" in result.stdout
     assert "    sudo apt-get install -y openssl systemd\n" in result.stdout
 
 

@@ -19,7 +19,7 @@ def fake_bin(tmp_path: Path) -> tuple[Path, Path]:
     folder, log = tmp_path / "bin", tmp_path / "apt.log"
     folder.mkdir()
     (folder / "apt-get").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
-    (folder / "sudo").write_text('#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n')
+    (folder / "sudo").write_text('#!/bin/sh\n[ "$1" = -n ] && shift\nPATH="$PATH:/usr/bin:/bin" exec "$@"\n')
     for tool in ("apt-get", "sudo"):
         (folder / tool).chmod(0o755)
     return folder, log

@@ -6,7 +6,7 @@ PROFILE ?= default
 # tflite-runtime 2.14 (the runtime of older Pi images) needs numpy<2: it gets a venv of its own
 VENV_TFLITE ?= .venv-tflite214
 
-.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test soak lint clean bench
+.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test system-packages soak lint clean bench
 
 # The edge side end to end on shipped data: no TensorFlow, the committed models, a real broker.
 demo: venv-demo
@@ -60,9 +60,15 @@ table: venv
 evaluate: venv
 	$(BIN)/python -m training evaluate
 
-test: venv
+# First the system packages the tests use (tools/system_packages.py): installed as root or with passwordless
+# sudo on Debian/Ubuntu/Raspberry Pi OS; otherwise one `apt-get install` line, and the tests needing them skip.
+test: system-packages
+	$(MAKE) --no-print-directory venv
 	-$(MAKE) --no-print-directory venv-tflite
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+system-packages:
+	$(PYTHON) tools/system_packages.py
 
 # The hostile-input campaign ten times larger (about 50,000 cases; 20-40 minutes on 2 cores).
 soak: venv

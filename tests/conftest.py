@@ -10,9 +10,55 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tools.system_packages import PACKAGES, missing, skip_reason
+
 ROOT = Path(__file__).resolve().parents[1]
 # the committed models; EDGEPIPE_TEST_MODELS points the suite at another export (e.g. a quick one)
 MODELS_DIR = Path(os.environ.get("EDGEPIPE_TEST_MODELS", ROOT / "models"))
+SAMPLE_FRAMES = ROOT / "data" / "sample-frames.npz"  # 300 labelled Fashion-MNIST test frames, shipped
+
+
+# --- system packages: a test that needs one it cannot find skips, naming the package ----------------------
+def requires_package(*names: str) -> pytest.MarkDecorator:
+    """Mark a test (or a module, as `pytestmark`) as needing these Debian packages (tools/system_packages.py)."""
+    unknown = set(names) - set(PACKAGES)
+    if unknown:
+        raise ValueError(f"unknown system package(s) {sorted(unknown)}; known: {sorted(PACKAGES)}")
+    return pytest.mark.requires_package(*names)
+
+
+def requires_dataset(spec: str) -> pytest.MarkDecorator:
+    """The whole image data set a model entry names: Debian's package for the default Fashion-MNIST;
+    a folder given in the spec (`fashion_mnist:DIR`), or another data set, needs no package."""
+    return requires_package("dataset-fashion-mnist") if spec == "fashion_mnist" else requires_package()
+
+
+def skip_without(*names: str) -> None:
+    """Skip the running test (or fixture) if a package is missing -- or fail, where the run must be
+    complete (`.ci/run` sets EDGEPIPE_REQUIRE_SYSTEM_PACKAGES=1: a CI run that skipped them proves nothing)."""
+    lacking = missing(list(names))
+    if not lacking:
+        return
+    if os.environ.get("EDGEPIPE_REQUIRE_SYSTEM_PACKAGES") == "1":
+        pytest.fail(skip_reason(lacking) + " and EDGEPIPE_REQUIRE_SYSTEM_PACKAGES=1", pytrace=False)
+    pytest.skip(skip_reason(lacking))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A skip mark on each test that needs a missing package, so the summary names test and package;
+    tests using the `broker` fixture need mosquitto without saying so."""
+    for item in items:
+        if "broker" in item.fixturenames:
+            item.add_marker(requires_package("mosquitto"))
+        names = dict.fromkeys(n for mark in item.iter_markers("requires_package") for n in mark.args)
+        lacking = missing(list(names))
+        if lacking and os.environ.get("EDGEPIPE_REQUIRE_SYSTEM_PACKAGES") != "1":
+            item.add_marker(pytest.mark.skip(reason=skip_reason(lacking)))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("requires_package"):  # reached with a package missing only when required
+        skip_without(*mark.args)
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
@@ -40,7 +86,7 @@ def idx_folder(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def broker(tmp_path: Path):
-    """A mosquitto of the test's own on a free loopback port (see tests/mqtt_helpers.py)."""
+    """A mosquitto of the test's own on a free loopback port (see tests/mqtt_helpers.py); skips without one."""
     from tests.mqtt_helpers import Broker
 
     b = Broker(tmp_path / "broker").start()

@@ -16,13 +16,21 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import MODELS_DIR, ROOT
+from tests.conftest import MODELS_DIR, ROOT, skip_without
 from tests.test_edge_isolation import no_tf_env
-from tools.broker import Mosquitto as Broker
-from tools.broker import free_port, wait_port
+from tools.broker import Mosquitto, free_port, wait_port
 
-__all__ = ["AgentProcess", "Broker", "Collector", "described", "free_port", "publish", "sensor_csv", "wait_port",
-           "write_config"]
+__all__ = ["AgentProcess", "Broker", "Collector", "described", "free_port", "publish", "sensor_csv", "wait_online",
+           "wait_port", "write_config"]
+
+
+class Broker(Mosquitto):
+    """The repository's one mosquitto launcher (tools/broker.py); without the package the test skips naming it."""
+
+    def __init__(self, workdir: Path, *args: Any, **kwargs: Any) -> None:
+        skip_without("mosquitto")  # every broker test, fixture or not, skips naming the package
+        super().__init__(workdir, *args, **kwargs)
+
 
 class Collector:
     """A subscriber that keeps every message (topic, payload bytes, retain) it receives."""
@@ -145,3 +153,15 @@ def described(errors: list[dict], component: str | None = None) -> int:
     """How many refused inputs `error` messages account for: each message is one, plus its `repeated`
     (the agent coalesces a burst of errors into one message per component and interval)."""
     return sum(1 + e.get("repeated", 0) for e in errors if component is None or e["component"] == component)
+
+
+def wait_online(port: int, base: str = "edgepipe/test", timeout: float = 30.0) -> None:
+    """Until the agent says `online`: it subscribes to its inputs before it says so, and the broker handles
+    one client's packets in order, so from then on no reading published to it is missed (an event, where a
+    sleep would race a slow start-up)."""
+    watcher = Collector(port, [f"{base}/status"])
+    try:
+        if not watcher.wait_for(lambda: watcher.matching("/status")[-1:] == [b"online"], timeout):
+            raise TimeoutError(f"no agent said online on {base}/status within {timeout} s")
+    finally:
+        watcher.close()

@@ -16,9 +16,17 @@ from edge.models import AnomalyScorer
 from edge.rules import AnomalyRule
 from edge.runtime import TFLiteModel
 from edge.series import SeriesTransform
-from tests.conftest import MODELS_DIR, ROOT
-from tests.mqtt_helpers import AgentProcess, Broker, Collector, described, publish, sensor_csv, write_config
-from training.datasets.images import load_image_dataset
+from tests.conftest import MODELS_DIR, ROOT, SAMPLE_FRAMES
+from tests.mqtt_helpers import (
+    AgentProcess,
+    Broker,
+    Collector,
+    described,
+    publish,
+    sensor_csv,
+    wait_online,
+    write_config,
+)
 from training.datasets.sensors import lecture_sensor_data
 from training.datasets.series import load_series
 from training.evaluation import classify, forecaster_run
@@ -67,9 +75,9 @@ def test_sensor_stream_alerts_only_when_the_line_goes_wrong(broker: Broker, tmp_
 
 def test_replayed_frames_are_classified_like_offline(broker: Broker, tmp_path: Path) -> None:
     entry = MANIFEST.get("cnn")
-    data = load_image_dataset(entry.dataset)
-    frames, labels = data.x_test[:120], data.y_test[:120]
-    np.savez_compressed(tmp_path / "frames.npz", frames=frames, labels=labels, label_names=np.array(data.labels))
+    with np.load(SAMPLE_FRAMES) as data:  # test frames the CNN never saw, shipped: no data set needed
+        frames, labels, names = data["frames"][:120], data["labels"][:120], data["label_names"]
+    np.savez_compressed(tmp_path / "frames.npz", frames=frames, labels=labels, label_names=names)
     config = write_config(tmp_path / "agent.toml", broker.port,
                           f'[[camera]]\nname = "cam0"\nsource = "replay:{tmp_path / "frames.npz"}"\nfps = 0\n'
                           'drop_stale = false\n')
@@ -129,7 +137,7 @@ def test_forecasts_match_offline_and_survive_a_restart(broker: Broker, tmp_path:
     topic = f"{BASE}/series/airline/reading"
     agent = AgentProcess(config)
     try:
-        collector.wait_for(lambda: False, 2)  # give the agent time to subscribe
+        wait_online(broker.port)  # subscribed to its inputs
         publish(broker.port, topic, [str(v) for v in values[:30]])
         first = first_forecast_step()
         assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) >= 30 - first, 30), \
@@ -138,7 +146,7 @@ def test_forecasts_match_offline_and_survive_a_restart(broker: Broker, tmp_path:
         assert agent.stop() == 0
     agent = AgentProcess(config)  # same state dir: continues the series
     try:
-        collector.wait_for(lambda: False, 2)
+        wait_online(broker.port)
         publish(broker.port, topic, [json.dumps({"ts": f"m{i}", "values": [v]}) for i, v in enumerate(values[30:])])
         assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) >= 60 - first, 30), \
             agent.output()
@@ -216,8 +224,7 @@ def test_malformed_payloads_are_counted_reported_and_survived(broker: Broker, tm
     bad = [b"\xff\xfe\x00", b"", b"[1.0]", b"[1.0, NaN]", b'{"values": [1, "x"]}', b"{not json", b"1,2,3",
            b'{"ts": 1}', b"[[1, 2]]", b"[1e999, 0]", "[\u00e9]".encode(), b"x" * 70000]
     try:
-        collector.wait_for(lambda: b"online" in collector.matching("/status"), 30)
-        collector.wait_for(lambda: False, 1)
+        assert collector.wait_for(lambda: b"online" in collector.matching("/status"), 30)
         publish(broker.port, f"{BASE}/sensors/line1/reading", bad)
         publish(broker.port, f"{BASE}/series/airline/reading", [b"abc", b"[1, 2]", b"Infinity"])
         publish(broker.port, f"{BASE}/cmd/threshold", [b"{bad", b'{"sensor": "nope", "threshold": 1}'])
@@ -257,7 +264,8 @@ def test_dead_camera_is_retried_while_the_other_pipelines_serve(broker: Broker, 
         publish(broker.port, f"{BASE}/sensors/line1/reading", ["[0.5, 0.0]", "[0.5, 0.0]"])
         assert collector.wait_for(lambda: any(s["pipelines"]["sensor/line1"]["processed"] == 2
                                               for s in collector.json("/stats")), 30)
-        frames = load_image_dataset(MANIFEST.get("cnn").dataset).x_test[:3]
+        with np.load(SAMPLE_FRAMES) as data:
+            frames = data["frames"][:3]
         folder.mkdir()  # plugged in again
         for i, frame in enumerate(frames):
             np.save(folder / f"{i}.npy", frame)

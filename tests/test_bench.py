@@ -9,11 +9,12 @@ from pathlib import Path
 
 from edge.manifest import read_manifest
 from edge.runtime import TFLiteModel
-from tests.conftest import MODELS_DIR, ROOT
+from tests.conftest import MODELS_DIR, ROOT, requires_package
 from tests.test_edge_isolation import no_tf_env
 from training.tflite import count_macs
 
 
+@requires_package("mosquitto")  # the agent section runs one
 def test_bench_tables_cover_every_model_and_the_agent(tmp_path: Path) -> None:
     out = tmp_path / "bench.md"
     result = subprocess.run([sys.executable, "-m", "tools.bench", "--models-dir", str(MODELS_DIR), "--invokes", "20",

@@ -11,8 +11,8 @@ import pytest
 
 from edge.manifest import read_manifest
 from edge.runtime import TFLiteModel
-from tests.conftest import MODELS_DIR
-from training.datasets.images import FASHION_DEBIAN_DIR, load_image_dataset
+from tests.conftest import MODELS_DIR, requires_dataset
+from training.datasets.images import load_image_dataset
 from training.datasets.sensors import load_sensors
 from training.datasets.series import load_series
 from training.evaluation import (
@@ -55,8 +55,7 @@ def test_file_matches_manifest_and_has_no_forbidden_ops(name: str, loaded: dict[
         assert all(t.dtype == "int8" for t in entry.inputs + entry.outputs)
 
 
-@pytest.mark.skipif(not FASHION_DEBIAN_DIR.is_dir() and MANIFEST.models["cnn"].dataset == "fashion_mnist",
-                    reason="needs dataset-fashion-mnist (.ci/run installs it)")
+@requires_dataset(MANIFEST.models["cnn"].dataset)
 @pytest.mark.parametrize("name", ["cnn", "cnn_float32"])
 def test_cnn_accuracy_is_what_the_manifest_says(name: str, loaded: dict[str, TFLiteModel]) -> None:
     entry = MANIFEST.models[name]

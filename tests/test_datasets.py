@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import write_idx
+from tests.conftest import requires_package, write_idx
 from training.datasets import DatasetError, lecture_sensor_data, load_image_dataset, load_sensor_csv, load_series_csv
-from training.datasets.images import FASHION_DEBIAN_DIR, load_idx_folder, read_idx, upscale_digits
+from training.datasets.images import load_idx_folder, read_idx, upscale_digits
 from training.datasets.sensors import load_sensors
 from training.datasets.series import AIRLINE_CSV, load_series
 
@@ -47,8 +47,7 @@ def test_idx_labels_that_do_not_pair_up(idx_folder: Path) -> None:
         load_image_dataset(f"mnist:{idx_folder}")
 
 
-@pytest.mark.skipif(not FASHION_DEBIAN_DIR.is_dir(), reason="needs apt-get install dataset-fashion-mnist "
-                    "(.ci/run installs it)")
+@requires_package("dataset-fashion-mnist")
 def test_fashion_mnist_from_debian_package() -> None:
     data = load_image_dataset("fashion_mnist")
     assert data.x_train.shape == (60000, 28, 28) and data.x_test.shape == (10000, 28, 28)

@@ -13,7 +13,7 @@ import pytest
 
 from edge.manifest import read_manifest
 from edge.runtime import TFLiteModel
-from tests.conftest import MODELS_DIR, ROOT
+from tests.conftest import MODELS_DIR, ROOT, requires_package
 from tests.test_agent import first_forecast_step, offline_forecasts
 from tests.test_edge_isolation import no_tf_env
 from training.evaluation import classify
@@ -47,6 +47,7 @@ def leftover_brokers() -> list[str]:
     return [line for line in ps.splitlines() if "mosquitto" in line and "edgepipe-demo-" in line]
 
 
+@requires_package("mosquitto")
 def test_demo_with_its_own_mosquitto(tmp_path: Path) -> None:
     summary, report, stdout = run_demo(tmp_path, "mosquitto")
     assert "MQTT broker: mosquitto started on 127.0.0.1:" in stdout
@@ -60,6 +61,12 @@ def test_demo_with_its_own_mosquitto(tmp_path: Path) -> None:
     entry = read_manifest(MODELS_DIR / "manifest.json").get("cnn")
     offline = np.mean(np.argmax(classify(TFLiteModel.from_entry(entry, MODELS_DIR), entry, frames), 1) == labels)
     assert summary["frames_classified"] >= 250
+    # every frame is either classified or counted as skipped, and the summary says which
+    assert summary["frames_sent"] == len(frames)
+    assert summary["frames_classified"] + summary["frames_dropped"] == summary["frames_sent"]
+    assert f"frames classified: {summary['frames_classified']} of {len(frames)}," in stdout
+    said_skipped = f"{summary['frames_dropped']} skipped while the model was busy" in stdout
+    assert said_skipped == (summary["frames_dropped"] > 0)
     assert abs(summary["frame_accuracy"] - offline) <= 0.01
     # the forecast RMSE is the offline step model's on the same months
     series = [float(line.split(",")[1]) for line in (ROOT / "data" / "airline-passengers.csv").read_text().split()[1:]]

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import ROOT
+from tests.conftest import ROOT, requires_package
 
 DEPLOY = ROOT / "deploy"
 
@@ -43,7 +40,7 @@ def test_unit_has_restart_user_and_hardening() -> None:
         assert line in unit.splitlines(), line
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
+@requires_package("systemd")
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     # the venv exists only on a Pi: point the unit at this Python so verify can check the rest
     unit = tmp_path / "edgepipe.service"

@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.manifest import sha256_file
 from edge.sysinfo import resident_mb
 from tests.conftest import MODELS_DIR
-from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, sensor_csv, write_config
+from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, sensor_csv, wait_online, write_config
 from tests.test_agent import first_forecast_step, offline_forecasts
 from training.datasets.sensors import lecture_sensor_data
 from training.datasets.series import load_series
@@ -66,7 +66,7 @@ def test_agent_killed_mid_stream_resumes_its_forecasts_exactly(broker: Broker, t
     config = write_config(tmp_path / "agent.toml", broker.port, '[[series]]\nname = "airline"\n')
     collector = Collector(broker.port, [f"{BASE}/forecast/#"], client_id="forecast-watcher", clean=False)
     agent = AgentProcess(config)
-    assert collector.wait_for(lambda: False, 1.5) is False  # the agent subscribes (persistent session)
+    wait_online(broker.port)  # subscribed (a persistent session: the broker keeps its readings from now on)
     # the readings keep coming at a steady rate while the agent dies and restarts
     readings = [json.dumps({"ts": i, "values": [v]}) for i, v in enumerate(values)]
     feeder = threading.Thread(target=publish, args=(broker.port, f"{BASE}/series/airline/reading", readings, 1, 0.03))

@@ -16,7 +16,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, requires_package
 from tests.mqtt_helpers import AgentProcess, Broker, Collector, free_port, write_config
 from tests.test_reliability import wait_for_stats
 
@@ -24,6 +24,7 @@ DEVICE = "edgepipe-pi"  # the agent's user name doubles as its device id (see th
 BASE = f"edgepipe/{DEVICE}"
 PASSWORDS = {DEVICE: "agent-Secret-4711", "homeassistant": "ha-Secret-0815", "intruder": "intruder-pw"}
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+pytestmark = requires_package("openssl", "mosquitto")  # mosquitto_passwd comes with the mosquitto package
 
 
 def openssl(*args: str, cwd: Path) -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,16 +19,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tools.system_packages import mosquitto_binary
+
 log = logging.getLogger(__name__)
 
 
 def find_mosquitto() -> str | None:
-    """The mosquitto binary: $EDGEPIPE_MOSQUITTO, then PATH, then Debian's /usr/sbin."""
-    explicit = os.environ.get("EDGEPIPE_MOSQUITTO")
-    if explicit is not None:
-        return explicit if explicit and Path(explicit).exists() else None
-    return shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
+    """The mosquitto binary, found as the test suite's set-up finds it ($EDGEPIPE_MOSQUITTO, PATH, sbin)."""
+    return mosquitto_binary()
 
 
 def free_port() -> int:

@@ -20,6 +20,7 @@ An unconditional generator (the lecture profile) gets FD and coverage only.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,9 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two sets of vectors (rows)."""
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(cov_a @ cov_b)
+    with warnings.catch_warnings():  # penultimate features include dead ReLU units: a singular, still valid product
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_a @ cov_b)
     root = root.real if np.iscomplexobj(root) else root
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2 * root))
 

@@ -25,7 +25,7 @@ from keras import layers
 from training.models.gan import GAN, LATENT_DIM, REAL_LABEL  # REAL_LABEL: the lecture's label smoothing
 
 
-def build_conditional_generator(latent_dim: int, num_classes: int, side: int = 28, width: int = 128) -> keras.Model:
+def build_conditional_generator(latent_dim: int, num_classes: int, side: int = 28, width: int = 64) -> keras.Model:
     """(noise, one-hot label) -> flat image in [-1, 1] of side*side pixels (side divisible by 4)."""
     if side % 4:
         raise ValueError(f"the conditional generator needs an image side divisible by 4, not {side}")
@@ -45,7 +45,7 @@ def build_conditional_generator(latent_dim: int, num_classes: int, side: int = 2
     return keras.Model({"noise": noise, "label": label}, image, name="conditional_generator")
 
 
-def build_ac_discriminator(num_classes: int, side: int = 28, width: int = 64) -> keras.Model:
+def build_ac_discriminator(num_classes: int, side: int = 28, width: int = 32) -> keras.Model:
     """Flat image -> (real/fake logit, class logits)."""
     image = keras.Input(shape=(side * side,), name="image")
     x = layers.Reshape((side, side, 1))(image)
@@ -112,8 +112,8 @@ class ACGAN(GAN):
         return {m.name: m.result() for m in self.metrics}
 
 
-def build_acgan(num_classes: int, side: int = 28, latent_dim: int = LATENT_DIM, g_width: int = 128,
-                d_width: int = 64, learning_rate: float = 2e-4, class_weight: float = 1.0) -> ACGAN:
+def build_acgan(num_classes: int, side: int = 28, latent_dim: int = LATENT_DIM, g_width: int = 64,
+                d_width: int = 32, learning_rate: float = 2e-4, class_weight: float = 1.0) -> ACGAN:
     """DCGAN's optimizers for both networks: Adam(2e-4, beta_1=0.5)."""
     gan = ACGAN(build_conditional_generator(latent_dim, num_classes, side, g_width),
                 build_ac_discriminator(num_classes, side, d_width), latent_dim, num_classes, class_weight)

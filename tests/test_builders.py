@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.models.autoencoder import build_autoencoder
+from training.models.cgan import build_acgan
 from training.models.cnn import build_lecture_cnn
 from training.models.gan import build_gan
 from training.models.lstm import ResetStatesEachEpoch, build_stateful_lstm, build_step_model
@@ -50,6 +51,30 @@ def test_gan_step_trains_both_networks() -> None:
     changed_d = [not np.allclose(a, b) for a, b in zip(before_d, gan.discriminator.get_weights())]
     changed_g = [not np.allclose(a, b) for a, b in zip(before_g, gan.generator.get_weights())]
     assert all(changed_d) and all(changed_g)
+
+
+def test_conditional_gan_shapes_and_its_label_changes_the_image() -> None:
+    keras.utils.set_random_seed(0)
+    gan = build_acgan(num_classes=10)
+    noise = np.random.default_rng(0).normal(size=(2, 100)).astype(np.float32)
+    labels = np.eye(10, dtype=np.float32)[[3, 3]]
+    images = np.asarray(gan.generator({"noise": noise, "label": labels}))
+    assert images.shape == (2, 784) and np.all(np.abs(images) <= 1.0)
+    other = np.asarray(gan.generator({"noise": noise, "label": np.eye(10, dtype=np.float32)[[3, 7]]}))
+    assert np.allclose(other[0], images[0]) and not np.allclose(other[1], images[1], atol=1e-4)
+    source, classes = gan.discriminator(images)
+    assert source.shape == (2, 1) and classes.shape == (2, 10)
+    assert any(isinstance(layer, keras.layers.Conv2DTranspose) for layer in gan.generator.layers)
+
+
+def test_conditional_gan_step_trains_both_networks() -> None:
+    keras.utils.set_random_seed(0)
+    gan = build_acgan(num_classes=10)
+    before_d = [np.array(w) for w in gan.discriminator.trainable_weights]
+    before_g = [np.array(w) for w in gan.generator.trainable_weights]
+    gan.train_step((tf.random.uniform((16, 784), -1, 1), tf.range(16) % 10))
+    assert all(not np.allclose(a, np.array(b)) for a, b in zip(before_d, gan.discriminator.trainable_weights))
+    assert all(not np.allclose(a, np.array(b)) for a, b in zip(before_g, gan.generator.trainable_weights))
 
 
 def test_step_model_reproduces_the_stateful_model() -> None:

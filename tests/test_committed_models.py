@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edge.manifest import read_manifest
+from edge.models import Generator
 from edge.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, requires_dataset
 from training.datasets.images import load_image_dataset
@@ -21,7 +22,6 @@ from training.evaluation import (
     classify,
     forecast_metrics,
     forecaster_run,
-    generated_images,
     reconstruction_errors,
 )
 from training.tflite import check_ops, op_names, run_batch
@@ -107,10 +107,18 @@ def test_lstm_step_model_rmse_is_what_the_manifest_says(name: str, loaded: dict[
 
 
 def test_generator_makes_varied_images(loaded: dict[str, TFLiteModel]) -> None:
+    """Through the edge's Generator wrapper: different noise, different pictures; the same noise
+    with another class label, another picture (the label input is used)."""
     entry = MANIFEST.models["gan"]
+    generator = Generator(entry, loaded["gan"])
     noise = np.random.default_rng(0).normal(size=(32, entry.preprocess["latent_dim"])).astype(np.float32)
-    images = generated_images(run_batch(loaded["gan"], "noise", noise)["image"], entry.postprocess)
+    labels = np.arange(32) % entry.preprocess["num_classes"]
+    images = np.stack([generator.generate(z, int(c)) for z, c in zip(noise, labels)])
     assert images.shape == (32, entry.postprocess["height"], entry.postprocess["width"])
     assert 20 < images.mean() < 200  # neither blank nor saturated
     assert np.std(images.reshape(32, -1).mean(axis=1)) > 1.0  # different noise, different pictures
+    same_noise = np.stack([generator.generate(noise[0], c) for c in range(entry.preprocess["num_classes"])])
+    assert np.abs(same_noise[1:].astype(int) - same_noise[0].astype(int)).mean(axis=(1, 2)).min() > 5  # grey levels
     assert entry.metrics["mean_abs_diff_vs_keras"] < 0.05
+    with pytest.raises(ValueError, match="out of range"):
+        generator.generate(noise[0], entry.preprocess["num_classes"])

@@ -44,14 +44,23 @@ def test_autoencoder_flags_wrong_and_noisy_readings_at_few_false_alerts() -> Non
 
 
 @needs_cnn_data
-def test_gan_covers_every_class_and_int8_keeps_its_quality() -> None:
-    int8 = gan_quality(MANIFEST, MODELS_DIR, "gan", n=1500)
-    f32 = gan_quality(MANIFEST, MODELS_DIR, "gan_float32", n=1500)
-    assert int8["min_class_share"] >= 0.03  # no mode collapse
-    assert abs(int8["frechet"] - f32["frechet"]) <= 0.1 * f32["frechet"]
-    assert int8["frechet_real_halves"] < int8["frechet"]  # generated images are told apart from real ones
-    results = {"gan": {"gan": int8, "gan_float32": f32}}
-    assert "GAN class shares" in table({**results, **fake_rest()})
+def test_evaluate_reproduces_the_generators_figures_and_their_references() -> None:
+    """The gates themselves are measured independently in tests/test_gan_quality.py; here
+    `python -m training evaluate` must give what the manifest says, with sane reference figures."""
+    results = gan_quality(MANIFEST, MODELS_DIR)
+    for name in ("gan", "gan_float32"):
+        claimed = MANIFEST.get(name).metrics
+        for key in ("frechet", "class_agreement", "min_class_share", "frechet_real", "frechet_blurred",
+                    "frechet_noised", "frechet_penultimate"):
+            assert results[name][key] == pytest.approx(claimed[key], rel=1e-6), (name, key)
+    q = results["gan"]
+    ratio = MANIFEST.get("gan").metrics["frechet_ratio_vs_float32"]
+    assert q["frechet_ratio_vs_float32"] == pytest.approx(ratio, rel=1e-6)
+    # real images are nearest, then blurred, then noised ones; generated images are told apart from real ones
+    assert q["frechet_real"] < q["frechet_blurred"] < q["frechet_noised"]
+    assert q["frechet_real"] < q["frechet"]
+    text = table({"gan": results, **fake_rest()})
+    assert "GAN class agreement" in text and f"real train {q['frechet_real']:.1f}" in text
 
 
 def fake_rest() -> dict:

@@ -25,8 +25,11 @@ MODELS = ["cnn", "autoencoder", "gan", "lstm"]
 
 def feeds_for(name: str) -> dict[str, list]:
     rng = np.random.default_rng(3)
-    if name == "gan":  # the generator's own input: normal noise
-        return {t.name: rng.normal(size=t.shape).astype(np.float32).tolist() for t in MANIFEST.models[name].inputs}
+    if name == "gan":  # the generator's own inputs: normal noise and, if it takes one, a one-hot class
+        entry = MANIFEST.models[name]
+        label = entry.preprocess.get("label_input")
+        return {t.name: (np.eye(t.shape[-1])[[3]] if t.name == label else rng.normal(size=t.shape))
+                .astype(np.float32).tolist() for t in entry.inputs}
     return {t.name: rng.uniform(0, 1, t.shape).astype(np.float32).tolist() for t in MANIFEST.models[name].inputs}
 
 

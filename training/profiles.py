@@ -48,11 +48,19 @@ class AutoencoderConfig:
 @dataclass
 class GANConfig:
     dataset: str = "fashion_mnist"
+    # "conditional": label in, image out -- a small DCGAN with an auxiliary-classifier discriminator
+    # (training/models/cgan.py); "lecture": the lecture's dense, unconditional GAN (training/models/gan.py)
+    arch: str = "conditional"
     epochs: int = 30
     batch_size: int = 128
     steps_per_epoch: int | None = None  # None: a full pass over the training images
     sample_every: int = 5  # epochs between sample grids
     train_limit: int | None = None
+    # conditional only: filters of the generator's 7x7 maps / the discriminator's first conv, Adam's rate
+    g_width: int = 64
+    d_width: int = 32
+    learning_rate: float = 2e-4
+    class_weight: float = 1.0  # weight of the class losses beside the real/fake losses
     seed: int = 1
 
 
@@ -92,10 +100,12 @@ PROFILES: dict[str, Profile] = {
         CNNConfig(arch="lecture", epochs=1, cosine_decay=False),
         AutoencoderConfig(code_units=None, hidden=(32, 16), epochs=200, optimizer="sgd", learning_rate=0.01,
                           cosine_decay=False, threshold_percentile=99.5, quantization="int8"),
-        GANConfig(epochs=400, steps_per_epoch=128, sample_every=20),
+        GANConfig(arch="lecture", epochs=400, steps_per_epoch=128, sample_every=20),
         LSTMConfig(look_back=5, epochs=500, log=False, differences=()),
     ),
-    "default": Profile("default", CNNConfig(), AutoencoderConfig(), GANConfig(), LSTMConfig()),
+    # the conditional GAN: 5 passes at batch 64 (4,685 steps): 10.5 CPU-minutes for the whole task (docs/gan.md)
+    "default": Profile("default", CNNConfig(), AutoencoderConfig(), GANConfig(epochs=5, batch_size=64, sample_every=1),
+                       LSTMConfig()),
     "quick": Profile(
         "quick",
         CNNConfig(arch="lecture", epochs=1, cosine_decay=False, train_limit=6000, test_limit=1000,

@@ -21,6 +21,9 @@ ROWS = [
     ("autoencoder", "detection_rate_noisy", "AE noisy readings flagged", "—", "{:.1%}"),
     ("autoencoder", "false_alert_rate_test", "AE false alerts (held-out clean)", "—", "{:.2%}"),
     ("gan", "mean_abs_diff_vs_keras", "GAN int8 vs Keras pixels (mean abs, [-1,1])", "—", "{:.4f}"),
+    ("gan", "frechet", "GAN Fréchet distance to real test images (CNN log-probabilities)", "—", "{:.1f}"),
+    ("gan", "class_agreement", "GAN class agreement (CNN's class = requested)", "—", "{:.1%}"),
+    ("gan", "min_class_share", "GAN smallest class share (uniformly drawn labels)", "—", "{:.1%}"),
 ]
 FOOTNOTE = ("¹ The lecture gives the CNN's layers but no training recipe or accuracy; ~84% after one "
             "epoch is what its network reaches on Fashion-MNIST here (Adam, batch 128).\n"

@@ -86,8 +86,8 @@ def idx_folder(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def broker(tmp_path: Path):
-    """A mosquitto of the test's own on a free loopback port (see tests/mqtt_helpers.py); skips without one."""
-    from tests.mqtt_helpers import Broker
+    """A mosquitto of the test's own on a free loopback port (see tests/helpers/mqtt.py); skips without one."""
+    from tests.helpers.mqtt import Broker
 
     b = Broker(tmp_path / "broker").start()
     yield b
@@ -100,6 +100,6 @@ def _no_stray_agents():
     yield
     import sys
 
-    helpers = sys.modules.get("tests.mqtt_helpers")
+    helpers = sys.modules.get("tests.helpers.mqtt")
     if helpers is not None:
         helpers.AgentProcess.kill_all()

@@ -15,9 +15,8 @@ from edge.manifest import read_manifest
 from edge.models import AnomalyScorer
 from edge.rules import AnomalyRule
 from edge.runtime import TFLiteModel
-from edge.series import SeriesTransform
 from tests.conftest import MODELS_DIR, ROOT, SAMPLE_FRAMES
-from tests.mqtt_helpers import (
+from tests.helpers.mqtt import (
     AgentProcess,
     Broker,
     Collector,
@@ -27,9 +26,10 @@ from tests.mqtt_helpers import (
     wait_online,
     write_config,
 )
+from tests.helpers.series import first_forecast_step, offline_forecasts
 from training.datasets.sensors import lecture_sensor_data
 from training.datasets.series import load_series
-from training.evaluation import classify, forecaster_run
+from training.evaluation import classify
 
 MANIFEST = read_manifest(MODELS_DIR / "manifest.json")
 SCHEMAS = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.json")}
@@ -96,20 +96,6 @@ def test_replayed_frames_are_classified_like_offline(broker: Broker, tmp_path: P
         assert edge_accuracy == pytest.approx(np.mean(offline[seqs] == labels[seqs]))
     finally:
         collector.close()
-
-
-def first_forecast_step() -> int:
-    """The reading after which the forecaster has enough history to forecast (0-based)."""
-    pre = MANIFEST.get("lstm").preprocess
-    return SeriesTransform.from_manifest(pre).order + pre["look_back"] - 1
-
-
-def offline_forecasts(values: list[float]) -> list[float]:
-    """The step model stepped through the readings offline: one forecast after each reading from
-    `first_forecast_step()` on, each for the month after it."""
-    entry = MANIFEST.get("lstm")
-    targets = np.arange(first_forecast_step() + 1, len(values) + 1)
-    return forecaster_run(TFLiteModel.from_entry(entry, MODELS_DIR).run, entry, np.asarray(values), targets)[1].tolist()
 
 
 def test_a_slow_model_drops_stale_frames_instead_of_queueing_them(broker: Broker, tmp_path: Path) -> None:
@@ -282,7 +268,7 @@ def test_check_prints_runtime_and_tensors(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from tests.test_edge_isolation import no_tf_env
+    from tests.helpers.isolation import no_tf_env
 
     config = write_config(tmp_path / "agent.toml", 1883, '[[sensor]]\nname = "line1"\n\n[[series]]\nname = "s"\n')
     result = subprocess.run([sys.executable, "-m", "edge", "check", "--config", str(config), "--skip-broker"],
@@ -331,7 +317,7 @@ def test_stdin_series_and_the_readable_subscriber(broker: Broker, tmp_path: Path
     import subprocess
     import sys
 
-    from tests.test_edge_isolation import no_tf_env
+    from tests.helpers.isolation import no_tf_env
 
     values = load_series("airline").values.tolist()[:40]
     watcher = subprocess.Popen([sys.executable, "-m", "edge", "subscribe", "--port", str(broker.port),

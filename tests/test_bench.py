@@ -10,7 +10,7 @@ from pathlib import Path
 from edge.manifest import read_manifest
 from edge.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT, requires_package
-from tests.test_edge_isolation import no_tf_env
+from tests.helpers.isolation import no_tf_env
 from training.tflite import count_macs
 
 

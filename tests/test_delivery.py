@@ -11,8 +11,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, write_config
-from tests.test_reliability import wait_for_stats
+from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_for_stats, write_config
 
 BASE = "edgepipe/test"
 ALERTING = '[[sensor]]\nname = "line1"\nthreshold = 1e-12\n'  # every reading is an alert: the set is exact

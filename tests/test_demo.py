@@ -14,8 +14,8 @@ import pytest
 from edge.manifest import read_manifest
 from edge.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT, requires_package
-from tests.test_agent import first_forecast_step, offline_forecasts
-from tests.test_edge_isolation import no_tf_env
+from tests.helpers.isolation import no_tf_env
+from tests.helpers.series import first_forecast_step, offline_forecasts
 from training.evaluation import classify
 
 PNG = b"\x89PNG\r\n\x1a\n"

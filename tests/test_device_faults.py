@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.mqtt_helpers import AgentProcess, Broker, Collector, described, publish, write_config
-from tests.test_agent import first_forecast_step, offline_forecasts
+from tests.helpers.mqtt import AgentProcess, Broker, Collector, described, publish, write_config
+from tests.helpers.series import first_forecast_step, offline_forecasts
 from training.datasets.series import load_series
 
 BASE = "edgepipe/test"

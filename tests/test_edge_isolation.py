@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import MODELS_DIR, ROOT
-
-NO_TF_SITE = Path(__file__).parent / "no_tf_site"
-HOST_ONLY = {"tensorflow", "keras", "tf_keras", "sklearn"}
-
-
-def no_tf_env() -> dict[str, str]:
-    """Environment for a subprocess in which importing the host-only libraries fails."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(NO_TF_SITE), str(ROOT), env.get("PYTHONPATH", "")])
-    return env
+from tests.helpers.isolation import HOST_ONLY, no_tf_env
 
 
 def imports_of(folder: str) -> list[tuple[str, int, str]]:

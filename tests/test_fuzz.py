@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.config import SECTIONS, ConfigError, load_config, parse_config, pipeline_sections, top_level_keys
 from edge.fields import keys_of
 from edge.readings import MAX_PAYLOAD_BYTES, InvalidReading, parse_reading
-from tests.mqtt_helpers import AgentProcess, Broker, Collector, described, write_config
+from tests.helpers.mqtt import AgentProcess, Broker, Collector, described, write_config
 
 BASE = "edgepipe/test"
 FUZZ = settings(derandomize=True, database=None, deadline=None,

@@ -23,8 +23,8 @@ from edge.pipelines.registry import kinds
 from edge.pipelines.sensor import SensorConfig
 from edge.pipelines.series import SeriesConfig
 from tests.conftest import ROOT
-from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, write_config
-from tests.test_edge_isolation import no_tf_env
+from tests.helpers.isolation import no_tf_env
+from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, write_config
 
 DEVICE = "pi-shed"
 BASE = f"edgepipe/{DEVICE}"

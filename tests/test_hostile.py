@@ -25,7 +25,7 @@ from edge.config import ConfigError, parse_config
 from edge.manifest import ManifestError
 from edge.sysinfo import resident_mb
 from tests.conftest import MODELS_DIR, ROOT
-from tests.mqtt_helpers import AgentProcess, Broker, Collector, write_config
+from tests.helpers.mqtt import AgentProcess, Broker, Collector, write_config
 
 BASE = "edgepipe/test"
 SCALE = int(os.environ.get("EDGEPIPE_SOAK", "1"))  # `make soak`: 10

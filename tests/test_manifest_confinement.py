@@ -16,7 +16,7 @@ import pytest
 
 from edge.manifest import ManifestError, read_manifest, sha256_file, verify_file
 from tests.conftest import MODELS_DIR
-from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, write_config
+from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, write_config
 
 BASE = "edgepipe/test"
 SECRET = b"root:$y$j9T$not-a-model$:19000:0:99999:7:::\n" * 40

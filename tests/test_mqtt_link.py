@@ -20,7 +20,7 @@ from edge.config import MqttConfig
 from edge.mqtt.link import MqttLink
 from edge.mqtt.messages import Message, Topics
 from edge.mqtt.outbox import Outbox
-from tests.mqtt_helpers import Broker, Collector
+from tests.helpers.mqtt import Broker, Collector
 
 WRITERS, PER_WRITER, ALERTS = 8, 60, 200
 

@@ -14,7 +14,7 @@ from edge.agent import Agent
 from edge.config import ConfigError, parse_config
 from edge.pipelines.registry import kinds
 from tests.conftest import MODELS_DIR
-from tests.mqtt_helpers import Collector
+from tests.helpers.mqtt import Collector
 
 ECHO = '''
 """A kind for the test: every reading comes back on echo/<name>/out."""

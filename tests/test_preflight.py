@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from tests.conftest import ROOT
-from tests.mqtt_helpers import AgentProcess, Broker, write_config
-from tests.test_edge_isolation import no_tf_env
+from tests.helpers.isolation import no_tf_env
+from tests.helpers.mqtt import AgentProcess, Broker, write_config
 
 DENY_ALL = "user edgepipe-test\ntopic read edgepipe/test/cmd/#\n"  # may read its commands, write nothing
 
@@ -67,7 +67,7 @@ def test_check_and_the_agent_say_when_the_acl_drops_every_publish(tmp_path: Path
 
 
 def _wait_file(path: Path, predicate, timeout: float) -> bool:
-    from tests.test_reliability import wait_for_stats
+    from tests.helpers.mqtt import wait_for_stats
 
     return wait_for_stats(path, predicate, timeout)
 

@@ -20,8 +20,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.manifest import sha256_file
 from edge.sysinfo import resident_mb
 from tests.conftest import MODELS_DIR
-from tests.mqtt_helpers import AgentProcess, Broker, Collector, publish, sensor_csv, wait_online, write_config
-from tests.test_agent import first_forecast_step, offline_forecasts
+from tests.helpers.mqtt import (
+    AgentProcess,
+    Broker,
+    Collector,
+    publish,
+    sensor_csv,
+    wait_for_stats,
+    wait_online,
+    write_config,
+)
+from tests.helpers.series import first_forecast_step, offline_forecasts
 from training.datasets.sensors import lecture_sensor_data
 from training.datasets.series import load_series
 
@@ -309,18 +318,6 @@ def publish_until(port: int, topic: str, payloads: list[str], stop: threading.Ev
 
 def processed(stats: dict) -> int:
     return stats["pipelines"]["sensor/line1"]["processed"]
-
-
-def wait_for_stats(path: Path, predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate(json.loads(path.read_text())):
-                return True
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.1)
-    return False
 
 
 def _ranges(numbers: set[int]) -> list[tuple[int, int]]:

@@ -17,8 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import ROOT, requires_package
-from tests.mqtt_helpers import AgentProcess, Broker, Collector, free_port, write_config
-from tests.test_reliability import wait_for_stats
+from tests.helpers.mqtt import AgentProcess, Broker, Collector, free_port, wait_for_stats, write_config
 
 DEVICE = "edgepipe-pi"  # the agent's user name doubles as its device id (see the ACL)
 BASE = f"edgepipe/{DEVICE}"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from edge.mqtt import messages
 from tests.conftest import ROOT
-from tests.mqtt_helpers import Broker, free_port, publish
-from tests.test_edge_isolation import no_tf_env
+from tests.helpers.isolation import no_tf_env
+from tests.helpers.mqtt import Broker, free_port, publish
 from tests.test_security import DEVICE, PASSWORDS, client, send
 from tests.test_security import secure_broker as secure_broker_fixture
 

@@ -17,11 +17,11 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import MODELS_DIR, ROOT, skip_without
-from tests.test_edge_isolation import no_tf_env
+from tests.helpers.isolation import no_tf_env
 from tools.broker import Mosquitto, free_port, wait_port
 
-__all__ = ["AgentProcess", "Broker", "Collector", "described", "free_port", "publish", "sensor_csv", "wait_online",
-           "wait_port", "write_config"]
+__all__ = ["AgentProcess", "Broker", "Collector", "described", "free_port", "publish", "sensor_csv", "wait_for_stats",
+           "wait_online", "wait_port", "write_config"]
 
 
 class Broker(Mosquitto):
@@ -165,3 +165,16 @@ def wait_online(port: int, base: str = "edgepipe/test", timeout: float = 30.0) -
             raise TimeoutError(f"no agent said online on {base}/status within {timeout} s")
     finally:
         watcher.close()
+
+
+def wait_for_stats(path: Path, predicate: Callable[[dict], bool], timeout: float) -> bool:
+    """Until the agent's stats file (`stats_file`) satisfies `predicate`; readable while the broker is not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate(json.loads(path.read_text())):
+                return True
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    return False

@@ -227,6 +227,7 @@ def write_manifest(manifest: Manifest, path: Path | str) -> None:
     text = json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600: the installer's copy must be readable by the service user
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

@@ -64,10 +64,14 @@ class LSTMConfig:
     epochs: int = 30
     learning_rate: float = 1e-3
     train_fraction: float = 0.67
-    # what the LSTM sees (edge/series.py): log, then (1 - B^lag) for each lag; none: the lecture's raw values.
-    # The default suits a positive monthly series with a yearly season, like the airline passengers.
-    log: bool = True
-    differences: tuple[int, ...] = (1, 12)
+    # what the LSTM sees (edge/series.py): log, then (1 - B^lag) for each lag. "auto": chosen per series by
+    # one-step validation on the last training months (training/series_transform.py); or explicit: "none",
+    # "log", "d1", "log+d12", "log+d1+d12", ... (log is never chosen for a series with a value <= 0)
+    transform: str = "auto"
+    season: int | None = None  # season length for the seasonal difference and baselines; None: the data's frequency
+    # "step": one step ahead through every month, features scaled by the training months' mean and deviation;
+    # "lecture": the lecture's min/max scaling of the whole series and its off-by-one windows (no transform only)
+    protocol: str = "step"
     # int16 activations, int8 weights: int8 activations compound over the 5 unrolled steps and the
     # carried state (2.7% of the output range off Keras after 500 epochs; int16x8 stays within 0.5%)
     quantization: str = "int16x8"
@@ -93,7 +97,7 @@ PROFILES: dict[str, Profile] = {
         AutoencoderConfig(code_units=None, hidden=(32, 16), epochs=200, optimizer="sgd", learning_rate=0.01,
                           cosine_decay=False, threshold_percentile=99.5, quantization="int8"),
         GANConfig(epochs=400, steps_per_epoch=128, sample_every=20),
-        LSTMConfig(look_back=5, epochs=500, log=False, differences=()),
+        LSTMConfig(look_back=5, epochs=500, transform="none", protocol="lecture"),
     ),
     "default": Profile("default", CNNConfig(), AutoencoderConfig(), GANConfig(), LSTMConfig()),
     "quick": Profile(

@@ -30,7 +30,7 @@ class CNNConfig:
     validation_fraction: float = 0.1
     train_limit: int | None = None  # first N training images (quick runs)
     test_limit: int | None = None
-    max_accuracy_drop: float = 0.5  # int8 vs Keras, in points; export fails beyond it
+    max_accuracy_drop: float = 0.5  # int8 vs Keras, in points (at least 2 held-out images); export fails beyond it
     # Export is refused when the quantized file's held-out accuracy is near chance -- below chance (the
     # largest class's share) + this fraction of the way to 100%, or within 3 binomial standard errors
     # of chance -- or this many points below the best Keras validation accuracy (plus sampling noise)

@@ -98,3 +98,15 @@ def test_unknown_model_lists_the_known_ones(tmp_path: Path) -> None:
     manifest = Manifest(models={"m": make_entry(tmp_path)})
     with pytest.raises(ManifestError, match=r"no model named 'cnn' in the manifest \(has: m\)"):
         manifest.get("cnn")
+
+
+def test_written_manifest_is_readable_by_everyone(tmp_path: Path) -> None:
+    """0644 whatever the umask of the trainer: the service user reads the installer's copy."""
+    import os
+
+    old = os.umask(0o077)
+    try:
+        write_manifest(Manifest(), tmp_path / "manifest.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "manifest.json").stat().st_mode & 0o777 == 0o644

@@ -31,6 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "lstm: airline or FILE.csv[:COLUMN]; autoencoder: lecture or FILE.csv[:COL1,COL2]")
     parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")
     parser.add_argument("--window", type=int, help="autoencoder: readings per sample (windowed mode for sensor CSVs)")
+    parser.add_argument("--transform", help="lstm: what the LSTM sees: auto (chosen on the training months), none, "
+                        "or log and/or dLAG joined by '+', e.g. log+d1+d12 (the profile's own: auto)")
+    parser.add_argument("--season", type=int, help="lstm: season length in samples (default: from the CSV's dates)")
     parser.add_argument("--normal-rows", type=int, help="autoencoder on a sensor CSV: the first N rows are normal")
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="where the .tflite files and manifest go")
     parser.add_argument("--report", type=Path, default=REPORT_DIR, help="where the pictures go")
@@ -63,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             extra = {"window": args.window, "normal_rows": args.normal_rows} if name == "autoencoder" else {}
             if name != "autoencoder" and (args.window or args.normal_rows):
                 raise SystemExit("--window and --normal-rows apply to the autoencoder")
+            if name == "lstm":
+                extra = {"transform": args.transform, "season": args.season}
+            elif args.transform or args.season:
+                raise SystemExit("--transform and --season apply to the lstm")
             cfg = get_config(args.profile, name, dataset=args.dataset, epochs=args.epochs, **extra)
             task = importlib.import_module(f"training.tasks.{name}")
             started = time.monotonic()

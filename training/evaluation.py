@@ -13,17 +13,18 @@ from typing import Any
 import numpy as np
 
 from edge.manifest import ModelEntry
+from edge.preprocess import pixels_to_input
 from edge.runtime import TFLiteModel
 from edge.series import SeriesTransform
 from training.tflite import run_batch
 
 
 def images_to_input(images: np.ndarray, pre: dict[str, Any]) -> np.ndarray:
-    """uint8 (N, H, W) -> float32 (N, H, W, 1) as the manifest's preprocess says."""
-    x = images.astype(np.float32)
-    if pre.get("invert"):
-        x = 255.0 - x
-    return ((x - pre["pixel_offset"]) / pre["pixel_scale"])[..., None]
+    """Gray levels (N, H, W) -> float32 (N, H, W, 1) with the edge's own scaling function. uint8 images
+    go through float32, as the edge's lookup table for uint8 frames at the model's size does; float
+    gray levels (a folder resized by `edge_gray`) as they are, as the edge's resize path does."""
+    gray = images.astype(np.float32) if images.dtype == np.uint8 else images
+    return pixels_to_input(gray, pre)[..., None]
 
 
 def classify(model: TFLiteModel, entry: ModelEntry, images: np.ndarray) -> np.ndarray:
@@ -131,8 +132,8 @@ def forecaster_run(run: Callable[[dict], dict], entry: ModelEntry, values: np.nd
     pre, cfg = entry.preprocess, entry.training
     transform = SeriesTransform.from_manifest(pre)
     n = len(values)
-    if targets is None:
-        lecture = not transform.log and not transform.differences
+    if targets is None:  # manifests before `protocol` existed: no transform meant the lecture's protocol
+        lecture = cfg.get("protocol", "step" if transform.log or transform.differences else "lecture") == "lecture"
         targets = forecast_targets(n, int(n * cfg["train_fraction"]), pre["look_back"], transform.order, lecture)
     windows, levels = series_windows(transform, np.asarray(values, np.float64), pre["look_back"], targets)
     out, _ = step_through(run, windows, entry.postprocess["state"]["shape"][1])

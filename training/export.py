@@ -16,6 +16,9 @@ Why it is done this way (each point was a silent failure once, see docs/DESIGN.m
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,8 +184,24 @@ def export_variant(request: ExportRequest, variant: str, out_dir: Path, held_out
 
 
 def export_both(request: ExportRequest, out_dir: Path, held_out: Callable[[], Iterator[Feeds]],
-                evaluate: Callable[[TFLiteModel], dict[str, Any]],
-                keras_metrics: dict[str, Any]) -> list[ModelEntry]:
-    """The quantized model the edge runs and its float32 twin, both verified."""
-    return [export_variant(request, v, out_dir, held_out, evaluate, keras_metrics)
-            for v in (request.quantization, "float32")]
+                evaluate: Callable[[TFLiteModel], dict[str, Any]], keras_metrics: dict[str, Any],
+                accept: Callable[[list[ModelEntry]], None] | None = None) -> list[ModelEntry]:
+    """The quantized model the edge runs and its float32 twin, both verified.
+
+    Both files are written to a staging folder inside `out_dir` and moved into place (mode 0644)
+    only when every check has passed, `accept(entries)` included (a task's own gate, raising
+    ExportError): a refused export leaves no file behind and the files already there untouched.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".export-{request.name}-"))
+    try:
+        entries = [export_variant(request, v, staging, held_out, evaluate, keras_metrics)
+                   for v in (request.quantization, "float32")]
+        if accept is not None:
+            accept(entries)
+        for entry in entries:
+            (staging / entry.file).chmod(0o644)
+            os.replace(staging / entry.file, out_dir / entry.file)
+        return entries
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -44,8 +44,16 @@ def results_table(manifest: Manifest) -> str:
         twin = manifest.models.get(f"{model}_float32")
         if model == "cnn":
             label = f"{label} ({int8.dataset})"
+        if model == "lstm":  # units from the data; the lecture's figures are for its airline series only
+            label = label.replace("passengers", str(int8.metrics.get("units", "values")))
+            lecture = lecture if int8.dataset == "airline-passengers" else "—"
         lines.append(f"| {label} | {lecture} | {_fmt(fmt, int8.keras_metrics.get(key))} | "
                      f"{_fmt(fmt, int8.metrics.get(key))} | {_fmt(fmt, twin.metrics.get(key) if twin else None)} |")
+    if "lstm" in manifest.models and "baselines_rmse" in manifest.models["lstm"].metrics:
+        metrics = manifest.models["lstm"].metrics
+        names = metrics.get("baseline_names", {})
+        shown = ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in metrics["baselines_rmse"].items())
+        lines.append(f"| LSTM test-month baselines (RMSE) | — | {shown} | best: {metrics['winner']} | — |")
     if "gan" in manifest.models:
         lines.append(f"| GAN sample grid | lecture's epoch 400 figure | — | "
                      f"reports/training/{manifest.models['gan'].metrics.get('sample_grid', '—')} | — |")

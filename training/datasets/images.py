@@ -1,4 +1,5 @@
-"""Image datasets for the CNN and the GAN, all as 28x28 (or the requested size) uint8 grayscale.
+"""Image datasets for the CNN and the GAN, all as 28x28 (or the requested size) grayscale: uint8 for the
+IDX and digits sets, and for your folders the float gray levels the edge computes from each file.
 
 Sources, chosen by a spec string (`--dataset`):
 - `fashion_mnist[:DIR]`  IDX files; default DIR is Debian's `dataset-fashion-mnist`
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.preprocess import resize_bilinear, to_grayscale
 from training.datasets.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".tif", ".tif
 
 @dataclass
 class ImageDataset:
-    """uint8 images (N, H, W) with integer labels and the label names."""
+    """Images (N, H, W) with gray levels 0..255 (uint8, or float from the edge's resize), integer labels
+    and the label names."""
 
     name: str
     x_train: np.ndarray
@@ -163,9 +166,17 @@ def load_digits28(test_fraction: float = 0.2) -> ImageDataset:
     return ImageDataset("digits", images[train], labels[train], images[test], labels[test], DIGIT_LABELS)
 
 
+def edge_gray(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A decoded frame -> gray levels 0..255 at `size`, with the edge's own functions (luma weights, plain
+    bilinear resize), kept in the dtype they return: the model then sees in training exactly what
+    the agent feeds it (Pillow's antialiased resize changed 1 prediction in 359)."""
+    return resize_bilinear(to_grayscale(frame), size[0], size[1])
+
+
 def load_image_folder(folder: Path | str, size: tuple[int, int] = (28, 28), test_fraction: float = 0.2,
                       invert: bool = False) -> ImageDataset:
-    """Your own labelled images: FOLDER/<class name>/<image files>, converted to grayscale and resized."""
+    """Your own labelled images: FOLDER/<class name>/<image files>, converted to grayscale and resized
+    the way the edge does it (`edge_gray`)."""
     from PIL import Image, UnidentifiedImageError
 
     folder = Path(folder)
@@ -182,11 +193,11 @@ def load_image_folder(folder: Path | str, size: tuple[int, int] = (28, 28), test
         for path in files:
             try:
                 with Image.open(path) as img:
-                    gray = img.convert("L").resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                    rgb = np.asarray(img.convert("RGB"))  # as the edge's folder camera decodes a file
             except (UnidentifiedImageError, OSError) as exc:
                 raise DatasetError(f"{path}: cannot read image ({exc})") from None
-            array = np.asarray(gray, dtype=np.uint8)
-            images.append(255 - array if invert else array)
+            gray = edge_gray(rgb, size)
+            images.append(255.0 - gray if invert else gray)
             labels.append(index)
     x, y = np.stack(images), np.asarray(labels, dtype=np.uint8)
     rng = np.random.default_rng(0)

@@ -97,8 +97,8 @@ def replay(models: Path, values: np.ndarray, seconds: np.ndarray) -> tuple[np.nd
     return stat, plan, entry.training
 
 
-def judge(active: np.ndarray, faults: list[Fault], normal: int, grace: int) -> tuple[int, int, int]:
-    """(faults found, false episodes, readings outside faults) after the normal period."""
+def judge(active: np.ndarray, faults: list[Fault], normal: int, grace: int) -> tuple[int, int, int, float]:
+    """(faults found, false episodes, readings outside faults, share of them alerting) after the normal period."""
     inside = np.zeros(len(active), bool)
     found = 0
     for f in faults:
@@ -108,7 +108,8 @@ def judge(active: np.ndarray, faults: list[Fault], normal: int, grace: int) -> t
         found += bool(active[span].any())
     onsets = np.flatnonzero(active & ~np.concatenate([[False], active[:-1]]))
     false = int(np.sum((onsets >= normal) & ~inside[onsets]))
-    return found, false, int(np.sum(~inside[normal:]))
+    clean = ~inside[normal:]
+    return found, false, int(np.sum(clean)), float(np.mean(active[normal:][clean]))
 
 
 def run_stream(stream: Stream, work: Path, seed: int, extra: list[str]) -> dict:
@@ -120,7 +121,8 @@ def run_stream(stream: Stream, work: Path, seed: int, extra: list[str]) -> dict:
     period = float(np.median(np.diff(seconds)))
     days = (len(values) - normal) * period / 86400
     rows = {}
-    recipes = {"new default": [*extra], "old default (W=1, p99, 2-of-3)": ["--window", "1"]}
+    recipes = {"new default": [*extra], "new, --window-norm mean": [*extra, "--window-norm", "mean"],
+               "old default (W=1, p99, 2-of-3)": ["--window", "1"]}
     for label, flags in recipes.items():
         out = work / f"{stream.name}-{len(rows)}"
         code = train(["autoencoder", "--dataset", f"{csv}:value", "--normal-rows", str(normal), "--out", str(out),
@@ -135,9 +137,10 @@ def run_stream(stream: Stream, work: Path, seed: int, extra: list[str]) -> dict:
             expected = None
         else:
             active, expected = stat > plan.threshold, plan.expected_per_day
-        found, false, clean = judge(active, faults, normal, grace=training["window"] + plan.n)
+        found, false, clean, share = judge(active, faults, normal, grace=training["window"] + plan.n)
         rows[label] = {"window": training["window"], "found": found, "faults": len(faults),
                        "false_episodes": false, "false_per_day": false / (clean * period / 86400),
+                       "clean_alerting": share,
                        "expected_per_day": expected, "k": plan.k if expected is not None else 2,
                        "n": plan.n if expected is not None else 3, "method": plan.method}
     return {"name": stream.name, "why": stream.why, "readings": len(values), "normal": normal, "period_s": period,
@@ -158,14 +161,16 @@ def table(results: list[dict], target: float) -> str:
              f"each kind ({', '.join(KINDS)}) injected at random rows. Generated {datetime.date.today()} by "
              "`python -m training.realdata sensors`.", "",
              "| dataset | readings (period) | days replayed | recipe | W | rule | faults found | false-alert "
-             "episodes/day observed | expected/day |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "episodes observed | expected/day | fault-free readings alerting |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         period = f"{r['period_s'] / 3600:g} h" if r["period_s"] < 86400 else f"{r['period_s'] / 86400:g} d"
         for label, row in r["recipes"].items():
             expected = f"{row['expected_per_day']:.3g}" if row["expected_per_day"] is not None else "—"
             lines.append(f"| {r['name']} | {r['readings']} ({period}) | {r['days_tested']:.0f} | {label} | "
                          f"{row['window']} | {row['k']}-of-{row['n']} | {row['found']}/{row['faults']} | "
-                         f"{row['false_episodes']} ({row['false_per_day']:.3g}/day) | {expected} |")
+                         f"{row['false_episodes']} ({row['false_per_day']:.3g}/day) | {expected} | "
+                         f"{row['clean_alerting']:.1%} |")
     lines += ["", "Why these recordings:", ""] + [f"- **{r['name']}** ({r['unit']}): {r['why']}." for r in results]
     return "\n".join(lines) + "\n"
 

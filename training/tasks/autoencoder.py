@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 MIN_UNWINDOWED_FEATURES = 4  # fewer columns than this: windows of readings by default
 WINDOW_CANDIDATES = (4, 8, 16, 32)
-SWEEP_STEPS = 1500  # optimizer steps per candidate window in the sweep
+SWEEP_STEPS = 600  # optimizer steps per candidate window in the sweep (it ranks windows, no more)
 MAX_STEPS = 8000  # a long sensor recording is not trained for more steps than the lecture's data
 FAULT_LENGTH = 24  # readings per injected fault in the sweep
 SWEEP_FAULTS = 8  # faults of each kind per candidate

@@ -1,4 +1,4 @@
-"""`python -m training.realdata sensors`: the autoencoder recipe on real recordings it was never tuned on.
+"""`python -m training.realdata_sensors`: the autoencoder recipe on real recordings it was never tuned on.
 
 Real series bundled with PyPI packages (no download at run time): hourly air temperatures of two
 cities for 2010 (vega_datasets), the weekly Mauna Loa CO2 record and monthly El Nino sea surface
@@ -19,6 +19,7 @@ import json
 import logging
 import sys
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +55,11 @@ def _iso(moment: object) -> str:
 
 def streams() -> list[Stream]:
     """The real recordings, each with the reason it is here."""
-    from statsmodels.datasets import co2, elnino
-    from vega_datasets import local_data
+    try:
+        from statsmodels.datasets import co2, elnino
+        from vega_datasets import local_data
+    except ImportError as exc:
+        raise SystemExit(f"{exc.name} is missing: pip install -e '.[realdata]'") from None
 
     out = []
     for name, loader in (("seattle-temps", local_data.seattle_temps), ("sf-temps", local_data.sf_temps)):
@@ -159,7 +163,7 @@ def table(results: list[dict], target: float) -> str:
     lines = [f"Target: {target:g} false alerts per day (`--false-alarms-per-day`, the default). "
              f"Normal period: the first {NORMAL_SHARE:.0%} of each recording; after it, {FAULTS_PER_KIND} faults of "
              f"each kind ({', '.join(KINDS)}) injected at random rows. Generated {datetime.date.today()} by "
-             "`python -m training.realdata sensors`.", "",
+             "`python -m training.realdata_sensors`.", "",
              "| dataset | readings (period) | days replayed | recipe | W | rule | faults found | false-alert "
              "episodes observed | expected/day | fault-free readings alerting |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -186,8 +190,8 @@ def write_doc(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.realdata", description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", choices=["sensors"])
+    parser = argparse.ArgumentParser(prog="python -m training.realdata_sensors", description=__doc__.split("\n\n")[0])
+    parser.add_argument("part", nargs="?", choices=["sensors"], default="sensors")
     parser.add_argument("--only", help="comma-separated dataset names")
     parser.add_argument("--false-alarms-per-day", type=float, default=None)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
@@ -196,14 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     extra = ["--false-alarms-per-day", str(args.false_alarms_per_day)] if args.false_alarms_per_day else []
     chosen = [s for s in streams() if not args.only or s.name in args.only.split(",")]
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        results = [run_stream(s, Path(tmp), seed=i, extra=extra) for i, s in enumerate(chosen)]
-    text = table(results, args.false_alarms_per_day or 0.1)
+        for stream in chosen:  # the table is rewritten after each recording
+            results.append(run_stream(stream, Path(tmp), seed=zlib.crc32(stream.name.encode()), extra=extra))
+            text = table(results, args.false_alarms_per_day or 0.1)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2))
+            if not args.no_doc:
+                write_doc(text)
     print(text)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    if not args.no_doc:
-        write_doc(text)
     return 0
 
 

@@ -174,9 +174,13 @@ def table(results: list[dict], target: float) -> str:
             lines.append(f"| {r['name']} | {r['readings']} ({period}) | {r['days_tested']:.0f} | {label} | "
                          f"{row['window']} | {row['k']}-of-{row['n']} | {row['found']}/{row['faults']} | "
                          f"{row['false_episodes']} ({row['false_per_day']:.3g}/day) | {expected} | "
-                         f"{row['clean_alerting']:.1%} |")
+                         f"{_pct(row.get('clean_alerting'))} |")
     lines += ["", "Why these recordings:", ""] + [f"- **{r['name']}** ({r['unit']}): {r['why']}." for r in results]
     return "\n".join(lines) + "\n"
+
+
+def _pct(value: float | None) -> str:
+    return f"{value:.1%}" if value is not None else "—"
 
 
 def write_doc(text: str) -> None:

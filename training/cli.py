@@ -35,6 +35,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "or log and/or dLAG joined by '+', e.g. log+d1+d12 (the profile's own: auto)")
     parser.add_argument("--season", type=int, help="lstm: season length in samples (default: from the CSV's dates)")
     parser.add_argument("--normal-rows", type=int, help="autoencoder on a sensor CSV: the first N rows are normal")
+    parser.add_argument("--false-alarms-per-day", type=float,
+                        help="autoencoder on a sensor CSV with timestamps: false alerts accepted on normal data "
+                        "(default 0.1); the threshold and the k-of-n debounce follow from it and the reading rate")
+    parser.add_argument("--false-alarms-per-1000", type=float,
+                        help="the same for a CSV without timestamps, per 1,000 readings (default 1)")
+    parser.add_argument("--time-features", choices=["none", "auto", "day", "week", "day+week"],
+                        help="autoencoder: sin/cos of the time of day / day of week beside each reading")
+    parser.add_argument("--window-norm", choices=["none", "mean", "zscore"],
+                        help="autoencoder: normalise each feature over each window (shape, not level)")
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="where the .tflite files and manifest go")
     parser.add_argument("--report", type=Path, default=REPORT_DIR, help="where the pictures go")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -63,9 +72,14 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--dataset applies to one model at a time (e.g. `python -m training cnn --dataset mnist`)")
         manifest = load_or_new(manifest_path)
         for name in chosen:
-            extra = {"window": args.window, "normal_rows": args.normal_rows} if name == "autoencoder" else {}
-            if name != "autoencoder" and (args.window or args.normal_rows):
-                raise SystemExit("--window and --normal-rows apply to the autoencoder")
+            ae_args = {"window": args.window, "normal_rows": args.normal_rows,
+                       "false_alarms_per_day": args.false_alarms_per_day,
+                       "false_alarms_per_1000": args.false_alarms_per_1000,
+                       "time_features": args.time_features, "window_norm": args.window_norm}
+            extra = ae_args if name == "autoencoder" else {}
+            if name != "autoencoder" and any(v is not None for v in ae_args.values()):
+                raise SystemExit("--window, --normal-rows, --false-alarms-*, --time-features and --window-norm "
+                                 "apply to the autoencoder")
             if name == "lstm":
                 extra = {"transform": args.transform, "season": args.season}
             elif args.transform or args.season:

@@ -45,14 +45,24 @@ class AutoencoderConfig:
     # None: the lecture's 32-16-32; N: a code of N numbers (models/autoencoder.py); 0: max(1, inputs // 4)
     code_units: int | None = 0
     hidden: tuple[int, int] = (64, 32)  # encoder widths, mirrored in the decoder (the lecture's: 32, 16)
-    window: int = 1  # readings per sample: W consecutive readings of F features, flattened (W * F inputs)
+    # readings per sample: W consecutive readings of F features, flattened (W * F inputs). None: 1 for
+    # the lecture's independent draws and for CSVs of 4 columns or more; fewer columns: a sweep picks W
+    window: int | None = None
     normal_rows: int | None = None  # sensor CSVs: the first N rows are the normal period (None: all)
+    time_features: str = "none"  # sensor CSVs with a timestamp: none, day, week, day+week or auto
+    window_norm: str = "none"  # none, mean or zscore per feature over each window (edge/sensor_window.py)
+    # alerts on sensor CSVs (edge/calibration.py): the false alarms the user accepts on normal data, per day
+    # (with a timestamp column) or per 1,000 readings (without); the k-of-n debounce follows the reading period
+    false_alarms_per_day: float = 0.1
+    false_alarms_per_1000: float = 1.0
+    debounce_k: int | None = None  # None: derived from the reading period
+    debounce_n: int | None = None
     epochs: int = 100
     batch_size: int = 100
     optimizer: str = "adam"  # the lecture's is SGD at Keras' default learning rate 0.01
     learning_rate: float = 3e-3
     cosine_decay: bool = True  # learning rate decays to 0 over the run: a tighter fit of the normal line
-    threshold_percentile: float = 99.0  # of held-out normal reconstruction errors
+    threshold_percentile: float = 99.0  # the lecture's data: of held-out normal reconstruction errors
     # int16 activations: the one-number code spans the whole line, and int8 steps along it add as much
     # error as a "wrong" reading's offset (int8: 74.7% of wrong readings flagged, float: 79.2%)
     quantization: str = "int16x8"

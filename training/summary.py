@@ -31,14 +31,52 @@ FOOTNOTE = ("¹ The lecture gives the CNN's layers but no training recipe or acc
             "autoencoder, which are int16x8 (int8 weights, int16 activations; see docs/DESIGN.md).")
 
 
+#: the autoencoder on a sensor CSV: (metric key, label, format); units and columns come from the entry
+SENSOR_ROWS = [
+    ("window", "AE window (readings per input)", "{:d}"),
+    ("code_units", "AE code size (numbers)", "{:d}"),
+    ("test_mse", "AE held-out normal MSE (scaled units)", "{:.5f}"),
+    ("threshold", "AE alert threshold (k-th largest of n scores)", "{:.5g}"),
+    ("holdout_readings", "AE held-out normal readings", "{:d}"),
+    ("holdout_days", "AE held-out normal days", "{:.2f}"),
+    ("expected_false_alerts_per_day", "AE expected false alerts per day", "{:.3g}"),
+    ("alert_episodes_per_day_test", "AE alert episodes per day, held-out normal", "{:.3g}"),
+    ("expected_false_alerts_per_1000", "AE expected false alerts per 1,000 readings", "{:.3g}"),
+    ("false_alert_rate_test", "AE readings alerting, held-out normal", "{:.2%}"),
+    ("detection_rate_after", "AE readings alerting after the normal period", "{:.2%}"),
+]
+
+
 def _fmt(fmt: str, value: object) -> str:
-    return fmt.format(value) if isinstance(value, (int, float)) else "—"
+    if fmt.endswith("d}") and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return fmt.format(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else "—"
+
+
+def sensor_rows(manifest: Manifest) -> list[str]:
+    """The autoencoder's rows for a sensor CSV: its own columns, period and false-alert rates, no lecture figures."""
+    int8 = manifest.models["autoencoder"]
+    twin = manifest.models.get("autoencoder_float32")
+    alerts = int8.postprocess.get("alerts", {})
+    period = alerts.get("period_s")
+    head = (f"{int8.dataset}: {', '.join(int8.preprocess['features'])}"
+            + (f", a reading every {period:g} s" if period else ", no timestamps")
+            + (f", {alerts['debounce_k']}-of-{alerts['debounce_n']} rule" if alerts else ""))
+    lines = [f"| AE data ({head}) | — | — | — | — |"]
+    for key, label, fmt in SENSOR_ROWS:
+        value = int8.metrics.get(key)
+        if value is None:
+            continue
+        lines.append(f"| {label} | — | {_fmt(fmt, int8.keras_metrics.get(key))} | {_fmt(fmt, value)} | "
+                     f"{_fmt(fmt, twin.metrics.get(key) if twin else None)} |")
+    return lines
 
 
 def results_table(manifest: Manifest) -> str:
     lines = ["| metric | lecture | Keras | int8 TFLite² | float32 TFLite |", "| --- | --- | --- | --- | --- |"]
+    sensors = "autoencoder" in manifest.models and manifest.models["autoencoder"].dataset != "lecture"
     for model, key, label, lecture, fmt in ROWS:
-        if model not in manifest.models:
+        if model not in manifest.models or (model == "autoencoder" and sensors):
             continue
         int8 = manifest.models[model]
         twin = manifest.models.get(f"{model}_float32")
@@ -54,6 +92,8 @@ def results_table(manifest: Manifest) -> str:
         names = metrics.get("baseline_names", {})
         shown = ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in metrics["baselines_rmse"].items())
         lines.append(f"| LSTM test-month baselines (RMSE) | — | {shown} | best: {metrics['winner']} | — |")
+    if sensors:
+        lines += sensor_rows(manifest)
     if "gan" in manifest.models:
         lines.append(f"| GAN sample grid | lecture's epoch 400 figure | — | "
                      f"reports/training/{manifest.models['gan'].metrics.get('sample_grid', '—')} | — |")

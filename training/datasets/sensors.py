@@ -7,14 +7,22 @@ comparable to its "clean 0.0008 / noisy 0.0042 / wrong 0.0082".
 
 from __future__ import annotations
 
+import csv
+import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edge.sensor_window import to_seconds
 from training.datasets._csv import read_numeric_columns
 from training.datasets.errors import DatasetError
+
+log = logging.getLogger(__name__)
+#: header names taken as the readings' timestamp (case-insensitive); any column of ISO-8601 dates is too
+TIME_COLUMNS = ("timestamp", "time", "ts", "date", "datetime", "time_stamp", "when")
+EPOCH_AFTER = 1e8  # numeric timestamps above this are epoch seconds (1973 on); below, a counter, no clock
 
 LECTURE_SEED = 24601
 DATA_SIZE = 10000
@@ -32,6 +40,19 @@ class SensorData:
     train: np.ndarray
     validation: np.ndarray
     anomalous: dict[str, np.ndarray]
+    #: seconds of each reading of `train`, `validation` and each anomalous set (empty: no clock)
+    seconds: dict[str, np.ndarray] = field(default_factory=dict)
+    time_column: str | None = None
+    #: readings are a time-ordered stream (CSV) rather than independent draws (the lecture's)
+    ordered: bool = False
+
+    @property
+    def period_s(self) -> float | None:
+        """The median spacing of the normal period's timestamps (None without a clock)."""
+        times = np.concatenate([self.seconds[k] for k in ("train", "validation") if k in self.seconds] or [[]])
+        steps = np.diff(times)
+        steps = steps[steps > 0]
+        return float(np.median(steps)) if len(steps) else None
 
 
 def lecture_sensor_data(seed: int = LECTURE_SEED, size: int = DATA_SIZE) -> SensorData:
@@ -63,13 +84,63 @@ def load_sensor_csv(path: Path | str, columns: list[str] | None = None, normal_r
     The last `validation_fraction` of the normal period is held out to calibrate the threshold;
     rows after the normal period are returned as `anomalous["after"]` for inspection.
     """
+    time_column, seconds = read_timestamps(path)
     names, values = read_numeric_columns(path, columns, "sensor")
+    if columns is None and time_column in names:  # epoch seconds are numeric, but not a reading
+        keep = [i for i, n in enumerate(names) if n != time_column]
+        names, values = [names[i] for i in keep], values[:, keep]
+        if not names:
+            raise DatasetError(f"{path}: no numeric column besides the timestamp {time_column!r}")
     normal = values[:normal_rows] if normal_rows else values
     n_val = int(len(normal) * validation_fraction)
     if len(normal) - n_val < 10 or n_val < 1:
         raise DatasetError(f"{path}: {len(normal)} normal rows are too few (need at least 13)")
     anomalous = {"after": values[normal_rows:]} if normal_rows and normal_rows < len(values) else {}
-    return SensorData(Path(path).stem, names, normal[:-n_val], normal[-n_val:], anomalous)
+    n_normal = len(normal)
+    times = {}
+    if seconds is not None:
+        times = {"train": seconds[:n_normal - n_val], "validation": seconds[n_normal - n_val:n_normal]}
+        if anomalous:
+            times["after"] = seconds[n_normal:]
+    return SensorData(Path(path).stem, names, normal[:-n_val], normal[-n_val:], anomalous, times, time_column,
+                      ordered=True)
+
+
+def read_timestamps(path: Path | str) -> tuple[str | None, np.ndarray | None]:
+    """The timestamp column (by name, or the first column of ISO-8601 dates) and its seconds.
+
+    Returns (column, seconds) or (None, None) when the file has no clock: no such column, a
+    counter instead of epoch seconds, or a cell that does not parse (logged, then ignored).
+    """
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [row for row in csv.reader(fh) if row and any(c.strip() for c in row)]
+    if len(rows) < 2:
+        return None, None
+    header = [h.strip() for h in rows[0]]
+    first = rows[1]
+    candidates = [i for i, h in enumerate(header) if h.lower() in TIME_COLUMNS]
+    candidates += [i for i, h in enumerate(header) if i not in candidates and i < len(first)
+                   and not _numeric(first[i]) and to_seconds(first[i].strip()) is not None]
+    for index in candidates:
+        cells = [r[index].strip() if index < len(r) else "" for r in rows[1:]]
+        parsed = [to_seconds(float(c)) if _numeric(c) else to_seconds(c) for c in cells]
+        if any(p is None for p in parsed):
+            log.warning("%s: column %r looks like a timestamp but not every cell parses; no clock", path,
+                        header[index])
+            continue
+        seconds = np.asarray(parsed, np.float64)
+        if _numeric(cells[0]) and seconds.min() < EPOCH_AFTER:
+            return header[index], None  # a counter: the readings are ordered, but there is no clock
+        return header[index], seconds
+    return None, None
+
+
+def _numeric(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def load_sensors(spec: str, normal_rows: int | None = None) -> SensorData:

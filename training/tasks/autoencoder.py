@@ -1,9 +1,19 @@
-"""Autoencoder: train on normal readings only, calibrate the alert threshold on held-out normal data.
+"""Autoencoder: train on normal readings only, calibrate alerts on held-out normal data.
 
-The model only produces a score (reconstruction MSE per reading); the rule that turns
-scores into alerts (threshold, debouncing) lives on the edge and can be recalibrated
-without retraining. The threshold shipped in the manifest is the given percentile of
-the *int8 file's* errors on held-out normal data, since that is the model that runs.
+The model only produces a score (reconstruction MSE per input); the rule that turns scores into
+alerts (threshold, k-of-n debouncing) lives on the edge and can be recalibrated without
+retraining. What ships in the manifest is measured on the *quantized file's* scores:
+
+- The lecture's data (independent draws, no time order): one reading per input, the threshold
+  the given percentile of held-out normal errors, as before.
+- A sensor CSV (a stream in time order): a window of W readings per input when there are fewer
+  than `MIN_UNWINDOWED_FEATURES` columns (one column with W = 1 is an identity map plus a range
+  check), W chosen by a sweep that asks which window makes faults injected into the normal period
+  stand out best; a code narrower than the input whatever the width; optional calendar features
+  and per-window normalisation (`edge.sensor_window`). Alerts are calibrated with
+  `edge.calibration`: the user's false alarms per day and the reading period give the threshold
+  and the k-of-n debounce, and the manifest carries the calibration table so the edge can state
+  p-values and expected vs observed false alerts.
 """
 
 from __future__ import annotations
@@ -11,15 +21,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 
+from edge.calibration import AlertPlan, episodes, plan_alerts, rule_statistic
 from edge.runtime import TFLiteModel
+from edge.sensor_window import model_inputs
 from training import plots
 from training.datasets.sensors import SensorData, load_sensors
 from training.evaluation import anomaly_metrics, reconstruction_errors
 from training.export import ExportRequest, export_both
+from training.faults import KINDS, Fault, Spread, faulty_rows, inject
 from training.models.autoencoder import build_autoencoder
 from training.profiles import AutoencoderConfig
 from training.tasks import TaskResult, set_seed
@@ -27,6 +41,12 @@ from training.tflite import run_batch
 
 log = logging.getLogger(__name__)
 
+MIN_UNWINDOWED_FEATURES = 4  # fewer columns than this: windows of readings by default
+WINDOW_CANDIDATES = (4, 8, 16, 32)
+SWEEP_STEPS = 600  # optimizer steps per candidate window in the sweep (it ranks windows, no more)
+MAX_STEPS = 8000  # a long sensor recording is not trained for more steps than the lecture's data
+FAULT_LENGTH = 24  # readings per injected fault in the sweep
+SWEEP_FAULTS = 8  # faults of each kind per candidate
 
 
 def scaling(data: SensorData) -> tuple[np.ndarray, np.ndarray]:
@@ -44,62 +64,248 @@ def scaling(data: SensorData) -> tuple[np.ndarray, np.ndarray]:
     return offset.astype(np.float32), scale.astype(np.float32)
 
 
-def windows(rows: np.ndarray, size: int) -> np.ndarray:
-    """Every run of `size` consecutive rows, flattened oldest first: the edge's AnomalyScorer order."""
-    if size == 1:
-        return rows
-    return np.stack([rows[i:i + size].reshape(-1) for i in range(len(rows) - size + 1)])
+def code_size(width: int, code_units: int | None) -> int | None:
+    """The code layer's width: None (the lecture's 32-16-32), N, or 0 for max(1, width // 4) -- always
+    narrower than the input when the input has two numbers or more."""
+    if code_units is None:
+        return None
+    code = code_units if code_units > 0 else max(1, width // 4)
+    if code >= width:
+        log.warning("a code of %d numbers for an input of %d is no bottleneck: the model can copy its input "
+                    "and the score is a range check (use a window of 2 readings or more)", code, width)
+    return code
+
+
+def daily_cycle(values: np.ndarray, period_s: float | None, kinds: str) -> list[str]:
+    """The calendar features to add: `kinds` is none, day, week, day+week, or auto.
+
+    auto: "day" when the normal period spans 3 days or more and its first feature correlates with
+    itself a day later (r > 0.3); "week" too when it spans 3 weeks and the weekly correlation is higher.
+    """
+    if kinds == "none":
+        return []
+    if kinds != "auto":
+        return kinds.split("+")
+    if not period_s or period_s > 3 * 3600:
+        return []
+    day = int(round(86400 / period_s))
+    x = np.asarray(values[:, 0], np.float64)
+
+    def lag_corr(lag: int) -> float:
+        if len(x) < 3 * lag or lag < 1:
+            return float("nan")
+        a, b = x[:-lag], x[lag:]
+        return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+
+    daily, weekly = lag_corr(day), lag_corr(7 * day)
+    chosen = ["day"] if daily > 0.3 else []
+    if chosen and weekly > daily + 0.05:
+        chosen.append("week")
+    log.info("calendar features: correlation a day apart %.2f, a week apart %.2f -> %s", daily, weekly,
+             chosen or "none")
+    return chosen
+
+
+def fit_model(x: np.ndarray, cfg: AutoencoderConfig, epochs: int, validation: np.ndarray | None = None,
+              verbose: int = 0) -> tuple[keras.Model, dict]:
+    width = x.shape[1]
+    model = build_autoencoder(width, code_size(width, cfg.code_units), tuple(cfg.hidden))
+    steps = epochs * int(np.ceil(len(x) / cfg.batch_size))
+    rate = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps) if cfg.cosine_decay else cfg.learning_rate
+    optimizer = keras.optimizers.SGD(rate) if cfg.optimizer == "sgd" else keras.optimizers.Adam(rate)
+    model.compile(loss="mean_squared_error", optimizer=optimizer)
+    history = model.fit(x, x, batch_size=cfg.batch_size, epochs=epochs, verbose=verbose,
+                        validation_data=(validation, validation) if validation is not None else None)
+    return model, history.history
+
+
+def epochs_for(samples: int, cfg: AutoencoderConfig, max_steps: int) -> int:
+    per_epoch = int(np.ceil(samples / cfg.batch_size))
+    return max(1, min(cfg.epochs, max_steps // per_epoch))
+
+
+def continued(before: np.ndarray, rows: np.ndarray, window: int) -> np.ndarray:
+    """`rows` preceded by the last window - 1 rows before them, so every row of `rows` ends a window."""
+    return np.concatenate([before[len(before) - (window - 1):], rows]) if window > 1 else rows
+
+
+def sweep_window(values: np.ndarray, seconds: np.ndarray | None, pre: dict[str, Any], cfg: AutoencoderConfig,
+                 candidates: tuple[int, ...] = WINDOW_CANDIDATES) -> tuple[int, dict[int, float]]:
+    """The window whose model best tells injected faults from normal readings, on the normal period.
+
+    The training rows are split 75/25 in time; each candidate is trained on the first part and
+    scored on the second, clean and with faults of every kind (`training.faults`) injected. The
+    figure of merit is the share of faulty readings whose window scores above the clean part's p99,
+    averaged over the fault kinds; ties go to the shorter window (it alerts sooner).
+    """
+    split = int(len(values) * 0.75)
+    fit_values, val_values = values[:split], values[split:]
+    fit_seconds = seconds[:split] if seconds is not None else None
+    val_seconds = seconds[split:] if seconds is not None else None
+    spread = Spread.of(values)
+    rng = np.random.default_rng(cfg.seed)
+    usable = [w for w in candidates if split >= 10 * w and len(val_values) >= FAULT_LENGTH + 3 * w]
+    if not usable:
+        return (min(candidates[0], max(2, len(val_values) // 4)), {})
+    faults = []
+    for kind in KINDS:
+        for _ in range(SWEEP_FAULTS):
+            start = int(rng.integers(max(candidates), len(val_values) - FAULT_LENGTH))
+            faults.append(Fault(kind, start, start + FAULT_LENGTH, int(rng.integers(values.shape[1]))))
+    merit: dict[int, float] = {}
+    for w in usable:
+        p = {**pre, "window": w}
+        x_fit = model_inputs(fit_values, fit_seconds, p)
+        model, _ = fit_model(x_fit, cfg, epochs_for(len(x_fit), cfg, SWEEP_STEPS))
+
+        def score(v: np.ndarray, w: int = w, p: dict = p, model: keras.Model = model) -> np.ndarray:
+            x = model_inputs(v, val_seconds, p)
+            return np.concatenate([np.full(w - 1, np.nan), reconstruction_errors(
+                lambda z: model.predict(z, verbose=0, batch_size=1024), x)])
+
+        clean = score(val_values)
+        limit = np.nanpercentile(clean, 99)
+        found: dict[str, list[float]] = {k: [] for k in KINDS}
+        for fault in faults:
+            flagged = score(inject(val_values, fault, spread, rng))[faulty_rows(fault)] > limit
+            found[fault.kind].append(float(np.mean(flagged)))
+        merit[w] = float(np.mean([np.mean(v) for v in found.values()]))
+        log.info("window sweep: W=%d finds %.1f%% of faulty readings (%s)", w, 100 * merit[w],
+                 ", ".join(f"{k} {np.mean(v):.0%}" for k, v in found.items()))
+    best = max(merit.values())
+    chosen = min(w for w, m in merit.items() if m >= best - 0.01)
+    return chosen, merit
+
+
+def alert_metrics(plan: AlertPlan, statistic: dict[str, np.ndarray], period_s: float | None) -> dict[str, Any]:
+    """Rule activity on each set at the plan's threshold: share of readings, episodes, per day."""
+    metrics: dict[str, Any] = {}
+    for name, stat in statistic.items():
+        active = stat > plan.threshold
+        metrics[f"alert_share_{name}"] = float(np.mean(active))
+        metrics[f"alert_episodes_{name}"] = episodes(active)
+        if period_s:
+            metrics[f"alert_episodes_per_day_{name}"] = episodes(active) / (len(active) * period_s / 86400)
+    return metrics
 
 
 def run(cfg: AutoencoderConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskResult:
     set_seed(cfg.seed)
     data = load_sensors(cfg.dataset, cfg.normal_rows)
     offset, scale = scaling(data)
-    sets = {"clean": data.train, "test": data.validation, **data.anomalous}
-    scaled = {k: windows((v - offset) / scale, cfg.window) for k, v in sets.items() if len(v) >= cfg.window}
+    period = data.period_s if data.ordered else None
+    seconds = data.seconds
+    kinds = daily_cycle(data.train, period, cfg.time_features) if data.ordered and seconds else []
+    if cfg.time_features not in ("none", "auto") and not seconds:
+        log.warning("time features %r asked for, but %s has no timestamp column: none used", cfg.time_features,
+                    data.name)
+        kinds = []
+    pre: dict[str, Any] = {"features": data.features, "offset": offset.tolist(), "scale": scale.tolist(),
+                           "window": 1}
+    if kinds:
+        pre["time_features"] = kinds
+    if cfg.window_norm != "none":
+        pre["window_norm"] = cfg.window_norm
+    window, sweep = cfg.window, {}
+    if window is None:
+        if not data.ordered or len(data.features) >= MIN_UNWINDOWED_FEATURES:
+            window = 1  # independent draws have no order to window; wide readings carry their own context
+        else:
+            window, sweep = sweep_window(data.train, seconds.get("train"), pre, cfg)
+            log.info("window: %d readings (sweep: %s)", window, sweep or "too few rows, smallest candidate")
+    pre["window"] = window
+
+    def inputs(name: str, values: np.ndarray, before: tuple[str, np.ndarray] | None = None) -> np.ndarray:
+        secs = seconds.get(name)
+        if before is not None and window > 1:  # continue from the set before, so each reading ends a window
+            values = continued(before[1], values, window)
+            secs = continued(seconds[before[0]], secs, window) if secs is not None else None
+        return model_inputs(values, secs, pre)
+
+    chain = {"test": ("train", data.train), "after": ("validation", data.validation)} if data.ordered else {}
+    raw = {"clean": ("train", data.train), "test": ("validation", data.validation),
+           **{k: (k, v) for k, v in data.anomalous.items()}}
+    scaled = {k: inputs(name, v, chain.get(k)) for k, (name, v) in raw.items() if len(v) >= window}
     width = scaled["clean"].shape[1]
-    code = cfg.code_units if cfg.code_units != 0 else max(1, width // 4)
-    model = build_autoencoder(width, code, tuple(cfg.hidden))
-    steps = cfg.epochs * int(np.ceil(len(scaled["clean"]) / cfg.batch_size))
-    rate = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps) if cfg.cosine_decay else cfg.learning_rate
-    optimizer = keras.optimizers.SGD(rate) if cfg.optimizer == "sgd" else keras.optimizers.Adam(rate)
-    model.compile(loss="mean_squared_error", optimizer=optimizer)
-    history = model.fit(scaled["clean"], scaled["clean"], batch_size=cfg.batch_size, epochs=cfg.epochs,
-                        validation_data=(scaled["test"], scaled["test"]), verbose=2)
+    epochs = cfg.epochs if not data.ordered else epochs_for(len(scaled["clean"]), cfg, MAX_STEPS)
+    model, history = fit_model(scaled["clean"], cfg, epochs, scaled["test"], verbose=2)
     keras_errors = {k: reconstruction_errors(lambda x: model.predict(x, verbose=0), v) for k, v in scaled.items()}
     keras_metrics = {f"{k}_mse": float(v.mean()) for k, v in keras_errors.items()}
     rng = np.random.default_rng(cfg.seed)
     calib = scaled["clean"][rng.choice(len(scaled["clean"]), min(1000, len(scaled["clean"])), replace=False)]
+    if data.ordered:
+        # A real stream leaves its training range (a warmer month, a drifting sensor): calibrate the quantized
+        # ranges for inputs up to twice the training range, or they saturate and the file parts from Keras
+        calib = np.concatenate([calib, scaled["test"][:500], 2 * calib[:200], np.full((2, width), -2.0, np.float32),
+                                np.full((2, width), 2.0, np.float32)]).astype(np.float32)
     errors_by_file: dict[str, dict[str, np.ndarray]] = {}
+    plans: dict[str, AlertPlan] = {}
+    anomalous = [k for k in data.anomalous if k in scaled]
 
     def evaluate(tfl: TFLiteModel) -> dict:
         errors = {k: reconstruction_errors(lambda x: run_batch(tfl, "reading", x)["reconstruction"], v)
                   for k, v in scaled.items()}
         errors_by_file[tfl.path.name] = errors
-        return anomaly_metrics(errors, cfg.threshold_percentile, [k for k in data.anomalous if k in scaled])
+        if not data.ordered:  # the lecture: a percentile of independent draws, every reading judged alone
+            metrics = anomaly_metrics(errors, cfg.threshold_percentile, anomalous)
+            plans[tfl.path.name] = plan_alerts(errors["test"], alpha=1 - cfg.threshold_percentile / 100,
+                                               debounce=(1, 1))
+            return metrics
+        plan = plan_alerts(errors["test"], cfg.false_alarms_per_day if period else None, period,
+                           alpha=None if period else cfg.false_alarms_per_1000 / 1000,
+                           debounce=(cfg.debounce_k, cfg.debounce_n) if cfg.debounce_k else None)
+        plans[tfl.path.name] = plan
+        statistic = {k: rule_statistic(v, plan.k, plan.n) for k, v in errors.items()}
+        metrics = {f"{k}_mse": float(v.mean()) for k, v in errors.items()}
+        metrics.update(threshold=plan.threshold, threshold_source=plan.method, debounce_k=plan.k,
+                       debounce_n=plan.n, period_s=period, window=window, code_units=code_size(width, cfg.code_units),
+                       holdout_readings=len(errors["test"]),
+                       holdout_days=len(errors["test"]) * period / 86400 if period else None,
+                       expected_false_alerts_per_day=plan.expected_per_day,
+                       expected_false_alerts_per_1000=plan.expected_per_1000,
+                       false_alert_rate_test=float(np.mean(statistic["test"] > plan.threshold)),
+                       false_alert_rate_clean=float(np.mean(statistic["clean"] > plan.threshold)))
+        metrics.update(alert_metrics(plan, statistic, period))
+        for k in anomalous:
+            metrics[f"detection_rate_{k}"] = float(np.mean(statistic[k] > plan.threshold))
+        return metrics
 
+    if data.ordered:
+        method = ("k-of-n rule calibrated on held-out normal data (edge.calibration): "
+                  + (f"{cfg.false_alarms_per_day:g} false alarms per day at the median reading period"
+                     if period else f"{cfg.false_alarms_per_1000:g} false alarms per 1,000 readings (no clock)"))
+    else:
+        method = f"p{cfg.threshold_percentile:g} of held-out normal reconstruction error, measured on this file"
+    note = ("model input = (value - offset) / scale per feature"
+            + (f", then sin/cos of the {' and '.join(kinds)} phase" if kinds else "")
+            + ", for the last `window` readings flattened oldest first"
+            + (f", each feature's window {cfg.window_norm}-normalised (edge.sensor_window)"
+               if cfg.window_norm != "none" else ""))
     request = ExportRequest(
         name="autoencoder", task="anomaly", model=model, inputs={"reading": (1, width)},
         outputs=["reconstruction"], representative=lambda: ({"reading": r[None]} for r in calib),
-        preprocess={"features": data.features, "offset": offset.tolist(), "scale": scale.tolist(),
-                    "window": cfg.window,
-                    "note": "model input = (value - offset) / scale per feature, for the last `window` readings "
-                            "flattened oldest first"},
-        postprocess={"threshold": None, "threshold_method": f"p{cfg.threshold_percentile:g} of held-out normal "
-                     f"reconstruction error ({len(scaled['test'])} samples), measured on this file",
-                     "score": "mean squared reconstruction error over the scaled features"},
-        dataset=data.name, training={"profile": profile, **dataclasses.asdict(cfg)},
+        preprocess={**pre, "time_column": data.time_column, "note": note},
+        postprocess={"threshold": None, "threshold_method": method,
+                     "score": "mean squared reconstruction error over the model input"},
+        dataset=data.name,
+        training={"profile": profile, **dataclasses.asdict(cfg), "window": window, "window_sweep": sweep,
+                  "time_features": kinds, "epochs": epochs},
         quantization=cfg.quantization, parity_tolerance={"reconstruction": 0.01},
     )
     entries = export_both(request, out_dir, lambda: ({"reading": r[None]} for r in scaled["test"][:300]),
                           evaluate, keras_metrics)
-    for entry in entries:  # each file ships the threshold calibrated on its own errors
-        entry.postprocess = {**entry.postprocess, "threshold": entry.metrics["threshold"]}
+    for entry in entries:  # each file ships the threshold and calibration measured on its own scores
+        plan = plans[entry.file]
+        alerts = plan.to_json()
+        if not data.ordered:
+            alerts.update(threshold=entry.metrics["threshold"], method=f"p{cfg.threshold_percentile:g}")
+        entry.postprocess = {**entry.postprocess, "threshold": entry.metrics["threshold"], "alerts": alerts}
     int8 = entries[0]
     pictures = [
-        plots.training_curves(history.history, "autoencoder (MSE)", report_dir / "autoencoder_training.png"),
+        plots.training_curves(history, "autoencoder (MSE)", report_dir / "autoencoder_training.png"),
         plots.error_histogram(errors_by_file[int8.file], int8.metrics["threshold"],
                               "int8 autoencoder: reconstruction error", report_dir / "autoencoder_errors.png"),
     ]
     figures = {"keras": keras_metrics, "int8": int8.metrics, "float32": entries[1].metrics}
     return TaskResult("autoencoder", entries, figures, pictures)
+

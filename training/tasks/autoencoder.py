@@ -150,7 +150,7 @@ def sweep_window(values: np.ndarray, seconds: np.ndarray | None, pre: dict[str, 
     faults = []
     for kind in KINDS:
         for _ in range(SWEEP_FAULTS):
-            start = int(rng.integers(max(candidates), len(val_values) - FAULT_LENGTH))
+            start = int(rng.integers(max(usable), len(val_values) - FAULT_LENGTH))  # room for the longest window
             faults.append(Fault(kind, start, start + FAULT_LENGTH, int(rng.integers(values.shape[1]))))
     merit: dict[int, float] = {}
     for w in usable:

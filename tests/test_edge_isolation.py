@@ -9,10 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import MODELS_DIR, ROOT
 
 NO_TF_SITE = Path(__file__).parent / "no_tf_site"
 HOST_ONLY = {"tensorflow", "keras", "tf_keras", "sklearn"}
+
+# TF-free: also run inside the emulated Pi images by `make pi-check` (`pytest -m edge`)
+pytestmark = pytest.mark.edge
 
 
 def no_tf_env() -> dict[str, str]:

@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -157,6 +158,19 @@ def build_base(suite: str) -> None:
     tmp.rename(base_dir(suite))
 
 
+def unmount_below(root: Path) -> None:
+    """Unmount everything mounted at or below root, deepest first; fail rather than leave one."""
+    prefix = str(root.resolve())
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1] for line in f]
+    for point in sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), reverse=True):
+        subprocess.run(["umount", "--lazy", point], capture_output=True)
+    with open("/proc/self/mounts") as f:
+        left = [line.split()[1] for line in f if line.split()[1].startswith(prefix + "/")]
+    if left:
+        raise PiCheckError(f"still mounted under {root}: {left}")
+
+
 class Image:
     """A throw-away copy of a cached base, with /proc, /dev and the caches mounted while in use."""
 
@@ -168,6 +182,7 @@ class Image:
 
     def __enter__(self) -> Image:
         if self.root.exists():
+            unmount_below(self.root)  # a killed run may have left /dev bound in: never delete through it
             shutil.rmtree(self.root)
         self.log.write_text("")
         run(["cp", "-a", "--reflink=auto", str(base_dir(self.suite)), str(self.root)], self.log)
@@ -176,8 +191,7 @@ class Image:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for target in reversed(self.mounts):
-            subprocess.run(["umount", "--lazy", str(target)], capture_output=True)
+        unmount_below(self.root)
         self.mounts.clear()
 
     def _configure(self) -> None:
@@ -239,8 +253,9 @@ INSTALL = f"cd {CHECKOUT} && sudo deploy/install-pi.sh --device-id pi-shed --wit
 CHECK = "runuser -u edgepipe -- /opt/edgepipe/.venv/bin/python -m edge check --config /etc/edgepipe/agent.toml"
 VERSIONS = ("/opt/edgepipe/.venv/bin/python -c 'import platform, importlib.metadata as m; "
             "print(platform.python_version(), m.version(\"ai-edge-litert\"), platform.machine())'")
+# only the files that mark tests `edge`: the others import TensorFlow at collection time
 TESTS = (f"cd {CHECKOUT} && make --no-print-directory venv-demo && .venv/bin/pip install --quiet pytest jsonschema"
-         " && .venv/bin/python -m pytest -m edge -q -p no:cacheprovider")
+         " && .venv/bin/python -m pytest -m edge -q -p no:cacheprovider $(grep -l 'pytest.mark.edge' tests/test_*.py)")
 DEMO = f"cd {CHECKOUT} && make --no-print-directory demo DEMO_ARGS='--broker mosquitto --quiet'"
 TFLITE214 = f"""python3 -m venv /opt/tflite214
 /opt/tflite214/bin/pip install --quiet 'numpy<2' 'tflite-runtime==2.14.*'
@@ -331,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the images' mounts come off
     prepare_host()
     CACHE.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -9,8 +9,13 @@ import sys
 
 import pytest
 
+import pytest
+
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.isolation import HOST_ONLY, no_tf_env
+
+# TF-free: also run inside the emulated Pi images by `make pi-check` (`pytest -m edge`)
+pytestmark = pytest.mark.edge
 
 
 def imports_of(folder: str) -> list[tuple[str, int, str]]:

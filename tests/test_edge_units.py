@@ -25,6 +25,9 @@ from edge.runtime import TFLiteModel
 from edge.state import ForecasterState
 from tests.conftest import MODELS_DIR, ROOT
 
+# TF-free: also run inside the emulated Pi images by `make pi-check` (`pytest -m edge`)
+pytestmark = pytest.mark.edge
+
 SCHEMAS = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.json")}
 
 

@@ -18,6 +18,9 @@ from edge.manifest import (
     write_manifest,
 )
 
+# TF-free: also run inside the emulated Pi images by `make pi-check` (`pytest -m edge`)
+pytestmark = pytest.mark.edge
+
 
 def make_entry(tmp_path: Path, content: bytes = b"model bytes") -> ModelEntry:
     path = tmp_path / "m.tflite"

@@ -9,8 +9,6 @@ import sys
 
 import pytest
 
-import pytest
-
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.isolation import HOST_ONLY, no_tf_env
 

@@ -157,6 +157,9 @@ class AnomalyScorer(ModelWrapper):
     def __init__(self, entry: ModelEntry, model: TFLiteModel) -> None:
         super().__init__(entry, model)
         pre = entry.preprocess
+        if pre.get("time_features") or (pre.get("window_norm") or "none") != "none":
+            raise ValueError("preprocess.time_features / window_norm are not supported by this agent's scorer yet "
+                             "(retrain without --time-features and --window-norm)")
         self.features: list[str] = [str(f) for f in pre["features"]]
         inputs = int(np.prod(entry.inputs[0].shape))
         self.window = matching_size(pre["window"], inputs // max(1, len(self.features)), "preprocess.window")

@@ -17,8 +17,8 @@ from edge.mqtt import messages
 from tests.conftest import ROOT
 from tests.helpers.isolation import no_tf_env
 from tests.helpers.mqtt import Broker, free_port, publish
-from tests.test_security import DEVICE, PASSWORDS, client, send
-from tests.test_security import secure_broker as secure_broker_fixture
+from tests.helpers.security import DEVICE, PASSWORDS, client, send
+from tests.helpers.security import secure_broker as secure_broker_fixture
 
 secure_broker = secure_broker_fixture  # the TLS + password + ACL mosquitto of the security tests
 

@@ -107,7 +107,7 @@ def test_int8_generator_keeps_the_float_generators_quality(measured: dict[str, d
 
 
 @pytest.mark.xfail(strict=True, reason="issue 18's FD target is not met yet: the committed generator measures "
-                   "about 43 (docs/gan.md); strict, so the marker must go when a generator meets it")
+                   "about 29 (docs/gan.md); strict, so the marker must go when a generator meets it")
 def test_int8_generator_meets_the_fd_target(measured: dict[str, dict]) -> None:
     assert measured["gan"]["fd"] <= 20.0
 

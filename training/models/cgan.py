@@ -66,10 +66,18 @@ class ACGAN(GAN):
     Shares the lecture GAN's optimizers, trackers and `call`; its own losses and `train_step`."""
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int, num_classes: int,
-                 class_weight: float = 1.0) -> None:
+                 class_weight: float = 1.0, ema_decay: float = 0.0) -> None:
         super().__init__(generator, discriminator, latent_dim)
         self.num_classes = num_classes
         self.class_weight = class_weight
+        # An exponential moving average of the generator's weights (and batch-norm statistics) is
+        # what gets exported: it smooths the step-to-step wobble of adversarial training for the
+        # price of one copy of the generator (docs/gan.md has the numbers). 0 turns it off.
+        self.ema_decay = ema_decay
+        self.ema_generator: keras.Model | None = None
+        if ema_decay:
+            self.ema_generator = keras.models.clone_model(generator)
+            self.ema_generator.set_weights(generator.get_weights())
         self.bce = keras.losses.BinaryCrossentropy(from_logits=True)
         self.cce = keras.losses.CategoricalCrossentropy(from_logits=True)
         self.class_acc = keras.metrics.CategoricalAccuracy(name="d_class_acc_generated")
@@ -106,6 +114,9 @@ class ACGAN(GAN):
             g_loss = self.bce(tf.ones((batch, 1)), source) + self.class_weight * self.cce(inputs["label"], classes)
         g_vars = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
+        if self.ema_generator is not None:
+            for average, current in zip(self.ema_generator.weights, self.generator.weights, strict=True):
+                average.assign(self.ema_decay * average + (1.0 - self.ema_decay) * current)
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
         self.class_acc.update_state(inputs["label"], classes)
@@ -113,9 +124,11 @@ class ACGAN(GAN):
 
 
 def build_acgan(num_classes: int, side: int = 28, latent_dim: int = LATENT_DIM, g_width: int = 64,
-                d_width: int = 32, learning_rate: float = 2e-4, class_weight: float = 1.0) -> ACGAN:
+                d_width: int = 32, learning_rate: float = 2e-4, class_weight: float = 1.0,
+                ema_decay: float = 0.0) -> ACGAN:
     """DCGAN's optimizers for both networks: Adam(2e-4, beta_1=0.5)."""
     gan = ACGAN(build_conditional_generator(latent_dim, num_classes, side, g_width),
-                build_ac_discriminator(num_classes, side, d_width), latent_dim, num_classes, class_weight)
+                build_ac_discriminator(num_classes, side, d_width), latent_dim, num_classes, class_weight,
+                 ema_decay)
     gan.compile(keras.optimizers.Adam(learning_rate, beta_1=0.5), keras.optimizers.Adam(learning_rate, beta_1=0.5))
     return gan

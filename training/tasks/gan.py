@@ -75,7 +75,8 @@ class SampleGrid(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         number = epoch + 1
         if number == 1 or number % self.every == 0 or number == self.params.get("epochs"):
-            images = to_images(self.model.generator(self.feed, training=False))
+            generator = getattr(self.model, "ema_generator", None) or self.model.generator
+            images = to_images(generator(self.feed, training=False))
             self.paths.append(plots.image_grid(images, self.folder / f"gan_epoch_{number:03d}.png",
                                                f"GAN samples, epoch {number}", self.captions))
 
@@ -108,10 +109,11 @@ def train_conditional(cfg: GANConfig, data: ImageDataset, real: np.ndarray, step
                .shuffle(len(real), seed=cfg.seed).repeat()
                .batch(cfg.batch_size, drop_remainder=True).prefetch(2))
     gan = cgan.build_acgan(data.num_classes, data.x_train.shape[1], LATENT_DIM, cfg.g_width, cfg.d_width,
-                           cfg.learning_rate, cfg.class_weight)
+                           cfg.learning_rate, cfg.class_weight, cfg.ema_decay)
     history = gan.fit(dataset, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0,
                       callbacks=[grids, TqdmCallback(verbose=0, desc="GAN epochs")])
-    return gan.generator, lambda x: tf.sigmoid(gan.discriminator(x, training=False)[0]), history.history
+    generator = gan.ema_generator or gan.generator  # the weight average is what gets exported
+    return generator, lambda x: tf.sigmoid(gan.discriminator(x, training=False)[0]), history.history
 
 
 def run(cfg: GANConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskResult:

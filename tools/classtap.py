@@ -37,6 +37,7 @@ class ClassTap:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the broker on port {port} did not acknowledge the subscription to {topic}")
             time.sleep(0.01)
+        self._received = 0  # what `wait_until_quiet` waits for is PUBLISHes, not the CONNACK and SUBACK
 
     def _read(self) -> None:
         self._sock.settimeout(None)

@@ -102,6 +102,7 @@ class Agent:
         if not self.link.connected.wait(STARTUP_BROKER_WAIT):
             log.warning("no broker after %.0f s; starting anyway (QoS 1 messages wait in the outbox)",
                         STARTUP_BROKER_WAIT)
+        self.commands.start()
         for pipeline in self.pipelines:
             pipeline.start()
         for feed in self.feeds:
@@ -117,6 +118,7 @@ class Agent:
         self.stop_event.set()
         for feed in self.feeds:
             feed.stop()
+        self.commands.stop()
         for pipeline in reversed(self.pipelines):  # cameras first: the fastest producers
             pipeline.stop()
         self.publisher.flush(everything=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import queue
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,16 +37,45 @@ class Commands:
         self.topics, self.device, self.send = topics, device, send
         self.pipelines, self.reload = pipelines, reload
         self.invalid = 0
+        self.queue: queue.Queue[tuple[str | None, bytes, Callable[[], None] | None]] = queue.Queue(maxsize=1000)
+        self.thread = threading.Thread(target=self._work, name="commands", daemon=True)
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "reset": self.reset, "threshold": self.threshold, "reload": lambda _body: self.reload()}
 
     def on_message(self, topic: str, payload: bytes, ack: Callable[[], None] | None = None) -> None:
-        """The link's handler for `cmd/+`: the PUBACK goes out once the result is in the outbox."""
+        """The link's handler for `cmd/+`: queued for the command thread, never run on the network thread.
+
+        A command takes a pipeline's lock (a reload waits for the reading in hand), and a pipeline's
+        worker may need the link's I/O lock to publish a QoS 0 state: run here, the two would wait
+        for each other for good. The PUBACK goes out once the result is in the outbox.
+        """
         try:
-            self.handle(topic.rsplit("/", 1)[-1], payload)
-        finally:
+            self.queue.put_nowait((topic, payload, ack))
+        except queue.Full:
+            self.invalid += 1
+            log.warning("command %s refused: %d commands already waiting", topic, self.queue.qsize())
             if ack is not None:
                 ack()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.queue.put((None, b"", None))
+        self.thread.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            topic, payload, ack = self.queue.get()
+            if topic is None:
+                return
+            try:
+                self.handle(topic.rsplit("/", 1)[-1], payload)
+            except Exception:  # noqa: BLE001 - the command thread must outlive any one command
+                log.exception("command on %s failed", topic)
+            finally:
+                if ack is not None:
+                    ack()
 
     def handle(self, action: str, payload: bytes) -> None:
         request_id = None

@@ -4,6 +4,7 @@ the readable subscriber (`edge.watch`)."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import signal
 import sys
@@ -70,6 +71,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def on_signal(signum: int, frame: Any) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
+        # a stop that takes longer than this is a bug: every thread's stack goes to the log to find it
+        faulthandler.dump_traceback_later(20, exit=False)
         agent.stop_event.set()
 
     if threading.current_thread() is threading.main_thread():

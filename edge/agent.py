@@ -201,6 +201,7 @@ class Agent:
             "invalid_commands": self.commands.invalid,
             "latency": {p.name: p.latency() for p in self.pipelines},
             "pipelines": {f"{p.kind}/{p.name}": p.stats() for p in self.pipelines},
+            "quality": {f"{p.kind}/{p.name}": p.quality() for p in self.pipelines if hasattr(p, "quality")},
             "cpu_temp_c": cpu_temperature(),
             "rss_mb": None if (rss := resident_mb()) is None else round(rss, 1),
         }

@@ -199,7 +199,8 @@ class ReadingPipeline:
             topic = self.cfg.topic or self.out.topics.path(self.topic_root, self.name, "reading")
             subscribe(topic, lambda _topic, payload, ack: self.submit(payload, ack))
             return []
-        return [make_feed(self.source, self.cfg.rate, functools.partial(self.submit, block=True), self.end_of_input)]
+        return [make_feed(self.source, self.cfg.rate, functools.partial(self.submit, block=True), self.end_of_input,
+                          getattr(self.model.entry, "preprocess", None))]
 
     def start(self) -> None:
         self.thread.start()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -54,12 +55,14 @@ class CsvLayout:
 
 
 def _is_iso_time(cell: str) -> bool:
+    """An ISO-8601 date or time, or a month written `YYYY-MM` (monthly series); a number never is one
+    (epoch seconds are recognised by the column's name only)."""
     cell = cell.strip()
     try:
         float(cell)
-        return False  # a number is a value (or epoch seconds, recognised by name only)
+        return False
     except ValueError:
-        return to_seconds(cell) is not None
+        return to_seconds(cell) is not None or re.fullmatch(r"\d{4}-\d{2}", cell) is not None
 
 
 def _time_index(header: list[str], first: list[str], taken: list[int], time_column: str | None) -> int | None:

@@ -18,11 +18,12 @@ import jsonschema
 import numpy as np
 import pytest
 
-from edge.alerting import resolve
+from edge.alerting import check_plan, resolve
 from edge.calibration import AlertPlan, plan_alerts
 from edge.manifest import read_manifest
 from edge.models import AnomalyScorer
 from edge.pipelines.sensor import SensorConfig
+from edge.recalibrate import Collection
 from edge.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_online, write_config
@@ -172,3 +173,15 @@ def test_calibrate_over_mqtt_moves_the_threshold_persists_and_refuses_nonsense(b
     finally:
         assert agent.stop() == 0
         collector.close()
+
+
+def test_a_stuck_stream_gives_no_calibration() -> None:
+    """All scores 0 (a stuck sensor the model reconstructs perfectly): no threshold > 0 exists, refused."""
+    collection = Collection.parse({"sensor": "s", "readings": 30}, "r", None, None)
+    assert not any(collection.add(0.0, PERIOD_S * i) for i in range(29)) and collection.add(0.0, 29 * PERIOD_S)
+    with pytest.raises(ValueError, match="threshold must be a finite number > 0"):
+        check_plan(collection.plan().to_json(), "calibrate")
+    short = Collection.parse({"sensor": "s", "seconds": 1e-9}, "r", None, None)
+    assert short.add(1.0, None)  # the span is over: the reading is not taken
+    with pytest.raises(ValueError, match="only 0 scored readings"):
+        short.plan()

@@ -200,7 +200,7 @@ class ReadingPipeline:
             subscribe(topic, lambda _topic, payload, ack: self.submit(payload, ack))
             return []
         return [make_feed(self.source, self.cfg.rate, functools.partial(self.submit, block=True), self.end_of_input,
-                          getattr(self.model.entry, "preprocess", None))]
+                          getattr(getattr(self.model, "entry", None), "preprocess", None))]
 
     def start(self) -> None:
         self.thread.start()

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.alerting import AlertSettings, PlanFile, alert_summary, resolve, settings_fields
+from edge.alerting import AlertSettings, PlanFile, alert_summary, check_plan, resolve, settings_fields
 from edge.calibration import AlertLedger
 from edge.fields import ConfigError, setting
 from edge.manifest import ManifestError
@@ -162,7 +162,7 @@ class SensorPipeline(ReadingPipeline):
         collection, self.collecting = self.collecting, None
         assert collection is not None
         try:
-            plan = collection.plan()
+            plan = check_plan(collection.plan().to_json(), "calibrate")  # e.g. all scores 0: no threshold > 0
             if self.plan_file:
                 self.plan_file.save(plan, self.model.entry.sha256)
             if self.saved:
@@ -187,6 +187,9 @@ class SensorPipeline(ReadingPipeline):
         calibration made on another model file's scores no longer applies."""
         if self.plan_file:
             self.calibrated = self.plan_file.load(scorer.entry.sha256)
+        if self.collecting is not None and scorer.entry.sha256 != self.model.entry.sha256:
+            self._calibration_result(self.collecting, ok=False, state="cancelled", error_text="the model changed")
+            self.collecting = None  # its scores so far came from the old model
         self._apply(self._settings(scorer))
         return scorer
 

@@ -101,6 +101,9 @@ def resolve(cfg: Any, postprocess: dict[str, Any], model: str, commanded: float 
             calibrated: AlertPlan | None) -> AlertSettings:
     """The rule in force for a sensor (see the module docstring for the order)."""
     plan = manifest_plan(postprocess, model)
+    if plan is None and cfg.false_alarms_per_day is not None:
+        raise ValueError(f"false_alarms_per_day: model {model!r} has no alert plan (postprocess.alerts) to re-plan "
+                         "from; retrain it, or drop the key and send cmd/calibrate with a false_alarms_per_day")
     if calibrated is not None:
         base = from_plan(calibrated, "calibrated")
     elif plan is not None and cfg.false_alarms_per_day is not None:

@@ -117,6 +117,9 @@ def test_false_alarms_per_day_in_the_config_replans_from_the_manifest(
     assert (strict.k, strict.n, strict.source) == (3, 5, "manifest")
     forced = resolve(SensorConfig(name="s", debounce_k=1, debounce_n=1), entry.postprocess, "autoencoder", None, None)
     assert forced.expected_per_day is None  # another debounce: the calibration no longer speaks for the rule
+    committed = read_manifest(MODELS_DIR / "manifest.json").get("autoencoder").postprocess  # no plan
+    with pytest.raises(ValueError, match="has no alert plan"):
+        resolve(SensorConfig(name="s", false_alarms_per_day=1.0), committed, "autoencoder", None, None)
     bad = {**entry.postprocess, "alerts": {**entry.postprocess["alerts"], "threshold": float("nan")}}
     with pytest.raises(ValueError, match="postprocess.alerts"):
         resolve(SensorConfig(name="s"), bad, "autoencoder", None, None)

@@ -148,10 +148,13 @@ def test_calibrate_over_mqtt_moves_the_threshold_persists_and_refuses_nonsense(b
         assert [r["ok"] for r in refused] == [False] * 8
         assert "finite number > 0" in refused[1]["error"] and "unknown keys" in refused[7]["error"]
         publish(broker.port, f"{BASE}/cmd/calibrate",
-                [b'{"id": "c1", "sensor": "line1", "readings": 150, "false_alarms_per_day": 144}'])
+                [b'{"id": "c0", "sensor": "line1", "readings": 100}',  # replaced by the next one: cancelled
+                 b'{"id": "c1", "sensor": "line1", "readings": 150, "false_alarms_per_day": 144}'])
         publish(broker.port, f"{BASE}/sensors/line1/reading", readings(noisy))
-        assert collector.wait_for(lambda: len(collector.json("/cmd/calibrate/result")) == 10, 30), agent.output()
-        first, done = collector.json("/cmd/calibrate/result")[8:]
+        assert collector.wait_for(lambda: len(collector.json("/cmd/calibrate/result")) == 12, 30), agent.output()
+        replaced, cancelled, first, done = collector.json("/cmd/calibrate/result")[8:]
+        assert replaced["state"] == "collecting" and replaced["request_id"] == "c0"
+        assert cancelled["state"] == "cancelled" and cancelled["request_id"] == "c0" and not cancelled["ok"]
         assert first["ok"] and first["state"] == "collecting" and first["request_id"] == "c1"
         assert done["ok"] and done["state"] == "done" and done["request_id"] == "c1", done
         assert done["readings"] == 150 and done["period_s"] == PERIOD_S and done["persisted"]

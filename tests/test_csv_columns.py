@@ -30,6 +30,7 @@ def write(path: Path, text: str) -> Path:
     ("Month,Passengers\n1949-01,112\n", None, [1], "Month"),  # a month; no features: all but the time
     ("ts,value\n1767225600,3.5\n", None, [1], "ts"),  # epoch seconds, by name only
     ("step,value\n0,3.5\n", None, [0, 1], None),  # a counter is a value, not a clock
+    ("\ufeffx,y,when\n1,2,2026-01-01\n", ["x", "y"], [0, 1], "when"),  # a byte-order mark (Excel) is not a name
 ])
 def test_layout_picks_the_features_by_name_and_finds_the_clock(
         tmp_path: Path, text: str, features: list[str] | None, index: list[int], time_column: str | None) -> None:

@@ -87,7 +87,7 @@ def csv_layout(path: Path | str, columns: list[str] | None = None, features: lis
     (and by `python -m edge check`), not as one invalid reading per row.
     """
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # a BOM (Excel) is not part of the header
             reader = csv.reader(fh)
             header = [h.strip() for h in next(reader, [])]
             first = next((row for row in reader if row), [])
@@ -150,7 +150,7 @@ class CsvFeed:
 
     def rows(self) -> Iterator[str]:
         """Each data row as a reading payload, read lazily (a file may be huge)."""
-        with open(self.path, newline="", encoding="utf-8") as fh:
+        with open(self.path, newline="", encoding="utf-8-sig") as fh:  # a BOM (Excel) is not part of the header
             reader = csv.reader(fh)
             next(reader, None)
             for row in reader:

@@ -27,9 +27,11 @@ from typing import Any
 from edge.calibration import SECONDS_PER_DAY, AlertLedger, AlertPlan
 from edge.fileio import atomic_write
 from edge.rules import check_threshold
+from edge.sensor_window import to_seconds
 
 log = logging.getLogger(__name__)
 MAX_DEBOUNCE = 1000
+EPOCH_AFTER = 1e8  # numeric time stamps above this are epoch seconds; below, a counter (training.datasets.sensors)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,15 @@ class AlertSettings:
         if self.expected_active_rate is None or not self.period_s:
             return None
         return self.expected_active_rate * SECONDS_PER_DAY / self.period_s
+
+
+def clock_seconds(ts: Any) -> float | None:
+    """A reading's `ts` as seconds when it is a clock: an ISO-8601 string, or epoch seconds from 1973 on.
+    A small number is a counter (`"ts": 17`), an order but no clock (as the trainer reads it): None."""
+    seconds = to_seconds(ts)
+    if seconds is not None and not isinstance(ts, str) and seconds < EPOCH_AFTER:
+        return None
+    return seconds
 
 
 def check_plan(data: Any, where: str) -> AlertPlan:

@@ -18,7 +18,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from edge.alerting import check_plan, resolve
+from edge.alerting import check_plan, clock_seconds, resolve
 from edge.calibration import AlertPlan, plan_alerts
 from edge.manifest import read_manifest
 from edge.models import AnomalyScorer
@@ -191,3 +191,9 @@ def test_a_stuck_stream_gives_no_calibration() -> None:
     assert short.add(1.0, None)  # the span is over: the reading is not taken
     with pytest.raises(ValueError, match="only 0 scored readings"):
         short.plan()
+
+
+def test_only_a_clock_dates_the_false_alert_rate() -> None:
+    """A counter in `ts` ("ts": 17) orders readings but is no clock: it must not make 400 readings 400 seconds."""
+    assert clock_seconds(17) is None and clock_seconds(399.0) is None
+    assert clock_seconds(1.7e9) == 1.7e9 and clock_seconds("2026-01-01T00:01:00") == 1767225660.0

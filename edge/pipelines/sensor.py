@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.alerting import AlertSettings, PlanFile, alert_summary, check_plan, resolve, settings_fields
+from edge.alerting import AlertSettings, PlanFile, alert_summary, check_plan, clock_seconds, resolve, settings_fields
 from edge.calibration import AlertLedger
 from edge.fields import ConfigError, setting
 from edge.manifest import ManifestError
@@ -28,7 +28,6 @@ from edge.pipelines.registry import ModelLoader, PipelineKind, Wiring
 from edge.readings import parse_reading
 from edge.recalibrate import Collection
 from edge.rules import AnomalyRule, ThresholdFile, check_threshold
-from edge.sensor_window import to_seconds
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ class SensorPipeline(ReadingPipeline):
         if score is None:
             return
         is_anomaly, changed = self.rule.update(score)
-        stamp = to_seconds(reading.ts)
+        stamp = clock_seconds(reading.ts)
         self.ledger.update(is_anomaly, stamp if stamp is not None or self.settings.period_s else time.time())
         if is_anomaly or changed:
             self.send(messages.anomaly(

@@ -128,11 +128,12 @@ def resolve(cfg: Any, postprocess: dict[str, Any], model: str, commanded: float 
         base = AlertSettings(commanded, base.k, base.n, "command", None, base.period_s)
     elif cfg.threshold is not None and calibrated is None:
         base = AlertSettings(cfg.threshold, base.k, base.n, "config", None, base.period_s)
-    if cfg.debounce_k is not None and (cfg.debounce_k, cfg.debounce_n) != (base.k, base.n):
+    if cfg.debounce is not None and cfg.debounce != (base.k, base.n):
+        k, n = cfg.debounce
         if base.expected_active_rate is not None:
             log.warning("sensor %r: the config's debounce %d-of-%d replaces the calibrated %d-of-%d: no expected "
-                        "false-alert rate can be stated", cfg.name, cfg.debounce_k, cfg.debounce_n, base.k, base.n)
-        base = AlertSettings(base.threshold, cfg.debounce_k, cfg.debounce_n, base.source, None, base.period_s)
+                        "false-alert rate can be stated", cfg.name, k, n, base.k, base.n)
+        base = AlertSettings(base.threshold, k, n, base.source, None, base.period_s)
     return base
 
 

@@ -18,7 +18,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from edge.alerting import check_plan, clock_seconds, resolve
+from edge.alerting import PlanFile, check_plan, clock_seconds, resolve
 from edge.calibration import AlertPlan, plan_alerts
 from edge.manifest import read_manifest
 from edge.models import AnomalyScorer
@@ -197,3 +197,14 @@ def test_only_a_clock_dates_the_false_alert_rate() -> None:
     """A counter in `ts` ("ts": 17) orders readings but is no clock: it must not make 400 readings 400 seconds."""
     assert clock_seconds(17) is None and clock_seconds(399.0) is None
     assert clock_seconds(1.7e9) == 1.7e9 and clock_seconds("2026-01-01T00:01:00") == 1767225660.0
+
+
+def test_a_saved_calibration_belongs_to_its_model_file(tmp_path: Path, normal: tuple[np.ndarray, np.ndarray]) -> None:
+    """A retrained model scores in other units: the plan fitted on the old file's scores is not applied to it."""
+    plan = plan_alerts(scores(normal[0][:200]), false_alarms_per_day=72.0, period_s=PERIOD_S)
+    saved = PlanFile(tmp_path / "line1.alerts.json")
+    saved.save(plan, "a" * 64)
+    assert saved.path.stat().st_mode & 0o777 == 0o644
+    assert saved.load("a" * 64).threshold == plan.threshold and saved.load("b" * 64) is None
+    saved.path.write_text('{"model_sha256": "' + "a" * 64 + '", "plan": {"threshold": -1}}')
+    assert saved.load("a" * 64) is None  # unreadable: ignored with a warning, the manifest's rule applies

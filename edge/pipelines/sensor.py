@@ -42,14 +42,16 @@ class SensorConfig(ReadingConfig):
     debounce_n: int | None = setting(None, ge=1, le=1000)
 
     def validate(self) -> None:
-        if (self.debounce_k is None) != (self.debounce_n is None):
-            raise ConfigError("debounce_k: set debounce_k and debounce_n together (or neither: the manifest's plan)")
-        if self.debounce_k is not None and self.debounce_k > self.debounce_n:  # type: ignore[operator]
-            raise ConfigError(f"debounce_k: expected at most debounce_n ({self.debounce_n}), got {self.debounce_k}")
+        debounce = self.debounce
+        if debounce is not None and debounce[0] > debounce[1]:
+            raise ConfigError(f"debounce_k: expected at most debounce_n ({debounce[1]}), got {debounce[0]}")
 
     @property
     def debounce(self) -> tuple[int, int] | None:
-        return None if self.debounce_k is None else (self.debounce_k, self.debounce_n)  # type: ignore[return-value]
+        """(k, n) when the config sets either (the other defaults to 1, as before plans); None: the plan's."""
+        if self.debounce_k is None and self.debounce_n is None:
+            return None
+        return self.debounce_k or 1, self.debounce_n or 1
 
 
 class SensorPipeline(ReadingPipeline):

@@ -19,7 +19,7 @@ import numpy as np
 from edge.calibration import AlertPlan, plan_alerts
 
 MIN_READINGS = 30  # fewer scores cannot rank a threshold for any useful rate
-MAX_READINGS = 1_000_000  # 8 MB of scores
+MAX_READINGS = 100_000  # three Python lists of them are ~10 MB on a Pi; a seconds span ends here too
 MAX_SECONDS = 30 * 86400.0
 DEFAULT_FALSE_ALARMS_PER_DAY = 0.1  # the trainer's default (`--false-alarms-per-day`)
 KEYS = {"sensor", "id", "readings", "seconds", "false_alarms_per_day"}
@@ -80,7 +80,7 @@ class Collection:
         self.scores.append(score)
         self.stamps.append(stamp)
         self.arrivals.append(now)
-        return self.readings is not None and len(self.scores) >= self.readings
+        return len(self.scores) >= (self.readings or MAX_READINGS)
 
     def period_s(self) -> float | None:
         """The median spacing of the readings: their own times when all carry one, else their arrival."""

@@ -1,8 +1,9 @@
 """Least privilege per broker role, proved against mosquitto running the SHIPPED deploy/mosquitto/ files.
 
-One broker for the module: `edgepipe.conf` as shipped (its listener and file paths moved to a temp dir),
-`edgepipe.acl` as shipped plus one test-only user with full rights (the witness, appended at the end, where a
-user section changes no one else's rights), and a password file made by `mosquitto_passwd`. Every role
+One broker for the module (`tools.rate.shipped_broker`): `edgepipe.conf` as shipped (its listener and file
+paths moved to a temp dir), `edgepipe.acl` as shipped plus one test-only user with full rights (the witness,
+appended at the end, where a user section changes no one else's rights), and a password file made by
+`mosquitto_passwd`. Every role
 connects once. A denied publish is PUBACKed like an allowed one, so each case is an event, never a sleep:
 
 - allowed write: the witness (subscribed to `#`) receives it;
@@ -16,35 +17,22 @@ connects once. A denied publish is PUBACKed like an allowed one, so each case is
 from __future__ import annotations
 
 import itertools
-import re
-import subprocess
 import threading
-from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import ROOT, requires_package
-from tests.helpers.mqtt import Broker, free_port
+from tests.conftest import requires_package
+from tools.rate import shipped_broker
 
 pytestmark = requires_package("mosquitto")
 
-MOSQ = ROOT / "deploy" / "mosquitto"
 WITNESS = "acl-test-witness"
 ME, OTHER = "pi-shed", "pi-barn"  # two agents: user name = device id
 B, O = f"edgepipe/{ME}", f"edgepipe/{OTHER}"  # noqa: E741 - their base topics
 ROLES = [ME, OTHER, "homeassistant", "sensors", "viewer", "updater", "intruder", WITNESS]
-MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
 _unique = itertools.count()
-
-
-def shipped_conf(port: int, folder: Path) -> str:
-    """edgepipe.conf as shipped; only the listener and the files it names move to `folder`."""
-    text = (MOSQ / "edgepipe.conf").read_text()
-    assert re.search(r"^listener 1883$", text, re.M) and "/etc/mosquitto/edgepipe." in text
-    text = re.sub(r"^listener 1883$", f"listener {port} 127.0.0.1", text, flags=re.M)
-    return text.replace("/etc/mosquitto/edgepipe.", f"{folder}/edgepipe.")
 
 
 class Client:
@@ -95,18 +83,9 @@ class Client:
 
 @pytest.fixture(scope="module")
 def clients(tmp_path_factory: pytest.TempPathFactory):
-    folder = tmp_path_factory.mktemp("acl")
-    passwd = folder / "edgepipe.passwd"
-    passwd.touch()
-    for user in ROLES:
-        subprocess.run([MOSQUITTO_PASSWD, "-b", str(passwd), user, f"pw-{user}"], check=True, capture_output=True)
-    (folder / "edgepipe.acl").write_text((MOSQ / "edgepipe.acl").read_text()
-                                         + f"\n# test only\nuser {WITNESS}\ntopic readwrite #\n")
-    port = free_port()
-    broker = Broker(folder / "broker", listener=shipped_conf(port, folder))
-    broker.port = port
-    broker.start()
-    connected = {user: Client(port, user) for user in ROLES}
+    broker = shipped_broker(tmp_path_factory.mktemp("acl"), {user: f"pw-{user}" for user in ROLES},
+                            acl_extra=f"\n# test only\nuser {WITNESS}\ntopic readwrite #\n").start()
+    connected = {user: Client(broker.port, user) for user in ROLES}
     connected[WITNESS].subscribe("#")
     yield connected
     for c in connected.values():
@@ -208,3 +187,31 @@ def test_no_role_left_a_retained_message_it_may_not_write(clients: dict[str, Cli
     finally:
         late.close()
     assert retained == [], retained
+
+
+def test_shipped_broker_holds_a_burst_of_readings_for_a_busy_agent(clients: dict[str, Client]) -> None:
+    """Issue 13 item 10: with mosquitto's defaults (1,000 queued per client) a burst beyond that was dropped
+    without a trace. The shipped conf holds 10,000 for an agent that is busy or away (persistent session)."""
+    port, topic, burst = clients[WITNESS].port, f"{B}/sensors/burst/reading", 5000
+    agent = paho.Client(CallbackAPIVersion.VERSION2, client_id="acl-test-busy-agent", clean_session=False)
+    agent.username_pw_set(ME, f"pw-{ME}")
+    agent.connect("127.0.0.1", port)
+    agent.loop_start()
+    agent.subscribe(topic, qos=1)
+    done = threading.Event()
+    agent.publish(f"{B}/probe", b"x", qos=1).wait_for_publish(10)  # its PUBACK comes after the SUBACK
+    agent.disconnect()
+    agent.loop_stop()
+    for i in range(burst):  # the agent is away: everything waits in the broker's queue for it
+        clients["sensors"].client.publish(topic, str(i), qos=1)
+    clients["sensors"].publish(topic, b"end")
+    got: list[bytes] = []
+    agent.on_message = lambda c, u, m: (got.append(m.payload), m.payload == b"end" and done.set())
+    agent.connect("127.0.0.1", port)
+    agent.loop_start()
+    try:
+        assert done.wait(60), f"{len(got)} of {burst + 1} arrived"
+    finally:
+        agent.loop_stop()
+        agent.disconnect()
+    assert got == [str(i).encode() for i in range(burst)] + [b"end"]

@@ -214,6 +214,7 @@ if [ "$WITH_MOSQUITTO" = 1 ]; then
   step install -m 0640 -o "$OWNER" -g "$BROKER_GROUP" "$SRC/deploy/mosquitto/edgepipe.acl" "$MOSQ_DIR/edgepipe.acl"
   step add_broker_user "$DEVICE_ID" "$MOSQ_DIR/edgepipe.passwd" "$CONF_DIR/mqtt-password"
   echo "#    add Home Assistant's user with: sudo mosquitto_passwd $MOSQ_DIR/edgepipe.passwd homeassistant"
+  echo "#    (other roles of the ACL: sensors, viewer, updater; then: sudo systemctl reload mosquitto)"
   if [ "$SYSTEMD_RUNNING" = 1 ]; then step systemctl restart mosquitto; fi
 fi
 

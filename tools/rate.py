@@ -33,16 +33,19 @@ MOSQ = ROOT / "deploy" / "mosquitto"
 DEVICE = "rate-dev"
 
 
-def shipped_conf(port: int, folder: Path) -> str:
-    """edgepipe.conf as shipped; only `listener 1883` and the /etc/mosquitto files it names move to `folder`."""
+def shipped_conf(port: int, folder: Path, queue_defaults: bool = False) -> str:
+    """edgepipe.conf as shipped; only `listener 1883` and the /etc/mosquitto files it names move to `folder`.
+    `queue_defaults`: without its max_queued/max_inflight lines (mosquitto's defaults), for comparison."""
     text = (MOSQ / "edgepipe.conf").read_text()
+    if queue_defaults:
+        text = re.sub(r"^max_(queued|inflight)_messages .*\n", "", text, flags=re.M)
     if not re.search(r"^listener 1883$", text, re.M) or "/etc/mosquitto/edgepipe." not in text:
         raise ValueError("deploy/mosquitto/edgepipe.conf no longer has `listener 1883` and /etc/mosquitto paths")
     text = re.sub(r"^listener 1883$", f"listener {port} 127.0.0.1", text, flags=re.M)
     return text.replace("/etc/mosquitto/edgepipe.", f"{folder}/edgepipe.")
 
 
-def shipped_broker(folder: Path, users: dict[str, str], acl_extra: str = "") -> Mosquitto:
+def shipped_broker(folder: Path, users: dict[str, str], acl_extra: str = "", queue_defaults: bool = False) -> Mosquitto:
     """A mosquitto with the shipped conf and ACL (plus `acl_extra`), and a password file for `users`."""
     folder.mkdir(parents=True, exist_ok=True)
     passwd = folder / "edgepipe.passwd"
@@ -54,7 +57,7 @@ def shipped_broker(folder: Path, users: dict[str, str], acl_extra: str = "") -> 
     broker = Mosquitto(folder / "broker")
     broker.port = port
     work = folder / "broker"  # the shipped settings, not the test launcher's (it saves on every change)
-    broker.conf.write_text(shipped_conf(port, folder) + f"\npersistence_location {work}/\n"
+    broker.conf.write_text(shipped_conf(port, folder, queue_defaults) + f"\npersistence_location {work}/\n"
                            f"log_dest file {work}/mosquitto.log\nuser {getpass.getuser()}\n")
     return broker
 
@@ -150,11 +153,13 @@ def settled(path: Path, previous: dict[str, Any] | None = None, quiet: float = 2
     return last or {}
 
 
-def measure(rates: list[float], qos_levels: list[int], seconds: float, queue_size: int) -> list[dict[str, Any]]:
+def measure(rates: list[float], qos_levels: list[int], seconds: float, queue_size: int,
+            queue_defaults: bool = False) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgepipe-rate-") as tmp:
         work = Path(tmp)
-        broker = shipped_broker(work / "mosq", {DEVICE: "agent-pw", "sensors": "sensors-pw"}).start()
+        broker = shipped_broker(work / "mosq", {DEVICE: "agent-pw", "sensors": "sensors-pw"},
+                                queue_defaults=queue_defaults).start()
         config, stats_path = agent_config(work, broker.port, queue_size)
         agent = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)], cwd=ROOT,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -202,9 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--qos", default="0,1", help="QoS levels, comma-separated")
     parser.add_argument("--seconds", type=float, default=5.0, help="how long each rate is offered")
     parser.add_argument("--queue-size", type=int, default=1000, help="the agent's queue_size")
+    parser.add_argument("--mosquitto-defaults", action="store_true",
+                        help="drop the conf's max_queued/max_inflight_messages (mosquitto's defaults), to compare")
     args = parser.parse_args(argv)
     rows = measure([float(r) for r in args.rates.split(",")], [int(q) for q in args.qos.split(",")],
-                   args.seconds, args.queue_size)
+                   args.seconds, args.queue_size, args.mosquitto_defaults)
     print(render(rows, args.seconds))
     return 0
 

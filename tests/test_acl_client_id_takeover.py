@@ -50,7 +50,8 @@ def test_two_agents_with_one_client_id_say_so_and_the_survivor_recovers(broker: 
     stats = json.loads(first_stats.read_text())
     assert first.stop() == 0
     log = first.output()
-    assert log.count(SENTENCE) == 1, log  # one sentence per episode, not one per reconnect
+    # one sentence per episode (three short connections at least), not one per reconnect
+    assert 1 <= 3 * log.count(SENTENCE) <= log.count("MQTT disconnected"), log
     assert "Traceback" not in log and stats["healthy"]
 
 

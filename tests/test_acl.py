@@ -23,7 +23,12 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import requires_package
+from edge.mqtt import messages
+from edge.pipelines.registry import kinds
+from edge.pipelines.sensor import SensorPipeline
+from edge.pipelines.series import SeriesPipeline
+from edge.preflight import probe_topic
+from tests.conftest import ROOT, requires_package
 from tools.rate import shipped_broker
 
 pytestmark = requires_package("mosquitto")
@@ -215,3 +220,38 @@ def test_shipped_broker_holds_a_burst_of_readings_for_a_busy_agent(clients: dict
         agent.loop_stop()
         agent.disconnect()
     assert got == [str(i).encode() for i in range(burst)] + [b"end"]
+
+
+def granted(access: str, topic: str) -> bool:
+    """Whether a `pattern` line of the shipped ACL gives the agent `ME` this access to `topic`."""
+    for line in (ROOT / "deploy/mosquitto/edgepipe.acl").read_text().splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "pattern" and words[1] in (access, "readwrite") \
+                and paho.topic_matches_sub(words[2].replace("%u", ME), topic):
+            return True
+    return False
+
+
+def test_every_topic_the_agent_uses_is_granted_by_the_shipped_acl() -> None:
+    """The broker cases above list topics by hand; this one takes them from the agent's own builders, so a
+    new message or pipeline kind whose topic the ACL does not grant fails here, not silently on a Pi."""
+    topics, model = messages.Topics(B), {"name": "m", "sha": "0" * 12}
+    out = [messages.status(topics, True), messages.stats(topics, ME, {}),
+           messages.error(topics, ME, component="c", reason="r"),
+           messages.command_result(topics, ME, "reset", ok=True, request_id=None),
+           messages.classification(topics, ME, model, "cam0", label="a", index=0, score=0.5, top_k=[], seq=1,
+                                   latency_ms=1.0),
+           messages.anomaly(topics, ME, model, "line1", score=1.0, threshold=0.5, is_anomaly=True, values=[1.0],
+                            window=1, seq=1, changed=True),
+           messages.sensor_state(topics, "line1", True),
+           messages.forecast(topics, ME, model, "airline", observed=1.0, forecast_value=1.0, step=1)]
+    tables = {"camera": {"name": "cam0", "source": "gan"}, "sensor": {"name": "line1"}, "series": {"name": "airline"}}
+    for section, table in tables.items():
+        out += kinds()[section].discovery("homeassistant", topics, ME, kinds()[section].config(**table))
+    assert len(out) > 8
+    for topic in [m.topic for m in out] + [probe_topic(topics)]:
+        assert granted("write", topic), f"the shipped ACL does not let the agent publish on {topic}"
+    inputs = [topics.command("reset"), probe_topic(topics), "homeassistant/status",
+              *(topics.path(kind.topic_root, "x", "reading") for kind in (SensorPipeline, SeriesPipeline))]
+    for topic in inputs:
+        assert granted("read", topic), f"the shipped ACL does not let the agent read {topic}"

@@ -12,10 +12,8 @@ import shutil
 from pathlib import Path
 
 import jsonschema
-import pytest
 
 from edge.manifest import read_manifest
-from edge.sources import camera_source, gan_options
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Collector, publish, wait_for_stats, wait_online, write_config
 
@@ -42,16 +40,6 @@ def selftest(port: int, collector: Collector, body: dict) -> dict:
     return result
 
 
-def test_gan_source_options_are_checked_where_the_config_is() -> None:
-    assert gan_options("classes=0,1,2,rate=5") == gan_options(" rate=5 , classes=0,1,2")
-    assert gan_options("classes=7,seed=3").classes == (7,) and gan_options("").classes == ()
-    for bad, says in [("classes=a", "integers"), ("colour=1", "unknown option 'colour'"), ("3", "belongs to no"),
-                      ("rate=0", "rate must be"), ("rate=inf", "rate must be"), ("classes=-1", "class indices >= 0"),
-                      ("classes=1,rate=2,rate=3", "repeated option 'rate'"), ("seed=-4", "seed must be")]:
-        with pytest.raises(ValueError, match=says):
-            camera_source(f"gan:{bad}")
-
-
 def test_a_class_the_generator_cannot_draw_stops_the_agent_at_start(tmp_path: Path, broker) -> None:
     agent = camera(tmp_path, broker.port, 'source = "gan:classes=3,10"')
     assert agent.wait(60) == 2
@@ -64,7 +52,9 @@ def test_gan_camera_publishes_the_class_it_asked_for_and_counts_accuracy(tmp_pat
     try:
         assert collector.wait_for(lambda: len(collector.matching("/class")) >= 30, 60), agent.output()
         frames = collector.json("/class")[:30]
-        assert [f["truth"] for f in frames] == [LABELS[c] for c in (1, 5, 8)] * 10  # in turn, from frame 1
+        # in turn from frame 1 (a live camera may drop a stale frame: its seq is skipped, the order kept)
+        assert [f["truth"] for f in frames] == [LABELS[(1, 5, 8)[(f["seq"] - 1) % 3]] for f in frames]
+        assert {f["truth"] for f in frames} == {LABELS[1], LABELS[5], LABELS[8]}
         hits = sum(f["label"] == f["truth"] for f in frames)
         assert hits >= 27  # the generator's agreement is 98.5% (docs/gan.md); Trouser, Sandal, Bag are 95-100%
         # the pipeline counts them too, in stats
@@ -122,7 +112,8 @@ def test_selftest_fails_a_classifier_with_permuted_labels(tmp_path: Path, broker
         assert result["ok"] is False and result["request_id"] == 7
         [check] = result["checks"]
         assert not check["ok"] and check["accuracy"] < 0.2 and check["frames"] == 50
-        assert result["error"].startswith("camera/cam0: classified ") and "below the pass mark 88.5%" in result["error"]
+        assert result["error"].startswith("camera/cam0: classified ")
+        assert f"below the pass mark {check['threshold']:.1%}" in result["error"]
         assert "the classifier said" in result["error"]
         assert len(collector.matching("/cmd/selftest/result")) == 1  # one result per command
     finally:

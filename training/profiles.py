@@ -86,6 +86,9 @@ class GANConfig:
     learning_rate: float = 2e-4
     class_weight: float = 1.0  # weight of the class losses beside the real/fake losses
     ema_decay: float = 0.0  # conditional only: export an exponential moving average of the generator's weights
+    # the sd of the noise the edge feeds (manifest `preprocess.latent_scale`): < 1 is the truncation trick
+    # (BigGAN): typical samples for some variety; the edge's Generator applies it (docs/gan.md)
+    latent_scale: float = 1.0
     seed: int = 1
 
 
@@ -135,7 +138,8 @@ PROFILES: dict[str, Profile] = {
     # the conditional GAN: 5 passes at batch 64 (4,685 steps), class losses x2, the generator's weight
     # average exported: 10.3 CPU-minutes for the whole task (docs/gan.md)
     "default": Profile("default", CNNConfig(), AutoencoderConfig(), GANConfig(epochs=5, batch_size=64, sample_every=1,
-                                                                       class_weight=2.0, ema_decay=0.999),
+                                                                       class_weight=2.0, ema_decay=0.999,
+                                                                       latent_scale=0.8),
                        LSTMConfig()),
     "quick": Profile(
         "quick",

@@ -47,7 +47,7 @@ def test_a_class_the_generator_cannot_draw_stops_the_agent_at_start(tmp_path: Pa
 
 
 def test_gan_camera_publishes_the_class_it_asked_for_and_counts_accuracy(tmp_path: Path, broker) -> None:
-    collector = Collector(broker.port, [f"{BASE}/vision/#"])
+    collector = Collector(broker.port, [f"{BASE}/vision/#", f"{BASE}/cmd/#"])
     agent = camera(tmp_path, broker.port, 'source = "gan:classes=1,5,8,rate=50"\nfps = 1')
     try:
         assert collector.wait_for(lambda: len(collector.matching("/class")) >= 30, 60), agent.output()
@@ -62,6 +62,10 @@ def test_gan_camera_publishes_the_class_it_asked_for_and_counts_accuracy(tmp_pat
                               lambda s: s["pipelines"]["camera/cam0"].get("labelled", 0) >= 30, 30)
         counts = json.loads((tmp_path / "stats.json").read_text())["pipelines"]["camera/cam0"]
         assert counts["correct"] <= counts["labelled"] and counts["correct"] >= 0.9 * counts["labelled"]
+        # a self-test beside the live frames: it passes, and the camera carries on publishing after it
+        assert selftest(broker.port, collector, {"frames": 200, "camera": "cam0"})["ok"]
+        seen = len(collector.matching("/class"))
+        assert collector.wait_for(lambda: len(collector.matching("/class")) >= seen + 10, 30)
     finally:
         collector.close()
         assert agent.stop() == 0

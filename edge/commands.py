@@ -43,6 +43,13 @@ class Commands:
             "reset": self.reset, "threshold": self.threshold, "reload": lambda _body: self.reload()}
         self.handlers["calibrate"] = self.calibrate
 
+    def register(self, action: str, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """A command another module owns (`edge.selftest`). Its result may carry `ok` and `error` of its
+        own: a self-test that ran and found a fault answers `ok: false` with the reason."""
+        if action in self.handlers:
+            raise ValueError(f"command {action!r} is already registered")
+        self.handlers[action] = handler
+
     def on_message(self, topic: str, payload: bytes, ack: Callable[[], None] | None = None) -> None:
         """The link's handler for `cmd/+`: queued for the command thread, never run on the network thread.
 
@@ -89,9 +96,10 @@ class Commands:
             handler = self.handlers.get(action)
             if handler is None:
                 raise CommandError(f"unknown command {action!r} ({', '.join(self.handlers)})")
-            extra = handler(body) or {}
-            result = messages.command_result(self.topics, self.device, action, ok=True, request_id=request_id,
-                                             **extra)
+            extra = dict(handler(body) or {})
+            ok, error_text = bool(extra.pop("ok", True)), extra.pop("error", None)
+            result = messages.command_result(self.topics, self.device, action, ok=ok, request_id=request_id,
+                                             error_text=error_text, **extra)
         except (ValueError, KeyError, TypeError, ManifestError, RecursionError, OSError) as exc:
             self.invalid += 1
             reason = _reason(exc)

@@ -299,7 +299,11 @@ class Forecaster(ModelWrapper):
 
 class Generator(ModelWrapper):
     """The GAN generator. A class-conditional one (the manifest's `preprocess.label_input`) takes a
-    one-hot class beside the noise; the lecture's unconditional one takes noise only."""
+    one-hot class beside the noise; the lecture's unconditional one takes noise only.
+
+    Callers draw noise from normal(0, 1); it is multiplied by `preprocess.latent_scale` (default 1), the
+    "truncation trick" (BigGAN, Brock et al. 2019): typical, cleaner samples for some variety (docs/gan.md).
+    """
 
     def __init__(self, entry: ModelEntry, model: TFLiteModel, seed: int = 0) -> None:
         super().__init__(entry, model)
@@ -309,6 +313,10 @@ class Generator(ModelWrapper):
         if self.label_input and pre.get("label_encoding", "one_hot") != "one_hot":
             raise ValueError(f"model {entry.name!r}: label_encoding {pre['label_encoding']!r} is not one_hot")
         self.noise_input = next(t.name for t in entry.inputs if t.name != self.label_input)
+        scale = pre.get("latent_scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale <= 10:
+            raise ValueError(f"model {entry.name!r}: latent_scale must be a number in (0, 10], got {scale!r}")
+        self.latent_scale = np.float32(scale)
         self.rng = np.random.default_rng(seed)  # the classes drawn when none is asked for
 
     def draw_label(self) -> int | None:
@@ -319,7 +327,7 @@ class Generator(ModelWrapper):
         """Noise (latent_dim,) and, for a conditional generator, a class index (None: drawn uniformly)
         -> uint8 image (H, W) with the manifest's pixel scaling."""
         entry, post = self.entry, self.entry.postprocess
-        feeds = {self.noise_input: noise.reshape(entry.input(self.noise_input).shape)}
+        feeds = {self.noise_input: (noise * self.latent_scale).reshape(entry.input(self.noise_input).shape)}
         if self.label_input:
             label = self.draw_label() if label is None else int(label)
             if not 0 <= label < self.num_classes:

@@ -10,7 +10,9 @@ it for good. The policy, per series:
   with the reason (and a saved last time stamp that far ahead is forgotten at start);
 - a time more than `backward_reset` seconds *before* the last one processed is a clock that
   jumped back (or a sensor replaced): the de-duplication starts afresh from it, with a warning;
-- anything else not after the last one is a re-delivery and skipped.
+- anything else not after the last one is a re-delivery and skipped;
+- a string that is not ISO-8601 (a label such as "m12") has no order: it is carried to `reading_ts`
+  but cannot be used to skip re-deliveries.
 """
 
 from __future__ import annotations
@@ -38,9 +40,6 @@ class ClockPolicy:
 
     def judge(self, ts: Any, last_ts: Any, now: float) -> Verdict:
         """NEW, DUPLICATE or CLOCK_RESET for a reading stamped `ts`; InvalidReading if too far ahead."""
-        if isinstance(ts, str) and order_key(ts) is None:
-            raise InvalidReading(f"'ts' {ts[:40]!r} is neither an ISO-8601 time nor a number: a series orders its "
-                                 "readings by it to skip re-deliveries")
         moment = epoch_seconds(ts)
         if moment is not None and moment > now + self.future_tolerance:
             raise InvalidReading(f"'ts' {ts!r} is {moment - now:.0f} s ahead of the agent's clock (more than "

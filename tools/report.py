@@ -78,7 +78,8 @@ def plot_frames(root: Path, classes: list[dict], path: Path, count: int = 40) ->
 
 
 def plot_gan(root: Path, path: Path, count: int = 40) -> Path:
-    """Samples of the committed int8 generator, run here with the edge runtime."""
+    """Samples of the committed int8 generator, run here with the edge runtime: for a class-conditional
+    generator one row per class (row c asks for class c, named on the left), else `count` samples."""
     from edge.manifest import read_manifest
     from edge.models import Generator
     from edge.runtime import TFLiteModel
@@ -87,14 +88,20 @@ def plot_gan(root: Path, path: Path, count: int = 40) -> Path:
     entry = manifest.get("gan")
     generator = Generator(entry, TFLiteModel.from_entry(entry, root / "models"))
     rng = np.random.default_rng(0)
-    images = [generator.generate(rng.normal(size=entry.preprocess["latent_dim"]).astype(np.float32))
-              for _ in range(count)]
+    names = [str(n) for n in entry.preprocess.get("labels", [])] if generator.label_input else []
+    rows, columns = (len(names), 8) if names else (4, count // 4)
+    classes = [r if names else None for r in range(rows) for _ in range(columns)]
+    images = [generator.generate(rng.normal(size=entry.preprocess["latent_dim"]).astype(np.float32), c)
+              for c in classes]
     plt = _plt()
-    fig, axes = plt.subplots(4, 10, figsize=(10, 4.2))
-    for ax, image in zip(axes.ravel(), images):
+    fig, axes = plt.subplots(rows, columns, figsize=(columns + 1.5 * bool(names), rows * 1.05), squeeze=False)
+    for i, (ax, image) in enumerate(zip(axes.ravel(), images)):
         ax.imshow(image, cmap="gray")
-        ax.axis("off")
-    fig.suptitle("GAN generator (int8) samples")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if names and i % columns == 0:
+            ax.set_ylabel(names[i // columns], rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle("GAN generator (int8) samples" + (": one row per requested class" if names else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import linalg
 
-from edge.manifest import Manifest, ModelEntry
+from edge.manifest import Manifest, ModelEntry, read_manifest, write_manifest
 from edge.runtime import TFLiteModel, load_runtime
 from training.datasets.images import load_image_dataset
 from training.evaluation import generated_images, images_to_input
@@ -140,10 +140,12 @@ class GeneratorSpec:
 
 
 def generator_inputs(spec: GeneratorSpec, n: int, seed: int = SEED) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """n samples' noise and, if the generator takes a label, uniformly drawn classes (one-hot)."""
+    """n samples' noise (normal, times the manifest's `latent_scale`, as the edge's Generator feeds it)
+    and, if the generator takes a label, uniformly drawn classes (one-hot)."""
     pre = spec.preprocess
     rng = np.random.default_rng(seed)
-    feeds = {"noise": rng.normal(size=(n, pre["latent_dim"])).astype(np.float32)}
+    scale = np.float32(pre.get("latent_scale", 1.0))
+    feeds = {"noise": rng.normal(size=(n, pre["latent_dim"])).astype(np.float32) * scale}
     if not pre.get("label_input"):
         return feeds, None
     classes = rng.integers(0, pre["num_classes"], n)
@@ -179,3 +181,70 @@ def measure(model: TFLiteModel, spec: GeneratorSpec, judge: Judge) -> dict[str, 
         metrics["class_agreement_per_class"] = [round(float(hits[requested == c].mean()), 4)
                                                 for c in range(judge.num_classes)]
     return metrics
+
+
+def set_latent_scale(models_dir: Path, scale: float, n: int = SAMPLES,
+                     report_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Give the committed generator files (`gan`, `gan_float32`) a new `preprocess.latent_scale`,
+    re-measure their metrics in the manifest and (with `report_dir`) redraw their sample grids;
+    the files and every other entry stay as they are.
+
+    Truncation is a sampling choice, not a change to the network, so it needs no retraining: this is
+    how the committed generator got its scale (docs/gan.md).
+    """
+    if not 0 < scale <= 10:
+        raise ValueError(f"latent scale must be in (0, 10], got {scale}")
+    path = Path(models_dir) / "manifest.json"
+    manifest = read_manifest(path)
+    names = ("gan", "gan_float32")
+    for name in names:
+        manifest.get(name).preprocess["latent_scale"] = scale
+        if "latent_scale" in manifest.get(name).training:  # a sampling setting: the record follows the manifest
+            manifest.get(name).training["latent_scale"] = scale
+    judge = Judge(manifest, Path(models_dir), n)
+    measured = {name: measure(TFLiteModel.from_entry(manifest.get(name), Path(models_dir)),
+                              GeneratorSpec.of(manifest.get(name)), judge) for name in names}
+    measured["gan"]["frechet_ratio_vs_float32"] = measured["gan"]["frechet"] / measured["gan_float32"]["frechet"]
+    for name in names:
+        manifest.get(name).metrics.update(measured[name])
+        if report_dir is not None:
+            draw_samples(manifest.get(name), Path(models_dir), Path(report_dir))
+    write_manifest(manifest, path)
+    return measured
+
+
+def draw_samples(entry: ModelEntry, models_dir: Path, report_dir: Path) -> Path:
+    """The export's sample grid of a conditional generator file (one row per class, the training
+    run's grid noise), drawn as the edge feeds it: noise x latent_scale."""
+    from training import plots
+    from training.tasks.gan import grid_inputs
+
+    pre = entry.preprocess
+    grid = grid_inputs(pre["latent_dim"], pre.get("num_classes"), entry.training.get("seed", 1))
+    grid["noise"] *= np.float32(pre.get("latent_scale", 1.0))
+    images = generate(TFLiteModel.from_entry(entry, models_dir), GeneratorSpec.of(entry), grid)
+    captions = [pre["labels"][i // 10] if i % 10 == 0 else "" for i in range(100)] if "labels" in pre else None
+    return plots.image_grid(images, report_dir / f"{Path(entry.file).stem}_samples.png",
+                            f"{entry.file}: one row per requested class, latent scale {pre.get('latent_scale', 1.0)}",
+                            captions)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from training.paths import MODELS_DIR, REPORT_DIR
+
+    parser = argparse.ArgumentParser(prog="python -m training.gan_quality",
+                                     description="set the generator's latent scale (truncation) and re-measure it")
+    parser.add_argument("--latent-scale", type=float, required=True)
+    parser.add_argument("--out", type=Path, default=MODELS_DIR, help="the models folder")
+    parser.add_argument("--report", type=Path, default=REPORT_DIR, help="where the sample grids go")
+    args = parser.parse_args(argv)
+    for name, metrics in set_latent_scale(args.out, args.latent_scale, report_dir=args.report).items():
+        print(f"{name}: FD {metrics['frechet']:.2f}, class agreement {metrics.get('class_agreement', 0):.1%}, "
+              f"smallest class {metrics['min_class_share']:.1%}, penultimate FD {metrics['frechet_penultimate']:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

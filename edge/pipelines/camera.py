@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 
 from edge.fields import setting
-from edge.models import Classifier, Generator
+from edge.models import Classification, Classifier, Generator
 from edge.mqtt import messages
 from edge.mqtt.discovery import entity
 from edge.pipelines.base import END, Counters, Publisher, put_displacing
 from edge.pipelines.registry import ModelLoader, PipelineKind, Wiring
-from edge.sources import camera_source
-from edge.sources.frames import Frame, FrameSource, SourceError, make_frame_source
+from edge.sources import camera_source, gan_options
+from edge.sources.frames import Frame, FrameSource, SourceError, check_gan_classes, make_frame_source
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class CameraPipeline:
         self.finite = camera_source(cfg.source).finite and not cfg.loop
         self.counters = Counters()
         self.truth = collections.Counter()  # labelled replays: "labelled" and "correct" frames
+        self.lock = threading.Lock()  # held for each invoke: a self-test's burst shares the interpreter
         self.slot: queue.Queue[Any] = queue.Queue(maxsize=1)
         self.results: queue.Queue[Any] = queue.Queue(maxsize=self.RESULTS_QUEUE)
         self.stop_event = threading.Event()
@@ -118,7 +119,8 @@ class CameraPipeline:
     def _capture(self) -> None:
         """Read frames at the configured rate and hand each to `deliver` (the slot, or the model itself)."""
         deliver = self._offer if self.cfg.drop_stale else self._classify
-        period = 1.0 / self.cfg.fps if self.cfg.fps > 0 else 0.0
+        fps = getattr(self.source, "rate", None) or self.cfg.fps  # `gan:...,rate=5` sets its own pace
+        period = 1.0 / fps if fps > 0 else 0.0
         if not self._open_with_backoff():
             self._finish()
             return
@@ -162,7 +164,8 @@ class CameraPipeline:
     def _classify(self, frame: Frame) -> None:
         classifier = self.classifier  # read once: a swap takes effect between two frames
         try:
-            raw, latency_ms = classifier.infer(frame.image)
+            with self.lock:
+                raw, latency_ms = classifier.infer(frame.image)
         except ValueError as exc:
             self.counters.invalid += 1
             self.out.report(f"camera/{self.name}", f"frame {frame.seq} not usable: {exc}")
@@ -212,8 +215,18 @@ class CameraPipeline:
         if models.generator is not None and hasattr(self.source, "generator"):
             self.source.generator = models.generator
 
+    def classify_burst(self, images: list[np.ndarray]) -> tuple[Classifier, list[Classification]]:
+        """Frames offered to the live classifier between the camera's own (the self-test, `edge.selftest`):
+        the same preprocessing and interpreter, one frame per hold of the lock; nothing is published."""
+        classifier = self.classifier  # one model for the whole burst, even if a reload lands meanwhile
+        results = []
+        for image in images:
+            with self.lock:
+                results.append(classifier.classify(image))
+        return classifier, results
+
     def stats(self) -> dict[str, int]:
-        return self.counters.as_dict()
+        return {**self.counters.as_dict(), **self.truth}  # `labelled` and `correct` once frames come with truth
 
     def quality(self) -> dict[str, Any]:
         """Accuracy on labelled frames (a replay, or a folder of class folders): `stats.quality`."""
@@ -240,8 +253,10 @@ def load(cfg: CameraConfig, loader: ModelLoader) -> CameraModels:
     classifier = Classifier(*loader.load(cfg.model, "classify", f"camera {cfg.name!r}"), invert=cfg.invert,
                             top_k=cfg.top_k)
     generator = None
-    if camera_source(cfg.source).kind == "gan":
+    spec = camera_source(cfg.source)
+    if spec.kind == "gan":
         generator = Generator(*loader.load("gan", "generate", f"camera {cfg.name!r} (source gan)"))
+        check_gan_classes(gan_options(spec.arg), generator)  # refused before anything is built or swapped
     return CameraModels(classifier, generator)
 
 

@@ -5,7 +5,7 @@
 - `folder:<dir>`         image files in name order (PNG/JPEG need Pillow; `.npy` works with numpy alone), or
                          class sub-folders: a labelled replay (truth = the folder's name)
 - `replay:<file.npz>`    a recorded stream: `frames` (N, H, W[, C]) uint8 and optional `labels` / `label_names`
-- `gan`                  the GAN generator as a synthetic camera
+- `gan[:classes=0,1,2,rate=5]`  the GAN generator as a synthetic camera; labelled frames of the classes asked for
 Camera hardware cannot be tested here; everything up to `read()` is, with the file-based sources.
 """
 
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge.sources import SourceSpec
+from edge.sources import GanOptions, SourceSpec, gan_options
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".npy"}
@@ -228,25 +228,64 @@ class PiCamera2Source:
 
 
 class GeneratorSource:
-    """The GAN generator as a camera: a new synthetic image per read, from seeded noise."""
+    """The GAN generator as a camera: a new synthetic image per read, from seeded noise.
 
-    def __init__(self, generator: Any, seed: int = 0) -> None:
+    `gan:classes=...` asks a class-conditional generator for those classes in turn, and each frame
+    carries its class name as `truth` (as a labelled replay does): a labelled camera that needs no
+    dataset. A conditional generator asked for no classes draws them uniformly, also labelled.
+    """
+
+    def __init__(self, generator: Any, options: GanOptions | None = None) -> None:
+        self.options = options or GanOptions()
         self.name = "gan"
-        self.generator = generator
-        self.rng = np.random.default_rng(seed)
+        self.rate = self.options.rate
+        self.rng = np.random.default_rng(self.options.seed)
         self._seq = 0
+        self.generator = generator  # through the setter: the classes are checked against this generator
+
+    @property
+    def generator(self) -> Any:
+        return self._generator
+
+    @generator.setter
+    def generator(self, generator: Any) -> None:
+        check_gan_classes(self.options, generator)
+        self._generator = generator
 
     def open(self) -> None:
         pass
 
     def read(self) -> Frame | None:
-        latent = int(self.generator.entry.preprocess["latent_dim"])
-        image = self.generator.generate(self.rng.normal(size=latent).astype(np.float32))
+        generator = self._generator  # read once: a swap takes effect between two frames
+        latent = int(generator.entry.preprocess["latent_dim"])
+        label = self.options.classes[self._seq % len(self.options.classes)] if self.options.classes else None
+        if label is None and generator.label_input:
+            label = generator.draw_label()
+        image = generator.generate(self.rng.normal(size=latent).astype(np.float32), label)
         self._seq += 1
-        return Frame(self._seq, image)
+        return Frame(self._seq, image, None if label is None else class_name(generator, label))
 
     def close(self) -> None:
         pass
+
+
+def class_name(generator: Any, label: int) -> str:
+    """A conditional generator's class as the classifier names it (the manifest's `labels`), else its index."""
+    names = generator.entry.preprocess.get("labels") or []
+    return str(names[label]) if label < len(names) else str(label)
+
+
+def check_gan_classes(options: GanOptions, generator: Any) -> None:
+    """ValueError unless the generator can draw every class the source asks for."""
+    if not options.classes:
+        return
+    if not generator.label_input:
+        raise ValueError(f"source gan:classes=...: model {generator.entry.name!r} is unconditional (it takes no "
+                         "class label); train the default profile's conditional generator")
+    if max(options.classes) >= generator.num_classes:
+        count = generator.num_classes
+        raise ValueError(f"source gan: class {max(options.classes)} is out of range: model "
+                         f"{generator.entry.name!r} has {count} classes (0-{count - 1})")
 
 
 def make_frame_source(spec: SourceSpec, loop: bool = False, generator: Any = None) -> FrameSource:
@@ -262,5 +301,5 @@ def make_frame_source(spec: SourceSpec, loop: bool = False, generator: Any = Non
     if spec.kind == "gan":
         if generator is None:
             raise SourceError("source 'gan' needs a generator model ('gan') in the manifest")
-        return GeneratorSource(generator)
+        return GeneratorSource(generator, gan_options(spec.arg))
     raise SourceError(f"unknown camera source {spec.kind!r}")

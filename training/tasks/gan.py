@@ -127,6 +127,7 @@ def run(cfg: GANConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskRe
     steps = cfg.steps_per_epoch or len(real) // cfg.batch_size
     classes = data.num_classes if conditional else None
     grid = grid_inputs(LATENT_DIM, classes, cfg.seed)
+    grid["noise"] *= np.float32(cfg.latent_scale)  # as the edge feeds it (Generator: noise x latent_scale)
     # a conditional grid names each row's class over its first picture
     captions = [data.labels[i // 10] if i % 10 == 0 else "" for i in range(100)] if conditional else None
     grids = SampleGrid(grid, cfg.sample_every, report_dir / "gan", captions)
@@ -141,7 +142,8 @@ def run(cfg: GANConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskRe
     sample_paths: dict[str, Path] = {}
     rows = "one row per requested class" if conditional else "100 samples"
     inputs = {"noise": (1, LATENT_DIM), **({"label": (1, classes)} if conditional else {})}
-    preprocess: dict[str, Any] = {"latent_dim": LATENT_DIM, "distribution": "normal(0, 1)"}
+    preprocess: dict[str, Any] = {"latent_dim": LATENT_DIM, "distribution": "normal(0, 1)",
+                                  "latent_scale": cfg.latent_scale}
     if conditional:
         preprocess.update({"label_input": "label", "label_encoding": "one_hot", "num_classes": classes,
                            "labels": data.labels})

@@ -17,12 +17,14 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.fields import setting
+from edge.fields import ConfigError, setting
+from edge.manifest import ManifestError
 from edge.models import Classifier, Generator
 from edge.mqtt import messages
 from edge.mqtt.discovery import entity
@@ -30,6 +32,10 @@ from edge.pipelines.base import END, Counters, Publisher, put_displacing
 from edge.pipelines.registry import ModelLoader, PipelineKind, Wiring
 from edge.sources import camera_source
 from edge.sources.frames import Frame, FrameSource, SourceError, make_frame_source
+from edge.vision.output import RegionOutput
+from edge.vision.publish import region_entities
+from edge.vision.regions import build_regions
+from edge.vision.runner import RegionOutcome, RegionRunner
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,15 @@ class CameraConfig:
     drop_stale: bool = True  # a live camera: keep only the newest frame; false: a file is read no faster
     top_k: int = setting(3, ge=1, le=1000)
     retry_max: float = setting(30.0, gt=0)  # seconds between attempts to reopen a dead camera, at most
+    regions: list = field(default_factory=list)  # [[camera.regions]] (edge.vision.regions.RegionConfig)
+    dataset_dir: str = ""  # captured crops (cmd/capture, capture_uncertain); default <state_dir>/dataset
+    # each region's labels once its model is loaded: the options of its Home Assistant enum sensor
+    region_labels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def validate(self) -> None:
+        self.regions = build_regions(self.regions)
+        if self.regions and camera_source(self.source).kind == "gan":
+            raise ConfigError("regions: the GAN camera's 28x28 pictures have no regions to watch")
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,7 @@ class CameraModels:
 
     classifier: Classifier
     generator: Generator | None = None
+    regions: dict[str, Classifier] = field(default_factory=dict)  # region name -> its classifier
 
 
 class CameraPipeline:
@@ -62,9 +78,13 @@ class CameraPipeline:
 
     RESULTS_QUEUE = 8  # classified frames waiting for the publishing thread; when full, the classifier waits
 
-    def __init__(self, cfg: CameraConfig, source: FrameSource, classifier: Classifier, publisher: Publisher) -> None:
+    def __init__(self, cfg: CameraConfig, source: FrameSource, classifier: Classifier, publisher: Publisher,
+                 regions: dict[str, Classifier] | None = None, state_dir: Path | str = "state") -> None:
         self.cfg, self.source, self.classifier, self.out = cfg, source, classifier, publisher
         self.name = cfg.name
+        dataset = Path(cfg.dataset_dir) if cfg.dataset_dir else Path(state_dir) / "dataset"
+        self.runners = {r.name: RegionRunner(r, (regions or {})[r.name], cfg.name, dataset) for r in cfg.regions}
+        self.region_out = RegionOutput(publisher, cfg.name, cfg.regions, Path(state_dir) / "snapshots")
         self.finite = camera_source(cfg.source).finite and not cfg.loop
         self.counters = Counters()
         self.slot: queue.Queue[Any] = queue.Queue(maxsize=1)
@@ -155,6 +175,9 @@ class CameraPipeline:
         self.results.put(END)
 
     def _classify(self, frame: Frame) -> None:
+        if self.runners:
+            self._classify_regions(frame)
+            return
         classifier = self.classifier  # read once: a swap takes effect between two frames
         try:
             raw, latency_ms = classifier.infer(frame.image)
@@ -164,6 +187,20 @@ class CameraPipeline:
             return
         self.counters.processed += 1
         self.results.put((frame, classifier, raw, latency_ms))
+
+    def _classify_regions(self, frame: Frame) -> None:
+        """Each region of the frame: gated, classified and judged here; what to send goes to the publisher."""
+        now = frame.t if frame.t is not None else time.monotonic()
+        for runner in self.runners.values():
+            try:
+                outcome = runner.step(frame.seq, frame.image, now)
+            except ValueError as exc:  # a frame the region does not fit, an image that is not one
+                self.counters.invalid += 1
+                self.out.report(f"camera/{self.name}/{runner.cfg.name}", f"frame {frame.seq} not usable: {exc}")
+                continue
+            if outcome is not None:
+                self.results.put(outcome)
+        self.counters.processed += 1
 
     def _publish(self) -> None:
         """Build and send each classification, in frame order; `finished` once the last one is out.
@@ -182,7 +219,18 @@ class CameraPipeline:
                 if item is END:
                     self.finished.set()
                     return
-                self._send_result(*item)
+                if isinstance(item, RegionOutcome):
+                    self._send_region(item)
+                else:
+                    self._send_result(*item)
+
+    def _send_region(self, outcome: RegionOutcome) -> None:
+        try:
+            self.region_out.send(outcome)
+        except Exception:  # noqa: BLE001 - one bad result must not stop the camera's output
+            self.counters.errors += 1
+            log.exception("camera %s: could not publish region %s of frame %d", self.name, outcome.region,
+                          outcome.seq)
 
     def _send_result(self, frame: Frame, classifier: Classifier, raw: np.ndarray, latency_ms: float) -> None:
         try:
@@ -202,11 +250,32 @@ class CameraPipeline:
     def swap(self, models: CameraModels) -> None:
         """A new classifier from the next frame on (one reference, read once per frame)."""
         self.classifier = models.classifier
+        for name, classifier in models.regions.items():
+            self.runners[name].classifier = classifier
+        self.cfg.region_labels = {name: c.labels for name, c in models.regions.items()}
         if models.generator is not None and hasattr(self.source, "generator"):
             self.source.generator = models.generator
 
     def stats(self) -> dict[str, int]:
-        return self.counters.as_dict()
+        if not self.runners:
+            return self.counters.as_dict()
+        regions = self.region_out.counters
+        return {**self.counters.as_dict(), "published": self.counters.published + self.region_out.published,
+                "dropped": self.counters.dropped + self.region_out.dropped,
+                "region_invokes": sum(r.invokes for r in self.runners.values()),
+                "gate_skipped": sum(r.gate.skipped for r in self.runners.values()),
+                "state_changes": regions.state_changes, "snapshots": regions.snapshots,
+                "captured": regions.captured, "image_errors": regions.image_errors}
+
+    def state_messages(self) -> list[messages.Message]:
+        """The regions' current states: sent again at every connect (see edge.mqtt.homeassistant)."""
+        return self.region_out.state_messages()
+
+    def start_capture(self, region: str, label: str, count: int, every: float) -> Path:
+        """`cmd/capture`: the next `count` crops of `region` into the dataset folder under `label`."""
+        if region not in self.runners:
+            raise ValueError(f"camera {self.name!r} has no region {region!r} (have {sorted(self.runners)})")
+        return self.runners[region].start_capture(label, count, every)
 
     def alive(self) -> bool:
         threads = [self.capture_thread, self.publish_thread] + ([self.infer_thread] if self.cfg.drop_stale else [])
@@ -225,17 +294,32 @@ def load(cfg: CameraConfig, loader: ModelLoader) -> CameraModels:
     generator = None
     if camera_source(cfg.source).kind == "gan":
         generator = Generator(*loader.load("gan", "generate", f"camera {cfg.name!r} (source gan)"))
-    return CameraModels(classifier, generator)
+    loaded = {cfg.model: classifier}  # regions judged by one model share its interpreter (one thread runs them)
+    for region in cfg.regions:
+        name = region.model or cfg.model
+        if name not in loaded:
+            loaded[name] = Classifier(*loader.load(name, "classify", f"camera {cfg.name!r} region {region.name!r}"),
+                                      invert=cfg.invert, top_k=cfg.top_k)
+        colour = loaded[name].entry.preprocess.get("color", "grayscale")
+        if loaded[name].entry.preprocess.get("channels", 1) != 1 or colour != "grayscale":
+            raise ManifestError(f"camera {cfg.name!r} region {region.name!r}: model {name!r} takes {colour} input; "
+                                "this agent feeds regions in grayscale only (the training side's folder recipe)")
+    return CameraModels(classifier, generator, {r.name: loaded[r.model or cfg.model] for r in cfg.regions})
 
 
 def build(cfg: CameraConfig, models: CameraModels, wiring: Wiring) -> CameraPipeline:
     source = make_frame_source(camera_source(cfg.source), cfg.loop, models.generator)
-    return CameraPipeline(cfg, source, models.classifier, wiring.publisher)
+    cfg.region_labels = {name: c.labels for name, c in models.regions.items()}
+    return CameraPipeline(cfg, source, models.classifier, wiring.publisher, models.regions, wiring.loader.state_dir)
 
 
 def discovery(prefix: str, topics: messages.Topics, device: str, cfg: CameraConfig) -> list[messages.Message]:
     """The label as the state; only the model as attributes (seq, score, latency change every frame, and
-    every change of an attribute would be a row in Home Assistant's recorder)."""
+    every change of an attribute would be a row in Home Assistant's recorder). A camera with regions has a
+    state sensor and a snapshot image per region instead (edge.vision.publish)."""
+    if cfg.regions:
+        return [m for r in cfg.regions for m in region_entities(prefix, topics, device, cfg.name, r.name,
+                                                                 cfg.region_labels.get(r.name, []), r.snapshot)]
     return [entity(prefix, "sensor", device, f"{cfg.name}_class", topics, topics.path("vision", cfg.name, "class"),
                    value_template="{{ value_json.label }}")]
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge.sources import SourceSpec
+from edge.sources import SourceSpec, is_video_file
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".npy"}
@@ -33,6 +33,7 @@ class Frame:
     seq: int
     image: np.ndarray
     truth: str | None = None  # the known label, for replayed test data
+    t: float | None = None  # seconds into a recorded video (its own clock); None: live, the wall clock applies
 
 
 class FrameSource(Protocol):
@@ -138,26 +139,36 @@ def decode_image(path: Path) -> np.ndarray:
 
 
 class OpenCVSource:
-    """cv2.VideoCapture: a device index ("0"), a video file or a stream URL (rtsp://...)."""
+    """cv2.VideoCapture: a device index ("0"), a video file or a stream URL (rtsp://...).
+
+    A video file is read to its end (`read()` -> None) or again from the start with `loop`; its
+    frames carry their time in the video (`Frame.t`, from the file's frame rate), so time-based
+    settings (a region's heartbeat, capture's `--every`) mean the same on a replay as live."""
 
     def __init__(self, target: str, loop: bool = False) -> None:
         self.name = f"opencv:{target}"
         self.target = int(target) if target.isdigit() else target
+        self.is_file = is_video_file(target)
         self.loop = loop
         self._seq = 0
+        self.fps = 0.0
         self.capture: Any = None
 
     def open(self) -> None:
         cv2 = optional_import("cv2", "OpenCV is not installed (`pip install opencv-python-headless`)")
         self._cv2 = cv2
+        if self.is_file and not Path(str(self.target)).is_file():
+            raise SourceError(f"{self.name}: video file not found")
         self.capture = cv2.VideoCapture(self.target)
         if not self.capture.isOpened():
             raise SourceError(f"{self.name}: cannot open")
+        fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if self.is_file and 0 < fps < 1000 else 0.0
 
     def read(self) -> Frame | None:
         ok, image = self.capture.read()
         if not ok:
-            if isinstance(self.target, str) and not self.target.startswith(("rtsp:", "http:", "https:")):
+            if self.is_file:
                 if not self.loop:
                     return None  # end of a video file
                 self.capture.set(self._cv2.CAP_PROP_POS_FRAMES, 0)
@@ -165,7 +176,8 @@ class OpenCVSource:
             if not ok:
                 raise SourceError(f"{self.name}: no frame (device gone?)")
         self._seq += 1
-        return Frame(self._seq, image[..., ::-1])  # BGR -> RGB
+        t = (self._seq - 1) / self.fps if self.fps else None
+        return Frame(self._seq, image[..., ::-1], t=t)  # BGR -> RGB
 
     def close(self) -> None:
         if self.capture is not None:

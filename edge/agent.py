@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge.capture import capture_command
 from edge.commands import Commands
 from edge.config import AgentConfig
 from edge.fileio import atomic_write
@@ -77,6 +78,7 @@ class Agent:
         self.pipelines: list[Pipeline] = [kind.build(cfg, models[(section, cfg.name)], wiring)
                                           for section, kind in kinds().items() for cfg in getattr(config, section)]
         self.commands = Commands(self.topics, config.device_id, self.link.send, lambda: self.pipelines, self.reload)
+        self.commands.register("capture", capture_command(lambda: self.pipelines))
         self.feeds: list[Feed] = [feed for p in self.pipelines if hasattr(p, "attach")
                                   for feed in p.attach(self.link.subscribe)]
         self.link.subscribe(self.topics.command("+"), self.commands.on_message)

@@ -28,7 +28,7 @@ def snapshot_topic(topics: Topics, camera: str, region: str) -> str:
 def region_state(topics: Topics, device: str, model: dict[str, str], camera: str, region: str,
                  state: RegionState) -> Message:
     fields = {"camera": camera, "region": region, "label": state.label, "confidence": round(state.confidence, 5),
-              "since": state.since, "previous": state.previous}
+              "since": state.since, "previous": state.previous, "seq": state.seq}
     return Message(state_topic(topics, camera, region), _json(envelope(device, model, **fields)), qos=0, retain=True)
 
 

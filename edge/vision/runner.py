@@ -88,7 +88,7 @@ class RegionRunner:
             result = classifier.postprocess(*classifier.infer(gray))
             self.invokes += 1
             outcome.classifier, outcome.result = classifier, result
-            outcome.change = self.debouncer.update(result.label, result.score, utc_now())
+            outcome.change = self.debouncer.update(result.label, result.score, utc_now(), seq)
             if result.score < self.cfg.capture_uncertain:
                 outcome.saves.append((self.unlabelled, result.label))
         if outcome.change or outcome.saves or (outcome.result and self.cfg.publish_class):

@@ -18,6 +18,7 @@ class RegionState:
     confidence: float
     since: str  # UTC ISO 8601: the first of the K classifications that confirmed it
     previous: str | None  # the label before (None: the first state since the agent started)
+    seq: int = 0  # the camera frame that confirmed it
 
 
 class Debouncer:
@@ -34,7 +35,7 @@ class Debouncer:
         """A confident label other than the state has been seen and awaits its confirmations."""
         return self.candidate is not None
 
-    def update(self, label: str, confidence: float, now_iso: str) -> RegionState | None:
+    def update(self, label: str, confidence: float, now_iso: str, seq: int = 0) -> RegionState | None:
         """Feed one classification; the new state when this one confirmed a change, else None."""
         current = self.state.label if self.state else None
         if confidence < self.min_confidence or label == current:
@@ -46,7 +47,7 @@ class Debouncer:
             self.candidate, self.count, self.candidate_since = label, 1, now_iso
         if self.count < self.confirm:
             return None
-        self.state = RegionState(label, confidence, self.candidate_since, current)
+        self.state = RegionState(label, confidence, self.candidate_since, current, seq)
         self.candidate, self.count = None, 0
         self.changes += 1
         return self.state

@@ -191,16 +191,20 @@ class CameraPipeline:
     def _classify_regions(self, frame: Frame) -> None:
         """Each region of the frame: gated, classified and judged here; what to send goes to the publisher."""
         now = frame.t if frame.t is not None else time.monotonic()
+        usable = False
         for runner in self.runners.values():
             try:
                 outcome = runner.step(frame.seq, frame.image, now)
             except ValueError as exc:  # a frame the region does not fit, an image that is not one
-                self.counters.invalid += 1
                 self.out.report(f"camera/{self.name}/{runner.cfg.name}", f"frame {frame.seq} not usable: {exc}")
                 continue
+            usable = True
             if outcome is not None:
                 self.results.put(outcome)
-        self.counters.processed += 1
+        if usable:
+            self.counters.processed += 1
+        else:
+            self.counters.invalid += 1
 
     def _publish(self) -> None:
         """Build and send each classification, in frame order; `finished` once the last one is out.

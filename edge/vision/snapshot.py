@@ -54,8 +54,8 @@ def encode(image: np.ndarray, fmt: str = "jpeg", quality: int = 85) -> bytes:
 
 
 def safe_part(text: str) -> str:
-    """A label or name as a file-name part: letters, digits, `-`, `_` and `.` only."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "x"
+    """A label or name as a file-name part: letters, digits, `-` and `_` only (no path, no `..`)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "x"
 
 
 def stamp() -> str:

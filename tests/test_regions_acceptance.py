@@ -106,3 +106,29 @@ def test_every_true_change_is_published_once_within_k_frames(door_models: Path, 
     assert sensor["device_class"] == "enum" and sensor["options"] == ["closed", "open"]
     late.close()
     assert len(list((tmp_path / "state" / "snapshots").glob("cam0_door_*.jpg"))) == 3
+
+
+def test_a_broker_crash_loses_no_state_and_leaves_no_deaf_camera(door_models: Path, broker: Broker,
+                                                                  tmp_path: Path) -> None:
+    """mosquitto killed (its retained messages gone with it) while the door keeps changing: after the
+    reconnect the current state is retained again, and the changes after it are published."""
+    clip = record(Scene(timeline(("closed", 30), ("open", 30)), seed=7), tmp_path / "door.avi")
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          region_config(clip).replace("fps = 0\ndrop_stale = false\n", "fps = 40\nloop = true\n"),
+                          models_dir=door_models, state_dir=tmp_path / "state")
+    agent = AgentProcess(config)
+    try:
+        first = Collector(broker.port, [f"{BASE}/vision/cam0/door/state"])
+        assert first.wait_for(lambda: len(first.matching("/state")) >= 2, 30), agent.output()  # first + a change
+        first.close()
+        broker.restart(kill=True, down_for=1.0)
+        late = Collector(broker.port, [f"{BASE}/vision/cam0/door/state"])
+        assert late.wait_for(lambda: any(r for _, _, r in late.messages), 30), agent.output()  # retained again
+        retained = json.loads(next(p for _, p, r in late.messages if r))
+        assert retained["label"] in ("open", "closed") and retained["previous"] in ("open", "closed", None)
+        assert late.wait_for(lambda: len([1 for _, _, r in late.messages if not r]) >= 2, 30)  # still watching
+        labels = [json.loads(p)["label"] for _, p, r in late.messages if not r]
+        assert labels[0] != labels[1]  # each one a change
+        late.close()
+    finally:
+        assert agent.stop() == 0, agent.output()

@@ -68,7 +68,7 @@ def capture(config: AgentConfig, camera: str | None, region: str, label: str, co
     cam, region_cfg = find_region(config, camera, region)
     check_label(label)
     count, every = check_count(count, every)
-    source = make_frame_source(camera_source(cam.source), loop=False)
+    source = make_frame_source(camera_source(cam.source), loop=False, size=tuple(cam.resolution))
     folder = ImageFolder(Path(dataset) / label, None, f"{cam.name}_{region}_")
     cut = Region.of(region_cfg)
     saved = frames = 0

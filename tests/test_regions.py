@@ -319,3 +319,46 @@ def test_a_state_needs_k_consecutive_confident_agreeing_classifications(k: int, 
             assert label != current and change.previous == current
             current = label
     assert (states.state.label if states.state else None) == current
+
+
+def test_picamera2_asks_for_one_rgb_main_stream_at_the_configured_resolution(monkeypatch) -> None:
+    """No Pi camera here: a stand-in module records what the source asks libcamera for. "BGR888" is the
+    format libcamera lays out as [R, G, B] (its "RGB888" is [B, G, R]: the picamera2 manual's format list)."""
+    import sys
+    import types
+
+    from edge.sources import camera_source
+    from edge.sources.frames import make_frame_source
+
+    asked: dict = {}
+
+    class Camera:
+        def create_preview_configuration(self, main: dict) -> dict:
+            asked.update(main)
+            return {"main": main}
+
+        def configure(self, config: dict) -> None:
+            pass
+
+        def start(self) -> None:
+            pass
+
+        def capture_array(self) -> np.ndarray:
+            return np.zeros((asked["size"][1], asked["size"][0], 3), np.uint8)
+
+        def stop(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=Camera))
+    cfg = parse_config({"camera": [{"name": "c", "source": "picamera2", "resolution": [1280, 960]}]}).camera[0]
+    source = make_frame_source(camera_source(cfg.source), size=tuple(cfg.resolution))
+    source.open()
+    assert asked == {"size": (1280, 960), "format": "BGR888"}
+    assert source.read().image.shape == (960, 1280, 3)
+    source.close()
+    for bad in ([1280], [1280, 0], [1280.0, 960], "1280x960", [10**6, 960]):
+        with pytest.raises(ConfigError, match=r"camera\[0\].resolution: expected"):
+            parse_config({"camera": [{"name": "c", "source": "picamera2", "resolution": bad}]})

@@ -51,12 +51,16 @@ class CameraConfig:
     drop_stale: bool = True  # a live camera: keep only the newest frame; false: a file is read no faster
     top_k: int = setting(3, ge=1, le=1000)
     retry_max: float = setting(30.0, gt=0)  # seconds between attempts to reopen a dead camera, at most
+    resolution: list = field(default_factory=lambda: [320, 240])  # picamera2: width, height of the frames
     regions: list = field(default_factory=list)  # [[camera.regions]] (edge.vision.regions.RegionConfig)
     dataset_dir: str = ""  # captured crops (cmd/capture, capture_uncertain); default <state_dir>/dataset
     # each region's labels once its model is loaded: the options of its Home Assistant enum sensor
     region_labels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def validate(self) -> None:
+        size = self.resolution
+        if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int and 16 <= v <= 8192 for v in size)):
+            raise ConfigError(f"resolution: expected [width, height], integers from 16 to 8192, got {size!r}")
         self.regions = build_regions(self.regions)
         if self.regions and camera_source(self.source).kind == "gan":
             raise ConfigError("regions: the GAN camera's 28x28 pictures have no regions to watch")
@@ -312,7 +316,7 @@ def load(cfg: CameraConfig, loader: ModelLoader) -> CameraModels:
 
 
 def build(cfg: CameraConfig, models: CameraModels, wiring: Wiring) -> CameraPipeline:
-    source = make_frame_source(camera_source(cfg.source), cfg.loop, models.generator)
+    source = make_frame_source(camera_source(cfg.source), cfg.loop, models.generator, tuple(cfg.resolution))
     cfg.region_labels = {name: c.labels for name, c in models.regions.items()}
     return CameraPipeline(cfg, source, models.classifier, wiring.publisher, models.regions, wiring.loader.state_dir)
 

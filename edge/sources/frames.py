@@ -186,7 +186,12 @@ class OpenCVSource:
 
 class PiCamera2Source:
     """The Raspberry Pi camera through picamera2 (needs `python3-picamera2` from Raspberry Pi OS apt
-    and a venv made with `--system-site-packages`)."""
+    and a venv made with `--system-site-packages`).
+
+    One main stream at the camera's `resolution`, RGB: regions are cut from it at full resolution, and
+    the whole-frame CNN resizes it anyway, so a lores stream would add a second buffer and nothing the
+    agent reads. Its format is "BGR888", which libcamera lays out as [R, G, B] per pixel (its "RGB888"
+    is [B, G, R]): frames are RGB like every other source's."""
 
     def __init__(self, size: tuple[int, int] = (320, 240)) -> None:
         self.name = "picamera2"
@@ -199,7 +204,7 @@ class PiCamera2Source:
                                     "python3-picamera2` and create the venv with --system-site-packages")
         try:
             self.camera = picamera2.Picamera2()
-            config = self.camera.create_preview_configuration(main={"size": self.size, "format": "RGB888"})
+            config = self.camera.create_preview_configuration(main={"size": tuple(self.size), "format": "BGR888"})
             self.camera.configure(config)
             self.camera.start()
         except Exception as exc:  # noqa: BLE001 - libcamera raises many kinds; all mean "no camera"
@@ -244,8 +249,9 @@ class GeneratorSource:
         pass
 
 
-def make_frame_source(spec: SourceSpec, loop: bool = False, generator: Any = None) -> FrameSource:
-    """The frame source for a parsed `[[camera]].source`."""
+def make_frame_source(spec: SourceSpec, loop: bool = False, generator: Any = None,
+                      size: tuple[int, int] = (320, 240)) -> FrameSource:
+    """The frame source for a parsed `[[camera]].source` (`size`: the Pi camera's resolution)."""
     if spec.kind == "replay":
         return ReplaySource(spec.arg, loop)
     if spec.kind == "folder":
@@ -253,7 +259,7 @@ def make_frame_source(spec: SourceSpec, loop: bool = False, generator: Any = Non
     if spec.kind == "opencv":
         return OpenCVSource(spec.arg or "0", loop)
     if spec.kind == "picamera2":
-        return PiCamera2Source()
+        return PiCamera2Source(size)
     if spec.kind == "gan":
         if generator is None:
             raise SourceError("source 'gan' needs a generator model ('gan') in the manifest")

@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     if agent is not None:
         from tools.bench_regions import bench_regions
 
-        text += "\n" + bench_regions(args.models_dir)
+        text += "\n" + bench_regions(args.models_dir, min(args.frames, 3000))
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     header = "# edgepipe benchmarks\n\nMade by `make bench` (`python -m tools.bench`" + \

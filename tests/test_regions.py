@@ -162,8 +162,9 @@ def test_region_state_follows_its_schema() -> None:
 
 def test_home_assistant_region_sensor_is_an_enum_and_the_snapshot_an_image() -> None:
     topics = messages.Topics("edgepipe/pi1")
-    sensor, image = (json.loads(m.payload) for m in region_entities("homeassistant", topics, "pi1", "cam0", "door",
-                                                                     ["closed", "open"]))
+    sensor, image, frame = (json.loads(m.payload) for m in region_entities(
+        "homeassistant", topics, "pi1", "cam0", "door", ["closed", "open"], with_frame=True))
+    assert set(frame) <= HA_IMAGE and frame["image_topic"] == "edgepipe/pi1/vision/cam0/door/frame"
     assert set(sensor) <= HA_SENSOR and set(image) <= HA_IMAGE
     assert sensor["device_class"] == "enum" and sensor["options"] == ["closed", "open"]
     assert "state_class" not in sensor and "unit_of_measurement" not in sensor  # HA refuses both on an enum

@@ -11,16 +11,18 @@ static stretches.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.conftest import ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, write_config
-from tools.scene import DOOR, Scene, record, timeline
+from tools.scene import DOOR, HEIGHT, WIDTH, Scene, record, timeline
 
 pytest.importorskip("cv2")
 K = 3
@@ -68,7 +70,8 @@ def test_every_true_change_is_published_once_within_k_frames(door_models: Path, 
                   seed=5)
     clip = record(scene, tmp_path / "door.avi")
     stats = tmp_path / "stats.json"
-    config = write_config(tmp_path / "agent.toml", broker.port, region_config(clip, "publish_class = true\n"),
+    table = region_config(clip, "publish_class = true\nsnapshot_frame = true\n")
+    config = write_config(tmp_path / "agent.toml", broker.port, table,
                           models_dir=door_models, stats_file=stats, state_dir=tmp_path / "state")
     collector = Collector(broker.port, [f"{BASE}/#", "homeassistant/#"])
     agent = AgentProcess(config, "--until-done")
@@ -102,10 +105,14 @@ def test_every_true_change_is_published_once_within_k_frames(door_models: Path, 
     late.wait_for(lambda: len(late.matching("/door/snapshot")) > 0, 5)
     assert json.loads(late.matching("/door/state")[-1])["label"] == "closed"
     assert late.matching("/door/snapshot")[-1][:2] == b"\xff\xd8"
+    with Image.open(io.BytesIO(late.matching("/door/frame")[-1])) as whole:
+        assert whole.format == "JPEG" and whole.size == (WIDTH, HEIGHT)
+    assert json.loads(late.matching("image/edgepipe_test/cam0_door_frame/config")[-1])["image_topic"].endswith(
+        "/vision/cam0/door/frame")
     sensor = json.loads(late.matching("sensor/edgepipe_test/cam0_door/config")[-1])
     assert sensor["device_class"] == "enum" and sensor["options"] == ["closed", "open"]
     late.close()
-    assert len(list((tmp_path / "state" / "snapshots").glob("cam0_door_*.jpg"))) == 3
+    assert len(list((tmp_path / "state" / "snapshots").glob("cam0_door_*.jpg"))) == 6  # region and whole frame
 
 
 def test_a_broker_crash_loses_no_state_and_leaves_no_deaf_camera(door_models: Path, broker: Broker,

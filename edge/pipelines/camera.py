@@ -327,7 +327,8 @@ def discovery(prefix: str, topics: messages.Topics, device: str, cfg: CameraConf
     state sensor and a snapshot image per region instead (edge.vision.publish)."""
     if cfg.regions:
         return [m for r in cfg.regions for m in region_entities(prefix, topics, device, cfg.name, r.name,
-                                                                 cfg.region_labels.get(r.name, []), r.snapshot)]
+                                                                 cfg.region_labels.get(r.name, []), r.snapshot,
+                                                                 r.snapshot_frame)]
     return [entity(prefix, "sensor", device, f"{cfg.name}_class", topics, topics.path("vision", cfg.name, "class"),
                    value_template="{{ value_json.label }}")]
 

@@ -12,6 +12,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from edge.mqtt import messages
 from edge.pipelines.base import Publisher
 from edge.vision import publish
@@ -58,24 +60,29 @@ class RegionOutput:
             self._send(publish.region_state(self.out.topics, self.out.device, classifier.ref, self.camera, cfg.name,
                                             outcome.change))
         for folder, label in outcome.saves:
-            if self._write(folder, outcome, label, "png"):
+            if self._write(folder, outcome.crop, outcome.region, label, "png"):
                 self.counters.captured += 1
 
     def _snapshot(self, cfg: RegionConfig, outcome: RegionOutcome) -> None:
-        jpeg = self._write(self.snapshots[cfg.name], outcome, outcome.change.label, "jpeg")  # type: ignore[union-attr]
+        label = outcome.change.label  # type: ignore[union-attr]
+        jpeg = self._write(self.snapshots[cfg.name], outcome.crop, outcome.region, label, "jpeg")
         if jpeg:
             self.counters.snapshots += 1
             self._send(publish.snapshot(self.out.topics, self.camera, cfg.name, jpeg))
+        if outcome.frame is not None:
+            whole = self._write(self.snapshots[cfg.name], outcome.frame, outcome.region, f"frame_{label}", "jpeg")
+            if whole:
+                self._send(publish.snapshot(self.out.topics, self.camera, cfg.name, whole, whole_frame=True))
 
-    def _write(self, folder: ImageFolder, outcome: RegionOutcome, label: str, fmt: str) -> bytes | None:
-        """Encode the crop and save it; the bytes, or None (reported) when that failed."""
+    def _write(self, folder: ImageFolder, image: np.ndarray, region: str, label: str, fmt: str) -> bytes | None:
+        """Encode an image and save it; the bytes, or None (reported) when that failed."""
         try:
-            data = encode(outcome.crop, fmt)
+            data = encode(image, fmt)
             folder.save(data, label, "jpg" if fmt == "jpeg" else "png")
             return data
         except (NoEncoder, OSError, ValueError) as exc:
             self.counters.image_errors += 1
-            self.out.report(f"camera/{self.camera}/{outcome.region}", f"cannot write a {fmt} image: {exc}")
+            self.out.report(f"camera/{self.camera}/{region}", f"cannot write a {fmt} image: {exc}")
             return None
 
     def _send(self, message: messages.Message) -> None:

@@ -25,6 +25,10 @@ def snapshot_topic(topics: Topics, camera: str, region: str) -> str:
     return topics.path("vision", camera, region, "snapshot")
 
 
+def frame_topic(topics: Topics, camera: str, region: str) -> str:
+    return topics.path("vision", camera, region, "frame")
+
+
 def region_state(topics: Topics, device: str, model: dict[str, str], camera: str, region: str,
                  state: RegionState) -> Message:
     fields = {"camera": camera, "region": region, "label": state.label, "confidence": round(state.confidence, 5),
@@ -32,18 +36,22 @@ def region_state(topics: Topics, device: str, model: dict[str, str], camera: str
     return Message(state_topic(topics, camera, region), _json(envelope(device, model, **fields)), qos=0, retain=True)
 
 
-def snapshot(topics: Topics, camera: str, region: str, jpeg: bytes) -> Message:
-    return Message(snapshot_topic(topics, camera, region), jpeg, qos=0, retain=True)
+def snapshot(topics: Topics, camera: str, region: str, jpeg: bytes, whole_frame: bool = False) -> Message:
+    topic = (frame_topic if whole_frame else snapshot_topic)(topics, camera, region)
+    return Message(topic, jpeg, qos=0, retain=True)
 
 
 def region_entities(prefix: str, topics: Topics, device: str, camera: str, region: str,
-                    labels: list[str], with_snapshot: bool = True) -> list[Message]:
+                    labels: list[str], with_snapshot: bool = True, with_frame: bool = False) -> list[Message]:
     """A `sensor` whose state is the region's label (`device_class: enum` with the labels as `options`
-    once the model is known), and an `image` entity showing the last snapshot."""
+    once the model is known), an `image` entity showing the last snapshot, and one for the whole frame."""
     enum: dict[str, Any] = {"device_class": "enum", "options": list(labels)} if labels else {}
     out = [entity(prefix, "sensor", device, f"{camera}_{region}", topics, state_topic(topics, camera, region),
                   value_template="{{ value_json.label }}", icon="mdi:cctv", **enum)]
     if with_snapshot:
         out.append(ha_config(prefix, "image", device, f"{camera}_{region}_snapshot", topics,
                              {"image_topic": snapshot_topic(topics, camera, region), "content_type": "image/jpeg"}))
+    if with_snapshot and with_frame:
+        out.append(ha_config(prefix, "image", device, f"{camera}_{region}_frame", topics,
+                             {"image_topic": frame_topic(topics, camera, region), "content_type": "image/jpeg"}))
     return out

@@ -30,6 +30,7 @@ class RegionConfig:
     min_confidence: float = setting(0.6, ge=0, le=1)  # c: each of them at least this confident
     publish_class: bool = False  # also every classification on vision/<camera>/<region>/class
     snapshot: bool = True  # a JPEG of the region at each state change (retained topic + disk)
+    snapshot_frame: bool = False  # also the whole frame at each change (vision/<camera>/<region>/frame)
     snapshots_keep: int = setting(20, ge=1, le=100000)  # files kept on disk per region
     capture_uncertain: float = setting(0.0, ge=0, le=1)  # keep crops below this top-1 score (0: off)
     capture_keep: int = setting(500, ge=1, le=1_000_000)  # uncertain crops kept on disk per region

@@ -42,6 +42,7 @@ class RegionOutcome:
     region: str
     seq: int
     crop: np.ndarray
+    frame: np.ndarray | None = None  # the whole frame, for a change of a region with `snapshot_frame`
     classifier: Classifier | None = None
     result: Classification | None = None
     change: RegionState | None = None
@@ -89,6 +90,8 @@ class RegionRunner:
             self.invokes += 1
             outcome.classifier, outcome.result = classifier, result
             outcome.change = self.debouncer.update(result.label, result.score, utc_now(), seq)
+            if outcome.change and self.cfg.snapshot and self.cfg.snapshot_frame:
+                outcome.frame = image
             if result.score < self.cfg.capture_uncertain:
                 outcome.saves.append((self.unlabelled, result.label))
         if outcome.change or outcome.saves or (outcome.result and self.cfg.publish_class):

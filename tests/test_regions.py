@@ -363,3 +363,16 @@ def test_picamera2_asks_for_one_rgb_main_stream_at_the_configured_resolution(mon
     for bad in ([1280], [1280, 0], [1280.0, 960], "1280x960", [10**6, 960]):
         with pytest.raises(ConfigError, match=r"camera\[0\].resolution: expected"):
             parse_config({"camera": [{"name": "c", "source": "picamera2", "resolution": bad}]})
+
+
+def test_a_snapshot_folder_that_cannot_be_written_loses_no_state(tmp_path: Path) -> None:
+    """The picture illustrates the state, it does not carry it: a blocked snapshot folder (here a file where
+    the folder should be) is reported and counted, and the state still goes out."""
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "snapshots").write_text("not a folder")
+    frames = [np.zeros((40, 40), np.uint8)] * 3
+    pipeline, sent = run_regions(tmp_path, frames, confirm=1, min_confidence=0.0, motion_gate=False)
+    assert [m.topic for m in sent if m.topic.endswith("/state")] == ["t/vision/cam0/door/state"]
+    assert not any(m.topic.endswith("/snapshot") for m in sent)
+    assert pipeline.stats()["image_errors"] == 1 and pipeline.stats()["snapshots"] == 0
+    assert any("cannot write a jpeg image" in json.loads(m.payload)["reason"] for m in sent if m.topic == "t/error")

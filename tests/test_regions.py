@@ -376,3 +376,15 @@ def test_a_snapshot_folder_that_cannot_be_written_loses_no_state(tmp_path: Path)
     assert not any(m.topic.endswith("/snapshot") for m in sent)
     assert pipeline.stats()["image_errors"] == 1 and pipeline.stats()["snapshots"] == 0
     assert any("cannot write a jpeg image" in json.loads(m.payload)["reason"] for m in sent if m.topic == "t/error")
+
+
+def test_subscribe_prints_region_states_and_pictures_readably() -> None:
+    from edge.watch import describe
+
+    topics = messages.Topics("edgepipe/pi1")
+    state = region_state(topics, "pi1", {"name": "cnn", "sha": "0123456789ab"}, "cam0", "door",
+                         RegionState("open", 0.93, messages.utc_now(), "closed", 7))
+    assert describe(state.topic, state.payload).endswith("camera cam0 region door: open 93% (was closed)")
+    jpeg = encode(np.zeros((8, 8), np.uint8), "jpeg")
+    assert describe("edgepipe/pi1/vision/cam0/door/snapshot", jpeg) == \
+        f"edgepipe/pi1/vision/cam0/door/snapshot: JPEG of {len(jpeg)} bytes"

@@ -156,6 +156,8 @@ class Agent:
         fresh = load_models(self.config, loader)  # raises before anything is changed
         for pipeline in self.pipelines:
             pipeline.swap(fresh[(pipeline.kind, pipeline.name)])
+        for message in self.homeassistant.configs():  # a new model may bring new labels (a region's enum options)
+            self.link.send(message)
         return {"models": {name: entry.short_sha for name, entry in loader.manifest.models.items()}}
 
     # --- health ----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ROOT
-from tests.helpers.mqtt import AgentProcess, Broker, Collector, write_config
+from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, write_config
 from tools.scene import DOOR, HEIGHT, WIDTH, Scene, record, timeline
 
 pytest.importorskip("cv2")
@@ -139,3 +139,31 @@ def test_a_broker_crash_loses_no_state_and_leaves_no_deaf_camera(door_models: Pa
         late.close()
     finally:
         assert agent.stop() == 0, agent.output()
+
+
+def test_a_reloaded_model_with_other_labels_updates_the_home_assistant_options(door_models: Path, broker: Broker,
+                                                                                tmp_path: Path) -> None:
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(door_models, models)
+    clip = record(Scene(timeline(("closed", 10))), tmp_path / "door.avi")
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          region_config(clip).replace("fps = 0\ndrop_stale = false\n", "fps = 5\nloop = true\n"),
+                          models_dir=models, state_dir=tmp_path / "state")
+    topic = "homeassistant/sensor/edgepipe_test/cam0_door/config"
+    collector = Collector(broker.port, [topic, f"{BASE}/cmd/reload/result"])
+    agent = AgentProcess(config)
+    try:
+        assert collector.wait_for(lambda: len(collector.matching(topic)) >= 1, 30), agent.output()
+        assert json.loads(collector.matching(topic)[-1])["options"] == ["closed", "open"]
+        for name in ("cnn.tflite", "cnn_float32.tflite", "manifest.json"):  # the Fashion-MNIST CNN instead
+            shutil.copy(ROOT / "models" / name, models / name)
+        count = len(collector.matching(topic))
+        publish(broker.port, f"{BASE}/cmd/reload", [b'{"id": "r"}'])
+        assert collector.wait_for(lambda: len(collector.matching(topic)) > count, 30), agent.output()
+        assert json.loads(collector.matching("/cmd/reload/result")[-1])["ok"]
+        assert json.loads(collector.matching(topic)[-1])["options"][:2] == ["T-shirt/top", "Trouser"]
+    finally:
+        assert agent.stop() == 0, agent.output()
+        collector.close()

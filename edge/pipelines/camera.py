@@ -204,6 +204,10 @@ class CameraPipeline:
             except ValueError as exc:  # a frame the region does not fit, an image that is not one
                 self.out.report(f"camera/{self.name}/{runner.cfg.name}", f"frame {frame.seq} not usable: {exc}")
                 continue
+            except Exception:  # noqa: BLE001 - a bug in one region must not end the camera's thread
+                self.counters.errors += 1
+                log.exception("camera %s: region %s failed on frame %d", self.name, runner.cfg.name, frame.seq)
+                continue
             usable = True
             if outcome is not None:
                 self.results.put(outcome)
@@ -271,13 +275,7 @@ class CameraPipeline:
     def stats(self) -> dict[str, int]:
         if not self.runners:
             return self.counters.as_dict()
-        regions = self.region_out.counters
-        return {**self.counters.as_dict(), "published": self.counters.published + self.region_out.published,
-                "dropped": self.counters.dropped + self.region_out.dropped,
-                "region_invokes": sum(r.invokes for r in self.runners.values()),
-                "gate_skipped": sum(r.gate.skipped for r in self.runners.values()),
-                "state_changes": regions.state_changes, "snapshots": regions.snapshots,
-                "captured": regions.captured, "image_errors": regions.image_errors}
+        return self.region_out.stats(self.counters.as_dict(), self.runners.values())
 
     def state_messages(self) -> list[messages.Message]:
         """The regions' current states: sent again at every connect (see edge.mqtt.homeassistant)."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from edge.mqtt import messages
 from edge.pipelines.base import Publisher
 from edge.vision import publish
 from edge.vision.regions import RegionConfig
-from edge.vision.runner import RegionOutcome
+from edge.vision.runner import RegionOutcome, RegionRunner
 from edge.vision.snapshot import ImageFolder, NoEncoder, encode
 from edge.vision.state import RegionState
 
@@ -90,6 +91,14 @@ class RegionOutput:
             self.published += 1
         else:
             self.dropped += 1  # QoS 0 while the broker is away; the state is sent again at the next connect
+
+    def stats(self, camera: dict[str, int], runners: Iterable[RegionRunner]) -> dict[str, int]:
+        """The camera's counters with the regions' messages added in, and what the regions did."""
+        runners = list(runners)
+        return {**camera, "published": camera["published"] + self.published,
+                "dropped": camera["dropped"] + self.dropped,
+                "region_invokes": sum(r.invokes for r in runners),
+                "gate_skipped": sum(r.gate.skipped for r in runners), **asdict(self.counters)}
 
     def state_messages(self) -> list[messages.Message]:
         """Each region's current state, for every (re)connect and Home Assistant's birth."""

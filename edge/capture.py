@@ -9,6 +9,7 @@ The crop is cut from the full-resolution frame exactly as the agent cuts it for 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -59,35 +60,42 @@ class Captured:
     saved: int
     frames: int
     folder: Path
-    ended: bool  # the source ended before `count` crops (a video file)
+    stopped: str  # why before `count` crops: "the source ended" (a video file), "--end was reached"; "" if not
 
 
 def capture(config: AgentConfig, camera: str | None, region: str, label: str, count: int, every: float,
-            dataset: Path, clock: Callable[[], float] = time.monotonic) -> Captured:
-    """Read the camera and save one crop every `every` seconds (a video's own time for a file) until `count`."""
+            dataset: Path, clock: Callable[[], float] = time.monotonic,
+            span: tuple[float, float] = (0.0, math.inf)) -> Captured:
+    """Read the camera and save one crop every `every` seconds (a video's own time for a file) until `count`,
+    only between `span` seconds from the first frame (one recording can hold every state)."""
     cam, region_cfg = find_region(config, camera, region)
     check_label(label)
     count, every = check_count(count, every)
+    if not 0 <= span[0] < span[1]:
+        raise ValueError(f"--start/--end: expected 0 <= start < end seconds, got {span[0]:g} and {span[1]:g}")
     source = make_frame_source(camera_source(cam.source), loop=False, size=tuple(cam.resolution))
     folder = ImageFolder(Path(dataset) / label, None, f"{cam.name}_{region}_")
     cut = Region.of(region_cfg)
     saved = frames = 0
-    next_at = float("-inf")
+    next_at = first = None
     source.open()
     try:
         for frame in _frames(source):
             frames += 1
             now = frame.t if frame.t is not None else clock()
-            if now < next_at:
+            first = now if first is None else first
+            if now - first >= span[1]:
+                return Captured(saved, frames, folder.folder, "--end was reached")
+            if now - first < span[0] or next_at is not None and now < next_at:
                 continue
             folder.save(encode(cut.crop(frame.image), "png"), label, "png")
             saved += 1
             next_at = now + every
             if saved >= count:
-                return Captured(saved, frames, folder.folder, False)
+                return Captured(saved, frames, folder.folder, "")
     finally:
         source.close()
-    return Captured(saved, frames, folder.folder, True)
+    return Captured(saved, frames, folder.folder, "the source ended")
 
 
 def _frames(source: Any) -> Iterable[Any]:
@@ -117,9 +125,10 @@ def capture_command(pipelines: Callable[[], Iterable[Any]]) -> Callable[[dict[st
 def main_capture(config: AgentConfig, args: Any) -> int:
     """`python -m edge capture`: print what was saved; exit 1 if nothing was."""
     try:
-        result = capture(config, args.camera, args.region, args.label, args.count, args.every, args.out)
+        result = capture(config, args.camera, args.region, args.label, args.count, args.every, args.out,
+                         span=(args.start, args.end))
     except (ValueError, OSError) as exc:
         raise SourceError(str(exc)) from None
-    end = f"; the source ended after {result.frames} frames" if result.ended else ""
+    end = f"; {result.stopped} after {result.frames} frames" if result.stopped else ""
     print(f"capture: saved {result.saved} crop(s) of {args.region!r} to {result.folder}{end}")
     return 0 if result.saved else 1

@@ -43,7 +43,17 @@ def test_capture_cli_saves_crops_by_the_video_clock_and_refuses_bad_input(tmp_pa
     assert len(files) == 6
     with Image.open(files[0]) as img:  # the full-resolution crop of a fractional rect
         assert img.size == (DOOR[2], DOOR[3]) and img.mode == "RGB"
+    # one recording holding both states: seconds 1.0 to 2.0 of it only
+    two = record(Scene(timeline(("closed", 10), ("open", 10), ("closed", 10))), tmp_path / "two.avi")
+    config.write_text(camera_table(two))
+    part = edge_capture(config, "--region", "door", "--label", "open", "--count", "50", "--every", "0",
+                        "--start", "1", "--end", "2", "--out", str(tmp_path / "two"))
+    assert part.returncode == 0 and "saved 10 crop(s)" in part.stdout, part.stderr
+    opened = [np.asarray(Image.open(p)).mean() for p in sorted((tmp_path / "two" / "open").glob("*.png"))]
+    assert len(opened) == 10 and max(opened) < 60  # the dark doorway only, never the planks
+    config.write_text(camera_table(clip))
     for args, message in [(["--region", "window", "--label", "x"], "has no region 'window' (have ['door'])"),
+                          (["--region", "door", "--label", "x", "--start", "3", "--end", "2"], "--start/--end"),
                           (["--camera", "cam9", "--region", "door", "--label", "x"], "no camera 'cam9'"),
                           (["--region", "door", "--label", "../etc"], "label: expected letters"),
                           (["--region", "door", "--label", "_unlabelled"], "label: expected letters"),

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from edge.fields import ConfigError, setting
-from edge.manifest import ManifestError
 from edge.models import Classifier, Generator
 from edge.mqtt import messages
 from edge.mqtt.discovery import entity
@@ -35,7 +34,7 @@ from edge.sources import camera_source
 from edge.sources.frames import Frame, FrameSource, SourceError, make_frame_source
 from edge.vision.output import RegionOutput
 from edge.vision.publish import region_entities
-from edge.vision.regions import build_regions
+from edge.vision.regions import build_regions, region_classifiers, resolution_problem
 from edge.vision.runner import RegionOutcome, RegionRunner
 
 log = logging.getLogger(__name__)
@@ -59,9 +58,7 @@ class CameraConfig:
     region_labels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def validate(self) -> None:
-        size = self.resolution
-        if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int and 16 <= v <= 8192 for v in size)):
-            raise ConfigError(f"resolution: expected [width, height], integers from 16 to 8192, got {size!r}")
+        resolution_problem(self.resolution)
         self.regions = build_regions(self.regions)
         if self.regions and camera_source(self.source).kind == "gan":
             raise ConfigError("regions: the GAN camera's 28x28 pictures have no regions to watch")
@@ -317,17 +314,7 @@ def load(cfg: CameraConfig, loader: ModelLoader) -> CameraModels:
     generator = None
     if camera_source(cfg.source).kind == "gan":
         generator = Generator(*loader.load("gan", "generate", f"camera {cfg.name!r} (source gan)"))
-    loaded = {cfg.model: classifier}  # regions judged by one model share its interpreter (one thread runs them)
-    for region in cfg.regions:
-        name = region.model or cfg.model
-        if name not in loaded:
-            loaded[name] = Classifier(*loader.load(name, "classify", f"camera {cfg.name!r} region {region.name!r}"),
-                                      invert=cfg.invert, top_k=cfg.top_k)
-        colour = loaded[name].entry.preprocess.get("color", "grayscale")
-        if loaded[name].entry.preprocess.get("channels", 1) != 1 or colour != "grayscale":
-            raise ManifestError(f"camera {cfg.name!r} region {region.name!r}: model {name!r} takes {colour} input; "
-                                "this agent feeds regions in grayscale only (the training side's folder recipe)")
-    return CameraModels(classifier, generator, {r.name: loaded[r.model or cfg.model] for r in cfg.regions})
+    return CameraModels(classifier, generator, region_classifiers(cfg, loader, classifier))
 
 
 def build(cfg: CameraConfig, models: CameraModels, wiring: Wiring) -> CameraPipeline:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from edge.fields import ConfigError, setting
+from edge.manifest import ManifestError
+from edge.models import Classifier
 
 
 @dataclass
@@ -52,6 +54,12 @@ def rect_problem(rect: Any) -> None:
     if is_fractional(rect) and (x + w > 1 + 1e-9 or y + h > 1 + 1e-9):
         raise ConfigError(f"rect: fractions of the frame must stay within it (x + width <= 1, y + height <= 1), "
                           f"got {rect!r}")
+
+
+def resolution_problem(size: Any) -> None:
+    """ConfigError unless `size` is [width, height] in pixels (a camera's `resolution`)."""
+    if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int and 16 <= v <= 8192 for v in size)):
+        raise ConfigError(f"resolution: expected [width, height], integers from 16 to 8192, got {size!r}")
 
 
 def is_fractional(rect: list) -> bool:
@@ -102,3 +110,19 @@ def build_regions(items: list[Any], where: str = "regions") -> list[RegionConfig
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: names must be unique, got {names}")
     return built
+
+
+def region_classifiers(cfg: Any, loader: Any, camera_classifier: Classifier) -> dict[str, Classifier]:
+    """Each region's classifier (its `model`, or the camera's), verified to take grayscale input. Regions
+    judged by one model share its interpreter: one thread runs them, one after the other."""
+    loaded = {cfg.model: camera_classifier}
+    for region in cfg.regions:
+        name = region.model or cfg.model
+        if name not in loaded:
+            loaded[name] = Classifier(*loader.load(name, "classify", f"camera {cfg.name!r} region {region.name!r}"),
+                                      invert=cfg.invert, top_k=cfg.top_k)
+        colour = loaded[name].entry.preprocess.get("color", "grayscale")
+        if loaded[name].entry.preprocess.get("channels", 1) != 1 or colour != "grayscale":
+            raise ManifestError(f"camera {cfg.name!r} region {region.name!r}: model {name!r} takes {colour} input; "
+                                "this agent feeds regions in grayscale only (the training side's folder recipe)")
+    return {r.name: loaded[r.model or cfg.model] for r in cfg.regions}

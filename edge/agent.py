@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge.capture import capture_command
 from edge.commands import Commands
 from edge.config import AgentConfig, ConfigError
 from edge.fileio import atomic_write
@@ -85,6 +86,7 @@ class Agent:
         self.commands = Commands(self.topics, config.device_id, self.link.send, lambda: self.pipelines, self.reload)
         self.selftest = SelfTest(lambda: self.pipelines, lambda: model_loader(config))  # cmd/selftest's checks
         self.commands.register("selftest", self.selftest)
+        self.commands.register("capture", capture_command(lambda: self.pipelines))
         self.feeds: list[Feed] = [feed for p in self.pipelines if hasattr(p, "attach")
                                   for feed in p.attach(self.link.subscribe)]
         self.link.subscribe(self.topics.command("+"), self.commands.on_message)
@@ -162,6 +164,8 @@ class Agent:
         fresh = load_models(self.config, loader)  # raises before anything is changed
         for pipeline in self.pipelines:
             pipeline.swap(fresh[(pipeline.kind, pipeline.name)])
+        for message in self.homeassistant.configs():  # a new model may bring new labels (a region's enum options)
+            self.link.send(message)
         return {"models": {name: entry.short_sha for name, entry in loader.manifest.models.items()}}
 
     # --- health ----------------------------------------------------------------------------

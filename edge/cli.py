@@ -46,6 +46,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_overrides(check)
     check.add_argument("--skip-broker", action="store_true",
                        help="no broker round trip (systemd's pre-start check: the agent starts without a broker)")
+    capture = sub.add_parser("capture", help="save PNG crops of a camera region into DATASET/<label>/ for training")
+    add_overrides(capture)
+    capture.add_argument("--camera", help="the [[camera]] name (default: the only one)")
+    capture.add_argument("--region", required=True, help="the [[camera.regions]] name")
+    capture.add_argument("--label", required=True, help="the class these crops show (the folder name)")
+    capture.add_argument("--count", type=int, default=100, help="crops to save")
+    capture.add_argument("--every", type=float, default=0.5, help="seconds between two crops (a video's own time)")
+    capture.add_argument("--start", type=float, default=0.0, help="seconds from the first frame to begin at")
+    capture.add_argument("--end", type=float, default=float("inf"), help="seconds from the first frame to stop at")
+    capture.add_argument("--out", type=Path, default=Path("dataset"), help="dataset folder (default ./dataset)")
     subscribe = sub.add_parser("subscribe", help="print alerts, forecasts and classes as they arrive")
     subscribe.add_argument("--host", default="localhost")
     subscribe.add_argument("--port", type=int, help="default 1883, or 8883 with TLS")
@@ -114,7 +124,8 @@ def _wrappers(model: Any) -> list[Any]:
     """The model wrappers inside what a pipeline kind loads (one wrapper, or a dataclass of them)."""
     if hasattr(model, "entry"):
         return [model]
-    return [w for w in vars(model).values() if hasattr(w, "entry")]
+    values = [v for value in vars(model).values() for v in (value.values() if isinstance(value, dict) else [value])]
+    return list({id(w): w for w in values if hasattr(w, "entry")}.values())  # regions may share a model
 
 
 def print_model(who: str, entry: Any) -> None:
@@ -124,6 +135,12 @@ def print_model(who: str, entry: Any) -> None:
         for t in tensors:
             quant = f" scale {t.scale:.6g} zero point {t.zero_point}" if t.quantized else ""
             print(f"    {kind} {t.name}: {t.dtype}{list(t.shape)}{quant}")
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from edge.capture import main_capture
+
+    return main_capture(load_config(args.config, overrides(args)), args)
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
@@ -138,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return {"run": cmd_run, "check": cmd_check, "subscribe": cmd_subscribe}[args.command](args)
+        return {"run": cmd_run, "check": cmd_check, "subscribe": cmd_subscribe,
+                "capture": cmd_capture}[args.command](args)
     except (ConfigError, ManifestError, RuntimeUnavailable, SourceError) as exc:
         log.error("%s", exc)
         print(f"edgepipe: {exc}", file=sys.stderr)

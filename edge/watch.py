@@ -86,7 +86,13 @@ def describe(topic: str, payload: bytes) -> str:
     return printable(line)
 
 
+JPEG_MAGIC = b"\xff\xd8"  # region snapshots are JPEG bytes, not text
+
+
 def _describe(topic: str, payload: bytes) -> str:
+    if "/vision/" in topic and topic.endswith(("/snapshot", "/frame")):
+        kind = "JPEG" if payload.startswith(JPEG_MAGIC) else "image"
+        return f"{topic}: {kind} of {len(payload)} bytes"
     text = payload.decode("utf-8", "replace")
     try:
         data = json.loads(text)
@@ -106,6 +112,9 @@ def _describe(topic: str, payload: bytes) -> str:
         truth = f" (truth {data['truth']})" if "truth" in data else ""
         return (f"{ts} camera {data.get('camera')} frame {data.get('seq')}: {data.get('label')} "
                 f"{100 * data.get('score', 0):.0f}%{truth}")
+    if "/vision/" in topic and topic.endswith("/state"):
+        return (f"{ts} camera {data.get('camera')} region {data.get('region')}: {data.get('label')} "
+                f"{100 * data.get('confidence', 0):.0f}% (was {data.get('previous')})")
     if topic.endswith("/error"):
         return f"{ts} ERROR {data.get('component')}: {data.get('reason')}"
     if "/cmd/" in topic and topic.endswith("/result"):

@@ -28,6 +28,8 @@ from edge.pipelines.registry import kinds
 from edge.pipelines.sensor import SensorPipeline
 from edge.pipelines.series import SeriesPipeline
 from edge.preflight import probe_topic
+from edge.vision import publish as region
+from edge.vision.state import RegionState
 from tests.conftest import ROOT, requires_package
 from tools.rate import shipped_broker
 
@@ -104,6 +106,7 @@ def payload_for(user: str, topic: str) -> bytes:
 
 WRITE = {
     ME: ([f"{B}/status", f"{B}/stats", f"{B}/error", f"{B}/cmd/reset/result", f"{B}/vision/cam0/class",
+          f"{B}/vision/cam0/door/state", f"{B}/vision/cam0/door/snapshot",
           f"{B}/sensors/line1/anomaly", f"{B}/sensors/line1/state", f"{B}/forecast/airline", f"{B}/update/progress",
           f"{B}/model/sensor/line1", f"{B}/probe", f"homeassistant/binary_sensor/edgepipe_{ME}/line1_anomaly/config"],
          # its own inputs (forged commands and readings), another agent's anything, another node's entities
@@ -248,6 +251,12 @@ def test_every_topic_the_agent_uses_is_granted_by_the_shipped_acl() -> None:
     tables = {"camera": {"name": "cam0", "source": "gan"}, "sensor": {"name": "line1"}, "series": {"name": "airline"}}
     for section, table in tables.items():
         out += kinds()[section].discovery("homeassistant", topics, ME, kinds()[section].config(**table))
+    out += [region.region_state(topics, ME, model, "cam0", "door", RegionState("open", 0.9, "t", None, 1)),
+            region.snapshot(topics, "cam0", "door", b"\xff\xd8"),
+            region.snapshot(topics, "cam0", "door", b"\xff\xd8", whole_frame=True),
+            messages.classification(topics, ME, model, "cam0/door", label="a", index=0, score=0.5, top_k=[], seq=1,
+                                    latency_ms=1.0),
+            *region.region_entities("homeassistant", topics, ME, "cam0", "door", ["a"], with_frame=True)]
     assert len(out) > 8
     for topic in [m.topic for m in out] + [probe_topic(topics)]:
         assert granted("write", topic), f"the shipped ACL does not let the agent publish on {topic}"

@@ -372,7 +372,11 @@ def main(argv: list[str] | None = None) -> int:
                         "rate (the table gives their median and range)")
     parser.add_argument("--readings", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--regions", action="store_true", help="only the camera-region rows (issue 17): printed "
+                        "and written into their section of --out")
     args = parser.parse_args(argv)
+    if args.regions:
+        return regions_only(args.models_dir, args.out)
     info = machine()
     cores = int(info["cores"])
     peak = {1: peak_macs_per_second(1), cores: peak_macs_per_second(cores)}
@@ -383,11 +387,28 @@ def main(argv: list[str] | None = None) -> int:
         agent["camera_again"] = bench_camera_again(args.models_dir, args.frames, args.camera_runs - 1)
         agent["in_process_frames_per_s"] = bench_camera_in_process(args.models_dir, args.frames)
     text = render(info, rows, agent, peak)
+    if agent is not None:
+        from tools.bench_regions import bench_regions
+
+        text += "\n" + bench_regions(args.models_dir, min(args.frames, 3000))
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     header = "# edgepipe benchmarks\n\nMade by `make bench` (`python -m tools.bench`" + \
         ", then `python -m training.bench` where TensorFlow is installed).\n\n"
     args.out.write_text(header + text)
+    return 0
+
+
+def regions_only(models_dir: Path, out: Path) -> int:
+    """The region rows alone, replacing their section of the benchmarks file (the rest is left as it is)."""
+    from tools.bench_regions import bench_regions
+
+    section = bench_regions(models_dir)
+    print(section)
+    text = out.read_text() if out.exists() else ""
+    head, found, tail = text.partition("## Camera regions")
+    rest = tail.partition("\n## ")[2] if found else ""
+    out.write_text(head.rstrip("\n") + "\n\n" + section + ("\n## " + rest if rest else ""))
     return 0
 
 

@@ -78,8 +78,9 @@ class HomeAssistant:
                 for message in kind.discovery(prefix, self.topics, device, cfg)]
 
     def states(self) -> list[Message]:
-        """Each pipeline's retained current state, for those that have one (sensors)."""
-        return [p.state_message() for p in self.pipelines() if hasattr(p, "state_message")]
+        """Each pipeline's retained current state, for those that have one (sensors; cameras' regions)."""
+        return [*(p.state_message() for p in self.pipelines() if hasattr(p, "state_message")),
+                *(m for p in self.pipelines() if hasattr(p, "state_messages") for m in p.state_messages())]
 
     def on_connect_messages(self) -> list[Message]:
         return [*self.configs(), *self.states()]

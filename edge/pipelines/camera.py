@@ -1,14 +1,11 @@
-"""Cameras: capture -> preprocess + CNN -> postprocess + publish `vision/<name>/class`, in three threads.
+"""Cameras: capture -> preprocess + CNN (or regions, edge.vision) -> postprocess + publish, in three threads.
 
-A live camera (`drop_stale = true`) keeps only the newest frame in a one-slot queue, so a
-slow model never makes frames pile up: a frame replaced before it was classified is
-dropped and counted. With `drop_stale = false` (files) the capture thread classifies each
-frame itself: nothing is dropped. Either way the model's raw output goes to a small queue
-and a third thread turns it into a label and top-k, builds the message and publishes it:
-the model's invoke releases the GIL, so that work overlaps the next frame's inference
-instead of adding to it, and a slow or reconnecting broker link holds up the publishing
-thread, not the model. A dead camera is reopened with exponential backoff (reported on
-`error`) while the other pipelines carry on.
+A live camera (`drop_stale = true`) keeps only the newest frame in a one-slot queue, so a slow
+model never makes frames pile up (a replaced frame is dropped and counted); with `drop_stale =
+false` (files) nothing is dropped. The raw output goes to a small queue and a third thread builds
+and publishes the message: the invoke releases the GIL, so that work overlaps the next frame's
+inference, and a slow broker link holds up the publishing thread, not the model. A dead camera is
+reopened with exponential backoff (reported on `error`) while the other pipelines carry on.
 """
 
 from __future__ import annotations
@@ -18,12 +15,13 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.fields import setting
+from edge.fields import ConfigError, setting
 from edge.models import Classification, Classifier, Generator
 from edge.mqtt import messages
 from edge.mqtt.discovery import entity
@@ -31,6 +29,10 @@ from edge.pipelines.base import END, Counters, Publisher, put_displacing
 from edge.pipelines.registry import ModelLoader, PipelineKind, Wiring
 from edge.sources import camera_source, gan_options
 from edge.sources.frames import Frame, FrameSource, SourceError, check_gan_classes, make_frame_source
+from edge.vision.output import RegionOutput
+from edge.vision.publish import region_entities
+from edge.vision.regions import build_regions, region_classifiers, resolution_problem
+from edge.vision.runner import RegionOutcome, RegionRunner
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,17 @@ class CameraConfig:
     drop_stale: bool = True  # a live camera: keep only the newest frame; false: a file is read no faster
     top_k: int = setting(3, ge=1, le=1000)
     retry_max: float = setting(30.0, gt=0)  # seconds between attempts to reopen a dead camera, at most
+    resolution: list = field(default_factory=lambda: [320, 240])  # picamera2: width, height of the frames
+    regions: list = field(default_factory=list)  # [[camera.regions]] (edge.vision.regions.RegionConfig)
+    dataset_dir: str = ""  # captured crops (cmd/capture, capture_uncertain); default <state_dir>/dataset
+    # each region's labels once its model is loaded: the options of its Home Assistant enum sensor
+    region_labels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def validate(self) -> None:
+        resolution_problem(self.resolution)
+        self.regions = build_regions(self.regions)
+        if self.regions and camera_source(self.source).kind == "gan":
+            raise ConfigError("regions: the GAN camera's 28x28 pictures have no regions to watch")
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,7 @@ class CameraModels:
 
     classifier: Classifier
     generator: Generator | None = None
+    regions: dict[str, Classifier] = field(default_factory=dict)  # region name -> its classifier
 
 
 class CameraPipeline:
@@ -63,9 +77,13 @@ class CameraPipeline:
 
     RESULTS_QUEUE = 8  # classified frames waiting for the publishing thread; when full, the classifier waits
 
-    def __init__(self, cfg: CameraConfig, source: FrameSource, classifier: Classifier, publisher: Publisher) -> None:
+    def __init__(self, cfg: CameraConfig, source: FrameSource, classifier: Classifier, publisher: Publisher,
+                 regions: dict[str, Classifier] | None = None, state_dir: Path | str = "state") -> None:
         self.cfg, self.source, self.classifier, self.out = cfg, source, classifier, publisher
         self.name = cfg.name
+        dataset = Path(cfg.dataset_dir) if cfg.dataset_dir else Path(state_dir) / "dataset"
+        self.runners = {r.name: RegionRunner(r, (regions or {})[r.name], cfg.name, dataset) for r in cfg.regions}
+        self.region_out = RegionOutput(publisher, cfg.name, cfg.regions, Path(state_dir) / "snapshots")
         self.finite = camera_source(cfg.source).finite and not cfg.loop
         self.counters = Counters()
         self.truth = collections.Counter()  # labelled replays: "labelled" and "correct" frames
@@ -162,6 +180,9 @@ class CameraPipeline:
         self.results.put(END)
 
     def _classify(self, frame: Frame) -> None:
+        if self.runners:
+            self._classify_regions(frame)
+            return
         classifier = self.classifier  # read once: a swap takes effect between two frames
         try:
             with self.lock:
@@ -172,6 +193,29 @@ class CameraPipeline:
             return
         self.counters.processed += 1
         self.results.put((frame, classifier, raw, latency_ms))
+
+    def _classify_regions(self, frame: Frame) -> None:
+        """Each region of the frame: gated, classified and judged here; what to send goes to the publisher."""
+        now = frame.t if frame.t is not None else time.monotonic()
+        usable = False
+        for runner in self.runners.values():
+            try:
+                with self.lock:  # a region may share the camera's interpreter, which a self-test also uses
+                    outcome = runner.step(frame.seq, frame.image, now)
+            except ValueError as exc:  # a frame the region does not fit, an image that is not one
+                self.out.report(f"camera/{self.name}/{runner.cfg.name}", f"frame {frame.seq} not usable: {exc}")
+                continue
+            except Exception:  # noqa: BLE001 - a bug in one region must not end the camera's thread
+                self.counters.errors += 1
+                log.exception("camera %s: region %s failed on frame %d", self.name, runner.cfg.name, frame.seq)
+                continue
+            usable = True
+            if outcome is not None:
+                self.results.put(outcome)
+        if usable:
+            self.counters.processed += 1
+        else:
+            self.counters.invalid += 1
 
     def _publish(self) -> None:
         """Build and send each classification, in frame order; `finished` once the last one is out.
@@ -190,7 +234,18 @@ class CameraPipeline:
                 if item is END:
                     self.finished.set()
                     return
-                self._send_result(*item)
+                if isinstance(item, RegionOutcome):
+                    self._send_region(item)
+                else:
+                    self._send_result(*item)
+
+    def _send_region(self, outcome: RegionOutcome) -> None:
+        try:
+            self.region_out.send(outcome)
+        except Exception:  # noqa: BLE001 - one bad result must not stop the camera's output
+            self.counters.errors += 1
+            log.exception("camera %s: could not publish region %s of frame %d", self.name, outcome.region,
+                          outcome.seq)
 
     def _send_result(self, frame: Frame, classifier: Classifier, raw: np.ndarray, latency_ms: float) -> None:
         try:
@@ -212,6 +267,9 @@ class CameraPipeline:
     def swap(self, models: CameraModels) -> None:
         """A new classifier from the next frame on (one reference, read once per frame)."""
         self.classifier = models.classifier
+        for name, classifier in models.regions.items():
+            self.runners[name].classifier = classifier
+        self.cfg.region_labels = {name: c.labels for name, c in models.regions.items()}
         if models.generator is not None and hasattr(self.source, "generator"):
             self.source.generator = models.generator
 
@@ -226,7 +284,19 @@ class CameraPipeline:
         return classifier, results
 
     def stats(self) -> dict[str, int]:
-        return {**self.counters.as_dict(), **self.truth}  # `labelled` and `correct` once frames come with truth
+        if not self.runners:
+            return {**self.counters.as_dict(), **self.truth}  # `labelled`, `correct` once frames carry truth
+        return self.region_out.stats(self.counters.as_dict(), self.runners.values())
+
+    def state_messages(self) -> list[messages.Message]:
+        """The regions' current states: sent again at every connect (see edge.mqtt.homeassistant)."""
+        return self.region_out.state_messages()
+
+    def start_capture(self, region: str, label: str, count: int, every: float) -> Path:
+        """`cmd/capture`: the next `count` crops of `region` into the dataset folder under `label`."""
+        if region not in self.runners:
+            raise ValueError(f"camera {self.name!r} has no region {region!r} (have {sorted(self.runners)})")
+        return self.runners[region].start_capture(label, count, every)
 
     def quality(self) -> dict[str, Any]:
         """Accuracy on labelled frames (a replay, or a folder of class folders): `stats.quality`."""
@@ -242,8 +312,7 @@ class CameraPipeline:
 
     def source_down(self) -> tuple[float, str] | None:
         """Seconds since the camera last could not be opened or read, and why; None while it delivers."""
-        down = self.down
-        return None if down is None else (time.monotonic() - down[0], down[1])
+        return None if (down := self.down) is None else (time.monotonic() - down[0], down[1])
 
     def latency(self) -> dict[str, Any]:
         return {"model": self.classifier.entry.name, **self.classifier.latency.summary()}
@@ -257,17 +326,23 @@ def load(cfg: CameraConfig, loader: ModelLoader) -> CameraModels:
     if spec.kind == "gan":
         generator = Generator(*loader.load("gan", "generate", f"camera {cfg.name!r} (source gan)"))
         check_gan_classes(gan_options(spec.arg), generator)  # refused before anything is built or swapped
-    return CameraModels(classifier, generator)
+    return CameraModels(classifier, generator, region_classifiers(cfg, loader, classifier))
 
 
 def build(cfg: CameraConfig, models: CameraModels, wiring: Wiring) -> CameraPipeline:
-    source = make_frame_source(camera_source(cfg.source), cfg.loop, models.generator)
-    return CameraPipeline(cfg, source, models.classifier, wiring.publisher)
+    source = make_frame_source(camera_source(cfg.source), cfg.loop, models.generator, tuple(cfg.resolution))
+    cfg.region_labels = {name: c.labels for name, c in models.regions.items()}
+    return CameraPipeline(cfg, source, models.classifier, wiring.publisher, models.regions, wiring.loader.state_dir)
 
 
 def discovery(prefix: str, topics: messages.Topics, device: str, cfg: CameraConfig) -> list[messages.Message]:
     """The label as the state; only the model as attributes (seq, score, latency change every frame, and
-    every change of an attribute would be a row in Home Assistant's recorder)."""
+    every change of an attribute would be a row in Home Assistant's recorder). A camera with regions has a
+    state sensor and a snapshot image per region instead (edge.vision.publish)."""
+    if cfg.regions:
+        return [m for r in cfg.regions for m in region_entities(prefix, topics, device, cfg.name, r.name,
+                                                                 cfg.region_labels.get(r.name, []), r.snapshot,
+                                                                 r.snapshot_frame)]
     return [entity(prefix, "sensor", device, f"{cfg.name}_class", topics, topics.path("vision", cfg.name, "class"),
                    value_template="{{ value_json.label }}")]
 

@@ -92,7 +92,13 @@ class SourceSpec:
 
     @property
     def finite(self) -> bool:
-        return self.kind in FINITE_KINDS
+        """Inputs that end: files, and `opencv:<video file>` (not a device index nor a stream URL)."""
+        return self.kind in FINITE_KINDS or self.kind == "opencv" and is_video_file(self.arg)
+
+
+def is_video_file(target: str) -> bool:
+    """`opencv:` with a path: not a device index ("0", "" = 0) and not a stream URL (rtsp://, http://...)."""
+    return bool(target) and not target.isdigit() and "://" not in target
 
 
 def parse_source(text: str, family: str) -> SourceSpec:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge.sources import GanOptions, SourceSpec, gan_options
+from edge.sources import GanOptions, SourceSpec, gan_options, is_video_file
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".npy"}
@@ -34,6 +34,7 @@ class Frame:
     seq: int
     image: np.ndarray
     truth: str | None = None  # the known label, for replayed test data
+    t: float | None = None  # seconds into a recorded video (its own clock); None: live, the wall clock applies
 
 
 class FrameSource(Protocol):
@@ -155,26 +156,36 @@ def decode_image(path: Path) -> np.ndarray:
 
 
 class OpenCVSource:
-    """cv2.VideoCapture: a device index ("0"), a video file or a stream URL (rtsp://...)."""
+    """cv2.VideoCapture: a device index ("0"), a video file or a stream URL (rtsp://...).
+
+    A video file is read to its end (`read()` -> None) or again from the start with `loop`; its
+    frames carry their time in the video (`Frame.t`, from the file's frame rate), so time-based
+    settings (a region's heartbeat, capture's `--every`) mean the same on a replay as live."""
 
     def __init__(self, target: str, loop: bool = False) -> None:
         self.name = f"opencv:{target}"
         self.target = int(target) if target.isdigit() else target
+        self.is_file = is_video_file(target)
         self.loop = loop
         self._seq = 0
+        self.fps = 0.0
         self.capture: Any = None
 
     def open(self) -> None:
         cv2 = optional_import("cv2", "OpenCV is not installed (`pip install opencv-python-headless`)")
         self._cv2 = cv2
+        if self.is_file and not Path(str(self.target)).is_file():
+            raise SourceError(f"{self.name}: video file not found")
         self.capture = cv2.VideoCapture(self.target)
         if not self.capture.isOpened():
             raise SourceError(f"{self.name}: cannot open")
+        fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if self.is_file and 0 < fps < 1000 else 0.0
 
     def read(self) -> Frame | None:
         ok, image = self.capture.read()
         if not ok:
-            if isinstance(self.target, str) and not self.target.startswith(("rtsp:", "http:", "https:")):
+            if self.is_file:
                 if not self.loop:
                     return None  # end of a video file
                 self.capture.set(self._cv2.CAP_PROP_POS_FRAMES, 0)
@@ -182,7 +193,8 @@ class OpenCVSource:
             if not ok:
                 raise SourceError(f"{self.name}: no frame (device gone?)")
         self._seq += 1
-        return Frame(self._seq, image[..., ::-1])  # BGR -> RGB
+        t = (self._seq - 1) / self.fps if self.fps else None
+        return Frame(self._seq, image[..., ::-1], t=t)  # BGR -> RGB
 
     def close(self) -> None:
         if self.capture is not None:
@@ -191,7 +203,12 @@ class OpenCVSource:
 
 class PiCamera2Source:
     """The Raspberry Pi camera through picamera2 (needs `python3-picamera2` from Raspberry Pi OS apt
-    and a venv made with `--system-site-packages`)."""
+    and a venv made with `--system-site-packages`).
+
+    One main stream at the camera's `resolution`, RGB: regions are cut from it at full resolution, and
+    the whole-frame CNN resizes it anyway, so a lores stream would add a second buffer and nothing the
+    agent reads. Its format is "BGR888", which libcamera lays out as [R, G, B] per pixel (its "RGB888"
+    is [B, G, R]): frames are RGB like every other source's."""
 
     def __init__(self, size: tuple[int, int] = (320, 240)) -> None:
         self.name = "picamera2"
@@ -204,7 +221,7 @@ class PiCamera2Source:
                                     "python3-picamera2` and create the venv with --system-site-packages")
         try:
             self.camera = picamera2.Picamera2()
-            config = self.camera.create_preview_configuration(main={"size": self.size, "format": "RGB888"})
+            config = self.camera.create_preview_configuration(main={"size": tuple(self.size), "format": "BGR888"})
             self.camera.configure(config)
             self.camera.start()
         except Exception as exc:  # noqa: BLE001 - libcamera raises many kinds; all mean "no camera"
@@ -288,8 +305,9 @@ def check_gan_classes(options: GanOptions, generator: Any) -> None:
                          f"{generator.entry.name!r} has {count} classes (0-{count - 1})")
 
 
-def make_frame_source(spec: SourceSpec, loop: bool = False, generator: Any = None) -> FrameSource:
-    """The frame source for a parsed `[[camera]].source`."""
+def make_frame_source(spec: SourceSpec, loop: bool = False, generator: Any = None,
+                      size: tuple[int, int] = (320, 240)) -> FrameSource:
+    """The frame source for a parsed `[[camera]].source` (`size`: the Pi camera's resolution)."""
     if spec.kind == "replay":
         return ReplaySource(spec.arg, loop)
     if spec.kind == "folder":
@@ -297,7 +315,7 @@ def make_frame_source(spec: SourceSpec, loop: bool = False, generator: Any = Non
     if spec.kind == "opencv":
         return OpenCVSource(spec.arg or "0", loop)
     if spec.kind == "picamera2":
-        return PiCamera2Source()
+        return PiCamera2Source(size)
     if spec.kind == "gan":
         if generator is None:
             raise SourceError("source 'gan' needs a generator model ('gan') in the manifest")

@@ -182,7 +182,7 @@ def load_image_folder(folder: Path | str, size: tuple[int, int] = (28, 28), test
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: image folder not found (expected one sub-folder per class)")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
     if len(classes) < 2:
         raise DatasetError(f"{folder}: expected at least two class sub-folders, found {classes}")
     images, labels = [], []

@@ -1,0 +1,98 @@
+"""Issue 16 item 1: golden vectors in the manifest, re-run at load; a file that answers differently is refused.
+
+The modified file here has its sha256 and size recomputed in the manifest (what a hand edit, or
+a corruption "fixed" by re-hashing, looks like): only the golden vectors can tell.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge import golden
+from edge.manifest import ManifestError, read_manifest, sha256_file
+from edge.pipelines.registry import ModelLoader
+from edge.runtime import TFLiteModel
+from tests.conftest import MODELS_DIR
+
+
+def test_every_committed_model_carries_golden_vectors_and_answers_them_exactly() -> None:
+    manifest = read_manifest(MODELS_DIR / "manifest.json")
+    for entry in manifest.models.values():
+        result = golden.verify(TFLiteModel.from_entry(entry, MODELS_DIR), entry)
+        assert result.ok, result.reason
+        assert result.vectors >= 2
+        assert result.max_abs_diff <= result.atol
+
+
+def weight_offset(path: Path, entry_name: str) -> tuple[int, int]:
+    """Where the largest int8 weight tensor of the file sits (offset, length), found from the interpreter."""
+    manifest = read_manifest(path.parent / "manifest.json")
+    model = TFLiteModel.from_entry(manifest.get(entry_name), path.parent)
+    data, best = path.read_bytes(), (0, 0)
+    for detail in model.interpreter.get_tensor_details():
+        try:
+            raw = model.interpreter.get_tensor(detail["index"]).tobytes()
+        except ValueError:
+            continue
+        if detail["dtype"] == np.int8 and len(raw) > best[1] and data.count(raw) == 1:
+            best = (data.find(raw), len(raw))
+    assert best[1] > 0
+    return best
+
+
+def rehashed_copy(tmp_path: Path, name: str, change: int) -> Path:
+    models = tmp_path / "models"
+    shutil.copytree(MODELS_DIR, models)
+    path = models / f"{name}.tflite"
+    offset, length = weight_offset(path, name)
+    data = bytearray(path.read_bytes())
+    for i in range(offset, offset + length):
+        data[i] = (data[i] + change) % 256
+    path.write_bytes(bytes(data))
+    manifest = json.loads((models / "manifest.json").read_text())
+    manifest["models"][name]["sha256"] = sha256_file(path)
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    return models
+
+
+@pytest.mark.parametrize("name", ["autoencoder", "cnn"])
+def test_a_modified_file_with_its_hash_recomputed_is_refused_at_load_naming_the_mismatch(tmp_path: Path,
+                                                                                          name: str) -> None:
+    models = rehashed_copy(tmp_path, name, change=37)
+    loader = ModelLoader(models, tmp_path / "state")
+    task = loader.manifest.get(name).task
+    with pytest.raises(ManifestError, match=r"golden_mismatch: model '" + name + r"'.*tolerance 1"):
+        loader.load(name, task, "test")
+
+
+def test_an_entry_without_vectors_still_loads_and_a_malformed_one_is_refused(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(MODELS_DIR, models)
+    manifest = json.loads((models / "manifest.json").read_text())
+    manifest["models"]["autoencoder"].pop("golden")
+    manifest["models"]["lstm"]["golden"]["vectors"][0]["inputs"]["x"] = "AAAA"  # 3 bytes, the tensor needs 26
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    loader = ModelLoader(models, tmp_path / "state")
+    loader.load("autoencoder", "anomaly", "test")
+    with pytest.raises(ManifestError, match=r"golden.vectors\[0\].inputs.x: 3 bytes, tensor 'x' needs 26"):
+        loader.load("lstm", "forecast", "test")
+
+
+def test_outputs_off_by_more_than_the_tolerance_are_refused_and_within_it_accepted(tmp_path: Path) -> None:
+    manifest = read_manifest(MODELS_DIR / "manifest.json")
+    entry = manifest.get("cnn")
+    model = TFLiteModel.from_entry(entry, MODELS_DIR)
+    spec = entry.outputs[0]
+    want = golden.decode(entry.golden["vectors"][0]["outputs"][spec.name], spec, "t")
+    for step, ok in ((1, True), (2, False)):
+        shifted = np.clip(want.astype(np.int16) + step, -128, 127).astype(np.int8)
+        if np.array_equal(shifted, want):
+            shifted = (want.astype(np.int16) - step).astype(np.int8)
+        entry.golden["vectors"][0]["outputs"][spec.name] = golden.encode(shifted)
+        result = golden.verify(model, entry)
+        assert result.ok is ok, result

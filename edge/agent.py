@@ -29,6 +29,8 @@ from edge.preflight import AclProbe
 from edge.runtime import load_runtime
 from edge.sources.feeds import Feed
 from edge.sysinfo import cpu_temperature, resident_mb
+from edge.update.store import ModelStore
+from edge.update.updater import Updater
 from edge.watchdog import SystemdNotifier
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,10 @@ ACL_DENIED = "acl_denied"
 
 
 def model_loader(config: AgentConfig) -> ModelLoader:
-    return ModelLoader(config.models_dir, config.state_dir, config.num_threads)
+    """The models in use: with `[update] enabled`, the installed version the pointer names (edge/update/store.py)."""
+    folder = ModelStore(config.state_dir, config.models_dir).active_dir() if config.update.enabled \
+        else config.models_dir
+    return ModelLoader(folder, config.state_dir, config.num_threads)
 
 
 def load_models(config: AgentConfig, loader: ModelLoader | None = None) -> dict[tuple[str, str], Any]:
@@ -83,6 +88,13 @@ class Agent:
         self.acl = AclProbe(self.link, self.topics, self.stop_event)
         self.homeassistant = HomeAssistant(config, self.topics, lambda: self.pipelines, self.link.send)
         self.link.on_connect_messages = self.homeassistant.on_connect_messages  # configs + states, every connect
+        self.updater: Updater | None = None
+        if config.update.enabled:  # model updates over MQTT (issue 16)
+            self.updater = Updater(config, self.topics, self.link.send, lambda: self.pipelines, self.reload,
+                                   lambda folder: load_models(config, ModelLoader(folder, config.state_dir,
+                                                                                  config.num_threads)),
+                                   self.publisher.report)
+            self.updater.attach(self.link.subscribe, self.commands, self.homeassistant)
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -105,6 +117,8 @@ class Agent:
         self.commands.start()
         for pipeline in self.pipelines:
             pipeline.start()
+        if self.updater is not None:
+            self.updater.start()
         for feed in self.feeds:
             feed.start()
         threading.Thread(target=self._stats_loop, name="stats", daemon=True).start()
@@ -118,6 +132,8 @@ class Agent:
         self.stop_event.set()
         for feed in self.feeds:
             feed.stop()
+        if self.updater is not None:
+            self.updater.stop()
         self.commands.stop()
         for pipeline in reversed(self.pipelines):  # cameras first: the fastest producers
             pipeline.stop()

@@ -42,6 +42,10 @@ class Commands:
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "reset": self.reset, "threshold": self.threshold, "reload": lambda _body: self.reload()}
 
+    def register(self, action: str, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Another component's `cmd/<action>` (the updater's `rollback` and `promote`)."""
+        self.handlers[action] = handler
+
     def on_message(self, topic: str, payload: bytes, ack: Callable[[], None] | None = None) -> None:
         """The link's handler for `cmd/+`: queued for the command thread, never run on the network thread.
 

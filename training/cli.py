@@ -68,7 +68,8 @@ def golden_main(argv: list[str]) -> int:
 
 
 #: subcommands with their own arguments (`python -m training bundle --help`), module:function
-SUBCOMMANDS = {"golden": "training.cli:golden_main", "bundle": "training.bundle:main", "keygen": "training.bundle:keygen",
+SUBCOMMANDS = {"golden": "training.cli:golden_main", "bundle": "training.bundle:main",
+               "keygen": "training.bundle:keygen",
                "ship": "training.ship:main"}
 
 

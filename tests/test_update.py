@@ -9,41 +9,34 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import signal
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.manifest import read_manifest, verify_file, write_manifest
+from edge.manifest import read_manifest, verify_file
 from edge.models import AnomalyScorer
 from edge.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_online, write_config
 from tests.test_device_faults import small_disk  # noqa: F401 - the 3 MiB tmpfs fixture (needs root)
-from training.bundle import public_key_text, write_bundle
+from training.bundle import export_subset, public_key_text, write_bundle
 from training.ship import Shipper
 
+SCHEMAS = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.json")}
 DEVICE = "shed"
 BASE = f"edgepipe/{DEVICE}"
 CHUNK = 4096
 
 
 def subset(folder: Path, names: tuple[str, ...] = ("autoencoder",), threshold: float | None = None) -> Path:
-    """An export holding only `names` (files copied, manifest cut down); `threshold` overrides the autoencoder's."""
-    manifest = read_manifest(MODELS_DIR / "manifest.json")
-    manifest.models = {n: manifest.models[n] for n in names}
-    if threshold is not None:
-        manifest.models["autoencoder"].postprocess["threshold"] = threshold
-    folder.mkdir(parents=True)
-    for entry in manifest.models.values():
-        shutil.copy2(MODELS_DIR / entry.file, folder / entry.file)
-    write_manifest(manifest, folder / "manifest.json")
-    return folder
+    """An export holding only `names`; `threshold` overrides the autoencoder's."""
+    return export_subset(MODELS_DIR, folder, names, threshold)
 
 
 class Setup:
@@ -121,6 +114,11 @@ def test_a_good_bundle_is_shipped_verified_installed_on_probation_then_promoted(
         assert collector.wait_for(lambda: collector.json("/cmd/rollback/result"), 15)
         assert collector.json("/cmd/rollback/result")[-1]["ok"] is True
         assert setup.pointer()["version"] is None and setup.pointer()["state"] == "rolled_back"
+        assert collector.wait_for(lambda: last(collector, "/model/sensor/line1").get("state") == "rolled_back", 10)
+        for schema, suffix in (("update_progress", "/update/progress"), ("model_state", "/model/sensor/line1"),
+                               ("update_state", "/update/state"), ("command_result", "/cmd/rollback/result")):
+            for payload in collector.json(suffix):
+                jsonschema.validate(payload, SCHEMAS[schema], format_checker=jsonschema.FormatChecker())
         assert (setup.state / "models" / "v2" / "manifest.json").is_file()  # kept on disk
         assert serves(setup, collector)
     finally:

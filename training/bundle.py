@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.manifest import Manifest, now_iso, read_manifest, sha256_file
+from edge.manifest import Manifest, now_iso, read_manifest, sha256_file, write_manifest
 from edge.update.bundle import DESCRIPTOR, FORMAT, MANIFEST, SIGNATURE, VERSION_RE, key_id
 
 
@@ -50,6 +51,20 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
+def export_subset(source: Path, dest: Path, names: tuple[str, ...], threshold: float | None = None) -> Path:
+    """A copy of an export holding only the models `names` (a bundle for a device running only those);
+    `threshold` overrides the autoencoder's alert threshold (a demo's and a test's deliberately bad update)."""
+    manifest = read_manifest(source / MANIFEST)
+    manifest.models = {n: manifest.get(n) for n in names}
+    if threshold is not None:
+        manifest.get("autoencoder").postprocess["threshold"] = threshold
+    dest.mkdir(parents=True)
+    for entry in manifest.models.values():
+        shutil.copy2(source / entry.file, dest / entry.file)
+    write_manifest(manifest, dest / MANIFEST)
+    return dest
+
+
 def release_summary(new: Manifest, old: Manifest | None) -> str:
     """One line per model: its short sha, and each numeric metric that changed against `old`."""
     lines = []
@@ -58,7 +73,11 @@ def release_summary(new: Manifest, old: Manifest | None) -> str:
         changes = [f"{k} {before.metrics[k]:.4g} -> {v:.4g}" for k, v in entry.metrics.items()
                    if before and isinstance(v, (int, float)) and isinstance(before.metrics.get(k), (int, float))
                    and before.metrics[k] != v]
-        state = "unchanged" if before and before.sha256 == entry.sha256 else ", ".join(changes[:4]) or "new file"
+        old_threshold = before.postprocess.get("threshold") if before else None
+        if old_threshold is not None and entry.postprocess.get("threshold") != old_threshold:
+            changes.insert(0, f"threshold {old_threshold:.4g} -> {entry.postprocess['threshold']:.4g}")
+        same = before is not None and before.sha256 == entry.sha256
+        state = ", ".join(changes[:4]) or ("unchanged" if same else "new file" if before is None else "new weights")
         lines.append(f"{name} {entry.short_sha}: {state}")
     return "\n".join(lines)
 

@@ -27,7 +27,8 @@ FINAL = ("installed", "refused")
 
 
 class Shipper:
-    def __init__(self, host: str, port: int, base: str, path: Path, chunk: int = 64 * 1024) -> None:
+    def __init__(self, host: str, port: int, base: str, path: Path, chunk: int = 64 * 1024,
+                 username: str | None = None, password: str | None = None) -> None:
         self.base, self.path, self.chunk = base, path, chunk
         self.size, self.sha = path.stat().st_size, sha256_file(path)
         self.count = math.ceil(self.size / chunk)
@@ -35,6 +36,8 @@ class Shipper:
         self.changed = threading.Condition()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"edgepipe-ship-{self.sha[:8]}")
         self.client.on_message = self._on_message
+        if username:
+            self.client.username_pw_set(username, password)
         self.subscribed = threading.Event()
         self.client.on_subscribe = lambda *args: self.subscribed.set()
         self.client.connect(host, port, keepalive=30)
@@ -118,11 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", help="the device's base topic (default edgepipe/<device>)")
     parser.add_argument("--chunk-kb", type=int, default=64, help="chunk size in KiB (at most 1024)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the agent's answer")
+    parser.add_argument("--username", help="the broker user (deploy/mosquitto/edgepipe.acl: `shipper`)")
+    parser.add_argument("--password-file", type=Path, help="a file holding the broker password")
     parser.add_argument("--stop-after", type=int, help="send only this many chunks, then stop (a broken transfer)")
     args = parser.parse_args(argv)
     host, _, port = args.broker.rpartition(":")
+    password = args.password_file.read_text().strip() if args.password_file else None
     shipper = Shipper(host or "localhost", int(port), args.base or f"edgepipe/{args.device}", args.bundle,
-                      args.chunk_kb * 1024)
+                      args.chunk_kb * 1024, args.username, password)
     try:
         result = shipper.run(args.timeout, args.stop_after)
     finally:

@@ -214,6 +214,11 @@ def test_a_broken_transfer_resumes_after_a_restart_and_a_duplicate_chunk_is_harm
             shipper.close()
         assert result and result["state"] == "installed", result
         assert setup.pointer()["version"] == "v3"
+        late = len(collector.json("/progress"))
+        publish(broker.port, f"{BASE}/update/chunk", [shipper.payload(1)])  # a late duplicate
+        assert collector.wait_for(lambda: len(collector.json("/progress")) > late, 10)
+        assert last(collector, "/progress")["state"] == "installed"  # the verdict again, nothing stored
+        assert not list((setup.state / "updates").glob("*.part"))
         receiving = [m for m in collector.json("/progress") if m["state"] == "receiving"]
         assert all(m["have"][0][0] == 0 for m in receiving)  # never started again from nothing
     finally:

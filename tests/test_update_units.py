@@ -102,3 +102,21 @@ def test_trusted_keys_accept_two_keys_for_a_rotation_and_refuse_garbage() -> Non
     assert len(parse_trusted(f"{one}, {two}")) == 2
     with pytest.raises(ValueError, match="32 bytes"):
         parse_trusted("AAAA")
+
+
+def test_a_damaged_pointer_falls_back_to_the_factory_models_and_deletes_no_version(tmp_path: Path) -> None:
+    from edge.update.store import ModelStore
+
+    factory = export_subset(MODELS_DIR, tmp_path / "factory", ("autoencoder",))
+    store = ModelStore(tmp_path / "state", factory)
+    store.commit(export_subset(MODELS_DIR, tmp_path / "state" / "models" / ".incoming-v2", ("autoencoder",)), "v2")
+    store.switch("v2", "probation")
+    assert store.active_dir() == tmp_path / "state" / "models" / "v2"
+    store.pointer_path.write_text('{"version": "v2", "prev')  # torn by something other than the agent
+    assert store.active_dir() == factory
+    store.clean()
+    assert (tmp_path / "state" / "models" / "v2" / "manifest.json").is_file()  # kept for a person to look at
+    (tmp_path / "state" / "models" / ".incoming-v3").mkdir()
+    store.pointer_path.write_text('{"version": null, "previous": null}')
+    store.clean()  # a readable pointer naming neither: both go
+    assert sorted(p.name for p in (tmp_path / "state" / "models").iterdir()) == ["current.json"]

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 STEPS = ("after_receive", "after_verify", "after_extract", "after_rename", "after_pointer", "after_swap",
          "after_rollback_pointer")
 FACTORY = "factory"  # how a None version is shown in messages
+UNREADABLE = "pointer unreadable"
 
 
 def crash_point(step: str) -> None:
@@ -60,12 +61,16 @@ class ModelStore:
     def read_pointer(self) -> Pointer:
         try:
             data = json.loads(self.pointer_path.read_text())
-            return Pointer(**{k: data.get(k) for k in ("version", "previous", "state", "since", "reason")})
+            pointer = Pointer(**{k: v for k, v in data.items() if k in Pointer.__dataclass_fields__})
+            if not all(isinstance(v, str) or v is None and k in ("version", "previous")
+                       for k, v in pointer.to_json().items()):
+                raise ValueError(f"fields of the wrong type: {data}")
+            return pointer
         except FileNotFoundError:
             return Pointer()
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
             log.error("%s unreadable (%s): using the configured models_dir", self.pointer_path, exc)
-            return Pointer(reason=f"pointer unreadable: {exc}")
+            return Pointer(reason=f"{UNREADABLE}: {exc}")
 
     def write_pointer(self, pointer: Pointer) -> None:
         atomic_write(self.pointer_path, json.dumps(pointer.to_json(), indent=1))
@@ -93,8 +98,9 @@ class ModelStore:
             return
         pointer = self.read_pointer()
         keep = {pointer.version, pointer.previous}
+        unsure = pointer.reason.startswith(UNREADABLE)  # a damaged pointer: keep every version for a person
         for path in self.root.iterdir():
-            if path.is_dir() and (path.name.startswith(".incoming-") or path.name not in keep):
+            if path.is_dir() and (path.name.startswith(".incoming-") or path.name not in keep and not unsure):
                 shutil.rmtree(path, ignore_errors=True)
                 log.info("removed %s (not in use)", path)
 

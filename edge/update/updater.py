@@ -46,6 +46,7 @@ class Updater:
         self.assembly: Assembly | None = None
         self.probation: Probation | None = None
         self.summary = ""
+        self.verdicts: dict[str, Message] = {}  # bundle sha -> its `installed` progress (this run)
         self.last_progress, self.progress_due = 0.0, False
 
     # --- wiring ---------------------------------------------------------------------------
@@ -103,6 +104,9 @@ class Updater:
             chunk = parse_chunk(payload)
         except ValueError as exc:
             self.report("update", f"chunk refused: {exc}")
+            return
+        if chunk.bundle in self.verdicts:  # a late duplicate of a bundle installed: say so again, store nothing
+            self.send(self.verdicts[chunk.bundle])
             return
         try:
             if self.assembly is None or not self.assembly.matches(chunk):
@@ -185,8 +189,12 @@ class Updater:
 
     def _done(self, assembly: Assembly, descriptor: Descriptor, state: str, detail: str) -> None:
         self.assembly = None
-        self.send(messages.progress(self.topics, self.device, assembly.bundle, state, count=assembly.count,
-                                    have=[[0, assembly.count - 1]], version=descriptor.version, detail=detail))
+        message = messages.progress(self.topics, self.device, assembly.bundle, state, count=assembly.count,
+                                    have=[[0, assembly.count - 1]], version=descriptor.version, detail=detail)
+        if len(self.verdicts) >= 64:
+            self.verdicts.clear()
+        self.verdicts[assembly.bundle] = message  # a refused bundle is judged again when sent again (space freed)
+        self.send(message)
 
     def _progress(self, state: str) -> None:
         a = self.assembly

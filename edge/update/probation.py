@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge import golden
+from edge.calibration import poisson_tail
 from edge.update.config import UpdateConfig
 
 MIN_LATENCY_COUNT = 20
 MIN_LATENCY_GAP_MS = 1.0
 MIN_ERRORS = 3
+MAX_CHANCE = 1e-3  # an alert count this unlikely under the calibrated rate is the model's fault, not luck
 
 
 def expected_alert_rate(entry: Any) -> float | None:
@@ -87,16 +89,24 @@ class Probation:
         return None
 
     def _alerts(self, p: Any, base: Baseline) -> str | None:
+        """Alerting readings against the calibrated rate: over the bound, and beyond chance.
+
+        A sensor publishes one message per alerting reading plus one when an episode ends, so
+        half its messages (rounded up) is a floor for the alerting readings: never an excuse to
+        roll back a model that is only unlucky. The Poisson tail keeps a short, noisy window from
+        convicting a model for a rate that its calibration allows now and then.
+        """
         if p.kind != "sensor":
             return None
         expected = expected_alert_rate(p.model.entry)
-        alerts, done = self._delta(p, base, "published"), self._delta(p, base, "processed")
+        alerts, done = (self._delta(p, base, "published") + 1) // 2, self._delta(p, base, "processed")
         if expected is None or done <= 0 or alerts < self.cfg.min_alerts:
             return None
-        rate = alerts / done
-        if rate > self.cfg.max_alert_ratio * expected:
-            return (f"alert_rate: {alerts} alerts in {done} readings ({rate:.1%}), the manifest's calibrated "
-                    f"false-alert rate is {expected:.2%} (bound {self.cfg.max_alert_ratio:g}x)")
+        rate, chance = alerts / done, poisson_tail(alerts, expected * done)
+        if rate > self.cfg.max_alert_ratio * expected and chance < MAX_CHANCE:
+            return (f"alert_rate: at least {alerts} alerting readings in {done} ({rate:.1%}), the manifest's "
+                    f"calibrated false-alert rate is {expected:.2%} (bound {self.cfg.max_alert_ratio:g}x, "
+                    f"chance {chance:.1e})")
         return None
 
     def golden_check(self) -> str | None:

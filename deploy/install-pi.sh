@@ -91,9 +91,10 @@ fi
 if ! [[ "$DEVICE_ID" =~ ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$ ]]; then
   die "--device-id must be 1-64 letters, digits, _ or -, starting with a letter or digit (got '$DEVICE_ID')"
 fi
-if [ "$DEVICE_ID" = homeassistant ]; then
-  die "--device-id homeassistant is the Home Assistant user of deploy/mosquitto/edgepipe.acl: choose another"
-fi
+case "$DEVICE_ID" in
+  homeassistant|sensors|viewer|updater)
+    die "--device-id $DEVICE_ID is a role user of deploy/mosquitto/edgepipe.acl, not a device: choose another" ;;
+esac
 case "$PREFIX" in
   /*) ;;
   *) die "--prefix must be an absolute path (got '$PREFIX')" ;;
@@ -213,6 +214,7 @@ if [ "$WITH_MOSQUITTO" = 1 ]; then
   step install -m 0640 -o "$OWNER" -g "$BROKER_GROUP" "$SRC/deploy/mosquitto/edgepipe.acl" "$MOSQ_DIR/edgepipe.acl"
   step add_broker_user "$DEVICE_ID" "$MOSQ_DIR/edgepipe.passwd" "$CONF_DIR/mqtt-password"
   echo "#    add Home Assistant's user with: sudo mosquitto_passwd $MOSQ_DIR/edgepipe.passwd homeassistant"
+  echo "#    (other roles of the ACL: sensors, viewer, updater; then: sudo systemctl reload mosquitto)"
   if [ "$SYSTEMD_RUNNING" = 1 ]; then step systemctl restart mosquitto; fi
 fi
 

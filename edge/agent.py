@@ -23,6 +23,7 @@ from edge.mqtt.homeassistant import HomeAssistant
 from edge.mqtt.link import MqttLink
 from edge.mqtt.messages import Topics
 from edge.mqtt.outbox import Outbox
+from edge.mqtt.takeover import TAKEN_OVER
 from edge.pipelines.base import Pipeline, Publisher
 from edge.pipelines.registry import ModelLoader, Wiring, kinds
 from edge.preflight import AclProbe
@@ -185,12 +186,15 @@ class Agent:
             found.append("mqtt: the network thread has ended")
         if self.acl.state == "denied":
             found.append(f"{ACL_DENIED}: the broker drops this agent's publishes (its ACL denies its own topics)")
+        if taken := self.link.takeover.problem():
+            found.append(taken)
         return found
 
     def _watchdog_loop(self) -> None:
         """Ping systemd while healthy; when not, say why and let `WatchdogSec` restart the agent."""
         while not self.stop_event.wait(self.systemd.ping_every):
-            problems = [p for p in self.problems() if not p.startswith(ACL_DENIED)]  # a restart cannot mend an ACL
+            # a restart cannot mend an ACL, nor make another device give up our client id
+            problems = [p for p in self.problems() if not p.startswith((ACL_DENIED, TAKEN_OVER))]
             if problems:
                 self.systemd.notify("STATUS=unhealthy: " + "; ".join(problems))
             else:
@@ -203,6 +207,7 @@ class Agent:
             "uptime_s": round(time.monotonic() - self.started, 1),
             "connected": self.link.connected.is_set(),
             "connects": self.link.connects,
+            "mqtt_takeovers": self.link.takeover.takeovers,
             "mqtt_error": self.link.last_error,
             "outbox_depth": len(self.outbox),
             "outbox_dropped": self.outbox.dropped,
@@ -217,6 +222,7 @@ class Agent:
             "invalid_commands": self.commands.invalid,
             "latency": {p.name: p.latency() for p in self.pipelines},
             "pipelines": {f"{p.kind}/{p.name}": p.stats() for p in self.pipelines},
+            "quality": {f"{p.kind}/{p.name}": p.quality() for p in self.pipelines if hasattr(p, "quality")},
             "cpu_temp_c": cpu_temperature(),
             "rss_mb": None if (rss := resident_mb()) is None else round(rss, 1),
         }

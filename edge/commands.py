@@ -41,6 +41,7 @@ class Commands:
         self.thread = threading.Thread(target=self._work, name="commands", daemon=True)
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "reset": self.reset, "threshold": self.threshold, "reload": lambda _body: self.reload()}
+        self.handlers["calibrate"] = self.calibrate
 
     def register(self, action: str, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         """Another component's `cmd/<action>` (the updater's `rollback` and `promote`)."""
@@ -132,6 +133,14 @@ class Commands:
     def threshold(self, body: dict[str, Any]) -> dict[str, Any]:
         [pipeline] = self._named("sensor", "set_threshold", body["sensor"])
         return {"sensor": pipeline.name, **pipeline.set_threshold(body["threshold"])}  # type: ignore[attr-defined]
+
+    def calibrate(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"sensor": name, "readings": N}` or `{"sensor": name, "seconds": S}`: the next readings are normal;
+        answered now (`state: collecting`) and again by the sensor when the plan is fitted (`done`/`failed`)."""
+        if "sensor" not in body:
+            raise CommandError('calibrate: name the sensor ({"sensor": name, "readings": N})')
+        [pipeline] = self._named("sensor", "calibrate", body["sensor"])
+        return pipeline.calibrate(body, _request_id(body.get("id")))  # type: ignore[attr-defined]
 
 
 def _request_id(value: Any) -> str | int | float | None:

@@ -9,7 +9,6 @@ through). Each check returns a sentence a person can act on.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import threading
@@ -21,9 +20,11 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from edge.config import AgentConfig
+from edge.manifest import ManifestError, read_manifest
 from edge.mqtt.client import make_client
 from edge.mqtt.messages import Message, Topics
 from edge.sources import camera_source, reading_source
+from edge.sources.feeds import csv_layout
 from edge.sources.frames import SourceError, make_frame_source
 
 log = logging.getLogger(__name__)
@@ -61,25 +62,26 @@ def check_sources(config: AgentConfig) -> list[str]:
         for item in getattr(config, section):
             spec = reading_source(item.source)
             if spec.kind == "csv":
-                problem = _check_csv(spec.arg)
+                problem = _check_csv(spec.arg, config, item.model)
                 if problem:
                     problems.append(f"{section} {item.name!r} ({item.source}): {problem}")
     return problems
 
 
-def _check_csv(arg: str) -> str | None:
-    path, _, columns = arg.partition(":")
+def _check_csv(arg: str, config: AgentConfig, model: str) -> str | None:
+    """The CSV read as the agent will read it: the model's features (manifest) by header name."""
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            header = [h.strip() for h in next(csv.reader(fh), [])]
-    except OSError as exc:
-        return f"cannot read {path} ({exc.strerror or exc})"
-    except (UnicodeDecodeError, csv.Error) as exc:
-        return f"{path} is not a CSV text file ({exc})"
-    missing = [c for c in columns.split(",") if c and c not in header]
-    if not header:
-        return f"{path} is empty (expected a header line)"
-    return f"columns {missing} not in the header {header}" if missing else None
+        pre = read_manifest(Path(config.models_dir) / "manifest.json").get(model).preprocess
+    except ManifestError:
+        pre = {}  # the model check reports it
+    path, _, columns = arg.partition(":")
+    features = pre.get("features")
+    try:
+        csv_layout(path, [c for c in columns.split(",") if c] or None, [str(f) for f in features] if features else None,
+                   pre.get("time_column"))
+    except SourceError as exc:
+        return str(exc)
+    return None
 
 
 def probe_topic(topics: Topics) -> str:

@@ -57,6 +57,15 @@ class AnomalyRule:
         self.active = now
         return now, changed
 
+    def reconfigure(self, threshold: float, k: int, n: int) -> None:
+        """A new threshold or debounce from the next score on, keeping the recent history and the state
+        (a recalibration must not flip a sensor that is ON to OFF and back, each a message)."""
+        threshold = check_threshold(threshold)
+        if not 1 <= k <= n:
+            raise ValueError(f"debounce needs 1 <= k <= n, got k={k}, n={n}")
+        self.threshold, self.k, self.n = threshold, k, n
+        self._history = collections.deque(self._history, maxlen=n)
+
 
 class ThresholdFile:
     """A threshold set by command, kept in the state dir until `cmd/reset` names the sensor.

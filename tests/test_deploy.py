@@ -81,7 +81,7 @@ def test_missing_option_value_is_a_clear_message_not_unbound_variable(argv: list
 
 
 @pytest.mark.parametrize("device_id", ["bad id;rm", "a|b", "pi/shed", "-x", "x" * 65, "pi.shed", "homeassistant",
-                                       "pi-shed\n"])
+                                       "sensors", "viewer", "updater", "pi-shed\n"])
 def test_bad_device_id_is_refused_before_anything_changes(tmp_path: Path, device_id: str) -> None:
     target = tmp_path / "root"
     result = install("--device-id", device_id, "--with-mosquitto", root=target)
@@ -278,7 +278,8 @@ def test_mosquitto_example_needs_a_password_and_an_acl() -> None:
     assert "allow_anonymous false" in conf
     assert "password_file /etc/mosquitto/edgepipe.passwd" in conf and "acl_file /etc/mosquitto/edgepipe.acl" in conf
     acl = (DEPLOY / "mosquitto" / "edgepipe.acl").read_text().splitlines()
-    assert "pattern write edgepipe/%u/#" in acl and not any(line.startswith("topic write #") for line in acl)
+    assert "pattern write edgepipe/%u/status" in acl and not any(line.startswith("topic write #") for line in acl)
+    assert "pattern write edgepipe/%u/#" not in acl  # the agent may not forge its own commands or readings
 
 
 def test_one_naming_rule_in_acl_readme_installer_and_example() -> None:

@@ -340,3 +340,20 @@ def test_a_refused_series_value_changes_nothing(tmp_path: Path) -> None:
             forecaster.step(bad)
     assert forecaster.step_index == before[0] and list(forecaster.window) == before[1]
     assert all(np.array_equal(a, b) for a, b in zip(forecaster.state, before[2]))
+
+
+def test_seq_gaps_leave_out_the_readings_the_agent_displaced_itself() -> None:
+    """`lost` is what went missing before the agent; readings displaced from its own full queue are `dropped`."""
+    from edge.pipelines.base import Counters, ReadingPipeline
+
+    pipeline = object.__new__(ReadingPipeline)  # only the counting state: no model, queue or thread needed
+    pipeline.counters, pipeline.last_seq, pipeline.dropped_at_last_seq = Counters(), None, 0
+    pipeline.count_gaps(1)
+    pipeline.counters.dropped += 2  # seq 2 and 3 displaced from the full queue
+    pipeline.count_gaps(4)
+    assert (pipeline.counters.lost, pipeline.counters.dropped) == (0, 2)
+    pipeline.count_gaps(7)  # 5 and 6 never arrived
+    assert pipeline.counters.lost == 2
+    pipeline.counters.dropped += 1
+    pipeline.count_gaps(10)  # 8 and 9 missing, one of them displaced here
+    assert pipeline.counters.lost == 3

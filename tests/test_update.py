@@ -106,7 +106,7 @@ def test_a_good_bundle_is_shipped_verified_installed_on_probation_then_promoted(
                                   and last(collector, "/model/sensor/line1")["version"] == "v2", 20)
         states = [m["state"] for m in collector.json("/model/sensor/line1") if m["version"] == "v2"]
         assert states[0] == "probation" and states[-1] == "active"
-        assert last(collector, "/update/state")["installed_version"] == "v2"
+        assert last(collector, "/model/update")["installed_version"] == "v2"
         assert collector.matching("homeassistant/update/edgepipe_shed/models/config")
         assert collector.matching("homeassistant/button/edgepipe_shed/models_rollback/config")
         assert serves(setup, collector)
@@ -116,7 +116,7 @@ def test_a_good_bundle_is_shipped_verified_installed_on_probation_then_promoted(
         assert setup.pointer()["version"] is None and setup.pointer()["state"] == "rolled_back"
         assert collector.wait_for(lambda: last(collector, "/model/sensor/line1").get("state") == "rolled_back", 10)
         for schema, suffix in (("update_progress", "/update/progress"), ("model_state", "/model/sensor/line1"),
-                               ("update_state", "/update/state"), ("command_result", "/cmd/rollback/result")):
+                               ("update_state", "/model/update"), ("command_result", "/cmd/rollback/result")):
             for payload in collector.json(suffix):
                 jsonschema.validate(payload, SCHEMAS[schema], format_checker=jsonschema.FormatChecker())
         assert (setup.state / "models" / "v2" / "manifest.json").is_file()  # kept on disk
@@ -252,7 +252,7 @@ def test_a_model_raising_the_alert_rate_tenfold_on_a_normal_stream_is_rolled_bac
     state = last(collector, "/model/sensor/line1")
     assert state["version"] == "factory" and state["previous"] == "v-loud"
     assert state["reason"].startswith("sensor/line1: alert_rate:"), state
-    assert "rolled back" in last(collector, "/update/state")["release_summary"]
+    assert "rolled back" in last(collector, "/model/update")["release_summary"]
     assert setup.pointer()["state"] == "rolled_back"
 
 

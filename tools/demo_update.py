@@ -5,7 +5,7 @@ is generated, the agent trusts it, and two bundles are shipped over MQTT in chun
 (`training/ship.py`): `v2`, the same autoencoder, goes on probation and becomes `active`; `v3-loud`,
 whose threshold lets 15% of normal readings alert (the manifest promises 1%), is rolled back by the
 agent itself within its probation, saying why. The Home Assistant `update` entity's state
-(`update/state`) and the retained `model/sensor/line1` are printed as they change.
+(`model/update`) and the retained `model/sensor/line1` are printed as they change.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def stream(broker: Any, topic: str, stop: threading.Event, rate: float) -> None:
 
 
 class StatePrinter:
-    """Prints `update/state` and `model/sensor/line1` whenever they change."""
+    """Prints `model/update` and `model/sensor/line1` whenever they change."""
 
     def __init__(self, watcher: Watcher) -> None:
         self.watcher, self.seen = watcher, 0
@@ -84,7 +84,7 @@ class StatePrinter:
             new = self.watcher.messages[self.seen:]
             self.seen = len(self.watcher.messages)
         for topic, data in new:
-            if topic.endswith("/update/state"):
+            if topic.endswith("/model/update"):
                 print(f"  HA update entity: installed {data['installed_version']}, latest {data['latest_version']}"
                       f"{' (' + data['release_summary'][:90] + ')' if data.get('release_summary') else ''}")
             elif "/model/" in topic:
@@ -140,7 +140,7 @@ def run(broker: Any, tmp: Path, probation_s: float) -> bool:
         feeder.join()
         agent.stop()
         printer.show()
-        watcher.clear_retained([*demo_leftovers(config), f"{config.base_topic}/update/state",
+        watcher.clear_retained([*demo_leftovers(config), f"{config.base_topic}/model/update",
                                 f"{config.base_topic}/update/progress", f"{config.base_topic}/model/sensor/line1"])
         watcher.close()
     return ok

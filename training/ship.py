@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", help="the device's base topic (default edgepipe/<device>)")
     parser.add_argument("--chunk-kb", type=int, default=64, help="chunk size in KiB (at most 1024)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the agent's answer")
-    parser.add_argument("--username", help="the broker user (deploy/mosquitto/edgepipe.acl: `shipper`)")
+    parser.add_argument("--username", help="the broker user (deploy/mosquitto/edgepipe.acl: `updater`)")
     parser.add_argument("--password-file", type=Path, help="a file holding the broker password")
     parser.add_argument("--stop-after", type=int, help="send only this many chunks, then stop (a broken transfer)")
     args = parser.parse_args(argv)

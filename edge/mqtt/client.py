@@ -17,6 +17,11 @@ from edge.mqtt.messages import Message
 SESSION_EXPIRY = 7 * 24 * 3600  # MQTT 5: how long the broker keeps a persistent session (seconds)
 
 
+def client_id(cfg: MqttConfig, device_id: str) -> str:
+    """The configured client id, else one made from the device id (the broker allows one connection per id)."""
+    return cfg.client_id or f"edgepipe-{device_id}"
+
+
 def make_client(cfg: MqttConfig, device_id: str, will: Message) -> tuple[paho.Client, dict[str, Any]]:
     """A paho client with manual acks, and the options its CONNECT needs.
 
@@ -31,7 +36,7 @@ def make_client(cfg: MqttConfig, device_id: str, will: Message) -> tuple[paho.Cl
     else:
         protocol, session = MQTTProtocolVersion.MQTTv311, {"clean_session": not cfg.persistent_session}
         options = {}
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"edgepipe-{device_id}",
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id(cfg, device_id),
                          protocol=protocol, manual_ack=True, **session)
     client.enable_logger(logging.getLogger("paho"))
     client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)

@@ -10,8 +10,9 @@
   than the CNN itself (docs/benchmarks.md). The lock is needed because paho's writer is not safe
   against two threads at once (a partly written packet could be interleaved with another).
 - Reconnects use exponential backoff from `reconnect_min` to `reconnect_max`, reset by a
-  successful connect; refused credentials or an untrusted certificate are logged once per
-  attempt with the reason, never a tight loop.
+  connection that holds (not by one the broker closes at once: two devices with one client id
+  would kick each other off in a tight loop; `edge.mqtt.takeover` says so); refused credentials
+  or an untrusted certificate are logged once per attempt with the reason, never a tight loop.
 - QoS 1 messages go through the durable `Outbox`: written first, published by one thread in
   order while connected, deleted on PUBACK, re-published after a reconnect or a restart.
 - QoS 0 messages (classes, stats) are sent when connected and counted as dropped otherwise.
@@ -34,10 +35,11 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config import MqttConfig
-from edge.mqtt.client import make_client
+from edge.mqtt.client import client_id, make_client
 from edge.mqtt.inbox import Handler, Inbox
 from edge.mqtt.messages import Message, Topics, status
 from edge.mqtt.outbox import Outbox
+from edge.mqtt.takeover import TakeoverWatch
 
 log = logging.getLogger(__name__)
 INFLIGHT_WINDOW = 50
@@ -59,6 +61,8 @@ class MqttLink:
         self._inflight: dict[int, tuple[int, paho.MQTTMessageInfo]] = {}  # paho mid -> (outbox seq, info)
         self._last_sent = 0  # highest outbox seq handed to paho on this connection
         self._dropped_at: float | None = None  # when a connection ended without our asking
+        self.takeover = TakeoverWatch(client_id(cfg, device_id), cfg.reconnect_max)
+        self._keep_backoff = False  # the last connection ended soon after it began (a takeover war?)
         self._wake = threading.Condition()  # outbox bookkeeping; taken inside `_io`, never around it
         self._io = threading.RLock()  # every paho call that can touch the socket (RLock: callbacks publish)
         self._stop = threading.Event()  # set by `stop()`; also interrupts the backoff wait
@@ -200,7 +204,7 @@ class MqttLink:
                         self._on_disconnect(self.client, None, None, "network loop error", None)
             if self._stop.is_set():
                 break
-            if self.connects != generation:  # a connection was made: start the backoff afresh
+            if self.connects != generation and not self._keep_backoff:  # a connection held: backoff afresh
                 delay = self.cfg.reconnect_min
             self._stop.wait(delay)
             delay = min(delay * 2, self.cfg.reconnect_max)
@@ -263,6 +267,7 @@ class MqttLink:
             return
         self.connects += 1
         self.last_error = None
+        self.takeover.connected()
         sock = client.socket()
         if sock is not None and hasattr(sock, "setsockopt"):
             # small alerts must not wait for Nagle's algorithm (up to 40 ms with delayed ACKs)
@@ -291,6 +296,7 @@ class MqttLink:
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if not self._stop.is_set() and self.connected.is_set():
             self._dropped_at = time.time()
+            self._keep_backoff = self.takeover.dropped(reason)
         with self._wake:
             self.connected.clear()
             self._inflight.clear()

@@ -182,6 +182,7 @@ class ReadingPipeline:
         self.finished = threading.Event()
         self.lock = threading.Lock()  # held while handling a reading; commands and swaps take it too
         self.last_seq: int | None = None
+        self.dropped_at_last_seq = 0  # `counters.dropped` when the last numbered reading was handled
         self.outbox_write = publisher.retry(self.component, "queueing a message in the outbox")
         self.thread = threading.Thread(target=self._work, name=f"{self.kind}:{self.name}", daemon=True)
 
@@ -199,7 +200,8 @@ class ReadingPipeline:
             topic = self.cfg.topic or self.out.topics.path(self.topic_root, self.name, "reading")
             subscribe(topic, lambda _topic, payload, ack: self.submit(payload, ack))
             return []
-        return [make_feed(self.source, self.cfg.rate, functools.partial(self.submit, block=True), self.end_of_input)]
+        return [make_feed(self.source, self.cfg.rate, functools.partial(self.submit, block=True), self.end_of_input,
+                          getattr(getattr(self.model, "entry", None), "preprocess", None))]
 
     def start(self) -> None:
         self.thread.start()
@@ -281,10 +283,16 @@ class ReadingPipeline:
         raise NotImplementedError
 
     def count_gaps(self, seq: int | None) -> None:
-        """A sender that numbers its readings lets the agent see losses upstream (a broker queue overflow)."""
+        """A sender that numbers its readings lets the agent see losses upstream (a broker queue overflow).
+
+        Readings this agent displaced from its own full queue since the last numbered one are in
+        the gap too; they are counted in `dropped` already, so `lost` leaves them out.
+        """
         if seq is None:
             return
+        dropped_here = self.counters.dropped - self.dropped_at_last_seq
         if self.last_seq is not None and seq > self.last_seq + 1:
-            self.counters.lost += seq - self.last_seq - 1
+            self.counters.lost += max(0, seq - self.last_seq - 1 - dropped_here)
         if self.last_seq is None or seq > self.last_seq:
             self.last_seq = seq
+            self.dropped_at_last_seq = self.counters.dropped

@@ -13,6 +13,7 @@ thread, not the model. A dead camera is reopened with exponential backoff (repor
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -67,6 +68,7 @@ class CameraPipeline:
         self.name = cfg.name
         self.finite = camera_source(cfg.source).finite and not cfg.loop
         self.counters = Counters()
+        self.truth = collections.Counter()  # labelled replays: "labelled" and "correct" frames
         self.slot: queue.Queue[Any] = queue.Queue(maxsize=1)
         self.results: queue.Queue[Any] = queue.Queue(maxsize=self.RESULTS_QUEUE)
         self.stop_event = threading.Event()
@@ -187,6 +189,8 @@ class CameraPipeline:
     def _send_result(self, frame: Frame, classifier: Classifier, raw: np.ndarray, latency_ms: float) -> None:
         try:
             result = classifier.postprocess(raw, latency_ms)
+            if frame.truth is not None:
+                self.truth.update(labelled=1, correct=int(result.label == frame.truth))
             if self.out.send(messages.classification(
                 self.out.topics, self.out.device, classifier.ref, self.name, label=result.label,
                 index=result.index, score=result.score, top_k=result.top_k, seq=frame.seq,
@@ -207,6 +211,11 @@ class CameraPipeline:
 
     def stats(self) -> dict[str, int]:
         return self.counters.as_dict()
+
+    def quality(self) -> dict[str, Any]:
+        """Accuracy on labelled frames (a replay, or a folder of class folders): `stats.quality`."""
+        labelled, correct = self.truth["labelled"], self.truth["correct"]
+        return {"labelled": labelled, "correct": correct, "accuracy": correct / labelled if labelled else None}
 
     def alive(self) -> bool:
         threads = [self.capture_thread, self.publish_thread] + ([self.infer_thread] if self.cfg.drop_stale else [])

@@ -2,7 +2,8 @@
 
 - `picamera2`            the Pi camera (imported lazily; on a Pi it comes from apt, `python3-picamera2`)
 - `opencv:<index|file|url>`  OpenCV VideoCapture: a USB webcam, a video file, an RTSP URL (optional dependency)
-- `folder:<dir>`         image files in name order (PNG/JPEG need Pillow; `.npy` works with numpy alone)
+- `folder:<dir>`         image files in name order (PNG/JPEG need Pillow; `.npy` works with numpy alone), or
+                         class sub-folders: a labelled replay (truth = the folder's name)
 - `replay:<file.npz>`    a recorded stream: `frames` (N, H, W[, C]) uint8 and optional `labels` / `label_names`
 - `gan`                  the GAN generator as a synthetic camera
 Camera hardware cannot be tested here; everything up to `read()` is, with the file-based sources.
@@ -98,22 +99,38 @@ class ReplaySource(_FileSource):
 
 
 class FolderSource(_FileSource):
-    """Image files of a folder in name order; `.npy` arrays need numpy only, the rest Pillow."""
+    """Image files of a folder in name order; `.npy` arrays need numpy only, the rest Pillow.
+
+    A folder of class sub-folders (the trainer's layout, `training/datasets/images.py`) is a
+    labelled replay: every image of every class, classes and files in name order, each with its
+    truth = its folder's name (published beside the class, so accuracy can be counted). Hidden
+    folders are skipped, as the trainer skips them.
+    """
 
     kind = "folder"
 
     def open(self) -> None:
         if not self.path.is_dir():
             raise SourceError(f"{self.path}: image folder not found")
-        self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = _images(self.path)
+        self.labels: list[str | None] = [None] * len(self.files)
         if not self.files:
-            raise SourceError(f"{self.path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            classes = sorted(p for p in self.path.iterdir() if p.is_dir() and not p.name.startswith("."))
+            pairs = [(image, folder.name) for folder in classes for image in _images(folder)]
+            self.files, self.labels = [p for p, _ in pairs], [label for _, label in pairs]
+        if not self.files:
+            raise SourceError(f"{self.path}: no images, directly or in class sub-folders "
+                              f"({', '.join(sorted(IMAGE_SUFFIXES))})")
 
     def __len__(self) -> int:
         return len(self.files)
 
     def _frame(self, index: int, seq: int) -> Frame:
-        return Frame(seq, decode_image(self.files[index]))
+        return Frame(seq, decode_image(self.files[index]), self.labels[index])
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def optional_import(module: str, hint: str) -> Any:

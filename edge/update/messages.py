@@ -17,7 +17,8 @@ def chunk_topic(topics: Topics) -> str:
 
 
 def state_topic(topics: Topics) -> str:
-    return topics.path("update", "state")
+    """Under `model/`, which the broker ACL lets an agent write (deploy/mosquitto/edgepipe.acl)."""
+    return topics.path("model", "update")
 
 
 def progress(topics: Topics, device: str, bundle: str, state: str, *, have: list[list[int]] | None = None,
@@ -36,7 +37,7 @@ def model_state(topics: Topics, device: str, kind: str, name: str, fields: dict[
 
 
 def update_state(topics: Topics, installed: str, latest: str, summary: str, in_progress: bool) -> Message:
-    """Retained `update/state`, in the JSON Home Assistant's MQTT `update` entity reads."""
+    """Retained `model/update`, in the JSON Home Assistant's MQTT `update` entity reads."""
     body = {"installed_version": installed, "latest_version": latest, "title": "edgepipe models",
             "release_summary": summary[:255], "in_progress": in_progress}
     return Message(state_topic(topics), _json(body), qos=1, retain=True)

@@ -244,7 +244,7 @@ class Updater:
         return {"version": pointer.previous or FACTORY, "rolled_back": pointer.version, "reason": why}
 
     def publish_states(self) -> None:
-        """Retained `model/<kind>/<name>` per pipeline and `update/state` for Home Assistant."""
+        """Retained `model/<kind>/<name>` per pipeline and `model/update` for Home Assistant."""
         pointer = self.store.read_pointer()
         try:
             manifest = read_manifest(self.store.active_dir() / "manifest.json")

@@ -11,20 +11,19 @@ import io
 import json
 import signal
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.manifest import read_manifest, verify_file
-from edge.models import AnomalyScorer
-from edge.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_online, write_config
 from tests.test_device_faults import small_disk  # noqa: F401 - the 3 MiB tmpfs fixture (needs root)
+from tools.demo_update import clean_readings, threshold_for_rate
 from training.bundle import export_subset, public_key_text, write_bundle
 from training.ship import Shipper
 
@@ -74,9 +73,13 @@ class Setup:
         return json.loads(path.read_text()) if path.exists() else {}
 
 
-def clean_readings(count: int) -> list[bytes]:
-    rows = [line.split(",") for line in (ROOT / "data" / "sensor-stream.csv").read_text().splitlines()[1:]]
-    return [json.dumps([float(r[1]), float(r[2])]).encode() for r in rows if r[3] == "clean"][:count]
+def wait_pointer(setup: Setup, state: str, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if setup.pointer().get("state") == state:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def serves(setup: Setup, collector: Collector) -> bool:
@@ -184,6 +187,10 @@ def test_bad_bundles_are_each_refused_with_a_named_reason_while_the_old_models_s
             assert setup.pointer() == {}, what  # nothing installed
             assert not list((setup.state / "updates").glob("*.part")), what  # nothing left behind
         assert serves(setup, collector)
+        publish(broker.port, f"{BASE}/cmd/rollback", [b'{"id": "r0"}'])  # nothing installed: refused, with why
+        assert collector.wait_for(lambda: collector.json("/cmd/rollback/result"), 15)
+        refused = collector.json("/cmd/rollback/result")[-1]
+        assert refused["ok"] is False and "nothing to roll back to" in refused["error"]
         errors = [e for e in collector.json("/error") if e["component"] == "update"]
         assert errors[0]["reason"].startswith("chunk refused:")  # later ones: in `repeated` (error_interval)
     finally:
@@ -219,6 +226,8 @@ def test_a_broken_transfer_resumes_after_a_restart_and_a_duplicate_chunk_is_harm
         assert collector.wait_for(lambda: len(collector.json("/progress")) > late, 10)
         assert last(collector, "/progress")["state"] == "installed"  # the verdict again, nothing stored
         assert not list((setup.state / "updates").glob("*.part"))
+        publish(broker.port, f"{BASE}/cmd/promote", [b'{"id": "p1"}'])  # ends the 60 s probation early
+        assert wait_pointer(setup, "active"), setup.pointer()
         receiving = [m for m in collector.json("/progress") if m["state"] == "receiving"]
         assert all(m["have"][0][0] == 0 for m in receiving)  # never started again from nothing
     finally:
@@ -226,18 +235,10 @@ def test_a_broken_transfer_resumes_after_a_restart_and_a_duplicate_chunk_is_harm
         collector.close()
 
 
-def normal_threshold_for(rate: float) -> float:
-    """A threshold that lets `rate` of the clean stream's readings alert (the manifest's lets ~1%)."""
-    entry = read_manifest(MODELS_DIR / "manifest.json").get("autoencoder")
-    scorer = AnomalyScorer(entry, TFLiteModel.from_entry(entry, MODELS_DIR))
-    scores = [scorer.score(np.asarray(json.loads(r), np.float32)) for r in clean_readings(400)]
-    return float(np.quantile([s for s in scores if s is not None], 1 - rate))
-
-
 def test_a_model_raising_the_alert_rate_tenfold_on_a_normal_stream_is_rolled_back_within_probation(
         broker: Broker, tmp_path: Path) -> None:
     setup = Setup(tmp_path, broker.port, probation_s=120)
-    bad = setup.bundle("v-loud", models=subset(tmp_path / "loud", threshold=normal_threshold_for(0.15)))
+    bad = setup.bundle("v-loud", models=subset(tmp_path / "loud", threshold=threshold_for_rate(0.15)))
     collector = Collector(broker.port, [f"{BASE}/#"])
     agent = AgentProcess(setup.config)
     try:

@@ -112,8 +112,9 @@ def test_a_damaged_pointer_falls_back_to_the_factory_models_and_deletes_no_versi
     store.commit(export_subset(MODELS_DIR, tmp_path / "state" / "models" / ".incoming-v2", ("autoencoder",)), "v2")
     store.switch("v2", "probation")
     assert store.active_dir() == tmp_path / "state" / "models" / "v2"
-    store.pointer_path.write_text('{"version": "v2", "prev')  # torn by something other than the agent
-    assert store.active_dir() == factory
+    for damaged in ('{"version": "v2", "prev', '{"version": "../../etc"}', '{"version": 2}', '[]'):
+        store.pointer_path.write_text(damaged)  # torn, or written by something other than the agent
+        assert store.active_dir() == factory, damaged
     store.clean()
     assert (tmp_path / "state" / "models" / "v2" / "manifest.json").is_file()  # kept for a person to look at
     (tmp_path / "state" / "models" / ".incoming-v3").mkdir()

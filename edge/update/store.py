@@ -23,6 +23,7 @@ from typing import Any
 
 from edge.fileio import atomic_write
 from edge.manifest import ManifestError, now_iso, read_manifest
+from edge.update.bundle import VERSION_RE
 
 log = logging.getLogger(__name__)
 STEPS = ("after_receive", "after_verify", "after_extract", "after_rename", "after_pointer", "after_swap",
@@ -65,6 +66,8 @@ class ModelStore:
             if not all(isinstance(v, str) or v is None and k in ("version", "previous")
                        for k, v in pointer.to_json().items()):
                 raise ValueError(f"fields of the wrong type: {data}")
+            if any(v is not None and not VERSION_RE.match(v) for v in (pointer.version, pointer.previous)):
+                raise ValueError(f"a version that is not a folder name: {data}")  # never a path out of models/
             return pointer
         except FileNotFoundError:
             return Pointer()

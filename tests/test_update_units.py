@@ -121,3 +121,53 @@ def test_a_damaged_pointer_falls_back_to_the_factory_models_and_deletes_no_versi
     store.pointer_path.write_text('{"version": null, "previous": null}')
     store.clean()  # a readable pointer naming neither: both go
     assert sorted(p.name for p in (tmp_path / "state" / "models").iterdir()) == ["current.json"]
+
+
+class Counting:
+    """A pipeline as probation sees it: counters, a latency summary and the model's manifest entry."""
+
+    def __init__(self, kind: str = "sensor") -> None:
+        from edge.manifest import read_manifest
+
+        self.kind, self.name = kind, "line1"
+        self.counters = {"processed": 0, "errors": 0, "published": 0}
+        self.lat: dict = {"count": 0}
+        self.model = type("Scorer", (), {"entry": read_manifest(MODELS_DIR / "manifest.json").get("autoencoder")})
+
+    def stats(self) -> dict:
+        return dict(self.counters)
+
+    def latency(self) -> dict:
+        return dict(self.lat)
+
+
+@pytest.mark.parametrize("change, verdict", [
+    ({"processed": 100, "errors": 2}, None),  # two failures: not evidence
+    ({"processed": 20, "errors": 3}, "invoke_errors: 3 of 23"),
+    ({"processed": 100, "published": 8}, None),  # 4 alerting readings in 100: fewer than min_alerts
+    ({"processed": 100, "published": 12}, "alert_rate: at least 6 alerting readings in 100"),  # 6%, chance 6e-4
+    ({"processed": 50, "published": 14}, "alert_rate: at least 7 alerting readings in 50"),
+    ({"processed": 1000, "published": 60}, None),  # 3%: under the 5x bound
+])
+def test_probation_bounds_need_evidence_before_they_convict(change: dict, verdict: str | None) -> None:
+    from edge.update.config import UpdateConfig
+    from edge.update.probation import Probation, baselines, expected_alert_rate
+
+    pipeline = Counting()
+    assert expected_alert_rate(pipeline.model.entry) == 0.01  # the committed autoencoder's false_alert_rate_test
+    probation = Probation.begin(UpdateConfig(probation_s=60), [pipeline], baselines([pipeline]))
+    pipeline.counters.update(change)
+    reason = probation.breach()
+    assert (reason is None) if verdict is None else (verdict in (reason or "")), reason
+
+
+def test_probation_latency_needs_twenty_invokes_and_a_millisecond() -> None:
+    from edge.update.config import UpdateConfig
+    from edge.update.probation import Baseline, Probation
+
+    pipeline = Counting("camera")
+    base = {"camera/line1": Baseline({"processed": 0, "errors": 0, "published": 0}, 0.2)}
+    probation = Probation.begin(UpdateConfig(probation_s=60, max_latency_ratio=3.0), [pipeline], base)
+    for count, p50, convicted in ((10, 5.0, False), (50, 1.0, False), (50, 0.9, False), (50, 1.5, True)):
+        pipeline.lat = {"count": count, "p50_ms": p50}
+        assert (probation.breach() is not None) is convicted, (count, p50)

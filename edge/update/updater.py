@@ -129,6 +129,9 @@ class Updater:
             self._install(assembly)
         except BundleRefused as exc:
             self._refused(assembly.bundle, exc)
+        except Exception as exc:  # noqa: BLE001 - an install failing in an unforeseen way still gets a verdict
+            log.exception("update: install of bundle %s failed", assembly.bundle[:12])
+            self._refused(assembly.bundle, BundleRefused("install_failed", f"{type(exc).__name__}: {exc}"))
 
     def _install(self, assembly: Assembly) -> None:
         crash_point("after_receive")
@@ -150,7 +153,7 @@ class Updater:
             crash_point("after_pointer")
             try:
                 self.reload()
-            except (ManifestError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever stopped the swap, the pointer must go back
                 self.store.roll_back(f"install_failed: {exc}")
                 self.reload()
                 raise BundleRefused("install_failed", f"the swap failed ({exc}); the previous models serve") from None

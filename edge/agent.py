@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.commands import Commands
-from edge.config import AgentConfig
+from edge.config import AgentConfig, ConfigError
 from edge.fileio import atomic_write
 from edge.manifest import ManifestError
 from edge.mqtt import messages
@@ -26,7 +26,7 @@ from edge.mqtt.outbox import Outbox
 from edge.mqtt.takeover import TAKEN_OVER
 from edge.pipelines.base import Pipeline, Publisher
 from edge.pipelines.registry import ModelLoader, Wiring, kinds
-from edge.preflight import AclProbe
+from edge.preflight import AclProbe, check_state_dir
 from edge.runtime import load_runtime
 from edge.sources.feeds import Feed
 from edge.sysinfo import cpu_temperature, resident_mb
@@ -37,6 +37,7 @@ from edge.watchdog import SystemdNotifier
 log = logging.getLogger(__name__)
 STARTUP_BROKER_WAIT = 5.0  # seconds
 ACL_DENIED = "acl_denied"
+SOURCE_DOWN = "no frames from the camera"
 
 
 def model_loader(config: AgentConfig) -> ModelLoader:
@@ -69,6 +70,9 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.started = time.monotonic()
+        for folder in dict.fromkeys([Path(config.state_dir), config.outbox_path.parent]):
+            if problem := check_state_dir(folder):  # before anything is opened, moved aside or written
+                raise ConfigError(problem)
         loader = model_loader(config)
         models = load_models(config, loader)  # raises ManifestError: refuse to start
         self.topics = Topics(config.base_topic)
@@ -182,6 +186,8 @@ class Agent:
                 found.append(f"{p.kind}/{p.name}: its thread has ended")
             elif (stalled := p.stalled_for()) >= self.config.stall_after:
                 found.append(f"{p.kind}/{p.name}: no progress for {stalled:.0f} s (a write keeps failing)")
+            elif (down := getattr(p, "source_down", lambda: None)()) and down[0] >= self.config.stall_after:
+                found.append(f"{p.kind}/{p.name}: {SOURCE_DOWN} for {down[0]:.0f} s ({down[1]}); retrying")
         if not self.link.alive():
             found.append("mqtt: the network thread has ended")
         if self.acl.state == "denied":
@@ -193,8 +199,10 @@ class Agent:
     def _watchdog_loop(self) -> None:
         """Ping systemd while healthy; when not, say why and let `WatchdogSec` restart the agent."""
         while not self.stop_event.wait(self.systemd.ping_every):
-            # a restart cannot mend an ACL, nor make another device give up our client id
-            problems = [p for p in self.problems() if not p.startswith((ACL_DENIED, TAKEN_OVER))]
+            # a restart cannot mend an ACL, make another device give up our client id or plug a camera in
+            # (the camera pipeline reopens its source by itself, while the other pipelines carry on)
+            problems = [p for p in self.problems()
+                        if not p.startswith((ACL_DENIED, TAKEN_OVER)) and SOURCE_DOWN not in p]
             if problems:
                 self.systemd.notify("STATUS=unhealthy: " + "; ".join(problems))
             else:
@@ -220,7 +228,7 @@ class Agent:
             "healthy": not problems,
             "problems": problems,
             "invalid_commands": self.commands.invalid,
-            "latency": {p.name: p.latency() for p in self.pipelines},
+            "latency": {f"{p.kind}/{p.name}": p.latency() for p in self.pipelines},  # a name may repeat across kinds
             "pipelines": {f"{p.kind}/{p.name}": p.stats() for p in self.pipelines},
             "quality": {f"{p.kind}/{p.name}": p.quality() for p in self.pipelines if hasattr(p, "quality")},
             "cpu_temp_c": cpu_temperature(),

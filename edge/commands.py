@@ -87,6 +87,9 @@ class Commands:
         try:
             body = self._parse(payload)
             request_id = _request_id(body.get("id"))
+            if body.get("id") is not None and request_id is None:
+                raise CommandError("id must be a string of at most 128 characters or a finite number "
+                                   "(the result could not be matched to its request)")
             handler = self.handlers.get(action)
             if handler is None:
                 raise CommandError(f"unknown command {action!r} ({', '.join(self.handlers)})")
@@ -95,7 +98,7 @@ class Commands:
                                              **extra)
         except (ValueError, KeyError, TypeError, ManifestError, RecursionError, OSError) as exc:
             self.invalid += 1
-            reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            reason = _reason(exc)
             log.warning("command %s refused: %s", action, reason)
             result = messages.command_result(self.topics, self.device, action, ok=False, request_id=request_id,
                                              error_text=reason)
@@ -105,7 +108,9 @@ class Commands:
     def _parse(payload: bytes) -> dict[str, Any]:
         if len(payload) > MAX_COMMAND_BYTES:
             raise CommandError(f"command of {len(payload)} bytes is larger than {MAX_COMMAND_BYTES}")
-        body = json.loads(payload.decode("utf-8")) if payload.strip() else {}
+        if not payload.strip():  # what clearing a retained command delivers: it must not run the command
+            raise CommandError('an empty command does nothing: send a JSON object, e.g. {"id": "r1"}')
+        body = json.loads(payload.decode("utf-8"))
         if not isinstance(body, dict):
             raise CommandError("expected a JSON object")
         return body
@@ -120,12 +125,19 @@ class Commands:
         return [have[name]]
 
     def reset(self, body: dict[str, Any]) -> dict[str, Any]:
-        """`{"series": name}` (or nothing: every series) starts a forecaster afresh; `{"sensor": name}`
-        drops a commanded threshold (the config's or the manifest's applies again)."""
+        """`{"series": name}` (`"*"`: every series) starts a forecaster afresh; `{"sensor": name}` drops a
+        commanded threshold or calibration (the config's or the manifest's applies again).
+
+        What to reset must be named: a reset wipes state that took hours of readings to build, so
+        `{}` or `{"id": ...}` alone (a mistake, or a cleared retained command) resets nothing.
+        """
         if "sensor" in body:
             [sensor] = self._named("sensor", "reset", body["sensor"])
             return {"reset": [sensor.name], "sensor": sensor.name, **sensor.reset()}  # type: ignore[attr-defined]
-        chosen = self._named("series", "reset", body["series"] if "series" in body else None)
+        if "series" not in body:
+            raise CommandError('name what to reset: {"series": "<name>"} ("*" for every series) '
+                               'or {"sensor": "<name>"}')
+        chosen = self._named("series", "reset", None if body["series"] == "*" else body["series"])
         for pipeline in chosen:
             pipeline.reset()  # type: ignore[attr-defined]
         return {"reset": [p.name for p in chosen]}
@@ -143,11 +155,26 @@ class Commands:
         return pipeline.calibrate(body, _request_id(body.get("id")))  # type: ignore[attr-defined]
 
 
+def _reason(exc: BaseException) -> str:
+    """One sentence for the result's `error`, not a Python exception's repr."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON: {exc.msg} at character {exc.pos}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, ValueError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _request_id(value: Any) -> str | int | float | None:
     """The `id` a result echoes, as the schema allows: a string (at most 128 characters) or a finite
     number; anything else (an object, a list, NaN) is not echoed rather than breaking the schema."""
     if isinstance(value, str):
-        return value[:128]
+        return value if len(value) <= 128 else None
     if isinstance(value, bool):
         return None
     if isinstance(value, int) and abs(value) < 2**63 or isinstance(value, float) and math.isfinite(value):

@@ -48,6 +48,13 @@ class MqttConfig:
             raise ConfigError("reconnect_min: expected at most mqtt.reconnect_max")
         if self.tls and self.cert_file and not self.key_file:
             raise ConfigError("key_file: required when mqtt.cert_file is set")
+        for key in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, key)
+            if self.tls and path:
+                try:
+                    Path(path).read_bytes()
+                except OSError as exc:
+                    raise ConfigError(f"mqtt.{key}: cannot read {path} ({exc.strerror})") from None
 
 
 @dataclass

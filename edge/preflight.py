@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import pwd
 import threading
 import uuid
 from collections.abc import Callable
@@ -31,7 +33,13 @@ log = logging.getLogger(__name__)
 
 
 def check_state_dir(path: Path | str) -> str | None:
-    """None if the agent can create and write files there, else why not."""
+    """None if the agent can create and write files there, and read and write every file already
+    there, else why not.
+
+    A file it cannot open is not a damaged one: the outbox or a forecaster's state left by a run as
+    another user (`sudo python -m edge run` before the service) must not be set aside as corrupt --
+    its alerts would never be sent. The agent refuses to start instead, saying whose the files are.
+    """
     folder = Path(path)
     probe = folder / f".edgepipe-check-{uuid.uuid4().hex[:8]}"
     try:
@@ -39,8 +47,41 @@ def check_state_dir(path: Path | str) -> str | None:
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as exc:
-        return f"state_dir {folder}: cannot write there ({exc.strerror or exc}); the outbox and state live there"
+        return (f"state_dir {folder}: cannot write there as user {_user()} ({exc.strerror or exc}); the outbox "
+                f"and state live there (`sudo chown -R {_user()}: {folder}`)")
+    locked = _not_ours(folder)
+    if locked:
+        owner = _owner(locked[0])
+        return (f"state_dir {folder}: user {_user()} cannot read and write {len(locked)} file(s) there, e.g. "
+                f"{locked[0].relative_to(folder)} (owned by {owner}; left by a run as another user?): "
+                f"`sudo chown -R {_user()}: {folder}`")
     return None
+
+
+def _not_ours(folder: Path, limit: int = 1000) -> list[Path]:
+    """Files (and folders) under `folder` this process cannot read and write, at most `limit` looked at."""
+    found = []
+    for count, item in enumerate(folder.rglob("*")):
+        if count >= limit:
+            break
+        mode = os.R_OK | os.W_OK | (os.X_OK if item.is_dir() else 0)
+        if not item.is_symlink() and not os.access(item, mode):
+            found.append(item)
+    return found
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _owner(path: Path) -> str:
+    try:
+        return path.owner()
+    except (KeyError, OSError):
+        return "another user"
 
 
 def check_sources(config: AgentConfig) -> list[str]:

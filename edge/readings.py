@@ -47,8 +47,8 @@ def _timestamp(ts: Any) -> Any:
         return None
     if isinstance(ts, bool) or not isinstance(ts, (str, int, float)):
         raise InvalidReading(f"'ts' is {type(ts).__name__}, expected a string or a number")
-    if isinstance(ts, float) and not math.isfinite(ts) or isinstance(ts, int) and abs(ts) > 2**63:
-        raise InvalidReading(f"'ts' is {ts!r}; expected a finite number (epoch seconds or an index)")
+    if not isinstance(ts, str) and not (math.isfinite(ts) and abs(ts) <= 2**63):
+        raise InvalidReading(f"'ts' is {ts:.3g}; expected a finite number of at most 2**63 (epoch seconds or an index)")
     if isinstance(ts, str) and len(ts) > MAX_TS_CHARS:
         raise InvalidReading(f"'ts' is a string of {len(ts)} characters, expected at most {MAX_TS_CHARS}")
     return ts

@@ -38,6 +38,9 @@ class ClockPolicy:
 
     def judge(self, ts: Any, last_ts: Any, now: float) -> Verdict:
         """NEW, DUPLICATE or CLOCK_RESET for a reading stamped `ts`; InvalidReading if too far ahead."""
+        if isinstance(ts, str) and order_key(ts) is None:
+            raise InvalidReading(f"'ts' {ts[:40]!r} is neither an ISO-8601 time nor a number: a series orders its "
+                                 "readings by it to skip re-deliveries")
         moment = epoch_seconds(ts)
         if moment is not None and moment > now + self.future_tolerance:
             raise InvalidReading(f"'ts' {ts!r} is {moment - now:.0f} s ahead of the agent's clock (more than "

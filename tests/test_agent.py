@@ -241,12 +241,15 @@ def test_dead_camera_is_retried_while_the_other_pipelines_serve(broker: Broker, 
     folder = tmp_path / "camera"  # not there yet: the camera is "unplugged"
     config = write_config(tmp_path / "agent.toml", broker.port,
                           f'[[camera]]\nname = "cam0"\nsource = "folder:{folder}"\nfps = 20\nretry_max = 1\n\n'
-                          '[[sensor]]\nname = "line1"\n')
+                          '[[sensor]]\nname = "line1"\n', top="stall_after = 2\n")
     collector = Collector(broker.port, [f"{BASE}/#"])
     agent = AgentProcess(config)
+    unplugged = lambda s: not s["healthy"] and any(  # noqa: E731
+        p.startswith("camera/cam0: no frames from the camera") and "image folder not found" in p for p in s["problems"])
     try:
         assert collector.wait_for(lambda: any(e["component"] == "camera/cam0" for e in collector.json("/error")), 30)
         assert "image folder not found; retrying" in collector.json("/error")[0]["reason"]
+        assert collector.wait_for(lambda: any(unplugged(s) for s in collector.json("/stats")), 30)  # not "healthy"
         publish(broker.port, f"{BASE}/sensors/line1/reading", ["[0.5, 0.0]", "[0.5, 0.0]"])
         assert collector.wait_for(lambda: any(s["pipelines"]["sensor/line1"]["processed"] == 2
                                               for s in collector.json("/stats")), 30)
@@ -259,6 +262,8 @@ def test_dead_camera_is_retried_while_the_other_pipelines_serve(broker: Broker, 
         assert collector.wait_for(lambda: len(collector.matching("/class")) >= 3, 30), agent.output()
         assert collector.wait_for(lambda: any("undecodable frame" in e["reason"] for e in collector.json("/error")),
                                   30)
+        seen = len(collector.json("/stats"))
+        assert collector.wait_for(lambda: any(s["healthy"] for s in collector.json("/stats")[seen:]), 30)
     finally:
         assert agent.stop() == 0
         collector.close()

@@ -3,6 +3,7 @@ inside an emulated arm64 Debian image when one is cached), the systemd unit, the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -204,10 +205,11 @@ def test_readme_install_loses_no_message_agent_reaches_home_assistant(installed:
         while f"edgepipe/{device}/status" not in seen and time.monotonic() < deadline and agent.poll() is None:
             time.sleep(0.1)
         assert b"online" in seen.get(f"edgepipe/{device}/status", b""), (tmp_path / "agent.log").read_text()
-        ha.publish(f"edgepipe/{device}/cmd/reset", "{}", qos=1).wait_for_publish(10)
+        ha.publish(f"edgepipe/{device}/cmd/reset", '{"id": "walk-1", "sensor": "line1"}', qos=1).wait_for_publish(10)
         while f"edgepipe/{device}/cmd/reset/result" not in seen and time.monotonic() < deadline:
             time.sleep(0.1)
         assert f"edgepipe/{device}/cmd/reset/result" in seen, sorted(seen)
+        assert json.loads(seen[f"edgepipe/{device}/cmd/reset/result"])["ok"] is True
         # the discovery configs passed the ACL too: Home Assistant sees the device's entities
         assert any(re.fullmatch(rf"homeassistant/\w+/edgepipe_{device}/\w+/config", t) for t in seen), sorted(seen)
     finally:

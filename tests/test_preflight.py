@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import ROOT
 from tests.helpers.isolation import no_tf_env
@@ -71,3 +72,44 @@ def _wait_file(path: Path, predicate, timeout: float) -> bool:
 
     return wait_for_stats(path, predicate, timeout)
 
+
+
+AS_NOBODY = """
+import os, sys
+from edge.agent import Agent
+from edge.config import ConfigError, load_config
+config = load_config(sys.argv[1], {})
+os.setgid(65534); os.setuid(65534)  # the service user, after the interpreter and the code are loaded
+try:
+    Agent(config)
+except ConfigError as exc:
+    print("REFUSED", exc)
+"""
+
+
+def test_a_state_dir_left_by_another_user_is_refused_not_set_aside(request: Any) -> None:
+    """A run as root before the service leaves root's outbox: the service user must be told whose it is,
+    and the outbox (its alerts) must stay where it is, not be moved aside as corrupt."""
+    import os
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run the agent as another user (nobody)")
+    import shutil
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="edgepipe-perm-"))  # pytest's own folder is root's, mode 0700
+    request.addfinalizer(lambda: shutil.rmtree(tmp_path, ignore_errors=True))
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "outbox.sqlite").write_bytes(b"SQLite format 3\x00" + bytes(100))
+    (state / "outbox.sqlite").chmod(0o600)
+    os.chown(state, 65534, 65534)
+    tmp_path.chmod(0o755)
+    config = write_config(tmp_path / "agent.toml", 1, '[[sensor]]\nname = "line1"\n')
+    done = subprocess.run([sys.executable, "-c", AS_NOBODY, str(config)], cwd=ROOT, env=no_tf_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert "REFUSED" in done.stdout, done.stdout + done.stderr
+    assert "outbox.sqlite (owned by root" in done.stdout and "chown -R nobody:" in done.stdout
+    assert sorted(p.name for p in state.iterdir()) == ["outbox.sqlite"]  # nothing moved aside, nothing new

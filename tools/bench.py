@@ -265,7 +265,7 @@ def bench_agent(models_dir: Path, frames: int, readings: int) -> dict[str, Any]:
             agent_fps = _agent_frame_rate(recorded)
             rss_after_frames = _rss_mb(agent.pid)
             time.sleep(1.5)  # one more `stats`: its cnn latency window holds the last 1,000 frames' invokes
-            in_agent = arrivals["stats"][-1][1]["latency"].get("cam0", {}) if arrivals["stats"] else {}
+            in_agent = arrivals["stats"][-1][1]["latency"].get("camera/cam0", {}) if arrivals["stats"] else {}
             pub = paho.Client(CallbackAPIVersion.VERSION2)
             pub.connect("127.0.0.1", port)
             pub.loop_start()

@@ -66,6 +66,9 @@ def pick_broker(choice: str, workdir: Path, host: str = "localhost", port: int =
         embedded = start_embedded()
         if embedded:
             return BrokerHandle("embedded", "127.0.0.1", *embedded)
+    if choice == "existing":
+        raise SystemExit(f"--broker existing: nothing listens on {host}:{port} (leave --broker out: the demo then "
+                         "starts a broker of its own)")
     raise SystemExit(f"no MQTT broker for --broker {choice}: none listens on {host}:{port}, no `mosquitto` binary "
                      "(apt-get install mosquitto), and amqtt is not installed (pip install amqtt)")
 
@@ -82,14 +85,24 @@ class Watcher:
         self.lock = threading.Lock()
         self.quiet = quiet
         self.connected = threading.Event()
+        self.refused: str | None = None
         self.client = paho.Client(CallbackAPIVersion.VERSION2)
-        self.client.on_connect = lambda c, u, f, r, p: (c.subscribe(f"{base}/#", qos=1), self.connected.set())
+        self.client.on_connect = lambda c, u, f, r, p: self._on_connect(c, r, base)
         self.client.on_message = self._on_message
         self.client.connect(host, port)
         self.client.loop_start()
-        if not self.connected.wait(10):
-            raise SystemExit(f"cannot subscribe at {host}:{port}")
+        if not self.connected.wait(10) or self.refused:
+            self.client.loop_stop()
+            raise SystemExit(f"the broker at {host}:{port} {self.refused or 'did not answer'}: the demo needs one "
+                             "without a password (leave --broker out, or use --broker mosquitto: a broker of its own)")
         time.sleep(0.3)
+
+    def _on_connect(self, client: Any, reason: Any, base: str) -> None:
+        if reason.is_failure:
+            self.refused = f"refused the demo's subscriber ({reason})"
+        else:
+            client.subscribe(f"{base}/#", qos=1)
+        self.connected.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         try:
@@ -233,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"agent '{config.device_id}' running: camera replay, sensor stream, airline series "
                   f"(watch with: mosquitto_sub -h {broker.host} -p {broker.port} -t '{config.base_topic}/#' -v)")
             agent.run(duration=args.duration, until_inputs_done=True)
+            never = None if agent.link.connects else f"the agent never connected: {agent.link.last_error}"
             time.sleep(1.0)  # the last QoS 0 messages
             camera = next(p for p in agent.pipelines if p.kind == "camera")
             summary = summarize(watcher, debounce_n=3, camera=camera.counters.as_dict())
@@ -248,7 +262,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report:            {page}")
     if args.summary_json:
         args.summary_json.write_text(json.dumps(summary, indent=2))
-    return 0
+    failed = [never] if never else failures(summary)
+    for reason in failed:
+        print(f"demo FAILED: {reason}")
+    return 1 if failed else 0
+
+
+def failures(summary: dict[str, Any]) -> list[str]:
+    """What a working chain cannot show: the summary is then a fault to fix, not a result to read."""
+    found = []
+    if not summary["frames_classified"]:
+        found.append("no frame was classified (see the log above)")
+    if not summary["segments_detected"]:
+        found.append("no injected anomaly segment was flagged")
+    if not summary["forecasts"]:
+        found.append("no forecast arrived")
+    return found
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.config import MqttConfig
+from edge.config import ConfigError, MqttConfig
 from edge.mqtt.messages import Message
 
 SESSION_EXPIRY = 7 * 24 * 3600  # MQTT 5: how long the broker keeps a persistent session (seconds)
@@ -43,6 +43,9 @@ def make_client(cfg: MqttConfig, device_id: str, will: Message) -> tuple[paho.Cl
     if cfg.username:
         client.username_pw_set(cfg.username, cfg.password or None)
     if cfg.tls:
-        client.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.cert_file or None,
-                       keyfile=cfg.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        try:
+            client.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.cert_file or None,
+                           keyfile=cfg.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        except (ssl.SSLError, OSError, ValueError) as exc:  # a file that is not a PEM certificate or key
+            raise ConfigError(f"mqtt.ca_file/cert_file/key_file: cannot load them for TLS ({exc})") from None
     return client, options

@@ -73,6 +73,7 @@ class CameraPipeline:
         self.results: queue.Queue[Any] = queue.Queue(maxsize=self.RESULTS_QUEUE)
         self.stop_event = threading.Event()
         self.finished = threading.Event()
+        self.down: tuple[float, str] | None = None  # (since, why) while the source cannot be opened or read
         self.capture_thread = threading.Thread(target=self._capture, name=f"capture:{cfg.name}", daemon=True)
         self.infer_thread = threading.Thread(target=self._infer, name=f"infer:{cfg.name}", daemon=True)
         self.publish_thread = threading.Thread(target=self._publish, name=f"publish:{cfg.name}", daemon=True)
@@ -100,6 +101,7 @@ class CameraPipeline:
         while not self.stop_event.is_set():
             try:
                 self.source.open()
+                self.down = None
                 return True
             except SourceError as exc:
                 self._source_failed(exc, delay)
@@ -108,6 +110,7 @@ class CameraPipeline:
         return False
 
     def _source_failed(self, exc: Exception, delay: float) -> None:
+        self.down = (self.down[0] if self.down else time.monotonic(), str(exc))
         self.counters.source_errors += 1
         log.warning("camera %s: %s (retrying in %.0f s)", self.name, exc, delay)
         self.out.report(f"camera/{self.name}", f"{exc}; retrying in {delay:.0f} s")
@@ -223,6 +226,11 @@ class CameraPipeline:
 
     def stalled_for(self) -> float:
         return 0.0  # classes are QoS 0: they never wait for the disk
+
+    def source_down(self) -> tuple[float, str] | None:
+        """Seconds since the camera last could not be opened or read, and why; None while it delivers."""
+        down = self.down
+        return None if down is None else (time.monotonic() - down[0], down[1])
 
     def latency(self) -> dict[str, Any]:
         return {"model": self.classifier.entry.name, **self.classifier.latency.summary()}

@@ -1,0 +1,46 @@
+"""Commands that must change nothing: what to reset must be named, an empty message (a cleared retained
+command) runs nothing, an id that cannot be echoed is refused; each answered in words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.config import ConfigError, parse_config
+from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, write_config
+
+BASE = "edgepipe/test"
+
+
+def test_a_reset_that_names_nothing_resets_nothing(broker: Broker, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "agent.toml", broker.port, '[[series]]\nname = "airline"\n')
+    collector = Collector(broker.port, [f"{BASE}/#"])
+    agent = AgentProcess(config)
+    results = lambda: collector.json("/cmd/reset/result")  # noqa: E731
+    try:
+        assert collector.wait_for(lambda: collector.matching("/status")[-1:] == [b"online"], 30)
+        publish(broker.port, f"{BASE}/cmd/reset", [b"", b'{"id": "r1"}', b'{"id": ["x"], "series": "airline"}',
+                                                   b'{"id": "r3", "series": "airline"', b'{"id": "r4", "series": "*"}'])
+        assert collector.wait_for(lambda: len(results()) == 5, 30), agent.output()
+    finally:
+        agent.stop()
+        collector.close()
+    empty, unnamed, bad_id, not_json, everything = results()
+    assert not empty["ok"] and "empty command does nothing" in empty["error"]
+    assert not unnamed["ok"] and unnamed["request_id"] == "r1" and "name what to reset" in unnamed["error"]
+    assert not bad_id["ok"] and "id must be a string" in bad_id["error"]
+    assert not not_json["ok"] and not_json["error"].startswith("not JSON:")
+    assert everything["ok"] and everything["reset"] == ["airline"]
+    assert sum(1 for r in results() if r.get("reset")) == 1  # only the one that named it reset anything
+
+
+@pytest.mark.parametrize("key", ["ca_file", "cert_file", "key_file"])
+def test_an_unreadable_tls_file_is_refused_naming_the_key(tmp_path: Path, key: str) -> None:
+    mqtt = {"tls": True, "ca_file": str(tmp_path / "ca.crt"), "cert_file": str(tmp_path / "c.crt"),
+            "key_file": str(tmp_path / "c.key")}
+    for other in ("ca_file", "cert_file", "key_file"):
+        if other != key:
+            Path(mqtt[other]).write_text("x")
+    with pytest.raises(ConfigError, match=rf"mqtt\.{key}: cannot read .*No such file"):
+        parse_config({"mqtt": mqtt})

@@ -6,7 +6,7 @@ PROFILE ?= default
 # tflite-runtime 2.14 (the runtime of older Pi images) needs numpy<2: it gets a venv of its own
 VENV_TFLITE ?= .venv-tflite214
 
-.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test system-packages soak lint clean bench pi-check rate
+.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test system-packages soak lint clean bench pi-check rate demo-update test-update-crash
 
 # The edge side end to end on shipped data: no TensorFlow, the committed models, a real broker.
 demo: venv-demo
@@ -77,6 +77,14 @@ system-packages:
 # The hostile-input campaign ten times larger (about 50,000 cases; 20-40 minutes on 2 cores).
 soak: venv
 	EDGEPIPE_SOAK=10 $(BIN)/python -m pytest -q tests/test_hostile.py tests/test_device_faults.py
+
+# A SIGKILL at every step of a model update (`make test` covers four of the seven; about 40 s).
+test-update-crash: venv
+	EDGEPIPE_UPDATE_ALL_STEPS=1 $(BIN)/python -m pytest -q tests/test_update_crash.py
+
+# A model update and an automatic rollback live, with the Home Assistant `update` state (docs/updates.md).
+demo-update: venv-demo
+	$(BIN)/python -m tools.demo_update $(DEMO_ARGS)
 
 # arm64 Debian bookworm and trixie (Raspberry Pi OS's base) under qemu: deploy/install-pi.sh, edge check,
 # `pytest -m edge` and the demo inside each, then a table. Root only; images cached in .cache/pi-rootfs/.

@@ -30,8 +30,11 @@ from edge.pipelines.registry import ModelLoader, Wiring, kinds
 from edge.preflight import AclProbe, check_state_dir
 from edge.runtime import load_runtime
 from edge.selftest import SelfTest
+from edge.selftest_golden import GoldenVectors
 from edge.sources.feeds import Feed
 from edge.sysinfo import cpu_temperature, resident_mb
+from edge.update.store import ModelStore
+from edge.update.updater import Updater
 from edge.watchdog import SystemdNotifier
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,10 @@ SOURCE_DOWN = "no frames from the camera"
 
 
 def model_loader(config: AgentConfig) -> ModelLoader:
-    return ModelLoader(config.models_dir, config.state_dir, config.num_threads)
+    """The models in use: with `[update] enabled`, the installed version the pointer names (edge/update/store.py)."""
+    folder = ModelStore(config.state_dir, config.models_dir).active_dir() if config.update.enabled \
+        else config.models_dir
+    return ModelLoader(folder, config.state_dir, config.num_threads)
 
 
 def load_models(config: AgentConfig, loader: ModelLoader | None = None) -> dict[tuple[str, str], Any]:
@@ -85,6 +91,7 @@ class Agent:
                                           for section, kind in kinds().items() for cfg in getattr(config, section)]
         self.commands = Commands(self.topics, config.device_id, self.link.send, lambda: self.pipelines, self.reload)
         self.selftest = SelfTest(lambda: self.pipelines, lambda: model_loader(config))  # cmd/selftest's checks
+        self.selftest.add(GoldenVectors())  # and every live model answers its golden vectors
         self.commands.register("selftest", self.selftest)
         self.commands.register("capture", capture_command(lambda: self.pipelines))
         self.feeds: list[Feed] = [feed for p in self.pipelines if hasattr(p, "attach")
@@ -93,6 +100,13 @@ class Agent:
         self.acl = AclProbe(self.link, self.topics, self.stop_event)
         self.homeassistant = HomeAssistant(config, self.topics, lambda: self.pipelines, self.link.send)
         self.link.on_connect_messages = self.homeassistant.on_connect_messages  # configs + states, every connect
+        self.updater: Updater | None = None
+        if config.update.enabled:  # model updates over MQTT (issue 16)
+            self.updater = Updater(config, self.topics, self.link.send, lambda: self.pipelines, self.reload,
+                                   lambda folder: load_models(config, ModelLoader(folder, config.state_dir,
+                                                                                  config.num_threads)),
+                                   self.publisher.report)
+            self.updater.attach(self.link.subscribe, self.commands, self.homeassistant)
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -115,6 +129,8 @@ class Agent:
         self.commands.start()
         for pipeline in self.pipelines:
             pipeline.start()
+        if self.updater is not None:
+            self.updater.start()
         for feed in self.feeds:
             feed.start()
         threading.Thread(target=self._stats_loop, name="stats", daemon=True).start()
@@ -128,6 +144,8 @@ class Agent:
         self.stop_event.set()
         for feed in self.feeds:
             feed.stop()
+        if self.updater is not None:
+            self.updater.stop()
         self.commands.stop()
         for pipeline in reversed(self.pipelines):  # cameras first: the fastest producers
             pipeline.stop()

@@ -44,8 +44,9 @@ class Commands:
         self.handlers["calibrate"] = self.calibrate
 
     def register(self, action: str, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        """A command another module owns (`edge.selftest`). Its result may carry `ok` and `error` of its
-        own: a self-test that ran and found a fault answers `ok: false` with the reason."""
+        """A command another module owns (`edge.selftest`, `edge.capture`, the updater's `rollback` and
+        `promote`). Its result may carry `ok` and `error` of its own: a self-test that ran and found a
+        fault answers `ok: false` with the reason."""
         if action in self.handlers:
             raise ValueError(f"command {action!r} is already registered")
         self.handlers[action] = handler

@@ -16,6 +16,7 @@ from typing import Any
 
 from edge.fields import ConfigError, build, build_list, keys_of, setting
 from edge.pipelines.registry import kinds
+from edge.update.config import UpdateConfig
 
 __all__ = ["AgentConfig", "ConfigError", "MqttConfig", "OutboxConfig", "load_config", "parse_config"]
 
@@ -78,6 +79,7 @@ class AgentConfig:
     stall_after: float = setting(60.0, gt=0)  # a pipeline without progress this long makes the agent unhealthy
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
     # section -> its tables, one list per pipeline kind (`config.camera`, `config.sensor`, ...)
     pipelines: dict[str, list[Any]] = field(default_factory=dict, init=False, repr=False)
 
@@ -104,7 +106,7 @@ class AgentConfig:
 
 
 #: the plain sections and each pipeline kind's table (for docs, the example-config test and the fuzzer)
-SECTIONS = {"mqtt": MqttConfig, "outbox": OutboxConfig}
+SECTIONS = {"mqtt": MqttConfig, "outbox": OutboxConfig, "update": UpdateConfig}
 
 
 def pipeline_sections() -> dict[str, type]:

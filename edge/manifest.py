@@ -120,6 +120,8 @@ class ModelEntry:
     keras_metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
+    #: fixed inputs and the file's exact raw outputs, re-run at load (edge/golden.py); {} for older exports
+    golden: dict[str, Any] = field(default_factory=dict)
 
     @property
     def short_sha(self) -> str:

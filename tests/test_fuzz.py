@@ -62,7 +62,7 @@ def test_reading_parser_accepts_only_finite_readings_of_the_right_length(payload
 
 
 # --- the config loader -----------------------------------------------------------------------------------------
-BASE_CONFIG: dict[str, Any] = {"device_id": "pi", "mqtt": {"port": 1883}, "outbox": {"max_messages": 10},
+BASE_CONFIG: dict[str, Any] = {"device_id": "pi", "mqtt": {"port": 1883}, "outbox": {"max_messages": 10}, "update": {},
                                "camera": [{"name": "cam0", "source": "picamera2"}],
                                "sensor": [{"name": "line1"}], "series": [{"name": "airline"}]}
 

@@ -78,8 +78,10 @@ def test_selftest_counts_the_right_labels_with_no_camera_and_no_dataset(tmp_path
         wait_online(broker.port)
         result = selftest(broker.port, collector, {"id": "s1", "frames": 100})
         assert result["ok"] and result["error"] is None and result["request_id"] == "s1", result
-        [check] = result["checks"]
+        check, vectors = result["checks"]  # the burst through the camera, then its live model's golden vectors
         assert check["name"] == "camera/cam0" and check["frames"] == 100
+        assert vectors["name"] == "golden/camera/cam0" and vectors["ok"] and vectors["vectors"] >= 1
+        assert vectors["max_abs_diff"] <= vectors["atol"] and vectors["model"]["name"] == "cnn"
         assert check["model"]["name"] == "cnn" and check["generator"]["name"] == "gan"
         assert check["per_class"] == {label: check["per_class"][label] for label in LABELS}  # every class, in order
         assert all(c["frames"] == 10 for c in check["per_class"].values())
@@ -114,8 +116,9 @@ def test_selftest_fails_a_classifier_with_permuted_labels(tmp_path: Path, broker
         wait_online(broker.port)
         result = selftest(broker.port, collector, {"id": 7})
         assert result["ok"] is False and result["request_id"] == 7
-        [check] = result["checks"]
+        check, vectors = result["checks"]
         assert not check["ok"] and check["accuracy"] < 0.2 and check["frames"] == 50
+        assert vectors["ok"]  # the file answers as exported: only the burst can see that its labels are wrong
         assert result["error"].startswith("camera/cam0: classified ")
         assert f"below the pass mark {check['threshold']:.1%}" in result["error"]
         assert "the classifier said" in result["error"]

@@ -54,7 +54,30 @@ def load_or_new(path: Path) -> Manifest:
     return read_manifest(path) if path.exists() else Manifest()
 
 
+def golden_main(argv: list[str]) -> int:
+    """`python -m training golden [--out DIR]`: add golden vectors to an existing export, from its files."""
+    from training.export import add_golden
+
+    parser = argparse.ArgumentParser(prog="python -m training golden", description=golden_main.__doc__)
+    parser.add_argument("--out", type=Path, default=MODELS_DIR, help="the export folder (manifest.json + files)")
+    args = parser.parse_args(argv)
+    manifest = read_manifest(args.out / "manifest.json")
+    print("golden vectors for:", ", ".join(add_golden(manifest, args.out)))
+    write_manifest(manifest, args.out / "manifest.json")
+    return 0
+
+
+#: subcommands with their own arguments (`python -m training bundle --help`), module:function
+SUBCOMMANDS = {"golden": "training.cli:golden_main", "bundle": "training.bundle:main",
+               "keygen": "training.bundle:keygen",
+               "ship": "training.ship:main"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        module, _, function = SUBCOMMANDS[argv[0]].partition(":")
+        return int(getattr(importlib.import_module(module), function)(argv[1:]) or 0)
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

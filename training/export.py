@@ -28,7 +28,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from edge.manifest import ModelEntry, now_iso, sha256_file
+from edge import golden
+from edge.manifest import Manifest, ModelEntry, now_iso, sha256_file
 from edge.runtime import TFLiteModel
 from training.tflite import check_ops, op_names
 
@@ -160,7 +161,7 @@ def export_variant(request: ExportRequest, variant: str, out_dir: Path, held_out
     check_parity(request, variant, report, path)
     metrics = evaluate(model)
     log.info("%s: %s, parity %s, metrics %s", path.name, variant, report, metrics)
-    return ModelEntry(
+    entry = ModelEntry(
         name=request.name + suffix,
         task=request.task,
         file=path.name,
@@ -181,6 +182,20 @@ def export_variant(request: ExportRequest, variant: str, out_dir: Path, held_out
                 "parity_tolerance_fraction_of_range": tolerance(request, variant),
                 "runtime": f"{model.runtime.name} {model.runtime.version}"},
     )
+    entry.golden = golden.make(model, entry)
+    return entry
+
+
+def add_golden(manifest: Manifest, models_dir: Path) -> list[str]:
+    """Golden vectors for every entry of an existing export, from its committed files (no retraining).
+
+    Each file is verified against its entry first, so the vectors describe the file the manifest names.
+    """
+    done = []
+    for entry in manifest.models.values():
+        entry.golden = golden.make(TFLiteModel.from_entry(entry, models_dir), entry)
+        done.append(entry.name)
+    return done
 
 
 def export_both(request: ExportRequest, out_dir: Path, held_out: Callable[[], Iterator[Feeds]],

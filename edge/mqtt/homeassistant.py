@@ -68,14 +68,17 @@ class HomeAssistant:
         self.birth_topic = f"{config.mqtt.discovery_prefix}/status"
         self._birth_lock = threading.Lock()
         self._last_birth = -BIRTH_INTERVAL
+        #: (prefix, device) -> configs of entities that are not a pipeline's (the updater's update and button)
+        self.extra_configs: list[Callable[[str, str], list[Message]]] = []
 
     def configs(self) -> list[Message]:
         """Every entity of the configured pipelines (none when `mqtt.discovery` is off)."""
         if not self.enabled:
             return []
         prefix, device = self.config.mqtt.discovery_prefix, self.config.device_id
-        return [message for section, kind in kinds().items() for cfg in getattr(self.config, section)
-                for message in kind.discovery(prefix, self.topics, device, cfg)]
+        return [*(message for section, kind in kinds().items() for cfg in getattr(self.config, section)
+                  for message in kind.discovery(prefix, self.topics, device, cfg)),
+                *(message for extra in self.extra_configs for message in extra(prefix, device))]
 
     def states(self) -> list[Message]:
         """Each pipeline's retained current state, for those that have one (sensors; cameras' regions)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge import golden
 from edge.manifest import Manifest, ManifestError, ModelEntry, read_manifest
 from edge.mqtt.messages import Message, Topics
 from edge.runtime import Runtime, TFLiteModel, load_runtime
@@ -44,8 +45,9 @@ class ModelLoader:
         entry = self.manifest.get(model_name)
         if entry.task != task:
             raise ManifestError(f"{who}: model {model_name!r} is a {entry.task!r} model, expected {task!r}")
-        return entry, TFLiteModel.from_entry(entry, self.models_dir, num_threads=self.num_threads,
-                                             runtime=self.runtime)
+        model = TFLiteModel.from_entry(entry, self.models_dir, num_threads=self.num_threads, runtime=self.runtime)
+        golden.check(model, entry)  # the file must answer its golden vectors as it did at export
+        return entry, model
 
 
 @dataclass(frozen=True)

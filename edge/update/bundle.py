@@ -1,0 +1,197 @@
+"""A signed model bundle: a tar of `bundle.json` (the descriptor), `bundle.sig` and the files it lists.
+
+Why a descriptor and not a signature over the tar: the tar's bytes depend on the tool that wrote
+it (member order, mtimes, padding); the descriptor names every file with its sha256 and size, so
+signing its exact bytes signs the whole set, and each file is checked as it is extracted.
+Ed25519 (`cryptography`): small keys, deterministic signatures, on piwheels and in Debian.
+
+Every refusal is a `BundleRefused` with a named `reason` from REASONS, so the agent, the shipper
+and the tests speak of the same failure the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+FORMAT = 1
+DESCRIPTOR, SIGNATURE, MANIFEST = "bundle.json", "bundle.sig", "manifest.json"
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+REASONS = ("too_big", "no_space", "corrupt_transfer", "truncated", "not_a_bundle", "unsigned", "untrusted_key",
+           "bad_signature", "wrong_device", "tampered", "bad_manifest", "golden_mismatch", "install_failed")
+
+
+class BundleRefused(Exception):
+    """A bundle that is not installed; `reason` is one of REASONS, the message says what was found."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def key_id(public_raw: bytes) -> str:
+    """The short name of a public key (first 16 hex digits of its sha256), written beside each signature."""
+    return hashlib.sha256(public_raw).hexdigest()[:16]
+
+
+def parse_public_key(text: str) -> tuple[str, Ed25519PublicKey]:
+    """A base64 raw 32-byte Ed25519 public key (what `python -m training keygen` prints) -> (id, key)."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except ValueError:
+        raise ValueError(f"not base64: {text[:20]!r}") from None
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(raw)}")
+    return key_id(raw), Ed25519PublicKey.from_public_bytes(raw)
+
+
+def parse_trusted(text: str) -> dict[str, Ed25519PublicKey]:
+    """`[update] trusted_keys`: keys separated by spaces or commas (several during a rotation)."""
+    return dict(parse_public_key(item) for item in re.split(r"[\s,]+", text) if item)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    version: str
+    replaces: str | None
+    device: str | None
+    created: str
+    files: dict[str, dict[str, Any]]  # name -> {"sha256", "size"}
+    metrics: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+
+    @classmethod
+    def from_json(cls, data: Any) -> Descriptor:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise BundleRefused("not_a_bundle", f"{DESCRIPTOR}: expected an object with format {FORMAT}")
+        version = data.get("version")
+        if not isinstance(version, str) or not VERSION_RE.match(version):
+            raise BundleRefused("not_a_bundle", f"version {version!r}: expected 1-64 letters, digits, '.', '_', '-'")
+        files = data.get("files")
+        if not isinstance(files, dict) or MANIFEST not in files:
+            raise BundleRefused("not_a_bundle", f"{DESCRIPTOR}: 'files' must list {MANIFEST} and the model files")
+        for name, info in files.items():
+            check_member_name(name)
+            if not isinstance(info, dict) or not isinstance(info.get("sha256"), str) or \
+                    not isinstance(info.get("size"), int) or info["size"] < 0:
+                raise BundleRefused("not_a_bundle", f"{DESCRIPTOR}: file {name!r} needs 'sha256' and 'size'")
+        replaces, device = data.get("replaces"), data.get("device")
+        return cls(version, replaces if isinstance(replaces, str) else None,
+                   device if isinstance(device, str) and device else None, str(data.get("created", "")), files,
+                   data.get("metrics") if isinstance(data.get("metrics"), dict) else {}, str(data.get("summary", "")))
+
+
+def check_member_name(name: Any) -> str:
+    """A file of the bundle is a plain name: no folders, no '..', nothing that leaves the install folder."""
+    if not isinstance(name, str) or not name or name in (DESCRIPTOR, SIGNATURE) or \
+            PurePosixPath(name).name != name or name.startswith(".") or "\\" in name or "\x00" in name:
+        raise BundleRefused("not_a_bundle", f"file name {name!r}: expected a plain file name")
+    return name
+
+
+def _members(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
+    members = {}
+    for info in tar.getmembers():
+        if not info.isfile():
+            raise BundleRefused("not_a_bundle", f"member {info.name!r} is not a regular file")
+        members[info.name] = info
+    return members
+
+
+def _read(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, limit: int = 1 << 20) -> bytes:
+    info = members.get(name)
+    if info is None:
+        raise BundleRefused("unsigned" if name == SIGNATURE else "not_a_bundle", f"no {name} in the bundle")
+    if info.size > limit:
+        raise BundleRefused("not_a_bundle", f"{name} is {info.size} bytes (at most {limit})")
+    fh = tar.extractfile(info)
+    assert fh is not None  # a regular file
+    return fh.read()
+
+
+def check_signature(descriptor_raw: bytes, signature_raw: bytes, trusted: dict[str, Ed25519PublicKey]) -> str:
+    """The id of the trusted key that signed `descriptor_raw`; BundleRefused naming why not."""
+    try:
+        sig = json.loads(signature_raw)
+        signer, signature = sig["key_id"], base64.b64decode(sig["signature"], validate=True)
+    except (ValueError, KeyError, TypeError):
+        raise BundleRefused("unsigned", f"{SIGNATURE} is not a signature record") from None
+    if not trusted:
+        raise BundleRefused("untrusted_key", "no [update] trusted_keys configured: every bundle is refused")
+    key = trusted.get(signer) if isinstance(signer, str) else None
+    if key is None:
+        raise BundleRefused("untrusted_key", f"signed by key {str(signer)[:16]!r}, trusted: {sorted(trusted)}")
+    try:
+        key.verify(signature, descriptor_raw)
+    except InvalidSignature:
+        raise BundleRefused("bad_signature", f"the signature by key {signer} does not match {DESCRIPTOR}") from None
+    return signer
+
+
+def open_bundle(path: Path, trusted: dict[str, Ed25519PublicKey], device: str) -> Descriptor:
+    """Read and check the descriptor of a bundle file: signature, target device, file list. No file is written."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            members = _members(tar)
+            descriptor_raw = _read(tar, members, DESCRIPTOR)
+            check_signature(descriptor_raw, _read(tar, members, SIGNATURE), trusted)
+    except (tarfile.ReadError, EOFError) as exc:
+        raise BundleRefused("truncated" if "unexpected end" in str(exc) or isinstance(exc, EOFError)
+                            else "not_a_bundle", f"{path.name}: {exc}") from None
+    try:
+        descriptor = Descriptor.from_json(json.loads(descriptor_raw))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleRefused("not_a_bundle", f"{DESCRIPTOR}: {exc}") from None
+    if descriptor.device is not None and descriptor.device != device:
+        raise BundleRefused("wrong_device", f"bundle {descriptor.version} is for device {descriptor.device!r}, "
+                            f"this is {device!r}")
+    extra = set(members) - set(descriptor.files) - {DESCRIPTOR, SIGNATURE}
+    if extra:
+        raise BundleRefused("tampered", f"file(s) not in the signed list: {sorted(extra)}")
+    return descriptor
+
+
+def extract(path: Path, descriptor: Descriptor, dest: Path) -> None:
+    """Write every listed file into `dest` (an empty folder), checking size and sha256 as it streams.
+
+    Files are fsynced, so a folder renamed into place after this holds what was checked.
+    """
+    try:
+        with tarfile.open(path, "r:") as tar:
+            members = _members(tar)
+            for name, info in descriptor.files.items():
+                _extract_one(tar, members, name, info, dest / name)
+    except (tarfile.ReadError, EOFError) as exc:
+        raise BundleRefused("truncated", f"{path.name}: {exc}") from None
+
+
+def _extract_one(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, info: dict[str, Any],
+                 target: Path) -> None:
+    member = members.get(name)
+    if member is None:
+        raise BundleRefused("tampered", f"{name} is listed in {DESCRIPTOR} but not in the bundle")
+    if member.size != info["size"]:
+        raise BundleRefused("tampered", f"{name}: {member.size} bytes, the signed list says {info['size']}")
+    source = tar.extractfile(member)
+    assert source is not None
+    digest = hashlib.sha256()
+    with open(target, "wb") as out:
+        for chunk in iter(lambda: source.read(1 << 20), b""):
+            digest.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    if digest.hexdigest() != info["sha256"]:
+        raise BundleRefused("tampered", f"{name}: sha256 {digest.hexdigest()[:12]}..., the signed list says "
+                            f"{info['sha256'][:12]}...")
+    target.chmod(0o644)

@@ -1,0 +1,266 @@
+"""The agent's updater: chunks in, a verified version installed and swapped in, probation, promote or roll back.
+
+Runs on a thread of its own ("update"): chunks are queued by the network thread and acknowledged
+once written; verification, install, the swap (`Agent.reload`, each pipeline between two inputs)
+and the probation checks happen here. `cmd/rollback` and `cmd/promote` come from the command
+thread; one lock keeps the two from changing the pointer at once. Old models keep serving until
+the swap; any refusal leaves them serving, and says why on `update/progress`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge.manifest import ManifestError, read_manifest
+from edge.mqtt.messages import Message, Topics
+from edge.update import messages
+from edge.update.bundle import BundleRefused, Descriptor, extract, open_bundle, parse_trusted
+from edge.update.probation import Probation, baselines
+from edge.update.receiver import Assembly, parse_chunk, ranges, start_assembly
+from edge.update.store import FACTORY, ModelStore, crash_point
+
+log = logging.getLogger(__name__)
+PROGRESS_EVERY = 0.5  # seconds between two `receiving` progress messages
+
+
+class Updater:
+    def __init__(self, config: Any, topics: Topics, send: Callable[[Message], Any],
+                 pipelines: Callable[[], list[Any]], reload: Callable[[], dict[str, Any]],
+                 verify: Callable[[Path], Any], report: Callable[[str, str], None]) -> None:
+        self.cfg, self.device, self.topics, self.send = config.update, config.device_id, topics, send
+        self.pipelines, self.reload, self.verify, self.report = pipelines, reload, verify, report
+        self.store = ModelStore(config.state_dir, config.models_dir)
+        self.folder = Path(config.state_dir) / "updates"
+        self.trusted = parse_trusted(self.cfg.trusted_keys)
+        self.queue: queue.Queue[tuple[bytes, Callable[[], None] | None] | None] = queue.Queue(maxsize=256)
+        self.thread = threading.Thread(target=self._work, name="update", daemon=True)
+        self.lock = threading.Lock()
+        self.assembly: Assembly | None = None
+        self.probation: Probation | None = None
+        self.summary = ""
+        self.verdicts: dict[str, Message] = {}  # bundle sha -> its `installed` progress (this run)
+        self.last_progress, self.progress_due = 0.0, False
+
+    # --- wiring ---------------------------------------------------------------------------
+    def attach(self, subscribe: Callable[..., None], commands: Any, homeassistant: Any) -> None:
+        subscribe(messages.chunk_topic(self.topics), self.on_chunk)
+        commands.register("rollback", lambda _body: self.rollback("commanded (cmd/rollback)"))
+        commands.register("promote", lambda _body: self.promote("commanded (cmd/promote)"))
+        homeassistant.extra_configs.append(lambda prefix, device: messages.discovery(prefix, device, self.topics))
+
+    def start(self) -> None:
+        self.store.clean()
+        self.assembly = Assembly.load(self.folder) if self.folder.is_dir() else None
+        if self.store.read_pointer().state == "probation":  # the probation of a version that was on when we stopped
+            self.probation = Probation.begin(self.cfg, list(self.pipelines()), baselines(list(self.pipelines())))
+        self.thread.start()
+        self.publish_states()
+        if self.assembly is not None and self.assembly.complete:  # stopped between the last chunk and the install
+            self.queue.put((b"", None))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout)
+
+    def on_chunk(self, topic: str, payload: bytes, ack: Callable[[], None] | None = None) -> None:
+        """The network thread's handler: queued, acknowledged once written (a full queue: the shipper resends)."""
+        try:
+            self.queue.put_nowait((payload, ack))
+        except queue.Full:
+            if ack is not None:
+                ack()
+
+    # --- the update thread -----------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            try:
+                item = self.queue.get(timeout=1.0)
+            except queue.Empty:
+                item = ()
+            if item is None:
+                return
+            try:
+                if item and item[0]:
+                    self._chunk(item[0])
+                elif item and self.assembly is not None and self.assembly.complete:
+                    self._finish(self.assembly)
+                self._tick()
+            except Exception:  # noqa: BLE001 - the update thread must outlive any one chunk
+                log.exception("update: failed")
+            finally:
+                if item and item[1] is not None:
+                    item[1]()
+
+    def _chunk(self, payload: bytes) -> None:
+        try:
+            chunk = parse_chunk(payload)
+        except ValueError as exc:
+            self.report("update", f"chunk refused: {exc}")
+            return
+        if chunk.bundle in self.verdicts:  # a late duplicate of a bundle installed: say so again, store nothing
+            self.send(self.verdicts[chunk.bundle])
+            return
+        try:
+            if self.assembly is None or not self.assembly.matches(chunk):
+                self.assembly = start_assembly(self.folder, chunk, int(self.cfg.max_bundle_mb * 1024 * 1024))
+            try:
+                fresh = self.assembly.write(chunk)
+            except OSError as exc:
+                raise BundleRefused("no_space" if exc.errno == errno.ENOSPC else "install_failed",
+                                    f"writing chunk {chunk.index}: {exc}") from None
+            if self.assembly.complete and fresh:
+                self._finish(self.assembly)
+            else:
+                self.progress_due = True
+        except BundleRefused as exc:
+            self._refused(chunk.bundle, exc)
+
+    def _finish(self, assembly: Assembly) -> None:
+        self._progress("verifying")
+        try:
+            self._install(assembly)
+        except BundleRefused as exc:
+            self._refused(assembly.bundle, exc)
+        except Exception as exc:  # noqa: BLE001 - an install failing in an unforeseen way still gets a verdict
+            log.exception("update: install of bundle %s failed", assembly.bundle[:12])
+            self._refused(assembly.bundle, BundleRefused("install_failed", f"{type(exc).__name__}: {exc}"))
+
+    def _install(self, assembly: Assembly) -> None:
+        crash_point("after_receive")
+        descriptor = open_bundle(assembly.check(), self.trusted, self.device)
+        if descriptor.version == self.store.read_pointer().version:
+            assembly.discard()
+            self._done(assembly, descriptor, "installed", "already installed")
+            return
+        self._unpack(assembly, descriptor)
+        assembly.discard()  # its space is needed more by the pointer than by a bundle already unpacked
+        before = baselines(list(self.pipelines()))
+        with self.lock:
+            try:
+                self.store.switch(descriptor.version, "probation", f"installed from bundle {assembly.bundle[:12]}")
+            except OSError as exc:
+                self.store.clean()
+                raise BundleRefused("no_space" if exc.errno == errno.ENOSPC else "install_failed",
+                                    f"switching to {descriptor.version}: {exc}") from None
+            crash_point("after_pointer")
+            try:
+                self.reload()
+            except Exception as exc:  # noqa: BLE001 - whatever stopped the swap, the pointer must go back
+                self.store.roll_back(f"install_failed: {exc}")
+                self.reload()
+                raise BundleRefused("install_failed", f"the swap failed ({exc}); the previous models serve") from None
+            crash_point("after_swap")
+            self.probation = Probation.begin(self.cfg, list(self.pipelines()), before)
+        self.summary = descriptor.summary
+        self._done(assembly, descriptor, "installed", f"on probation for {self.cfg.probation_s:g} s")
+        self.publish_states()
+
+    def _unpack(self, assembly: Assembly, descriptor: Descriptor) -> None:
+        """Extract into a staging folder, verify it as a load would, rename it into place."""
+        staging = self.store.staging(descriptor.version)
+        try:
+            extract(assembly.path, descriptor, staging)
+            crash_point("after_extract")
+            try:
+                self.verify(staging)
+            except ManifestError as exc:
+                raise BundleRefused("golden_mismatch" if "golden_mismatch" in str(exc) else "bad_manifest",
+                                    str(exc)) from None
+            crash_point("after_verify")
+            self.store.commit(staging, descriptor.version)
+        except OSError as exc:
+            raise BundleRefused("no_space" if exc.errno == errno.ENOSPC else "install_failed", str(exc)) from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        crash_point("after_rename")
+
+    def _refused(self, bundle: str, exc: BundleRefused) -> None:
+        log.warning("update: bundle %s refused: %s", bundle[:12], exc)
+        if self.assembly is not None and self.assembly.bundle == bundle:
+            self.assembly.discard()
+            self.assembly = None
+        self.report("update", f"bundle {bundle[:12]} refused: {exc}")
+        self.send(messages.progress(self.topics, self.device, bundle, "refused", reason=exc.reason, detail=exc.detail))
+
+    def _done(self, assembly: Assembly, descriptor: Descriptor, state: str, detail: str) -> None:
+        self.assembly = None
+        message = messages.progress(self.topics, self.device, assembly.bundle, state, count=assembly.count,
+                                    have=[[0, assembly.count - 1]], version=descriptor.version, detail=detail)
+        if len(self.verdicts) >= 64:
+            self.verdicts.clear()
+        self.verdicts[assembly.bundle] = message  # a refused bundle is judged again when sent again (space freed)
+        self.send(message)
+
+    def _progress(self, state: str) -> None:
+        a = self.assembly
+        if a is not None:
+            self.send(messages.progress(self.topics, self.device, a.bundle, state, have=ranges(a.have), count=a.count))
+        self.last_progress, self.progress_due = time.monotonic(), False
+
+    def _tick(self) -> None:
+        if self.progress_due and time.monotonic() - self.last_progress >= PROGRESS_EVERY:
+            self._progress("receiving")
+        probation = self.probation
+        if probation is None:
+            return
+        reason = probation.breach()
+        if reason is None and probation.over:
+            reason = probation.golden_check()
+            if reason is None:
+                self.promote(f"probation of {self.cfg.probation_s:g} s passed")
+                return
+        if reason is not None:
+            self.rollback(reason)
+
+    # --- promote / roll back (also commands) --------------------------------------------
+    def promote(self, why: str) -> dict[str, Any]:
+        with self.lock:
+            pointer = self.store.read_pointer()
+            if pointer.state != "probation":
+                raise ValueError(f"nothing on probation (version {pointer.version or FACTORY} is {pointer.state})")
+            self.store.set_state("active", why)
+            self.probation = None
+        log.info("update: version %s promoted: %s", pointer.version, why)
+        self.publish_states()
+        return {"version": pointer.version, "state": "active"}
+
+    def rollback(self, why: str) -> dict[str, Any]:
+        """Back to the previous version (kept on disk), and say why; ValueError when there is none."""
+        with self.lock:
+            pointer = self.store.read_pointer()
+            if pointer.version is None or pointer.state == "rolled_back":
+                raise ValueError(f"nothing to roll back to (version {pointer.version or FACTORY} is {pointer.state})")
+            self.store.roll_back(why)
+            crash_point("after_rollback_pointer")
+            self.reload()
+            self.probation = None
+        self.report("update", f"version {pointer.version} rolled back to {pointer.previous or FACTORY}: {why}")
+        self.publish_states()
+        return {"version": pointer.previous or FACTORY, "rolled_back": pointer.version, "reason": why}
+
+    def publish_states(self) -> None:
+        """Retained `model/<kind>/<name>` per pipeline and `model/update` for Home Assistant."""
+        pointer = self.store.read_pointer()
+        try:
+            manifest = read_manifest(self.store.active_dir() / "manifest.json")
+        except ManifestError:
+            manifest = None
+        for p in self.pipelines():
+            name = p.latency().get("model")
+            entry = manifest.models.get(name) if manifest is not None else None
+            self.send(messages.model_state(self.topics, self.device, p.kind, p.name, {
+                "model": name, "version": pointer.version or FACTORY, "sha256": entry.sha256 if entry else None,
+                "state": pointer.state, "since": pointer.since or None, "reason": pointer.reason or None,
+                "previous": pointer.previous}))
+        installed = pointer.version or FACTORY
+        latest = (pointer.previous or FACTORY) if pointer.state == "rolled_back" else installed
+        summary = f"rolled back: {pointer.reason}" if pointer.state == "rolled_back" else self.summary or pointer.reason
+        self.send(messages.update_state(self.topics, installed, latest, summary, self.assembly is not None))

@@ -1,0 +1,151 @@
+"""`python -m training keygen` and `python -m training bundle`: Ed25519 keys and signed model bundles.
+
+A bundle is a plain tar: `bundle.json` (format, version, the version it replaces, an optional target
+device, each file's sha256 and size, the metrics measured on the files, a release summary),
+`bundle.sig` (`{"key_id", "signature"}` over the exact bytes of bundle.json), then `manifest.json`
+and every file the manifest names. The edge verifies it with `edge/update/bundle.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.manifest import Manifest, now_iso, read_manifest, sha256_file, write_manifest
+from edge.update.bundle import DESCRIPTOR, FORMAT, MANIFEST, SIGNATURE, VERSION_RE, key_id
+
+
+def generate_key(path: Path) -> str:
+    """Write a private key (PEM, mode 0600) to `path` and its public key (base64) to `path`.pub; return it."""
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    public = public_key_text(private)
+    path.with_name(path.name + ".pub").write_text(public + "\n")
+    return public
+
+
+def public_key_text(private: Ed25519PrivateKey) -> str:
+    raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SystemExit(f"{path}: not an Ed25519 private key")
+    return key
+
+
+def export_subset(source: Path, dest: Path, names: tuple[str, ...], threshold: float | None = None) -> Path:
+    """A copy of an export holding only the models `names` (a bundle for a device running only those);
+    `threshold` overrides the autoencoder's alert threshold (a demo's and a test's deliberately bad update)."""
+    manifest = read_manifest(source / MANIFEST)
+    manifest.models = {n: manifest.get(n) for n in names}
+    if threshold is not None:
+        manifest.get("autoencoder").postprocess["threshold"] = threshold
+    dest.mkdir(parents=True)
+    for entry in manifest.models.values():
+        shutil.copy2(source / entry.file, dest / entry.file)
+    write_manifest(manifest, dest / MANIFEST)
+    return dest
+
+
+def release_summary(new: Manifest, old: Manifest | None) -> str:
+    """One line per model: its short sha, and each numeric metric that changed against `old`."""
+    lines = []
+    for name, entry in sorted(new.models.items()):
+        before = old.models.get(name) if old else None
+        changes = [f"{k} {before.metrics[k]:.4g} -> {v:.4g}" for k, v in entry.metrics.items()
+                   if before and isinstance(v, (int, float)) and isinstance(before.metrics.get(k), (int, float))
+                   and before.metrics[k] != v]
+        old_threshold = before.postprocess.get("threshold") if before else None
+        if old_threshold is not None and entry.postprocess.get("threshold") != old_threshold:
+            changes.insert(0, f"threshold {old_threshold:.4g} -> {entry.postprocess['threshold']:.4g}")
+        same = before is not None and before.sha256 == entry.sha256
+        state = ", ".join(changes[:4]) or ("unchanged" if same else "new file" if before is None else "new weights")
+        lines.append(f"{name} {entry.short_sha}: {state}")
+    return "\n".join(lines)
+
+
+def descriptor(models_dir: Path, version: str, replaces: str | None, device: str | None,
+               previous: Manifest | None = None) -> dict[str, Any]:
+    manifest = read_manifest(models_dir / MANIFEST)
+    names = [MANIFEST, *sorted({e.file for e in manifest.models.values()})]
+    files = {n: {"sha256": sha256_file(models_dir / n), "size": (models_dir / n).stat().st_size} for n in names}
+    return {"format": FORMAT, "version": version, "replaces": replaces, "device": device, "created": now_iso(),
+            "files": files, "metrics": {n: e.metrics for n, e in sorted(manifest.models.items())},
+            "summary": release_summary(manifest, previous)}
+
+
+def write_bundle(out: Path, models_dir: Path, key: Ed25519PrivateKey, version: str, replaces: str | None = None,
+                 device: str | None = None, previous: Manifest | None = None,
+                 describe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Pack `models_dir` (its manifest and the files it names) into a signed bundle at `out`.
+
+    `describe` replaces the computed descriptor (tests use it to sign a list that lies).
+    """
+    if not VERSION_RE.match(version):
+        raise SystemExit(f"version {version!r}: use 1-64 letters, digits, '.', '_', '-'")
+    data = describe or descriptor(models_dir, version, replaces, device, previous)
+    raw = json.dumps(data, indent=1, sort_keys=True).encode()
+    signature = json.dumps({"key_id": key_id(base64.b64decode(public_key_text(key))),
+                            "signature": base64.b64encode(key.sign(raw)).decode()}).encode()
+    tmp = out.with_name(f".{out.name}.tmp")
+    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        _add(tar, DESCRIPTOR, raw)
+        _add(tar, SIGNATURE, signature)
+        for name in data["files"]:
+            tar.add(models_dir / name, arcname=name, recursive=False)
+    os.replace(tmp, out)
+    return data
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m training bundle --key KEY --version V [--replaces V0] [--device ID] [--models DIR] OUT.tar`"""
+    parser = argparse.ArgumentParser(prog="python -m training bundle", description=main.__doc__)
+    parser.add_argument("out", type=Path, help="the bundle file to write")
+    parser.add_argument("--key", type=Path, required=True, help="the Ed25519 private key (python -m training keygen)")
+    parser.add_argument("--version", required=True, help="this bundle's version (the install folder's name)")
+    parser.add_argument("--replaces", help="the version it replaces (informative; shown in the release summary)")
+    parser.add_argument("--device", help="the one device that may install it (default: any device trusting the key)")
+    parser.add_argument("--models", type=Path, default=Path("models"), help="manifest.json and its files")
+    parser.add_argument("--previous", type=Path, help="the previous manifest.json, to list the metric changes")
+    args = parser.parse_args(argv)
+    previous = read_manifest(args.previous) if args.previous else None
+    data = write_bundle(args.out, args.models, load_private_key(args.key), args.version, args.replaces, args.device,
+                        previous)
+    print(f"{args.out}: version {data['version']}, {len(data['files'])} files, "
+          f"{args.out.stat().st_size} bytes, sha256 {sha256_file(args.out)[:12]}\n{data['summary']}")
+    return 0
+
+
+def keygen(argv: list[str] | None = None) -> int:
+    """`python -m training keygen KEYFILE`: a new Ed25519 key; prints the public key for `[update] trusted_keys`."""
+    parser = argparse.ArgumentParser(prog="python -m training keygen", description=keygen.__doc__)
+    parser.add_argument("key", type=Path, help="where the private key goes (mode 0600; KEY.pub beside it)")
+    args = parser.parse_args(argv)
+    if args.key.exists():
+        raise SystemExit(f"{args.key} exists; a key is never overwritten (rotate with a new file)")
+    print(generate_key(args.key))
+    return 0

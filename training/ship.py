@@ -1,0 +1,142 @@
+"""`python -m training ship --broker HOST:PORT --device ID bundle.tar`: deliver a bundle over MQTT, resumably.
+
+Chunks go at QoS 1 to `<base>/update/chunk`; the agent answers on the retained `<base>/update/progress`
+with the chunk ranges it holds. On start the shipper reads that retained message and sends only what
+is missing (a broken transfer resumes where it stopped); after each round it resends the gaps the
+agent reports, until the agent says `installed` or `refused` (the reason printed). Exit status:
+0 installed, 1 refused, 2 no answer in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from edge.manifest import sha256_file
+
+FINAL = ("installed", "refused")
+
+
+class Shipper:
+    def __init__(self, host: str, port: int, base: str, path: Path, chunk: int = 64 * 1024,
+                 username: str | None = None, password: str | None = None) -> None:
+        self.base, self.path, self.chunk = base, path, chunk
+        self.size, self.sha = path.stat().st_size, sha256_file(path)
+        self.count = math.ceil(self.size / chunk)
+        self.progress: dict[str, Any] | None = None
+        self.changed = threading.Condition()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"edgepipe-ship-{self.sha[:8]}")
+        self.client.on_message = self._on_message
+        if username:
+            self.client.username_pw_set(username, password)
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
+        self.client.connect(host, port, keepalive=30)
+        self.client.subscribe(f"{base}/update/progress", qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            return
+        if isinstance(body, dict) and body.get("bundle") == self.sha:
+            with self.changed:
+                self.progress = body
+                self.changed.notify_all()
+
+    def held(self) -> set[int]:
+        have = (self.progress or {}).get("have") or []
+        return {i for start, end in have for i in range(start, end + 1)}
+
+    def payload(self, index: int) -> bytes:
+        head = json.dumps({"bundle": self.sha, "size": self.size, "chunk": self.chunk, "index": index,
+                           "count": self.count}).encode()
+        with open(self.path, "rb") as fh:
+            fh.seek(index * self.chunk)
+            data = fh.read(self.chunk)
+        return struct.pack(">I", len(head)) + head + data
+
+    def send(self, indices: list[int], limit: int | None = None) -> int:
+        sent = 0
+        for index in indices[:limit]:
+            if self.final():  # refused on the way (too big, no space): the rest would be wasted
+                break
+            self.client.publish(f"{self.base}/update/chunk", self.payload(index), qos=1).wait_for_publish(30)
+            sent += 1
+        return sent
+
+    def wait(self, timeout: float, done: Any) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while not done():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.changed.wait(left)
+        return True
+
+    def final(self) -> bool:
+        return (self.progress or {}).get("state") in FINAL
+
+    def run(self, timeout: float, stop_after: int | None = None, rounds: int = 5) -> dict[str, Any] | None:
+        """Send what the agent lacks, then wait for its verdict; resend gaps up to `rounds` times."""
+        self.subscribed.wait(10.0)  # the broker sends the retained progress of an earlier attempt after its SUBACK
+        self.wait(0.5, lambda: self.progress is not None)
+        if self.final() and self.progress and self.progress.get("state") == "installed":
+            return self.progress
+        if self.final():  # refused last time: send it all again and wait for a fresh verdict
+            self.progress = None
+        for _ in range(rounds):
+            missing = [i for i in range(self.count) if i not in self.held()]
+            sent = self.send(missing, stop_after)
+            if stop_after is not None:
+                return {"state": "stopped", "sent": sent, "missing": len(missing) - sent}
+            if self.wait(timeout, lambda: self.final() or len(self.held()) == self.count) and self.final():
+                return self.progress
+            if len(self.held()) == self.count and self.wait(timeout, self.final):
+                return self.progress
+        return self.progress
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Deliver a signed bundle to one device over MQTT."""
+    parser = argparse.ArgumentParser(prog="python -m training ship", description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--broker", default="localhost:1883", help="HOST:PORT")
+    parser.add_argument("--device", required=True, help="the device id")
+    parser.add_argument("--base", help="the device's base topic (default edgepipe/<device>)")
+    parser.add_argument("--chunk-kb", type=int, default=64, help="chunk size in KiB (at most 1024)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the agent's answer")
+    parser.add_argument("--username", help="the broker user (deploy/mosquitto/edgepipe.acl: `updater`)")
+    parser.add_argument("--password-file", type=Path, help="a file holding the broker password")
+    parser.add_argument("--stop-after", type=int, help="send only this many chunks, then stop (a broken transfer)")
+    args = parser.parse_args(argv)
+    host, _, port = args.broker.rpartition(":")
+    password = args.password_file.read_text().strip() if args.password_file else None
+    shipper = Shipper(host or "localhost", int(port), args.base or f"edgepipe/{args.device}", args.bundle,
+                      args.chunk_kb * 1024, args.username, password)
+    try:
+        result = shipper.run(args.timeout, args.stop_after)
+    finally:
+        shipper.close()
+    print(json.dumps(result or {"state": "no answer"}))
+    state = (result or {}).get("state")
+    return 0 if state in ("installed", "stopped") else 1 if state == "refused" else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

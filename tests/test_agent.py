@@ -23,6 +23,7 @@ from tests.helpers.mqtt import (
     described,
     publish,
     sensor_csv,
+    wait_for_stats,
     wait_online,
     write_config,
 )
@@ -170,14 +171,18 @@ def test_last_will_on_kill_and_offline_on_clean_stop(broker: Broker, tmp_path: P
 def test_alerts_raised_while_the_broker_is_down_arrive_after_it_returns(broker: Broker, tmp_path: Path) -> None:
     data = lecture_sensor_data()
     stream = sensor_csv(tmp_path / "wrong.csv", data.anomalous["wrong"][:300])
+    stats_file = tmp_path / "stats.json"
     config = write_config(tmp_path / "agent.toml", broker.port,
-                          f'[[sensor]]\nname = "line1"\nsource = "csv:{stream}"\nrate = 50\n')
+                          f'[[sensor]]\nname = "line1"\nsource = "csv:{stream}"\nrate = 50\n',
+                          stats_interval=0.2, stats_file=stats_file)
     collector = Collector(broker.port, [f"{BASE}/sensors/#"], client_id="watcher", clean=False)
     agent = AgentProcess(config, "--until-done")
     try:
         assert collector.wait_for(lambda: len(collector.matching("/anomaly")) >= 20, 30), agent.output()
         broker.stop()  # SIGTERM: mosquitto saves its sessions (a SIGKILL is issue-6 territory)
-        time.sleep(2.5)  # the stream goes on: alerts pile up in the outbox
+        # the stream goes on: alerts pile up in the outbox, seen there while the agent knows it is offline
+        assert wait_for_stats(stats_file, lambda s: not s["connected"] and s["outbox_depth"] >= 20, 30), \
+            (stats_file.read_text(), agent.output()[-2000:])
         broker.start()
         assert agent.wait(90) == 0, agent.output()
         want = expected_alert_seqs(data.anomalous["wrong"][:300])

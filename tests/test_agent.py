@@ -345,3 +345,70 @@ def test_stdin_series_and_the_readable_subscriber(broker: Broker, tmp_path: Path
     first = first_forecast_step()
     assert forecasts and f"step {first}: observed {values[first]:.1f}, next " in forecasts[0]
     assert any("ERROR series/airline: invalid reading: CSV cell 0 is 'oops'" in line for line in lines)
+
+
+def test_a_windowed_sensor_scores_consecutive_readings_in_the_running_agent(broker: Broker, tmp_path: Path) -> None:
+    """A `window = 2` model of one feature (the committed autoencoder's two inputs read as two consecutive
+    readings of one sensor): the running agent scores nothing on the first reading, then each reading with
+    the one before it -- checked against scores computed here from the file, reading pair by reading pair."""
+    models = tmp_path / "models"
+    models.mkdir()
+    manifest = json.loads((MODELS_DIR / "manifest.json").read_text())
+    entry = manifest["models"]["autoencoder"]
+    entry["preprocess"].update(features=["v"], window=2, offset=[0.0], scale=[1.0])
+    manifest["models"] = {"autoencoder": entry}
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    (models / "autoencoder.tflite").write_bytes((MODELS_DIR / "autoencoder.tflite").read_bytes())
+    values = [1.0, 1.0, 0.0, 1.0, 1.0, 0.9, 0.8, 0.6, 0.2, 0.2]  # pairs on y = 2x - 1 are normal, others not
+    model = TFLiteModel.from_entry(read_manifest(models / "manifest.json").get("autoencoder"), models)
+    threshold = entry["postprocess"]["threshold"]
+    flags = [None] + [float(np.mean((model.run({"reading": np.array([[a, b]])})["reconstruction"] - [a, b]) ** 2))
+                      > threshold for a, b in zip(values, values[1:])]
+    expected = {seq for seq in range(1, len(values)) if flags[seq] or flags[seq] != (flags[seq - 1] or False)}
+    assert flags[2] and flags[3] and not flags[1]  # the sequence does exercise both states
+    config = write_config(tmp_path / "agent.toml", broker.port, '[[sensor]]\nname = "line1"\n', models_dir=models)
+    collector = Collector(broker.port, [f"{BASE}/sensors/#"])
+    agent = AgentProcess(config)
+    try:
+        wait_online(broker.port)
+        publish(broker.port, f"{BASE}/sensors/line1/reading", [json.dumps([v]) for v in values])
+        assert collector.wait_for(lambda: {m["seq"] for m in collector.json("/anomaly")} >= expected, 30), \
+            (collector.json("/anomaly"), agent.output()[-2000:])
+    finally:
+        assert agent.stop() == 0
+        collector.close()
+    got = collector.json("/anomaly")
+    assert {m["seq"] for m in got} == expected
+    assert all(m["window"] == 2 and m["is_anomaly"] == flags[m["seq"]] for m in got), got
+
+
+def test_a_redelivered_series_reading_is_counted_as_a_duplicate_and_not_stepped(broker: Broker,
+                                                                                 tmp_path: Path) -> None:
+    """The README's `duplicates` counter: readings whose `ts` is not after the last one processed are
+    skipped and counted; the forecasts after them are those of an uninterrupted run."""
+    values = load_series("airline").values.tolist()[:first_forecast_step() + 6]
+    stats_file = tmp_path / "stats.json"
+    config = write_config(tmp_path / "agent.toml", broker.port, '[[series]]\nname = "airline"\n',
+                          stats_interval=0.2, stats_file=stats_file)
+    collector = Collector(broker.port, [f"{BASE}/forecast/#"])
+    agent = AgentProcess(config)
+    topic = f"{BASE}/series/airline/reading"
+
+    def readings(start: int, stop: int) -> list[str]:
+        return [json.dumps({"ts": i, "values": [values[i]]}) for i in range(start, stop)]
+
+    try:
+        wait_online(broker.port)
+        publish(broker.port, topic, readings(0, len(values) - 1))
+        publish(broker.port, topic, readings(len(values) - 11, len(values) - 1))  # 10 re-deliveries
+        publish(broker.port, topic, readings(len(values) - 1, len(values)))  # and the next month
+        assert wait_for_stats(stats_file, lambda s: s["pipelines"]["series/airline"]["processed"] == len(values) + 10
+                              and s["pipelines"]["series/airline"]["duplicates"] == 10, 30), stats_file.read_text()
+        assert collector.wait_for(lambda: len(collector.json("/forecast/airline")) >= 6, 30)
+    finally:
+        assert agent.stop() == 0
+        collector.close()
+    got = collector.json("/forecast/airline")
+    assert [m["step"] for m in got] == list(range(first_forecast_step(), len(values)))  # no step twice
+    for m, want in zip(got, offline_forecasts(values)):
+        assert m["forecast"] == pytest.approx(want, rel=1e-5)

@@ -283,7 +283,7 @@ def broken_twin(tmp_path: Path, name: str, shuffle_weights: bool = False, permut
             if "labels" in entry[section]:
                 entry[section]["labels"] = list(np.roll(entry[section]["labels"], 1))
     folder = tmp_path / "models"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / entry["file"]).write_bytes(bytes(blob))
     entry.update(sha256=hashlib.sha256(blob).hexdigest(), size_bytes=len(blob))
     manifest["models"] = {name: entry}

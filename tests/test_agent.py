@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-import time
+import threading
 from pathlib import Path
 
 import jsonschema
@@ -331,16 +331,24 @@ def test_stdin_series_and_the_readable_subscriber(broker: Broker, tmp_path: Path
     config = write_config(tmp_path / "agent.toml", broker.port,
                           '[[series]]\nname = "airline"\nsource = "stdin"\n', state_dir=tmp_path / "s")
     config.write_text(config.read_text().replace("[mqtt]", "[mqtt]\ndiscovery = false"))
-    time.sleep(1.0)
+    said = watcher.stderr.readline()  # printed once its subscription is acknowledged (or why not, then exit)
+    assert said.startswith("edgepipe subscribe: watching"), said
     agent = AgentProcess(config, "--until-done", stdin=subprocess.PIPE)
     agent.proc.stdin.write("".join(f"{v}\n" for v in values).encode() + b"oops\n")
     agent.proc.stdin.close()
     assert agent.wait(60) == 0, agent.output()
-    time.sleep(1.0)
+    lines = []
+    ctrl_c = threading.Timer(30, watcher.send_signal, (signal.SIGINT,))  # a bound, should the line never come
+    ctrl_c.start()
+    for line in watcher.stdout:  # until the report on the last input has been printed: an event, not a sleep
+        lines.append(line.rstrip("\n"))
+        if "ERROR series/airline: invalid reading" in line:
+            break
+    ctrl_c.cancel()
     watcher.send_signal(signal.SIGINT)  # Ctrl-C, as a person would
     out, _ = watcher.communicate(timeout=30)
     assert watcher.returncode == 0
-    lines = out.splitlines()
+    lines += out.splitlines()
     forecasts = [line for line in lines if " forecast airline step " in line]
     first = first_forecast_step()
     assert forecasts and f"step {first}: observed {values[first]:.1f}, next " in forecasts[0]

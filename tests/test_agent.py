@@ -242,13 +242,20 @@ def test_malformed_payloads_are_counted_reported_and_survived(broker: Broker, tm
         collector.close()
 
 
+def folder_camera_and_sensor(tmp_path: Path, port: int, folder: Path, extra: str = "") -> tuple[AgentProcess,
+                                                                                               Collector]:
+    """A collector on everything, then an agent with camera `cam0` on a folder (retried every second) and
+    sensor `line1` on MQTT."""
+    config = write_config(tmp_path / "agent.toml", port,
+                          f'[[camera]]\nname = "cam0"\nsource = "folder:{folder}"\nfps = 20\nretry_max = 1\n'
+                          f'{extra}\n[[sensor]]\nname = "line1"\n')
+    collector = Collector(port, [f"{BASE}/#"])
+    return AgentProcess(config), collector
+
+
 def test_dead_camera_is_retried_while_the_other_pipelines_serve(broker: Broker, tmp_path: Path) -> None:
     folder = tmp_path / "camera"  # not there yet: the camera is "unplugged"
-    config = write_config(tmp_path / "agent.toml", broker.port,
-                          f'[[camera]]\nname = "cam0"\nsource = "folder:{folder}"\nfps = 20\nretry_max = 1\n\n'
-                          '[[sensor]]\nname = "line1"\n')
-    collector = Collector(broker.port, [f"{BASE}/#"])
-    agent = AgentProcess(config)
+    agent, collector = folder_camera_and_sensor(tmp_path, broker.port, folder)
     try:
         assert collector.wait_for(lambda: any(e["component"] == "camera/cam0" for e in collector.json("/error")), 30)
         assert "image folder not found; retrying" in collector.json("/error")[0]["reason"]
@@ -420,3 +427,28 @@ def test_a_redelivered_series_reading_is_counted_as_a_duplicate_and_not_stepped(
     assert [m["step"] for m in got] == list(range(first_forecast_step(), len(values)))  # no step twice
     for m, want in zip(got, offline_forecasts(values)):
         assert m["forecast"] == pytest.approx(want, rel=1e-5)
+
+
+def test_a_camera_that_fails_mid_stream_is_reported_and_reopened(broker: Broker, tmp_path: Path) -> None:
+    """A folder camera that delivered frames disappears (a USB stick pulled): the failure is reported on
+    `error`, the sensor pipeline keeps serving, and once the folder is back the camera delivers again."""
+    folder, away = tmp_path / "camera", tmp_path / "unplugged"
+    folder.mkdir()
+    with np.load(SAMPLE_FRAMES) as data:
+        for i, frame in enumerate(data["frames"][:5]):
+            np.save(folder / f"{i}.npy", frame)
+    agent, collector = folder_camera_and_sensor(tmp_path, broker.port, folder, "loop = true\n")
+    try:
+        assert collector.wait_for(lambda: len(collector.matching("/class")) >= 5, 30), agent.output()
+        folder.rename(away)  # mid-stream
+        assert collector.wait_for(lambda: any(e["component"] == "camera/cam0" for e in collector.json("/error")),
+                                  30), agent.output()[-3000:]
+        publish(broker.port, f"{BASE}/sensors/line1/reading", ["[0.5, 0.9]"])  # off the line: an alert
+        assert collector.wait_for(lambda: len(collector.matching("/anomaly")) >= 1, 30)  # the sensor still serves
+        seen = len(collector.matching("/class"))
+        away.rename(folder)  # plugged in again
+        assert collector.wait_for(lambda: len(collector.matching("/class")) >= seen + 5, 30), agent.output()[-3000:]
+    finally:
+        assert agent.stop() == 0
+        collector.close()
+    assert "Traceback" not in agent.output()

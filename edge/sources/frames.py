@@ -113,7 +113,12 @@ class FolderSource(_FileSource):
         return len(self.files)
 
     def _frame(self, index: int, seq: int) -> Frame:
-        return Frame(seq, decode_image(self.files[index]))
+        """A file that cannot be read (the folder unmounted mid-stream) is the camera failing -- closed,
+        reported and reopened with backoff; one that cannot be decoded is a frame skipped (ValueError)."""
+        try:
+            return Frame(seq, decode_image(self.files[index]))
+        except OSError as exc:
+            raise SourceError(f"{self.path}: cannot read {self.files[index].name} ({exc.strerror or exc})") from None
 
 
 def optional_import(module: str, hint: str) -> Any:
@@ -133,6 +138,8 @@ def decode_image(path: Path) -> np.ndarray:
     try:
         with image_module.open(path) as img:
             return np.asarray(img.convert("RGB"))
+    except FileNotFoundError:  # not a bad image: no file (the caller's to handle)
+        raise
     except OSError as exc:
         raise ValueError(f"{path}: cannot decode image ({exc})") from None
 

@@ -30,10 +30,10 @@ from edge.manifest import read_manifest
 from edge.models import Classifier, Generator
 from edge.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT, SAMPLE_FRAMES, requires_package
+from tools.system_packages import fashion_mnist_dir
 
 # Fashion-MNIST's classes, by the data set's own label numbers (Zalando's README): the oracle for accuracy
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 AIRLINE = ROOT / "data" / "airline-passengers.csv"
 SEED = 20261127  # this file's own: not the lecture's 24601, not the training's
 
@@ -44,9 +44,10 @@ def load(models_dir: Path, name: str) -> tuple[Any, TFLiteModel]:
     return entry, TFLiteModel.from_entry(entry, models_dir)
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzipped): big-endian dims after a 4-byte magic whose last byte is the rank."""
-    data = gzip.decompress(path.read_bytes())
+def read_idx(folder: Path, stem: str) -> np.ndarray:
+    """An IDX file, gzipped or not: big-endian dims after a 4-byte magic whose last byte is the rank."""
+    gz = folder / f"{stem}.gz"
+    data = gzip.decompress(gz.read_bytes()) if gz.is_file() else (folder / stem).read_bytes()
     rank = data[3]
     dims = struct.unpack(f">{rank}I", data[4:4 + 4 * rank])
     return np.frombuffer(data, np.uint8, offset=4 + 4 * rank).reshape(dims)
@@ -78,8 +79,9 @@ def test_cnn_classifies_the_shipped_frames_by_their_raw_labels() -> None:
 
 @requires_package("dataset-fashion-mnist")
 def test_cnn_reaches_its_target_on_the_whole_test_set() -> None:
-    frames = read_idx(FASHION_DIR / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(FASHION_DIR / "t10k-labels-idx1-ubyte.gz")
+    folder = fashion_mnist_dir()  # Debian's dataset-fashion-mnist, or EDGEPIPE_FASHION_MNIST_DIR
+    assert folder is not None
+    frames, labels = read_idx(folder, "t10k-images-idx3-ubyte"), read_idx(folder, "t10k-labels-idx1-ubyte")
     assert len(labels) == 10000
     accuracy, missed = cnn_gate(MODELS_DIR, frames, labels, 0.925)
     assert missed == [], accuracy

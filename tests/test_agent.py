@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-import time
+import threading
 from pathlib import Path
 
 import jsonschema
@@ -23,6 +23,7 @@ from tests.helpers.mqtt import (
     described,
     publish,
     sensor_csv,
+    wait_for_stats,
     wait_online,
     write_config,
 )
@@ -170,14 +171,18 @@ def test_last_will_on_kill_and_offline_on_clean_stop(broker: Broker, tmp_path: P
 def test_alerts_raised_while_the_broker_is_down_arrive_after_it_returns(broker: Broker, tmp_path: Path) -> None:
     data = lecture_sensor_data()
     stream = sensor_csv(tmp_path / "wrong.csv", data.anomalous["wrong"][:300])
+    stats_file = tmp_path / "stats.json"
     config = write_config(tmp_path / "agent.toml", broker.port,
-                          f'[[sensor]]\nname = "line1"\nsource = "csv:{stream}"\nrate = 50\n')
+                          f'[[sensor]]\nname = "line1"\nsource = "csv:{stream}"\nrate = 50\n',
+                          stats_interval=0.2, stats_file=stats_file)
     collector = Collector(broker.port, [f"{BASE}/sensors/#"], client_id="watcher", clean=False)
     agent = AgentProcess(config, "--until-done")
     try:
         assert collector.wait_for(lambda: len(collector.matching("/anomaly")) >= 20, 30), agent.output()
         broker.stop()  # SIGTERM: mosquitto saves its sessions (a SIGKILL is issue-6 territory)
-        time.sleep(2.5)  # the stream goes on: alerts pile up in the outbox
+        # the stream goes on: alerts pile up in the outbox, seen there while the agent knows it is offline
+        assert wait_for_stats(stats_file, lambda s: not s["connected"] and s["outbox_depth"] >= 20, 30), \
+            (stats_file.read_text(), agent.output()[-2000:])
         broker.start()
         assert agent.wait(90) == 0, agent.output()
         want = expected_alert_seqs(data.anomalous["wrong"][:300])
@@ -237,13 +242,20 @@ def test_malformed_payloads_are_counted_reported_and_survived(broker: Broker, tm
         collector.close()
 
 
+def folder_camera_and_sensor(tmp_path: Path, port: int, folder: Path, extra: str = "",
+                             top: str = "") -> tuple[AgentProcess, Collector]:
+    """A collector on everything, then an agent with camera `cam0` on a folder (retried every second) and
+    sensor `line1` on MQTT."""
+    config = write_config(tmp_path / "agent.toml", port,
+                          f'[[camera]]\nname = "cam0"\nsource = "folder:{folder}"\nfps = 20\nretry_max = 1\n'
+                          f'{extra}\n[[sensor]]\nname = "line1"\n', top=top)
+    collector = Collector(port, [f"{BASE}/#"])
+    return AgentProcess(config), collector
+
+
 def test_dead_camera_is_retried_while_the_other_pipelines_serve(broker: Broker, tmp_path: Path) -> None:
     folder = tmp_path / "camera"  # not there yet: the camera is "unplugged"
-    config = write_config(tmp_path / "agent.toml", broker.port,
-                          f'[[camera]]\nname = "cam0"\nsource = "folder:{folder}"\nfps = 20\nretry_max = 1\n\n'
-                          '[[sensor]]\nname = "line1"\n', top="stall_after = 2\n")
-    collector = Collector(broker.port, [f"{BASE}/#"])
-    agent = AgentProcess(config)
+    agent, collector = folder_camera_and_sensor(tmp_path, broker.port, folder, top="stall_after = 2\n")
     unplugged = lambda s: not s["healthy"] and any(  # noqa: E731
         p.startswith("camera/cam0: no frames from the camera") and "image folder not found" in p for p in s["problems"])
     try:
@@ -331,17 +343,117 @@ def test_stdin_series_and_the_readable_subscriber(broker: Broker, tmp_path: Path
     config = write_config(tmp_path / "agent.toml", broker.port,
                           '[[series]]\nname = "airline"\nsource = "stdin"\n', state_dir=tmp_path / "s")
     config.write_text(config.read_text().replace("[mqtt]", "[mqtt]\ndiscovery = false"))
-    time.sleep(1.0)
+    said = watcher.stderr.readline()  # printed once its subscription is acknowledged (or why not, then exit)
+    assert said.startswith("edgepipe subscribe: watching"), said
     agent = AgentProcess(config, "--until-done", stdin=subprocess.PIPE)
     agent.proc.stdin.write("".join(f"{v}\n" for v in values).encode() + b"oops\n")
     agent.proc.stdin.close()
     assert agent.wait(60) == 0, agent.output()
-    time.sleep(1.0)
+    lines = []
+    ctrl_c = threading.Timer(30, watcher.send_signal, (signal.SIGINT,))  # a bound, should the line never come
+    ctrl_c.start()
+    for line in watcher.stdout:  # until the report on the last input has been printed: an event, not a sleep
+        lines.append(line.rstrip("\n"))
+        if "ERROR series/airline: invalid reading" in line:
+            break
+    ctrl_c.cancel()
     watcher.send_signal(signal.SIGINT)  # Ctrl-C, as a person would
     out, _ = watcher.communicate(timeout=30)
     assert watcher.returncode == 0
-    lines = out.splitlines()
+    lines += out.splitlines()
     forecasts = [line for line in lines if " forecast airline step " in line]
     first = first_forecast_step()
     assert forecasts and f"step {first}: observed {values[first]:.1f}, next " in forecasts[0]
     assert any("ERROR series/airline: invalid reading: CSV cell 0 is 'oops'" in line for line in lines)
+
+
+def test_a_windowed_sensor_scores_consecutive_readings_in_the_running_agent(broker: Broker, tmp_path: Path) -> None:
+    """A `window = 2` model of one feature (the committed autoencoder's two inputs read as two consecutive
+    readings of one sensor): the running agent scores nothing on the first reading, then each reading with
+    the one before it -- checked against scores computed here from the file, reading pair by reading pair."""
+    models = tmp_path / "models"
+    models.mkdir()
+    manifest = json.loads((MODELS_DIR / "manifest.json").read_text())
+    entry = manifest["models"]["autoencoder"]
+    entry["preprocess"].update(features=["v"], window=2, offset=[0.0], scale=[1.0])
+    manifest["models"] = {"autoencoder": entry}
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    (models / "autoencoder.tflite").write_bytes((MODELS_DIR / "autoencoder.tflite").read_bytes())
+    values = [1.0, 1.0, 0.0, 1.0, 1.0, 0.9, 0.8, 0.6, 0.2, 0.2]  # pairs on y = 2x - 1 are normal, others not
+    model = TFLiteModel.from_entry(read_manifest(models / "manifest.json").get("autoencoder"), models)
+    threshold = entry["postprocess"]["threshold"]
+    flags = [None] + [float(np.mean((model.run({"reading": np.array([[a, b]])})["reconstruction"] - [a, b]) ** 2))
+                      > threshold for a, b in zip(values, values[1:])]
+    expected = {seq for seq in range(1, len(values)) if flags[seq] or flags[seq] != (flags[seq - 1] or False)}
+    assert flags[2] and flags[3] and not flags[1]  # the sequence does exercise both states
+    config = write_config(tmp_path / "agent.toml", broker.port, '[[sensor]]\nname = "line1"\n', models_dir=models)
+    collector = Collector(broker.port, [f"{BASE}/sensors/#"])
+    agent = AgentProcess(config)
+    try:
+        wait_online(broker.port)
+        publish(broker.port, f"{BASE}/sensors/line1/reading", [json.dumps([v]) for v in values])
+        assert collector.wait_for(lambda: {m["seq"] for m in collector.json("/anomaly")} >= expected, 30), \
+            (collector.json("/anomaly"), agent.output()[-2000:])
+    finally:
+        assert agent.stop() == 0
+        collector.close()
+    got = collector.json("/anomaly")
+    assert {m["seq"] for m in got} == expected
+    assert all(m["window"] == 2 and m["is_anomaly"] == flags[m["seq"]] for m in got), got
+
+
+def test_a_redelivered_series_reading_is_counted_as_a_duplicate_and_not_stepped(broker: Broker,
+                                                                                 tmp_path: Path) -> None:
+    """The README's `duplicates` counter: readings whose `ts` is not after the last one processed are
+    skipped and counted; the forecasts after them are those of an uninterrupted run."""
+    values = load_series("airline").values.tolist()[:first_forecast_step() + 6]
+    stats_file = tmp_path / "stats.json"
+    config = write_config(tmp_path / "agent.toml", broker.port, '[[series]]\nname = "airline"\n',
+                          stats_interval=0.2, stats_file=stats_file)
+    collector = Collector(broker.port, [f"{BASE}/forecast/#"])
+    agent = AgentProcess(config)
+    topic = f"{BASE}/series/airline/reading"
+
+    def readings(start: int, stop: int) -> list[str]:
+        return [json.dumps({"ts": i, "values": [values[i]]}) for i in range(start, stop)]
+
+    try:
+        wait_online(broker.port)
+        publish(broker.port, topic, readings(0, len(values) - 1))
+        publish(broker.port, topic, readings(len(values) - 11, len(values) - 1))  # 10 re-deliveries
+        publish(broker.port, topic, readings(len(values) - 1, len(values)))  # and the next month
+        assert wait_for_stats(stats_file, lambda s: s["pipelines"]["series/airline"]["processed"] == len(values) + 10
+                              and s["pipelines"]["series/airline"]["duplicates"] == 10, 30), stats_file.read_text()
+        assert collector.wait_for(lambda: len(collector.json("/forecast/airline")) >= 6, 30)
+    finally:
+        assert agent.stop() == 0
+        collector.close()
+    got = collector.json("/forecast/airline")
+    assert [m["step"] for m in got] == list(range(first_forecast_step(), len(values)))  # no step twice
+    for m, want in zip(got, offline_forecasts(values)):
+        assert m["forecast"] == pytest.approx(want, rel=1e-5)
+
+
+def test_a_camera_that_fails_mid_stream_is_reported_and_reopened(broker: Broker, tmp_path: Path) -> None:
+    """A folder camera that delivered frames disappears (a USB stick pulled): the failure is reported on
+    `error`, the sensor pipeline keeps serving, and once the folder is back the camera delivers again."""
+    folder, away = tmp_path / "camera", tmp_path / "unplugged"
+    folder.mkdir()
+    with np.load(SAMPLE_FRAMES) as data:
+        for i, frame in enumerate(data["frames"][:5]):
+            np.save(folder / f"{i}.npy", frame)
+    agent, collector = folder_camera_and_sensor(tmp_path, broker.port, folder, "loop = true\n")
+    try:
+        assert collector.wait_for(lambda: len(collector.matching("/class")) >= 5, 30), agent.output()
+        folder.rename(away)  # mid-stream
+        assert collector.wait_for(lambda: any(e["component"] == "camera/cam0" for e in collector.json("/error")),
+                                  30), agent.output()[-3000:]
+        publish(broker.port, f"{BASE}/sensors/line1/reading", ["[0.5, 0.9]"])  # off the line: an alert
+        assert collector.wait_for(lambda: len(collector.matching("/anomaly")) >= 1, 30)  # the sensor still serves
+        seen = len(collector.matching("/class"))
+        away.rename(folder)  # plugged in again
+        assert collector.wait_for(lambda: len(collector.matching("/class")) >= seen + 5, 30), agent.output()[-3000:]
+    finally:
+        assert agent.stop() == 0
+        collector.close()
+    assert "Traceback" not in agent.output()

@@ -16,6 +16,7 @@ from edge.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT, requires_package
 from tests.helpers.isolation import no_tf_env
 from tests.helpers.series import first_forecast_step, offline_forecasts
+from tests.test_model_oracles import SHIPPED_TARGET
 from training.evaluation import classify
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -42,6 +43,16 @@ class Images(HTMLParser):
             self.sources.append(dict(attrs)["src"])
 
 
+def assert_flags_inside_not_outside(summary: dict) -> None:
+    """Most readings in the injected segments are flagged, almost none outside them. `false_alerts`
+    alone would pass an always-on detector (one transition, at seq 0); this would not."""
+    rows = json.loads((ROOT / "data" / "sensor-stream.segments.json").read_text())["rows"]
+    inside = sum(s["end"] - s["start"] for s in summary["segments"])
+    assert summary["flagged_in_segments"] + summary["flagged_outside_segments"] == summary["anomaly_readings_flagged"]
+    assert summary["flagged_in_segments"] >= 0.5 * inside, summary
+    assert summary["flagged_outside_segments"] <= 0.02 * (rows - inside), summary
+
+
 def leftover_brokers() -> list[str]:
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     return [line for line in ps.splitlines() if "mosquitto" in line and "edgepipe-demo-" in line]
@@ -55,6 +66,7 @@ def test_demo_with_its_own_mosquitto(tmp_path: Path) -> None:
     # every injected segment flagged
     assert summary["segments_detected"] == len(summary["segments"]) == 4
     assert summary["false_alerts"] <= 2
+    assert_flags_inside_not_outside(summary)
     # the frames' accuracy is the int8 model's on those frames (computed offline, within a point)
     with np.load(ROOT / "data" / "sample-frames.npz") as data:
         frames, labels = data["frames"], data["labels"]
@@ -68,6 +80,7 @@ def test_demo_with_its_own_mosquitto(tmp_path: Path) -> None:
     said_skipped = f"{summary['frames_dropped']} skipped while the model was busy" in stdout
     assert said_skipped == (summary["frames_dropped"] > 0)
     assert abs(summary["frame_accuracy"] - offline) <= 0.01
+    assert summary["frame_accuracy"] >= SHIPPED_TARGET  # and it is good: random weights would match offline too
     # the forecast RMSE is the offline step model's on the same months
     series = [float(line.split(",")[1]) for line in (ROOT / "data" / "airline-passengers.csv").read_text().split()[1:]]
     first = first_forecast_step()
@@ -75,6 +88,10 @@ def test_demo_with_its_own_mosquitto(tmp_path: Path) -> None:
     expected = float(np.sqrt(np.mean((np.array(forecasts[:-1]) - np.array(series[first + 1:])) ** 2)))
     assert summary["forecasts"] == len(series) - first
     assert summary["forecast_rmse"] == pytest.approx(expected, rel=1e-3)
+    months = np.arange(first + 1, len(series))  # ... and it beats the naive growth forecast on the same months
+    y = np.array(series)
+    growth = float(np.sqrt(np.mean((y[months - 1] * y[months - 12] / y[months - 13] - y[months]) ** 2)))
+    assert summary["forecast_rmse"] < growth, (summary["forecast_rmse"], growth)
     # the report shows every plot
     parser = Images()
     parser.feed((report / "index.html").read_text())
@@ -88,3 +105,4 @@ def test_demo_with_the_embedded_broker(tmp_path: Path) -> None:
     summary, _, stdout = run_demo(tmp_path, "embedded")
     assert "an embedded amqtt broker" in stdout
     assert summary["segments_detected"] == 4 and summary["forecasts"] == 144 - first_forecast_step()
+    assert_flags_inside_not_outside(summary)

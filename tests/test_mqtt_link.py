@@ -11,16 +11,20 @@ network thread), every message arrives whole, in its writer's order, on the one 
 
 from __future__ import annotations
 
-import threading
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edge.config import MqttConfig
 from edge.mqtt.link import MqttLink
 from edge.mqtt.messages import Message, Topics
 from edge.mqtt.outbox import Outbox
-from tests.helpers.mqtt import Broker, Collector
+from tests.conftest import requires_package
+from tests.helpers.mqtt import Broker, Collector, free_port
+from tests.helpers.threads import CheckedThread
 
 WRITERS, PER_WRITER, ALERTS = 8, 60, 200
 
@@ -48,12 +52,12 @@ def test_many_writer_threads_share_one_connection_without_corrupting_it(broker: 
             for i in range(ALERTS):
                 link.send(Message("unit/alerts", f"alert {i}".encode(), qos=1))
 
-        threads = [threading.Thread(target=qos0_writer, args=(w,)) for w in range(WRITERS)]
-        threads.append(threading.Thread(target=qos1_writer))
+        threads = [CheckedThread(qos0_writer, w) for w in range(WRITERS)]
+        threads.append(CheckedThread(qos1_writer))
         for t in threads:
             t.start()
         for t in threads:
-            t.join(120)
+            t.join_checked(120)  # a writer that raised or hung fails here, naming itself
         expected = WRITERS * PER_WRITER + ALERTS  # the link's own `unit/status` is not counted
 
         def arrived() -> int:
@@ -72,3 +76,40 @@ def test_many_writer_threads_share_one_connection_without_corrupting_it(broker: 
         link.stop()
         collector.close()
         outbox.close()
+
+
+@requires_package("mosquitto")
+def test_collector_fails_at_once_with_the_reason_when_the_broker_refuses_it(tmp_path: Path) -> None:
+    """A credential mistake is a ConnectionRefusedError naming the broker's reason, not a 10-30 s
+    "never arrived" timeout (the constructor's own wait for SUBACK would raise TimeoutError)."""
+    passwd = tmp_path / "passwd"
+    passwd.touch()
+    subprocess.run(["mosquitto_passwd", "-b", str(passwd), "watcher", "right"], check=True, capture_output=True)
+    port = free_port()
+    broker = Broker(tmp_path / "broker", listener=f"listener {port} 127.0.0.1\nallow_anonymous false\n"
+                                                  f"password_file {passwd}\n")
+    broker.port = port
+    broker.start()
+    try:
+        with pytest.raises(ConnectionRefusedError, match="refused the connection: Not authorized"):
+            Collector(port, ["#"], username="watcher", password="wrong")
+        Collector(port, ["#"], username="watcher", password="right").close()  # the same broker takes the right one
+    finally:
+        broker.stop()
+
+
+def test_a_helper_thread_that_fails_or_hangs_fails_the_test() -> None:
+    def boom() -> None:
+        raise ValueError("feeder lost a reading")
+
+    failing = CheckedThread(boom)
+    failing.start()
+    with pytest.raises(AssertionError, match="feeder lost a reading"):
+        failing.join_checked(10)
+    hanging = CheckedThread(time.sleep, 5)
+    hanging.start()
+    with pytest.raises(TimeoutError, match="still running"):
+        hanging.join_checked(0.01)
+    fine = CheckedThread(sum, [1, 2])
+    fine.start()
+    fine.join_checked(10)

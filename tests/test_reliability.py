@@ -24,6 +24,7 @@ from tests.helpers.mqtt import (
     AgentProcess,
     Broker,
     Collector,
+    acknowledged,
     publish,
     sensor_csv,
     wait_for_stats,
@@ -31,6 +32,7 @@ from tests.helpers.mqtt import (
     write_config,
 )
 from tests.helpers.series import first_forecast_step, offline_forecasts
+from tests.helpers.threads import CheckedThread
 from training.datasets.sensors import lecture_sensor_data
 from training.datasets.series import load_series
 
@@ -78,7 +80,7 @@ def test_agent_killed_mid_stream_resumes_its_forecasts_exactly(broker: Broker, t
     wait_online(broker.port)  # subscribed (a persistent session: the broker keeps its readings from now on)
     # the readings keep coming at a steady rate while the agent dies and restarts
     readings = [json.dumps({"ts": i, "values": [v]}) for i, v in enumerate(values)]
-    feeder = threading.Thread(target=publish, args=(broker.port, f"{BASE}/series/airline/reading", readings, 1, 0.03))
+    feeder = CheckedThread(publish, broker.port, f"{BASE}/series/airline/reading", readings, 1, 0.03)
     feeder.start()
     try:
         assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) >= 40, 30), agent.output()
@@ -88,6 +90,7 @@ def test_agent_killed_mid_stream_resumes_its_forecasts_exactly(broker: Broker, t
         steps = set(range(first_forecast_step(), len(values)))
         assert collector.wait_for(lambda: {m["step"] for m in collector.json("/forecast/airline")} >= steps, 60), \
             (sorted(steps - {m["step"] for m in collector.json("/forecast/airline")}), agent.output())
+        feeder.join_checked(30)  # every reading acknowledged by the broker, none lost to a timeout
     finally:
         feeder.join(30)
         code = agent.stop()
@@ -183,8 +186,14 @@ def test_outbox_stays_bounded_and_memory_flat_through_100k_readings_offline(tmp_
         rss_after = resident_mb(agent.proc.pid)
         stats = json.loads(stats_file.read_text())
         outbox_bytes = sum(p.stat().st_size for p in (tmp_path / "state").glob("outbox.sqlite*"))
-        broker.start()  # the broker returns: exactly the newest `limit` alerts arrive
-        collector = Collector(broker.port, [f"{BASE}/sensors/+/anomaly"])
+        # the broker returns: exactly the newest `limit` alerts arrive. The agent is paused until the
+        # collector's subscription is acknowledged, so it cannot flush before anyone listens
+        agent.proc.send_signal(signal.SIGSTOP)
+        try:
+            broker.start()
+            collector = Collector(broker.port, [f"{BASE}/sensors/+/anomaly"])
+        finally:
+            agent.proc.send_signal(signal.SIGCONT)
         assert collector.wait_for(lambda: len(unique_seqs(collector, "/anomaly")) >= limit, 60), agent.output()
         assert agent.stop() == 0
         collector.close()
@@ -260,8 +269,7 @@ def test_model_swap_at_runtime_is_refused_or_atomic(broker: Broker, tmp_path: Pa
     stop = threading.Event()
     wrong = lecture_sensor_data().anomalous["wrong"]
     readings = [json.dumps({"ts": i, "values": v.tolist()}) for i, v in enumerate(np.resize(wrong, (20_000, 2)))]
-    feeder = threading.Thread(target=publish_until, args=(broker.port, f"{BASE}/sensors/line1/reading", readings,
-                                                          stop, 0.002))
+    feeder = CheckedThread(publish_until, broker.port, f"{BASE}/sensors/line1/reading", readings, stop, 0.002)
     old = json.loads((models / "manifest.json").read_text())
     new = json.loads(json.dumps(old))
     new_entry = dict(old["models"]["autoencoder_float32"], name="autoencoder", file="autoencoder-v2.tflite")
@@ -287,6 +295,8 @@ def test_model_swap_at_runtime_is_refused_or_atomic(broker: Broker, tmp_path: Pa
         assert collector.json("/result")[1]["ok"] is True
         count = len(collector.matching("/anomaly"))
         assert collector.wait_for(lambda: len(collector.matching("/anomaly")) >= count + 50, 30)
+        stop.set()
+        feeder.join_checked(30)  # the feeder ran to its stop: no reading timed out unacknowledged
     finally:
         stop.set()
         feeder.join(30)
@@ -309,7 +319,7 @@ def publish_until(port: int, topic: str, payloads: list[str], stop: threading.Ev
         for payload in payloads:
             if stop.is_set():
                 break
-            client.publish(topic, payload, qos=1).wait_for_publish(10)
+            acknowledged(client.publish(topic, payload, qos=1), 10)
             time.sleep(delay)
     finally:
         client.loop_stop()

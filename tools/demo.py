@@ -194,6 +194,9 @@ def summarize(watcher: Watcher, debounce_n: int, camera: dict[str, int]) -> dict
         "segments_detected": int(sum(detected)),
         "false_alerts": sum(1 for s in starts if not in_segment(s)),
         "anomaly_readings_flagged": len(alerts),
+        # an always-on detector flags every segment too: what tells them apart is the readings outside
+        "flagged_in_segments": sum(1 for a in alerts if in_segment(a)),
+        "flagged_outside_segments": sum(1 for a in alerts if not in_segment(a)),
         "forecasts": len(forecasts),
         "forecast_rmse": rmse,
         "errors": len(watcher.of("/error")),

@@ -105,7 +105,7 @@ class FolderSource(_FileSource):
     A folder of class sub-folders (the trainer's layout, `training/datasets/images.py`) is a
     labelled replay: every image of every class, classes and files in name order, each with its
     truth = its folder's name (published beside the class, so accuracy can be counted). Hidden
-    folders are skipped, as the trainer skips them.
+    folders and `_unlabelled`-style ones are skipped, as the trainer skips them.
     """
 
     kind = "folder"
@@ -116,7 +116,7 @@ class FolderSource(_FileSource):
         self.files = _images(self.path)
         self.labels: list[str | None] = [None] * len(self.files)
         if not self.files:
-            classes = sorted(p for p in self.path.iterdir() if p.is_dir() and not p.name.startswith("."))
+            classes = sorted(p for p in self.path.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
             pairs = [(image, folder.name) for folder in classes for image in _images(folder)]
             self.files, self.labels = [p for p, _ in pairs], [label for _, label in pairs]
         if not self.files:
@@ -127,7 +127,12 @@ class FolderSource(_FileSource):
         return len(self.files)
 
     def _frame(self, index: int, seq: int) -> Frame:
-        return Frame(seq, decode_image(self.files[index]), self.labels[index])
+        """A file that cannot be read (the folder unmounted mid-stream) is the camera failing -- closed,
+        reported and reopened with backoff; one that cannot be decoded is a frame skipped (ValueError)."""
+        try:
+            return Frame(seq, decode_image(self.files[index]), self.labels[index])
+        except OSError as exc:
+            raise SourceError(f"{self.path}: cannot read {self.files[index].name} ({exc.strerror or exc})") from None
 
 
 def _images(folder: Path) -> list[Path]:
@@ -151,6 +156,8 @@ def decode_image(path: Path) -> np.ndarray:
     try:
         with image_module.open(path) as img:
             return np.asarray(img.convert("RGB"))
+    except FileNotFoundError:  # not a bad image: no file (the caller's to handle)
+        raise
     except OSError as exc:
         raise ValueError(f"{path}: cannot decode image ({exc})") from None
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from tests.conftest import MODELS_DIR, ROOT, skip_without
 from tests.helpers.isolation import no_tf_env
 from tools.broker import Mosquitto, free_port, wait_port
 
-__all__ = ["AgentProcess", "Broker", "Collector", "described", "free_port", "publish", "sensor_csv", "wait_for_stats",
+__all__ = ["AgentProcess", "acknowledged", "Broker", "Collector", "described", "free_port", "publish", "sensor_csv",
+           "wait_for_stats",
            "wait_online", "wait_port", "write_config"]
 
 
@@ -32,31 +34,91 @@ class Broker(Mosquitto):
         super().__init__(workdir, *args, **kwargs)
 
 
+SYNC_PREFIX = "edgepipe-test-sync/"
+
+
 class Collector:
-    """A subscriber that keeps every message (topic, payload bytes, retain) it receives."""
+    """A subscriber that keeps every message (topic, payload bytes, retain) it receives.
+
+    The constructor returns once the broker has acknowledged every subscription (SUBACK), so a
+    message published afterwards is seen. A refused connection (a CONNACK with a failure reason: bad
+    credentials, not authorised) or a refused subscription raises at once, naming the reason --
+    in the constructor, or in `wait_for` if it happens on a reconnect -- instead of surfacing as a
+    30-second "never arrived".
+    """
 
     def __init__(self, port: int, topics: list[str], client_id: str = "", clean: bool = True,
                  username: str | None = None, password: str | None = None, tls_ca: Path | None = None) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.cond = threading.Condition()
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.refused: str | None = None
+        self._topics = topics
+        self._pending: set[int] = set()
+        self._markers: set[str] = set()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
         if username:
             self.client.username_pw_set(username, password)
         if tls_ca:
             self.client.tls_set(ca_certs=str(tls_ca))
-        self.client.on_connect = lambda c, u, f, r, p: (
-            [c.subscribe(t, qos=1) for t in topics], self.connected.set())
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 2)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
-        if not self.connected.wait(10):
-            raise TimeoutError("collector could not connect")
-        time.sleep(0.2)  # let the SUBACK land
+        if not self.subscribed.wait(10):
+            self.close()
+            raise TimeoutError(f"collector: no SUBACK for {topics} within 10 s (connected: {self.connected.is_set()})")
+        if self.refused:
+            self.close()
+            raise ConnectionRefusedError(self.refused)
+
+    def _refuse(self, reason: str) -> None:
+        with self.cond:
+            self.refused = reason
+            self.cond.notify_all()
+        self.subscribed.set()  # wakes the constructor, which raises
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            self._refuse(f"collector: the broker refused the connection: {reason}")
+            client.disconnect()  # no reconnect loop against a broker that says no
+            return
+        self.connected.set()
+        with self.cond:
+            self._pending = {client.subscribe(t, qos=1)[1] for t in self._topics}
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: list, properties: Any) -> None:
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            self._refuse(f"collector: the broker refused a subscription to {self._topics}: {failed}")
+            return
+        with self.cond:
+            self._pending.discard(mid)
+            done = not self._pending
+        if done:
+            self.subscribed.set()
+
+    def sync(self, timeout: float = 10.0) -> None:
+        """Until everything the broker queued for this subscriber before now has arrived (the retained
+        messages of its subscriptions, say): a marker this client publishes comes back after them, since
+        the broker handles one client's packets in order. An event where a sleep would guess; the
+        marker is not kept in `messages`."""
+        marker = f"{SYNC_PREFIX}{uuid.uuid4().hex}"
+        self.client.subscribe(marker, qos=1)
+        self.client.publish(marker, b"", qos=1)
+        with self.cond:
+            if not self.cond.wait_for(lambda: marker in self._markers, timeout):
+                raise TimeoutError(f"collector: sync marker not back within {timeout} s")
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         with self.cond:
+            if msg.topic.startswith(SYNC_PREFIX):
+                self._markers.add(msg.topic)
+                self.cond.notify_all()
+                return
             self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
             self.cond.notify_all()
 
@@ -68,8 +130,12 @@ class Collector:
         return [json.loads(p) for p in self.matching(suffix)]
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+        """Until `predicate()` holds (True) or `timeout` (False); a refused (re)connection raises at once."""
         with self.cond:
-            return self.cond.wait_for(predicate, timeout)
+            met = self.cond.wait_for(lambda: self.refused is not None or predicate(), timeout)
+            if self.refused is not None:
+                raise ConnectionRefusedError(self.refused)
+            return bool(met)
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -84,12 +150,23 @@ def publish(port: int, topic: str, payloads: list[bytes | str], qos: int = 1, de
     client.loop_start()
     try:
         for payload in payloads:
-            client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(10)
+            info = client.publish(topic, payload, qos=qos, retain=retain)
+            if qos:
+                acknowledged(info, 10)
+            else:
+                info.wait_for_publish(10)
             if delay:
                 time.sleep(delay)
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+def acknowledged(info: paho.MQTTMessageInfo, timeout: float) -> None:
+    """Wait for a QoS 1 publish's PUBACK; a timeout raises (paho's `wait_for_publish` returns quietly)."""
+    info.wait_for_publish(timeout)
+    if not info.is_published():
+        raise TimeoutError(f"publish (mid {info.mid}) not acknowledged within {timeout} s")
 
 
 def write_config(path: Path, port: int, body: str, device: str = "test", state_dir: Path | None = None,

@@ -150,6 +150,7 @@ def broker_round_trip(config: AgentConfig, timeout: float = 10.0) -> str | None:
             outcome["error"] = f"the broker refused the connection: {reason} (check mqtt.username and password)"
             done.set()
             return
+        outcome["connected"] = "yes"
         c.subscribe(topic, qos=1)
 
     def on_subscribe(c: paho.Client, userdata: object, mid: int, reasons: list, props: object) -> None:
@@ -171,7 +172,12 @@ def broker_round_trip(config: AgentConfig, timeout: float = 10.0) -> str | None:
         return f"cannot reach the broker at {cfg.host}:{cfg.port}: {exc}"
     client.loop_start()
     try:
-        if not done.wait(timeout):
+        if not done.wait(timeout) and "connected" not in outcome:
+            tls = ("a TLS port? set mqtt.tls = true and mqtt.ca_file" if not cfg.tls else
+                   "a plain port? mqtt.tls is true")
+            return (f"{cfg.host}:{cfg.port} accepted the TCP connection but gave no MQTT answer within "
+                    f"{timeout:.0f} s ({tls})")
+        if not done.is_set():
             return (f"a message published on {topic} did not come back within {timeout:.0f} s: the broker's ACL "
                     f"denies this user ({cfg.username or 'anonymous'}) writing or reading its own topics; mosquitto "
                     "acknowledges a denied publish, so without this check every alert would vanish silently")

@@ -12,7 +12,9 @@ from typing import Any
 from tests.conftest import ROOT
 from tests.helpers.isolation import no_tf_env
 from tests.helpers.mqtt import AgentProcess, Broker, write_config
+from tests.helpers.security import secure_broker as secure_broker_fixture
 
+secure_broker = secure_broker_fixture  # the TLS + password + ACL mosquitto (tests/helpers/security.py)
 DENY_ALL = "user edgepipe-test\ntopic read edgepipe/test/cmd/#\n"  # may read its commands, write nothing
 
 
@@ -113,3 +115,12 @@ def test_a_state_dir_left_by_another_user_is_refused_not_set_aside(request: Any)
     assert "REFUSED" in done.stdout, done.stdout + done.stderr
     assert "outbox.sqlite (owned by root" in done.stdout and "chown -R nobody:" in done.stdout
     assert sorted(p.name for p in state.iterdir()) == ["outbox.sqlite"]  # nothing moved aside, nothing new
+
+
+def test_check_without_tls_against_a_tls_port_says_so_not_the_acl(secure_broker: Broker, tmp_path: Path) -> None:
+    """A plain client on a TLS listener gets no MQTT answer: that is the sentence, not an ACL denial."""
+    result = check(write_config(tmp_path / "agent.toml", secure_broker.port, '[[sensor]]\nname = "line1"\n'))
+    assert result.returncode == 2
+    assert "accepted the TCP connection but gave no MQTT answer" in result.stdout + result.stderr
+    assert "a TLS port? set mqtt.tls = true" in result.stdout + result.stderr
+    assert "ACL" not in result.stdout

@@ -56,7 +56,8 @@ class Inbox:
             return
         self._retained_topics.add(topic)
         reason = (f"ignored a retained message on {topic}: retained commands and readings would run again on "
-                  "every reconnect (publish them without retain, or set mqtt.accept_retained = true)")
+                  "every reconnect (publish them without retain, or set mqtt.accept_retained = true; a copy the broker "
+                  "queued for this agent while it was away is not retained and has run once)")
         log.warning("%s", reason)
         self.link.send(error(self.link.topics, self.link.device, component="mqtt", reason=reason))
 

@@ -54,10 +54,10 @@ class Setup:
             device=DEVICE, state_dir=self.state, models_dir=self.factory, stats_interval=0.5)
 
     def bundle(self, version: str, models: Path | None = None, key: Ed25519PrivateKey | None = None,
-               device: str | None = DEVICE, **kwargs: Any) -> Path:
+               device: str | None = DEVICE, replaces: str | None = None, **kwargs: Any) -> Path:
         models = models or subset(self.tmp / f"export-{version}")
         out = self.tmp / f"{version}.tar"
-        write_bundle(out, models, key or self.key, version, None, device, **kwargs)
+        write_bundle(out, models, key or self.key, version, replaces, device, **kwargs)
         return out
 
     def ship(self, bundle: Path, timeout: float = 30.0, stop_after: int | None = None,
@@ -167,6 +167,7 @@ REFUSALS = {
     "wrong key": (lambda s: s.bundle("v-wrongkey", key=s.other_key), "untrusted_key"),
     "other device": (lambda s: s.bundle("v-other", device="pi-kitchen"), "wrong_device"),
     "truncated": (truncated, "truncated"),
+    "an old bundle replayed": (lambda s: s.bundle("v-old", replaces="v0"), "replaces_mismatch"),
     "too big": (lambda s: s.bundle("v-big", models=subset(s.tmp / "big", ("autoencoder", "cnn"))), "too_big"),
 }
 

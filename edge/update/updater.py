@@ -136,6 +136,10 @@ class Updater:
     def _install(self, assembly: Assembly) -> None:
         crash_point("after_receive")
         descriptor = open_bundle(assembly.check(), self.trusted, self.device)
+        running = self.store.read_pointer().version or FACTORY
+        if descriptor.replaces is not None and descriptor.replaces != running:  # a signed old bundle replayed
+            raise BundleRefused("replaces_mismatch", f"bundle {descriptor.version} replaces {descriptor.replaces!r}, "
+                                f"this device runs {running!r} (bundle it with --replaces {running}, or none)")
         if descriptor.version == self.store.read_pointer().version:
             assembly.discard()
             self._done(assembly, descriptor, "installed", "already installed")

@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="the bundle file to write")
     parser.add_argument("--key", type=Path, required=True, help="the Ed25519 private key (python -m training keygen)")
     parser.add_argument("--version", required=True, help="this bundle's version (the install folder's name)")
-    parser.add_argument("--replaces", help="the version the device must be running (else refused: an old bundle cannot be "
-                        "replayed); 'factory' for the models installed with the agent; leave out for any")
+    parser.add_argument("--replaces", help="the version the device must be running (else refused: an old bundle cannot "
+                        "be replayed); 'factory' for the models installed with the agent; leave out for any")
     parser.add_argument("--device", help="the one device that may install it (default: any device trusting the key)")
     parser.add_argument("--models", type=Path, default=Path("models"), help="manifest.json and its files")
     parser.add_argument("--previous", type=Path, help="the previous manifest.json, to list the metric changes")

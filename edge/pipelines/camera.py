@@ -131,7 +131,6 @@ class CameraPipeline:
     def _source_failed(self, exc: Exception, delay: float) -> None:
         self.down = (self.down[0] if self.down else time.monotonic(), str(exc))
         self.counters.source_errors += 1
-        log.warning("camera %s: %s (retrying in %.0f s)", self.name, exc, delay)
         self.out.report(f"camera/{self.name}", f"{exc}; retrying in {delay:.0f} s")
 
     def _capture(self) -> None:

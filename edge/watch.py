@@ -103,8 +103,10 @@ def _describe(topic: str, payload: bytes) -> str:
     ts = str(data.get("ts", ""))[11:19]
     if "/anomaly" in topic:
         flag = "ANOMALY" if data.get("is_anomaly") else "normal "
-        return (f"{ts} {flag} sensor {data.get('sensor')}: score {data.get('score', 0):.5f} "
-                f"(threshold {data.get('threshold', 0):.5f}) values {data.get('values')}")
+        score, threshold = data.get("score", 0), data.get("threshold", 0)
+        held = " held by the debounce" if data.get("is_anomaly") and score <= threshold else ""
+        return (f"{ts} {flag} sensor {data.get('sensor')}: score {score:.5f} "
+                f"(threshold {threshold:.5f}{held}) values {data.get('values')}")
     if "/forecast/" in topic:
         return (f"{ts} forecast {data.get('series')} step {data.get('step')}: observed {data.get('observed'):.1f}, "
                 f"next {data.get('forecast'):.1f}")

@@ -145,3 +145,15 @@ def test_subscribe_tls_problems_are_one_line_and_exit_2(secure_broker: Broker) -
         assert code == 2 and lines == [] and "Traceback" not in err, (name, err)
         [line] = err.splitlines()
         assert line.startswith("edgepipe subscribe: ") and reason in line, (name, line)
+
+
+def test_an_alert_held_by_the_debounce_says_so() -> None:
+    """k-of-n keeps the alarm on while a score dips below the threshold: the line must not read as a contradiction."""
+    from edge.watch import describe
+
+    held = describe("edgepipe/pi/sensors/line1/anomaly", b'{"ts": "2026-11-27T10:00:00Z", "sensor": "line1", '
+                    b'"score": 0.0001, "threshold": 0.001, "is_anomaly": true, "values": [1]}')
+    above = describe("edgepipe/pi/sensors/line1/anomaly", b'{"ts": "2026-11-27T10:00:00Z", "sensor": "line1", '
+                     b'"score": 0.01, "threshold": 0.001, "is_anomaly": true, "values": [1]}')
+    assert "ANOMALY" in held and "held by the debounce" in held
+    assert "ANOMALY" in above and "held by the debounce" not in above

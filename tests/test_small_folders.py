@@ -103,3 +103,15 @@ def test_small_folder_with_random_labels_is_refused(tmp_path: Path, caplog) -> N
     assert list(out.iterdir()) == []  # no .tflite, no staging folder, no manifest
     if (out / "manifest.json").exists():
         assert "cnn" not in read_manifest(out / "manifest.json").models
+
+
+def test_flips_are_only_used_when_asked_for() -> None:
+    """A mirrored digit is another class: no flip by default; `--flip` (camera crops of a scene) adds one."""
+    from training.profiles import get_config
+    from training.tasks.cnn import augmenter
+
+    assert not any(isinstance(layer, keras.layers.RandomFlip) for layer in augmenter(1).layers)
+    assert any(isinstance(layer, keras.layers.RandomFlip) for layer in augmenter(1, flip=True).layers)
+    assert get_config("default", "cnn").flip is False and get_config("default", "cnn", flip=True).flip is True
+    with pytest.raises(SystemExit, match="--flip applies to the cnn"):
+        main(["lstm", "--flip", "--out", "/nonexistent"])

@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", help="cnn/gan: fashion_mnist[:DIR], mnist[:DIR], digits, folder:DIR; "
                         "lstm: airline or FILE.csv[:COLUMN]; autoencoder: lecture or FILE.csv[:COL1,COL2]")
     parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    parser.add_argument("--flip", action="store_true", help="cnn on a small folder: augment with mirrored images "
+                        "(right for camera crops of a scene; wrong for digits or letters)")
     parser.add_argument("--window", type=int, help="autoencoder: readings per sample (windowed mode for sensor CSVs)")
     parser.add_argument("--transform", help="lstm: what the LSTM sees: auto (chosen on the training months), none, "
                         "or log and/or dLAG joined by '+', e.g. log+d1+d12 (the profile's own: auto)")
@@ -105,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                                  "apply to the autoencoder")
             if name == "lstm":
                 extra = {"transform": args.transform, "season": args.season}
+            elif name == "cnn" and args.flip:
+                extra = {"flip": True}
+            if args.flip and name != "cnn":
+                raise SystemExit("--flip applies to the cnn")
             elif args.transform or args.season:
                 raise SystemExit("--transform and --season apply to the lstm")
             cfg = get_config(args.profile, name, dataset=args.dataset, epochs=args.epochs, **extra)

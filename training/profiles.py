@@ -24,6 +24,7 @@ class CNNConfig:
     # rotations and zooms), batch-norm momentum 0.9, early stopping on the validation split
     # (restoring the best weights) and a final pass that recomputes the batch-norm statistics
     small_set: int = 20000
+    flip: bool = False  # small sets: mirrored images too (`--flip`; camera crops of doors, feeders, printers)
     patience: int = 15  # epochs without a better validation loss before stopping (small sets)
     learning_rate: float = 1e-3
     cosine_decay: bool = True  # the learning rate decays to 0 over the run

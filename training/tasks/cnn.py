@@ -60,12 +60,14 @@ def recipe(cfg: CNNConfig, fit_images: int) -> Recipe:
     return Recipe(small, batch, steps, epochs)
 
 
-def augmenter(seed: int) -> keras.Sequential:
-    """Light augmentation for small sets: a few pixels of shift, a few degrees, a little zoom (no flips:
-    a mirrored digit or letter is another class)."""
-    return keras.Sequential([layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed),
-                             layers.RandomRotation(0.04, fill_mode="nearest", seed=seed + 1),
-                             layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 2)], name="augment")
+def augmenter(seed: int, flip: bool = False) -> keras.Sequential:
+    """Light augmentation for small sets: a few pixels of shift, a few degrees, a little zoom. Flips only
+    when asked (`--flip`): a mirrored digit or letter is another class, a mirrored door or bird is not."""
+    steps = [layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed),
+             layers.RandomRotation(0.04, fill_mode="nearest", seed=seed + 1),
+             layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 2)]
+    return keras.Sequential(steps + ([layers.RandomFlip("horizontal", seed=seed + 3)] if flip else []),
+                            name="augment")
 
 
 def train(cfg: CNNConfig, data: ImageDataset, pre: dict) -> tuple[keras.Model, dict, Recipe]:
@@ -84,7 +86,7 @@ def train(cfg: CNNConfig, data: ImageDataset, pre: dict) -> tuple[keras.Model, d
         history = model.fit(x, y, batch_size=plan.batch_size, epochs=plan.epochs,
                             validation_split=cfg.validation_fraction, verbose=2)
         return model, history.history, plan
-    augment = augmenter(cfg.seed)
+    augment = augmenter(cfg.seed, cfg.flip)
     batches = (tf.data.Dataset.from_tensor_slices((x[:split], y[:split])).shuffle(split, seed=cfg.seed)
                .batch(plan.batch_size).map(lambda a, b: (augment(a, training=True), b))
                .prefetch(tf.data.AUTOTUNE))
@@ -144,7 +146,8 @@ def run(cfg: CNNConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskRe
         predictions[tfl.path.name] = np.argmax(probs, axis=1)
         return {"accuracy": accuracy(probs, data.y_test), "test_samples": int(len(data.y_test)),
                 "dataset": data.name, "chance": chance,
-                "recipe": {**dataclasses.asdict(plan), "epochs_run": len(history["loss"])}}
+                "recipe": {**dataclasses.asdict(plan), "epochs_run": len(history["loss"]),
+                           "flip": cfg.flip and plan.small}}
 
     request = ExportRequest(
         name="cnn", task="classify", model=model, inputs={"image": (1, *x_test.shape[1:])},

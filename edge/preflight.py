@@ -172,19 +172,23 @@ def broker_round_trip(config: AgentConfig, timeout: float = 10.0) -> str | None:
         return f"cannot reach the broker at {cfg.host}:{cfg.port}: {exc}"
     client.loop_start()
     try:
-        if not done.wait(timeout) and "connected" not in outcome:
-            tls = ("a TLS port? set mqtt.tls = true and mqtt.ca_file" if not cfg.tls else
-                   "a plain port? mqtt.tls is true")
-            return (f"{cfg.host}:{cfg.port} accepted the TCP connection but gave no MQTT answer within "
-                    f"{timeout:.0f} s ({tls})")
-        if not done.is_set():
-            return (f"a message published on {topic} did not come back within {timeout:.0f} s: the broker's ACL "
-                    f"denies this user ({cfg.username or 'anonymous'}) writing or reading its own topics; mosquitto "
-                    "acknowledges a denied publish, so without this check every alert would vanish silently")
+        if not done.wait(timeout):
+            return _no_answer(cfg, topic, timeout, connected="connected" in outcome)
         return outcome.get("error")
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+def _no_answer(cfg: Any, topic: str, timeout: float, connected: bool) -> str:
+    """Why the round trip timed out: no MQTT answer at all (TLS on one side only), or the ACL."""
+    if not connected:
+        hint = "a TLS port? set mqtt.tls = true and mqtt.ca_file" if not cfg.tls else "a plain port? mqtt.tls is true"
+        return (f"{cfg.host}:{cfg.port} accepted the TCP connection but gave no MQTT answer within "
+                f"{timeout:.0f} s ({hint})")
+    return (f"a message published on {topic} did not come back within {timeout:.0f} s: the broker's ACL "
+            f"denies this user ({cfg.username or 'anonymous'}) writing or reading its own topics; mosquitto "
+            "acknowledges a denied publish, so without this check every alert would vanish silently")
 
 
 class AclProbe:

@@ -39,6 +39,16 @@ PROBABILITY_FLOOR = 1e-6  # log(p + floor): see the module docstring
 NOISE_SD = 40.0  # grey levels, the issue's "heavily noised" reference
 
 
+def grid_inputs(latent_dim: int, num_classes: int | None, seed: int) -> dict[str, np.ndarray]:
+    """The inputs of every sample grid: 100 noise vectors, or for a conditional generator one row
+    per class (row c asks for class c; the same 10 noise vectors in every row)."""
+    rng = np.random.default_rng(seed)
+    if not num_classes:
+        return {"noise": rng.normal(size=(100, latent_dim)).astype(np.float32)}
+    noise = rng.normal(size=(10, latent_dim)).astype(np.float32)
+    return {"noise": np.tile(noise, (num_classes, 1)),
+            "label": np.repeat(np.eye(num_classes, dtype=np.float32), 10, axis=0)}
+
 @dataclass
 class CNNSpaces:
     """Per image: the CNN's log-probabilities and its penultimate features; its verdict."""
@@ -217,7 +227,6 @@ def draw_samples(entry: ModelEntry, models_dir: Path, report_dir: Path) -> Path:
     """The export's sample grid of a conditional generator file (one row per class, the training
     run's grid noise), drawn as the edge feeds it: noise x latent_scale."""
     from training import plots
-    from training.tasks.gan import grid_inputs
 
     pre = entry.preprocess
     grid = grid_inputs(pre["latent_dim"], pre.get("num_classes"), entry.training.get("seed", 1))

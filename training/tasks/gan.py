@@ -21,7 +21,7 @@ from training import plots
 from training.datasets.images import ImageDataset, load_image_dataset
 from training.evaluation import generated_images
 from training.export import ExportRequest, export_both
-from training.gan_quality import GeneratorSpec, Judge, measure
+from training.gan_quality import GeneratorSpec, Judge, grid_inputs, measure
 from training.models import cgan
 from training.models.gan import LATENT_DIM, build_gan
 from training.profiles import GANConfig
@@ -36,17 +36,6 @@ def to_images(flat: np.ndarray, side: int = 28) -> np.ndarray:
     """Generator output in [-1, 1] -> uint8 images."""
     post = {"pixel_scale": PIXEL_SCALE, "pixel_offset": PIXEL_OFFSET, "height": side, "width": side}
     return generated_images(flat, post)
-
-
-def grid_inputs(latent_dim: int, num_classes: int | None, seed: int) -> Feeds:
-    """The inputs of every sample grid: 100 noise vectors, or for a conditional generator one row
-    per class (row c asks for class c; the same 10 noise vectors in every row)."""
-    rng = np.random.default_rng(seed)
-    if not num_classes:
-        return {"noise": rng.normal(size=(100, latent_dim)).astype(np.float32)}
-    noise = rng.normal(size=(10, latent_dim)).astype(np.float32)
-    return {"noise": np.tile(noise, (num_classes, 1)),
-            "label": np.repeat(np.eye(num_classes, dtype=np.float32), 10, axis=0)}
 
 
 def calibration_inputs(latent_dim: int, num_classes: int | None, count: int, seed: int) -> Feeds:

@@ -72,8 +72,6 @@ class Mosquitto:
             + f"persistence true\npersistence_location {workdir}/\n"
             + ("autosave_interval 1\nautosave_on_changes true\n" if save_every_change else "autosave_interval 3600\n")
             + f"log_dest file {workdir}/mosquitto.log\n"
-            # as deploy/mosquitto/edgepipe.conf: mosquitto 2.0 keeps QoS 1 messages in order only with 1
-            + "max_inflight_messages 1\n"
             # started as root, mosquitto drops to user `mosquitto`, which cannot write our files:
             # no persistence, no log. Stay the user that runs us.
             + f"user {getpass.getuser()}\n" + extra_conf)

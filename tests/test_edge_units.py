@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from edge.manifest import read_manifest
 from edge.models import Classifier, Forecaster
 from edge.mqtt import messages
 from edge.mqtt.outbox import Outbox
+from edge.mqtt.messages import Topics
+from edge.pipelines.base import Publisher
 from edge.pipelines.registry import kinds
 from edge.preprocess import frame_to_input, resize_bilinear, to_grayscale
 from edge.readings import InvalidReading, parse_reading
@@ -357,3 +360,21 @@ def test_seq_gaps_leave_out_the_readings_the_agent_displaced_itself() -> None:
     pipeline.counters.dropped += 1
     pipeline.count_gaps(10)  # 8 and 9 missing, one of them displaced here
     assert pipeline.counters.lost == 3
+
+
+def test_a_reading_delivered_out_of_order_is_counted_late_not_as_a_duplicate(tmp_path: Path) -> None:
+    """mosquitto 2.0 can deliver QoS 1 readings out of order when the agent's in-flight window is full: a
+    month skipped that way is a loss, and must not pass for a harmless re-delivery."""
+    from edge.pipelines.registry import ModelLoader, Wiring
+    from edge.pipelines.series import SeriesConfig, build, load
+
+    sent: list = []
+    publisher = Publisher(Topics("edgepipe/t"), "t", sent.append, threading.Event(), 0.0)
+    cfg = SeriesConfig(name="airline")
+    loader = ModelLoader(MODELS_DIR, tmp_path)
+    pipeline = build(cfg, load(cfg, loader), Wiring(publisher, 10, loader))
+    for ts in (0, 1, 3, 2, 3, 1):  # 2 comes after 3: late; the second 3 and 1: re-deliveries
+        pipeline.handle(json.dumps({"ts": ts, "values": [112.0 + ts]}))
+    assert (pipeline.counters.late, pipeline.counters.duplicates) == (1, 2)
+    publisher.flush(everything=True)
+    assert any("arrived after a later one was processed" in m.payload.decode() for m in sent)

@@ -7,9 +7,11 @@ reading (its `ts` not after the last one processed) is skipped and counted as a 
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from edge.fields import setting
 from edge.models import Forecaster
@@ -18,7 +20,7 @@ from edge.mqtt.discovery import entity
 from edge.pipelines.base import Publisher, ReadingConfig, ReadingPipeline
 from edge.pipelines.registry import ModelLoader, PipelineKind, Wiring
 from edge.readings import InvalidReading, parse_reading
-from edge.timestamps import ClockPolicy, Verdict
+from edge.timestamps import ClockPolicy, Verdict, order_key
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class SeriesPipeline(ReadingPipeline):
     def __init__(self, cfg: SeriesConfig, forecaster: Forecaster, publisher: Publisher, queue_size: int) -> None:
         super().__init__(cfg, forecaster, publisher, queue_size)
         self.clock = ClockPolicy(cfg.future_tolerance, cfg.backward_reset)
+        self.seen: collections.deque[Any] = collections.deque(maxlen=512)  # ts processed by this run, newest last
         self.state_write = publisher.retry(self.component, "saving the forecaster state")
         if self.clock.too_far_ahead(forecaster.last_ts, time.time()):
             publisher.report(self.component, f"the saved last time stamp {forecaster.last_ts!r} is ahead of the "
@@ -50,12 +53,11 @@ class SeriesPipeline(ReadingPipeline):
         self.count_gaps(reading.seq)
         verdict = self.clock.judge(reading.ts, self.model.last_ts, time.time())
         if verdict is Verdict.DUPLICATE:
-            self.counters.duplicates += 1
-            log.info("%s: reading ts=%r is not after the last one processed; skipped as a re-delivery",
-                     self.component, reading.ts)
+            self._skip(reading.ts)
             return
         if verdict is Verdict.CLOCK_RESET:
             self.counters.clock_resets += 1
+            self.seen.clear()
             self.out.report(self.component, f"time stamps jumped back from {self.model.last_ts!r} to "
                                             f"{reading.ts!r}: the clock was reset; de-duplication starts afresh")
         try:
@@ -68,6 +70,21 @@ class SeriesPipeline(ReadingPipeline):
                                         step=self.model.step_index - 1, reading_ts=reading.ts))
             self.counters.published += 1
         self.state_write(lambda: self.model.commit(reading.ts))
+        self.seen.append(reading.ts)
+
+    def _skip(self, ts: Any) -> None:
+        """A reading not after the last one processed: a re-delivery -- or, if this run processed readings
+        on both sides of it but never it, one delivered out of order (an LSTM cannot step back: said)."""
+        oldest, key = (order_key(self.seen[0]) if self.seen else None), order_key(ts)
+        if ts in self.seen or oldest is None or key is None or type(key) is not type(oldest) or key <= oldest:
+            self.counters.duplicates += 1
+            log.info("%s: reading ts=%r is not after the last one processed; skipped as a re-delivery",
+                     self.component, ts)
+            return
+        self.counters.late += 1
+        self.out.report(self.component, f"reading ts={ts!r} arrived after a later one was processed: skipped (a "
+                                        "forecaster cannot step back). The broker delivered QoS 1 readings out of "
+                                        "order (mosquitto 2.0 can when the agent's in-flight window is full)")
 
     def stalled_for(self) -> float:
         return max(super().stalled_for(), self.state_write.stalled_for())
@@ -76,6 +93,7 @@ class SeriesPipeline(ReadingPipeline):
     def reset(self) -> None:
         with self.lock:
             self.model.reset()
+            self.seen.clear()
 
     def adopt(self, forecaster: Forecaster) -> Forecaster:
         """The new model continues the live series (not the file on disk, which may be a step behind)."""

@@ -17,8 +17,8 @@ from edge.fields import keys_of
 from edge.manifest import read_manifest
 from edge.models import Classifier, Forecaster
 from edge.mqtt import messages
-from edge.mqtt.outbox import Outbox
 from edge.mqtt.messages import Topics
+from edge.mqtt.outbox import Outbox
 from edge.pipelines.base import Publisher
 from edge.pipelines.registry import kinds
 from edge.preprocess import frame_to_input, resize_bilinear, to_grayscale

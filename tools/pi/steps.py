@@ -1,0 +1,186 @@
+"""What pi-check does inside each image, as a Raspberry Pi user following the README would, and its row.
+
+1. `deploy/install-pi.sh --with-mosquitto` from the user's clone (systemd does not run in a chroot: the
+   installer verifies the unit with `systemd-analyze verify` and enables it without starting it), then
+   pi-check's own assertions on what it left: user, permissions, broker user, enabled unit, the venv;
+2. `python -m edge check` with the installed config, as the service user;
+3. a venv in the clone (Debian's numpy/pytest/jsonschema plus the wheelhouse) and `pytest -m edge`;
+4. the demo (`python -m tools.demo --broker mosquitto`: the image's mosquitto, on a free port);
+5. the committed models on fixed inputs, compared with the same run on the host (x86-64);
+6. on bookworm also tflite-runtime 2.14 (numpy<2), the README's fallback runtime, compared the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from tools.pi import run_models
+from tools.pi.host import NetworkUnavailable, PiCheckError, retry
+from tools.pi.images import CHECKOUT, ROOT, SUITES, WHEELS_IN_IMAGE, Image, base_is_cached, build_base
+
+log = logging.getLogger("pi_check")
+T = TypeVar("T")
+DEVICE = "pi-shed"
+INSTALL = f"cd {CHECKOUT} && sudo deploy/install-pi.sh --device-id {DEVICE} --with-mosquitto"
+# the installer's result, checked as a reviewer would on a real Pi (each line names what is wrong)
+VERIFY = f"""fail() {{ echo "install check failed: $*"; exit 1; }}
+mode() {{ [ "$(stat -c '%a %U %G' "$1")" = "$2" ] || fail "$1 is $(stat -c '%a %U %G' "$1"), not $2"; }}
+id -nG edgepipe | grep -qw video || fail "user edgepipe is missing or not in group video"
+mode /etc/edgepipe/agent.toml "640 root edgepipe"
+grep -q '^device_id = "{DEVICE}"' /etc/edgepipe/agent.toml || fail "agent.toml lacks device_id {DEVICE}"
+grep -q '^username = "{DEVICE}"' /etc/edgepipe/agent.toml || fail "agent.toml does not log in as {DEVICE}"
+mode /etc/edgepipe/mqtt-password "640 root edgepipe"
+mode /etc/mosquitto/edgepipe.passwd "640 root mosquitto"
+grep -q '^{DEVICE}:\\$' /etc/mosquitto/edgepipe.passwd || fail "no hashed broker password for {DEVICE}"
+[ -L /etc/systemd/system/multi-user.target.wants/edgepipe.service ] || fail "edgepipe.service is not enabled"
+systemd-analyze verify /etc/systemd/system/edgepipe.service || fail "systemd-analyze verify"
+cd / && /opt/edgepipe/.venv/bin/python -c 'import edge, ai_edge_litert
+assert edge.__file__.startswith("/opt/edgepipe/"), edge.__file__'
+echo "install verified"
+"""
+CHECK = "runuser -u edgepipe -- /opt/edgepipe/.venv/bin/python -m edge check --config /etc/edgepipe/agent.toml"
+VERSIONS = ("cd / && /opt/edgepipe/.venv/bin/python -c 'import platform, numpy, importlib.metadata as m; "
+            "print(platform.python_version(), m.version(\"ai-edge-litert\"), numpy.__version__, "
+            "\"debian\" if numpy.__file__.startswith(\"/usr/lib/python3/\") else \"wheel\", platform.machine())'")
+DEV_VENV = (f"cd {CHECKOUT} && python3 -m venv --system-site-packages .venv"
+            " && .venv/bin/pip install --quiet -e '.[edge]' 'matplotlib>=3.7'")
+# only the files that mark tests `edge`: the others import TensorFlow when collected
+TESTS = (f"cd {CHECKOUT} && .venv/bin/python -m pytest -m edge -q -p no:cacheprovider"
+         " $(grep -l 'pytest.mark.edge' tests/test_*.py)")
+DEMO = (f"cd {CHECKOUT} && .venv/bin/python -m tools.demo --broker mosquitto --quiet --summary-json /tmp/demo.json"
+        " && echo \"DEMO-JSON $(tr -d '\\n' </tmp/demo.json)\"")
+MODELS = f"cd / && PYTHONPATH={CHECKOUT} /opt/edgepipe/.venv/bin/python -m tools.pi.run_models {CHECKOUT}/models"
+TFLITE214 = (f"python3 -m venv --system-site-packages /opt/tflite214 && /opt/tflite214/bin/pip install --quiet "
+             f"--find-links {WHEELS_IN_IMAGE}/tflite214-py3.11 'numpy<2' 'tflite-runtime==2.14.*'"
+             f" && cd / && EDGEPIPE_RUNTIME=tflite_runtime PYTHONPATH={CHECKOUT} /opt/tflite214/bin/python"
+             f" -m tools.pi.run_models {CHECKOUT}/models")
+
+
+@dataclass
+class Row:
+    """One image's results: the table's row."""
+
+    image: str
+    python: str = "?"
+    runtime: str = "?"
+    numpy: str = "?"
+    tests: str = "not run"
+    demo: str = "not run"
+    models: str = "not run"
+    tflite214: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+    failure: str = ""
+    network: bool = False  # the failure came from the network (mirror, PyPI), not from the code
+
+    @property
+    def wall(self) -> float:
+        return sum(self.seconds.values())
+
+
+def timed(row: Row, name: str, func: Callable[..., T], *args: object) -> T:
+    started = time.monotonic()
+    try:
+        return func(*args)
+    finally:
+        row.seconds[name] = row.seconds.get(name, 0.0) + time.monotonic() - started
+
+
+def demo_summary(output: str) -> str:
+    """The demo's summary in one cell, from its --summary-json: frames, drops, segments, RMSE, errors."""
+    line = next((x for x in reversed(output.splitlines()) if x.startswith("DEMO-JSON ")), None)
+    if line is None:
+        return "no summary"
+    s = json.loads(line[len("DEMO-JSON "):])
+    return (f"{s['frames_classified']} of {s['frames_sent']} frames classified ({s['frame_accuracy']:.1%}), "
+            f"{s['frames_dropped']} skipped as stale; {s['segments_detected']} of {len(s['segments'])} segments "
+            f"flagged, {s['false_alerts']} false; {s['forecasts']} forecasts, RMSE {s['forecast_rmse']:.1f}; "
+            f"{s['errors']} errors")
+
+
+def summarize_tests(output: str) -> str:
+    passed = re.search(r"(\d+) passed", output)
+    bad = re.findall(r"(\d+) (failed|errors?)", output)
+    skipped = re.search(r"(\d+) skipped", output)
+    if not passed and not bad:
+        last = output.strip().splitlines()[-1][:80] if output.strip() else "no output"
+        return f"not run: {last}"
+    parts = [f"{passed.group(1) if passed else 0} passed", *(f"{n} {what}" for n, what in bad)]
+    return ", ".join(parts + ([f"{skipped.group(1)} skipped"] if skipped else []))
+
+
+def host_models() -> dict | None:
+    """The models' outputs on this host (x86-64), or None when it has no runtime to say them."""
+    result = subprocess.run([sys.executable, "-m", "tools.pi.run_models", str(ROOT / "models")], cwd=ROOT,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        return run_models.parse(result.stdout)
+    except ValueError:
+        log.warning("host models: %s", result.stderr[-300:])
+        return None
+
+
+def compare(image_run: dict, host: dict | None) -> str:
+    what = f"{len(image_run['outputs'])} models ran ({image_run['runtime']} {image_run['version']}, " \
+           f"numpy {image_run['numpy']})"
+    if host is None:
+        return what + "; no host run to compare"
+    diff = run_models.largest_difference(image_run, host)
+    return what + f"; largest difference from x86-64 {host['runtime']}: {diff:.3g}"
+
+
+def run_steps(image: Image, row: Row, host: dict | None, tflite214: bool) -> None:
+    timed(row, "install", retry, image.sh, INSTALL)  # apt-get update/install reach the Debian mirror
+    timed(row, "verify", image.sh, VERIFY)
+    timed(row, "check", image.sh, CHECK)
+    row.python, litert, numpy, origin, machine = image.sh(VERSIONS).split()[-5:]
+    row.runtime, row.numpy = f"ai-edge-litert {litert}", f"{numpy} ({origin})"
+    if machine != "aarch64":
+        raise PiCheckError(f"the image runs as {machine}, not aarch64: binfmt is not doing its job")
+    timed(row, "venv", image.sh, DEV_VENV)
+    row.tests = summarize_tests(timed(row, "tests", image.sh, TESTS, 1800, False))  # count failures, go on
+    row.demo = demo_summary(timed(row, "demo", image.sh, DEMO))
+    row.models = compare(run_models.parse(timed(row, "models", image.sh, MODELS)), host)
+    if tflite214:
+        try:
+            row.tflite214 = "yes: " + compare(run_models.parse(timed(row, "tflite214", image.sh, TFLITE214)), host)
+        except PiCheckError as exc:
+            row.tflite214 = f"no: {str(exc).strip().splitlines()[-1][:160]}"
+
+
+def check_image(suite: str, workdir: Path, host: dict | None, tflite214: bool) -> Row:
+    row = Row(image=f"Debian {suite} arm64 (qemu)")
+    try:
+        if not base_is_cached(suite):
+            timed(row, "image", build_base, suite)
+        with Image(suite, workdir) as image:
+            run_steps(image, row, host, tflite214)
+        if not row.python.startswith(SUITES[suite]):
+            raise PiCheckError(f"Python {row.python} in {suite}, expected {SUITES[suite]}")
+    except (PiCheckError, subprocess.TimeoutExpired) as exc:
+        row.failure = str(exc)
+        row.network = isinstance(exc, NetworkUnavailable)
+        log.error("%s: %s", suite, exc)
+    return row
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| image | Python | runtime (numpy) | `pytest -m edge` | demo | wall time, min |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        steps = ", ".join(f"{k} {v / 60:.1f}" for k, v in r.seconds.items())
+        demo = r.demo if not r.failure else f"FAILED: {r.failure.strip().splitlines()[0][:100]}"
+        lines.append(f"| {r.image} | {r.python} | {r.runtime} (numpy {r.numpy}) | {r.tests} | {demo} | "
+                     f"{r.wall / 60:.1f} ({steps}) |")
+    lines += [f"\n{r.image}: models: {r.models}" for r in rows]
+    lines += [f"{r.image}: tflite-runtime 2.14: {r.tflite214}" for r in rows if r.tflite214]
+    return "\n".join(lines)

@@ -139,8 +139,15 @@ class Image:
         where.mkdir(parents=True, exist_ok=True)
         run(["mount", *how, *([str(source)] if source else []), str(where)], self.log)
 
-    def sh(self, script: str, timeout: float = 1800, check: bool = True) -> str:
-        """Run a shell script inside the image as root, with a Pi user's environment."""
-        return run(["chroot", str(self.root), "/usr/bin/env", "-i", "HOME=/root", "LANG=C.UTF-8",
-                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    "PIP_DISABLE_PIP_VERSION_CHECK=1", "/bin/bash", "-ec", script], self.log, timeout, check=check)
+    def sh(self, script: str, timeout: float = 1800, check: bool = True, online: bool = False) -> str:
+        """Run a shell script inside the image as root, with a Pi user's environment.
+
+        Only the installer goes online (apt). Everything else runs in a network namespace of its own with
+        just a loopback: a chroot shares the host's network, where `localhost:1883` may be the host's
+        broker (it was, here) -- the image's own mosquitto and agent must be the ones that answer."""
+        chroot = ["chroot", str(self.root), "/usr/bin/env", "-i", "HOME=/root", "LANG=C.UTF-8",
+                  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                  "PIP_DISABLE_PIP_VERSION_CHECK=1", "/bin/bash", "-ec", script]
+        if not online:
+            chroot = ["unshare", "--net", "--", "/bin/sh", "-c", 'ip link set lo up && exec "$@"', "sh", *chroot]
+        return run(chroot, self.log, timeout, check=check)

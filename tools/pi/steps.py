@@ -48,7 +48,20 @@ cd / && /opt/edgepipe/.venv/bin/python -c 'import edge, ai_edge_litert
 assert edge.__file__.startswith("/opt/edgepipe/"), edge.__file__'
 echo "install verified"
 """
-CHECK = "runuser -u edgepipe -- /opt/edgepipe/.venv/bin/python -m edge check --config /etc/edgepipe/agent.toml"
+# `edge check` as the service would run it at boot: the image's mosquitto with the installed config (the
+# ACL, no anonymous access, the agent's broker user), the installed agent.toml -- with the camera on the
+# shipped frames, as picamera2 exists only in Raspberry Pi OS's own archive, not in Debian's
+CHECK = f"""install -d -o mosquitto -g mosquitto /run/mosquitto /var/log/mosquitto
+mosquitto -c /etc/mosquitto/mosquitto.conf & broker=$!  # as its unit starts it: root, then it drops to mosquitto
+trap 'kill $broker' EXIT
+sed -e 's|^source = "picamera2".*|source = "replay:{CHECKOUT}/data/sample-frames.npz"|' \
+    /etc/edgepipe/agent.toml >/etc/edgepipe/agent-nocam.toml
+chown root:edgepipe /etc/edgepipe/agent-nocam.toml && chmod 0640 /etc/edgepipe/agent-nocam.toml
+grep -q '^source = "replay:' /etc/edgepipe/agent-nocam.toml || {{ echo "no picamera2 camera to replace"; exit 1; }}
+for i in $(seq 60); do python3 -c 'import socket; socket.create_connection(("localhost", 1883))' 2>/dev/null && break
+  sleep 1; done
+runuser -u edgepipe -- /opt/edgepipe/.venv/bin/python -m edge check --config /etc/edgepipe/agent-nocam.toml
+"""
 VERSIONS = ("cd / && /opt/edgepipe/.venv/bin/python -c 'import platform, numpy, importlib.metadata as m; "
             "print(platform.python_version(), m.version(\"ai-edge-litert\"), numpy.__version__, "
             "\"debian\" if numpy.__file__.startswith(\"/usr/lib/python3/\") else \"wheel\", platform.machine())'")
@@ -139,7 +152,7 @@ def compare(image_run: dict, host: dict | None) -> str:
 
 
 def run_steps(image: Image, row: Row, host: dict | None, tflite214: bool) -> None:
-    timed(row, "install", retry, image.sh, INSTALL)  # apt-get update/install reach the Debian mirror
+    timed(row, "install", retry, image.sh, INSTALL, 1800, True, True)  # apt-get update/install reach the Debian mirror
     timed(row, "verify", image.sh, VERIFY)
     timed(row, "check", image.sh, CHECK)
     row.python, litert, numpy, origin, machine = image.sh(VERSIONS).split()[-5:]

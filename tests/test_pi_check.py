@@ -82,5 +82,7 @@ def test_the_model_comparison_sees_a_changed_output() -> None:
     tensor = next(iter(changed["outputs"]["cnn"].values()))
     tensor[0] += 0.25
     assert run_models.largest_difference(first, changed) == pytest.approx(0.25)
+    diffs = run_models.differences(changed, first)
+    assert diffs["cnn"][:2] == (pytest.approx(0.25), 1) and diffs["autoencoder"][:2] == (0.0, 0)
     del changed["outputs"]["gan"]
     assert run_models.largest_difference(first, changed) == float("inf")

@@ -46,6 +46,17 @@ def largest_difference(a: dict, b: dict) -> float:
     return worst
 
 
+def differences(a: dict, b: dict) -> dict[str, tuple[float, int, int]]:
+    """Per model: the largest absolute difference, how many values differ, out of how many."""
+    result = {}
+    for name, tensors in a["outputs"].items():
+        x = np.concatenate([np.array(v) for _, v in sorted(tensors.items())])
+        y = np.concatenate([np.array(v) for _, v in sorted(b["outputs"].get(name, {}).items())] or [np.array([])])
+        diff = np.abs(x - y) if x.shape == y.shape else np.full(x.shape, np.inf)
+        result[name] = (float(diff.max(initial=0.0)), int((diff > 0).sum()), int(x.size))
+    return result
+
+
 def parse(output: str) -> dict:
     line = next((x for x in reversed(output.splitlines()) if x.startswith(MARK)), None)
     if line is None:

@@ -142,13 +142,18 @@ def host_models() -> dict | None:
         return None
 
 
-def compare(image_run: dict, host: dict | None) -> str:
+def compare(image_run: dict, reference: dict | None, against: str = "x86-64") -> str:
+    """How the image's outputs differ from a reference run's, model by model (quantized ones named, the
+    float32 twins summed up in one number)."""
     what = f"{len(image_run['outputs'])} models ran ({image_run['runtime']} {image_run['version']}, " \
            f"numpy {image_run['numpy']})"
-    if host is None:
-        return what + "; no host run to compare"
-    diff = run_models.largest_difference(image_run, host)
-    return what + f"; largest difference from x86-64 {host['runtime']}: {diff:.3g}"
+    if reference is None:
+        return what + "; no reference run to compare"
+    diffs = run_models.differences(image_run, reference)
+    quantized = ", ".join(f"{name} {d:.3g}" + (f" ({n} of {size} values)" if n else "")
+                          for name, (d, n, size) in diffs.items() if not name.endswith("_float32"))
+    floats = max((d for name, (d, _, _) in diffs.items() if name.endswith("_float32")), default=0.0)
+    return what + f"; largest difference from {against} {reference['runtime']}: {quantized}; float32 {floats:.2g}"
 
 
 def run_steps(image: Image, row: Row, host: dict | None, tflite214: bool) -> None:
@@ -162,10 +167,12 @@ def run_steps(image: Image, row: Row, host: dict | None, tflite214: bool) -> Non
     timed(row, "venv", image.sh, DEV_VENV)
     row.tests = summarize_tests(timed(row, "tests", image.sh, TESTS, 1800, False))  # count failures, go on
     row.demo = demo_summary(timed(row, "demo", image.sh, DEMO))
-    row.models = compare(run_models.parse(timed(row, "models", image.sh, MODELS)), host)
+    litert = run_models.parse(timed(row, "models", image.sh, MODELS))
+    row.models = compare(litert, host)
     if tflite214:
         try:
-            row.tflite214 = "yes: " + compare(run_models.parse(timed(row, "tflite214", image.sh, TFLITE214)), host)
+            old = run_models.parse(timed(row, "tflite214", image.sh, TFLITE214))
+            row.tflite214 = "yes: " + compare(old, litert, "arm64")
         except PiCheckError as exc:
             row.tflite214 = f"no: {str(exc).strip().splitlines()[-1][:160]}"
 

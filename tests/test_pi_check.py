@@ -15,7 +15,7 @@ import pytest
 
 from tools.pi import run_models
 from tools.pi.host import NetworkUnavailable, PiCheckError, retry, run
-from tools.pi.steps import Row, summarize_tests
+from tools.pi.steps import Row, demo_json, demo_problems, demo_summary, summarize_tests
 from tools.pi_check import NETWORK_EXIT, exit_status
 
 pytestmark = pytest.mark.edge
@@ -86,3 +86,22 @@ def test_the_model_comparison_sees_a_changed_output() -> None:
     assert diffs["cnn"][:2] == (pytest.approx(0.25), 1) and diffs["autoencoder"][:2] == (0.0, 0)
     del changed["outputs"]["gan"]
     assert run_models.largest_difference(first, changed) == float("inf")
+
+
+DEMO_OUTPUT = """=== edgepipe demo: summary ===
+DEMO-JSON {  "frames_classified": 74,  "frames_sent": 300,  "frames_dropped": 226,  "frame_accuracy": 0.905, \
+ "segments": [{"kind": "wrong", "start": 200, "end": 240, "detected": true}, \
+ {"kind": "noisy", "start": 450, "end": 490, "detected": true}], "segments_detected": 2, "false_alerts": 0, \
+ "anomaly_readings_flagged": 80, "forecasts": 119, "forecast_rmse": 12.4, "errors": 0}
+"""
+
+
+def test_a_slow_demo_passes_but_a_missed_segment_or_an_error_fails() -> None:
+    summary = demo_json(DEMO_OUTPUT)
+    assert demo_problems(summary) == []
+    assert demo_summary(summary).startswith("74 of 300 frames classified (90.5%), 226 skipped as stale")
+    assert demo_problems({**summary, "segments_detected": 1}) == ["1 of 2 segments flagged"]
+    assert demo_problems({**summary, "errors": 3, "forecast_rmse": float("nan")}) == [
+        "3 errors reported", "forecast RMSE nan"]
+    with pytest.raises(PiCheckError, match="no summary"):
+        demo_json("Traceback (most recent call last):")

@@ -108,12 +108,27 @@ def timed(row: Row, name: str, func: Callable[..., T], *args: object) -> T:
         row.seconds[name] = row.seconds.get(name, 0.0) + time.monotonic() - started
 
 
-def demo_summary(output: str) -> str:
-    """The demo's summary in one cell, from its --summary-json: frames, drops, segments, RMSE, errors."""
+def demo_json(output: str) -> dict:
     line = next((x for x in reversed(output.splitlines()) if x.startswith("DEMO-JSON ")), None)
     if line is None:
-        return "no summary"
-    s = json.loads(line[len("DEMO-JSON "):])
+        raise PiCheckError(f"the demo printed no summary: {output[-500:]}")
+    return json.loads(line[len("DEMO-JSON "):])
+
+
+def demo_problems(s: dict) -> list[str]:
+    """What makes a demo run a failure rather than a slow machine's result: a missed segment, a false alert,
+    an error, no frame classified at all, a forecast far off x86's (RMSE 12.4). Dropped frames are fine."""
+    problems = [f"{s['segments_detected']} of {len(s['segments'])} segments flagged"] \
+        if s["segments_detected"] != len(s["segments"]) else []
+    problems += [f"{s['false_alerts']} false alerts"] if s["false_alerts"] else []
+    problems += [f"{s['errors']} errors reported"] if s["errors"] else []
+    problems += ["no frame classified"] if not s["frames_classified"] else []
+    problems += [f"forecast RMSE {s['forecast_rmse']}"] if not 0 <= s["forecast_rmse"] < 20 else []
+    return problems
+
+
+def demo_summary(s: dict) -> str:
+    """The demo's summary in one cell, from its --summary-json: frames, drops, segments, RMSE, errors."""
     return (f"{s['frames_classified']} of {s['frames_sent']} frames classified ({s['frame_accuracy']:.1%}), "
             f"{s['frames_dropped']} skipped as stale; {s['segments_detected']} of {len(s['segments'])} segments "
             f"flagged, {s['false_alerts']} false; {s['forecasts']} forecasts, RMSE {s['forecast_rmse']:.1f}; "
@@ -166,7 +181,10 @@ def run_steps(image: Image, row: Row, host: dict | None, tflite214: bool) -> Non
         raise PiCheckError(f"the image runs as {machine}, not aarch64: binfmt is not doing its job")
     timed(row, "venv", image.sh, DEV_VENV)
     row.tests = summarize_tests(timed(row, "tests", image.sh, TESTS, 1800, False))  # count failures, go on
-    row.demo = demo_summary(timed(row, "demo", image.sh, DEMO))
+    summary = demo_json(timed(row, "demo", image.sh, DEMO))
+    row.demo = demo_summary(summary)
+    if demo_problems(summary):
+        raise PiCheckError(f"demo: {'; '.join(demo_problems(summary))} ({row.demo})")
     litert = run_models.parse(timed(row, "models", image.sh, MODELS))
     row.models = compare(litert, host)
     if tflite214:

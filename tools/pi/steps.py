@@ -65,8 +65,9 @@ runuser -u edgepipe -- /opt/edgepipe/.venv/bin/python -m edge check --config /et
 VERSIONS = ("cd / && /opt/edgepipe/.venv/bin/python -c 'import platform, numpy, importlib.metadata as m; "
             "print(platform.python_version(), m.version(\"ai-edge-litert\"), numpy.__version__, "
             "\"debian\" if numpy.__file__.startswith(\"/usr/lib/python3/\") else \"wheel\", platform.machine())'")
+# --no-compile: byte-compiling fonttools & co. under qemu took minutes; imports compile what they use
 DEV_VENV = (f"cd {CHECKOUT} && python3 -m venv --system-site-packages .venv"
-            " && .venv/bin/pip install --quiet -e '.[edge]' 'matplotlib>=3.7'")
+            " && .venv/bin/pip install --quiet --no-compile -e '.[edge]' 'matplotlib>=3.7'")
 # only the files that mark tests `edge`: the others import TensorFlow when collected
 TESTS = (f"cd {CHECKOUT} && .venv/bin/python -m pytest -m edge -q -p no:cacheprovider"
          " $(grep -l 'pytest.mark.edge' tests/test_*.py)")

@@ -18,11 +18,12 @@ import logging
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 
 from tools.pi.host import NetworkUnavailable, PiCheckError, prepare_host
 from tools.pi.images import CACHE, SUITES, base_tar
-from tools.pi.steps import Row, check_image, host_models, table
+from tools.pi.steps import Row, build_images, check_image, host_models, table
 from tools.pi.wheels import REQUIREMENTS, TFLITE214, wheelhouse
 
 log = logging.getLogger("pi_check")
@@ -51,15 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     except PiCheckError as exc:
         print(f"pi-check: {exc}", file=sys.stderr)
         return 1
+    started = time.monotonic()
     host = host_models()
+    for suite in suites if args.rebuild else []:
+        base_tar(suite).unlink(missing_ok=True)
+    log.info("images: %s (logs in %s)", ", ".join(suites), CACHE)
+    built = build_images(suites)
     rows = []
     for suite in suites:
-        if args.rebuild:
-            base_tar(suite).unlink(missing_ok=True)
-        log.info("%s: start (logs in %s)", suite, CACHE)
-        rows.append(check_image(suite, CACHE, host, tflite214=suite == "bookworm" and not args.no_tflite214))
+        log.info("%s: start", suite)
+        rows.append(check_image(suite, CACHE, host, suite == "bookworm" and not args.no_tflite214, built.get(suite)))
         log.info("%s: %s", suite, "FAILED" if rows[-1].failure else f"done in {rows[-1].wall / 60:.1f} min")
     print(table(rows))
+    print(f"\ntotal wall time {(time.monotonic() - started) / 60:.1f} min (images built side by side)")
     if args.json:
         args.json.write_text(json.dumps([{**r.__dict__, "wall": r.wall} for r in rows], indent=2))
     return exit_status(rows)

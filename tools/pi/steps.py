@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -196,11 +197,30 @@ def run_steps(image: Image, row: Row, host: dict | None, tflite214: bool) -> Non
             row.tflite214 = f"no: {str(exc).strip().splitlines()[-1][:160]}"
 
 
-def check_image(suite: str, workdir: Path, host: dict | None, tflite214: bool) -> Row:
+def build_images(suites: list[str]) -> dict[str, tuple[float, Exception | None]]:
+    """Build the missing bases side by side (apt's configure step runs one package at a time under qemu:
+    two builds share two cores): per suite its wall time and what stopped it, if anything."""
+    def build(suite: str) -> tuple[float, Exception | None]:
+        started = time.monotonic()
+        try:
+            build_base(suite)
+            return time.monotonic() - started, None
+        except (PiCheckError, subprocess.TimeoutExpired) as exc:
+            return time.monotonic() - started, exc
+
+    missing = [s for s in suites if not base_is_cached(s)]
+    with ThreadPoolExecutor(max(1, len(missing))) as pool:
+        return dict(zip(missing, pool.map(build, missing)))
+
+
+def check_image(suite: str, workdir: Path, host: dict | None, tflite214: bool,
+                built: tuple[float, Exception | None] | None = None) -> Row:
     row = Row(image=f"Debian {suite} arm64 (qemu)")
     try:
-        if not base_is_cached(suite):
-            timed(row, "image", build_base, suite)
+        if built is not None:
+            row.seconds["image"], failure = built
+            if failure is not None:
+                raise failure
         with Image(suite, workdir) as image:
             run_steps(image, row, host, tflite214)
         if not row.python.startswith(SUITES[suite]):

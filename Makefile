@@ -87,10 +87,11 @@ demo-update: venv-demo
 	$(BIN)/python -m tools.demo_update $(DEMO_ARGS)
 
 # arm64 Debian bookworm and trixie (Raspberry Pi OS's base) under qemu: deploy/install-pi.sh, edge check,
-# `pytest -m edge` and the demo inside each, then a table. Root only; images cached in .cache/pi-rootfs/.
-# Not part of `make test` (about 20 min with a cold cache). PI_CHECK_ARGS="--suite trixie" picks one.
-pi-check:
-	$(PYTHON) tools/pi_check.py $(PI_CHECK_ARGS)
+# `pytest -m edge` and the demo inside each, then a table. Root only; images and wheels cached in
+# .cache/pi-rootfs/ (or EDGEPIPE_PI_CACHE). Not part of `make test`. PI_CHECK_ARGS="--suite trixie" picks one.
+# Exit 3: only the network (Debian mirror, PyPI) kept it from running (.ci/run skips then).
+pi-check: venv-edge
+	$(BIN)/python -m tools.pi_check $(PI_CHECK_ARGS)
 
 lint: venv
 	$(BIN)/ruff check edge training tests

@@ -53,7 +53,8 @@ def test_accepted_reading_formats(payload, values, ts) -> None:
     (b'{"values": [1, "x"]}', "value 1 is str"), (b'{"values": [true]}', "value 0 is bool"),
     (b'{"ts": 1}', "without 'values'"), (b'{"values": 5, "ts": [1]}', "'ts' is list"),
     (b"[[1, 2]]", "value 0 is list"), (b"{oops", "not valid JSON"), (b"1,abc", "CSV cell 1"),
-    (b"[]", "no values"), (b"x" * 70000, "larger than"), (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
+    (b"[]", "no values"), (b"x" * 70000, "larger than"),
+    (b"[" * 5000 + b"]" * 5000, "not valid JSON|value 0 is list"),  # 3.11: RecursionError; 3.13 parses it
 ])
 def test_rejected_readings_say_why(payload, reason) -> None:
     with pytest.raises(InvalidReading, match=reason):

@@ -44,3 +44,13 @@ def test_a_summary_that_shows_a_broken_chain_fails_the_demo() -> None:
     assert failures(working) == []
     assert failures({**working, "frames_classified": 0}) == ["no frame was classified (see the log above)"]
     assert len(failures({"frames_classified": 0, "segments_detected": 0, "forecasts": 0})) == 3
+
+
+def test_the_update_demo_promotes_one_update_and_rolls_back_the_loud_one() -> None:
+    """`make demo-update` as a user runs it (it crashed on the HA entity's payload once, every run)."""
+    done = subprocess.run([sys.executable, "-m", "tools.demo_update", "--broker", "mosquitto", "--probation", "8"],
+                          cwd=ROOT, env=no_tf_env(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "model/sensor/line1: version v2 active" in done.stdout
+    assert "model/sensor/line1: version v2 rolled_back -- sensor/line1: alert_rate" in done.stdout
+    assert "update promoted, bad update rolled back by itself" in done.stdout

@@ -90,7 +90,7 @@ class StatePrinter:
             elif "/model/" in topic:
                 print(f"  model/sensor/line1: version {data['version']} {data['state']}"
                       f"{' -- ' + data['reason'] if data.get('reason') else ''}")
-        return [d for t, d in new if "/model/" in t]
+        return [d for t, d in new if "/model/" in t and not t.endswith("/model/update")]  # per-pipeline states
 
     def wait_for(self, state: str, version: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

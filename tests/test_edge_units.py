@@ -379,3 +379,18 @@ def test_a_reading_delivered_out_of_order_is_counted_late_not_as_a_duplicate(tmp
     assert (pipeline.counters.late, pipeline.counters.duplicates) == (1, 2)
     publisher.flush(everything=True)
     assert any("arrived after a later one was processed" in m.payload.decode() for m in sent)
+
+
+def test_an_acknowledgement_the_disk_refuses_is_kept_not_raised(tmp_path: Path) -> None:
+    """The network thread records PUBACKs: a full disk there used to raise, drop the connection and do it
+    again after every reconnect. Refused writes come from sqlite itself (query_only, as a full disk would)."""
+    box = Outbox(tmp_path / "outbox.sqlite", replay_window=5.0)
+    first, second = box.put("t/a", b"1"), box.put("t/b", b"2")
+    box._db.execute("PRAGMA query_only = 1")
+    box.ack(first)  # no exception
+    assert len(box) == 1 and [m.seq for m in box.pending()] == [second]  # not sent again meanwhile
+    assert box.rearm(time.time() - 10) == 0  # the window cannot be re-armed either: said, not raised
+    box._db.execute("PRAGMA query_only = 0")
+    box.ack(second)  # the disk takes writes again: both are recorded
+    acked = dict(box._db.execute("SELECT seq, acked IS NOT NULL FROM outbox").fetchall())
+    assert acked == {first: 1, second: 1} and len(box) == 0

@@ -68,6 +68,7 @@ class Outbox:
         self.dropped_diagnostics = 0  # error reports that gave way to alerts or to newer reports
         self.recovered_from_corruption = False
         self._lock = threading.Lock()
+        self._unsaved_acks: dict[int, float] = {}  # PUBACKs a full disk kept from being written (seq -> time)
         self._last_prune = 0.0
         self._db = self._open()
         # acknowledged rows survive only an unclean exit (close() removes them): re-send the newest
@@ -145,29 +146,48 @@ class Outbox:
         """Messages with seq > `after`, oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT seq, topic, payload, retain FROM outbox WHERE acked IS NULL AND seq > ? "
-                                    "ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+                                    "ORDER BY seq LIMIT ?", (after, limit + len(self._unsaved_acks))).fetchall()
+            rows = [r for r in rows if r[0] not in self._unsaved_acks][:limit]
         return [OutboxMessage(seq, topic, bytes(payload), bool(retain)) for seq, topic, payload, retain in rows]
 
     def ack(self, seq: int) -> None:
+        """The broker has it. Never raises: on a full disk the PUBACK is kept in memory (the message is not
+        sent again meanwhile) and written with the next one that can be -- the network thread calls this,
+        and a failure here used to drop the connection, again after every reconnect."""
         now = time.time()
         with self._lock:
-            if self.replay_window <= 0:
-                self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            self._unsaved_acks[seq] = now
+            try:
+                for done, when in list(self._unsaved_acks.items()):
+                    self._write_ack(done, when)
+                    del self._unsaved_acks[done]
+            except sqlite3.Error as exc:
+                if len(self._unsaved_acks) == 1:
+                    log.warning("outbox: cannot record acknowledgements (%s); kept in memory until it can", exc)
                 return
-            self._db.execute("UPDATE outbox SET acked = ? WHERE seq = ?", (now, seq))
             if now - self._last_prune >= PRUNE_EVERY:
                 self._db.execute("DELETE FROM outbox WHERE acked < ?", (now - self.replay_window,))
                 self._last_prune = now
 
+    def _write_ack(self, seq: int, when: float) -> None:
+        if self.replay_window <= 0:
+            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        else:
+            self._db.execute("UPDATE outbox SET acked = ? WHERE seq = ?", (when, seq))
+
     def rearm(self, since: float) -> int:
         """Mark messages acknowledged at or after `since` (epoch seconds) as pending again; returns how many."""
         with self._lock:
-            return self._db.execute("UPDATE outbox SET acked = NULL WHERE acked >= ?", (since,)).rowcount
+            try:
+                return self._db.execute("UPDATE outbox SET acked = NULL WHERE acked >= ?", (since,)).rowcount
+            except sqlite3.Error as exc:  # a full disk: the window is lost, the connection is not
+                log.warning("outbox: cannot re-arm the replay window (%s)", exc)
+                return 0
 
     def __len__(self) -> int:
         """Messages still waiting for their PUBACK."""
         with self._lock:
-            return self._pending()
+            return max(0, self._pending() - len(self._unsaved_acks))
 
     def close(self) -> None:
         """A clean stop: the broker was alive until now, so the replay window is no longer needed."""

@@ -124,6 +124,13 @@ def test_a_good_bundle_is_shipped_verified_installed_on_probation_then_promoted(
                 jsonschema.validate(payload, SCHEMAS[schema], format_checker=jsonschema.FormatChecker())
         assert (setup.state / "models" / "v2" / "manifest.json").is_file()  # kept on disk
         assert serves(setup, collector)
+        # the retained verdict no longer says "installed": a shipper is not told so, and shipping again installs
+        assert collector.wait_for(lambda: last(collector, "/update/progress").get("reason") == "rolled_back", 10)
+        again = setup.ship(setup.tmp / "v2.tar")
+        assert again["state"] == "installed" and setup.pointer()["version"] == "v2", again
+        for version in ("v3", "v4"):  # only the set in use and the one before stay on the SD card
+            assert setup.ship(setup.bundle(version))["state"] == "installed"
+        assert sorted(p.name for p in (setup.state / "models").iterdir() if p.is_dir()) == ["v3", "v4"]
     finally:
         agent.stop()
         collector.close()

@@ -10,6 +10,7 @@ the swap; any refusal leaves them serving, and says why on `update/progress`.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import queue
 import shutil
@@ -93,6 +94,8 @@ class Updater:
                 elif item and self.assembly is not None and self.assembly.complete:
                     self._finish(self.assembly)
                 self._tick()
+            except OSError as exc:  # a full state dir while promoting or rolling back: retried next tick
+                self.report("update", f"cannot write the model pointer ({exc}); retrying every second")
             except Exception:  # noqa: BLE001 - the update thread must outlive any one chunk
                 log.exception("update: failed")
             finally:
@@ -166,6 +169,7 @@ class Updater:
         self.summary = descriptor.summary
         self._done(assembly, descriptor, "installed", f"on probation for {self.cfg.probation_s:g} s")
         self.publish_states()
+        self.store.clean()  # versions neither current nor previous: the SD card keeps two sets, not all
 
     def _unpack(self, assembly: Assembly, descriptor: Descriptor) -> None:
         """Extract into a staging folder, verify it as a load would, rename it into place."""
@@ -246,9 +250,19 @@ class Updater:
             crash_point("after_rollback_pointer")
             self.reload()
             self.probation = None
+            self._forget_verdicts(pointer.version, why)
         self.report("update", f"version {pointer.version} rolled back to {pointer.previous or FACTORY}: {why}")
         self.publish_states()
         return {"version": pointer.previous or FACTORY, "rolled_back": pointer.version, "reason": why}
+
+    def _forget_verdicts(self, version: str | None, why: str) -> None:
+        """The retained `installed` of a bundle rolled back is no longer true: say `refused`, `rolled_back`
+        (a shipper would otherwise take it as done), and judge the bundle afresh if it is shipped again."""
+        for bundle, message in list(self.verdicts.items()):
+            if json.loads(message.payload).get("version") == version:
+                del self.verdicts[bundle]
+                self.send(messages.progress(self.topics, self.device, bundle, "refused", reason="rolled_back",
+                                            detail=why, version=version))
 
     def publish_states(self) -> None:
         """Retained `model/<kind>/<name>` per pipeline and `model/update` for Home Assistant."""

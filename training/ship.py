@@ -24,6 +24,7 @@ import paho.mqtt.client as paho
 from edge.manifest import sha256_file
 
 FINAL = ("installed", "refused")
+QUIET = 3.0  # seconds without a progress message after the last chunk: resend the gaps
 
 
 class Shipper:
@@ -75,14 +76,18 @@ class Shipper:
             sent += 1
         return sent
 
-    def wait(self, timeout: float, done: Any) -> bool:
+    def wait(self, timeout: float, done: Any, quiet: float | None = None) -> bool:
+        """Until `done()`, `timeout`, or -- with `quiet` -- that long without a progress message: the agent
+        reports every 0.5 s while chunks arrive, so silence means the rest were lost (its queue was full)
+        and the gaps are worth sending again now rather than after the whole timeout."""
         deadline = time.monotonic() + timeout
         with self.changed:
             while not done():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self.changed.wait(left)
+                if not self.changed.wait(min(left, quiet) if quiet else left) and quiet:
+                    return done()
         return True
 
     def final(self) -> bool:
@@ -101,7 +106,7 @@ class Shipper:
             sent = self.send(missing, stop_after)
             if stop_after is not None:
                 return {"state": "stopped", "sent": sent, "missing": len(missing) - sent}
-            if self.wait(timeout, lambda: self.final() or len(self.held()) == self.count) and self.final():
+            if self.wait(timeout, lambda: self.final() or len(self.held()) == self.count, QUIET) and self.final():
                 return self.progress
             if len(self.held()) == self.count and self.wait(timeout, self.final):
                 return self.progress
@@ -112,6 +117,13 @@ class Shipper:
         self.client.disconnect()
 
 
+def chunk_kb(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"{value}: expected 1 to 1024 (the agent takes chunks of at most 1 MiB)")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Deliver a signed bundle to one device over MQTT."""
     parser = argparse.ArgumentParser(prog="python -m training ship", description=__doc__.splitlines()[0])
@@ -119,16 +131,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker", default="localhost:1883", help="HOST:PORT")
     parser.add_argument("--device", required=True, help="the device id")
     parser.add_argument("--base", help="the device's base topic (default edgepipe/<device>)")
-    parser.add_argument("--chunk-kb", type=int, default=64, help="chunk size in KiB (at most 1024)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the agent's answer")
+    parser.add_argument("--chunk-kb", type=chunk_kb, default=64, help="chunk size in KiB, 1 to 1024")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to wait for the agent's verdict once every chunk is there")
     parser.add_argument("--username", help="the broker user (deploy/mosquitto/edgepipe.acl: `updater`)")
     parser.add_argument("--password-file", type=Path, help="a file holding the broker password")
     parser.add_argument("--stop-after", type=int, help="send only this many chunks, then stop (a broken transfer)")
     args = parser.parse_args(argv)
     host, _, port = args.broker.rpartition(":")
     password = args.password_file.read_text().strip() if args.password_file else None
-    shipper = Shipper(host or "localhost", int(port), args.base or f"edgepipe/{args.device}", args.bundle,
-                      args.chunk_kb * 1024, args.username, password)
+    try:
+        shipper = Shipper(host or "localhost", int(port), args.base or f"edgepipe/{args.device}", args.bundle,
+                          args.chunk_kb * 1024, args.username, password)
+    except OSError as exc:
+        print(json.dumps({"state": "no answer", "detail": f"cannot reach the broker at {args.broker}: {exc}"}))
+        return 2
     try:
         result = shipper.run(args.timeout, args.stop_after)
     finally:

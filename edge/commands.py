@@ -136,6 +136,8 @@ class Commands:
         What to reset must be named: a reset wipes state that took hours of readings to build, so
         `{}` or `{"id": ...}` alone (a mistake, or a cleared retained command) resets nothing.
         """
+        if "sensor" in body and "series" in body:
+            raise CommandError("one reset at a time: name a series or a sensor, not both")
         if "sensor" in body:
             [sensor] = self._named("sensor", "reset", body["sensor"])
             return {"reset": [sensor.name], "sensor": sensor.name, **sensor.reset()}  # type: ignore[attr-defined]

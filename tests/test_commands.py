@@ -21,12 +21,14 @@ def test_a_reset_that_names_nothing_resets_nothing(broker: Broker, tmp_path: Pat
     try:
         assert collector.wait_for(lambda: collector.matching("/status")[-1:] == [b"online"], 30)
         publish(broker.port, f"{BASE}/cmd/reset", [b"", b'{"id": "r1"}', b'{"id": ["x"], "series": "airline"}',
-                                                   b'{"id": "r3", "series": "airline"', b'{"id": "r4", "series": "*"}'])
-        assert collector.wait_for(lambda: len(results()) == 5, 30), agent.output()
+                                                   b'{"id": "r3", "series": "airline"', b'{"series": "airline", "sensor": "line1"}',
+                                                   b'{"id": "r4", "series": "*"}'])
+        assert collector.wait_for(lambda: len(results()) == 6, 30), agent.output()
     finally:
         agent.stop()
         collector.close()
-    empty, unnamed, bad_id, not_json, everything = results()
+    empty, unnamed, bad_id, not_json, both, everything = results()
+    assert not both["ok"] and "not both" in both["error"]
     assert not empty["ok"] and "empty command does nothing" in empty["error"]
     assert not unnamed["ok"] and unnamed["request_id"] == "r1" and "name what to reset" in unnamed["error"]
     assert not bad_id["ok"] and "id must be a string" in bad_id["error"]

@@ -129,12 +129,23 @@ def resolve(cfg: Any, postprocess: dict[str, Any], model: str, commanded: float 
     elif cfg.threshold is not None and calibrated is None:
         base = AlertSettings(cfg.threshold, base.k, base.n, "config", None, base.period_s)
     if cfg.debounce is not None and cfg.debounce != (base.k, base.n):
-        k, n = cfg.debounce
+        k, n = fill_debounce(cfg.debounce, base.k, base.n)
         if base.expected_active_rate is not None:
             log.warning("sensor %r: the config's debounce %d-of-%d replaces the calibrated %d-of-%d: no expected "
                         "false-alert rate can be stated", cfg.name, k, n, base.k, base.n)
         base = AlertSettings(base.threshold, k, n, base.source, None, base.period_s)
     return base
+
+
+def fill_debounce(asked: tuple[int | None, int | None], k: int, n: int) -> tuple[int, int]:
+    """The config's k and/or n, the missing one from the rule it replaces: n alone keeps the plan's k
+    (at most n), k alone keeps the plan's n (at least k)."""
+    want_k, want_n = asked
+    if want_k is None:
+        return min(k, want_n), want_n  # type: ignore[type-var]
+    if want_n is None:
+        return want_k, max(n, want_k)
+    return want_k, want_n
 
 
 def settings_fields(settings: AlertSettings) -> dict[str, Any]:

@@ -46,3 +46,16 @@ def test_an_unreadable_tls_file_is_refused_naming_the_key(tmp_path: Path, key: s
             Path(mqtt[other]).write_text("x")
     with pytest.raises(ConfigError, match=rf"mqtt\.{key}: cannot read .*No such file"):
         parse_config({"mqtt": mqtt})
+
+
+def test_one_debounce_key_keeps_the_other_from_the_plan_and_a_stated_rate_owns_both() -> None:
+    """`debounce_n = 5` on a 2-of-3 plan is 2-of-5, not 1-of-5; `false_alarms_per_day` with a debounce of
+    the config's own would apply a threshold planned for another debounce: refused."""
+    from edge.alerting import fill_debounce
+
+    assert fill_debounce((None, 5), 2, 3) == (2, 5)
+    assert fill_debounce((3, None), 2, 3) == (3, 3) and fill_debounce((4, None), 2, 3) == (4, 4)
+    assert fill_debounce((None, 5), 1, 1) == (1, 5)  # no plan: 1-of-n, as before plans
+    parse_config({"sensor": [{"name": "line1", "debounce_k": 3}]})  # n from the plan (or k-of-k): accepted
+    with pytest.raises(ConfigError, match="false_alarms_per_day: it plans the debounce"):
+        parse_config({"sensor": [{"name": "line1", "false_alarms_per_day": 1.0, "debounce_k": 1}]})

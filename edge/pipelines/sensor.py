@@ -42,16 +42,19 @@ class SensorConfig(ReadingConfig):
     debounce_n: int | None = setting(None, ge=1, le=1000)
 
     def validate(self) -> None:
-        debounce = self.debounce
-        if debounce is not None and debounce[0] > debounce[1]:
-            raise ConfigError(f"debounce_k: expected at most debounce_n ({debounce[1]}), got {debounce[0]}")
+        if None not in (self.debounce_k, self.debounce_n) and self.debounce_k > self.debounce_n:  # type: ignore
+            raise ConfigError(f"debounce_k: expected at most debounce_n ({self.debounce_n}), got {self.debounce_k}")
+        if self.false_alarms_per_day is not None and self.debounce is not None:
+            raise ConfigError("false_alarms_per_day: it plans the debounce as well as the threshold; leave "
+                              "debounce_k and debounce_n out (or drop false_alarms_per_day and set both yourself)")
 
     @property
-    def debounce(self) -> tuple[int, int] | None:
-        """(k, n) when the config sets either (the other defaults to 1, as before plans); None: the plan's."""
+    def debounce(self) -> tuple[int | None, int | None] | None:
+        """(k, n) as the config sets them (either may be None: the other side comes from the plan, or
+        k-of-k / 1-of-n without one); None when the config sets neither."""
         if self.debounce_k is None and self.debounce_n is None:
             return None
-        return self.debounce_k or 1, self.debounce_n or 1
+        return self.debounce_k, self.debounce_n
 
 
 class SensorPipeline(ReadingPipeline):
@@ -152,7 +155,8 @@ class SensorPipeline(ReadingPipeline):
         replaces one still collecting, which is answered `cancelled`."""
         with self.lock:
             target = self.cfg.false_alarms_per_day or self.settings.false_alarms_per_day
-            collection = Collection.parse(body, request_id, target, self.cfg.debounce)
+            debounce = None if self.cfg.debounce is None else (self.settings.k, self.settings.n)  # the config's
+            collection = Collection.parse(body, request_id, target, debounce)
             if self.collecting is not None:
                 self._calibration_result(self.collecting, ok=False, state="cancelled",
                                          error_text="replaced by a newer cmd/calibrate")

@@ -128,8 +128,9 @@ step() {  # print a step, and run it unless --dry-run
 echo "# edgepipe install: source $SRC, prefix $PREFIX, device_id $DEVICE_ID${ROOT:+, root $ROOT}"
 
 if [ -z "$ROOT" ]; then
-  echo "# 1. system packages (python3-picamera2 comes only from Raspberry Pi OS's apt archive)"
-  packages=(python3-venv)
+  echo "# 1. system packages (python3-picamera2 comes only from Raspberry Pi OS's apt archive;"
+  echo "#    python3-cryptography checks signed model bundles: from apt, no Rust build on the Pi)"
+  packages=(python3-venv python3-cryptography)
   step apt-get update
   if [ "$DRY_RUN" = 1 ] || apt-cache policy python3-picamera2 2>/dev/null | grep -q 'Candidate: [0-9]'; then
     packages+=(python3-picamera2)

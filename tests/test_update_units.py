@@ -171,3 +171,12 @@ def test_probation_latency_needs_twenty_invokes_and_a_millisecond() -> None:
     for count, p50, convicted in ((10, 5.0, False), (50, 1.0, False), (50, 0.9, False), (50, 1.5, True)):
         pipeline.lat = {"count": count, "p50_ms": p50}
         assert (probation.breach() is not None) is convicted, (count, p50)
+
+
+def test_updates_enabled_without_a_trusted_key_are_refused_at_check() -> None:
+    """Every bundle would be refused as untrusted: say so when the config is read, not at the first ship."""
+    from edge.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"trusted_keys: \[update\] is enabled but trusts no key"):
+        parse_config({"update": {"enabled": True}})
+    parse_config({"update": {"enabled": False}})  # off: no key needed

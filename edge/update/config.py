@@ -21,6 +21,9 @@ class UpdateConfig:
 
     def validate(self) -> None:
         try:
-            parse_trusted(self.trusted_keys)
+            keys = parse_trusted(self.trusted_keys)
         except ValueError as exc:
             raise ConfigError(f"trusted_keys: expected base64 Ed25519 public keys ({exc})") from None
+        if self.enabled and not keys:
+            raise ConfigError("trusted_keys: [update] is enabled but trusts no key, so every bundle would be "
+                              "refused; give the public key `python -m training keygen` printed")

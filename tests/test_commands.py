@@ -20,9 +20,9 @@ def test_a_reset_that_names_nothing_resets_nothing(broker: Broker, tmp_path: Pat
     results = lambda: collector.json("/cmd/reset/result")  # noqa: E731
     try:
         assert collector.wait_for(lambda: collector.matching("/status")[-1:] == [b"online"], 30)
-        publish(broker.port, f"{BASE}/cmd/reset", [b"", b'{"id": "r1"}', b'{"id": ["x"], "series": "airline"}',
-                                                   b'{"id": "r3", "series": "airline"', b'{"series": "airline", "sensor": "line1"}',
-                                                   b'{"id": "r4", "series": "*"}'])
+        publish(broker.port, f"{BASE}/cmd/reset", [
+            b"", b'{"id": "r1"}', b'{"id": ["x"], "series": "airline"}', b'{"id": "r3", "series": "airline"',
+            b'{"series": "airline", "sensor": "line1"}', b'{"id": "r4", "series": "*"}'])
         assert collector.wait_for(lambda: len(results()) == 6, 30), agent.output()
     finally:
         agent.stop()

@@ -49,7 +49,8 @@ def fake_machine(root: Path, hostname: str = "raspberrypi", machine_id: str = MA
 def test_installer_dry_run_prints_every_step_and_changes_nothing(tmp_path: Path) -> None:
     result = install("--dry-run", "--with-mosquitto", "--device-id", "pi-shed", "--prefix", "/srv/edgepipe")
     assert result.returncode == 0, result.stderr
-    expected = ["apt-get install -y --no-install-recommends python3-venv python3-cryptography python3-picamera2 mosquitto mosquitto-clients",
+    expected = ["apt-get install -y --no-install-recommends python3-venv python3-cryptography python3-picamera2 "
+                "mosquitto mosquitto-clients",
                 "useradd --system", "python3 -m venv --system-site-packages /srv/edgepipe/.venv",
                 "/srv/edgepipe/.venv/bin/pip install --quiet /srv/edgepipe[edge]",
                 "write_config /etc/edgepipe/agent.toml",

@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.manifest import Manifest, now_iso, read_manifest, sha256_file, write_manifest
+from edge.manifest import Manifest, ManifestError, now_iso, read_manifest, sha256_file, write_manifest
 from edge.update.bundle import DESCRIPTOR, FORMAT, MANIFEST, SIGNATURE, VERSION_RE, key_id
 
 
@@ -45,7 +46,11 @@ def public_key_text(private: Ed25519PrivateKey) -> str:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SystemExit(f"{path}: cannot read a PEM private key ({exc}); "
+                         "make one with python -m training keygen") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise SystemExit(f"{path}: not an Ed25519 private key")
     return key
@@ -133,7 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, default=Path("models"), help="manifest.json and its files")
     parser.add_argument("--previous", type=Path, help="the previous manifest.json, to list the metric changes")
     args = parser.parse_args(argv)
-    previous = read_manifest(args.previous) if args.previous else None
+    for name, value in (("--version", args.version), ("--replaces", args.replaces), ("--device", args.device)):
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
+            raise SystemExit(f"{name} {value!r}: expected 1-64 letters, digits, '.', '_' or '-'")
+    try:
+        previous = read_manifest(args.previous) if args.previous else None
+    except (OSError, ManifestError) as exc:
+        raise SystemExit(f"--previous {args.previous}: {exc}") from None
     data = write_bundle(args.out, args.models, load_private_key(args.key), args.version, args.replaces, args.device,
                         previous)
     print(f"{args.out}: version {data['version']}, {len(data['files'])} files, "

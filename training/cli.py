@@ -21,7 +21,9 @@ MODELS = ("cnn", "autoencoder", "gan", "lstm")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                     epilog="also: python -m training {keygen,bundle,ship,golden} --help "
+                                     "(signed model bundles: docs/updates.md)")
     parser.add_argument("model", choices=[*MODELS, "all", "table", "evaluate"],
                         help="which model to train and export; `table` prints the results table of --out; "
                         "`evaluate` measures every quality target on the files in --out")

@@ -115,3 +115,15 @@ def test_flips_are_only_used_when_asked_for() -> None:
     assert get_config("default", "cnn").flip is False and get_config("default", "cnn", flip=True).flip is True
     with pytest.raises(SystemExit, match="--flip applies to the cnn"):
         main(["lstm", "--flip", "--out", "/nonexistent"])
+
+
+def test_a_model_trained_elsewhere_keeps_its_pictures_beside_it(tmp_path: Path) -> None:
+    """`--out models-door` must not overwrite the committed models' pictures in reports/training."""
+    import argparse
+
+    from training.cli import report_dir
+    from training.paths import MODELS_DIR, REPORT_DIR
+
+    assert report_dir(argparse.Namespace(report=None, out=tmp_path / "m")) == tmp_path / "m" / "reports"
+    assert report_dir(argparse.Namespace(report=None, out=MODELS_DIR)) == REPORT_DIR
+    assert report_dir(argparse.Namespace(report=tmp_path / "r", out=MODELS_DIR)) == tmp_path / "r"

@@ -49,9 +49,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window-norm", choices=["none", "mean", "zscore"],
                         help="autoencoder: normalise each feature over each window (shape, not level)")
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="where the .tflite files and manifest go")
-    parser.add_argument("--report", type=Path, default=REPORT_DIR, help="where the pictures go")
+    parser.add_argument("--report", type=Path, help="where the pictures go (default: the repository's "
+                        "reports/training for the committed models, else OUT/reports)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
+
+
+def report_dir(args: argparse.Namespace) -> Path:
+    """A model trained elsewhere (`--out`) must not overwrite the committed models' pictures."""
+    if args.report is not None:
+        return args.report
+    return REPORT_DIR if args.out.resolve() == MODELS_DIR.resolve() else args.out / "reports"
 
 
 def load_or_new(path: Path) -> Manifest:
@@ -119,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             task = importlib.import_module(f"training.tasks.{name}")
             started = time.monotonic()
             log.info("=== %s (%s profile): %s", name, args.profile, cfg)
-            result = task.run(cfg, args.out, args.report, args.profile)
+            result = task.run(cfg, args.out, report_dir(args), args.profile)
             for entry in result.entries:
                 manifest.upsert(entry)
             write_manifest(manifest, manifest_path)  # after each model, so a later failure keeps earlier ones

@@ -117,12 +117,12 @@ def main(argv: list[str] | None = None) -> int:
                                  "apply to the autoencoder")
             if name == "lstm":
                 extra = {"transform": args.transform, "season": args.season}
-            elif name == "cnn" and args.flip:
-                extra = {"flip": True}
-            if args.flip and name != "cnn":
-                raise SystemExit("--flip applies to the cnn")
             elif args.transform or args.season:
                 raise SystemExit("--transform and --season apply to the lstm")
+            if name == "cnn" and args.flip:
+                extra = {"flip": True}
+            elif args.flip:
+                raise SystemExit("--flip applies to the cnn")
             cfg = get_config(args.profile, name, dataset=args.dataset, epochs=args.epochs, **extra)
             task = importlib.import_module(f"training.tasks.{name}")
             started = time.monotonic()

@@ -164,6 +164,7 @@ def test_calibrate_over_mqtt_moves_the_threshold_persists_and_refuses_nonsense(b
         validate("command_result", collector.json("/cmd/calibrate/result"))
     finally:
         assert agent.stop() == 0
+    collector.sync()  # the stopped agent's last stats are in: `mark` is past them
     agent = AgentProcess(config)  # a restart keeps the calibrated rule
     try:
         mark = len(collector.json("/stats"))

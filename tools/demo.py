@@ -223,11 +223,16 @@ def print_summary(summary: dict[str, Any], broker: BrokerHandle, elapsed: float)
     print(f"took {elapsed:.1f} s")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__.split("\n\n")[0])
+def add_broker_args(parser: argparse.ArgumentParser) -> None:
+    """--broker, --host, --port: how `pick_broker` finds one (the demo and the update demo alike)."""
     parser.add_argument("--broker", choices=["auto", "existing", "mosquitto", "embedded"], default="auto")
     parser.add_argument("--host", default="localhost", help="the existing broker's host (--broker auto/existing)")
     parser.add_argument("--port", type=int, default=1883, help="the existing broker's port")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__.split("\n\n")[0])
+    add_broker_args(parser)
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed factor (2: twice as fast)")
     parser.add_argument("--duration", type=float, default=120.0, help="stop after this many seconds at the latest")
     parser.add_argument("--report", type=Path, default=ROOT / "reports" / "demo")

@@ -27,7 +27,7 @@ from edge.config import parse_config
 from edge.manifest import read_manifest
 from edge.models import AnomalyScorer
 from edge.runtime import TFLiteModel
-from tools.demo import Watcher, demo_leftovers, pick_broker
+from tools.demo import Watcher, add_broker_args, demo_leftovers, pick_broker
 from training.bundle import export_subset, public_key_text, write_bundle
 from training.ship import Shipper
 
@@ -148,9 +148,7 @@ def run(broker: Any, tmp: Path, probation_s: float) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.demo_update", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--broker", choices=["auto", "existing", "mosquitto", "embedded"], default="auto")
-    parser.add_argument("--host", default="localhost")
-    parser.add_argument("--port", type=int, default=1883)
+    add_broker_args(parser)
     parser.add_argument("--probation", type=float, default=20.0, help="seconds of probation")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -26,6 +26,7 @@ from typing import Any
 from edge.config import AgentConfig
 from edge.fileio import atomic_write
 from edge.mqtt.discovery import cleared
+from edge.mqtt.inbox import Subscribe
 from edge.mqtt.messages import Message, Topics
 from edge.pipelines.registry import kinds
 
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 LEDGER = "discovery.json"
 BIRTH_INTERVAL = 10.0  # seconds: births closer together than this are answered once
 Send = Callable[[Message], None]
-Subscribe = Callable[[str, Callable[[str, bytes, Callable[[], None]], None]], None]
 
 
 def announced(state_dir: Path | str) -> list[str]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Ack = Callable[[], None]
 Handler = Callable[[str, bytes, Ack], None]  # must call the ack once the message is dealt with
+Subscribe = Callable[[str, Handler], None]  # the link's `subscribe`, as pipelines and Home Assistant take it
 
 
 class Inbox:

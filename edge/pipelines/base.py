@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from edge.fields import setting
 from edge.fileio import StorageUnavailable, WriteRetry
+from edge.mqtt.inbox import Subscribe
 from edge.mqtt.messages import Message, Topics, error, excerpt
 from edge.readings import InvalidReading
 from edge.sources import reading_source
@@ -27,7 +28,6 @@ from edge.sources.feeds import Feed, make_feed
 
 log = logging.getLogger(__name__)
 Send = Callable[[Message], "bool | None"]
-Subscribe = Callable[[str, Callable[[str, bytes, Callable[[], None]], None]], None]
 END = object()  # end of a finite source: drain and stop
 
 

@@ -2,7 +2,7 @@
 
 - `Classifier`: frames -> label, score, top-k.
 - `AnomalyScorer`: the model gives a score (reconstruction error); the rule that turns scores
-  into alerts is apart (`edge.rules`), so the threshold changes at run time without the model.
+  into alerts is apart (`edge.alerts.rule`), so the threshold changes at run time without the model.
 - `Forecaster`: owns the LSTM state (h, c) and the window of recent values; resets on command
   and saves itself (see `edge.state`) so a restart continues the series.
 - `Generator`: noise -> images (synthetic camera, demo pictures).

@@ -20,8 +20,6 @@ first `AnomalyScorer` (scaled values of the last `window` readings, flattened).
 
 from __future__ import annotations
 
-import datetime
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,24 +29,6 @@ TIME_FEATURES = ("day", "week")
 WINDOW_NORMS = ("none", "mean", "zscore")
 ZSCORE_FLOOR = 0.05  # in scaled units (the training range spans about 2)
 SECONDS_PER_DAY = 86400.0
-
-
-def to_seconds(ts: Any) -> float | None:
-    """A reading's timestamp as seconds: epoch numbers as they are, ISO-8601 strings (naive = wall clock,
-    read as UTC so the time of day is the clock's); anything else None."""
-    if isinstance(ts, bool) or ts is None:
-        return None
-    if isinstance(ts, (int, float)):
-        return float(ts) if math.isfinite(ts) else None
-    if isinstance(ts, str):
-        try:
-            moment = datetime.datetime.fromisoformat(ts.strip().replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if moment.tzinfo is not None:  # keep the wall clock of the zone the stream was written in
-            moment = moment.replace(tzinfo=None)
-        return (moment - datetime.datetime(1970, 1, 1)).total_seconds()
-    return None
 
 
 def calendar_features(seconds: np.ndarray, kinds: Sequence[str]) -> np.ndarray:

@@ -11,9 +11,9 @@ import jsonschema
 import numpy as np
 import pytest
 
+from edge.alerts.rule import AnomalyRule
 from edge.manifest import read_manifest
 from edge.models import AnomalyScorer
-from edge.rules import AnomalyRule
 from edge.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT, SAMPLE_FRAMES
 from tests.helpers.mqtt import (

@@ -12,6 +12,7 @@ import jsonschema
 import numpy as np
 import pytest
 
+from edge.alerts.rule import AnomalyRule
 from edge.config import SECTIONS, ConfigError, load_config, parse_config, pipeline_sections, top_level_keys
 from edge.fields import keys_of
 from edge.manifest import read_manifest
@@ -23,7 +24,6 @@ from edge.pipelines.base import Publisher
 from edge.pipelines.registry import kinds
 from edge.preprocess import frame_to_input, resize_bilinear, to_grayscale
 from edge.readings import InvalidReading, parse_reading
-from edge.rules import AnomalyRule
 from edge.runtime import TFLiteModel
 from edge.state import ForecasterState
 from tests.conftest import MODELS_DIR, ROOT

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.calibration import AlertPlan, rule_statistic
+from edge.alerts.calibration import AlertPlan, rule_statistic
 from edge.manifest import read_manifest
 from edge.models import AnomalyScorer
 from edge.runtime import TFLiteModel
-from edge.sensor_window import calendar_features, model_inputs, to_seconds, window_inputs
+from edge.sensor_window import calendar_features, model_inputs, window_inputs
+from edge.timestamps import to_seconds
 from training.cli import main
 from training.summary import results_table
 from training.tflite import run_batch

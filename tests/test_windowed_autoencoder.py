@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.alerts.rule import AnomalyRule
 from edge.manifest import read_manifest
 from edge.models import AnomalyScorer
-from edge.rules import AnomalyRule
 from edge.runtime import TFLiteModel
 from training.cli import main
 

@@ -2,8 +2,8 @@
 
 An alert is published on every change of state and on every anomalous reading. The rule
 (threshold and k-of-n debounce) comes from the manifest's alert plan unless the config,
-`cmd/threshold` or `cmd/calibrate` sets one (`edge.alerting`); every threshold goes through
-`edge.rules.check_threshold`. `stats` carry the expected vs observed false-alert rate.
+`cmd/threshold` or `cmd/calibrate` sets one (`edge.alerts.plan`); every threshold goes through
+`edge.alerts.rule.check_threshold`. `stats` carry the expected vs observed false-alert rate.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.alerting import AlertSettings, PlanFile, alert_summary, check_plan, clock_seconds, resolve, settings_fields
-from edge.calibration import AlertLedger
+from edge.alerts.ledger import AlertLedger
+from edge.alerts.plan import AlertSettings, PlanFile, alert_summary, check_plan, resolve, settings_fields
+from edge.alerts.recalibrate import Collection
+from edge.alerts.rule import AnomalyRule, ThresholdFile, check_threshold
 from edge.fields import ConfigError, setting
 from edge.manifest import ManifestError
 from edge.models import AnomalyScorer
@@ -26,8 +28,7 @@ from edge.mqtt.discovery import entity
 from edge.pipelines.base import Publisher, ReadingConfig, ReadingPipeline
 from edge.pipelines.registry import ModelLoader, PipelineKind, Wiring
 from edge.readings import parse_reading
-from edge.recalibrate import Collection
-from edge.rules import AnomalyRule, ThresholdFile, check_threshold
+from edge.timestamps import clock_seconds
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class SensorPipeline(ReadingPipeline):
         return self.settings.source
 
     def _settings(self, scorer: AnomalyScorer) -> AlertSettings:
-        """The rule in force (`edge.alerting.resolve`): command, calibration, config or manifest."""
+        """The rule in force (`edge.alerts.plan.resolve`): command, calibration, config or manifest."""
         return resolve(self.cfg, scorer.entry.postprocess, scorer.entry.name, self.commanded, self.calibrated)
 
     def _apply(self, settings: AlertSettings) -> None:
@@ -148,7 +149,7 @@ class SensorPipeline(ReadingPipeline):
         return {"threshold": self.rule.threshold, "threshold_source": self.threshold_source}
 
     def calibrate(self, body: dict[str, Any], request_id: Any) -> dict[str, Any]:
-        """`cmd/calibrate`: start collecting the scores of the readings declared normal (see edge.recalibrate).
+        """`cmd/calibrate`: start collecting the scores of the readings declared normal (see edge.alerts.recalibrate).
 
         The answer now says what is collected (`state: collecting`); a second result on the same
         topic, with the same `request_id`, says `done` (the new rule) or `failed`. A new request

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge import golden
-from edge.calibration import poisson_tail
+from edge.alerts.ledger import poisson_tail
 from edge.update.config import UpdateConfig
 
 MIN_LATENCY_COUNT = 20

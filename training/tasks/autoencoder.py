@@ -26,7 +26,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from edge.calibration import AlertPlan, episodes, plan_alerts, rule_statistic
+from edge.alerts.calibration import AlertPlan, plan_alerts, rule_statistic
+from edge.alerts.ledger import episodes
 from edge.runtime import TFLiteModel
 from edge.sensor_window import model_inputs
 from training import plots

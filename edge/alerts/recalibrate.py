@@ -2,7 +2,7 @@
 
 A model trained on another season, another machine or another mounting scores a healthy
 stream differently; the user who knows the stream is healthy now can say so, and the device
-re-fits the k-of-n rule for a stated false-alarm rate on its own scores (`edge.calibration`),
+re-fits the k-of-n rule for a stated false-alarm rate on its own scores (`edge.alerts.calibration`),
 without retraining. The request is checked in full before anything starts (a negative, non-finite
 or missing span is refused); the plan is fitted once the span is complete.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.calibration import AlertPlan, plan_alerts
+from edge.alerts.calibration import AlertPlan, plan_alerts
 
 MIN_READINGS = 30  # fewer scores cannot rank a threshold for any useful rate
 MAX_READINGS = 100_000  # three Python lists of them are ~10 MB on a Pi; a seconds span ends here too

@@ -1,10 +1,10 @@
 """Which alert rule a sensor runs, where it came from, and how many false alerts it should give.
 
-The manifest's `postprocess.alerts` (an `edge.calibration.AlertPlan` written by the trainer) gives
+The manifest's `postprocess.alerts` (an `edge.alerts.calibration.AlertPlan` written by the trainer) gives
 a threshold and a k-of-n debounce calibrated for a stated false-alarm rate; without it the plain
 `postprocess.threshold` and the config's debounce apply, as before. In force, highest first:
 
-1. `cmd/threshold` (a threshold only; persisted by `edge.rules.ThresholdFile`);
+1. `cmd/threshold` (a threshold only; persisted by `ThresholdFile`);
 2. `cmd/calibrate` (a plan re-fitted on readings the user declared normal; persisted by `PlanFile`);
 3. the config's `threshold`;
 4. the manifest's plan, re-planned for the config's `false_alarms_per_day` when it is set (the
@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.calibration import SECONDS_PER_DAY, AlertLedger, AlertPlan
+from edge.alerts.calibration import SECONDS_PER_DAY, AlertPlan
+from edge.alerts.ledger import AlertLedger
+from edge.alerts.rule import check_threshold
 from edge.fileio import atomic_write
-from edge.rules import check_threshold
-from edge.sensor_window import to_seconds
 
 log = logging.getLogger(__name__)
 MAX_DEBOUNCE = 1000
-EPOCH_AFTER = 1e8  # numeric time stamps above this are epoch seconds; below, a counter (training.datasets.sensors)
 
 
 @dataclass(frozen=True)
@@ -51,15 +50,6 @@ class AlertSettings:
         if self.expected_active_rate is None or not self.period_s:
             return None
         return self.expected_active_rate * SECONDS_PER_DAY / self.period_s
-
-
-def clock_seconds(ts: Any) -> float | None:
-    """A reading's `ts` as seconds when it is a clock: an ISO-8601 string, or epoch seconds from 1973 on.
-    A small number is a counter (`"ts": 17`), an order but no clock (as the trainer reads it): None."""
-    seconds = to_seconds(ts)
-    if seconds is not None and not isinstance(ts, str) and seconds < EPOCH_AFTER:
-        return None
-    return seconds
 
 
 def check_plan(data: Any, where: str) -> AlertPlan:

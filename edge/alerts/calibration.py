@@ -15,9 +15,7 @@ normal (held out from training, or collected on the device by `cmd/calibrate`), 
   rule itself, however strongly neighbouring scores are correlated (overlapping windows).
   Every false alert episode starts with an alerting reading, so episodes per day are at most
   the alerting readings' rate: the threshold keeps P(rule active) <= F / readings-per-day.
-- keeps the **observed vs expected** bookkeeping: alert episodes counted against the time
-  (or the readings) seen, with a Poisson tail probability that says when "more than expected"
-  is beyond chance, which is the signal to recalibrate.
+The **observed vs expected** bookkeeping (episodes, the Poisson tail) is `edge.alerts.ledger`.
 
 The training side imports this module to write the manifest; the edge uses the same code to
 read it and to recalibrate on the device, so both compute the same numbers.
@@ -27,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -212,12 +210,6 @@ def rule_statistic(scores: Sequence[float] | np.ndarray, k: int, n: int) -> np.n
     return out
 
 
-def episodes(active: Sequence[bool] | np.ndarray) -> int:
-    """Alert episodes: the number of times the rule goes from quiet to active."""
-    a = np.asarray(active, bool)
-    return int(a[0]) + int(np.sum(a[1:] & ~a[:-1])) if len(a) else 0
-
-
 @dataclass(frozen=True)
 class AlertPlan:
     """What the edge needs to raise alerts at a stated false-alarm rate (the manifest's `postprocess`)."""
@@ -283,59 +275,3 @@ def plan_alerts(scores: Sequence[float] | np.ndarray, false_alarms_per_day: floa
     threshold, method = calibration.threshold(alpha)
     return AlertPlan(false_alarms_per_day, period_s, k, n, threshold, method, alpha,
                      calibration.rate(threshold), calibration)
-
-
-def poisson_tail(observed: int, expected: float) -> float:
-    """P(X >= observed) for X ~ Poisson(expected): small means more alerts than chance explains."""
-    if observed <= 0:
-        return 1.0
-    if expected <= 0:
-        return 0.0
-    term, below = math.exp(-expected), 0.0
-    for i in range(observed):
-        below += term
-        term *= expected / (i + 1)
-    return max(0.0, 1.0 - below)
-
-
-@dataclass
-class AlertLedger:
-    """Observed vs expected false alerts on a stream the user believes normal.
-
-    `update` takes each reading's rule state and, when known, its time in seconds; time runs
-    from the first to the last timestamp seen (or readings x period when there is no clock).
-    """
-
-    expected_active_rate: float
-    period_s: float | None = None
-    readings: int = 0
-    episodes: int = 0
-    first_ts: float | None = None
-    last_ts: float | None = None
-    _active: bool = field(default=False, repr=False)
-
-    def update(self, active: bool, ts: float | None = None) -> None:
-        self.readings += 1
-        if active and not self._active:
-            self.episodes += 1
-        self._active = active
-        if ts is not None and math.isfinite(ts):
-            self.first_ts = ts if self.first_ts is None else self.first_ts
-            self.last_ts = ts
-
-    @property
-    def days(self) -> float | None:
-        if self.first_ts is not None and self.last_ts is not None and self.last_ts > self.first_ts:
-            return (self.last_ts - self.first_ts) / SECONDS_PER_DAY
-        return self.readings * self.period_s / SECONDS_PER_DAY if self.period_s else None
-
-    def summary(self) -> dict[str, Any]:
-        expected = self.expected_active_rate * self.readings  # episodes expected at most
-        days = self.days
-        return {"readings": self.readings, "episodes": self.episodes, "days": days,
-                "expected_episodes": expected,
-                "observed_per_day": self.episodes / days if days else None,
-                "expected_per_day": expected / days if days else None,
-                "observed_per_1000": 1000 * self.episodes / self.readings if self.readings else None,
-                "expected_per_1000": 1000 * self.expected_active_rate,
-                "excess_p_value": poisson_tail(self.episodes, expected)}

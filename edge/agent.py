@@ -18,7 +18,9 @@ from edge.capture import capture_command
 from edge.commands import Commands
 from edge.config import AgentConfig, ConfigError
 from edge.fileio import atomic_write
-from edge.manifest import ManifestError
+from edge.models.loader import ModelLoader
+from edge.models.manifest import ManifestError
+from edge.models.runtime import load_runtime
 from edge.mqtt import messages
 from edge.mqtt.homeassistant import HomeAssistant
 from edge.mqtt.link import MqttLink
@@ -26,9 +28,8 @@ from edge.mqtt.messages import Topics
 from edge.mqtt.outbox import Outbox
 from edge.mqtt.takeover import TAKEN_OVER
 from edge.pipelines.base import Pipeline, Publisher
-from edge.pipelines.registry import ModelLoader, Wiring, kinds
+from edge.pipelines.registry import Wiring, kinds
 from edge.preflight import AclProbe, check_state_dir
-from edge.runtime import load_runtime
 from edge.selftest import SelfTest
 from edge.selftest_golden import GoldenVectors
 from edge.sources.feeds import Feed

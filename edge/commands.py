@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from edge.manifest import ManifestError
+from edge.models.manifest import ManifestError
 from edge.mqtt import messages
 from edge.mqtt.messages import Topics
 from edge.pipelines.base import Pipeline

@@ -24,10 +24,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge.manifest import ManifestError, ModelEntry
-from edge.models import Classification, Generator
+from edge.models.classifier import Classification
+from edge.models.generator import Generator
+from edge.models.loader import ModelLoader
+from edge.models.manifest import ManifestError, ModelEntry
 from edge.pipelines.base import Pipeline
-from edge.pipelines.registry import ModelLoader
 from edge.sources.frames import class_name
 
 log = logging.getLogger(__name__)

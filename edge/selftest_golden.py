@@ -1,4 +1,4 @@
-"""The self-test's second check: every live model answers its golden vectors (edge.golden) as at export.
+"""The self-test's second check: every live model answers its golden vectors (edge.models.golden) as at export.
 
 Run on the interpreters the pipelines are using right now, under each pipeline's lock, so it
 catches what a file check cannot: a runtime or delegate that computes differently, or memory
@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from edge import golden
-from edge.models import ModelWrapper
+from edge.models import golden
+from edge.models.wrapper import ModelWrapper
 from edge.selftest import CheckResult, SelfTestContext
 
 

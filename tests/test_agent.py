@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from edge.alerts.rule import AnomalyRule
-from edge.manifest import read_manifest
-from edge.models import AnomalyScorer
-from edge.runtime import TFLiteModel
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
+from edge.models.scorer import AnomalyScorer
 from tests.conftest import MODELS_DIR, ROOT, SAMPLE_FRAMES
 from tests.helpers.mqtt import (
     AgentProcess,

@@ -21,10 +21,10 @@ import pytest
 from edge.alerts.calibration import AlertPlan, plan_alerts
 from edge.alerts.plan import PlanFile, check_plan, resolve
 from edge.alerts.recalibrate import Collection
-from edge.manifest import read_manifest
-from edge.models import AnomalyScorer
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
+from edge.models.scorer import AnomalyScorer
 from edge.pipelines.sensor import SensorConfig
-from edge.runtime import TFLiteModel
 from edge.timestamps import clock_seconds
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_online, write_config

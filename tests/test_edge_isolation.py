@@ -32,7 +32,7 @@ def test_no_edge_or_tools_module_imports_host_libraries(folder: str) -> None:
     """The Pi's runtime and the repository tools (demo, bench) run without TensorFlow."""
     offenders = [f"{f}:{line} {n}" for f, line, n in imports_of(folder) if n.split(".")[0] in HOST_ONLY]
     if folder == "edge":  # the runtime shim may fall back to tensorflow.lite on a host, lazily
-        offenders = [o for o in offenders if not o.startswith("edge/runtime.py:")]
+        offenders = [o for o in offenders if not o.startswith("edge/models/runtime.py:")]
     assert offenders == []
 
 
@@ -53,8 +53,8 @@ import importlib, json, pkgutil, numpy as np, edge
 for mod in pkgutil.walk_packages(edge.__path__, "edge."):
     if mod.name != "edge.__main__":
         importlib.import_module(mod.name)
-from edge.manifest import read_manifest
-from edge.runtime import TFLiteModel, load_runtime
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel, load_runtime
 manifest = read_manifest({str(MODELS_DIR / 'manifest.json')!r})
 out = {{"runtime": load_runtime().name}}
 for name, entry in manifest.models.items():

@@ -17,7 +17,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.manifest import sha256_file
+from edge.models.manifest import sha256_file
 from edge.sysinfo import resident_mb
 from tests.conftest import MODELS_DIR
 from tests.helpers.mqtt import (

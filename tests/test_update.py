@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.manifest import read_manifest, verify_file
+from edge.models.manifest import read_manifest, verify_file
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_online, write_config
 from tests.test_device_faults import small_disk  # noqa: F401 - the 3 MiB tmpfs fixture (needs root)

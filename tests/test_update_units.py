@@ -127,7 +127,7 @@ class Counting:
     """A pipeline as probation sees it: counters, a latency summary and the model's manifest entry."""
 
     def __init__(self, kind: str = "sensor") -> None:
-        from edge.manifest import read_manifest
+        from edge.models.manifest import read_manifest
 
         self.kind, self.name = kind, "line1"
         self.counters = {"processed": 0, "errors": 0, "published": 0}

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.alerts.rule import AnomalyRule
-from edge.manifest import read_manifest
-from edge.models import AnomalyScorer
-from edge.runtime import TFLiteModel
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
+from edge.models.scorer import AnomalyScorer
 from training.cli import main
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.config import parse_config
-from edge.manifest import read_manifest
-from edge.models import Classifier
-from edge.runtime import TFLiteModel
+from edge.models.classifier import Classifier
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
 from edge.vision.regions import Region
 
 TEXTURES = ("brick", "grass", "gravel")

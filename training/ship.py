@@ -21,7 +21,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from edge.manifest import sha256_file
+from edge.models.manifest import sha256_file
 
 FINAL = ("installed", "refused")
 QUIET = 3.0  # seconds without a progress message after the last chunk: resend the gaps

@@ -22,11 +22,13 @@ from typing import Any
 import numpy as np
 
 from edge.fields import ConfigError, setting
-from edge.models import Classification, Classifier, Generator
+from edge.models.classifier import Classification, Classifier
+from edge.models.generator import Generator
+from edge.models.loader import ModelLoader
 from edge.mqtt import messages
 from edge.mqtt.discovery import entity
 from edge.pipelines.base import END, Counters, Publisher, put_displacing
-from edge.pipelines.registry import ModelLoader, PipelineKind, Wiring
+from edge.pipelines.registry import PipelineKind, Wiring
 from edge.sources import camera_source, gan_options
 from edge.sources.frames import Frame, FrameSource, SourceError, check_gan_classes, make_frame_source
 from edge.vision.output import RegionOutput

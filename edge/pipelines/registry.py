@@ -1,4 +1,4 @@
-"""The registry of pipeline kinds, and the loader that hands them verified models.
+"""The registry of pipeline kinds.
 
 Each module of `edge.pipelines` that defines `KIND = PipelineKind(...)` is a pipeline kind:
 its config section (`[[camera]]`), the dataclass of one table, how to load its model(s),
@@ -14,40 +14,12 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from edge import golden
-from edge.manifest import Manifest, ManifestError, ModelEntry, read_manifest
+from edge.models.loader import ModelLoader
 from edge.mqtt.messages import Message, Topics
-from edge.runtime import Runtime, TFLiteModel, load_runtime
 
 NOT_KINDS = {"base", "registry"}
-
-
-class ModelLoader:
-    """Reads the manifest once and loads each model it is asked for, verified (sha256, tensors, task).
-
-    One loader per load -- start-up or `cmd/reload` -- so that a reload reads one manifest and
-    fails before anything is swapped if any model is bad.
-    """
-
-    def __init__(self, models_dir: Path | str, state_dir: Path | str, num_threads: int = 1,
-                 runtime: Runtime | None = None) -> None:
-        self.models_dir = Path(models_dir)
-        self.state_dir = Path(state_dir)
-        self.num_threads = num_threads
-        self.manifest: Manifest = read_manifest(self.models_dir / "manifest.json")
-        self.runtime = runtime or load_runtime()
-
-    def load(self, model_name: str, task: str, who: str) -> tuple[ModelEntry, TFLiteModel]:
-        """The manifest entry and a loaded interpreter; ManifestError names `who` on a task mismatch."""
-        entry = self.manifest.get(model_name)
-        if entry.task != task:
-            raise ManifestError(f"{who}: model {model_name!r} is a {entry.task!r} model, expected {task!r}")
-        model = TFLiteModel.from_entry(entry, self.models_dir, num_threads=self.num_threads, runtime=self.runtime)
-        golden.check(model, entry)  # the file must answer its golden vectors as it did at export
-        return entry, model
 
 
 @dataclass(frozen=True)

@@ -14,19 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edge.alerts.ledger import AlertLedger
 from edge.alerts.plan import AlertSettings, PlanFile, alert_summary, check_plan, resolve, settings_fields
 from edge.alerts.recalibrate import Collection
 from edge.alerts.rule import AnomalyRule, ThresholdFile, check_threshold
 from edge.fields import ConfigError, setting
-from edge.manifest import ManifestError
-from edge.models import AnomalyScorer
+from edge.models.loader import ModelLoader
+from edge.models.manifest import ManifestError
+from edge.models.scorer import AnomalyScorer
 from edge.mqtt import messages
 from edge.mqtt.discovery import entity
 from edge.pipelines.base import Publisher, ReadingConfig, ReadingPipeline
-from edge.pipelines.registry import ModelLoader, PipelineKind, Wiring
+from edge.pipelines.registry import PipelineKind, Wiring
 from edge.readings import parse_reading
 from edge.timestamps import clock_seconds
 
@@ -96,7 +95,7 @@ class SensorPipeline(ReadingPipeline):
     def handle(self, payload: bytes | str) -> None:
         reading = parse_reading(payload, expected=self.model.n_features)
         self.count_gaps(reading.seq)
-        score = self.model.score(np.asarray(reading.values, np.float32))
+        score = self.model.score(reading.values, reading.ts)
         if score is None:
             return
         is_anomaly, changed = self.rule.update(score)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.fileio import atomic_write
-from edge.manifest import sha256_file
+from edge.models.manifest import sha256_file
 from edge.update.bundle import BundleRefused
 
 log = logging.getLogger(__name__)

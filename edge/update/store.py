@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.fileio import atomic_write
-from edge.manifest import ManifestError, now_iso, read_manifest
+from edge.models.manifest import ManifestError, now_iso, read_manifest
 from edge.update.bundle import VERSION_RE
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge.manifest import ManifestError, read_manifest
+from edge.models.manifest import ManifestError, read_manifest
 from edge.mqtt.messages import Message, Topics
 from edge.update import messages
 from edge.update.bundle import BundleRefused, Descriptor, extract, open_bundle, parse_trusted

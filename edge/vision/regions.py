@@ -3,7 +3,7 @@
 The rectangle is `[x, y, width, height]`, in pixels (all integers) or in fractions of the frame
 (any float, all within 0..1), so one config serves a camera whatever resolution it delivers. A
 region is cropped from the full-resolution frame: the classifier's own resize (the one function
-training uses too, `edge.preprocess.resize_bilinear`) then brings the crop to the model's size,
+training uses too, `edge.models.classifier.resize_bilinear`) then brings the crop to the model's size,
 so the model sees what it was trained on.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from edge.fields import ConfigError, setting
-from edge.manifest import ManifestError
-from edge.models import Classifier
+from edge.models.classifier import Classifier
+from edge.models.manifest import ManifestError
 
 
 @dataclass

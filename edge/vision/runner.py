@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.models import Classification, Classifier
+from edge.models.classifier import Classification, Classifier, to_grayscale
 from edge.mqtt.messages import utc_now
-from edge.preprocess import to_grayscale
 from edge.vision.motion import MotionGate
 from edge.vision.regions import Region, RegionConfig
 from edge.vision.snapshot import ImageFolder, safe_part

@@ -120,7 +120,7 @@ class ModelEntry:
     keras_metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
-    #: fixed inputs and the file's exact raw outputs, re-run at load (edge/golden.py); {} for older exports
+    #: fixed inputs and the file's exact raw outputs, re-run at load (edge/models/golden.py); {} for older exports
     golden: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.manifest import ManifestError, ModelEntry, TensorSpec, verify_file
+from edge.models.manifest import ManifestError, ModelEntry, TensorSpec, verify_file
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Sensor readings -> the autoencoder's input, as the manifest's `preprocess` says (numpy + stdlib only).
 
-One function builds the input for training (a whole recording at once) and for the edge (the last
-`window` readings), so both compute the same numbers:
+One function builds the input for training (a whole recording at once) and for the edge's
+`AnomalyScorer` (the last `window` readings), so both compute the same numbers:
 
 1. each reading's features are scaled, `(value - offset) / scale`;
 2. optional calendar features are appended to each reading: sin/cos of the time of day and/or of
@@ -13,9 +13,6 @@ One function builds the input for training (a whole recording at once) and for t
    feature's mean over the window (the shape counts, not the level: for drifting streams), "zscore"
    also divides by its standard deviation (at least `ZSCORE_FLOOR`, so a stuck sensor's flat window
    is not blown up). The calendar features are never normalised.
-
-A manifest without `time_features` and `window_norm` gives exactly the input of the edge's
-first `AnomalyScorer` (scaled values of the last `window` readings, flattened).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.manifest import ManifestError, ModelEntry, TensorSpec
+from edge.models.manifest import ManifestError, ModelEntry, TensorSpec
 
 GOLDEN_VERSION = 1
 
@@ -62,7 +62,7 @@ def decode(text: Any, spec: TensorSpec, where: str) -> np.ndarray:
 def make(model: Any, entry: ModelEntry, count: int = 2, seed: int = 16) -> dict[str, Any]:
     """Fixed inputs (seeded, spread over each input's range) and the raw outputs `model` gives for them.
 
-    `model` is an `edge.runtime.TFLiteModel`; used by `training/export.py` and by the tests.
+    `model` is an `edge.models.runtime.TFLiteModel`; used by `training/export.py` and by the tests.
     """
     rng = np.random.default_rng(seed)
     vectors = []

@@ -18,16 +18,17 @@ from edge.capture import capture_command
 from edge.commands import Commands
 from edge.config import AgentConfig, ConfigError
 from edge.fileio import atomic_write
+from edge.homeassistant.announcer import HomeAssistant
 from edge.models.loader import ModelLoader
 from edge.models.manifest import ManifestError
 from edge.models.runtime import load_runtime
 from edge.mqtt import messages
-from edge.mqtt.homeassistant import HomeAssistant
 from edge.mqtt.link import MqttLink
 from edge.mqtt.messages import Topics
 from edge.mqtt.outbox import Outbox
 from edge.mqtt.takeover import TAKEN_OVER
-from edge.pipelines.base import Pipeline, Publisher
+from edge.pipelines.base import Pipeline
+from edge.pipelines.publisher import Publisher
 from edge.pipelines.registry import Wiring, kinds
 from edge.preflight import AclProbe, check_state_dir
 from edge.selftest import SelfTest
@@ -99,7 +100,8 @@ class Agent:
                                   for feed in p.attach(self.link.subscribe)]
         self.link.subscribe(self.topics.command("+"), self.commands.on_message)
         self.acl = AclProbe(self.link, self.topics, self.stop_event)
-        self.homeassistant = HomeAssistant(config, self.topics, lambda: self.pipelines, self.link.send)
+        self.homeassistant = HomeAssistant(config.mqtt.discovery_prefix, config.state_dir, self.discovery_configs,
+                                           self.state_messages, self.link.send, config.mqtt.discovery)
         self.link.on_connect_messages = self.homeassistant.on_connect_messages  # configs + states, every connect
         self.updater: Updater | None = None
         if config.update.enabled:  # model updates over MQTT (issue 16)
@@ -107,7 +109,18 @@ class Agent:
                                    lambda folder: load_models(config, ModelLoader(folder, config.state_dir,
                                                                                   config.num_threads)),
                                    self.publisher.report)
-            self.updater.attach(self.link.subscribe, self.commands, self.homeassistant)
+            self.updater.attach(self.link.subscribe, self.commands)
+
+    def discovery_configs(self) -> list[messages.Message]:
+        """Every Home Assistant entity: each configured pipeline's (its kind builds them), the updater's."""
+        prefix, device = self.config.mqtt.discovery_prefix, self.config.device_id
+        configs = [message for section, kind in kinds().items() for cfg in getattr(self.config, section)
+                   for message in kind.discovery(prefix, self.topics, device, cfg)]
+        return configs + (self.updater.discovery(prefix, device) if self.updater is not None else [])
+
+    def state_messages(self) -> list[messages.Message]:
+        """The retained current states (a sensor's `ON`/`OFF`, a camera's regions), for every connect."""
+        return [message for p in self.pipelines if hasattr(p, "state_messages") for message in p.state_messages()]
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:

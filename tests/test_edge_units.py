@@ -22,7 +22,7 @@ from edge.models.runtime import TFLiteModel
 from edge.mqtt import messages
 from edge.mqtt.messages import Topics
 from edge.mqtt.outbox import Outbox
-from edge.pipelines.base import Publisher
+from edge.pipelines.publisher import Publisher
 from edge.pipelines.registry import kinds
 from edge.pipelines.series import SeriesConfig, SeriesPipeline
 from edge.readings import InvalidReading, parse_reading

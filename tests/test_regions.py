@@ -16,8 +16,8 @@ from edge.models.classifier import Classifier
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
 from edge.mqtt import messages
-from edge.pipelines.base import Publisher
 from edge.pipelines.camera import CameraPipeline, discovery
+from edge.pipelines.publisher import Publisher
 from edge.sources.frames import Frame, OpenCVSource, SourceError
 from edge.vision.motion import MotionGate
 from edge.vision.publish import region_entities, region_state

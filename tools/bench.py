@@ -151,8 +151,8 @@ def bench_camera_in_process(models_dir: Path, frames: int) -> float:
     the message dropped instead of published: the agent's own cost per frame, without MQTT."""
     from edge.models.classifier import Classifier
     from edge.mqtt.messages import Topics
-    from edge.pipelines.base import Publisher
     from edge.pipelines.camera import CameraConfig, CameraPipeline
+    from edge.pipelines.publisher import Publisher
     from edge.sources.frames import ReplaySource
 
     entry = read_manifest(models_dir / "manifest.json").get("cnn")

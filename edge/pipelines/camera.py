@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 
 from edge.fields import ConfigError, setting
+from edge.homeassistant.discovery import entity
 from edge.models.classifier import Classification, Classifier
 from edge.models.generator import Generator
 from edge.models.loader import ModelLoader
 from edge.mqtt import messages
-from edge.mqtt.discovery import entity
-from edge.pipelines.base import END, Counters, Publisher, put_displacing
+from edge.pipelines.base import END, Counters, put_displacing
+from edge.pipelines.publisher import Publisher
 from edge.pipelines.registry import PipelineKind, Wiring
 from edge.sources import camera_source, gan_options
 from edge.sources.frames import Frame, FrameSource, SourceError, check_gan_classes, make_frame_source
@@ -290,7 +291,7 @@ class CameraPipeline:
         return self.region_out.stats(self.counters.as_dict(), self.runners.values())
 
     def state_messages(self) -> list[messages.Message]:
-        """The regions' current states: sent again at every connect (see edge.mqtt.homeassistant)."""
+        """The regions' current states: sent again at every connect (see edge.homeassistant.announcer)."""
         return self.region_out.state_messages()
 
     def start_capture(self, region: str, label: str, count: int, every: float) -> Path:

@@ -19,7 +19,7 @@ from typing import Any
 from edge.models.loader import ModelLoader
 from edge.mqtt.messages import Message, Topics
 
-NOT_KINDS = {"base", "registry"}
+NOT_KINDS = {"base", "publisher", "registry"}
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,13 @@ from edge.alerts.plan import AlertSettings, PlanFile, alert_summary, check_plan,
 from edge.alerts.recalibrate import Collection
 from edge.alerts.rule import AnomalyRule, ThresholdFile, check_threshold
 from edge.fields import ConfigError, setting
+from edge.homeassistant.discovery import entity
 from edge.models.loader import ModelLoader
 from edge.models.manifest import ManifestError
 from edge.models.scorer import AnomalyScorer
 from edge.mqtt import messages
-from edge.mqtt.discovery import entity
-from edge.pipelines.base import Publisher, ReadingConfig, ReadingPipeline
+from edge.pipelines.base import ReadingConfig, ReadingPipeline
+from edge.pipelines.publisher import Publisher
 from edge.pipelines.registry import PipelineKind, Wiring
 from edge.readings import parse_reading
 from edge.timestamps import clock_seconds
@@ -108,13 +109,14 @@ class SensorPipeline(ReadingPipeline):
                 window=self.model.window, seq=self.counters.processed, changed=changed, reading_ts=reading.ts))
             self.counters.published += 1
         if changed:
-            self.out.send(self.state_message())
+            for message in self.state_messages():
+                self.out.send(message)
         if self.collecting is not None and self.collecting.add(score, stamp):
             self._finish_calibration()
 
-    def state_message(self) -> messages.Message:
+    def state_messages(self) -> list[messages.Message]:
         """The retained `ON`/`OFF` of `sensors/<name>/state`: sent at every connect and on every change."""
-        return messages.sensor_state(self.out.topics, self.name, self.rule.active)
+        return [messages.sensor_state(self.out.topics, self.name, self.rule.active)]
 
     def quality(self) -> dict[str, Any]:
         """The rule in force and its false-alert rate, expected vs observed since the rule was set (`stats`)."""

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.fields import setting
+from edge.homeassistant.discovery import entity
 from edge.models.forecaster import Forecaster
 from edge.models.loader import ModelLoader
 from edge.mqtt import messages
-from edge.mqtt.discovery import entity
-from edge.pipelines.base import Publisher, ReadingConfig, ReadingPipeline
+from edge.pipelines.base import ReadingConfig, ReadingPipeline
+from edge.pipelines.publisher import Publisher
 from edge.pipelines.registry import PipelineKind, Wiring
 from edge.readings import InvalidReading, parse_reading
 from edge.timestamps import ClockPolicy, Verdict, order_key

@@ -51,11 +51,14 @@ class Updater:
         self.last_progress, self.progress_due = 0.0, False
 
     # --- wiring ---------------------------------------------------------------------------
-    def attach(self, subscribe: Callable[..., None], commands: Any, homeassistant: Any) -> None:
+    def attach(self, subscribe: Callable[..., None], commands: Any) -> None:
         subscribe(messages.chunk_topic(self.topics), self.on_chunk)
         commands.register("rollback", lambda _body: self.rollback("commanded (cmd/rollback)"))
         commands.register("promote", lambda _body: self.promote("commanded (cmd/promote)"))
-        homeassistant.extra_configs.append(lambda prefix, device: messages.discovery(prefix, device, self.topics))
+
+    def discovery(self, prefix: str, device: str) -> list[Message]:
+        """Home Assistant's `update` entity and rollback button."""
+        return messages.discovery(prefix, device, self.topics)
 
     def start(self) -> None:
         self.store.clean()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.mqtt import messages
-from edge.pipelines.base import Publisher
+from edge.pipelines.publisher import Publisher
 from edge.vision import publish
 from edge.vision.regions import RegionConfig
 from edge.vision.runner import RegionOutcome, RegionRunner

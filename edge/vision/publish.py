@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge.mqtt.discovery import entity, ha_config
+from edge.homeassistant.discovery import entity, ha_config
 from edge.mqtt.messages import Message, Topics, _json, envelope
 from edge.vision.state import RegionState
 

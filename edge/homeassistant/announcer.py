@@ -1,6 +1,6 @@
 """What Home Assistant sees of one agent: its entities, their current state, and nothing stale.
 
-- **Configs** (`edge.mqtt.discovery`, one builder per pipeline kind) and each pipeline's
+- **Configs** (`edge.homeassistant.discovery`; each pipeline kind builds its own) and each pipeline's
   **current state** (a sensor's retained `sensors/<name>/state`, `ON`/`OFF`) are sent on every
   connect, and again when Home Assistant announces itself with its birth message
   (`<discovery_prefix>/status` = `online`): a binary sensor is never `unknown` between a start
@@ -19,16 +19,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from edge.config import AgentConfig
 from edge.fileio import atomic_write
-from edge.mqtt.discovery import cleared
+from edge.homeassistant.discovery import cleared
 from edge.mqtt.inbox import Subscribe
-from edge.mqtt.messages import Message, Topics
-from edge.pipelines.registry import kinds
+from edge.mqtt.messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -59,31 +56,24 @@ def retire(state_dir: Path | str) -> list[Message]:
 
 
 class HomeAssistant:
-    """Discovery configs, current states and stale-entity clean-up for one agent."""
+    """Discovery configs, current states and stale-entity clean-up for one agent.
 
-    def __init__(self, config: AgentConfig, topics: Topics, pipelines: Callable[[], Iterable[Any]],
-                 send: Send) -> None:
-        self.config, self.topics, self.pipelines, self.send = config, topics, pipelines, send
-        self.enabled = config.mqtt.discovery
-        self.birth_topic = f"{config.mqtt.discovery_prefix}/status"
+    It knows no pipeline kind: the agent hands it `configs()` (every entity it has, built by the
+    kinds and the updater) and `states()` (the current state messages); `enabled` is
+    `mqtt.discovery` (off: no config is sent, and every one announced before is cleared).
+    """
+
+    def __init__(self, prefix: str, state_dir: Path | str, configs: Callable[[], list[Message]],
+                 states: Callable[[], list[Message]], send: Send, enabled: bool = True) -> None:
+        self.state_dir, self.send, self.enabled = Path(state_dir), send, enabled
+        self._configs, self.states = configs, states
+        self.birth_topic = f"{prefix}/status"
         self._birth_lock = threading.Lock()
         self._last_birth = -BIRTH_INTERVAL
-        #: (prefix, device) -> configs of entities that are not a pipeline's (the updater's update and button)
-        self.extra_configs: list[Callable[[str, str], list[Message]]] = []
 
     def configs(self) -> list[Message]:
-        """Every entity of the configured pipelines (none when `mqtt.discovery` is off)."""
-        if not self.enabled:
-            return []
-        prefix, device = self.config.mqtt.discovery_prefix, self.config.device_id
-        return [*(message for section, kind in kinds().items() for cfg in getattr(self.config, section)
-                  for message in kind.discovery(prefix, self.topics, device, cfg)),
-                *(message for extra in self.extra_configs for message in extra(prefix, device))]
-
-    def states(self) -> list[Message]:
-        """Each pipeline's retained current state, for those that have one (sensors; cameras' regions)."""
-        return [*(p.state_message() for p in self.pipelines() if hasattr(p, "state_message")),
-                *(m for p in self.pipelines() if hasattr(p, "state_messages") for m in p.state_messages())]
+        """Every entity of the agent (none when `mqtt.discovery` is off)."""
+        return self._configs() if self.enabled else []
 
     def on_connect_messages(self) -> list[Message]:
         return [*self.configs(), *self.states()]
@@ -96,7 +86,7 @@ class HomeAssistant:
 
     def retire_removed(self) -> list[str]:
         """Clear the configs announced before but not now; remember what is announced now."""
-        state_dir = Path(self.config.state_dir)
+        state_dir = self.state_dir
         current = [m.topic for m in self.configs()]
         keep = set(current)
         stale = [topic for topic in announced(state_dir) if topic not in keep]

@@ -1,7 +1,7 @@
 """Home Assistant MQTT discovery: retained configs under `<prefix>/<component>/edgepipe_<device>/<object>/config`.
 
 Pure builders, like mqtt-io's: they return messages, and the agent sends them on every
-connect (and on Home Assistant's birth message, see `edge.mqtt.homeassistant`), so anomaly
+connect (and on Home Assistant's birth message, see `edge.homeassistant.announcer`), so anomaly
 flags, forecasts and classes appear as entities whose availability follows the agent's
 `status` (Last Will included).
 

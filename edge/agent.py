@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.capture import capture_command
 from edge.commands import Commands
 from edge.config import AgentConfig, ConfigError
 from edge.fileio import atomic_write
@@ -95,7 +94,8 @@ class Agent:
         self.selftest = SelfTest(lambda: self.pipelines, lambda: model_loader(config))  # cmd/selftest's checks
         self.selftest.add(GoldenVectors())  # and every live model answers its golden vectors
         self.commands.register("selftest", self.selftest)
-        self.commands.register("capture", capture_command(lambda: self.pipelines))
+        for section, kind in kinds().items():  # threshold, calibrate, capture, each kind's part of reset
+            self.commands.register_kind(section, kind.commands)
         self.feeds: list[Feed] = [feed for p in self.pipelines if hasattr(p, "attach")
                                   for feed in p.attach(self.link.subscribe)]
         self.link.subscribe(self.topics.command("+"), self.commands.on_message)

@@ -138,9 +138,9 @@ def print_model(who: str, entry: Any) -> None:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    from edge.capture import main_capture
+    from edge.pipelines.camera.capture import main_capture
 
-    return main_capture(load_config(args.config, overrides(args)), args)
+    return main_capture(load_config(args.config, overrides(args)).camera, args)
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import pytest
 from edge.alerts.rule import AnomalyRule
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
-from edge.models.scorer import AnomalyScorer
+from edge.pipelines.sensor.scorer import AnomalyScorer
 from tests.conftest import MODELS_DIR, ROOT, SAMPLE_FRAMES
 from tests.helpers.mqtt import (
     AgentProcess,

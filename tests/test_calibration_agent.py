@@ -23,8 +23,8 @@ from edge.alerts.plan import PlanFile, check_plan, resolve
 from edge.alerts.recalibrate import Collection
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
-from edge.models.scorer import AnomalyScorer
-from edge.pipelines.sensor import SensorConfig
+from edge.pipelines.sensor.pipeline import SensorConfig
+from edge.pipelines.sensor.scorer import AnomalyScorer
 from edge.timestamps import clock_seconds
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_online, write_config

@@ -16,17 +16,19 @@ from edge.alerts.rule import AnomalyRule
 from edge.config import SECTIONS, ConfigError, load_config, parse_config, pipeline_sections, top_level_keys
 from edge.fields import keys_of
 from edge.models.classifier import Classifier, frame_to_input, resize_bilinear, to_grayscale
-from edge.models.forecaster import Forecaster
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
 from edge.mqtt import messages
 from edge.mqtt.messages import Topics
 from edge.mqtt.outbox import Outbox
+from edge.pipelines.camera import messages as camera
 from edge.pipelines.publisher import Publisher
 from edge.pipelines.registry import kinds
-from edge.pipelines.series import SeriesConfig, SeriesPipeline
+from edge.pipelines.sensor import messages as sensor
+from edge.pipelines.series import messages as series
+from edge.pipelines.series.forecaster import Forecaster, ForecasterState
+from edge.pipelines.series.pipeline import SeriesConfig, SeriesPipeline
 from edge.readings import InvalidReading, parse_reading
-from edge.state import ForecasterState
 from tests.conftest import MODELS_DIR, ROOT
 
 # TF-free: also run inside the emulated Pi images by `make pi-check` (`pytest -m edge`)
@@ -252,11 +254,11 @@ def test_built_messages_follow_their_schemas() -> None:
     topics = messages.Topics("edgepipe/pi1")
     model = {"name": "autoencoder", "sha": "0123456789ab"}
     built = {
-        "anomaly": messages.anomaly(topics, "pi1", model, "line1", score=0.1, threshold=0.01, is_anomaly=True,
-                                    values=[0.5, 0.1], window=1, seq=3, changed=True, reading_ts=12),
-        "forecast": messages.forecast(topics, "pi1", model, "airline", observed=112.0, forecast_value=118.5, step=5),
-        "class": messages.classification(topics, "pi1", model, "cam0", label="Bag", index=8, score=0.9,
-                                         top_k=[{"label": "Bag", "index": 8, "score": 0.9}], seq=1, latency_ms=0.3),
+        "anomaly": sensor.anomaly(topics, "pi1", model, "line1", score=0.1, threshold=0.01, is_anomaly=True,
+                                  values=[0.5, 0.1], window=1, seq=3, changed=True, reading_ts=12),
+        "forecast": series.forecast(topics, "pi1", model, "airline", observed=112.0, forecast_value=118.5, step=5),
+        "class": camera.classification(topics, "pi1", model, "cam0", label="Bag", index=8, score=0.9,
+                                       top_k=[{"label": "Bag", "index": 8, "score": 0.9}], seq=1, latency_ms=0.3),
         "error": messages.error(topics, "pi1", component="sensor/line1", reason="bad", input_excerpt="x"),
         "command_result": messages.command_result(topics, "pi1", "reset", ok=True, request_id="7", reset=["a"]),
     }
@@ -264,8 +266,8 @@ def test_built_messages_follow_their_schemas() -> None:
         jsonschema.validate(json.loads(message.payload), SCHEMAS[kind], format_checker=jsonschema.FormatChecker())
     assert built["anomaly"].topic == "edgepipe/pi1/sensors/line1/anomaly" and built["anomaly"].qos == 1
     assert built["class"].qos == 0 and built["forecast"].topic == "edgepipe/pi1/forecast/airline"
-    a, b = (json.loads(messages.anomaly(topics, "pi1", model, "s", score=1, threshold=1, is_anomaly=True, values=[1],
-                                        window=1, seq=1, changed=False).payload)["id"] for _ in range(2))
+    a, b = (json.loads(sensor.anomaly(topics, "pi1", model, "s", score=1, threshold=1, is_anomaly=True, values=[1],
+                                      window=1, seq=1, changed=False).payload)["id"] for _ in range(2))
     assert a != b  # unique ids for de-duplication
 
 
@@ -280,7 +282,7 @@ def test_class_message_equals_the_generic_builder(label: str, truth: str | None,
     topics, model = messages.Topics("edgepipe/pi \u00e9"), {"name": "cnn", "sha": "0123456789ab"}
     top_k = [{"label": label, "index": 3, "score": round(score, 5)}, {"label": "Coat", "index": 4, "score": 0.5}]
     fields = dict(label=label, index=3, score=score, top_k=top_k, seq=42, latency_ms=0.0612345, truth=truth)
-    fast = json.loads(messages.classification(topics, 'dev "1"', model, "cam\u00e9", **fields).payload)
+    fast = json.loads(camera.classification(topics, 'dev "1"', model, "cam\u00e9", **fields).payload)
     generic = {"v": messages.SCHEMA_VERSION, "device": 'dev "1"', "model": model, "camera": "cam\u00e9",
                "label": label, "index": 3, "score": round(score, 5), "top_k": top_k, "seq": 42, "latency_ms": 0.061}
     if truth is not None:
@@ -289,7 +291,7 @@ def test_class_message_equals_the_generic_builder(label: str, truth: str | None,
     assert fast == json.loads(messages._json(generic))
     jsonschema.validate({**fast, "ts": messages.utc_now()}, SCHEMAS["class"], format_checker=jsonschema.FormatChecker())
     with pytest.raises(ValueError, match="not JSON compliant"):
-        messages.classification(topics, "d", model, "c", **{**fields, "score": float("nan")})
+        camera.classification(topics, "d", model, "c", **{**fields, "score": float("nan")})
 
 
 def test_status_is_retained_and_plain() -> None:
@@ -374,7 +376,8 @@ def test_a_reading_delivered_out_of_order_is_counted_late_not_as_a_duplicate(tmp
     month skipped that way is a loss, and must not pass for a harmless re-delivery."""
     from edge.models.loader import ModelLoader
     from edge.pipelines.registry import Wiring
-    from edge.pipelines.series import SeriesConfig, build, load
+    from edge.pipelines.series import build, load
+    from edge.pipelines.series.pipeline import SeriesConfig
 
     sent: list = []
     publisher = Publisher(Topics("edgepipe/t"), "t", sent.append, threading.Event(), 0.0)

@@ -15,8 +15,8 @@ import pytest
 
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
-from edge.models.scorer import AnomalyScorer
 from edge.models.sensor_window import model_inputs
+from edge.pipelines.sensor.scorer import AnomalyScorer
 from edge.readings import InvalidReading
 from edge.timestamps import to_seconds
 from tests.conftest import ROOT

@@ -12,8 +12,8 @@ import pytest
 from edge.alerts.calibration import AlertPlan, rule_statistic
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
-from edge.models.scorer import AnomalyScorer
 from edge.models.sensor_window import calendar_features, model_inputs, window_inputs
+from edge.pipelines.sensor.scorer import AnomalyScorer
 from edge.timestamps import to_seconds
 from training.cli import main
 from training.summary import results_table

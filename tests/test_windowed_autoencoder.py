@@ -10,7 +10,7 @@ import numpy as np
 from edge.alerts.rule import AnomalyRule
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
-from edge.models.scorer import AnomalyScorer
+from edge.pipelines.sensor.scorer import AnomalyScorer
 from training.cli import main
 
 

@@ -151,7 +151,8 @@ def bench_camera_in_process(models_dir: Path, frames: int) -> float:
     the message dropped instead of published: the agent's own cost per frame, without MQTT."""
     from edge.models.classifier import Classifier
     from edge.mqtt.messages import Topics
-    from edge.pipelines.camera import CameraConfig, CameraPipeline
+    from edge.pipelines.camera.config import CameraConfig
+    from edge.pipelines.camera.pipeline import CameraPipeline
     from edge.pipelines.publisher import Publisher
     from edge.sources.frames import ReplaySource
 

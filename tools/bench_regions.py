@@ -22,7 +22,7 @@ from edge.models.classifier import Classifier
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
 from edge.mqtt.messages import Topics
-from edge.pipelines.camera import CameraPipeline
+from edge.pipelines.camera.pipeline import CameraPipeline
 from edge.pipelines.publisher import Publisher
 from edge.sources.frames import Frame, OpenCVSource
 from tools.broker import Mosquitto

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.mqtt import messages
+from edge.mqtt.messages import Message
+from edge.pipelines.camera.messages import classification, region_state, snapshot
+from edge.pipelines.camera.regions import RegionConfig
+from edge.pipelines.camera.runner import RegionOutcome, RegionRunner
+from edge.pipelines.camera.snapshot import ImageFolder, NoEncoder, encode
+from edge.pipelines.camera.state import RegionState
 from edge.pipelines.publisher import Publisher
-from edge.vision import publish
-from edge.vision.regions import RegionConfig
-from edge.vision.runner import RegionOutcome, RegionRunner
-from edge.vision.snapshot import ImageFolder, NoEncoder, encode
-from edge.vision.state import RegionState
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class RegionOutput:
         cfg = self.configs[outcome.region]
         result, classifier = outcome.result, outcome.classifier
         if result is not None and classifier is not None and cfg.publish_class:
-            self._send(messages.classification(
+            self._send(classification(
                 self.out.topics, self.out.device, classifier.ref, f"{self.camera}/{cfg.name}", label=result.label,
                 index=result.index, score=result.score, top_k=result.top_k, seq=outcome.seq,
                 latency_ms=result.latency_ms))
@@ -58,7 +58,7 @@ class RegionOutput:
                 self.current[cfg.name] = (classifier.ref, outcome.change)
             if cfg.snapshot:  # the picture first: whoever reacts to the state finds the matching picture
                 self._snapshot(cfg, outcome)
-            self._send(publish.region_state(self.out.topics, self.out.device, classifier.ref, self.camera, cfg.name,
+            self._send(region_state(self.out.topics, self.out.device, classifier.ref, self.camera, cfg.name,
                                             outcome.change))
         for folder, label in outcome.saves:
             if self._write(folder, outcome.crop, outcome.region, label, "png"):
@@ -69,11 +69,11 @@ class RegionOutput:
         jpeg = self._write(self.snapshots[cfg.name], outcome.crop, outcome.region, label, "jpeg")
         if jpeg:
             self.counters.snapshots += 1
-            self._send(publish.snapshot(self.out.topics, self.camera, cfg.name, jpeg))
+            self._send(snapshot(self.out.topics, self.camera, cfg.name, jpeg))
         if outcome.frame is not None:
             whole = self._write(self.snapshots[cfg.name], outcome.frame, outcome.region, f"frame_{label}", "jpeg")
             if whole:
-                self._send(publish.snapshot(self.out.topics, self.camera, cfg.name, whole, whole_frame=True))
+                self._send(snapshot(self.out.topics, self.camera, cfg.name, whole, whole_frame=True))
 
     def _write(self, folder: ImageFolder, image: np.ndarray, region: str, label: str, fmt: str) -> bytes | None:
         """Encode an image and save it; the bytes, or None (reported) when that failed."""
@@ -86,7 +86,7 @@ class RegionOutput:
             self.out.report(f"camera/{self.camera}/{region}", f"cannot write a {fmt} image: {exc}")
             return None
 
-    def _send(self, message: messages.Message) -> None:
+    def _send(self, message: Message) -> None:
         if self.out.send(message):
             self.published += 1
         else:
@@ -100,9 +100,9 @@ class RegionOutput:
                 "region_invokes": sum(r.invokes for r in runners),
                 "gate_skipped": sum(r.gate.skipped for r in runners), **asdict(self.counters)}
 
-    def state_messages(self) -> list[messages.Message]:
+    def state_messages(self) -> list[Message]:
         """Each region's current state, for every (re)connect and Home Assistant's birth."""
         with self._lock:
             current = dict(self.current)
-        return [publish.region_state(self.out.topics, self.out.device, model, self.camera, name, state)
+        return [region_state(self.out.topics, self.out.device, model, self.camera, name, state)
                 for name, (model, state) in current.items()]

@@ -1,4 +1,4 @@
-"""Cameras: capture -> preprocess + CNN (or regions, edge.vision) -> postprocess + publish, in three threads.
+"""A camera: capture -> preprocess + CNN (or its regions) -> postprocess + publish, in three threads.
 
 A live camera (`drop_stale = true`) keeps only the newest frame in a one-slot queue, so a slow
 model never makes frames pile up (a replaced frame is dropped and counted); with `drop_stale =
@@ -15,62 +15,23 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.fields import ConfigError, setting
-from edge.homeassistant.discovery import entity
 from edge.models.classifier import Classification, Classifier
-from edge.models.generator import Generator
-from edge.models.loader import ModelLoader
-from edge.mqtt import messages
+from edge.mqtt.messages import Message
 from edge.pipelines.base import END, Counters, put_displacing
+from edge.pipelines.camera.config import CameraConfig, CameraModels
+from edge.pipelines.camera.messages import classification
+from edge.pipelines.camera.output import RegionOutput
+from edge.pipelines.camera.runner import RegionOutcome, RegionRunner
 from edge.pipelines.publisher import Publisher
-from edge.pipelines.registry import PipelineKind, Wiring
-from edge.sources import camera_source, gan_options
-from edge.sources.frames import Frame, FrameSource, SourceError, check_gan_classes, make_frame_source
-from edge.vision.output import RegionOutput
-from edge.vision.publish import region_entities
-from edge.vision.regions import build_regions, region_classifiers, resolution_problem
-from edge.vision.runner import RegionOutcome, RegionRunner
+from edge.sources import camera_source
+from edge.sources.frames import Frame, FrameSource, SourceError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CameraConfig:
-    name: str = setting(name=True)
-    source: str = setting(parse=camera_source)  # picamera2, opencv:<index|file|url>, folder:<dir>, replay:<npz>, gan
-    model: str = "cnn"
-    fps: float = setting(5.0, ge=0)  # 0: as fast as the source delivers
-    invert: bool | None = None  # None: as the manifest says
-    loop: bool = False
-    drop_stale: bool = True  # a live camera: keep only the newest frame; false: a file is read no faster
-    top_k: int = setting(3, ge=1, le=1000)
-    retry_max: float = setting(30.0, gt=0)  # seconds between attempts to reopen a dead camera, at most
-    resolution: list = field(default_factory=lambda: [320, 240])  # picamera2: width, height of the frames
-    regions: list = field(default_factory=list)  # [[camera.regions]] (edge.vision.regions.RegionConfig)
-    dataset_dir: str = ""  # captured crops (cmd/capture, capture_uncertain); default <state_dir>/dataset
-    # each region's labels once its model is loaded: the options of its Home Assistant enum sensor
-    region_labels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    def validate(self) -> None:
-        resolution_problem(self.resolution)
-        self.regions = build_regions(self.regions)
-        if self.regions and camera_source(self.source).kind == "gan":
-            raise ConfigError("regions: the GAN camera's 28x28 pictures have no regions to watch")
-
-
-@dataclass(frozen=True)
-class CameraModels:
-    """A camera's classifier, and the generator when the camera is the GAN (`source = "gan"`)."""
-
-    classifier: Classifier
-    generator: Generator | None = None
-    regions: dict[str, Classifier] = field(default_factory=dict)  # region name -> its classifier
 
 
 class CameraPipeline:
@@ -254,7 +215,7 @@ class CameraPipeline:
             result = classifier.postprocess(raw, latency_ms)
             if frame.truth is not None:
                 self.truth.update(labelled=1, correct=int(result.label == frame.truth))
-            if self.out.send(messages.classification(
+            if self.out.send(classification(
                 self.out.topics, self.out.device, classifier.ref, self.name, label=result.label,
                 index=result.index, score=result.score, top_k=result.top_k, seq=frame.seq,
                 latency_ms=result.latency_ms, truth=frame.truth)):
@@ -290,8 +251,8 @@ class CameraPipeline:
             return {**self.counters.as_dict(), **self.truth}  # `labelled`, `correct` once frames carry truth
         return self.region_out.stats(self.counters.as_dict(), self.runners.values())
 
-    def state_messages(self) -> list[messages.Message]:
-        """The regions' current states: sent again at every connect (see edge.homeassistant.announcer)."""
+    def state_messages(self) -> list[Message]:
+        """The regions' current states: sent again at every connect (edge.homeassistant.announcer)."""
         return self.region_out.state_messages()
 
     def start_capture(self, region: str, label: str, count: int, every: float) -> Path:
@@ -318,35 +279,3 @@ class CameraPipeline:
 
     def latency(self) -> dict[str, Any]:
         return {"model": self.classifier.entry.name, **self.classifier.latency.summary()}
-
-
-def load(cfg: CameraConfig, loader: ModelLoader) -> CameraModels:
-    classifier = Classifier(*loader.load(cfg.model, "classify", f"camera {cfg.name!r}"), invert=cfg.invert,
-                            top_k=cfg.top_k)
-    generator = None
-    spec = camera_source(cfg.source)
-    if spec.kind == "gan":
-        generator = Generator(*loader.load("gan", "generate", f"camera {cfg.name!r} (source gan)"))
-        check_gan_classes(gan_options(spec.arg), generator)  # refused before anything is built or swapped
-    return CameraModels(classifier, generator, region_classifiers(cfg, loader, classifier))
-
-
-def build(cfg: CameraConfig, models: CameraModels, wiring: Wiring) -> CameraPipeline:
-    source = make_frame_source(camera_source(cfg.source), cfg.loop, models.generator, tuple(cfg.resolution))
-    cfg.region_labels = {name: c.labels for name, c in models.regions.items()}
-    return CameraPipeline(cfg, source, models.classifier, wiring.publisher, models.regions, wiring.loader.state_dir)
-
-
-def discovery(prefix: str, topics: messages.Topics, device: str, cfg: CameraConfig) -> list[messages.Message]:
-    """The label as the state; only the model as attributes (seq, score, latency change every frame, and
-    every change of an attribute would be a row in Home Assistant's recorder). A camera with regions has a
-    state sensor and a snapshot image per region instead (edge.vision.publish)."""
-    if cfg.regions:
-        return [m for r in cfg.regions for m in region_entities(prefix, topics, device, cfg.name, r.name,
-                                                                 cfg.region_labels.get(r.name, []), r.snapshot,
-                                                                 r.snapshot_frame)]
-    return [entity(prefix, "sensor", device, f"{cfg.name}_class", topics, topics.path("vision", cfg.name, "class"),
-                   value_template="{{ value_json.label }}")]
-
-
-KIND = PipelineKind("camera", CameraConfig, load, build, discovery)

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.config import AgentConfig
 from edge.fields import NAME_CHARS
+from edge.pipelines.camera.regions import Region, RegionConfig
+from edge.pipelines.camera.snapshot import ImageFolder, encode
 from edge.sources import camera_source
 from edge.sources.frames import SourceError, make_frame_source
-from edge.vision.regions import Region, RegionConfig
-from edge.vision.snapshot import ImageFolder, encode
 
 log = logging.getLogger(__name__)
 MAX_COUNT = 100_000
@@ -42,9 +41,9 @@ def check_count(count: Any, every: Any) -> tuple[int, float]:
     return count, float(every)
 
 
-def find_region(config: AgentConfig, camera: str | None, region: str) -> tuple[Any, RegionConfig]:
-    """The camera table and region of a config; ValueError naming what exists."""
-    cameras = {c.name: c for c in config.camera}
+def find_region(tables: list[Any], camera: str | None, region: str) -> tuple[Any, RegionConfig]:
+    """The camera table (of the config's `[[camera]]` tables) and its region; ValueError naming what exists."""
+    cameras = {c.name: c for c in tables}
     if camera is None and len(cameras) == 1:
         camera = next(iter(cameras))
     if camera not in cameras:
@@ -63,12 +62,12 @@ class Captured:
     stopped: str  # why before `count` crops: "the source ended" (a video file), "--end was reached"; "" if not
 
 
-def capture(config: AgentConfig, camera: str | None, region: str, label: str, count: int, every: float,
+def capture(tables: list[Any], camera: str | None, region: str, label: str, count: int, every: float,
             dataset: Path, clock: Callable[[], float] = time.monotonic,
             span: tuple[float, float] = (0.0, math.inf)) -> Captured:
     """Read the camera and save one crop every `every` seconds (a video's own time for a file) until `count`,
     only between `span` seconds from the first frame (one recording can hold every state)."""
-    cam, region_cfg = find_region(config, camera, region)
+    cam, region_cfg = find_region(tables, camera, region)
     check_label(label)
     count, every = check_count(count, every)
     if not 0 <= span[0] < span[1]:
@@ -103,29 +102,25 @@ def _frames(source: Any) -> Iterable[Any]:
         yield frame
 
 
-def capture_command(pipelines: Callable[[], Iterable[Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """The `cmd/capture` handler: `{"camera", "region", "label", "count", "every"}` -> the running camera
-    saves the next `count` crops of the region into its dataset folder (`<state_dir>/dataset/<label>/`)."""
-
-    def handle(body: dict[str, Any]) -> dict[str, Any]:
-        cameras = {p.name: p for p in pipelines() if getattr(p, "kind", "") == "camera" and p.runners}
-        name = body.get("camera")
-        if name is None and len(cameras) == 1:
-            name = next(iter(cameras))
-        if name not in cameras:
-            raise ValueError(f"no camera with regions named {name!r} (have {sorted(cameras)})")
-        label = check_label(body.get("label"))
-        count, every = check_count(body.get("count", 50), body.get("every", 0.5))
-        folder = cameras[name].start_capture(body.get("region"), label, count, every)
-        return {"camera": name, "region": body.get("region"), "label": label, "count": count, "dir": str(folder)}
-
-    return handle
+def capture_command(body: dict[str, Any], cameras: list[Any]) -> dict[str, Any]:
+    """`cmd/capture`: `{"camera", "region", "label", "count", "every"}` -> the running camera saves the next
+    `count` crops of the region into its dataset folder (`<state_dir>/dataset/<label>/`)."""
+    with_regions = {p.name: p for p in cameras if p.runners}
+    name = body.get("camera")
+    if name is None and len(with_regions) == 1:
+        name = next(iter(with_regions))
+    if name not in with_regions:
+        raise ValueError(f"no camera with regions named {name!r} (have {sorted(with_regions)})")
+    label = check_label(body.get("label"))
+    count, every = check_count(body.get("count", 50), body.get("every", 0.5))
+    folder = with_regions[name].start_capture(body.get("region"), label, count, every)
+    return {"camera": name, "region": body.get("region"), "label": label, "count": count, "dir": str(folder)}
 
 
-def main_capture(config: AgentConfig, args: Any) -> int:
+def main_capture(tables: list[Any], args: Any) -> int:
     """`python -m edge capture`: print what was saved; exit 1 if nothing was."""
     try:
-        result = capture(config, args.camera, args.region, args.label, args.count, args.every, args.out,
+        result = capture(tables, args.camera, args.region, args.label, args.count, args.every, args.out,
                          span=(args.start, args.end))
     except (ValueError, OSError) as exc:
         raise SourceError(str(exc)) from None

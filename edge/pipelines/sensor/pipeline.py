@@ -1,4 +1,4 @@
-"""Sensor streams: readings -> autoencoder score -> k-of-n rule -> `sensors/<name>/anomaly`.
+"""A sensor stream: readings -> autoencoder score -> k-of-n rule -> `sensors/<name>/anomaly`.
 
 An alert is published on every change of state and on every anomalous reading. The rule
 (threshold and k-of-n debounce) comes from the manifest's alert plan unless the config,
@@ -19,14 +19,11 @@ from edge.alerts.plan import AlertSettings, PlanFile, alert_summary, check_plan,
 from edge.alerts.recalibrate import Collection
 from edge.alerts.rule import AnomalyRule, ThresholdFile, check_threshold
 from edge.fields import ConfigError, setting
-from edge.homeassistant.discovery import entity
-from edge.models.loader import ModelLoader
-from edge.models.manifest import ManifestError
-from edge.models.scorer import AnomalyScorer
-from edge.mqtt import messages
+from edge.mqtt.messages import Message, command_result
 from edge.pipelines.base import ReadingConfig, ReadingPipeline
 from edge.pipelines.publisher import Publisher
-from edge.pipelines.registry import PipelineKind, Wiring
+from edge.pipelines.sensor.messages import anomaly, sensor_state
+from edge.pipelines.sensor.scorer import AnomalyScorer
 from edge.readings import parse_reading
 from edge.timestamps import clock_seconds
 
@@ -103,7 +100,7 @@ class SensorPipeline(ReadingPipeline):
         stamp = clock_seconds(reading.ts)
         self.ledger.update(is_anomaly, stamp if stamp is not None or self.settings.period_s else time.time())
         if is_anomaly or changed:
-            self.send(messages.anomaly(
+            self.send(anomaly(
                 self.out.topics, self.out.device, self.model.ref, self.name, score=score,
                 threshold=self.rule.threshold, is_anomaly=is_anomaly, values=list(reading.values),
                 window=self.model.window, seq=self.counters.processed, changed=changed, reading_ts=reading.ts))
@@ -114,9 +111,9 @@ class SensorPipeline(ReadingPipeline):
         if self.collecting is not None and self.collecting.add(score, stamp):
             self._finish_calibration()
 
-    def state_messages(self) -> list[messages.Message]:
+    def state_messages(self) -> list[Message]:
         """The retained `ON`/`OFF` of `sensors/<name>/state`: sent at every connect and on every change."""
-        return [messages.sensor_state(self.out.topics, self.name, self.rule.active)]
+        return [sensor_state(self.out.topics, self.name, self.rule.active)]
 
     def quality(self) -> dict[str, Any]:
         """The rule in force and its false-alert rate, expected vs observed since the rule was set (`stats`)."""
@@ -185,7 +182,7 @@ class SensorPipeline(ReadingPipeline):
 
     def _calibration_result(self, collection: Collection, ok: bool, error_text: str | None = None,
                             **extra: Any) -> None:
-        self.send(messages.command_result(self.out.topics, self.out.device, "calibrate", ok=ok,
+        self.send(command_result(self.out.topics, self.out.device, "calibrate", ok=ok,
                                           request_id=collection.request_id, error_text=error_text,
                                           sensor=self.name, **extra))
 
@@ -199,29 +196,3 @@ class SensorPipeline(ReadingPipeline):
             self.collecting = None  # its scores so far came from the old model
         self._apply(self._settings(scorer))
         return scorer
-
-
-def load(cfg: SensorConfig, loader: ModelLoader) -> AnomalyScorer:
-    """The scorer, and its manifest's alert rule checked (a bad plan refuses the start or the reload)."""
-    scorer = AnomalyScorer(*loader.load(cfg.model, "anomaly", f"sensor {cfg.name!r}"))
-    try:
-        resolve(cfg, scorer.entry.postprocess, scorer.entry.name, None, None)
-    except ValueError as exc:
-        raise ManifestError(f"sensor {cfg.name!r}: {exc}") from None
-    return scorer
-
-
-def build(cfg: SensorConfig, scorer: AnomalyScorer, wiring: Wiring) -> SensorPipeline:
-    return SensorPipeline(cfg, scorer, wiring.publisher, wiring.queue_size, wiring.loader.state_dir)
-
-
-def discovery(prefix: str, topics: messages.Topics, device: str, cfg: SensorConfig) -> list[messages.Message]:
-    """A binary sensor on the retained `state` topic (known from the start, not only after an anomaly);
-    the model and threshold of the `anomaly` messages as attributes (the score changes every reading)."""
-    name = cfg.name
-    return [entity(prefix, "binary_sensor", device, f"{name}_anomaly", topics, topics.path("sensors", name, "state"),
-                   attributes_topic=topics.path("sensors", name, "anomaly"), attributes=("threshold",),
-                   device_class="problem", payload_on="ON", payload_off="OFF")]
-
-
-KIND = PipelineKind("sensor", SensorConfig, load, build, discovery)

@@ -1,4 +1,4 @@
-"""Time series: readings -> one LSTM step (state carried and saved) -> `forecast/<name>`.
+"""A time series: readings -> one LSTM step (state carried and saved) -> `forecast/<name>`.
 
 The forecast goes to the outbox *before* the state is saved, so a crash in between repeats
 this reading (the same forecast again) rather than losing its forecast; a re-delivered
@@ -14,13 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.fields import setting
-from edge.homeassistant.discovery import entity
-from edge.models.forecaster import Forecaster
-from edge.models.loader import ModelLoader
-from edge.mqtt import messages
 from edge.pipelines.base import ReadingConfig, ReadingPipeline
 from edge.pipelines.publisher import Publisher
-from edge.pipelines.registry import PipelineKind, Wiring
+from edge.pipelines.series.forecaster import Forecaster
+from edge.pipelines.series.messages import forecast
 from edge.readings import InvalidReading, parse_reading
 from edge.timestamps import ClockPolicy, Verdict, order_key
 
@@ -67,7 +64,7 @@ class SeriesPipeline(ReadingPipeline):
         except ValueError as exc:  # e.g. a value the series transform cannot take (log of <= 0)
             raise InvalidReading(str(exc)) from None
         if value is not None:
-            self.send(messages.forecast(self.out.topics, self.out.device, self.model.ref, self.name,
+            self.send(forecast(self.out.topics, self.out.device, self.model.ref, self.name,
                                         observed=reading.values[0], forecast_value=value,
                                         step=self.model.step_index - 1, reading_ts=reading.ts))
             self.counters.published += 1
@@ -101,24 +98,3 @@ class SeriesPipeline(ReadingPipeline):
         """The new model continues the live series (not the file on disk, which may be a step behind)."""
         forecaster.continue_from(self.model)
         return forecaster
-
-
-def load(cfg: SeriesConfig, loader: ModelLoader) -> Forecaster:
-    entry, model = loader.load(cfg.model, "forecast", f"series {cfg.name!r}")
-    return Forecaster(entry, model, state_path=loader.state_dir / f"{cfg.name}.state.json")
-
-
-def build(cfg: SeriesConfig, forecaster: Forecaster, wiring: Wiring) -> SeriesPipeline:
-    if forecaster.store and forecaster.store.warning:
-        wiring.publisher.report("state", forecaster.store.warning)
-    return SeriesPipeline(cfg, forecaster, wiring.publisher, wiring.queue_size)
-
-
-def discovery(prefix: str, topics: messages.Topics, device: str, cfg: SeriesConfig) -> list[messages.Message]:
-    """A numeric sensor (`state_class: measurement`, so Home Assistant keeps long-term statistics)."""
-    unit = {"unit_of_measurement": cfg.unit} if cfg.unit else {}
-    return [entity(prefix, "sensor", device, f"{cfg.name}_forecast", topics, topics.path("forecast", cfg.name),
-                   value_template="{{ value_json.forecast }}", state_class="measurement", **unit)]
-
-
-KIND = PipelineKind("series", SeriesConfig, load, build, discovery)

@@ -15,10 +15,10 @@ import numpy as np
 
 from edge.models.classifier import Classification, Classifier, to_grayscale
 from edge.mqtt.messages import utc_now
-from edge.vision.motion import MotionGate
-from edge.vision.regions import Region, RegionConfig
-from edge.vision.snapshot import ImageFolder, safe_part
-from edge.vision.state import Debouncer, RegionState
+from edge.pipelines.camera.motion import MotionGate
+from edge.pipelines.camera.regions import Region, RegionConfig
+from edge.pipelines.camera.snapshot import ImageFolder, safe_part
+from edge.pipelines.camera.state import Debouncer, RegionState
 
 UNLABELLED = "_unlabelled"  # the training folder reader skips folders starting with "_"
 

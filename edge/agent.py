@@ -30,13 +30,13 @@ from edge.pipelines.base import Pipeline
 from edge.pipelines.publisher import Publisher
 from edge.pipelines.registry import Wiring, kinds
 from edge.preflight import AclProbe, check_state_dir
-from edge.selftest import SelfTest
-from edge.selftest_golden import GoldenVectors
+from edge.selftest.camera import CameraBurst
+from edge.selftest.command import SelfTest
+from edge.selftest.golden import GoldenVectors
 from edge.sources.feeds import Feed
-from edge.sysinfo import cpu_temperature, resident_mb
+from edge.system import SystemdNotifier, cpu_temperature, resident_mb
 from edge.update.store import ModelStore
 from edge.update.updater import Updater
-from edge.watchdog import SystemdNotifier
 
 log = logging.getLogger(__name__)
 STARTUP_BROKER_WAIT = 5.0  # seconds
@@ -91,8 +91,8 @@ class Agent:
         self.pipelines: list[Pipeline] = [kind.build(cfg, models[(section, cfg.name)], wiring)
                                           for section, kind in kinds().items() for cfg in getattr(config, section)]
         self.commands = Commands(self.topics, config.device_id, self.link.send, lambda: self.pipelines, self.reload)
-        self.selftest = SelfTest(lambda: self.pipelines, lambda: model_loader(config))  # cmd/selftest's checks
-        self.selftest.add(GoldenVectors())  # and every live model answers its golden vectors
+        # cmd/selftest: generated frames through each camera, and every live model answers its golden vectors
+        self.selftest = SelfTest(lambda: self.pipelines, lambda: model_loader(config), [CameraBurst(), GoldenVectors()])
         self.commands.register("selftest", self.selftest)
         for section, kind in kinds().items():  # threshold, calibrate, capture, each kind's part of reset
             self.commands.register_kind(section, kind.commands)

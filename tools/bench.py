@@ -26,7 +26,7 @@ import numpy as np
 
 from edge.models.manifest import ModelEntry, read_manifest
 from edge.models.runtime import TFLiteModel, load_runtime, quantize
-from edge.sysinfo import resident_mb
+from edge.system import resident_mb
 from tools.broker import Mosquitto
 from tools.classtap import ClassTap
 from training.tflite import count_macs

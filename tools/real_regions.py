@@ -4,8 +4,8 @@ scikit-image's bundled texture photos (`skimage.data.brick`, `grass`, `gravel`: 
 Each "camera frame" (320x240) shows a 160x160 window of one photo in a region of interest on a noisy
 background. Training frames take their windows from the top 300 rows of each photo, held-out frames from
 the bottom 192 rows: the held-out accuracy is measured on parts of the photos the model never saw.
-Crops are captured with `edge.pipelines.camera.capture` from a `folder:` camera, the CNN is trained by the training CLI's
-folder recipe, and the held-out frames are classified by the agent's own `Region.crop` + `Classifier`.
+Crops are captured with `edge.pipelines.camera.capture` from a `folder:` camera, the CNN is trained by the
+training CLI's folder recipe, and the held-out frames are classified by the agent's own `Region.crop` + `Classifier`.
 
     python -m tools.real_regions [--work DIR] [--epochs N]     (needs scikit-image: the `realdata` extra)
 """

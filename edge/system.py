@@ -1,4 +1,5 @@
-"""Telling systemd the agent is alive (`sd_notify`): READY at start, WATCHDOG pings only while healthy.
+"""The machine the agent runs on: probes for `stats` (resident memory, the SoC temperature), and telling
+systemd the agent is alive (`sd_notify`): READY at start, WATCHDOG pings only while healthy.
 
 With `Type=notify` and `WatchdogSec=` in the unit, systemd restarts an agent that stops
 pinging. The agent pings only while every pipeline makes progress and the MQTT thread runs,
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -40,3 +42,22 @@ class SystemdNotifier:
         except OSError as exc:
             log.warning("sd_notify to %s failed: %s", self.address, exc)
             return False
+
+
+def resident_mb(pid: int | str = "self") -> float | None:
+    """A process's resident memory (VmRSS) in MiB, from /proc; None where there is no /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def cpu_temperature() -> float | None:
+    """The SoC temperature on a Pi (and most Linux boards); None where there is no thermal zone."""
+    try:
+        return round(int(Path("/sys/class/thermal/thermal_zone0/temp").read_text().strip()) / 1000, 1)
+    except (OSError, ValueError):
+        return None

@@ -13,7 +13,7 @@ from typing import Any
 
 from edge.models import golden
 from edge.models.wrapper import ModelWrapper
-from edge.selftest import CheckResult, SelfTestContext
+from edge.selftest.command import CheckResult, SelfTestContext
 
 
 def live_models(pipeline: Any) -> list[ModelWrapper]:

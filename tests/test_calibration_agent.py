@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 
 from edge.alerts.calibration import AlertPlan, plan_alerts
-from edge.alerts.plan import PlanFile, check_plan, resolve
+from edge.alerts.plan import check_plan, resolve
 from edge.alerts.recalibrate import Collection
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
 from edge.pipelines.sensor.pipeline import SensorConfig
+from edge.pipelines.sensor.rulefiles import PlanFile
 from edge.pipelines.sensor.scorer import AnomalyScorer
 from edge.timestamps import clock_seconds
 from tests.conftest import MODELS_DIR, ROOT

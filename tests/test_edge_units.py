@@ -15,6 +15,7 @@ import pytest
 from edge.alerts.rule import AnomalyRule
 from edge.config import SECTIONS, ConfigError, load_config, parse_config, pipeline_sections, top_level_keys
 from edge.fields import keys_of
+from edge.fileio import StateFile
 from edge.models.classifier import Classifier, frame_to_input, resize_bilinear, to_grayscale
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
@@ -188,6 +189,23 @@ def test_state_round_trip(tmp_path: Path) -> None:
     store.save([np.ones((1, 4)), np.zeros((1, 4))], [0.1, 0.2], 7)
     saved = ForecasterState(tmp_path / "s.json", "abc").load()
     assert saved.step == 7 and saved.window == [0.1, 0.2] and saved.state[0] == [[1.0] * 4]
+
+
+def test_a_state_file_round_trips_reads_files_without_a_checksum_and_sets_a_damaged_one_aside(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    file = StateFile(path, "starting afresh", indent=1)
+    file.save({"v": 1, "topics": ["a"]})
+    assert json.loads(path.read_text())["topics"] == ["a"]  # the fields stay where a reader looks for them
+    assert file.load(lambda data: data) == {"v": 1, "topics": ["a"]} and file.problem is None
+    path.write_text('{"threshold": 0.5}')  # written before state files carried a checksum
+    assert file.load(lambda data: data["threshold"]) == 0.5
+    file.save({"threshold": 0.5})
+    path.write_text(path.read_text().replace("0.5", "0.7"))  # edited by hand (or torn)
+    assert file.load(lambda data: data["threshold"]) is None and "checksum mismatch" in file.problem
+    assert "starting afresh" in file.problem and not path.exists() and list(tmp_path.glob("x.json.bad-*"))
+    kept = StateFile(tmp_path / "p.json", "using the factory models", keep_damaged=True)
+    (tmp_path / "p.json").write_text("[]")
+    assert kept.load(dict) is None and "left in place" in kept.problem and (tmp_path / "p.json").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncate", "edit", "other_model"])

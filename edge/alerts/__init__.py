@@ -9,5 +9,5 @@ imports the same maths to write the manifest that the agent uses to read it and 
 - `ledger`: alert episodes observed against those expected, with a Poisson tail;
 - `recalibrate`: `cmd/calibrate`'s collection of scores declared normal.
 
-Imports nothing of `edge` but `edge.timestamps`, `edge.fileio` and `edge.fields`.
+It imports nothing of `edge` outside itself: numpy and the standard library only.
 """

@@ -4,7 +4,7 @@ The manifest's `postprocess.alerts` (an `edge.alerts.calibration.AlertPlan` writ
 a threshold and a k-of-n debounce calibrated for a stated false-alarm rate; without it the plain
 `postprocess.threshold` and the config's debounce apply, as before. In force, highest first:
 
-1. `cmd/threshold` (a threshold only; persisted by `ThresholdFile`);
+1. `cmd/threshold` (a threshold only; persisted by the sensor kind's `ThresholdFile`);
 2. `cmd/calibrate` (a plan re-fitted on readings the user declared normal; persisted by `PlanFile`);
 3. the config's `threshold`;
 4. the manifest's plan, re-planned for the config's `false_alarms_per_day` when it is set (the
@@ -17,17 +17,14 @@ but its expected rate no longer holds (it was calibrated for another statistic),
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from edge.alerts.calibration import SECONDS_PER_DAY, AlertPlan
 from edge.alerts.ledger import AlertLedger
 from edge.alerts.rule import check_threshold
-from edge.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 MAX_DEBOUNCE = 1000
@@ -156,34 +153,3 @@ def alert_summary(settings: AlertSettings, ledger: AlertLedger) -> dict[str, Any
             "expected_alerts_per_1000": summary["expected_per_1000"] if known else None,
             "observed_alerts_per_1000": summary["observed_per_1000"],
             "excess_p_value": summary["excess_p_value"] if known else None}
-
-
-class PlanFile:
-    """A plan fitted by `cmd/calibrate`, kept in the state dir until `cmd/reset` names the sensor.
-
-    It belongs to the model whose scores it calibrated: a plan saved for another model file (a
-    retrained autoencoder, compared by sha256) is ignored with a warning, since its threshold is
-    in units of the old model's reconstruction error.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self, model_sha256: str) -> AlertPlan | None:
-        if not self.path.exists():
-            return None
-        try:
-            data = json.loads(self.path.read_text())
-            if data.get("model_sha256") != model_sha256:
-                log.warning("ignoring %s: calibrated for another model file", self.path)
-                return None
-            return check_plan(data.get("plan"), str(self.path))
-        except (OSError, ValueError, AttributeError) as exc:
-            log.warning("ignoring %s: %s", self.path, exc)
-            return None
-
-    def save(self, plan: AlertPlan, model_sha256: str) -> None:
-        atomic_write(self.path, json.dumps({"model_sha256": model_sha256, "plan": plan.to_json()}), mode=0o644)
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)

@@ -8,16 +8,9 @@ and k-of-n debouncing. Recalibrating changes the rule, never the model.
 from __future__ import annotations
 
 import collections
-import json
-import logging
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-from edge.fileio import atomic_write
-
-log = logging.getLogger(__name__)
 
 
 def check_threshold(value: Any, where: str = "threshold") -> float:
@@ -65,29 +58,3 @@ class AnomalyRule:
             raise ValueError(f"debounce needs 1 <= k <= n, got k={k}, n={n}")
         self.threshold, self.k, self.n = threshold, k, n
         self._history = collections.deque(self._history, maxlen=n)
-
-
-class ThresholdFile:
-    """A threshold set by command, kept in the state dir until `cmd/reset` names the sensor.
-
-    Without it a threshold tuned at run time silently reverted on every reload and restart.
-    A file that cannot be read or holds no valid threshold is ignored with a warning.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self) -> float | None:
-        if not self.path.exists():
-            return None
-        try:
-            return check_threshold(json.loads(self.path.read_text())["threshold"], str(self.path))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring %s: %s", self.path, exc)
-            return None
-
-    def save(self, threshold: float) -> None:
-        atomic_write(self.path, json.dumps({"threshold": threshold}), mode=0o644)
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)

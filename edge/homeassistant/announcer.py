@@ -15,14 +15,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge.fileio import atomic_write
+from edge.fileio import StateFile
 from edge.homeassistant.discovery import cleared
 from edge.mqtt.inbox import Subscribe
 from edge.mqtt.messages import Message
@@ -34,16 +33,14 @@ BIRTH_INTERVAL = 10.0  # seconds: births closer together than this are answered 
 Send = Callable[[Message], None]
 
 
+def ledger(state_dir: Path | str) -> StateFile:
+    """`<state_dir>/discovery.json`: `{"v": 1, "topics": [...]}`, the config topics announced last."""
+    return StateFile(Path(state_dir) / LEDGER, "stale Home Assistant entities cannot be cleared this time", indent=1)
+
+
 def announced(state_dir: Path | str) -> list[str]:
     """The config topics an agent with this state dir announced last (empty if none or unreadable)."""
-    path = Path(state_dir) / LEDGER
-    try:
-        topics = json.loads(path.read_text(encoding="utf-8"))["topics"]
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("%s is unreadable (%s): stale Home Assistant entities cannot be cleared this time", path, exc)
-        return []
+    topics = ledger(state_dir).load(lambda data: data["topics"])
     return [t for t in topics if isinstance(t, str)] if isinstance(topics, list) else []
 
 
@@ -96,7 +93,7 @@ class HomeAssistant:
             log.info("Home Assistant: clearing %d entit%s no longer configured", len(stale),
                      "y" if len(stale) == 1 else "ies")
         try:
-            atomic_write(state_dir / LEDGER, json.dumps({"v": 1, "topics": current}, indent=1) + "\n")
+            ledger(state_dir).save({"v": 1, "topics": current})
         except OSError as exc:
             log.warning("cannot write %s: %s (stale Home Assistant entities may be left behind)",
                         state_dir / LEDGER, exc)

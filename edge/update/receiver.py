@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.fileio import atomic_write
+from edge.fileio import StateFile
 from edge.models.manifest import sha256_file
 from edge.update.bundle import BundleRefused
 
@@ -78,19 +78,16 @@ class Assembly:
     def __init__(self, folder: Path, bundle: str, size: int, chunk: int, have: set[int] | None = None) -> None:
         self.folder, self.bundle, self.size, self.chunk = folder, bundle, size, chunk
         self.count = -(-size // chunk)
-        self.path, self.meta = folder / f"{bundle}.part", folder / f"{bundle}.json"
+        self.path, self.meta = folder / f"{bundle}.part", record(folder / f"{bundle}.json")
         self.have: set[int] = have or set()
 
     @classmethod
     def load(cls, folder: Path) -> Assembly | None:
         """The bundle left half-received by the last run, if any (its file and record agree)."""
         for meta in sorted(folder.glob("*.json")):
-            try:
-                data = json.loads(meta.read_text())
-                assembly = cls(folder, data["bundle"], data["size"], data["chunk"], set(data["have"]))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            if assembly.path.is_file():
+            assembly = record(meta).load(lambda data: cls(folder, data["bundle"], data["size"], data["chunk"],
+                                                          set(data["have"])))
+            if assembly is not None and assembly.path.is_file():
                 return assembly
         return None
 
@@ -108,8 +105,7 @@ class Assembly:
         finally:
             os.close(fd)
         self.have.add(chunk.index)
-        atomic_write(self.meta, json.dumps({"bundle": self.bundle, "size": self.size, "chunk": self.chunk,
-                                            "have": sorted(self.have)}))
+        self.meta.save({"bundle": self.bundle, "size": self.size, "chunk": self.chunk, "have": sorted(self.have)})
         return True
 
     @property
@@ -125,7 +121,12 @@ class Assembly:
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
-        self.meta.unlink(missing_ok=True)
+        self.meta.clear()
+
+
+def record(path: Path) -> StateFile:
+    """`<bundle sha>.json`: the chunk indices held of a bundle being received."""
+    return StateFile(path, "its chunks are received again")
 
 
 def start_assembly(folder: Path, chunk: Chunk, max_bytes: int) -> Assembly:

@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from edge.alerts.ledger import AlertLedger
-from edge.alerts.plan import AlertSettings, PlanFile, alert_summary, check_plan, resolve, settings_fields
+from edge.alerts.plan import AlertSettings, alert_summary, check_plan, resolve, settings_fields
 from edge.alerts.recalibrate import Collection
-from edge.alerts.rule import AnomalyRule, ThresholdFile, check_threshold
+from edge.alerts.rule import AnomalyRule, check_threshold
 from edge.fields import ConfigError, setting
 from edge.mqtt.messages import Message, command_result
 from edge.pipelines.base import ReadingConfig, ReadingPipeline
 from edge.pipelines.publisher import Publisher
 from edge.pipelines.sensor.messages import anomaly, sensor_state
+from edge.pipelines.sensor.rulefiles import PlanFile, ThresholdFile
 from edge.pipelines.sensor.scorer import AnomalyScorer
 from edge.readings import parse_reading
 from edge.timestamps import clock_seconds

@@ -8,6 +8,7 @@ was not acknowledged in the outbox for the next start.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -19,7 +20,7 @@ from edge.config import AgentConfig, ConfigError
 from edge.fileio import atomic_write
 from edge.homeassistant.announcer import HomeAssistant
 from edge.models.loader import ModelLoader
-from edge.models.manifest import ManifestError
+from edge.models.manifest import Manifest, ManifestError
 from edge.models.runtime import load_runtime
 from edge.mqtt import messages
 from edge.mqtt.link import MqttLink
@@ -77,8 +78,9 @@ class Agent:
         for folder in dict.fromkeys([Path(config.state_dir), config.outbox_path.parent]):
             if problem := check_state_dir(folder):  # before anything is opened, moved aside or written
                 raise ConfigError(problem)
+        self.model_loads: collections.Counter[str] = collections.Counter()  # interpreters made, per model name
         loader = model_loader(config)
-        models = load_models(config, loader)  # raises ManifestError: refuse to start
+        models, _manifest = self.load(loader)  # raises ManifestError: refuse to start
         self.topics = Topics(config.base_topic)
         self.outbox = Outbox(config.outbox_path, config.outbox.max_messages, config.outbox.drop_policy,
                              config.outbox.replay_window)
@@ -106,8 +108,7 @@ class Agent:
         self.updater: Updater | None = None
         if config.update.enabled:  # model updates over MQTT (issue 16)
             self.updater = Updater(config, self.topics, self.link.send, lambda: self.pipelines, self.reload,
-                                   lambda folder: load_models(config, ModelLoader(folder, config.state_dir,
-                                                                                  config.num_threads)),
+                                   lambda folder: self.load(ModelLoader(folder, config.state_dir, config.num_threads)),
                                    self.publisher.report)
             self.updater.attach(self.link.subscribe, self.commands)
 
@@ -190,15 +191,27 @@ class Agent:
         finite = [p for p in self.pipelines if p.finite]
         return bool(finite) and all(p.finished.is_set() for p in finite)
 
-    def reload(self) -> dict[str, Any]:
-        """`cmd/reload`: load and verify every model again; swap (each between two inputs) only if all succeed."""
-        loader = model_loader(self.config)
-        fresh = load_models(self.config, loader)  # raises before anything is changed
+    def load(self, loader: ModelLoader | None = None) -> tuple[dict[tuple[str, str], Any], Manifest]:
+        """Every pipeline's model(s) from `loader` (default: the models in use), and their manifest."""
+        loader = loader or model_loader(self.config)
+        try:
+            return load_models(self.config, loader), loader.manifest
+        finally:
+            self.model_loads.update(loader.loads)
+
+    def reload(self, models: dict[tuple[str, str], Any] | None = None, manifest: Manifest | None = None
+               ) -> dict[str, Any]:
+        """`cmd/reload`: load and verify every model again; swap (each between two inputs) only if all succeed.
+
+        An update hands over the models its verification loaded (`models`, `manifest`): one load and one
+        golden check per model and install."""
+        if models is None or manifest is None:
+            models, manifest = self.load()  # raises before anything is changed
         for pipeline in self.pipelines:
-            pipeline.swap(fresh[(pipeline.kind, pipeline.name)])
+            pipeline.swap(models[(pipeline.kind, pipeline.name)])
         for message in self.homeassistant.configs():  # a new model may bring new labels (a region's enum options)
             self.link.send(message)
-        return {"models": {name: entry.short_sha for name, entry in loader.manifest.models.items()}}
+        return {"models": {name: entry.short_sha for name, entry in manifest.models.items()}}
 
     # --- health ----------------------------------------------------------------------------
     def problems(self) -> list[str]:

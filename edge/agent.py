@@ -18,6 +18,7 @@ from typing import Any
 from edge.commands import Commands
 from edge.config import AgentConfig, ConfigError
 from edge.fileio import atomic_write
+from edge.health import Health
 from edge.homeassistant.announcer import HomeAssistant
 from edge.models.loader import ModelLoader
 from edge.models.manifest import Manifest, ManifestError
@@ -26,7 +27,6 @@ from edge.mqtt import messages
 from edge.mqtt.link import MqttLink
 from edge.mqtt.messages import Topics
 from edge.mqtt.outbox import Outbox
-from edge.mqtt.takeover import TAKEN_OVER
 from edge.pipelines.base import Pipeline
 from edge.pipelines.publisher import Publisher
 from edge.pipelines.registry import Wiring, kinds
@@ -35,14 +35,12 @@ from edge.selftest.camera import CameraBurst
 from edge.selftest.command import SelfTest
 from edge.selftest.golden import GoldenVectors
 from edge.sources.feeds import Feed
-from edge.system import SystemdNotifier, cpu_temperature, resident_mb
+from edge.system import SystemdNotifier
 from edge.update.store import ModelStore
 from edge.update.updater import Updater
 
 log = logging.getLogger(__name__)
 STARTUP_BROKER_WAIT = 5.0  # seconds
-ACL_DENIED = "acl_denied"
-SOURCE_DOWN = "no frames from the camera"
 
 
 def model_loader(config: AgentConfig) -> ModelLoader:
@@ -106,11 +104,13 @@ class Agent:
                                            self.state_messages, self.link.send, config.mqtt.discovery)
         self.link.on_connect_messages = self.homeassistant.on_connect_messages  # configs + states, every connect
         self.updater: Updater | None = None
-        if config.update.enabled:  # model updates over MQTT (issue 16)
+        if config.update.enabled:  # model updates over MQTT (docs/updates.md)
             self.updater = Updater(config, self.topics, self.link.send, lambda: self.pipelines, self.reload,
                                    lambda folder: self.load(ModelLoader(folder, config.state_dir, config.num_threads)),
                                    self.publisher.report)
             self.updater.attach(self.link.subscribe, self.commands)
+        self.health = Health(lambda: self.pipelines, self.link, self.outbox, self.publisher, self.acl, self.commands,
+                             config.stall_after, self.started)
 
     def discovery_configs(self) -> list[messages.Message]:
         """Every Home Assistant entity: each configured pipeline's (its kind builds them), the updater's."""
@@ -129,6 +129,7 @@ class Agent:
         counts = ", ".join(f"{len(getattr(self.config, section))} {section}" for section in kinds())
         log.info("agent %s: runtime %s %s, base topic %s, %s", self.config.device_id, runtime.name, runtime.version,
                  self.config.base_topic, counts)
+        log.debug("config: %s", self.config.redacted())  # log_level = "DEBUG": every setting, secrets masked
         if self.outbox.recovered_from_corruption:
             self.publisher.report("outbox", "outbox file was unreadable; set aside and started a new one")
         if self.outbox.rearmed_at_start:
@@ -213,63 +214,14 @@ class Agent:
             self.link.send(message)
         return {"models": {name: entry.short_sha for name, entry in manifest.models.items()}}
 
-    # --- health ----------------------------------------------------------------------------
-    def problems(self) -> list[str]:
-        """Why the agent is not doing its job (empty when it is): what `stats` says and systemd acts on."""
-        found = []
-        for p in self.pipelines:
-            if not p.alive():
-                found.append(f"{p.kind}/{p.name}: its thread has ended")
-            elif (stalled := p.stalled_for()) >= self.config.stall_after:
-                found.append(f"{p.kind}/{p.name}: no progress for {stalled:.0f} s (a write keeps failing)")
-            elif (down := getattr(p, "source_down", lambda: None)()) and down[0] >= self.config.stall_after:
-                found.append(f"{p.kind}/{p.name}: {SOURCE_DOWN} for {down[0]:.0f} s ({down[1]}); retrying")
-        if not self.link.alive():
-            found.append("mqtt: the network thread has ended")
-        if self.acl.state == "denied":
-            found.append(f"{ACL_DENIED}: the broker drops this agent's publishes (its ACL denies its own topics)")
-        if taken := self.link.takeover.problem():
-            found.append(taken)
-        return found
-
+    # --- health and stats -------------------------------------------------------------------
     def _watchdog_loop(self) -> None:
         """Ping systemd while healthy; when not, say why and let `WatchdogSec` restart the agent."""
         while not self.stop_event.wait(self.systemd.ping_every):
-            # a restart cannot mend an ACL, make another device give up our client id or plug a camera in
-            # (the camera pipeline reopens its source by itself, while the other pipelines carry on)
-            problems = [p for p in self.problems()
-                        if not p.startswith((ACL_DENIED, TAKEN_OVER)) and SOURCE_DOWN not in p]
-            if problems:
+            if problems := self.health.restart_mends():
                 self.systemd.notify("STATUS=unhealthy: " + "; ".join(problems))
             else:
                 self.systemd.notify("WATCHDOG=1", f"STATUS=serving {len(self.pipelines)} pipeline(s)")
-
-    # --- stats ---------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        problems = self.problems()
-        return {
-            "uptime_s": round(time.monotonic() - self.started, 1),
-            "connected": self.link.connected.is_set(),
-            "connects": self.link.connects,
-            "mqtt_takeovers": self.link.takeover.takeovers,
-            "mqtt_error": self.link.last_error,
-            "outbox_depth": len(self.outbox),
-            "outbox_dropped": self.outbox.dropped,
-            "outbox_dropped_diagnostics": self.outbox.dropped_diagnostics,
-            "qos0_dropped": self.link.dropped_qos0,
-            "retained_ignored": self.link.inbox.retained_ignored,
-            "errors_held_back": self.publisher.reports_held_back,
-            "errors_lost": self.publisher.reports_lost,
-            "acl": self.acl.state,
-            "healthy": not problems,
-            "problems": problems,
-            "invalid_commands": self.commands.invalid,
-            "latency": {f"{p.kind}/{p.name}": p.latency() for p in self.pipelines},  # a name may repeat across kinds
-            "pipelines": {f"{p.kind}/{p.name}": p.stats() for p in self.pipelines},
-            "quality": {f"{p.kind}/{p.name}": p.quality() for p in self.pipelines if hasattr(p, "quality")},
-            "cpu_temp_c": cpu_temperature(),
-            "rss_mb": None if (rss := resident_mb()) is None else round(rss, 1),
-        }
 
     def _stats_loop(self) -> None:
         while not self.stop_event.wait(self.config.stats_interval):
@@ -281,7 +233,7 @@ class Agent:
 
     def publish_stats(self) -> None:
         """Send `stats`, and write them to `stats_file` (atomically) when one is configured."""
-        message = messages.stats(self.topics, self.config.device_id, self.stats())
+        message = messages.stats(self.topics, self.config.device_id, self.health.stats())
         self.link.send(message)
         if self.config.stats_file:
             try:

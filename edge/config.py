@@ -56,7 +56,7 @@ class AgentConfig:
         return Path(self.outbox.path) if self.outbox.path else Path(self.state_dir) / "outbox.sqlite"
 
     def redacted(self) -> dict[str, Any]:
-        """The config as a dict with secrets replaced, for logs and `check`."""
+        """The config as a dict with secrets replaced, for the log (the agent logs it at DEBUG)."""
         data = dataclasses.asdict(self)
         if data["mqtt"]["password"]:
             data["mqtt"]["password"] = "***"

@@ -41,6 +41,28 @@ def test_edge_imports_nothing_from_tools_or_training() -> None:
     assert [f"{f}:{line} {n}" for f, line, n in imports_of("edge") if n.split(".")[0] in ("tools", "training")] == []
 
 
+#: the low rooms of edge/ (docs/DESIGN.md, "Where things are"), and all they may import of edge besides themselves
+LOW_ROOMS = {"edge/alerts": (), "edge/models": ("edge.fileio",), "edge/mqtt": ("edge.fields",),
+             "edge/homeassistant": ("edge.mqtt", "edge.fileio"), "edge/sources": ("edge.timestamps",)}
+ABOVE_PIPELINES = ("edge.agent", "edge.cli", "edge.commands", "edge.config", "edge.health", "edge.preflight",
+                   "edge.selftest", "edge.update", "edge.watch")
+
+
+@pytest.mark.parametrize("room", sorted(LOW_ROOMS))
+def test_a_low_room_imports_nothing_above_it(room: str) -> None:
+    """The alerts wing and the models (which the trainer imports), the transport and Home Assistant know
+    nothing of the pipelines, the agent or each other beyond what the design allows."""
+    own = room.replace("/", ".")
+    allowed = (own, *LOW_ROOMS[room])
+    assert [f"{f}:{line} {n}" for f, line, n in imports_of(room)
+            if n.startswith("edge") and not any(n == a or n.startswith(a + ".") for a in allowed)] == []
+
+
+def test_no_pipeline_kind_imports_what_composes_it() -> None:
+    assert [f"{f}:{line} {n}" for f, line, n in imports_of("edge/pipelines")
+            if any(n == a or n.startswith(a + ".") for a in ABOVE_PIPELINES)] == []
+
+
 def test_the_blocker_really_blocks() -> None:
     result = subprocess.run([sys.executable, "-c", "import tensorflow"], env=no_tf_env(), capture_output=True,
                             text=True)

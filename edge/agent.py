@@ -8,39 +8,39 @@ was not acknowledged in the outbox for the next start.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from edge.capture import capture_command
 from edge.commands import Commands
 from edge.config import AgentConfig, ConfigError
 from edge.fileio import atomic_write
-from edge.manifest import ManifestError
+from edge.health import Health
+from edge.homeassistant.announcer import HomeAssistant
+from edge.models.loader import ModelLoader
+from edge.models.manifest import Manifest, ManifestError
+from edge.models.runtime import load_runtime
 from edge.mqtt import messages
-from edge.mqtt.homeassistant import HomeAssistant
 from edge.mqtt.link import MqttLink
 from edge.mqtt.messages import Topics
 from edge.mqtt.outbox import Outbox
-from edge.mqtt.takeover import TAKEN_OVER
-from edge.pipelines.base import Pipeline, Publisher
-from edge.pipelines.registry import ModelLoader, Wiring, kinds
+from edge.pipelines.base import Pipeline
+from edge.pipelines.publisher import Publisher
+from edge.pipelines.registry import Wiring, kinds
 from edge.preflight import AclProbe, check_state_dir
-from edge.runtime import load_runtime
-from edge.selftest import SelfTest
-from edge.selftest_golden import GoldenVectors
+from edge.selftest.camera import CameraBurst
+from edge.selftest.command import SelfTest
+from edge.selftest.golden import GoldenVectors
 from edge.sources.feeds import Feed
-from edge.sysinfo import cpu_temperature, resident_mb
+from edge.system import SystemdNotifier
 from edge.update.store import ModelStore
 from edge.update.updater import Updater
-from edge.watchdog import SystemdNotifier
 
 log = logging.getLogger(__name__)
 STARTUP_BROKER_WAIT = 5.0  # seconds
-ACL_DENIED = "acl_denied"
-SOURCE_DOWN = "no frames from the camera"
 
 
 def model_loader(config: AgentConfig) -> ModelLoader:
@@ -76,8 +76,9 @@ class Agent:
         for folder in dict.fromkeys([Path(config.state_dir), config.outbox_path.parent]):
             if problem := check_state_dir(folder):  # before anything is opened, moved aside or written
                 raise ConfigError(problem)
+        self.model_loads: collections.Counter[str] = collections.Counter()  # interpreters made, per model name
         loader = model_loader(config)
-        models = load_models(config, loader)  # raises ManifestError: refuse to start
+        models, _manifest = self.load(loader)  # raises ManifestError: refuse to start
         self.topics = Topics(config.base_topic)
         self.outbox = Outbox(config.outbox_path, config.outbox.max_messages, config.outbox.drop_policy,
                              config.outbox.replay_window)
@@ -90,23 +91,37 @@ class Agent:
         self.pipelines: list[Pipeline] = [kind.build(cfg, models[(section, cfg.name)], wiring)
                                           for section, kind in kinds().items() for cfg in getattr(config, section)]
         self.commands = Commands(self.topics, config.device_id, self.link.send, lambda: self.pipelines, self.reload)
-        self.selftest = SelfTest(lambda: self.pipelines, lambda: model_loader(config))  # cmd/selftest's checks
-        self.selftest.add(GoldenVectors())  # and every live model answers its golden vectors
+        # cmd/selftest: generated frames through each camera, and every live model answers its golden vectors
+        self.selftest = SelfTest(lambda: self.pipelines, lambda: model_loader(config), [CameraBurst(), GoldenVectors()])
         self.commands.register("selftest", self.selftest)
-        self.commands.register("capture", capture_command(lambda: self.pipelines))
+        for section, kind in kinds().items():  # threshold, calibrate, capture, each kind's part of reset
+            self.commands.register_kind(section, kind.commands)
         self.feeds: list[Feed] = [feed for p in self.pipelines if hasattr(p, "attach")
                                   for feed in p.attach(self.link.subscribe)]
         self.link.subscribe(self.topics.command("+"), self.commands.on_message)
         self.acl = AclProbe(self.link, self.topics, self.stop_event)
-        self.homeassistant = HomeAssistant(config, self.topics, lambda: self.pipelines, self.link.send)
+        self.homeassistant = HomeAssistant(config.mqtt.discovery_prefix, config.state_dir, self.discovery_configs,
+                                           self.state_messages, self.link.send, config.mqtt.discovery)
         self.link.on_connect_messages = self.homeassistant.on_connect_messages  # configs + states, every connect
         self.updater: Updater | None = None
-        if config.update.enabled:  # model updates over MQTT (issue 16)
+        if config.update.enabled:  # model updates over MQTT (docs/updates.md)
             self.updater = Updater(config, self.topics, self.link.send, lambda: self.pipelines, self.reload,
-                                   lambda folder: load_models(config, ModelLoader(folder, config.state_dir,
-                                                                                  config.num_threads)),
+                                   lambda folder: self.load(ModelLoader(folder, config.state_dir, config.num_threads)),
                                    self.publisher.report)
-            self.updater.attach(self.link.subscribe, self.commands, self.homeassistant)
+            self.updater.attach(self.link.subscribe, self.commands)
+        self.health = Health(lambda: self.pipelines, self.link, self.outbox, self.publisher, self.acl, self.commands,
+                             config.stall_after, self.started)
+
+    def discovery_configs(self) -> list[messages.Message]:
+        """Every Home Assistant entity: each configured pipeline's (its kind builds them), the updater's."""
+        prefix, device = self.config.mqtt.discovery_prefix, self.config.device_id
+        configs = [message for section, kind in kinds().items() for cfg in getattr(self.config, section)
+                   for message in kind.discovery(prefix, self.topics, device, cfg)]
+        return configs + (self.updater.discovery(prefix, device) if self.updater is not None else [])
+
+    def state_messages(self) -> list[messages.Message]:
+        """The retained current states (a sensor's `ON`/`OFF`, a camera's regions), for every connect."""
+        return [message for p in self.pipelines if hasattr(p, "state_messages") for message in p.state_messages()]
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -114,6 +129,7 @@ class Agent:
         counts = ", ".join(f"{len(getattr(self.config, section))} {section}" for section in kinds())
         log.info("agent %s: runtime %s %s, base topic %s, %s", self.config.device_id, runtime.name, runtime.version,
                  self.config.base_topic, counts)
+        log.debug("config: %s", self.config.redacted())  # log_level = "DEBUG": every setting, secrets masked
         if self.outbox.recovered_from_corruption:
             self.publisher.report("outbox", "outbox file was unreadable; set aside and started a new one")
         if self.outbox.rearmed_at_start:
@@ -176,73 +192,36 @@ class Agent:
         finite = [p for p in self.pipelines if p.finite]
         return bool(finite) and all(p.finished.is_set() for p in finite)
 
-    def reload(self) -> dict[str, Any]:
-        """`cmd/reload`: load and verify every model again; swap (each between two inputs) only if all succeed."""
-        loader = model_loader(self.config)
-        fresh = load_models(self.config, loader)  # raises before anything is changed
+    def load(self, loader: ModelLoader | None = None) -> tuple[dict[tuple[str, str], Any], Manifest]:
+        """Every pipeline's model(s) from `loader` (default: the models in use), and their manifest."""
+        loader = loader or model_loader(self.config)
+        try:
+            return load_models(self.config, loader), loader.manifest
+        finally:
+            self.model_loads.update(loader.loads)
+
+    def reload(self, models: dict[tuple[str, str], Any] | None = None, manifest: Manifest | None = None
+               ) -> dict[str, Any]:
+        """`cmd/reload`: load and verify every model again; swap (each between two inputs) only if all succeed.
+
+        An update hands over the models its verification loaded (`models`, `manifest`): one load and one
+        golden check per model and install."""
+        if models is None or manifest is None:
+            models, manifest = self.load()  # raises before anything is changed
         for pipeline in self.pipelines:
-            pipeline.swap(fresh[(pipeline.kind, pipeline.name)])
+            pipeline.swap(models[(pipeline.kind, pipeline.name)])
         for message in self.homeassistant.configs():  # a new model may bring new labels (a region's enum options)
             self.link.send(message)
-        return {"models": {name: entry.short_sha for name, entry in loader.manifest.models.items()}}
+        return {"models": {name: entry.short_sha for name, entry in manifest.models.items()}}
 
-    # --- health ----------------------------------------------------------------------------
-    def problems(self) -> list[str]:
-        """Why the agent is not doing its job (empty when it is): what `stats` says and systemd acts on."""
-        found = []
-        for p in self.pipelines:
-            if not p.alive():
-                found.append(f"{p.kind}/{p.name}: its thread has ended")
-            elif (stalled := p.stalled_for()) >= self.config.stall_after:
-                found.append(f"{p.kind}/{p.name}: no progress for {stalled:.0f} s (a write keeps failing)")
-            elif (down := getattr(p, "source_down", lambda: None)()) and down[0] >= self.config.stall_after:
-                found.append(f"{p.kind}/{p.name}: {SOURCE_DOWN} for {down[0]:.0f} s ({down[1]}); retrying")
-        if not self.link.alive():
-            found.append("mqtt: the network thread has ended")
-        if self.acl.state == "denied":
-            found.append(f"{ACL_DENIED}: the broker drops this agent's publishes (its ACL denies its own topics)")
-        if taken := self.link.takeover.problem():
-            found.append(taken)
-        return found
-
+    # --- health and stats -------------------------------------------------------------------
     def _watchdog_loop(self) -> None:
         """Ping systemd while healthy; when not, say why and let `WatchdogSec` restart the agent."""
         while not self.stop_event.wait(self.systemd.ping_every):
-            # a restart cannot mend an ACL, make another device give up our client id or plug a camera in
-            # (the camera pipeline reopens its source by itself, while the other pipelines carry on)
-            problems = [p for p in self.problems()
-                        if not p.startswith((ACL_DENIED, TAKEN_OVER)) and SOURCE_DOWN not in p]
-            if problems:
+            if problems := self.health.restart_mends():
                 self.systemd.notify("STATUS=unhealthy: " + "; ".join(problems))
             else:
                 self.systemd.notify("WATCHDOG=1", f"STATUS=serving {len(self.pipelines)} pipeline(s)")
-
-    # --- stats ---------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        problems = self.problems()
-        return {
-            "uptime_s": round(time.monotonic() - self.started, 1),
-            "connected": self.link.connected.is_set(),
-            "connects": self.link.connects,
-            "mqtt_takeovers": self.link.takeover.takeovers,
-            "mqtt_error": self.link.last_error,
-            "outbox_depth": len(self.outbox),
-            "outbox_dropped": self.outbox.dropped,
-            "outbox_dropped_diagnostics": self.outbox.dropped_diagnostics,
-            "qos0_dropped": self.link.dropped_qos0,
-            "retained_ignored": self.link.inbox.retained_ignored,
-            "errors_held_back": self.publisher.reports_held_back,
-            "errors_lost": self.publisher.reports_lost,
-            "acl": self.acl.state,
-            "healthy": not problems,
-            "problems": problems,
-            "invalid_commands": self.commands.invalid,
-            "latency": {f"{p.kind}/{p.name}": p.latency() for p in self.pipelines},  # a name may repeat across kinds
-            "pipelines": {f"{p.kind}/{p.name}": p.stats() for p in self.pipelines},
-            "quality": {f"{p.kind}/{p.name}": p.quality() for p in self.pipelines if hasattr(p, "quality")},
-            "cpu_temp_c": cpu_temperature(),
-            "rss_mb": None if (rss := resident_mb()) is None else round(rss, 1),
-        }
 
     def _stats_loop(self) -> None:
         while not self.stop_event.wait(self.config.stats_interval):
@@ -254,7 +233,7 @@ class Agent:
 
     def publish_stats(self) -> None:
         """Send `stats`, and write them to `stats_file` (atomically) when one is configured."""
-        message = messages.stats(self.topics, self.config.device_id, self.stats())
+        message = messages.stats(self.topics, self.config.device_id, self.health.stats())
         self.link.send(message)
         if self.config.stats_file:
             try:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import ConfigError, load_config
-from edge.manifest import ManifestError
-from edge.runtime import RuntimeUnavailable
+from edge.models.manifest import ManifestError
+from edge.models.runtime import RuntimeUnavailable
 from edge.sources.frames import SourceError
 
 log = logging.getLogger("edge")
@@ -96,8 +96,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Config, models and runtime; then what a valid config can still get wrong: the state dir, the
     sources and the broker (a publish-and-read-back round trip with the config's credentials)."""
     from edge.agent import load_models
+    from edge.models.runtime import load_runtime
     from edge.preflight import broker_round_trip, check_sources, check_state_dir
-    from edge.runtime import load_runtime
 
     config = load_config(args.config, overrides(args))
     runtime = load_runtime()
@@ -138,9 +138,9 @@ def print_model(who: str, entry: Any) -> None:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    from edge.capture import main_capture
+    from edge.pipelines.camera.capture import main_capture
 
-    return main_capture(load_config(args.config, overrides(args)), args)
+    return main_capture(load_config(args.config, overrides(args)).camera, args)
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:

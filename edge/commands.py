@@ -1,25 +1,28 @@
-"""`cmd/<action>` -> the pipeline method that owns the change, and one `cmd/<action>/result` per command.
+"""`cmd/<action>` -> the handler that owns the change, and one `cmd/<action>/result` per command.
 
-The MQTT link only moves bytes; this dispatcher parses a command, finds the pipeline(s) it
-is for and calls the method that changes them under their own lock (Frigate keeps its
-dispatcher apart from its MQTT client the same way). A command that cannot be carried out
-changes nothing and is answered with `ok: false` and the reason.
+The MQTT link only moves bytes; this dispatcher parses a command, routes it by its action to the
+handler registered for it and answers with the handler's fields (Frigate keeps its dispatcher
+apart from its MQTT client the same way). It knows no pipeline kind: each kind registers its own
+commands (`PipelineKind.commands`: `threshold`, `calibrate`, `capture`, its part of `reset`) and
+gets the live pipelines of that kind; other owners register theirs (`selftest`, the updater's
+`rollback` and `promote`); `reload` is the agent's. A command that cannot be carried out changes
+nothing and is answered with `ok: false` and the reason.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import queue
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from edge.manifest import ManifestError
+from edge.models.manifest import ManifestError
 from edge.mqtt import messages
-from edge.mqtt.messages import Topics
+from edge.mqtt.messages import Topics, request_id
 from edge.pipelines.base import Pipeline
+from edge.pipelines.registry import KindCommand
 
 log = logging.getLogger(__name__)
 MAX_COMMAND_BYTES = 64 * 1024
@@ -30,26 +33,33 @@ class CommandError(ValueError):
 
 
 class Commands:
-    """Routes `reset`, `threshold` and `reload` to the pipelines; counts what it refuses."""
+    """Routes each `cmd/<action>` to its handler; counts what it refuses."""
 
     def __init__(self, topics: Topics, device: str, send: Callable[[messages.Message], None],
                  pipelines: Callable[[], Iterable[Pipeline]], reload: Callable[[], dict[str, Any]]) -> None:
         self.topics, self.device, self.send = topics, device, send
-        self.pipelines, self.reload = pipelines, reload
+        self.pipelines = pipelines
         self.invalid = 0
         self.queue: queue.Queue[tuple[str | None, bytes, Callable[[], None] | None]] = queue.Queue(maxsize=1000)
         self.thread = threading.Thread(target=self._work, name="commands", daemon=True)
-        self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "reset": self.reset, "threshold": self.threshold, "reload": lambda _body: self.reload()}
-        self.handlers["calibrate"] = self.calibrate
+        self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"reload": lambda _body: reload()}
+        self.kind_handlers: dict[str, dict[str, KindCommand]] = {}  # action -> kind -> handler
 
     def register(self, action: str, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        """A command another module owns (`edge.selftest`, `edge.capture`, the updater's `rollback` and
-        `promote`). Its result may carry `ok` and `error` of its own: a self-test that ran and found a
-        fault answers `ok: false` with the reason."""
-        if action in self.handlers:
+        """A command another module owns (`edge.selftest`, the updater's `rollback` and `promote`). Its result
+        may carry `ok` and `error` of its own: a self-test that ran and found a fault answers `ok: false`
+        with the reason."""
+        if action in self.handlers or action in self.kind_handlers:
             raise ValueError(f"command {action!r} is already registered")
         self.handlers[action] = handler
+
+    def register_kind(self, kind: str, commands: dict[str, KindCommand]) -> None:
+        """A pipeline kind's commands (`PipelineKind.commands`), each called with the body and the live
+        pipelines of that kind. An action several kinds register (`reset`) goes to the kind the body names."""
+        for action, handler in commands.items():
+            if action in self.handlers or kind in self.kind_handlers.get(action, {}):
+                raise ValueError(f"command {action!r} is already registered")
+            self.kind_handlers.setdefault(action, {})[kind] = handler
 
     def on_message(self, topic: str, payload: bytes, ack: Callable[[], None] | None = None) -> None:
         """The link's handler for `cmd/+`: queued for the command thread, never run on the network thread.
@@ -87,25 +97,22 @@ class Commands:
                     ack()
 
     def handle(self, action: str, payload: bytes) -> None:
-        request_id = None
+        echo = None
         try:
             body = self._parse(payload)
-            request_id = _request_id(body.get("id"))
-            if body.get("id") is not None and request_id is None:
+            echo = request_id(body.get("id"))
+            if body.get("id") is not None and echo is None:
                 raise CommandError("id must be a string of at most 128 characters or a finite number "
                                    "(the result could not be matched to its request)")
-            handler = self.handlers.get(action)
-            if handler is None:
-                raise CommandError(f"unknown command {action!r} ({', '.join(self.handlers)})")
-            extra = dict(handler(body) or {})
+            extra = dict(self._run(action, body) or {})
             ok, error_text = bool(extra.pop("ok", True)), extra.pop("error", None)
-            result = messages.command_result(self.topics, self.device, action, ok=ok, request_id=request_id,
+            result = messages.command_result(self.topics, self.device, action, ok=ok, request_id=echo,
                                              error_text=error_text, **extra)
         except (ValueError, KeyError, TypeError, ManifestError, RecursionError, OSError) as exc:
             self.invalid += 1
             reason = _reason(exc)
             log.warning("command %s refused: %s", action, reason)
-            result = messages.command_result(self.topics, self.device, action, ok=False, request_id=request_id,
+            result = messages.command_result(self.topics, self.device, action, ok=False, request_id=echo,
                                              error_text=reason)
         self.send(result)
 
@@ -120,46 +127,28 @@ class Commands:
             raise CommandError("expected a JSON object")
         return body
 
-    def _named(self, kind: str, method: str, name: Any) -> list[Pipeline]:
-        """The pipelines of `kind` a command is for: the one named, or all of them (name None)."""
-        have = {p.name: p for p in self.pipelines() if p.kind == kind and hasattr(p, method)}
-        if name is None:
-            return list(have.values())
-        if name not in have:
-            raise CommandError(f"no {kind} {name!r} (have {sorted(have)})")
-        return [have[name]]
+    def _run(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        if action in self.handlers:
+            return self.handlers[action](body)
+        by_kind = self.kind_handlers.get(action)
+        if not by_kind:
+            raise CommandError(f"unknown command {action!r} ({', '.join([*self.handlers, *self.kind_handlers])})")
+        kind = _kind_named(action, by_kind, body)
+        return by_kind[kind](body, [p for p in self.pipelines() if p.kind == kind])
 
-    def reset(self, body: dict[str, Any]) -> dict[str, Any]:
-        """`{"series": name}` (`"*"`: every series) starts a forecaster afresh; `{"sensor": name}` drops a
-        commanded threshold or calibration (the config's or the manifest's applies again).
 
-        What to reset must be named: a reset wipes state that took hours of readings to build, so
-        `{}` or `{"id": ...}` alone (a mistake, or a cleared retained command) resets nothing.
-        """
-        if "sensor" in body and "series" in body:
-            raise CommandError("one reset at a time: name a series or a sensor, not both")
-        if "sensor" in body:
-            [sensor] = self._named("sensor", "reset", body["sensor"])
-            return {"reset": [sensor.name], "sensor": sensor.name, **sensor.reset()}  # type: ignore[attr-defined]
-        if "series" not in body:
-            raise CommandError('name what to reset: {"series": "<name>"} ("*" for every series) '
-                               'or {"sensor": "<name>"}')
-        chosen = self._named("series", "reset", None if body["series"] == "*" else body["series"])
-        for pipeline in chosen:
-            pipeline.reset()  # type: ignore[attr-defined]
-        return {"reset": [p.name for p in chosen]}
-
-    def threshold(self, body: dict[str, Any]) -> dict[str, Any]:
-        [pipeline] = self._named("sensor", "set_threshold", body["sensor"])
-        return {"sensor": pipeline.name, **pipeline.set_threshold(body["threshold"])}  # type: ignore[attr-defined]
-
-    def calibrate(self, body: dict[str, Any]) -> dict[str, Any]:
-        """`{"sensor": name, "readings": N}` or `{"sensor": name, "seconds": S}`: the next readings are normal;
-        answered now (`state: collecting`) and again by the sensor when the plan is fitted (`done`/`failed`)."""
-        if "sensor" not in body:
-            raise CommandError('calibrate: name the sensor ({"sensor": name, "readings": N})')
-        [pipeline] = self._named("sensor", "calibrate", body["sensor"])
-        return pipeline.calibrate(body, _request_id(body.get("id")))  # type: ignore[attr-defined]
+def _kind_named(action: str, by_kind: dict[str, KindCommand], body: dict[str, Any]) -> str:
+    """The kind a command is for: the one whose section the body names (`{"series": ...}`), or the only one
+    that has the action. What to reset must be named: a reset wipes state that took hours of readings to
+    build, so `{}` or `{"id": ...}` alone (a mistake, or a cleared retained command) resets nothing."""
+    named = [kind for kind in by_kind if kind in body]
+    if len(named) > 1:
+        raise CommandError(f"one {action} at a time: name {' or '.join(f'a {k}' for k in named)}, not both")
+    if named:
+        return named[0]
+    if len(by_kind) > 1:
+        raise CommandError(f"name what to {action}: " + " or ".join(f'{{"{k}": "<name>"}}' for k in by_kind))
+    return next(iter(by_kind))
 
 
 def _reason(exc: BaseException) -> str:
@@ -175,15 +164,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, ValueError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
-
-
-def _request_id(value: Any) -> str | int | float | None:
-    """The `id` a result echoes, as the schema allows: a string (at most 128 characters) or a finite
-    number; anything else (an object, a list, NaN) is not echoed rather than breaking the schema."""
-    if isinstance(value, str):
-        return value if len(value) <= 128 else None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int) and abs(value) < 2**63 or isinstance(value, float) and math.isfinite(value):
-        return value
-    return None

@@ -1,13 +1,21 @@
-"""Writing files safely: atomically, and through a full disk without losing what was being written.
+"""Writing files safely: atomically, through a full disk without losing what was being written, and state
+files that are checked when they are read back.
 
 `atomic_write`: a temp file in the same folder, fsync, then rename over the target, so a reader
 (or the next start after a power cut) sees the old file or the new one. The mode is set
 explicitly because `mkstemp` creates files 0600: a manifest or a stats file written that
 way is unreadable by the service user that reads it later.
+
+`StateFile`: one JSON object the agent keeps between runs (a forecaster's state, a commanded
+threshold, a calibrated plan, the Home Assistant entities announced, a bundle half received, the
+model pointer), saved with `atomic_write` and a checksum; one that is damaged anyway never stops a
+start: it is set aside with a warning that says what follows.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import sqlite3
@@ -16,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,6 +46,80 @@ def atomic_write(path: Path | str, data: bytes | str, mode: int = 0o644) -> None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+CHECKSUM = "checksum"  # the field of a state file that holds the sha256 of the rest of it
+
+
+def checksum(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _verified(data: Any) -> dict[str, Any]:
+    """A state file's content, its checksum checked; ValueError when it is not what was saved."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    if set(data) == {"body", "sha256"} and isinstance(data["body"], dict):  # the forecaster's first format
+        content, stored = data["body"], data["sha256"]
+    elif CHECKSUM in data:
+        content = {k: v for k, v in data.items() if k != CHECKSUM}
+        stored = data[CHECKSUM]
+    else:
+        return data  # written before state files carried a checksum: taken as it is
+    if stored != checksum(content):
+        raise ValueError("checksum mismatch (torn or edited file)")
+    return content
+
+
+class StateFile:
+    """One JSON object kept between runs: saved atomically with a checksum, checked when read back.
+
+    The checksum is a field of the object (`"checksum"`, the sha256 of the rest), so the file stays
+    the object it was: its fields are where a person (or an older reader) looks for them, and a file
+    written before checksums still loads. A file that cannot be read, is not a JSON object, fails its
+    checksum or is refused by the caller's `parse` (ValueError, KeyError, TypeError) is damaged:
+    `load` returns None, `problem` says why and what follows (`then`), a warning is logged, and the
+    file is set aside as `<name>.bad-<time>` -- unless `keep_damaged` (a person should see it where
+    it is: the model pointer).
+    """
+
+    def __init__(self, path: Path | str, then: str, mode: int = 0o644, indent: int | None = None,
+                 keep_damaged: bool = False) -> None:
+        self.path, self.then, self.mode, self.indent = Path(path), then, mode, indent
+        self.keep_damaged = keep_damaged
+        self.problem: str | None = None  # why the last load found the file damaged
+
+    def load(self, parse: Callable[[dict[str, Any]], T]) -> T | None:
+        """`parse` of the saved object; None when there is no file or it is damaged."""
+        self.problem = None
+        try:
+            return parse(_verified(json.loads(self.path.read_text(encoding="utf-8"))))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            self._damaged(exc)
+            return None
+
+    def save(self, data: dict[str, Any]) -> None:
+        """Replace the file with `data` and its checksum (OSError on a full disk: the old file stays)."""
+        text = json.dumps({**data, CHECKSUM: checksum(data)}, indent=self.indent)
+        atomic_write(self.path, text + ("\n" if self.indent is not None else ""), mode=self.mode)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def _damaged(self, exc: BaseException) -> None:
+        why = str(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
+        where = "left in place"
+        if not self.keep_damaged:
+            aside = self.path.with_name(f"{self.path.name}.bad-{int(time.time())}")
+            try:
+                self.path.rename(aside)
+                where = f"moved to {aside.name}"
+            except OSError:
+                pass
+        self.problem = f"state file {self.path} unusable ({why}); {where}, {self.then}"
+        log.warning("%s", self.problem)
 
 
 class WriteRetry:

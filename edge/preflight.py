@@ -22,7 +22,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from edge.config import AgentConfig
-from edge.manifest import ManifestError, read_manifest
+from edge.models.manifest import ManifestError, read_manifest
 from edge.mqtt.client import make_client
 from edge.mqtt.messages import Message, Topics
 from edge.sources import camera_source, reading_source

@@ -1,11 +1,23 @@
-"""Reading time stamps: which order they have, and what the agent does when a clock jumps.
+"""Reading time stamps: which of them are times, which order they have, and what the agent does when a clock jumps.
+
+**The one rule for "is this a time"**: an ISO-8601 string is a moment; a number is epoch seconds
+from `EPOCH_FLOOR` (1e9, 2001-09-09) on, and below it an index (a step counter): an order, no clock.
+Why 1e9 and not 1e8 (1973): a sender's counter is the number that must never pass for a clock, and
+a 10 Hz sensor counts past 1e8 in four months but past 1e9 only after three years; no clock a Pi or
+a sensor runs today reads before 2001 unless it is wrong, and a wrong clock is no clock either. The
+sensor's alert ledger and `cmd/calibrate` (`clock_seconds`), the series' de-duplication
+(`epoch_seconds`) and the trainer all ask this module.
+
+Two ways to read a time, for two purposes: `epoch_seconds` is the moment (a time zone is honoured:
+the agent compares it with its own clock), `to_seconds` is the wall clock a reading was written in,
+read as if UTC (the calendar features a model learnt: noon is noon in the zone the stream was
+written in); for spans and rates the two agree.
 
 A Pi has no real-time clock: until NTP answers its clock may be years behind, and a sensor's
 clock may be wrong in either direction. The forecaster skips a re-delivered reading by its
 `ts` (not after the last one processed), so one reading stamped far in the future would stop
 it for good. The policy, per series:
-- numbers from 1e9 on are epoch seconds, and ISO-8601 strings are moments; both are *times*.
-  Smaller numbers are indices (step counters) and only ordered.
+- times (see above) are compared as moments; indices are only ordered;
 - a time more than `future_tolerance` seconds ahead of the agent's clock is refused as invalid,
   with the reason (and a saved last time stamp that far ahead is forgotten at start);
 - a time more than `backward_reset` seconds *before* the last one processed is a clock that
@@ -19,12 +31,13 @@ from __future__ import annotations
 
 import datetime
 import enum
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from edge.readings import InvalidReading
 
-EPOCH_FLOOR = 1e9  # 2001-09-09 in epoch seconds: a smaller number is an index, not a time
+EPOCH_FLOOR = 1e9  # 2001-09-09 in epoch seconds: a smaller number is an index, not a time (see above)
 
 
 class Verdict(enum.Enum):
@@ -80,3 +93,31 @@ def epoch_seconds(ts: Any) -> float | None:
     if isinstance(key, float) and key >= EPOCH_FLOOR:
         return key
     return None
+
+
+def to_seconds(ts: Any) -> float | None:
+    """A reading's time stamp as seconds on its own wall clock: finite numbers as they are (a time or an
+    index: see `clock_seconds`), ISO-8601 strings read as UTC whatever their zone (the time of day is the
+    clock's); anything else None."""
+    if isinstance(ts, bool) or ts is None:
+        return None
+    if isinstance(ts, (int, float)):
+        return float(ts) if math.isfinite(ts) else None
+    if isinstance(ts, str):
+        try:
+            moment = datetime.datetime.fromisoformat(ts.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is not None:  # keep the wall clock of the zone the stream was written in
+            moment = moment.replace(tzinfo=None)
+        return (moment - datetime.datetime(1970, 1, 1)).total_seconds()
+    return None
+
+
+def clock_seconds(ts: Any) -> float | None:
+    """A reading's `ts` as wall-clock seconds when it is a time (the rule above), else None: `"ts": 17`
+    is a counter, an order but no clock."""
+    seconds = to_seconds(ts)
+    if seconds is not None and not isinstance(ts, str) and seconds < EPOCH_FLOOR:
+        return None
+    return seconds

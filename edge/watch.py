@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge.mqtt.messages import excerpt
+from edge.pipelines.registry import kinds
 
 log = logging.getLogger(__name__)
 
@@ -86,37 +87,19 @@ def describe(topic: str, payload: bytes) -> str:
     return printable(line)
 
 
-JPEG_MAGIC = b"\xff\xd8"  # region snapshots are JPEG bytes, not text
-
-
 def _describe(topic: str, payload: bytes) -> str:
-    if "/vision/" in topic and topic.endswith(("/snapshot", "/frame")):
-        kind = "JPEG" if payload.startswith(JPEG_MAGIC) else "image"
-        return f"{topic}: {kind} of {len(payload)} bytes"
-    text = payload.decode("utf-8", "replace")
+    """Each pipeline kind describes its own messages (`PipelineKind.describe`); the rest is the agent's."""
     try:
-        data = json.loads(text)
+        data = json.loads(payload.decode("utf-8", "replace"))
     except json.JSONDecodeError:
-        return f"{topic}: {excerpt(payload, 500)}"
-    if not isinstance(data, dict):
+        data = None
+    data = data if isinstance(data, dict) else None
+    for kind in kinds().values():
+        if kind.describe is not None and (line := kind.describe(topic, payload, data)) is not None:
+            return line
+    if data is None:
         return f"{topic}: {excerpt(payload, 500)}"
     ts = str(data.get("ts", ""))[11:19]
-    if "/anomaly" in topic:
-        flag = "ANOMALY" if data.get("is_anomaly") else "normal "
-        score, threshold = data.get("score", 0), data.get("threshold", 0)
-        held = " held by the debounce" if data.get("is_anomaly") and score <= threshold else ""
-        return (f"{ts} {flag} sensor {data.get('sensor')}: score {score:.5f} "
-                f"(threshold {threshold:.5f}{held}) values {data.get('values')}")
-    if "/forecast/" in topic:
-        return (f"{ts} forecast {data.get('series')} step {data.get('step')}: observed {data.get('observed'):.1f}, "
-                f"next {data.get('forecast'):.1f}")
-    if topic.endswith("/class"):
-        truth = f" (truth {data['truth']})" if "truth" in data else ""
-        return (f"{ts} camera {data.get('camera')} frame {data.get('seq')}: {data.get('label')} "
-                f"{100 * data.get('score', 0):.0f}%{truth}")
-    if "/vision/" in topic and topic.endswith("/state"):
-        return (f"{ts} camera {data.get('camera')} region {data.get('region')}: {data.get('label')} "
-                f"{100 * data.get('confidence', 0):.0f}% (was {data.get('previous')})")
     if topic.endswith("/error"):
         return f"{ts} ERROR {data.get('component')}: {data.get('reason')}"
     if "/cmd/" in topic and topic.endswith("/result"):

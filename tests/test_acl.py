@@ -24,12 +24,14 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.mqtt import messages
+from edge.pipelines.camera import messages as camera
+from edge.pipelines.camera.state import RegionState
 from edge.pipelines.registry import kinds
-from edge.pipelines.sensor import SensorPipeline
-from edge.pipelines.series import SeriesPipeline
+from edge.pipelines.sensor import messages as sensor
+from edge.pipelines.sensor.pipeline import SensorPipeline
+from edge.pipelines.series import messages as series
+from edge.pipelines.series.pipeline import SeriesPipeline
 from edge.preflight import probe_topic
-from edge.vision import publish as region
-from edge.vision.state import RegionState
 from tests.conftest import ROOT, requires_package
 from tools.rate import shipped_broker
 
@@ -242,21 +244,21 @@ def test_every_topic_the_agent_uses_is_granted_by_the_shipped_acl() -> None:
     out = [messages.status(topics, True), messages.stats(topics, ME, {}),
            messages.error(topics, ME, component="c", reason="r"),
            messages.command_result(topics, ME, "reset", ok=True, request_id=None),
-           messages.classification(topics, ME, model, "cam0", label="a", index=0, score=0.5, top_k=[], seq=1,
-                                   latency_ms=1.0),
-           messages.anomaly(topics, ME, model, "line1", score=1.0, threshold=0.5, is_anomaly=True, values=[1.0],
-                            window=1, seq=1, changed=True),
-           messages.sensor_state(topics, "line1", True),
-           messages.forecast(topics, ME, model, "airline", observed=1.0, forecast_value=1.0, step=1)]
+           camera.classification(topics, ME, model, "cam0", label="a", index=0, score=0.5, top_k=[], seq=1,
+                                 latency_ms=1.0),
+           sensor.anomaly(topics, ME, model, "line1", score=1.0, threshold=0.5, is_anomaly=True, values=[1.0],
+                          window=1, seq=1, changed=True),
+           sensor.sensor_state(topics, "line1", True),
+           series.forecast(topics, ME, model, "airline", observed=1.0, forecast_value=1.0, step=1)]
     tables = {"camera": {"name": "cam0", "source": "gan"}, "sensor": {"name": "line1"}, "series": {"name": "airline"}}
     for section, table in tables.items():
         out += kinds()[section].discovery("homeassistant", topics, ME, kinds()[section].config(**table))
-    out += [region.region_state(topics, ME, model, "cam0", "door", RegionState("open", 0.9, "t", None, 1)),
-            region.snapshot(topics, "cam0", "door", b"\xff\xd8"),
-            region.snapshot(topics, "cam0", "door", b"\xff\xd8", whole_frame=True),
-            messages.classification(topics, ME, model, "cam0/door", label="a", index=0, score=0.5, top_k=[], seq=1,
-                                    latency_ms=1.0),
-            *region.region_entities("homeassistant", topics, ME, "cam0", "door", ["a"], with_frame=True)]
+    out += [camera.region_state(topics, ME, model, "cam0", "door", RegionState("open", 0.9, "t", None, 1)),
+            camera.snapshot(topics, "cam0", "door", b"\xff\xd8"),
+            camera.snapshot(topics, "cam0", "door", b"\xff\xd8", whole_frame=True),
+            camera.classification(topics, ME, model, "cam0/door", label="a", index=0, score=0.5, top_k=[], seq=1,
+                                  latency_ms=1.0),
+            *camera.region_entities("homeassistant", topics, ME, "cam0", "door", ["a"], with_frame=True)]
     assert len(out) > 8
     for topic in [m.topic for m in out] + [probe_topic(topics)]:
         assert granted("write", topic), f"the shipped ACL does not let the agent publish on {topic}"

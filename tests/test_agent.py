@@ -11,10 +11,10 @@ import jsonschema
 import numpy as np
 import pytest
 
-from edge.manifest import read_manifest
-from edge.models import AnomalyScorer
-from edge.rules import AnomalyRule
-from edge.runtime import TFLiteModel
+from edge.alerts.rule import AnomalyRule
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
+from edge.pipelines.sensor.scorer import AnomalyScorer
 from tests.conftest import MODELS_DIR, ROOT, SAMPLE_FRAMES
 from tests.helpers.mqtt import (
     AgentProcess,

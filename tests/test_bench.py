@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge.manifest import read_manifest
-from edge.runtime import TFLiteModel
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT, requires_package
 from tests.helpers.isolation import no_tf_env
 from training.tflite import count_macs

@@ -1,4 +1,4 @@
-"""edge/calibration.py: conformal p-values, thresholds from a false-alarm budget, the k-of-n statistic,
+"""edge/alerts/calibration.py: conformal p-values, thresholds from a false-alarm budget, the k-of-n statistic,
 and the observed-vs-expected bookkeeping. numpy only, no model: fast."""
 
 from __future__ import annotations
@@ -9,16 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from edge.calibration import (
-    AlertLedger,
-    AlertPlan,
-    Calibration,
-    debounce_for_period,
-    episodes,
-    plan_alerts,
-    poisson_tail,
-    rule_statistic,
-)
+from edge.alerts.calibration import AlertPlan, Calibration, debounce_for_period, plan_alerts, rule_statistic
+from edge.alerts.ledger import AlertLedger, episodes, poisson_tail
 
 
 def test_p_value_is_the_conformal_rank() -> None:

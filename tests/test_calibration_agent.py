@@ -18,13 +18,15 @@ import jsonschema
 import numpy as np
 import pytest
 
-from edge.alerting import PlanFile, check_plan, clock_seconds, resolve
-from edge.calibration import AlertPlan, plan_alerts
-from edge.manifest import read_manifest
-from edge.models import AnomalyScorer
-from edge.pipelines.sensor import SensorConfig
-from edge.recalibrate import Collection
-from edge.runtime import TFLiteModel
+from edge.alerts.calibration import AlertPlan, plan_alerts
+from edge.alerts.plan import check_plan, resolve
+from edge.alerts.recalibrate import Collection
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
+from edge.pipelines.sensor.pipeline import SensorConfig
+from edge.pipelines.sensor.rulefiles import PlanFile
+from edge.pipelines.sensor.scorer import AnomalyScorer
+from edge.timestamps import clock_seconds
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_online, write_config
 from training.datasets.sensors import lecture_sensor_data

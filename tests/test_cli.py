@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.manifest import read_manifest, verify_file
+from edge.models.manifest import read_manifest, verify_file
 from training.cli import main
 
 

@@ -51,7 +51,7 @@ def test_an_unreadable_tls_file_is_refused_naming_the_key(tmp_path: Path, key: s
 def test_one_debounce_key_keeps_the_other_from_the_plan_and_a_stated_rate_owns_both() -> None:
     """`debounce_n = 5` on a 2-of-3 plan is 2-of-5, not 1-of-5; `false_alarms_per_day` with a debounce of
     the config's own would apply a threshold planned for another debounce: refused."""
-    from edge.alerting import fill_debounce
+    from edge.alerts.plan import fill_debounce
 
     assert fill_debounce((None, 5), 2, 3) == (2, 5)
     assert fill_debounce((3, None), 2, 3) == (3, 3) and fill_debounce((4, None), 2, 3) == (4, 4)

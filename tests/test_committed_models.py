@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.manifest import read_manifest
-from edge.models import Generator
-from edge.runtime import TFLiteModel
+from edge.models.generator import Generator
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, requires_dataset
 from training.datasets.images import load_image_dataset
 from training.datasets.sensors import load_sensors

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.manifest import read_manifest
-from edge.runtime import TFLiteModel
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT, requires_package
 from tests.helpers.isolation import no_tf_env
 from tests.helpers.series import first_forecast_step, offline_forecasts

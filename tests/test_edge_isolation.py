@@ -32,13 +32,35 @@ def test_no_edge_or_tools_module_imports_host_libraries(folder: str) -> None:
     """The Pi's runtime and the repository tools (demo, bench) run without TensorFlow."""
     offenders = [f"{f}:{line} {n}" for f, line, n in imports_of(folder) if n.split(".")[0] in HOST_ONLY]
     if folder == "edge":  # the runtime shim may fall back to tensorflow.lite on a host, lazily
-        offenders = [o for o in offenders if not o.startswith("edge/runtime.py:")]
+        offenders = [o for o in offenders if not o.startswith("edge/models/runtime.py:")]
     assert offenders == []
 
 
 def test_edge_imports_nothing_from_tools_or_training() -> None:
     """`edge/` is what the installer copies to the Pi: it must not need the rest of the repository."""
     assert [f"{f}:{line} {n}" for f, line, n in imports_of("edge") if n.split(".")[0] in ("tools", "training")] == []
+
+
+#: the low rooms of edge/ (docs/DESIGN.md, "Where things are"), and all they may import of edge besides themselves
+LOW_ROOMS = {"edge/alerts": (), "edge/models": ("edge.fileio",), "edge/mqtt": ("edge.fields",),
+             "edge/homeassistant": ("edge.mqtt", "edge.fileio"), "edge/sources": ("edge.timestamps",)}
+ABOVE_PIPELINES = ("edge.agent", "edge.cli", "edge.commands", "edge.config", "edge.health", "edge.preflight",
+                   "edge.selftest", "edge.update", "edge.watch")
+
+
+@pytest.mark.parametrize("room", sorted(LOW_ROOMS))
+def test_a_low_room_imports_nothing_above_it(room: str) -> None:
+    """The alerts wing and the models (which the trainer imports), the transport and Home Assistant know
+    nothing of the pipelines, the agent or each other beyond what the design allows."""
+    own = room.replace("/", ".")
+    allowed = (own, *LOW_ROOMS[room])
+    assert [f"{f}:{line} {n}" for f, line, n in imports_of(room)
+            if n.startswith("edge") and not any(n == a or n.startswith(a + ".") for a in allowed)] == []
+
+
+def test_no_pipeline_kind_imports_what_composes_it() -> None:
+    assert [f"{f}:{line} {n}" for f, line, n in imports_of("edge/pipelines")
+            if any(n == a or n.startswith(a + ".") for a in ABOVE_PIPELINES)] == []
 
 
 def test_the_blocker_really_blocks() -> None:
@@ -53,8 +75,8 @@ import importlib, json, pkgutil, numpy as np, edge
 for mod in pkgutil.walk_packages(edge.__path__, "edge."):
     if mod.name != "edge.__main__":
         importlib.import_module(mod.name)
-from edge.manifest import read_manifest
-from edge.runtime import TFLiteModel, load_runtime
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel, load_runtime
 manifest = read_manifest({str(MODELS_DIR / 'manifest.json')!r})
 out = {{"runtime": load_runtime().name}}
 for name, entry in manifest.models.items():

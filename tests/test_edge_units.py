@@ -12,20 +12,24 @@ import jsonschema
 import numpy as np
 import pytest
 
+from edge.alerts.rule import AnomalyRule
 from edge.config import SECTIONS, ConfigError, load_config, parse_config, pipeline_sections, top_level_keys
 from edge.fields import keys_of
-from edge.manifest import read_manifest
-from edge.models import Classifier, Forecaster
+from edge.fileio import StateFile
+from edge.models.classifier import Classifier, frame_to_input, resize_bilinear, to_grayscale
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
 from edge.mqtt import messages
 from edge.mqtt.messages import Topics
 from edge.mqtt.outbox import Outbox
-from edge.pipelines.base import Publisher
+from edge.pipelines.camera import messages as camera
+from edge.pipelines.publisher import Publisher
 from edge.pipelines.registry import kinds
-from edge.preprocess import frame_to_input, resize_bilinear, to_grayscale
+from edge.pipelines.sensor import messages as sensor
+from edge.pipelines.series import messages as series
+from edge.pipelines.series.forecaster import Forecaster, ForecasterState
+from edge.pipelines.series.pipeline import SeriesConfig, SeriesPipeline
 from edge.readings import InvalidReading, parse_reading
-from edge.rules import AnomalyRule
-from edge.runtime import TFLiteModel
-from edge.state import ForecasterState
 from tests.conftest import MODELS_DIR, ROOT
 
 # TF-free: also run inside the emulated Pi images by `make pi-check` (`pytest -m edge`)
@@ -187,6 +191,23 @@ def test_state_round_trip(tmp_path: Path) -> None:
     assert saved.step == 7 and saved.window == [0.1, 0.2] and saved.state[0] == [[1.0] * 4]
 
 
+def test_a_state_file_round_trips_reads_files_without_a_checksum_and_sets_a_damaged_one_aside(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    file = StateFile(path, "starting afresh", indent=1)
+    file.save({"v": 1, "topics": ["a"]})
+    assert json.loads(path.read_text())["topics"] == ["a"]  # the fields stay where a reader looks for them
+    assert file.load(lambda data: data) == {"v": 1, "topics": ["a"]} and file.problem is None
+    path.write_text('{"threshold": 0.5}')  # written before state files carried a checksum
+    assert file.load(lambda data: data["threshold"]) == 0.5
+    file.save({"threshold": 0.5})
+    path.write_text(path.read_text().replace("0.5", "0.7"))  # edited by hand (or torn)
+    assert file.load(lambda data: data["threshold"]) is None and "checksum mismatch" in file.problem
+    assert "starting afresh" in file.problem and not path.exists() and list(tmp_path.glob("x.json.bad-*"))
+    kept = StateFile(tmp_path / "p.json", "using the factory models", keep_damaged=True)
+    (tmp_path / "p.json").write_text("[]")
+    assert kept.load(dict) is None and "left in place" in kept.problem and (tmp_path / "p.json").exists()
+
+
 @pytest.mark.parametrize("damage", ["truncate", "edit", "other_model"])
 def test_damaged_state_starts_cold_with_a_warning(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "s.json"
@@ -251,11 +272,11 @@ def test_built_messages_follow_their_schemas() -> None:
     topics = messages.Topics("edgepipe/pi1")
     model = {"name": "autoencoder", "sha": "0123456789ab"}
     built = {
-        "anomaly": messages.anomaly(topics, "pi1", model, "line1", score=0.1, threshold=0.01, is_anomaly=True,
-                                    values=[0.5, 0.1], window=1, seq=3, changed=True, reading_ts=12),
-        "forecast": messages.forecast(topics, "pi1", model, "airline", observed=112.0, forecast_value=118.5, step=5),
-        "class": messages.classification(topics, "pi1", model, "cam0", label="Bag", index=8, score=0.9,
-                                         top_k=[{"label": "Bag", "index": 8, "score": 0.9}], seq=1, latency_ms=0.3),
+        "anomaly": sensor.anomaly(topics, "pi1", model, "line1", score=0.1, threshold=0.01, is_anomaly=True,
+                                  values=[0.5, 0.1], window=1, seq=3, changed=True, reading_ts=12),
+        "forecast": series.forecast(topics, "pi1", model, "airline", observed=112.0, forecast_value=118.5, step=5),
+        "class": camera.classification(topics, "pi1", model, "cam0", label="Bag", index=8, score=0.9,
+                                       top_k=[{"label": "Bag", "index": 8, "score": 0.9}], seq=1, latency_ms=0.3),
         "error": messages.error(topics, "pi1", component="sensor/line1", reason="bad", input_excerpt="x"),
         "command_result": messages.command_result(topics, "pi1", "reset", ok=True, request_id="7", reset=["a"]),
     }
@@ -263,8 +284,8 @@ def test_built_messages_follow_their_schemas() -> None:
         jsonschema.validate(json.loads(message.payload), SCHEMAS[kind], format_checker=jsonschema.FormatChecker())
     assert built["anomaly"].topic == "edgepipe/pi1/sensors/line1/anomaly" and built["anomaly"].qos == 1
     assert built["class"].qos == 0 and built["forecast"].topic == "edgepipe/pi1/forecast/airline"
-    a, b = (json.loads(messages.anomaly(topics, "pi1", model, "s", score=1, threshold=1, is_anomaly=True, values=[1],
-                                        window=1, seq=1, changed=False).payload)["id"] for _ in range(2))
+    a, b = (json.loads(sensor.anomaly(topics, "pi1", model, "s", score=1, threshold=1, is_anomaly=True, values=[1],
+                                      window=1, seq=1, changed=False).payload)["id"] for _ in range(2))
     assert a != b  # unique ids for de-duplication
 
 
@@ -279,7 +300,7 @@ def test_class_message_equals_the_generic_builder(label: str, truth: str | None,
     topics, model = messages.Topics("edgepipe/pi \u00e9"), {"name": "cnn", "sha": "0123456789ab"}
     top_k = [{"label": label, "index": 3, "score": round(score, 5)}, {"label": "Coat", "index": 4, "score": 0.5}]
     fields = dict(label=label, index=3, score=score, top_k=top_k, seq=42, latency_ms=0.0612345, truth=truth)
-    fast = json.loads(messages.classification(topics, 'dev "1"', model, "cam\u00e9", **fields).payload)
+    fast = json.loads(camera.classification(topics, 'dev "1"', model, "cam\u00e9", **fields).payload)
     generic = {"v": messages.SCHEMA_VERSION, "device": 'dev "1"', "model": model, "camera": "cam\u00e9",
                "label": label, "index": 3, "score": round(score, 5), "top_k": top_k, "seq": 42, "latency_ms": 0.061}
     if truth is not None:
@@ -288,7 +309,7 @@ def test_class_message_equals_the_generic_builder(label: str, truth: str | None,
     assert fast == json.loads(messages._json(generic))
     jsonschema.validate({**fast, "ts": messages.utc_now()}, SCHEMAS["class"], format_checker=jsonschema.FormatChecker())
     with pytest.raises(ValueError, match="not JSON compliant"):
-        messages.classification(topics, "d", model, "c", **{**fields, "score": float("nan")})
+        camera.classification(topics, "d", model, "c", **{**fields, "score": float("nan")})
 
 
 def test_status_is_retained_and_plain() -> None:
@@ -324,13 +345,18 @@ def test_excerpt_is_bounded_and_printable() -> None:
     ("1949-03-01", "1949-04-01", False), ("m9", "m10", False), (5, "1949-01-01", False), (None, 3, False),
     (3, None, False), (True, False, False),
 ])
-def test_forecaster_skips_readings_not_after_the_last(tmp_path: Path, last, new, seen: bool) -> None:
+def test_the_series_skips_readings_not_after_the_last(tmp_path: Path, last, new, seen: bool) -> None:
     entry = read_manifest(MODELS_DIR / "manifest.json").get("lstm")
-    forecaster = Forecaster(entry, TFLiteModel.from_entry(entry, MODELS_DIR), tmp_path / "s.json")
-    forecaster.commit(last)
-    assert forecaster.already_seen(new) is seen
-    reloaded = Forecaster(entry, TFLiteModel.from_entry(entry, MODELS_DIR), tmp_path / "s.json")
-    assert reloaded.already_seen(new) is seen  # the last ts survives a restart
+    Forecaster(entry, TFLiteModel.from_entry(entry, MODELS_DIR), tmp_path / "s.json").commit(last)
+    reloaded = Forecaster(entry, TFLiteModel.from_entry(entry, MODELS_DIR), tmp_path / "s.json")  # after a restart
+    publisher = Publisher(Topics("edgepipe/t"), "t", [].append, threading.Event(), 0.0)
+    # a clock that never resets: every step back is a re-delivery, as the forecaster alone would judge it
+    pipeline = SeriesPipeline(SeriesConfig(name="s", backward_reset=1e12), reloaded, publisher, 10)
+    try:
+        pipeline.handle(json.dumps({"ts": new, "values": [112.0]}))
+    except InvalidReading:  # a bool is no time stamp: refused, so never skipped as seen
+        pass
+    assert (pipeline.counters.duplicates == 1) is seen
 
 
 def test_a_refused_series_value_changes_nothing(tmp_path: Path) -> None:
@@ -366,8 +392,10 @@ def test_seq_gaps_leave_out_the_readings_the_agent_displaced_itself() -> None:
 def test_a_reading_delivered_out_of_order_is_counted_late_not_as_a_duplicate(tmp_path: Path) -> None:
     """mosquitto 2.0 can deliver QoS 1 readings out of order when the agent's in-flight window is full: a
     month skipped that way is a loss, and must not pass for a harmless re-delivery."""
-    from edge.pipelines.registry import ModelLoader, Wiring
-    from edge.pipelines.series import SeriesConfig, build, load
+    from edge.models.loader import ModelLoader
+    from edge.pipelines.registry import Wiring
+    from edge.pipelines.series import build, load
+    from edge.pipelines.series.pipeline import SeriesConfig
 
     sent: list = []
     publisher = Publisher(Topics("edgepipe/t"), "t", sent.append, threading.Event(), 0.0)

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from edge.manifest import ManifestError
-from edge.runtime import TFLiteModel
+from edge.models.manifest import ManifestError
+from edge.models.runtime import TFLiteModel
 from training.export import ExportError, ExportRequest, export_both, export_variant
 from training.tflite import check_ops, run_batch
 

@@ -15,10 +15,10 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from edge.manifest import read_manifest
-from edge.models import Generator
-from edge.preprocess import pixels_to_input
-from edge.runtime import TFLiteModel
+from edge.models.classifier import pixels_to_input
+from edge.models.generator import Generator
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, requires_package
 from training.datasets.images import load_image_dataset
 

@@ -8,9 +8,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from edge.manifest import read_manifest
-from edge.models import Generator
-from edge.runtime import TFLiteModel
+from edge.models.generator import Generator
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
 from edge.sources import camera_source, gan_options
 from edge.sources.frames import GeneratorSource, make_frame_source
 from tests.conftest import MODELS_DIR

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import golden
-from edge.manifest import ManifestError, read_manifest, sha256_file
-from edge.pipelines.registry import ModelLoader
-from edge.runtime import TFLiteModel
+from edge.models import golden
+from edge.models.loader import ModelLoader
+from edge.models.manifest import ManifestError, read_manifest, sha256_file
+from edge.models.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT
 
 
@@ -113,8 +113,8 @@ VENV_214 = ROOT / ".venv-tflite214" / "bin" / "python"
 @pytest.mark.skipif(not VENV_214.exists(), reason="no .venv-tflite214 (`make venv-tflite`)")
 def test_the_committed_models_pass_their_golden_vectors_in_tflite_runtime_214() -> None:
     """The older runtime of Pi images rounds some kernels differently: within the tolerance, never refused."""
-    script = ("import json; from edge import golden; from edge.manifest import read_manifest; "
-              "from edge.runtime import TFLiteModel, load_runtime; rt = load_runtime(); "
+    script = ("import json; from edge.models import golden; from edge.models.manifest import read_manifest; "
+              "from edge.models.runtime import TFLiteModel, load_runtime; rt = load_runtime(); "
               f"m = read_manifest({str(MODELS_DIR / 'manifest.json')!r}); "
               f"print(json.dumps([golden.verify(TFLiteModel.from_entry(e, {str(MODELS_DIR)!r}, runtime=rt), e)"
               ".to_json() for e in m.models.values()] + [rt.name + ' ' + rt.version]))")

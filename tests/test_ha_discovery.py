@@ -18,10 +18,11 @@ import pytest
 
 from edge.config import ConfigError, parse_config
 from edge.mqtt import messages
-from edge.pipelines.camera import CameraConfig
+from edge.pipelines.camera import messages as camera
+from edge.pipelines.camera.config import CameraConfig
 from edge.pipelines.registry import kinds
-from edge.pipelines.sensor import SensorConfig
-from edge.pipelines.series import SeriesConfig
+from edge.pipelines.sensor.pipeline import SensorConfig
+from edge.pipelines.series.pipeline import SeriesConfig
 from tests.conftest import ROOT
 from tests.helpers.isolation import no_tf_env
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, write_config
@@ -103,8 +104,8 @@ def attribute_fields(config: dict) -> set[str]:
 def test_camera_attributes_change_with_no_frame() -> None:
     """The old config made the whole class payload (seq, score, latency) attributes: a recorder row a frame."""
     topics = messages.Topics(BASE)
-    frames = [json.loads(messages.classification(topics, DEVICE, MODEL, "cam0", label=label, index=i, score=score,
-                                                 top_k=[], seq=seq, latency_ms=latency).payload)
+    frames = [json.loads(camera.classification(topics, DEVICE, MODEL, "cam0", label=label, index=i, score=score,
+                                               top_k=[], seq=seq, latency_ms=latency).payload)
               for label, i, score, seq, latency in (("Shirt", 6, 0.91, 17, 3.2), ("Shirt", 6, 0.55, 18, 4.9))]
     config = configs(camera=[CameraConfig(name="cam0", source="gan")])[config_topic("sensor", "cam0_class")]
     fields = attribute_fields(config)

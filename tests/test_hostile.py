@@ -22,8 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.agent import load_models
 from edge.config import ConfigError, parse_config
-from edge.manifest import ManifestError
-from edge.sysinfo import resident_mb
+from edge.models.manifest import ManifestError
+from edge.system import resident_mb
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, write_config
 

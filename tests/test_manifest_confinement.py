@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.manifest import ManifestError, read_manifest, sha256_file, verify_file
+from edge.models.manifest import ManifestError, read_manifest, sha256_file, verify_file
 from tests.conftest import MODELS_DIR
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, write_config
 

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.manifest import read_manifest
-from edge.models import Classifier, Generator
-from edge.runtime import TFLiteModel
+from edge.models.classifier import Classifier
+from edge.models.generator import Generator
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT, SAMPLE_FRAMES, requires_package
 from tools.system_packages import fashion_mnist_dir
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.config import MqttConfig
+from edge.mqtt.config import MqttConfig
 from edge.mqtt.link import MqttLink
 from edge.mqtt.messages import Message, Topics
 from edge.mqtt.outbox import Outbox

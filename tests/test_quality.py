@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.manifest import read_manifest
-from edge.runtime import TFLiteModel
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, requires_dataset
 from training.quality import autoencoder_quality, cnn_quality, gan_quality, lstm_quality, table
 

@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 
 from edge.config import ConfigError, parse_config
-from edge.manifest import read_manifest
-from edge.models import Classifier
+from edge.models.classifier import Classifier
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
 from edge.mqtt import messages
-from edge.pipelines.base import Publisher
-from edge.pipelines.camera import CameraPipeline, discovery
-from edge.runtime import TFLiteModel
+from edge.pipelines.camera.messages import discovery, region_entities, region_state
+from edge.pipelines.camera.motion import MotionGate
+from edge.pipelines.camera.pipeline import CameraPipeline
+from edge.pipelines.camera.regions import Region, RegionConfig
+from edge.pipelines.camera.snapshot import ImageFolder, encode
+from edge.pipelines.camera.state import Debouncer, RegionState
+from edge.pipelines.publisher import Publisher
 from edge.sources.frames import Frame, OpenCVSource, SourceError
-from edge.vision.motion import MotionGate
-from edge.vision.publish import region_entities, region_state
-from edge.vision.regions import Region, RegionConfig
-from edge.vision.snapshot import ImageFolder, encode
-from edge.vision.state import Debouncer, RegionState
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.edge

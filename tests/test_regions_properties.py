@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.config import ConfigError, parse_config
-from edge.vision.regions import Region
-from edge.vision.state import Debouncer
+from edge.pipelines.camera.regions import Region
+from edge.pipelines.camera.state import Debouncer
 
 # --- hostile input, with oracles --------------------------------------------------------------------------
 

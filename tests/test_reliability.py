@@ -17,8 +17,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.manifest import sha256_file
-from edge.sysinfo import resident_mb
+from edge.models.manifest import sha256_file
+from edge.system import resident_mb
 from tests.conftest import MODELS_DIR
 from tests.helpers.mqtt import (
     AgentProcess,

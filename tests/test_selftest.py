@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jsonschema
 
-from edge.manifest import read_manifest
+from edge.models.manifest import read_manifest
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Collector, publish, wait_for_stats, wait_online, write_config
 

@@ -1,5 +1,5 @@
 """The autoencoder's default recipe on a one-column sensor CSV: a windowed, bottlenecked model whose
-alert rule is calibrated to a stated false-alarm rate; and the shared input builder (edge/sensor_window.py)."""
+alert rule is calibrated to a stated false-alarm rate; and the shared input builder (edge/models/sensor_window.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.calibration import AlertPlan, rule_statistic
-from edge.manifest import read_manifest
-from edge.models import AnomalyScorer
-from edge.runtime import TFLiteModel
-from edge.sensor_window import calendar_features, model_inputs, to_seconds, window_inputs
+from edge.alerts.calibration import AlertPlan, rule_statistic
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
+from edge.models.sensor_window import calendar_features, model_inputs, window_inputs
+from edge.pipelines.sensor.scorer import AnomalyScorer
+from edge.timestamps import to_seconds
 from training.cli import main
 from training.summary import results_table
 from training.tflite import run_batch

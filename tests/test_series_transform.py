@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.manifest import read_manifest
+from edge.models.manifest import read_manifest
 from training.baselines import baseline_metrics, winner
 from training.cli import main
 from training.datasets.series import load_series, load_series_csv

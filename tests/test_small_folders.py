@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge.manifest import read_manifest
-from edge.preprocess import frame_to_input
+from edge.models.classifier import frame_to_input
+from edge.models.manifest import read_manifest
 from training.cli import main
 from training.datasets.images import load_image_folder
 from training.evaluation import images_to_input

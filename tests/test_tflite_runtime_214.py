@@ -1,7 +1,7 @@
 """The int8 models also load in tflite-runtime 2.14 (older Pi images; needs numpy<2).
 
 `make test` builds `.venv-tflite214` with `make venv-tflite` (Python <= 3.11 only: tflite-runtime
-has no newer wheels); the models run there through the same `edge.runtime` code and must
+has no newer wheels); the models run there through the same `edge.models.runtime` code and must
 give the same outputs as ai-edge-litert.
 """
 
@@ -14,8 +14,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from edge.manifest import read_manifest
-from edge.runtime import TFLiteModel
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, ROOT
 
 VENV_PYTHON = ROOT / ".venv-tflite214" / "bin" / "python"
@@ -38,8 +38,8 @@ def feeds_for(name: str) -> dict[str, list]:
 def test_int8_models_give_the_same_outputs_in_tflite_runtime_214() -> None:
     script = f"""
 import json, numpy as np
-from edge.manifest import read_manifest
-from edge.runtime import TFLiteModel, load_runtime
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel, load_runtime
 manifest = read_manifest({str(MODELS_DIR / 'manifest.json')!r})
 feeds = json.loads({json.dumps({m: feeds_for(m) for m in MODELS})!r})
 rt = load_runtime()

@@ -7,6 +7,7 @@ The models are a one-model export (the autoencoder) so a bundle is a few chunks 
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import signal
@@ -19,7 +20,9 @@ from typing import Any
 import jsonschema
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.manifest import read_manifest, verify_file
+from edge.agent import Agent
+from edge.config import load_config
+from edge.models.manifest import read_manifest, verify_file
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_online, write_config
 from tests.test_device_faults import small_disk  # noqa: F401 - the 3 MiB tmpfs fixture (needs root)
@@ -177,6 +180,25 @@ REFUSALS = {
     "an old bundle replayed": (lambda s: s.bundle("v-old", replaces="v0"), "replaces_mismatch"),
     "too big": (lambda s: s.bundle("v-big", models=subset(s.tmp / "big", ("autoencoder", "cnn"))), "too_big"),
 }
+
+
+def test_an_install_loads_and_golden_checks_each_model_once(broker: Broker, tmp_path: Path) -> None:
+    """The verification loads every model of the bundle (and runs its golden vectors); the swap takes those
+    interpreters over: one load per model and install, not one to verify and another to swap."""
+    setup = Setup(tmp_path, broker.port, probation_s=60)
+    agent = Agent(load_config(setup.config))
+    agent.start()
+    try:
+        at_start = collections.Counter(agent.model_loads)
+        assert at_start == {"autoencoder": 1}
+        [sensor] = agent.pipelines
+        factory_model = sensor.model
+        result = setup.ship(setup.bundle("v2"))
+        assert result["state"] == "installed", result
+        assert agent.model_loads - at_start == {"autoencoder": 1}
+        assert sensor.model is not factory_model  # swapped: the interpreter loaded to verify now serves
+    finally:
+        agent.stop()
 
 
 def test_bad_bundles_are_each_refused_with_a_named_reason_while_the_old_models_serve(broker: Broker,

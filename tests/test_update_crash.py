@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.manifest import read_manifest, verify_file
+from edge.models.manifest import read_manifest, verify_file
 from edge.update.store import STEPS
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_online
 from tests.test_update import BASE, CHUNK, Setup, last, serves

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
 import json
@@ -13,8 +14,9 @@ import jsonschema
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.update.bundle import BundleRefused, extract, key_id, open_bundle, parse_trusted
-from edge.update.receiver import parse_chunk, ranges
+from edge.update.bundle import REASONS, BundleRefused, extract, key_id, open_bundle, parse_trusted
+from edge.update.chunks import parse_chunk
+from edge.update.receiver import ranges
 from tests.conftest import MODELS_DIR, ROOT
 from training.bundle import export_subset, public_key_text, write_bundle
 from training.ship import Shipper
@@ -127,7 +129,7 @@ class Counting:
     """A pipeline as probation sees it: counters, a latency summary and the model's manifest entry."""
 
     def __init__(self, kind: str = "sensor") -> None:
-        from edge.manifest import read_manifest
+        from edge.models.manifest import read_manifest
 
         self.kind, self.name = kind, "line1"
         self.counters = {"processed": 0, "errors": 0, "published": 0}
@@ -180,3 +182,25 @@ def test_updates_enabled_without_a_trusted_key_are_refused_at_check() -> None:
     with pytest.raises(ConfigError, match=r"trusted_keys: \[update\] is enabled but trusts no key"):
         parse_config({"update": {"enabled": True}})
     parse_config({"update": {"enabled": False}})  # off: no key needed
+
+
+def test_every_refusal_reason_is_the_schemas_and_no_other_can_be_raised() -> None:
+    """`update/progress` says why a bundle was refused with one of the schema's reasons: REASONS is that list,
+    BundleRefused takes no other, and every reason edge/update raises is a literal from it."""
+    enum = SCHEMAS["update_progress"]["properties"]["reason"]["anyOf"][0]["enum"]
+    assert sorted(REASONS) == sorted(enum)
+    with pytest.raises(ValueError, match="not a refusal reason"):
+        BundleRefused("cosmic_rays", "a reason nobody can look up")
+    raised = set()
+    for path in (ROOT / "edge" / "update").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "BundleRefused" and node.args:
+                raised |= reasons(node.args[0])
+    assert raised and raised <= set(REASONS), raised - set(REASONS)
+
+
+def reasons(node: ast.expr) -> set[str]:
+    """The string a reason expression gives: a literal, or the branches of `a if ... else b`."""
+    if isinstance(node, ast.IfExp):
+        return reasons(node.body) | reasons(node.orelse)
+    return {node.value} if isinstance(node, ast.Constant) else {f"<not a literal: {ast.unparse(node)}>"}

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from edge.mqtt import messages
+from edge.pipelines.series import messages as series
 from tests.conftest import ROOT
 from tests.helpers.isolation import no_tf_env
 from tests.helpers.mqtt import Broker, free_port, publish
@@ -28,8 +29,8 @@ MODEL = {"name": "lstm", "sha": "0123456789ab"}
 
 
 def forecast(step: int) -> bytes:
-    return messages.forecast(TOPICS, "test", MODEL, "airline", observed=112.0, forecast_value=118.5 + step,
-                             step=step).payload
+    return series.forecast(TOPICS, "test", MODEL, "airline", observed=112.0, forecast_value=118.5 + step,
+                           step=step).payload
 
 
 def watcher(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:

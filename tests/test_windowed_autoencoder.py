@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.manifest import read_manifest
-from edge.models import AnomalyScorer
-from edge.rules import AnomalyRule
-from edge.runtime import TFLiteModel
+from edge.alerts.rule import AnomalyRule
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
+from edge.pipelines.sensor.scorer import AnomalyScorer
 from training.cli import main
 
 

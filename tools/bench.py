@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.manifest import ModelEntry, read_manifest
-from edge.runtime import TFLiteModel, load_runtime, quantize
-from edge.sysinfo import resident_mb
+from edge.models.manifest import ModelEntry, read_manifest
+from edge.models.runtime import TFLiteModel, load_runtime, quantize
+from edge.system import resident_mb
 from tools.broker import Mosquitto
 from tools.classtap import ClassTap
 from training.tflite import count_macs
@@ -149,10 +149,11 @@ def _replay_file(path: Path, frames: int) -> Path:
 def bench_camera_in_process(models_dir: Path, frames: int) -> float:
     """Frames/s of the agent's camera code (replay source, preprocess, CNN, top-k, JSON message) with
     the message dropped instead of published: the agent's own cost per frame, without MQTT."""
-    from edge.models import Classifier
+    from edge.models.classifier import Classifier
     from edge.mqtt.messages import Topics
-    from edge.pipelines.base import Publisher
-    from edge.pipelines.camera import CameraConfig, CameraPipeline
+    from edge.pipelines.camera.config import CameraConfig
+    from edge.pipelines.camera.pipeline import CameraPipeline
+    from edge.pipelines.publisher import Publisher
     from edge.sources.frames import ReplaySource
 
     entry = read_manifest(models_dir / "manifest.json").get("cnn")

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import parse_config
-from edge.manifest import read_manifest
-from edge.models import Classifier
+from edge.models.classifier import Classifier
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
 from edge.mqtt.messages import Topics
-from edge.pipelines.base import Publisher
-from edge.pipelines.camera import CameraPipeline
-from edge.runtime import TFLiteModel
+from edge.pipelines.camera.pipeline import CameraPipeline
+from edge.pipelines.publisher import Publisher
 from edge.sources.frames import Frame, OpenCVSource
 from tools.broker import Mosquitto
 from tools.scene import DOOR, Scene, record, timeline

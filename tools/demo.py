@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edge.config import parse_config
-from edge.mqtt.homeassistant import retire
+from edge.homeassistant.announcer import retire
 from edge.mqtt.messages import Topics
 from edge.watch import describe
 from tools.broker import Mosquitto, find_mosquitto, listening, start_embedded

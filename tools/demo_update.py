@@ -24,9 +24,9 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.config import parse_config
-from edge.manifest import read_manifest
-from edge.models import AnomalyScorer
-from edge.runtime import TFLiteModel
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
+from edge.pipelines.sensor.scorer import AnomalyScorer
 from tools.demo import Watcher, add_broker_args, demo_leftovers, pick_broker
 from training.bundle import export_subset, public_key_text, write_bundle
 from training.ship import Shipper

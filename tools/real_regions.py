@@ -4,8 +4,8 @@ scikit-image's bundled texture photos (`skimage.data.brick`, `grass`, `gravel`: 
 Each "camera frame" (320x240) shows a 160x160 window of one photo in a region of interest on a noisy
 background. Training frames take their windows from the top 300 rows of each photo, held-out frames from
 the bottom 192 rows: the held-out accuracy is measured on parts of the photos the model never saw.
-Crops are captured with `edge.capture` from a `folder:` camera, the CNN is trained by the training CLI's
-folder recipe, and the held-out frames are classified by the agent's own `Region.crop` + `Classifier`.
+Crops are captured with `edge.pipelines.camera.capture` from a `folder:` camera, the CNN is trained by the
+training CLI's folder recipe, and the held-out frames are classified by the agent's own `Region.crop` + `Classifier`.
 
     python -m tools.real_regions [--work DIR] [--epochs N]     (needs scikit-image: the `realdata` extra)
 """
@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from edge.config import parse_config
-from edge.manifest import read_manifest
-from edge.models import Classifier
-from edge.runtime import TFLiteModel
-from edge.vision.regions import Region
+from edge.models.classifier import Classifier
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
+from edge.pipelines.camera.regions import Region
 
 TEXTURES = ("brick", "grass", "gravel")
 RECT = [120, 40, 160, 160]
@@ -56,7 +56,7 @@ def write_frames(folder: Path, images: list[np.ndarray]) -> Path:
 def run(work: Path, epochs: int, per_class: int = 150, held_out: int = 60) -> dict:
     import skimage.data
 
-    from edge.capture import capture
+    from edge.pipelines.camera.capture import capture
 
     rng = np.random.default_rng(0)
     tests: dict[str, list[np.ndarray]] = {}
@@ -65,7 +65,7 @@ def run(work: Path, epochs: int, per_class: int = 150, held_out: int = 60) -> di
         source = write_frames(work / "frames" / name, frames(photo, (0, 300), per_class, rng))
         config = parse_config({"camera": [{"name": "cam0", "source": f"folder:{source}",
                                            "regions": [{"name": "patch", "rect": RECT}]}]})
-        got = capture(config, "cam0", "patch", name, per_class, 0.0, work / "dataset")
+        got = capture(config.camera, "cam0", "patch", name, per_class, 0.0, work / "dataset")
         print(f"{name}: captured {got.saved} crops into {got.folder}")
         tests[name] = frames(photo, (320, 512), held_out, rng)
     models = work / "models"

@@ -80,9 +80,9 @@ def plot_frames(root: Path, classes: list[dict], path: Path, count: int = 40) ->
 def plot_gan(root: Path, path: Path, count: int = 40) -> Path:
     """Samples of the committed int8 generator, run here with the edge runtime: for a class-conditional
     generator one row per class (row c asks for class c, named on the left), else `count` samples."""
-    from edge.manifest import read_manifest
-    from edge.models import Generator
-    from edge.runtime import TFLiteModel
+    from edge.models.generator import Generator
+    from edge.models.manifest import read_manifest
+    from edge.models.runtime import TFLiteModel
 
     manifest = read_manifest(root / "models" / "manifest.json")
     entry = manifest.get("gan")

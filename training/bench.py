@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.manifest import read_manifest
-from edge.runtime import TFLiteModel
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
 from training.models.cnn import ARCHITECTURES
 from training.paths import MODELS_DIR, PROJECT_ROOT
 

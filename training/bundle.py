@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.manifest import Manifest, ManifestError, now_iso, read_manifest, sha256_file, write_manifest
+from edge.models.manifest import Manifest, ManifestError, now_iso, read_manifest, sha256_file, write_manifest
 from edge.update.bundle import DESCRIPTOR, FORMAT, MANIFEST, SIGNATURE, VERSION_RE, key_id
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge.manifest import Manifest, ManifestError, read_manifest, write_manifest
+from edge.models.manifest import Manifest, ManifestError, read_manifest, write_manifest
 from training.datasets.errors import DatasetError
 from training.export import ExportError
 from training.paths import MODELS_DIR, REPORT_DIR

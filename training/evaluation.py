@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.manifest import ModelEntry
-from edge.preprocess import pixels_to_input
-from edge.runtime import TFLiteModel
-from edge.series import SeriesTransform
+from edge.models.classifier import pixels_to_input
+from edge.models.manifest import ModelEntry
+from edge.models.runtime import TFLiteModel
+from edge.models.series_transform import SeriesTransform
 from training.tflite import run_batch
 
 

@@ -28,9 +28,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from edge import golden
-from edge.manifest import Manifest, ModelEntry, now_iso, sha256_file
-from edge.runtime import TFLiteModel
+from edge.models import golden
+from edge.models.manifest import Manifest, ModelEntry, now_iso, sha256_file
+from edge.models.runtime import TFLiteModel
 from training.tflite import check_ops, op_names
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from scipy import linalg
 
-from edge.manifest import Manifest, ModelEntry, read_manifest, write_manifest
-from edge.runtime import TFLiteModel, load_runtime
+from edge.models.manifest import Manifest, ModelEntry, read_manifest, write_manifest
+from edge.models.runtime import TFLiteModel, load_runtime
 from training.datasets.images import load_image_dataset
 from training.evaluation import generated_images, images_to_input
 

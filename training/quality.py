@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.manifest import Manifest, ModelEntry, read_manifest
-from edge.runtime import TFLiteModel
+from edge.models.manifest import Manifest, ModelEntry, read_manifest
+from edge.models.runtime import TFLiteModel
 from training.baselines import baseline_metrics, winner
 from training.datasets.images import load_image_dataset
 from training.datasets.sensors import lecture_sensor_data

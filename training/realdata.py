@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.manifest import read_manifest
+from edge.models.manifest import read_manifest
 from training.cli import main as train
 
 log = logging.getLogger(__name__)

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.calibration import AlertPlan, rule_statistic
-from edge.manifest import read_manifest
-from edge.runtime import TFLiteModel
-from edge.sensor_window import model_inputs, to_seconds
+from edge.alerts.calibration import AlertPlan, rule_statistic
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
+from edge.models.sensor_window import model_inputs
+from edge.timestamps import to_seconds
 from training.cli import main as train
 from training.faults import KINDS, Fault, Spread, faulty_rows, inject
 from training.paths import PROJECT_ROOT

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import struct
 import sys
 import threading
 import time
@@ -21,7 +19,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from edge.manifest import sha256_file
+from edge.models.manifest import sha256_file
+from edge.update.chunks import Chunk, chunk_count
 
 FINAL = ("installed", "refused")
 QUIET = 3.0  # seconds without a progress message after the last chunk: resend the gaps
@@ -32,7 +31,7 @@ class Shipper:
                  username: str | None = None, password: str | None = None) -> None:
         self.base, self.path, self.chunk = base, path, chunk
         self.size, self.sha = path.stat().st_size, sha256_file(path)
-        self.count = math.ceil(self.size / chunk)
+        self.count = chunk_count(self.size, chunk)
         self.progress: dict[str, Any] | None = None
         self.changed = threading.Condition()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"edgepipe-ship-{self.sha[:8]}")
@@ -60,12 +59,10 @@ class Shipper:
         return {i for start, end in have for i in range(start, end + 1)}
 
     def payload(self, index: int) -> bytes:
-        head = json.dumps({"bundle": self.sha, "size": self.size, "chunk": self.chunk, "index": index,
-                           "count": self.count}).encode()
         with open(self.path, "rb") as fh:
             fh.seek(index * self.chunk)
             data = fh.read(self.chunk)
-        return struct.pack(">I", len(head)) + head + data
+        return Chunk(self.sha, self.size, self.chunk, index, self.count, data).encode()
 
     def send(self, indices: list[int], limit: int | None = None) -> int:
         sent = 0

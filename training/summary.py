@@ -5,7 +5,7 @@ Built from the manifest alone, so it describes exactly the files that ship.
 
 from __future__ import annotations
 
-from edge.manifest import Manifest
+from edge.models.manifest import Manifest
 
 #: (model, metric key, label, lecture figure, format)
 ROWS = [

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.manifest import ManifestError
-from edge.runtime import TFLiteModel
+from edge.models.manifest import ManifestError
+from edge.models.runtime import TFLiteModel
 
 FORBIDDEN_OPS = ("WHILE",)  # plus every Flex (SELECT_TF_OPS) op, see check_ops
 

@@ -11,7 +11,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.config import ConfigError, MqttConfig
+from edge.fields import ConfigError
+from edge.mqtt.config import MqttConfig
 from edge.mqtt.messages import Message
 
 SESSION_EXPIRY = 7 * 24 * 3600  # MQTT 5: how long the broker keeps a persistent session (seconds)

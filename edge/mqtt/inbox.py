@@ -13,24 +13,29 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import paho.mqtt.client as paho
-
-from edge.mqtt.messages import error
-
-if TYPE_CHECKING:
-    from edge.mqtt.link import MqttLink
 
 log = logging.getLogger(__name__)
 Ack = Callable[[], None]
 Handler = Callable[[str, bytes, Ack], None]  # must call the ack once the message is dealt with
 Subscribe = Callable[[str, Handler], None]  # the link's `subscribe`, as pipelines and Home Assistant take it
+PubAck = Callable[[int, paho.MQTTMessage], None]  # (the connection it came on, the message): send its PUBACK
 
 
 class Inbox:
-    def __init__(self, link: MqttLink) -> None:
-        self.link = link
+    """Routes each incoming message to its handlers; knows the link only by what it is handed.
+
+    `connection()` numbers the link's connections, `puback(connection, msg)` acknowledges a message on
+    the connection it came on (the link drops it if that one has ended), `report(reason)` describes a
+    problem on the `error` topic.
+    """
+
+    def __init__(self, accept_retained: bool, connection: Callable[[], int], puback: PubAck,
+                 report: Callable[[str], None]) -> None:
+        self.accept_retained = accept_retained
+        self.connection, self.puback, self.report = connection, puback, report
         self.handlers: dict[str, Handler] = {}
         self.retained_ignored = 0
         self._retained_topics: set[str] = set()
@@ -38,7 +43,7 @@ class Inbox:
     def on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         handlers = [h for pattern, h in self.handlers.items() if paho.topic_matches_sub(pattern, msg.topic)]
         ack = self._acker(msg, len(handlers))
-        if msg.retain and not self.link.cfg.accept_retained:
+        if msg.retain and not self.accept_retained:
             handlers = []  # a retained command or reading is stale: executing it on every reconnect repeats it
             self._ignore_retained(msg.topic)
         if not handlers:
@@ -60,7 +65,7 @@ class Inbox:
                   "every reconnect (publish them without retain, or set mqtt.accept_retained = true; a copy the broker "
                   "queued for this agent while it was away is not retained and has run once)")
         log.warning("%s", reason)
-        self.link.send(error(self.link.topics, self.link.device, component="mqtt", reason=reason))
+        self.report(reason)
 
     def _acker(self, msg: paho.MQTTMessage, handlers: int) -> Ack:
         """The PUBACK for `msg`, sent when every handler has called it (from any thread).
@@ -68,16 +73,14 @@ class Inbox:
         An ack from an older connection is not sent: the broker re-delivers that message on
         the new connection, and its ack comes from that delivery.
         """
-        generation, remaining, lock = self.link.connects, [max(1, handlers)], threading.Lock()
+        generation, remaining, lock = self.connection(), [max(1, handlers)], threading.Lock()
 
         def ack() -> None:
             with lock:
                 remaining[0] -= 1
                 if remaining[0] != 0:
                     return
-            link = self.link
-            if msg.qos >= 1 and generation == link.connects and link.connected.is_set():
-                with link._io:
-                    link.client.ack(msg.mid, msg.qos)
+            if msg.qos >= 1:
+                self.puback(generation, msg)
 
         return ack

@@ -34,10 +34,10 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edge.config import MqttConfig
 from edge.mqtt.client import client_id, make_client
+from edge.mqtt.config import MqttConfig
 from edge.mqtt.inbox import Handler, Inbox
-from edge.mqtt.messages import Message, Topics, status
+from edge.mqtt.messages import Message, Topics, error, status
 from edge.mqtt.outbox import Outbox
 from edge.mqtt.takeover import TakeoverWatch
 
@@ -53,7 +53,8 @@ class MqttLink:
         self.topics = topics
         self.outbox = outbox
         self.connected = threading.Event()
-        self.inbox = Inbox(self)
+        self.inbox = Inbox(cfg.accept_retained, lambda: self.connects, self._puback,
+                           lambda reason: self.send(error(topics, device_id, component="mqtt", reason=reason)))
         self.on_connect_messages: Callable[[], list[Message]] = lambda: []
         self.dropped_qos0 = 0
         self.connects = 0
@@ -248,6 +249,13 @@ class MqttLink:
         if self.connected.is_set():
             with self._io:
                 self._subscribe(topic)
+
+    def _puback(self, generation: int, msg: paho.MQTTMessage) -> None:
+        """Acknowledge a handled message; not when its connection has ended (the broker delivers it again on
+        the new one, and its ack comes from that delivery)."""
+        if generation == self.connects and self.connected.is_set():
+            with self._io:
+                self.client.ack(msg.mid, msg.qos)
 
     def _subscribe(self, topic: str) -> None:
         """QoS 1; on MQTT 5 the broker is asked not to send retained messages at all (retain handling 2)."""

@@ -1,10 +1,11 @@
-"""The registry of pipeline kinds, and the loader that hands them verified models.
+"""The registry of pipeline kinds: what a kind declares, and where the agent finds it.
 
-Each module of `edge.pipelines` that defines `KIND = PipelineKind(...)` is a pipeline kind:
-its config section (`[[camera]]`), the dataclass of one table, how to load its model(s),
-how to build the pipeline, and its Home Assistant entities. The config parser, the agent,
-`edge check` and discovery all iterate this registry, so a new kind is one new file (plus
-its payload schema), as a detector plugin is in Frigate.
+Each module or sub-package of `edge.pipelines` that defines `KIND = PipelineKind(...)` is a pipeline
+kind: its config section (`[[camera]]`), the dataclass of one table, how to load its model(s), how to
+build the pipeline, its Home Assistant entities, the `cmd/<action>`s it answers and the lines `edge
+subscribe` prints for its messages. The config parser, the agent, the command dispatcher, `edge
+check`, discovery and the watcher all iterate this registry, so a new kind is one module or one
+package (plus its payload schema), as a detector plugin is in Frigate.
 """
 
 from __future__ import annotations
@@ -13,48 +14,26 @@ import functools
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from edge import golden
-from edge.manifest import Manifest, ManifestError, ModelEntry, read_manifest
+from edge.models.loader import ModelLoader
 from edge.mqtt.messages import Message, Topics
-from edge.runtime import Runtime, TFLiteModel, load_runtime
 
-NOT_KINDS = {"base", "registry"}
-
-
-class ModelLoader:
-    """Reads the manifest once and loads each model it is asked for, verified (sha256, tensors, task).
-
-    One loader per load -- start-up or `cmd/reload` -- so that a reload reads one manifest and
-    fails before anything is swapped if any model is bad.
-    """
-
-    def __init__(self, models_dir: Path | str, state_dir: Path | str, num_threads: int = 1,
-                 runtime: Runtime | None = None) -> None:
-        self.models_dir = Path(models_dir)
-        self.state_dir = Path(state_dir)
-        self.num_threads = num_threads
-        self.manifest: Manifest = read_manifest(self.models_dir / "manifest.json")
-        self.runtime = runtime or load_runtime()
-
-    def load(self, model_name: str, task: str, who: str) -> tuple[ModelEntry, TFLiteModel]:
-        """The manifest entry and a loaded interpreter; ManifestError names `who` on a task mismatch."""
-        entry = self.manifest.get(model_name)
-        if entry.task != task:
-            raise ManifestError(f"{who}: model {model_name!r} is a {entry.task!r} model, expected {task!r}")
-        model = TFLiteModel.from_entry(entry, self.models_dir, num_threads=self.num_threads, runtime=self.runtime)
-        golden.check(model, entry)  # the file must answer its golden vectors as it did at export
-        return entry, model
+NOT_KINDS = {"base", "publisher", "registry"}
+#: a kind's `cmd/<action>`: the request body and the live pipelines of that kind -> the result's fields
+#: (ValueError or KeyError: refused, the result says why)
+KindCommand = Callable[[dict[str, Any], list[Any]], dict[str, Any]]
+#: `edge subscribe`: topic, raw payload, the payload as a JSON object (None if it is not one) -> a line, or
+#: None when the message is not this kind's
+Describe = Callable[[str, bytes, "dict[str, Any] | None"], "str | None"]
 
 
 @dataclass(frozen=True)
 class Wiring:
     """What a pipeline is built with besides its config and model."""
 
-    publisher: Any  # edge.pipelines.base.Publisher
+    publisher: Any  # edge.pipelines.publisher.Publisher
     queue_size: int
     loader: ModelLoader
 
@@ -66,11 +45,25 @@ class PipelineKind:
     load: Callable[[Any, ModelLoader], Any]  # config -> the model object `build` and `swap` take
     build: Callable[[Any, Any, Wiring], Any]  # config, model, wiring -> a Pipeline
     discovery: Callable[[str, Topics, str, Any], list[Message]]  # prefix, topics, device, table's config -> configs
+    commands: dict[str, KindCommand] = field(default_factory=dict)  # action -> handler (edge.commands routes)
+    describe: Describe | None = None
+
+
+def named(pipelines: list[Any], kind: str, name: Any) -> list[Any]:
+    """The pipelines of a kind a command is for: the one named, or all of them (name None); ValueError
+    naming those there are."""
+    have = {p.name: p for p in pipelines}
+    if name is None:
+        return list(have.values())
+    if name not in have:
+        raise ValueError(f"no {kind} {name!r} (have {sorted(have)})")
+    return [have[name]]
 
 
 @functools.cache
 def kinds() -> dict[str, PipelineKind]:
-    """Every pipeline kind in this package, by config section, in module-name order."""
+    """Every pipeline kind of this package (a module or a sub-package with `KIND`), by config section, in
+    name order."""
     import edge.pipelines as package
 
     found = {}

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from edge.sensor_window import to_seconds
 from edge.sources import SourceSpec
 from edge.sources.frames import SourceError
+from edge.timestamps import to_seconds
 
 log = logging.getLogger(__name__)
 Submit = Callable[[str], None]

@@ -27,14 +27,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 FORMAT = 1
 DESCRIPTOR, SIGNATURE, MANIFEST = "bundle.json", "bundle.sig", "manifest.json"
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: every `reason` of a refused bundle on `update/progress` (the enum of schemas/update_progress.json; a test
+#: compares the two): each refusal is raised as a BundleRefused, which takes no other reason
 REASONS = ("too_big", "no_space", "corrupt_transfer", "truncated", "not_a_bundle", "unsigned", "untrusted_key",
-           "bad_signature", "wrong_device", "tampered", "bad_manifest", "golden_mismatch", "install_failed")
+           "bad_signature", "wrong_device", "replaces_mismatch", "tampered", "bad_manifest", "golden_mismatch",
+           "install_failed", "rolled_back")
 
 
 class BundleRefused(Exception):
     """A bundle that is not installed; `reason` is one of REASONS, the message says what was found."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"{reason!r} is not a refusal reason of update/progress ({', '.join(REASONS)})")
         super().__init__(f"{reason}: {detail}")
         self.reason, self.detail = reason, detail
 

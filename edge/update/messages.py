@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge.mqtt.discovery import ha_config
+from edge.homeassistant.discovery import ha_config
 from edge.mqtt.messages import Message, Topics, _json, envelope
 
 

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge import golden
-from edge.calibration import poisson_tail
+from edge.alerts.ledger import poisson_tail
+from edge.models import golden
 from edge.update.config import UpdateConfig
 
 MIN_LATENCY_COUNT = 20

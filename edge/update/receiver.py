@@ -1,64 +1,24 @@
 """Assembling a bundle from chunks in `<state_dir>/updates/`: bounded, resumable, duplicate-safe.
 
-A chunk is `4-byte big-endian header length | JSON header | data`; the header names the bundle
-(its sha256), its size, the chunk size, the index and the count. Each chunk is written at its
+The chunks' wire format is `edge.update.chunks` (the shipper encodes with it). Each chunk is written at its
 offset (`pwrite` + fsync) before the set of indices held is saved atomically, so after a crash
 the agent never claims a chunk it does not hold; a duplicate rewrites the same bytes.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import shutil
-import struct
-from dataclasses import dataclass
 from pathlib import Path
 
-from edge.fileio import atomic_write
-from edge.manifest import sha256_file
+from edge.fileio import StateFile
+from edge.models.manifest import sha256_file
 from edge.update.bundle import BundleRefused
+from edge.update.chunks import Chunk, chunk_count
 
 log = logging.getLogger(__name__)
-SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-MAX_CHUNK = 1 << 20
 SPARE_BYTES = 256 * 1024  # room for the pointer, the progress record and the agent's other state files
-
-
-@dataclass(frozen=True)
-class Chunk:
-    bundle: str
-    size: int
-    chunk: int
-    index: int
-    count: int
-    data: bytes
-
-
-def parse_chunk(payload: bytes) -> Chunk:
-    """ValueError naming what is wrong with a chunk message."""
-    if len(payload) < 4:
-        raise ValueError("chunk shorter than its header length")
-    (length,) = struct.unpack(">I", payload[:4])
-    if length > 4096 or 4 + length > len(payload):
-        raise ValueError(f"chunk header length {length} is impossible")
-    head = json.loads(payload[4:4 + length])
-    if not isinstance(head, dict):
-        raise ValueError("chunk header is not an object")
-    bundle, size, chunk, index, count = (head.get(k) for k in ("bundle", "size", "chunk", "index", "count"))
-    if not isinstance(bundle, str) or not SHA_RE.match(bundle):
-        raise ValueError("chunk header 'bundle': expected the bundle's sha256 (64 hex digits)")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (size, chunk, index, count)):
-        raise ValueError("chunk header 'size', 'chunk', 'index', 'count' must be integers")
-    if not (0 < chunk <= MAX_CHUNK and size > 0 and count == -(-size // chunk) and 0 <= index < count):
-        raise ValueError(f"chunk header inconsistent: size {size}, chunk {chunk}, index {index}, count {count}")
-    data = payload[4 + length:]
-    expected = min(chunk, size - index * chunk)
-    if len(data) != expected:
-        raise ValueError(f"chunk {index} carries {len(data)} bytes, expected {expected}")
-    return Chunk(bundle, size, chunk, index, count, data)
 
 
 def ranges(indices: set[int]) -> list[list[int]]:
@@ -77,20 +37,17 @@ class Assembly:
 
     def __init__(self, folder: Path, bundle: str, size: int, chunk: int, have: set[int] | None = None) -> None:
         self.folder, self.bundle, self.size, self.chunk = folder, bundle, size, chunk
-        self.count = -(-size // chunk)
-        self.path, self.meta = folder / f"{bundle}.part", folder / f"{bundle}.json"
+        self.count = chunk_count(size, chunk)
+        self.path, self.meta = folder / f"{bundle}.part", record(folder / f"{bundle}.json")
         self.have: set[int] = have or set()
 
     @classmethod
     def load(cls, folder: Path) -> Assembly | None:
         """The bundle left half-received by the last run, if any (its file and record agree)."""
         for meta in sorted(folder.glob("*.json")):
-            try:
-                data = json.loads(meta.read_text())
-                assembly = cls(folder, data["bundle"], data["size"], data["chunk"], set(data["have"]))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            if assembly.path.is_file():
+            assembly = record(meta).load(lambda data: cls(folder, data["bundle"], data["size"], data["chunk"],
+                                                          set(data["have"])))
+            if assembly is not None and assembly.path.is_file():
                 return assembly
         return None
 
@@ -108,8 +65,7 @@ class Assembly:
         finally:
             os.close(fd)
         self.have.add(chunk.index)
-        atomic_write(self.meta, json.dumps({"bundle": self.bundle, "size": self.size, "chunk": self.chunk,
-                                            "have": sorted(self.have)}))
+        self.meta.save({"bundle": self.bundle, "size": self.size, "chunk": self.chunk, "have": sorted(self.have)})
         return True
 
     @property
@@ -125,7 +81,12 @@ class Assembly:
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
-        self.meta.unlink(missing_ok=True)
+        self.meta.clear()
+
+
+def record(path: Path) -> StateFile:
+    """`<bundle sha>.json`: the chunk indices held of a bundle being received."""
+    return StateFile(path, "its chunks are received again")
 
 
 def start_assembly(folder: Path, chunk: Chunk, max_bytes: int) -> Assembly:

@@ -12,7 +12,6 @@ configured `models_dir` (what the agent shipped with), so the first update needs
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -21,8 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.fileio import atomic_write
-from edge.manifest import ManifestError, now_iso, read_manifest
+from edge.fileio import StateFile
+from edge.models.manifest import ManifestError, now_iso, read_manifest
 from edge.update.bundle import VERSION_RE
 
 log = logging.getLogger(__name__)
@@ -58,25 +57,17 @@ class ModelStore:
         self.root = Path(state_dir) / "models"
         self.factory_dir = Path(factory_dir)
         self.pointer_path = self.root / "current.json"
+        # a damaged pointer stays where it is, for a person: every version is kept until then (`clean`)
+        self.pointer = StateFile(self.pointer_path, "using the configured models_dir", indent=1, keep_damaged=True)
 
     def read_pointer(self) -> Pointer:
-        try:
-            data = json.loads(self.pointer_path.read_text())
-            pointer = Pointer(**{k: v for k, v in data.items() if k in Pointer.__dataclass_fields__})
-            if not all(isinstance(v, str) or v is None and k in ("version", "previous")
-                       for k, v in pointer.to_json().items()):
-                raise ValueError(f"fields of the wrong type: {data}")
-            if any(v is not None and not VERSION_RE.match(v) for v in (pointer.version, pointer.previous)):
-                raise ValueError(f"a version that is not a folder name: {data}")  # never a path out of models/
-            return pointer
-        except FileNotFoundError:
-            return Pointer()
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            log.error("%s unreadable (%s): using the configured models_dir", self.pointer_path, exc)
-            return Pointer(reason=f"{UNREADABLE}: {exc}")
+        pointer = self.pointer.load(_pointer)
+        if self.pointer.problem is not None:
+            return Pointer(reason=f"{UNREADABLE}: {self.pointer.problem}")
+        return pointer or Pointer()
 
     def write_pointer(self, pointer: Pointer) -> None:
-        atomic_write(self.pointer_path, json.dumps(pointer.to_json(), indent=1))
+        self.pointer.save(pointer.to_json())
         _fsync_dir(self.root)
 
     def folder(self, version: str | None) -> Path:
@@ -142,6 +133,15 @@ class ModelStore:
         pointer = Pointer(old.previous, old.version, "rolled_back", now_iso(), reason)
         self.write_pointer(pointer)
         return pointer
+
+
+def _pointer(data: dict[str, Any]) -> Pointer:
+    pointer = Pointer(**{k: v for k, v in data.items() if k in Pointer.__dataclass_fields__})
+    if not all(isinstance(v, str) or v is None and k in ("version", "previous") for k, v in pointer.to_json().items()):
+        raise ValueError(f"fields of the wrong type: {data}")
+    if any(v is not None and not VERSION_RE.match(v) for v in (pointer.version, pointer.previous)):
+        raise ValueError(f"a version that is not a folder name: {data}")  # never a path out of models/
+    return pointer
 
 
 def _fsync_dir(path: Path) -> None:

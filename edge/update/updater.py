@@ -20,12 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge.manifest import ManifestError, read_manifest
+from edge.models.manifest import ManifestError, read_manifest
 from edge.mqtt.messages import Message, Topics
 from edge.update import messages
 from edge.update.bundle import BundleRefused, Descriptor, extract, open_bundle, parse_trusted
+from edge.update.chunks import parse_chunk
 from edge.update.probation import Probation, baselines
-from edge.update.receiver import Assembly, parse_chunk, ranges, start_assembly
+from edge.update.receiver import Assembly, ranges, start_assembly
 from edge.update.store import FACTORY, ModelStore, crash_point
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,8 @@ PROGRESS_EVERY = 0.5  # seconds between two `receiving` progress messages
 
 class Updater:
     def __init__(self, config: Any, topics: Topics, send: Callable[[Message], Any],
-                 pipelines: Callable[[], list[Any]], reload: Callable[[], dict[str, Any]],
-                 verify: Callable[[Path], Any], report: Callable[[str, str], None]) -> None:
+                 pipelines: Callable[[], list[Any]], reload: Callable[..., dict[str, Any]],
+                 verify: Callable[[Path], tuple[Any, Any]], report: Callable[[str, str], None]) -> None:
         self.cfg, self.device, self.topics, self.send = config.update, config.device_id, topics, send
         self.pipelines, self.reload, self.verify, self.report = pipelines, reload, verify, report
         self.store = ModelStore(config.state_dir, config.models_dir)
@@ -51,11 +52,14 @@ class Updater:
         self.last_progress, self.progress_due = 0.0, False
 
     # --- wiring ---------------------------------------------------------------------------
-    def attach(self, subscribe: Callable[..., None], commands: Any, homeassistant: Any) -> None:
+    def attach(self, subscribe: Callable[..., None], commands: Any) -> None:
         subscribe(messages.chunk_topic(self.topics), self.on_chunk)
         commands.register("rollback", lambda _body: self.rollback("commanded (cmd/rollback)"))
         commands.register("promote", lambda _body: self.promote("commanded (cmd/promote)"))
-        homeassistant.extra_configs.append(lambda prefix, device: messages.discovery(prefix, device, self.topics))
+
+    def discovery(self, prefix: str, device: str) -> list[Message]:
+        """Home Assistant's `update` entity and rollback button."""
+        return messages.discovery(prefix, device, self.topics)
 
     def start(self) -> None:
         self.store.clean()
@@ -147,7 +151,7 @@ class Updater:
             assembly.discard()
             self._done(assembly, descriptor, "installed", "already installed")
             return
-        self._unpack(assembly, descriptor)
+        models, manifest = self._unpack(assembly, descriptor)  # loaded and golden-checked once, here
         assembly.discard()  # its space is needed more by the pointer than by a bundle already unpacked
         before = baselines(list(self.pipelines()))
         with self.lock:
@@ -159,7 +163,7 @@ class Updater:
                                     f"switching to {descriptor.version}: {exc}") from None
             crash_point("after_pointer")
             try:
-                self.reload()
+                self.reload(models, manifest)  # the verified interpreters themselves: no second load
             except Exception as exc:  # noqa: BLE001 - whatever stopped the swap, the pointer must go back
                 self.store.roll_back(f"install_failed: {exc}")
                 self.reload()
@@ -171,14 +175,15 @@ class Updater:
         self.publish_states()
         self.store.clean()  # versions neither current nor previous: the SD card keeps two sets, not all
 
-    def _unpack(self, assembly: Assembly, descriptor: Descriptor) -> None:
-        """Extract into a staging folder, verify it as a load would, rename it into place."""
+    def _unpack(self, assembly: Assembly, descriptor: Descriptor) -> tuple[Any, Any]:
+        """Extract into a staging folder, verify it by loading it (every model and its golden vectors), rename
+        it into place; the models so loaded and their manifest, which the swap takes over."""
         staging = self.store.staging(descriptor.version)
         try:
             extract(assembly.path, descriptor, staging)
             crash_point("after_extract")
             try:
-                self.verify(staging)
+                loaded = self.verify(staging)
             except ManifestError as exc:
                 raise BundleRefused("golden_mismatch" if "golden_mismatch" in str(exc) else "bad_manifest",
                                     str(exc)) from None
@@ -189,6 +194,7 @@ class Updater:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         crash_point("after_rename")
+        return loaded
 
     def _refused(self, bundle: str, exc: BundleRefused) -> None:
         log.warning("update: bundle %s refused: %s", bundle[:12], exc)
@@ -258,11 +264,12 @@ class Updater:
     def _forget_verdicts(self, version: str | None, why: str) -> None:
         """The retained `installed` of a bundle rolled back is no longer true: say `refused`, `rolled_back`
         (a shipper would otherwise take it as done), and judge the bundle afresh if it is shipped again."""
+        refused = BundleRefused("rolled_back", why)
         for bundle, message in list(self.verdicts.items()):
             if json.loads(message.payload).get("version") == version:
                 del self.verdicts[bundle]
-                self.send(messages.progress(self.topics, self.device, bundle, "refused", reason="rolled_back",
-                                            detail=why, version=version))
+                self.send(messages.progress(self.topics, self.device, bundle, "refused", reason=refused.reason,
+                                            detail=refused.detail, version=version))
 
     def publish_states(self) -> None:
         """Retained `model/<kind>/<name>` per pipeline and `model/update` for Home Assistant."""

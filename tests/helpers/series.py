@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.manifest import read_manifest
-from edge.runtime import TFLiteModel
-from edge.series import SeriesTransform
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
+from edge.models.series_transform import SeriesTransform
 from tests.conftest import MODELS_DIR
 from training.evaluation import forecaster_run
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.manifest import read_manifest
-from edge.runtime import TFLiteModel, load_runtime
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel, load_runtime
 
 MARK = "MODELS-JSON "
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.preprocess import resize_bilinear, to_grayscale
+from edge.models.classifier import resize_bilinear, to_grayscale
 from training.datasets.errors import DatasetError
 
 log = logging.getLogger(__name__)

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.sensor_window import to_seconds
+from edge.timestamps import EPOCH_FLOOR, to_seconds  # the one rule for "is this number a time"
 from training.datasets._csv import read_numeric_columns
 from training.datasets.errors import DatasetError
 
 log = logging.getLogger(__name__)
 #: header names taken as the readings' timestamp (case-insensitive); any column of ISO-8601 dates is too
 TIME_COLUMNS = ("timestamp", "time", "ts", "date", "datetime", "time_stamp", "when")
-EPOCH_AFTER = 1e8  # numeric timestamps above this are epoch seconds (1973 on); below, a counter, no clock
 
 LECTURE_SEED = 24601
 DATA_SIZE = 10000
@@ -129,7 +128,7 @@ def read_timestamps(path: Path | str) -> tuple[str | None, np.ndarray | None]:
                         header[index])
             continue
         seconds = np.asarray(parsed, np.float64)
-        if _numeric(cells[0]) and seconds.min() < EPOCH_AFTER:
+        if _numeric(cells[0]) and seconds.min() < EPOCH_FLOOR:
             return header[index], None  # a counter: the readings are ordered, but there is no clock
         return header[index], seconds
     return None, None

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.manifest import ModelEntry
+from edge.models.manifest import ModelEntry
 
 
 @dataclass

@@ -26,9 +26,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from edge.calibration import AlertPlan, episodes, plan_alerts, rule_statistic
-from edge.runtime import TFLiteModel
-from edge.sensor_window import model_inputs
+from edge.alerts.calibration import AlertPlan, plan_alerts, rule_statistic
+from edge.alerts.ledger import episodes
+from edge.models.runtime import TFLiteModel
+from edge.models.sensor_window import model_inputs
 from training import plots
 from training.datasets.sensors import SensorData, load_sensors
 from training.evaluation import anomaly_metrics, reconstruction_errors

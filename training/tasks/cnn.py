@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from edge.manifest import ModelEntry
-from edge.runtime import TFLiteModel
+from edge.models.manifest import ModelEntry
+from edge.models.runtime import TFLiteModel
 from training import plots
 from training.datasets.images import ImageDataset, load_image_dataset
 from training.evaluation import accuracy, images_to_input

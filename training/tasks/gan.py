@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm.keras import TqdmCallback
 
-from edge.manifest import read_manifest
-from edge.runtime import TFLiteModel
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
 from training import plots
 from training.datasets.images import ImageDataset, load_image_dataset
 from training.evaluation import generated_images

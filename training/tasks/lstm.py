@@ -31,9 +31,9 @@ import keras
 import numpy as np
 from tqdm.keras import TqdmCallback
 
-from edge.manifest import ModelEntry
-from edge.runtime import TFLiteModel
-from edge.series import SeriesTransform
+from edge.models.manifest import ModelEntry
+from edge.models.runtime import TFLiteModel
+from edge.models.series_transform import SeriesTransform
 from training import plots
 from training.baselines import baseline_metrics, winner
 from training.datasets.errors import DatasetError

@@ -1,0 +1,155 @@
+"""Which alert rule a sensor runs, where it came from, and how many false alerts it should give.
+
+The manifest's `postprocess.alerts` (an `edge.alerts.calibration.AlertPlan` written by the trainer) gives
+a threshold and a k-of-n debounce calibrated for a stated false-alarm rate; without it the plain
+`postprocess.threshold` and the config's debounce apply, as before. In force, highest first:
+
+1. `cmd/threshold` (a threshold only; persisted by the sensor kind's `ThresholdFile`);
+2. `cmd/calibrate` (a plan re-fitted on readings the user declared normal; persisted by `PlanFile`);
+3. the config's `threshold`;
+4. the manifest's plan, re-planned for the config's `false_alarms_per_day` when it is set (the
+   calibration table travels in the manifest, so a new target needs no retraining);
+5. the manifest's `threshold`.
+
+The config's `debounce_k`/`debounce_n`, when set, override a plan's: the plan's threshold is kept
+but its expected rate no longer holds (it was calibrated for another statistic), so none is claimed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from edge.alerts.calibration import SECONDS_PER_DAY, AlertPlan
+from edge.alerts.ledger import AlertLedger
+from edge.alerts.rule import check_threshold
+
+log = logging.getLogger(__name__)
+MAX_DEBOUNCE = 1000
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """The rule in force: threshold, debounce, and (when calibrated) the expected false-alert rate."""
+
+    threshold: float
+    k: int
+    n: int
+    source: str  # "command", "calibrated", "config" or "manifest"
+    expected_active_rate: float | None = None  # share of normal readings with the rule active
+    period_s: float | None = None
+    false_alarms_per_day: float | None = None
+
+    @property
+    def expected_per_day(self) -> float | None:
+        if self.expected_active_rate is None or not self.period_s:
+            return None
+        return self.expected_active_rate * SECONDS_PER_DAY / self.period_s
+
+
+def check_plan(data: Any, where: str) -> AlertPlan:
+    """An alert plan from JSON, every field checked: ValueError naming `where` and the field otherwise."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+    try:
+        plan = AlertPlan.from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: not a valid alert plan ({type(exc).__name__}: {exc})") from None
+    check_threshold(plan.threshold, f"{where}.threshold")
+    if not 1 <= plan.k <= plan.n <= MAX_DEBOUNCE:
+        raise ValueError(f"{where}: debounce needs 1 <= k <= n <= {MAX_DEBOUNCE}, got k={plan.k}, n={plan.n}")
+    if not (math.isfinite(plan.expected_active_rate) and 0 <= plan.expected_active_rate <= 1):
+        raise ValueError(f"{where}.expected_active_rate: expected a share in [0, 1], got {plan.expected_active_rate}")
+    if plan.period_s is not None and not (isinstance(plan.period_s, (int, float)) and math.isfinite(plan.period_s)
+                                          and plan.period_s > 0):
+        raise ValueError(f"{where}.period_s: expected a finite number > 0 or null, got {plan.period_s!r}")
+    values = plan.calibration.values
+    if not values or not all(math.isfinite(v) for v in values) or list(values) != sorted(values):
+        raise ValueError(f"{where}.calibration: expected ascending finite values")
+    return plan
+
+
+def manifest_plan(postprocess: dict[str, Any], model: str) -> AlertPlan | None:
+    """The manifest's plan, or None when the entry has none (older manifests: threshold + config debounce)."""
+    if postprocess.get("alerts") is None:
+        return None
+    return check_plan(postprocess["alerts"], f"manifest: model {model!r} postprocess.alerts")
+
+
+def replan(plan: AlertPlan, false_alarms_per_day: float, model: str) -> AlertSettings:
+    """The manifest's calibration at a new target rate (same statistic, same debounce)."""
+    if not plan.period_s:
+        raise ValueError(f"false_alarms_per_day: model {model!r} was calibrated without a clock (no reading "
+                         "period in postprocess.alerts); retrain on timestamped data or use cmd/calibrate")
+    alpha = min(max(false_alarms_per_day * plan.period_s / SECONDS_PER_DAY, 1e-12), 0.5)
+    threshold, _method = plan.calibration.threshold(alpha)
+    threshold = check_threshold(threshold, f"model {model!r}: threshold re-planned for {false_alarms_per_day}/day")
+    return AlertSettings(threshold, plan.k, plan.n, "manifest", plan.calibration.rate(threshold), plan.period_s,
+                         false_alarms_per_day)
+
+
+def from_plan(plan: AlertPlan, source: str) -> AlertSettings:
+    return AlertSettings(plan.threshold, plan.k, plan.n, source, plan.expected_active_rate, plan.period_s,
+                         plan.false_alarms_per_day)
+
+
+def resolve(cfg: Any, postprocess: dict[str, Any], model: str, commanded: float | None,
+            calibrated: AlertPlan | None) -> AlertSettings:
+    """The rule in force for a sensor (see the module docstring for the order)."""
+    plan = manifest_plan(postprocess, model)
+    if plan is None and cfg.false_alarms_per_day is not None:
+        raise ValueError(f"false_alarms_per_day: model {model!r} has no alert plan (postprocess.alerts) to re-plan "
+                         "from; retrain it, or drop the key and send cmd/calibrate with a false_alarms_per_day")
+    if calibrated is not None:
+        base = from_plan(calibrated, "calibrated")
+    elif plan is not None and cfg.false_alarms_per_day is not None:
+        base = replan(plan, cfg.false_alarms_per_day, model)
+    elif plan is not None:
+        base = from_plan(plan, "manifest")
+    else:
+        base = AlertSettings(check_threshold(postprocess.get("threshold"),
+                                             f"manifest: model {model!r} postprocess.threshold"), 1, 1, "manifest")
+    if commanded is not None:
+        base = AlertSettings(commanded, base.k, base.n, "command", None, base.period_s)
+    elif cfg.threshold is not None and calibrated is None:
+        base = AlertSettings(cfg.threshold, base.k, base.n, "config", None, base.period_s)
+    if cfg.debounce is not None and cfg.debounce != (base.k, base.n):
+        k, n = fill_debounce(cfg.debounce, base.k, base.n)
+        if base.expected_active_rate is not None:
+            log.warning("sensor %r: the config's debounce %d-of-%d replaces the calibrated %d-of-%d: no expected "
+                        "false-alert rate can be stated", cfg.name, k, n, base.k, base.n)
+        base = AlertSettings(base.threshold, k, n, base.source, None, base.period_s)
+    return base
+
+
+def fill_debounce(asked: tuple[int | None, int | None], k: int, n: int) -> tuple[int, int]:
+    """The config's k and/or n, the missing one from the rule it replaces: n alone keeps the plan's k
+    (at most n), k alone keeps the plan's n (at least k)."""
+    want_k, want_n = asked
+    if want_k is None:
+        return min(k, want_n), want_n  # type: ignore[type-var]
+    if want_n is None:
+        return want_k, max(n, want_k)
+    return want_k, want_n
+
+
+def settings_fields(settings: AlertSettings) -> dict[str, Any]:
+    """The rule in force as `cmd/calibrate/result` and `stats` carry it."""
+    return {"threshold": settings.threshold, "threshold_source": settings.source, "debounce_k": settings.k,
+            "debounce_n": settings.n, "false_alarms_per_day": settings.false_alarms_per_day,
+            "expected_false_alerts_per_day": settings.expected_per_day, "period_s": settings.period_s}
+
+
+def alert_summary(settings: AlertSettings, ledger: AlertLedger) -> dict[str, Any]:
+    """`stats.quality[sensor/<name>]`: the rule, and alert episodes per day since it was set, observed
+    vs expected. On a stream believed normal every episode is a false alert; `excess_p_value` < 0.01
+    says there are more than chance explains (time to recalibrate)."""
+    summary = ledger.summary()
+    known = settings.expected_active_rate is not None
+    return {**settings_fields(settings), "readings": summary["readings"], "alert_episodes": summary["episodes"],
+            "days": summary["days"], "observed_alerts_per_day": summary["observed_per_day"],
+            "expected_alerts_per_1000": summary["expected_per_1000"] if known else None,
+            "observed_alerts_per_1000": summary["observed_per_1000"],
+            "excess_p_value": summary["excess_p_value"] if known else None}

@@ -1,0 +1,199 @@
+"""A sensor stream: readings -> autoencoder score -> k-of-n rule -> `sensors/<name>/anomaly`.
+
+An alert is published on every change of state and on every anomalous reading. The rule
+(threshold and k-of-n debounce) comes from the manifest's alert plan unless the config,
+`cmd/threshold` or `cmd/calibrate` sets one (`edge.alerts.plan`); every threshold goes through
+`edge.alerts.rule.check_threshold`. `stats` carry the expected vs observed false-alert rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.alerts.ledger import AlertLedger
+from edge.alerts.plan import AlertSettings, alert_summary, check_plan, resolve, settings_fields
+from edge.alerts.recalibrate import Collection
+from edge.alerts.rule import AnomalyRule, check_threshold
+from edge.fields import ConfigError, setting
+from edge.mqtt.messages import Message, command_result
+from edge.pipelines.base import ReadingConfig, ReadingPipeline
+from edge.pipelines.publisher import Publisher
+from edge.pipelines.sensor.messages import anomaly, sensor_state
+from edge.pipelines.sensor.rulefiles import PlanFile, ThresholdFile
+from edge.pipelines.sensor.scorer import AnomalyScorer
+from edge.readings import parse_reading
+from edge.timestamps import clock_seconds
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SensorConfig(ReadingConfig):
+    model: str = "autoencoder"
+    rate: float = setting(10.0, ge=0)
+    threshold: float | None = setting(None, gt=0)  # None: the manifest's calibrated threshold
+    false_alarms_per_day: float | None = setting(None, gt=0)  # None: the manifest plan's own target
+    debounce_k: int | None = setting(None, ge=1, le=1000)  # None: the manifest plan's, else 1
+    debounce_n: int | None = setting(None, ge=1, le=1000)
+
+    def validate(self) -> None:
+        if None not in (self.debounce_k, self.debounce_n) and self.debounce_k > self.debounce_n:  # type: ignore
+            raise ConfigError(f"debounce_k: expected at most debounce_n ({self.debounce_n}), got {self.debounce_k}")
+        if self.false_alarms_per_day is not None and self.debounce is not None:
+            raise ConfigError("false_alarms_per_day: it plans the debounce as well as the threshold; leave "
+                              "debounce_k and debounce_n out (or drop false_alarms_per_day and set both yourself)")
+
+    @property
+    def debounce(self) -> tuple[int | None, int | None] | None:
+        """(k, n) as the config sets them (either may be None: the other side comes from the plan, or
+        k-of-k / 1-of-n without one); None when the config sets neither."""
+        if self.debounce_k is None and self.debounce_n is None:
+            return None
+        return self.debounce_k, self.debounce_n
+
+
+class SensorPipeline(ReadingPipeline):
+    kind = "sensor"
+    topic_root = "sensors"
+
+    model: AnomalyScorer
+
+    def __init__(self, cfg: SensorConfig, scorer: AnomalyScorer, publisher: Publisher, queue_size: int,
+                 state_dir: Path | None = None) -> None:
+        super().__init__(cfg, scorer, publisher, queue_size)
+        self.saved = ThresholdFile(state_dir / f"{cfg.name}.threshold.json") if state_dir else None
+        self.plan_file = PlanFile(state_dir / f"{cfg.name}.alerts.json") if state_dir else None
+        self.commanded = self.saved.load() if self.saved else None  # set by cmd/threshold, kept until reset
+        self.calibrated = self.plan_file.load(scorer.entry.sha256) if self.plan_file else None  # cmd/calibrate
+        self.collecting: Collection | None = None
+        self.settings = self._settings(scorer)
+        self.rule = AnomalyRule(self.settings.threshold, self.settings.k, self.settings.n)
+        self.ledger = self._ledger()
+
+    @property
+    def threshold_source(self) -> str:
+        return self.settings.source
+
+    def _settings(self, scorer: AnomalyScorer) -> AlertSettings:
+        """The rule in force (`edge.alerts.plan.resolve`): command, calibration, config or manifest."""
+        return resolve(self.cfg, scorer.entry.postprocess, scorer.entry.name, self.commanded, self.calibrated)
+
+    def _apply(self, settings: AlertSettings) -> None:
+        """A new rule from the next reading on; the observed rate restarts (the expected one changed)."""
+        self.settings = settings
+        self.rule.reconfigure(settings.threshold, settings.k, settings.n)
+        self.ledger = self._ledger()
+
+    def _ledger(self) -> AlertLedger:
+        return AlertLedger(self.settings.expected_active_rate or 0.0, self.settings.period_s)
+
+    def handle(self, payload: bytes | str) -> None:
+        reading = parse_reading(payload, expected=self.model.n_features)
+        self.count_gaps(reading.seq)
+        score = self.model.score(reading.values, reading.ts)
+        if score is None:
+            return
+        is_anomaly, changed = self.rule.update(score)
+        stamp = clock_seconds(reading.ts)
+        self.ledger.update(is_anomaly, stamp if stamp is not None or self.settings.period_s else time.time())
+        if is_anomaly or changed:
+            self.send(anomaly(
+                self.out.topics, self.out.device, self.model.ref, self.name, score=score,
+                threshold=self.rule.threshold, is_anomaly=is_anomaly, values=list(reading.values),
+                window=self.model.window, seq=self.counters.processed, changed=changed, reading_ts=reading.ts))
+            self.counters.published += 1
+        if changed:
+            for message in self.state_messages():
+                self.out.send(message)
+        if self.collecting is not None and self.collecting.add(score, stamp):
+            self._finish_calibration()
+
+    def state_messages(self) -> list[Message]:
+        """The retained `ON`/`OFF` of `sensors/<name>/state`: sent at every connect and on every change."""
+        return [sensor_state(self.out.topics, self.name, self.rule.active)]
+
+    def quality(self) -> dict[str, Any]:
+        """The rule in force and its false-alert rate, expected vs observed since the rule was set (`stats`)."""
+        return alert_summary(self.settings, self.ledger)
+
+    # --- what commands change, each under the pipeline's lock ------------------------------
+    def set_threshold(self, value: Any) -> dict[str, Any]:
+        """`cmd/threshold`: checked, saved (so it survives reloads and restarts), then applied.
+
+        It replaces a plan fitted by `cmd/calibrate` (the later command wins)."""
+        threshold = check_threshold(value)
+        with self.lock:
+            if self.saved:
+                self.saved.save(threshold)  # OSError (a full disk): refused, nothing changed
+            if self.plan_file:
+                self.plan_file.clear()
+            self.commanded, self.calibrated = threshold, None
+            self._apply(self._settings(self.model))
+        return {"threshold": threshold, "persisted": self.saved is not None, "threshold_source": "command"}
+
+    def reset(self) -> dict[str, Any]:
+        """`cmd/reset` naming this sensor: forget a commanded threshold or calibration (config or manifest again)."""
+        with self.lock:
+            for file in (self.saved, self.plan_file):
+                if file:
+                    file.clear()
+            if self.collecting is not None:
+                self._calibration_result(self.collecting, ok=False, state="cancelled", error_text="cmd/reset")
+            self.commanded = self.calibrated = self.collecting = None
+            self._apply(self._settings(self.model))
+        return {"threshold": self.rule.threshold, "threshold_source": self.threshold_source}
+
+    def calibrate(self, body: dict[str, Any], request_id: Any) -> dict[str, Any]:
+        """`cmd/calibrate`: start collecting the scores of the readings declared normal (see edge.alerts.recalibrate).
+
+        The answer now says what is collected (`state: collecting`); a second result on the same
+        topic, with the same `request_id`, says `done` (the new rule) or `failed`. A new request
+        replaces one still collecting, which is answered `cancelled`."""
+        with self.lock:
+            target = self.cfg.false_alarms_per_day or self.settings.false_alarms_per_day
+            debounce = None if self.cfg.debounce is None else (self.settings.k, self.settings.n)  # the config's
+            collection = Collection.parse(body, request_id, target, debounce)
+            if self.collecting is not None:
+                self._calibration_result(self.collecting, ok=False, state="cancelled",
+                                         error_text="replaced by a newer cmd/calibrate")
+            self.collecting = collection
+        return {"sensor": self.name, **collection.describe()}
+
+    def _finish_calibration(self) -> None:
+        collection, self.collecting = self.collecting, None
+        assert collection is not None
+        try:
+            plan = check_plan(collection.plan().to_json(), "calibrate")  # e.g. all scores 0: no threshold > 0
+            if self.plan_file:
+                self.plan_file.save(plan, self.model.entry.sha256)
+            if self.saved:
+                self.saved.clear()
+        except Exception as exc:  # noqa: BLE001 - the caller waits for this answer: it must always come
+            log.warning("sensor %s: calibration failed: %s", self.name, exc)
+            self._calibration_result(collection, ok=False, state="failed", error_text=str(exc))
+            return
+        self.commanded, self.calibrated = None, plan
+        self._apply(self._settings(self.model))
+        self._calibration_result(collection, ok=True, state="done", readings=len(collection.scores),
+                                 persisted=self.plan_file is not None, **settings_fields(self.settings))
+
+    def _calibration_result(self, collection: Collection, ok: bool, error_text: str | None = None,
+                            **extra: Any) -> None:
+        self.send(command_result(self.out.topics, self.out.device, "calibrate", ok=ok,
+                                          request_id=collection.request_id, error_text=error_text,
+                                          sensor=self.name, **extra))
+
+    def adopt(self, scorer: AnomalyScorer) -> AnomalyScorer:
+        """The rule follows the new model's manifest unless the config or a command set one; a
+        calibration made on another model file's scores no longer applies."""
+        if self.plan_file:
+            self.calibrated = self.plan_file.load(scorer.entry.sha256)
+        if self.collecting is not None and scorer.entry.sha256 != self.model.entry.sha256:
+            self._calibration_result(self.collecting, ok=False, state="cancelled", error_text="the model changed")
+            self.collecting = None  # its scores so far came from the old model
+        self._apply(self._settings(scorer))
+        return scorer

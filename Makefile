@@ -94,7 +94,7 @@ pi-check: venv-edge
 	$(BIN)/python -m tools.pi_check $(PI_CHECK_ARGS)
 
 lint: venv
-	$(BIN)/ruff check edge training tests
+	$(BIN)/ruff check edge fleet training tests tools
 
 clean:
 	rm -rf $(VENV) $(VENV_TFLITE) .pytest_cache reports

@@ -20,12 +20,12 @@ import jsonschema
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.manifest import read_manifest, verify_file
+from fleet.bundle import export_subset, public_key_text, write_bundle
+from fleet.ship import Shipper
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_online, write_config
 from tests.test_device_faults import small_disk  # noqa: F401 - the 3 MiB tmpfs fixture (needs root)
 from tools.demo_update import clean_readings, threshold_for_rate
-from training.bundle import export_subset, public_key_text, write_bundle
-from training.ship import Shipper
 
 SCHEMAS = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.json")}
 DEVICE = "shed"

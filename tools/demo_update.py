@@ -2,7 +2,7 @@
 
 The agent (in this process, committed models, no TensorFlow) scores a normal sensor stream. A key
 is generated, the agent trusts it, and two bundles are shipped over MQTT in chunks
-(`training/ship.py`): `v2`, the same autoencoder, goes on probation and becomes `active`; `v3-loud`,
+(`fleet/ship.py`): `v2`, the same autoencoder, goes on probation and becomes `active`; `v3-loud`,
 whose threshold lets 15% of normal readings alert (the manifest promises 1%), is rolled back by the
 agent itself within its probation, saying why. The Home Assistant `update` entity's state
 (`model/update`) and the retained `model/sensor/line1` are printed as they change.
@@ -27,9 +27,9 @@ from edge.config import parse_config
 from edge.manifest import read_manifest
 from edge.models import AnomalyScorer
 from edge.runtime import TFLiteModel
+from fleet.bundle import export_subset, public_key_text, write_bundle
+from fleet.ship import Shipper
 from tools.demo import Watcher, add_broker_args, demo_leftovers, pick_broker
-from training.bundle import export_subset, public_key_text, write_bundle
-from training.ship import Shipper
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"

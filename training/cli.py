@@ -22,8 +22,8 @@ MODELS = ("cnn", "autoencoder", "gan", "lstm")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
-                                     epilog="also: python -m training {keygen,bundle,ship,golden} --help "
-                                     "(signed model bundles: docs/updates.md)")
+                                     epilog="also: python -m training golden --help; the operator commands "
+                                     "keygen, bundle and ship are `python -m fleet` (docs/updates.md)")
     parser.add_argument("model", choices=[*MODELS, "all", "table", "evaluate"],
                         help="which model to train and export; `table` prints the results table of --out; "
                         "`evaluate` measures every quality target on the files in --out")
@@ -80,9 +80,7 @@ def golden_main(argv: list[str]) -> int:
 
 
 #: subcommands with their own arguments (`python -m training bundle --help`), module:function
-SUBCOMMANDS = {"golden": "training.cli:golden_main", "bundle": "training.bundle:main",
-               "keygen": "training.bundle:keygen",
-               "ship": "training.ship:main"}
+SUBCOMMANDS = {"golden": "training.cli:golden_main"}
 
 
 def main(argv: list[str] | None = None) -> int:

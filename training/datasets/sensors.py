@@ -27,7 +27,6 @@ EPOCH_AFTER = 1e8  # numeric timestamps above this are epoch seconds (1973 on); 
 LECTURE_SEED = 24601
 DATA_SIZE = 10000
 DATA_NOISE = 0.1
-VAL_SIZE = int(0.2 * DATA_SIZE)
 TEST_NOISE = 0.3
 
 

@@ -51,7 +51,7 @@ models: venv
 bench: venv
 	-$(MAKE) --no-print-directory venv-tflite
 	$(BIN)/python -m tools.bench
-	$(BIN)/python -m training.bench
+	$(BIN)/python -m training bench
 
 # Readings/s an agent takes without loss through the shipped deploy/mosquitto/ conf and ACL (docs/reliability.md).
 rate: venv

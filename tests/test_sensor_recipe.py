@@ -15,7 +15,7 @@ from edge.models import AnomalyScorer
 from edge.runtime import TFLiteModel
 from edge.sensor_window import calendar_features, model_inputs, to_seconds, window_inputs
 from training.cli import main
-from training.summary import results_table
+from training.quality.summary import results_table
 from training.tflite import run_batch
 
 START = datetime.datetime(2024, 3, 4)  # a Monday

@@ -13,8 +13,8 @@ from edge.manifest import read_manifest
 from edge.preprocess import frame_to_input
 from training.cli import main
 from training.datasets.images import load_image_folder
-from training.evaluation import images_to_input
 from training.export import ExportError, ExportRequest, export_both
+from training.quality.evaluation import images_to_input
 from training.tasks.cnn import CNNConfig, recipe, refusal
 
 PRE = {"height": 28, "width": 28, "channels": 1, "invert": False, "pixel_offset": 0.0, "pixel_scale": 255.0}

@@ -16,7 +16,7 @@ from edge.manifest import Manifest, ManifestError, read_manifest, write_manifest
 from training.datasets.errors import DatasetError
 from training.export import ExportError
 from training.paths import MODELS_DIR, REPORT_DIR
-from training.summary import results_table
+from training.quality.summary import results_table
 from training.tasks.base import Task
 from training.tasks.registry import PROFILES, get_config, tasks
 
@@ -26,8 +26,9 @@ log = logging.getLogger("training")
 def build_parser() -> argparse.ArgumentParser:
     """The options every task takes, then each task's own, in a group named after it."""
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0],
-                                     epilog="also: python -m training golden --help; the operator commands "
-                                     "keygen, bundle and ship are `python -m fleet` (docs/updates.md)")
+                                     epilog=f"also: python -m training {{{','.join(SUBCOMMANDS)}}} --help (golden "
+                                     "vectors, the generator's latent scale, benchmark, real-data runs, the demo's "
+                                     "data); keygen, bundle and ship: python -m fleet (docs/updates.md)")
     parser.add_argument("model", choices=[*tasks(), "all", "table", "evaluate"],
                         help="which model to train and export; `table` prints the results table of --out; "
                         "`evaluate` measures every quality target on the files in --out")
@@ -103,8 +104,11 @@ def golden_main(argv: list[str]) -> int:
     return 0
 
 
-#: subcommands with their own arguments (`python -m training golden --help`), module:function
-SUBCOMMANDS = {"golden": "training.cli:golden_main"}
+#: subcommands with their own arguments (`python -m training golden --help`), module:function; keygen, bundle
+#: and ship (`python -m fleet`) are forwarded by training/__main__.py before anything imports TensorFlow
+SUBCOMMANDS = {"golden": "training.cli:golden_main", "gan-quality": "training.quality.gan:main",
+               "bench": "training.experiments.bench:main", "realdata": "training.experiments.realdata:main",
+               "sample-data": "training.experiments.sample_data:main"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             print(results_table(read_manifest(manifest_path)))
             return 0
         if args.model == "evaluate":
-            from training.quality import main as evaluate
+            from training.quality.evaluate import main as evaluate
 
             return evaluate(["--out", str(args.out)])
         chosen = chosen_tasks(args)

@@ -8,7 +8,7 @@ from edge.manifest import read_manifest
 from edge.runtime import TFLiteModel
 from edge.series import SeriesTransform
 from tests.conftest import MODELS_DIR
-from training.evaluation import forecaster_run
+from training.quality.evaluation import forecaster_run
 
 MANIFEST = read_manifest(MODELS_DIR / "manifest.json")
 

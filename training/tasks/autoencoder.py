@@ -33,11 +33,11 @@ from edge.manifest import ModelEntry
 from edge.runtime import TFLiteModel
 from edge.sensor_window import model_inputs
 from training import plots
+from training.datasets.faults import KINDS, Fault, Spread, faulty_rows, inject
 from training.datasets.sensors import SensorData, load_sensors
-from training.evaluation import anomaly_metrics, reconstruction_errors
 from training.export import ExportRequest, export_both
-from training.faults import KINDS, Fault, Spread, faulty_rows, inject
 from training.models.autoencoder import build_autoencoder
+from training.quality.evaluation import anomaly_metrics, reconstruction_errors
 from training.tasks.base import Option, Task, TaskResult, set_seed
 from training.tflite import run_batch
 
@@ -166,7 +166,7 @@ def sweep_window(values: np.ndarray, seconds: np.ndarray | None, pre: dict[str, 
     """The window whose model best tells injected faults from normal readings, on the normal period.
 
     The training rows are split 75/25 in time; each candidate is trained on the first part and
-    scored on the second, clean and with faults of every kind (`training.faults`) injected. The
+    scored on the second, clean and with faults of every kind (`training.datasets.faults`) injected. The
     figure of merit is the share of faulty readings whose window scores above the clean part's p99,
     averaged over the fault kinds; ties go to the shorter window (it alerts sooner).
     """

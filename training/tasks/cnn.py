@@ -26,9 +26,9 @@ from edge.manifest import ModelEntry
 from edge.runtime import TFLiteModel
 from training import plots
 from training.datasets.images import ImageDataset, load_image_dataset
-from training.evaluation import accuracy, images_to_input
 from training.export import ExportError, ExportRequest, export_both
 from training.models.cnn import ARCHITECTURES, recompute_batch_norm
+from training.quality.evaluation import accuracy, images_to_input
 from training.tasks.base import Option, Task, TaskResult, set_seed
 from training.tflite import run_batch
 

@@ -20,11 +20,11 @@ from edge.manifest import read_manifest
 from edge.runtime import TFLiteModel
 from training import plots
 from training.datasets.images import ImageDataset, load_image_dataset
-from training.evaluation import generated_images
 from training.export import ExportRequest, export_both
-from training.gan_quality import GeneratorSpec, Judge, grid_inputs, measure
 from training.models import cgan
 from training.models.gan import LATENT_DIM, build_gan
+from training.quality.evaluation import generated_images
+from training.quality.gan import GeneratorSpec, Judge, grid_inputs, measure
 from training.tasks.base import Task, TaskResult, set_seed
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class SampleGrid(keras.callbacks.Callback):
 
 
 def judge_for(out_dir: Path, dataset: str) -> Callable[[], Judge] | None:
-    """The committed CNN as the generator's judge (training/gan_quality.py), built on first use,
+    """The committed CNN as the generator's judge (training/quality/gan.py), built on first use,
     when the manifest in `out_dir` has a CNN trained on the same dataset; None (and a warning) otherwise."""
     path = out_dir / "manifest.json"
     manifest = read_manifest(path) if path.exists() else None

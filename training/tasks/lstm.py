@@ -11,7 +11,7 @@ Two set-ups, chosen by the profile:
   deviation; 13 steps of context (a season and one), 30 epochs. It forecasts w for the next
   month, which `edge.series` turns back into a value. Evaluated one step ahead through every
   month as the edge runs it, and scored on the lecture's test months (101-142 for the airline
-  series) beside the baselines of `training.baselines` on the same months.
+  series) beside the baselines of `training.quality.baselines` on the same months.
 Both are int16x8 step models `(x, h, c) -> (y, h_out, c_out)`; the edge owns (h, c).
 
 Quantization is calibrated on the step inputs over the whole series: for the lecture's raw
@@ -37,10 +37,12 @@ from edge.manifest import ModelEntry
 from edge.runtime import TFLiteModel
 from edge.series import SeriesTransform
 from training import plots
-from training.baselines import baseline_metrics, winner
 from training.datasets.errors import DatasetError
 from training.datasets.series import SeriesData, load_series
-from training.evaluation import (
+from training.export import ExportError, ExportRequest, export_both
+from training.models.lstm import ResetStatesEachEpoch, build_stateful_lstm, build_step_model
+from training.quality.baselines import baseline_metrics, winner
+from training.quality.evaluation import (
     forecast_metrics,
     forecast_targets,
     lecture_targets,
@@ -49,8 +51,6 @@ from training.evaluation import (
     step_through,
     to_values,
 )
-from training.export import ExportError, ExportRequest, export_both
-from training.models.lstm import ResetStatesEachEpoch, build_stateful_lstm, build_step_model
 from training.series_transform import Candidate, TransformSpecError, choose_transform, parse_transform, validation_start
 from training.tasks.base import Option, Task, TaskResult, set_seed
 

@@ -112,10 +112,14 @@ CONF_DIR="$ROOT/etc/edgepipe"
 STATE_DIR="$ROOT/var/lib/edgepipe"
 UNIT_DIR="$ROOT/etc/systemd/system"
 MOSQ_DIR="$ROOT/etc/mosquitto"
+# the service always runs as `edgepipe` (UNIT_USER, written into the unit); under --root, where no user is
+# created, the files belong to the caller instead (a unit naming the caller would name `nobody` or `root`
+# when a test runs as them, which systemd refuses or should)
+UNIT_USER=edgepipe; UNIT_GROUP=edgepipe
 if [ -n "$ROOT" ]; then
   SVC_USER="$(id -un)"; SVC_GROUP="$(id -gn)"; OWNER="$SVC_USER"; BROKER_GROUP="$SVC_GROUP"
 else
-  SVC_USER=edgepipe; SVC_GROUP=edgepipe; OWNER=root; BROKER_GROUP=mosquitto
+  SVC_USER=$UNIT_USER; SVC_GROUP=$UNIT_GROUP; OWNER=root; BROKER_GROUP=mosquitto
 fi
 SYSTEMD_RUNNING=0
 [ -z "$ROOT" ] && [ -d /run/systemd/system ] && SYSTEMD_RUNNING=1
@@ -221,7 +225,7 @@ fi
 
 write_unit() {  # the unit with this install's paths and user
   sed -e "s|/opt/edgepipe|$PREFIX|g" -e "s|/etc/edgepipe|$CONF_DIR|g" -e "s|/var/lib/edgepipe|$STATE_DIR|g" \
-      -e "s|^User=.*|User=$SVC_USER|" -e "s|^Group=.*|Group=$SVC_GROUP|" \
+      -e "s|^User=.*|User=$UNIT_USER|" -e "s|^Group=.*|Group=$UNIT_GROUP|" \
       "$SRC/deploy/edgepipe.service" >"$1"
   chmod 0644 "$1"
 }

@@ -22,12 +22,12 @@ from training.quality.evaluation import classify
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def run_demo(tmp_path: Path, broker: str) -> tuple[dict, Path, str]:
+def run_demo(tmp_path: Path, broker: str, *extra: str) -> tuple[dict, Path, str]:
     summary = tmp_path / "summary.json"
     report = tmp_path / "report"
     result = subprocess.run(
         [sys.executable, "-m", "tools.demo", "--broker", broker, "--speed", "3", "--duration", "90", "--quiet",
-         "--report", str(report), "--summary-json", str(summary)],
+         "--report", str(report), "--summary-json", str(summary), *extra],
         env=no_tf_env(), cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads(summary.read_text()), report, result.stdout
@@ -60,7 +60,9 @@ def leftover_brokers() -> list[str]:
 
 @requires_package("mosquitto")
 def test_demo_with_its_own_mosquitto(tmp_path: Path) -> None:
-    summary, report, stdout = run_demo(tmp_path, "mosquitto")
+    # --every-frame: the replay waits for the model, so what is counted does not depend on the machine's
+    # load (a live camera's skipping showed as 243 < 250 classified frames with the load average at 12)
+    summary, report, stdout = run_demo(tmp_path, "mosquitto", "--every-frame")
     assert "MQTT broker: mosquitto started on 127.0.0.1:" in stdout
     assert "=== edgepipe demo: summary ===" in stdout
     # every injected segment flagged
@@ -72,13 +74,11 @@ def test_demo_with_its_own_mosquitto(tmp_path: Path) -> None:
         frames, labels = data["frames"], data["labels"]
     entry = read_manifest(MODELS_DIR / "manifest.json").get("cnn")
     offline = np.mean(np.argmax(classify(TFLiteModel.from_entry(entry, MODELS_DIR), entry, frames), 1) == labels)
-    assert summary["frames_classified"] >= 250
-    # every frame is either classified or counted as skipped, and the summary says which
-    assert summary["frames_sent"] == len(frames)
-    assert summary["frames_classified"] + summary["frames_dropped"] == summary["frames_sent"]
-    assert f"frames classified: {summary['frames_classified']} of {len(frames)}," in stdout
-    said_skipped = f"{summary['frames_dropped']} skipped while the model was busy" in stdout
-    assert said_skipped == (summary["frames_dropped"] > 0)
+    # every frame is classified (none skipped: the replay waited), and the summary says so
+    assert summary["frames_sent"] == summary["frames_classified"] == len(frames)
+    assert summary["frames_dropped"] == 0
+    assert f"frames classified: {len(frames)} of {len(frames)}," in stdout
+    assert "none skipped: the model kept up with the camera" in stdout
     assert abs(summary["frame_accuracy"] - offline) <= 0.01
     assert summary["frame_accuracy"] >= SHIPPED_TARGET  # and it is good: random weights would match offline too
     # the forecast RMSE is the offline step model's on the same months

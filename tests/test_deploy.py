@@ -174,6 +174,14 @@ def test_installed_unit_passes_systemd_analyze_verify(installed: Path) -> None:
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
 
 
+def test_a_trial_install_unit_runs_as_edgepipe_whoever_installs_it(installed: Path) -> None:
+    """Under --root the files belong to the caller, but the unit names the service user a real install
+    creates: it named the caller, and `make test` as `nobody` then failed systemd-analyze verify
+    ("Special user nobody configured, this is not safe!"; as root it said User=root)."""
+    unit = (installed / "etc/systemd/system/edgepipe.service").read_text().splitlines()
+    assert "User=edgepipe" in unit and "Group=edgepipe" in unit
+
+
 @requires_package("mosquitto")
 def test_readme_install_loses_no_message_agent_reaches_home_assistant(installed: Path, tmp_path: Path) -> None:
     """The README path end to end: the installed broker files, the installed agent and its credentials.

@@ -146,12 +146,15 @@ class Watcher:
 
 
 # --- the run ---------------------------------------------------------------------------------
-def agent_config(broker: BrokerHandle, state_dir: Path, speed: float) -> Any:
+def agent_config(broker: BrokerHandle, state_dir: Path, speed: float, every_frame: bool = False) -> Any:
+    """The demo's agent: a camera replay, the sensor line and the airline series. `every_frame`: the replay
+    waits for the model (`drop_stale = false`), so the count classified does not depend on the CPU's load."""
     return parse_config({
         "device_id": "demo", "models_dir": str(ROOT / "models"), "state_dir": str(state_dir),
         "stats_interval": 2.0,
         "mqtt": {"host": broker.host, "port": broker.port, "discovery": True},
-        "camera": [{"name": "cam0", "source": f"replay:{ROOT / 'data' / 'sample-frames.npz'}", "fps": 50.0 * speed}],
+        "camera": [{"name": "cam0", "source": f"replay:{ROOT / 'data' / 'sample-frames.npz'}", "fps": 50.0 * speed,
+                    "drop_stale": not every_frame}],
         "sensor": [{"name": "line1", "source": f"csv:{ROOT / 'data' / 'sensor-stream.csv'}:x,y",
                     "rate": 200.0 * speed, "debounce_k": 2, "debounce_n": 3}],
         "series": [{"name": "airline", "source": f"csv:{ROOT / 'data' / 'airline-passengers.csv'}:Passengers",
@@ -238,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=ROOT / "reports" / "demo")
     parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     parser.add_argument("--quiet", action="store_true", help="do not print messages as they arrive")
+    parser.add_argument("--every-frame", action="store_true", help="the camera replay waits for the model instead "
+                        "of skipping frames as a live camera does (the figures then do not depend on the CPU's load)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from edge.agent import Agent  # after logging is set up
@@ -248,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"MQTT broker: {broker.describe()}")
         watcher = None
         try:
-            config = agent_config(broker, Path(tmp) / "state", args.speed)
+            config = agent_config(broker, Path(tmp) / "state", args.speed, args.every_frame)
             watcher = Watcher(broker.host, broker.port, config.base_topic, args.quiet)
             agent = Agent(config)
             print(f"agent '{config.device_id}' running: camera replay, sensor stream, airline series "

@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from edge.models import AnomalyScorer
 from edge.runtime import TFLiteModel
 from fleet.bundle import export_subset, public_key_text, write_bundle
 from fleet.ship import Shipper
-from tools.demo import Watcher, add_broker_args, demo_leftovers, pick_broker
+from tools.demo import Watcher, add_broker_args, demo_broker, demo_leftovers
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -153,13 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="edgepipe-demo-update-") as tmp:
-        broker = pick_broker(args.broker, Path(tmp), args.host, args.port)
-        print(f"MQTT broker: {broker.describe()}")
-        try:
-            ok = run(broker, Path(tmp), args.probation)
-        finally:
-            broker.stop()
+    with demo_broker(args, "edgepipe-demo-update-") as (tmp, broker):
+        ok = run(broker, tmp, args.probation)
     print(f"\n{'update promoted, bad update rolled back by itself' if ok else 'FAILED'} "
           f"in {time.monotonic() - started:.1f} s")
     return 0 if ok else 1

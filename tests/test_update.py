@@ -1,7 +1,7 @@
 """Issue 16: model updates over MQTT -- a signed bundle shipped in chunks, verified, installed, on probation.
 
 Everything is real: mosquitto, the agent as a subprocess without TensorFlow, Ed25519 signatures made
-with a key generated here, bundles written by `training/bundle.py` and shipped by `training/ship.py`.
+with a key generated here, bundles written by `fleet/bundle.py` and shipped by `fleet/ship.py`.
 The models are a one-model export (the autoencoder) so a bundle is a few chunks of 4 KiB.
 """
 

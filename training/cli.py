@@ -48,10 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
-
-
 def report_dir(args: argparse.Namespace) -> Path:
     """A model trained elsewhere (`--out`) must not overwrite the committed models' pictures."""
     if args.report is not None:
@@ -116,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         module, _, function = SUBCOMMANDS[argv[0]].partition(":")
         return int(getattr(importlib.import_module(module), function)(argv[1:]) or 0)
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     manifest_path = args.out / "manifest.json"

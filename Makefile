@@ -51,7 +51,7 @@ models: venv
 bench: venv
 	-$(MAKE) --no-print-directory venv-tflite
 	$(BIN)/python -m tools.bench
-	$(BIN)/python -m training.bench
+	$(BIN)/python -m training bench
 
 # Readings/s an agent takes without loss through the shipped deploy/mosquitto/ conf and ACL (docs/reliability.md).
 rate: venv
@@ -94,7 +94,7 @@ pi-check: venv-edge
 	$(BIN)/python -m tools.pi_check $(PI_CHECK_ARGS)
 
 lint: venv
-	$(BIN)/ruff check edge training tests
+	$(BIN)/ruff check edge fleet training tests tools
 
 clean:
 	rm -rf $(VENV) $(VENV_TFLITE) .pytest_cache reports

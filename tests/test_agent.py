@@ -30,7 +30,7 @@ from tests.helpers.mqtt import (
 from tests.helpers.series import first_forecast_step, offline_forecasts
 from training.datasets.sensors import lecture_sensor_data
 from training.datasets.series import load_series
-from training.evaluation import classify
+from training.quality.evaluation import classify
 
 MANIFEST = read_manifest(MODELS_DIR / "manifest.json")
 SCHEMAS = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.json")}

@@ -16,7 +16,7 @@ from tests.conftest import MODELS_DIR, requires_dataset
 from training.datasets.images import load_image_dataset
 from training.datasets.sensors import load_sensors
 from training.datasets.series import load_series
-from training.evaluation import (
+from training.quality.evaluation import (
     accuracy,
     anomaly_metrics,
     classify,

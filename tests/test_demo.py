@@ -17,7 +17,7 @@ from tests.conftest import MODELS_DIR, ROOT, requires_package
 from tests.helpers.isolation import no_tf_env
 from tests.helpers.series import first_forecast_step, offline_forecasts
 from tests.test_model_oracles import SHIPPED_TARGET
-from training.evaluation import classify
+from training.quality.evaluation import classify
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -1,4 +1,5 @@
-"""`edge/` never needs TensorFlow, Keras or scikit-learn: a Pi has only a TFLite runtime."""
+"""`edge/` never needs TensorFlow, Keras or scikit-learn: a Pi has only a TFLite runtime. Nor do the
+repository tools or `fleet/`, the operator commands (keygen, bundle, ship) run from an edge-only venv."""
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ def imports_of(folder: str) -> list[tuple[str, int, str]]:
     return found
 
 
-@pytest.mark.parametrize("folder", ["edge", "tools"])
-def test_no_edge_or_tools_module_imports_host_libraries(folder: str) -> None:
-    """The Pi's runtime and the repository tools (demo, bench) run without TensorFlow."""
+@pytest.mark.parametrize("folder", ["edge", "tools", "fleet"])
+def test_no_edge_tools_or_fleet_module_imports_host_libraries(folder: str) -> None:
+    """The Pi's runtime, the repository tools (demo, bench) and the operator commands run without TensorFlow."""
     offenders = [f"{f}:{line} {n}" for f, line, n in imports_of(folder) if n.split(".")[0] in HOST_ONLY]
     if folder == "edge":  # the runtime shim may fall back to tensorflow.lite on a host, lazily
         offenders = [o for o in offenders if not o.startswith("edge/models/runtime.py:")]
@@ -38,7 +39,24 @@ def test_no_edge_or_tools_module_imports_host_libraries(folder: str) -> None:
 
 def test_edge_imports_nothing_from_tools_or_training() -> None:
     """`edge/` is what the installer copies to the Pi: it must not need the rest of the repository."""
-    assert [f"{f}:{line} {n}" for f, line, n in imports_of("edge") if n.split(".")[0] in ("tools", "training")] == []
+    assert [f"{f}:{line} {n}" for f, line, n in imports_of("edge")
+            if n.split(".")[0] in ("tools", "training", "fleet")] == []
+
+
+def test_fleet_imports_nothing_from_tools_or_training() -> None:
+    """`fleet/` needs only `edge` (the bundle format, the manifest): an edge-only venv runs it."""
+    assert [f"{f}:{line} {n}" for f, line, n in imports_of("fleet") if n.split(".")[0] in ("tools", "training")] == []
+
+
+@pytest.mark.parametrize("command", [["fleet", "keygen"], ["fleet", "bundle"], ["fleet", "ship"],
+                                     ["training", "keygen"], ["training", "bundle"], ["training", "ship"]])
+def test_operator_commands_run_without_tensorflow(command: list[str]) -> None:
+    """`python -m fleet keygen|bundle|ship --help`, and the `python -m training` aliases, where TensorFlow
+    cannot be imported: shipping models needs only the edge's dependencies."""
+    result = subprocess.run([sys.executable, "-m", *command, "--help"], env=no_tf_env(), capture_output=True,
+                            text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"python -m fleet {command[1]}" in result.stdout
 
 
 #: the low rooms of edge/ (docs/DESIGN.md, "Where things are"), and all they may import of edge besides themselves

@@ -1,6 +1,6 @@
 """The class-conditional generator's acceptance gates (issue 18), measured here from their definitions.
 
-Independent of training/gan_quality.py on purpose: the images come from the edge's `Generator`
+Independent of training/quality/gan.py on purpose: the images come from the edge's `Generator`
 wrapper, the judge is the committed float32 CNN run through the edge runtime, and the Fréchet
 distance is computed from eigenvalues (the training code uses a matrix square root). The space
 is the one the issue's figures were measured in: log(p + 1e-6) of the CNN's class probabilities.

@@ -1,6 +1,6 @@
 """The four models' quality, measured on the committed `.tflite` files by an independent oracle.
 
-`tests/test_quality.py` re-runs `training/quality.py`, the code that wrote the manifest; a random
+`tests/test_quality.py` re-runs `training/quality/evaluate.py`, the code that wrote the manifest; a random
 model with a regenerated manifest would pass it. Here every metric is written from its definition
 and nothing from the training side is imported: accuracy from the data set's raw labels (read from
 the IDX files here), one-step RMSE from the airline series stepped through the stateful file with the

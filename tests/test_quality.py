@@ -7,7 +7,7 @@ import pytest
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
 from tests.conftest import MODELS_DIR, requires_dataset
-from training.quality import autoencoder_quality, cnn_quality, gan_quality, lstm_quality, table
+from training.quality.evaluate import autoencoder_quality, cnn_quality, gan_quality, lstm_quality, table
 
 MANIFEST = read_manifest(MODELS_DIR / "manifest.json")
 # the CNN's test set, all 10,000 images: the CNN's own gate and the real images the GAN is measured against

@@ -16,7 +16,7 @@ from edge.models.sensor_window import calendar_features, model_inputs, window_in
 from edge.pipelines.sensor.scorer import AnomalyScorer
 from edge.timestamps import to_seconds
 from training.cli import main
-from training.summary import results_table
+from training.quality.summary import results_table
 from training.tflite import run_batch
 
 START = datetime.datetime(2024, 3, 4)  # a Monday

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from edge.models.manifest import read_manifest
-from training.baselines import baseline_metrics, winner
 from training.cli import main
 from training.datasets.series import load_series, load_series_csv
-from training.evaluation import lecture_targets
+from training.quality.baselines import baseline_metrics, winner
+from training.quality.evaluation import lecture_targets
 from training.series_transform import Candidate, TransformSpecError, candidates, parse_transform
 
 

@@ -13,10 +13,9 @@ from edge.models.classifier import frame_to_input
 from edge.models.manifest import read_manifest
 from training.cli import main
 from training.datasets.images import load_image_folder
-from training.evaluation import images_to_input
 from training.export import ExportError, ExportRequest, export_both
-from training.profiles import CNNConfig
-from training.tasks.cnn import recipe, refusal
+from training.quality.evaluation import images_to_input
+from training.tasks.cnn import CNNConfig, recipe, refusal
 
 PRE = {"height": 28, "width": 28, "channels": 1, "invert": False, "pixel_offset": 0.0, "pixel_scale": 255.0}
 
@@ -107,8 +106,8 @@ def test_small_folder_with_random_labels_is_refused(tmp_path: Path, caplog) -> N
 
 def test_flips_are_only_used_when_asked_for() -> None:
     """A mirrored digit is another class: no flip by default; `--flip` (camera crops of a scene) adds one."""
-    from training.profiles import get_config
     from training.tasks.cnn import augmenter
+    from training.tasks.registry import get_config
 
     assert not any(isinstance(layer, keras.layers.RandomFlip) for layer in augmenter(1).layers)
     assert any(isinstance(layer, keras.layers.RandomFlip) for layer in augmenter(1, flip=True).layers)

@@ -1,7 +1,7 @@
 """Issue 16: model updates over MQTT -- a signed bundle shipped in chunks, verified, installed, on probation.
 
 Everything is real: mosquitto, the agent as a subprocess without TensorFlow, Ed25519 signatures made
-with a key generated here, bundles written by `training/bundle.py` and shipped by `training/ship.py`.
+with a key generated here, bundles written by `fleet/bundle.py` and shipped by `fleet/ship.py`.
 The models are a one-model export (the autoencoder) so a bundle is a few chunks of 4 KiB.
 """
 
@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.agent import Agent
 from edge.config import load_config
 from edge.models.manifest import read_manifest, verify_file
+from fleet.bundle import export_subset, public_key_text, write_bundle
+from fleet.ship import Shipper
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_online, write_config
 from tests.test_device_faults import small_disk  # noqa: F401 - the 3 MiB tmpfs fixture (needs root)
 from tools.demo_update import clean_readings, threshold_for_rate
-from training.bundle import export_subset, public_key_text, write_bundle
-from training.ship import Shipper
 
 SCHEMAS = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.json")}
 DEVICE = "shed"

@@ -18,9 +18,9 @@ import pytest
 
 from edge.models.manifest import read_manifest, verify_file
 from edge.update.store import STEPS
+from fleet.ship import Shipper
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_online
 from tests.test_update import BASE, CHUNK, Setup, last, serves
-from training.ship import Shipper
 
 EXPECTED = {step: "v2" for step in STEPS} | {"after_rollback_pointer": "factory"}
 #: `make test` kills at the steps after which the disk differs (a staging folder, a folder no pointer names, a

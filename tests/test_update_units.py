@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.update.bundle import REASONS, BundleRefused, extract, key_id, open_bundle, parse_trusted
 from edge.update.chunks import parse_chunk
 from edge.update.receiver import ranges
+from fleet.bundle import export_subset, public_key_text, write_bundle
+from fleet.ship import Shipper
 from tests.conftest import MODELS_DIR, ROOT
-from training.bundle import export_subset, public_key_text, write_bundle
-from training.ship import Shipper
 
 SCHEMAS = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.json")}
 SHA = "ab" * 32

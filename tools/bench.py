@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     header = "# edgepipe benchmarks\n\nMade by `make bench` (`python -m tools.bench`" + \
-        ", then `python -m training.bench` where TensorFlow is installed).\n\n"
+        ", then `python -m training bench` where TensorFlow is installed).\n\n"
     args.out.write_text(header + text)
     return 0
 

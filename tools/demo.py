@@ -12,12 +12,14 @@ it started. No TensorFlow: this runs on a Pi as it does on a laptop.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,6 +235,19 @@ def add_broker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=1883, help="the existing broker's port")
 
 
+@contextlib.contextmanager
+def demo_broker(args: argparse.Namespace, prefix: str) -> Iterator[tuple[Path, BrokerHandle]]:
+    """A temporary folder and the broker `add_broker_args` chose (started in that folder if need be),
+    stopped when the demo ends however it ends."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        broker = pick_broker(args.broker, Path(tmp), args.host, args.port)
+        print(f"MQTT broker: {broker.describe()}")
+        try:
+            yield Path(tmp), broker
+        finally:
+            broker.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__.split("\n\n")[0])
     add_broker_args(parser)
@@ -248,12 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     from edge.agent import Agent  # after logging is set up
 
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="edgepipe-demo-") as tmp:
-        broker = pick_broker(args.broker, Path(tmp), args.host, args.port)
-        print(f"MQTT broker: {broker.describe()}")
+    with demo_broker(args, "edgepipe-demo-") as (tmp, broker):
         watcher = None
         try:
-            config = agent_config(broker, Path(tmp) / "state", args.speed, args.every_frame)
+            config = agent_config(broker, tmp / "state", args.speed, args.every_frame)
             watcher = Watcher(broker.host, broker.port, config.base_topic, args.quiet)
             agent = Agent(config)
             print(f"agent '{config.device_id}' running: camera replay, sensor stream, airline series "
@@ -267,7 +280,6 @@ def main(argv: list[str] | None = None) -> int:
             if watcher:
                 watcher.clear_retained(demo_leftovers(config))
                 watcher.close()
-            broker.stop()
         from tools.report import write_report
 
         page = write_report(args.report, watcher, summary, ROOT)

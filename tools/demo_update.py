@@ -2,7 +2,7 @@
 
 The agent (in this process, committed models, no TensorFlow) scores a normal sensor stream. A key
 is generated, the agent trusts it, and two bundles are shipped over MQTT in chunks
-(`training/ship.py`): `v2`, the same autoencoder, goes on probation and becomes `active`; `v3-loud`,
+(`fleet/ship.py`): `v2`, the same autoencoder, goes on probation and becomes `active`; `v3-loud`,
 whose threshold lets 15% of normal readings alert (the manifest promises 1%), is rolled back by the
 agent itself within its probation, saying why. The Home Assistant `update` entity's state
 (`model/update`) and the retained `model/sensor/line1` are printed as they change.
@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,9 +26,9 @@ from edge.config import parse_config
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
 from edge.pipelines.sensor.scorer import AnomalyScorer
-from tools.demo import Watcher, add_broker_args, demo_leftovers, pick_broker
-from training.bundle import export_subset, public_key_text, write_bundle
-from training.ship import Shipper
+from fleet.bundle import export_subset, public_key_text, write_bundle
+from fleet.ship import Shipper
+from tools.demo import Watcher, add_broker_args, demo_broker, demo_leftovers
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -153,13 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="edgepipe-demo-update-") as tmp:
-        broker = pick_broker(args.broker, Path(tmp), args.host, args.port)
-        print(f"MQTT broker: {broker.describe()}")
-        try:
-            ok = run(broker, Path(tmp), args.probation)
-        finally:
-            broker.stop()
+    with demo_broker(args, "edgepipe-demo-update-") as (tmp, broker):
+        ok = run(broker, tmp, args.probation)
     print(f"\n{'update promoted, bad update rolled back by itself' if ok else 'FAILED'} "
           f"in {time.monotonic() - started:.1f} s")
     return 0 if ok else 1

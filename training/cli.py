@@ -1,4 +1,7 @@
-"""`python -m training {cnn,autoencoder,gan,lstm,all,table}`: train, evaluate, export, write the manifest."""
+"""`python -m training {cnn,autoencoder,gan,lstm,all,table,evaluate}`: train, evaluate, export, write the manifest.
+
+The models, their options and the profiles come from the task registry (training/tasks/registry.py).
+"""
 
 from __future__ import annotations
 
@@ -13,46 +16,36 @@ from edge.models.manifest import Manifest, ManifestError, read_manifest, write_m
 from training.datasets.errors import DatasetError
 from training.export import ExportError
 from training.paths import MODELS_DIR, REPORT_DIR
-from training.profiles import PROFILES, get_config
-from training.summary import results_table
+from training.quality.summary import results_table
+from training.tasks.base import Task
+from training.tasks.registry import PROFILES, get_config, tasks
 
 log = logging.getLogger("training")
-MODELS = ("cnn", "autoencoder", "gan", "lstm")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
-                                     epilog="also: python -m training {keygen,bundle,ship,golden} --help "
-                                     "(signed model bundles: docs/updates.md)")
-    parser.add_argument("model", choices=[*MODELS, "all", "table", "evaluate"],
+def build_parser() -> argparse.ArgumentParser:
+    """The options every task takes, then each task's own, in a group named after it."""
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0],
+                                     epilog=f"also: python -m training {{{','.join(SUBCOMMANDS)}}} --help (golden "
+                                     "vectors, the generator's latent scale, benchmark, real-data runs, the demo's "
+                                     "data); keygen, bundle and ship: python -m fleet (docs/updates.md)")
+    parser.add_argument("model", choices=[*tasks(), "all", "table", "evaluate"],
                         help="which model to train and export; `table` prints the results table of --out; "
                         "`evaluate` measures every quality target on the files in --out")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="default",
-                        help="lecture: the lecture's training; default: `make models`; quick: smoke runs")
-    parser.add_argument("--dataset", help="cnn/gan: fashion_mnist[:DIR], mnist[:DIR], digits, folder:DIR; "
-                        "lstm: airline or FILE.csv[:COLUMN]; autoencoder: lecture or FILE.csv[:COL1,COL2]")
+                        help="; ".join(f"{name}: {what}" for name, what in PROFILES.items()))
+    parser.add_argument("--dataset", help="; ".join(f"{t.name}: {t.datasets}" for t in tasks().values()))
     parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")
-    parser.add_argument("--flip", action="store_true", help="cnn on a small folder: augment with mirrored images "
-                        "(right for camera crops of a scene; wrong for digits or letters)")
-    parser.add_argument("--window", type=int, help="autoencoder: readings per sample (windowed mode for sensor CSVs)")
-    parser.add_argument("--transform", help="lstm: what the LSTM sees: auto (chosen on the training months), none, "
-                        "or log and/or dLAG joined by '+', e.g. log+d1+d12 (the profile's own: auto)")
-    parser.add_argument("--season", type=int, help="lstm: season length in samples (default: from the CSV's dates)")
-    parser.add_argument("--normal-rows", type=int, help="autoencoder on a sensor CSV: the first N rows are normal")
-    parser.add_argument("--false-alarms-per-day", type=float,
-                        help="autoencoder on a sensor CSV with timestamps: false alerts accepted on normal data "
-                        "(default 0.1); the threshold and the k-of-n debounce follow from it and the reading rate")
-    parser.add_argument("--false-alarms-per-1000", type=float,
-                        help="the same for a CSV without timestamps, per 1,000 readings (default 1)")
-    parser.add_argument("--time-features", choices=["none", "auto", "day", "week", "day+week"],
-                        help="autoencoder: sin/cos of the time of day / day of week beside each reading")
-    parser.add_argument("--window-norm", choices=["none", "mean", "zscore"],
-                        help="autoencoder: normalise each feature over each window (shape, not level)")
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="where the .tflite files and manifest go")
     parser.add_argument("--report", type=Path, help="where the pictures go (default: the repository's "
                         "reports/training for the committed models, else OUT/reports)")
     parser.add_argument("-v", "--verbose", action="store_true")
-    return parser.parse_args(argv)
+    for task in tasks().values():
+        if task.options:
+            group = parser.add_argument_group(f"{task.name} options")
+            for option in task.options:
+                option.add_to(group)
+    return parser
 
 
 def report_dir(args: argparse.Namespace) -> Path:
@@ -64,6 +57,34 @@ def report_dir(args: argparse.Namespace) -> Path:
 
 def load_or_new(path: Path) -> Manifest:
     return read_manifest(path) if path.exists() else Manifest()
+
+
+def chosen_tasks(args: argparse.Namespace) -> list[Task]:
+    """The tasks to train, refusing options that do not belong to them: a task's own options apply
+    when it is trained alone, and `--dataset` to one model at a time."""
+    chosen = list(tasks().values()) if args.model == "all" else [tasks()[args.model]]
+    if args.dataset and len(chosen) > 1:
+        raise SystemExit("--dataset applies to one model at a time (e.g. `python -m training cnn --dataset mnist`)")
+    for task in tasks().values():
+        given = any(getattr(args, o.dest) is not None for o in task.options)
+        if given and chosen != [task]:
+            raise SystemExit(task.misuse())
+    return chosen
+
+
+def train(task: Task, args: argparse.Namespace, manifest: Manifest, manifest_path: Path) -> None:
+    """One task with the profile's config and the command line's overrides; its entries are written at once,
+    so a later failure keeps the models done before."""
+    own = {o.dest: getattr(args, o.dest) for o in task.options}
+    cfg = get_config(args.profile, task.name, dataset=args.dataset, epochs=args.epochs, **own)
+    started = time.monotonic()
+    log.info("=== %s (%s profile): %s", task.name, args.profile, cfg)
+    result = task.run(cfg, args.out, report_dir(args), args.profile)
+    for entry in result.entries:
+        manifest.upsert(entry)
+    write_manifest(manifest, manifest_path)
+    log.info("=== %s done in %.0f s; pictures: %s", task.name, time.monotonic() - started,
+             ", ".join(str(p) for p in result.pictures[:4]))
 
 
 def golden_main(argv: list[str]) -> int:
@@ -79,10 +100,11 @@ def golden_main(argv: list[str]) -> int:
     return 0
 
 
-#: subcommands with their own arguments (`python -m training bundle --help`), module:function
-SUBCOMMANDS = {"golden": "training.cli:golden_main", "bundle": "training.bundle:main",
-               "keygen": "training.bundle:keygen",
-               "ship": "training.ship:main"}
+#: subcommands with their own arguments (`python -m training golden --help`), module:function; keygen, bundle
+#: and ship (`python -m fleet`) are forwarded by training/__main__.py before anything imports TensorFlow
+SUBCOMMANDS = {"golden": "training.cli:golden_main", "gan-quality": "training.quality.gan:main",
+               "bench": "training.experiments.bench:main", "realdata": "training.experiments.realdata:main",
+               "sample-data": "training.experiments.sample_data:main"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         module, _, function = SUBCOMMANDS[argv[0]].partition(":")
         return int(getattr(importlib.import_module(module), function)(argv[1:]) or 0)
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     manifest_path = args.out / "manifest.json"
@@ -99,40 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             print(results_table(read_manifest(manifest_path)))
             return 0
         if args.model == "evaluate":
-            from training.quality import main as evaluate
+            from training.quality.evaluate import main as evaluate
 
             return evaluate(["--out", str(args.out)])
-        chosen = MODELS if args.model == "all" else (args.model,)
-        if args.dataset and len(chosen) > 1:
-            raise SystemExit("--dataset applies to one model at a time (e.g. `python -m training cnn --dataset mnist`)")
+        chosen = chosen_tasks(args)
         manifest = load_or_new(manifest_path)
-        for name in chosen:
-            ae_args = {"window": args.window, "normal_rows": args.normal_rows,
-                       "false_alarms_per_day": args.false_alarms_per_day,
-                       "false_alarms_per_1000": args.false_alarms_per_1000,
-                       "time_features": args.time_features, "window_norm": args.window_norm}
-            extra = ae_args if name == "autoencoder" else {}
-            if name != "autoencoder" and any(v is not None for v in ae_args.values()):
-                raise SystemExit("--window, --normal-rows, --false-alarms-*, --time-features and --window-norm "
-                                 "apply to the autoencoder")
-            if name == "lstm":
-                extra = {"transform": args.transform, "season": args.season}
-            elif args.transform or args.season:
-                raise SystemExit("--transform and --season apply to the lstm")
-            if name == "cnn" and args.flip:
-                extra = {"flip": True}
-            elif args.flip:
-                raise SystemExit("--flip applies to the cnn")
-            cfg = get_config(args.profile, name, dataset=args.dataset, epochs=args.epochs, **extra)
-            task = importlib.import_module(f"training.tasks.{name}")
-            started = time.monotonic()
-            log.info("=== %s (%s profile): %s", name, args.profile, cfg)
-            result = task.run(cfg, args.out, report_dir(args), args.profile)
-            for entry in result.entries:
-                manifest.upsert(entry)
-            write_manifest(manifest, manifest_path)  # after each model, so a later failure keeps earlier ones
-            log.info("=== %s done in %.0f s; pictures: %s", name, time.monotonic() - started,
-                     ", ".join(str(p) for p in result.pictures[:4]))
+        for task in chosen:
+            train(task, args, manifest, manifest_path)
         print(results_table(manifest))
         return 0
     except (DatasetError, ManifestError, ExportError) as exc:

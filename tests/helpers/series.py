@@ -8,7 +8,7 @@ from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
 from edge.models.series_transform import SeriesTransform
 from tests.conftest import MODELS_DIR
-from training.evaluation import forecaster_run
+from training.quality.evaluation import forecaster_run
 
 MANIFEST = read_manifest(MODELS_DIR / "manifest.json")
 

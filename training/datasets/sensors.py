@@ -26,7 +26,6 @@ TIME_COLUMNS = ("timestamp", "time", "ts", "date", "datetime", "time_stamp", "wh
 LECTURE_SEED = 24601
 DATA_SIZE = 10000
 DATA_NOISE = 0.1
-VAL_SIZE = int(0.2 * DATA_SIZE)
 TEST_NOISE = 0.3
 
 

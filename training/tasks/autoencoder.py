@@ -19,7 +19,9 @@ retraining. What ships in the manifest is measured on the *quantized file's* sco
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +30,16 @@ import numpy as np
 
 from edge.alerts.calibration import AlertPlan, plan_alerts, rule_statistic
 from edge.alerts.ledger import episodes
+from edge.models.manifest import ModelEntry
 from edge.models.runtime import TFLiteModel
 from edge.models.sensor_window import model_inputs
 from training import plots
+from training.datasets.faults import KINDS, Fault, Spread, faulty_rows, inject
 from training.datasets.sensors import SensorData, load_sensors
-from training.evaluation import anomaly_metrics, reconstruction_errors
 from training.export import ExportRequest, export_both
-from training.faults import KINDS, Fault, Spread, faulty_rows, inject
 from training.models.autoencoder import build_autoencoder
-from training.profiles import AutoencoderConfig
-from training.tasks import TaskResult, set_seed
+from training.quality.evaluation import anomaly_metrics, reconstruction_errors
+from training.tasks.base import Option, Task, TaskResult, set_seed
 from training.tflite import run_batch
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,36 @@ SWEEP_STEPS = 600  # optimizer steps per candidate window in the sweep (it ranks
 MAX_STEPS = 8000  # a long sensor recording is not trained for more steps than the lecture's data
 FAULT_LENGTH = 24  # readings per injected fault in the sweep
 SWEEP_FAULTS = 8  # faults of each kind per candidate
+
+
+@dataclass
+class AutoencoderConfig:
+    dataset: str = "lecture"
+    # None: the lecture's 32-16-32; N: a code of N numbers (models/autoencoder.py); 0: max(1, inputs // 4)
+    code_units: int | None = 0
+    hidden: tuple[int, int] = (64, 32)  # encoder widths, mirrored in the decoder (the lecture's: 32, 16)
+    # readings per sample: W consecutive readings of F features, flattened (W * F inputs). None: 1 for
+    # the lecture's independent draws and for CSVs of 4 columns or more; fewer columns: a sweep picks W
+    window: int | None = None
+    normal_rows: int | None = None  # sensor CSVs: the first N rows are the normal period (None: all)
+    time_features: str = "none"  # sensor CSVs with a timestamp: none, day, week, day+week or auto
+    window_norm: str = "none"  # none, mean or zscore per feature over each window (edge/sensor_window.py)
+    # alerts on sensor CSVs (edge/calibration.py): the false alarms the user accepts on normal data, per day
+    # (with a timestamp column) or per 1,000 readings (without); the k-of-n debounce follows the reading period
+    false_alarms_per_day: float = 0.1
+    false_alarms_per_1000: float = 1.0
+    debounce_k: int | None = None  # None: derived from the reading period
+    debounce_n: int | None = None
+    epochs: int = 100
+    batch_size: int = 100
+    optimizer: str = "adam"  # the lecture's is SGD at Keras' default learning rate 0.01
+    learning_rate: float = 3e-3
+    cosine_decay: bool = True  # learning rate decays to 0 over the run: a tighter fit of the normal line
+    threshold_percentile: float = 99.0  # the lecture's data: of held-out normal reconstruction errors
+    # int16 activations: the one-number code spans the whole line, and int8 steps along it add as much
+    # error as a "wrong" reading's offset (int8: 74.7% of wrong readings flagged, float: 79.2%)
+    quantization: str = "int16x8"
+    seed: int = 1
 
 
 def scaling(data: SensorData) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +167,7 @@ def sweep_window(values: np.ndarray, seconds: np.ndarray | None, pre: dict[str, 
     """The window whose model best tells injected faults from normal readings, on the normal period.
 
     The training rows are split 75/25 in time; each candidate is trained on the first part and
-    scored on the second, clean and with faults of every kind (`training.faults`) injected. The
+    scored on the second, clean and with faults of every kind (`training.datasets.faults`) injected. The
     figure of merit is the share of faulty readings whose window scores above the clean part's p99,
     averaged over the fault kinds; ties go to the shorter window (it alerts sooner).
     """
@@ -190,14 +222,13 @@ def alert_metrics(plan: AlertPlan, statistic: dict[str, np.ndarray], period_s: f
     return metrics
 
 
-def run(cfg: AutoencoderConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskResult:
-    set_seed(cfg.seed)
-    data = load_sensors(cfg.dataset, cfg.normal_rows)
+def preprocess_spec(cfg: AutoencoderConfig, data: SensorData) -> tuple[dict[str, Any], list[str]]:
+    """The manifest's `preprocess` but the window: per-feature offset and scale, the calendar features
+    (only with a clock) and the per-window normalisation; and the calendar features chosen."""
     offset, scale = scaling(data)
     period = data.period_s if data.ordered else None
-    seconds = data.seconds
-    kinds = daily_cycle(data.train, period, cfg.time_features) if data.ordered and seconds else []
-    if cfg.time_features not in ("none", "auto") and not seconds:
+    kinds = daily_cycle(data.train, period, cfg.time_features) if data.ordered and data.seconds else []
+    if cfg.time_features not in ("none", "auto") and not data.seconds:
         log.warning("time features %r asked for, but %s has no timestamp column: none used", cfg.time_features,
                     data.name)
         kinds = []
@@ -207,14 +238,59 @@ def run(cfg: AutoencoderConfig, out_dir: Path, report_dir: Path, profile: str) -
         pre["time_features"] = kinds
     if cfg.window_norm != "none":
         pre["window_norm"] = cfg.window_norm
-    window, sweep = cfg.window, {}
-    if window is None:
-        if not data.ordered or len(data.features) >= MIN_UNWINDOWED_FEATURES:
-            window = 1  # independent draws have no order to window; wide readings carry their own context
-        else:
-            window, sweep = sweep_window(data.train, seconds.get("train"), pre, cfg)
-            log.info("window: %d readings (sweep: %s)", window, sweep or "too few rows, smallest candidate")
+    return pre, kinds
+
+
+def choose_window(cfg: AutoencoderConfig, data: SensorData, pre: dict[str, Any]) -> tuple[int, dict[int, float]]:
+    """The configured window, else 1 where there is no order to window or the readings are wide enough
+    to carry their own context, else the sweep's choice (and its figures)."""
+    if cfg.window is not None:
+        return cfg.window, {}
+    if not data.ordered or len(data.features) >= MIN_UNWINDOWED_FEATURES:
+        return 1, {}
+    window, sweep = sweep_window(data.train, data.seconds.get("train"), pre, cfg)
+    log.info("window: %d readings (sweep: %s)", window, sweep or "too few rows, smallest candidate")
+    return window, sweep
+
+
+@dataclass
+class InputSets:
+    """Every set as the model sees it, built as the edge builds its inputs (edge.sensor_window): `sets`
+    holds clean (the training rows), test (the held-out normal rows) and the labelled anomalous sets,
+    or for a sensor CSV `after` (the readings after the normal period); `pre` is the manifest's
+    preprocess, `sweep` the window sweep's figures (empty when the window was not swept)."""
+
+    data: SensorData
+    pre: dict[str, Any]
+    kinds: list[str]
+    sweep: dict[int, float]
+    sets: dict[str, np.ndarray]
+
+    @property
+    def window(self) -> int:
+        return self.pre["window"]
+
+    @property
+    def width(self) -> int:
+        return self.sets["clean"].shape[1]
+
+    @functools.cached_property
+    def period(self) -> float | None:
+        return self.data.period_s if self.data.ordered else None
+
+    @property
+    def anomalous(self) -> list[str]:
+        return [k for k in self.data.anomalous if k in self.sets]
+
+
+def input_sets(cfg: AutoencoderConfig, data: SensorData) -> InputSets:
+    """Preprocessing, window and every set's inputs. In a time-ordered stream the held-out rows continue
+    from the training rows, and the rows after the normal period from the held-out ones, so that every
+    reading of a set ends a window (a set shorter than the window is left out)."""
+    pre, kinds = preprocess_spec(cfg, data)
+    window, sweep = choose_window(cfg, data, pre)
     pre["window"] = window
+    seconds = data.seconds
 
     def inputs(name: str, values: np.ndarray, before: tuple[str, np.ndarray] | None = None) -> np.ndarray:
         secs = seconds.get(name)
@@ -226,40 +302,60 @@ def run(cfg: AutoencoderConfig, out_dir: Path, report_dir: Path, profile: str) -
     chain = {"test": ("train", data.train), "after": ("validation", data.validation)} if data.ordered else {}
     raw = {"clean": ("train", data.train), "test": ("validation", data.validation),
            **{k: (k, v) for k, v in data.anomalous.items()}}
-    scaled = {k: inputs(name, v, chain.get(k)) for k, (name, v) in raw.items() if len(v) >= window}
-    width = scaled["clean"].shape[1]
-    epochs = cfg.epochs if not data.ordered else epochs_for(len(scaled["clean"]), cfg, MAX_STEPS)
-    model, history = fit_model(scaled["clean"], cfg, epochs, scaled["test"], verbose=2)
-    keras_errors = {k: reconstruction_errors(lambda x: model.predict(x, verbose=0), v) for k, v in scaled.items()}
-    keras_metrics = {f"{k}_mse": float(v.mean()) for k, v in keras_errors.items()}
-    rng = np.random.default_rng(cfg.seed)
-    calib = scaled["clean"][rng.choice(len(scaled["clean"]), min(1000, len(scaled["clean"])), replace=False)]
-    if data.ordered:
-        # A real stream leaves its training range (a warmer month, a drifting sensor): calibrate the quantized
-        # ranges for inputs up to twice the training range, or they saturate and the file parts from Keras
-        calib = np.concatenate([calib, scaled["test"][:500], 2 * calib[:200], np.full((2, width), -2.0, np.float32),
-                                np.full((2, width), 2.0, np.float32)]).astype(np.float32)
-    errors_by_file: dict[str, dict[str, np.ndarray]] = {}
-    plans: dict[str, AlertPlan] = {}
-    anomalous = [k for k in data.anomalous if k in scaled]
+    sets = {k: inputs(name, v, chain.get(k)) for k, (name, v) in raw.items() if len(v) >= window}
+    return InputSets(data, pre, kinds, sweep, sets)
 
-    def evaluate(tfl: TFLiteModel) -> dict:
+
+def calibration_set(cfg: AutoencoderConfig, sets: InputSets) -> np.ndarray:
+    """Representative inputs for the quantized ranges: 1,000 clean inputs. A real stream leaves its
+    training range (a warmer month, a drifting sensor): for a sensor CSV, inputs up to twice the
+    training range too, or they saturate and the file parts from Keras."""
+    clean = sets.sets["clean"]
+    rng = np.random.default_rng(cfg.seed)
+    calib = clean[rng.choice(len(clean), min(1000, len(clean)), replace=False)]
+    if not sets.data.ordered:
+        return calib
+    width = sets.width
+    return np.concatenate([calib, sets.sets["test"][:500], 2 * calib[:200], np.full((2, width), -2.0, np.float32),
+                           np.full((2, width), 2.0, np.float32)]).astype(np.float32)
+
+
+class FileJudge:
+    """Scores an exported file on every set and fits its alert plan on its own held-out scores (the file
+    the edge runs is the one calibrated). The lecture's independent draws: a percentile, every reading
+    judged alone. A stream: the k-of-n rule of `edge.calibration` for the user's false alarms per day
+    (per 1,000 readings without a clock), with its activity on every set."""
+
+    def __init__(self, cfg: AutoencoderConfig, sets: InputSets) -> None:
+        self.cfg, self.sets = cfg, sets
+        self.errors: dict[str, dict[str, np.ndarray]] = {}  # by file name
+        self.plans: dict[str, AlertPlan] = {}  # by file name
+
+    def __call__(self, tfl: TFLiteModel) -> dict:
+        cfg = self.cfg
         errors = {k: reconstruction_errors(lambda x: run_batch(tfl, "reading", x)["reconstruction"], v)
-                  for k, v in scaled.items()}
-        errors_by_file[tfl.path.name] = errors
-        if not data.ordered:  # the lecture: a percentile of independent draws, every reading judged alone
-            metrics = anomaly_metrics(errors, cfg.threshold_percentile, anomalous)
-            plans[tfl.path.name] = plan_alerts(errors["test"], alpha=1 - cfg.threshold_percentile / 100,
-                                               debounce=(1, 1))
+                  for k, v in self.sets.sets.items()}
+        self.errors[tfl.path.name] = errors
+        if not self.sets.data.ordered:
+            metrics = anomaly_metrics(errors, cfg.threshold_percentile, self.sets.anomalous)
+            self.plans[tfl.path.name] = plan_alerts(errors["test"], alpha=1 - cfg.threshold_percentile / 100,
+                                                    debounce=(1, 1))
             return metrics
+        period = self.sets.period
         plan = plan_alerts(errors["test"], cfg.false_alarms_per_day if period else None, period,
                            alpha=None if period else cfg.false_alarms_per_1000 / 1000,
                            debounce=(cfg.debounce_k, cfg.debounce_n) if cfg.debounce_k else None)
-        plans[tfl.path.name] = plan
+        self.plans[tfl.path.name] = plan
+        return self.stream_metrics(errors, plan)
+
+    def stream_metrics(self, errors: dict[str, np.ndarray], plan: AlertPlan) -> dict[str, Any]:
+        """A stream's figures at the plan: mean errors, the rule, the held-out span and the rates."""
+        period, cfg = self.sets.period, self.cfg
         statistic = {k: rule_statistic(v, plan.k, plan.n) for k, v in errors.items()}
-        metrics = {f"{k}_mse": float(v.mean()) for k, v in errors.items()}
+        metrics: dict[str, Any] = {f"{k}_mse": float(v.mean()) for k, v in errors.items()}
         metrics.update(threshold=plan.threshold, threshold_source=plan.method, debounce_k=plan.k,
-                       debounce_n=plan.n, period_s=period, window=window, code_units=code_size(width, cfg.code_units),
+                       debounce_n=plan.n, period_s=period, window=self.sets.window,
+                       code_units=code_size(self.sets.width, cfg.code_units),
                        holdout_readings=len(errors["test"]),
                        holdout_days=len(errors["test"]) * period / 86400 if period else None,
                        expected_false_alerts_per_day=plan.expected_per_day,
@@ -267,46 +363,96 @@ def run(cfg: AutoencoderConfig, out_dir: Path, report_dir: Path, profile: str) -
                        false_alert_rate_test=float(np.mean(statistic["test"] > plan.threshold)),
                        false_alert_rate_clean=float(np.mean(statistic["clean"] > plan.threshold)))
         metrics.update(alert_metrics(plan, statistic, period))
-        for k in anomalous:
+        for k in self.sets.anomalous:
             metrics[f"detection_rate_{k}"] = float(np.mean(statistic[k] > plan.threshold))
         return metrics
 
-    if data.ordered:
+    def ship_plans(self, entries: list[ModelEntry]) -> None:
+        """Each file's manifest entry carries the threshold and calibration measured on its own scores."""
+        for entry in entries:
+            alerts = self.plans[entry.file].to_json()
+            if not self.sets.data.ordered:
+                alerts.update(threshold=entry.metrics["threshold"], method=f"p{self.cfg.threshold_percentile:g}")
+            entry.postprocess = {**entry.postprocess, "threshold": entry.metrics["threshold"], "alerts": alerts}
+
+
+def descriptions(cfg: AutoencoderConfig, sets: InputSets) -> tuple[str, str]:
+    """How the threshold was chosen and how the input is built, in words for the manifest."""
+    if sets.data.ordered:
         method = ("k-of-n rule calibrated on held-out normal data (edge.calibration): "
                   + (f"{cfg.false_alarms_per_day:g} false alarms per day at the median reading period"
-                     if period else f"{cfg.false_alarms_per_1000:g} false alarms per 1,000 readings (no clock)"))
+                     if sets.period else f"{cfg.false_alarms_per_1000:g} false alarms per 1,000 readings (no clock)"))
     else:
         method = f"p{cfg.threshold_percentile:g} of held-out normal reconstruction error, measured on this file"
     note = ("model input = (value - offset) / scale per feature"
-            + (f", then sin/cos of the {' and '.join(kinds)} phase" if kinds else "")
+            + (f", then sin/cos of the {' and '.join(sets.kinds)} phase" if sets.kinds else "")
             + ", for the last `window` readings flattened oldest first"
             + (f", each feature's window {cfg.window_norm}-normalised (edge.sensor_window)"
                if cfg.window_norm != "none" else ""))
-    request = ExportRequest(
-        name="autoencoder", task="anomaly", model=model, inputs={"reading": (1, width)},
+    return method, note
+
+
+def export_request(cfg: AutoencoderConfig, sets: InputSets, model: keras.Model, epochs: int,
+                   profile: str) -> ExportRequest:
+    """The autoencoder's manifest entry; its threshold is filled in per file once the file is measured."""
+    method, note = descriptions(cfg, sets)
+    calib = calibration_set(cfg, sets)
+    return ExportRequest(
+        name="autoencoder", task="anomaly", model=model, inputs={"reading": (1, sets.width)},
         outputs=["reconstruction"], representative=lambda: ({"reading": r[None]} for r in calib),
-        preprocess={**pre, "time_column": data.time_column, "note": note},
+        preprocess={**sets.pre, "time_column": sets.data.time_column, "note": note},
         postprocess={"threshold": None, "threshold_method": method,
                      "score": "mean squared reconstruction error over the model input"},
-        dataset=data.name,
-        training={"profile": profile, **dataclasses.asdict(cfg), "window": window, "window_sweep": sweep,
-                  "time_features": kinds, "epochs": epochs},
+        dataset=sets.data.name,
+        training={"profile": profile, **dataclasses.asdict(cfg), "window": sets.window, "window_sweep": sets.sweep,
+                  "time_features": sets.kinds, "epochs": epochs},
         quantization=cfg.quantization, parity_tolerance={"reconstruction": 0.01},
     )
-    entries = export_both(request, out_dir, lambda: ({"reading": r[None]} for r in scaled["test"][:300]),
-                          evaluate, keras_metrics)
-    for entry in entries:  # each file ships the threshold and calibration measured on its own scores
-        plan = plans[entry.file]
-        alerts = plan.to_json()
-        if not data.ordered:
-            alerts.update(threshold=entry.metrics["threshold"], method=f"p{cfg.threshold_percentile:g}")
-        entry.postprocess = {**entry.postprocess, "threshold": entry.metrics["threshold"], "alerts": alerts}
+
+
+def run(cfg: AutoencoderConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskResult:
+    set_seed(cfg.seed)
+    data = load_sensors(cfg.dataset, cfg.normal_rows)
+    sets = input_sets(cfg, data)
+    clean = sets.sets["clean"]
+    # a long sensor recording is trained for a bounded number of steps; the lecture's data for its epochs
+    epochs = cfg.epochs if not data.ordered else epochs_for(len(clean), cfg, MAX_STEPS)
+    model, history = fit_model(clean, cfg, epochs, sets.sets["test"], verbose=2)
+    keras_errors = {k: reconstruction_errors(lambda x: model.predict(x, verbose=0), v) for k, v in sets.sets.items()}
+    keras_metrics = {f"{k}_mse": float(v.mean()) for k, v in keras_errors.items()}
+    judge = FileJudge(cfg, sets)
+    entries = export_both(export_request(cfg, sets, model, epochs, profile), out_dir,
+                          lambda: ({"reading": r[None]} for r in sets.sets["test"][:300]), judge, keras_metrics)
+    judge.ship_plans(entries)
     int8 = entries[0]
     pictures = [
         plots.training_curves(history, "autoencoder (MSE)", report_dir / "autoencoder_training.png"),
-        plots.error_histogram(errors_by_file[int8.file], int8.metrics["threshold"],
+        plots.error_histogram(judge.errors[int8.file], int8.metrics["threshold"],
                               "int8 autoencoder: reconstruction error", report_dir / "autoencoder_errors.png"),
     ]
-    figures = {"keras": keras_metrics, "int8": int8.metrics, "float32": entries[1].metrics}
-    return TaskResult("autoencoder", entries, figures, pictures)
+    return TaskResult(entries, pictures)
 
+
+TASK = Task(
+    "autoencoder", AutoencoderConfig,
+    profiles={"lecture": AutoencoderConfig(code_units=None, hidden=(32, 16), epochs=200, optimizer="sgd",
+                                           learning_rate=0.01, cosine_decay=False, threshold_percentile=99.5,
+                                           quantization="int8"),
+              "default": AutoencoderConfig(),
+              "quick": AutoencoderConfig(epochs=10)},
+    run=run, datasets="lecture or FILE.csv[:COL1,COL2]",
+    options=(
+        Option("--window", "autoencoder: readings per sample (windowed mode for sensor CSVs)", type=int),
+        Option("--normal-rows", "autoencoder on a sensor CSV: the first N rows are normal", type=int),
+        Option("--false-alarms-per-day", "autoencoder on a sensor CSV with timestamps: false alerts accepted on "
+               "normal data (default 0.1); the threshold and the k-of-n debounce follow from it and the reading "
+               "rate", type=float),
+        Option("--false-alarms-per-1000", "the same for a CSV without timestamps, per 1,000 readings (default 1)",
+               type=float),
+        Option("--time-features", "autoencoder: sin/cos of the time of day / day of week beside each reading",
+               choices=("none", "auto", "day", "week", "day+week")),
+        Option("--window-norm", "autoencoder: normalise each feature over each window (shape, not level)",
+               choices=("none", "mean", "zscore")),
+    ),
+    order=20,
+)

@@ -11,7 +11,7 @@ Two set-ups, chosen by the profile:
   deviation; 13 steps of context (a season and one), 30 epochs. It forecasts w for the next
   month, which `edge.series` turns back into a value. Evaluated one step ahead through every
   month as the edge runs it, and scored on the lecture's test months (101-142 for the airline
-  series) beside the baselines of `training.baselines` on the same months.
+  series) beside the baselines of `training.quality.baselines` on the same months.
 Both are int16x8 step models `(x, h, c) -> (y, h_out, c_out)`; the edge owns (h, c).
 
 Quantization is calibrated on the step inputs over the whole series: for the lecture's raw
@@ -25,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -35,10 +37,12 @@ from edge.models.manifest import ModelEntry
 from edge.models.runtime import TFLiteModel
 from edge.models.series_transform import SeriesTransform
 from training import plots
-from training.baselines import baseline_metrics, winner
 from training.datasets.errors import DatasetError
 from training.datasets.series import SeriesData, load_series
-from training.evaluation import (
+from training.export import ExportError, ExportRequest, export_both
+from training.models.lstm import ResetStatesEachEpoch, build_stateful_lstm, build_step_model
+from training.quality.baselines import baseline_metrics, winner
+from training.quality.evaluation import (
     forecast_metrics,
     forecast_targets,
     lecture_targets,
@@ -47,15 +51,34 @@ from training.evaluation import (
     step_through,
     to_values,
 )
-from training.export import ExportError, ExportRequest, export_both
-from training.models.lstm import ResetStatesEachEpoch, build_stateful_lstm, build_step_model
-from training.profiles import LSTMConfig
 from training.series_transform import Candidate, TransformSpecError, choose_transform, parse_transform, validation_start
-from training.tasks import TaskResult, set_seed
+from training.tasks.base import Option, Task, TaskResult, set_seed
 
 log = logging.getLogger(__name__)
 
 MAX_TEST_RMSE_CHANGE = 0.05  # quantized step model vs Keras stateful model, relative
+
+
+@dataclass
+class LSTMConfig:
+    dataset: str = "airline"
+    units: int = 4
+    look_back: int = 13  # a season and one month of context
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    train_fraction: float = 0.67
+    # what the LSTM sees (edge/series.py): log, then (1 - B^lag) for each lag. "auto": chosen per series by
+    # one-step validation on the last training months (training/series_transform.py); or explicit: "none",
+    # "log", "d1", "log+d12", "log+d1+d12", ... (log is never chosen for a series with a value <= 0)
+    transform: str = "auto"
+    season: int | None = None  # season length for the seasonal difference and baselines; None: the data's frequency
+    # "step": one step ahead through every month, features scaled by the training months' mean and deviation;
+    # "lecture": the lecture's min/max scaling of the whole series and its off-by-one windows (no transform only)
+    protocol: str = "step"
+    # int16 activations, int8 weights: int8 activations compound over the 5 unrolled steps and the
+    # carried state (2.7% of the output range off Keras after 500 epochs; int16x8 stays within 0.5%)
+    quantization: str = "int16x8"
+    seed: int = 7  # the lecture's numpy.random.seed(7)
 
 
 def resolve_transform(cfg: LSTMConfig, series: SeriesData, train_size: int) -> tuple[Candidate, dict]:
@@ -120,49 +143,79 @@ def validation_rmse(cfg: LSTMConfig, values: np.ndarray, cand: Candidate, start:
     return rmse(forecasts[~fit], values[targets[~fit]]) if np.all(np.isfinite(forecasts)) else math.inf
 
 
-def run(cfg: LSTMConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskResult:
-    series = load_series(cfg.dataset)
+@dataclass(frozen=True)
+class Months:
+    """The series as the model sees it: the values, how many months train, the transform, the months
+    forecast (`targets`, in order) with each one's input window, and the levels (log values or not)."""
+
+    values: np.ndarray
+    train_size: int
+    transform: SeriesTransform
+    targets: np.ndarray
+    windows: np.ndarray
+    levels: np.ndarray
+
+    def forecast_values(self, outputs: np.ndarray) -> np.ndarray:
+        """Model outputs, one per target month -> forecast values."""
+        return to_values(self.transform, outputs, self.levels, self.targets)
+
+
+def prepare(cfg: LSTMConfig, series: SeriesData) -> tuple[Months, dict]:
+    """The transform (named, or chosen on the training months), its scaling, the months to forecast
+    and their windows; and the record of the choice for the manifest."""
     values = series.values.astype(np.float64)
     n, train_size = len(values), int(len(values) * cfg.train_fraction)
     chosen, choice = resolve_transform(cfg, series, train_size)
     log.info("LSTM on %s: transform %s (%s)", series.name, chosen.spec, choice)
     transform = make_transform(cfg, chosen, values, train_size)
-    lecture_windows = cfg.protocol == "lecture"
-    targets = forecast_targets(n, train_size, cfg.look_back, transform.order, lecture_windows)
+    targets = forecast_targets(n, train_size, cfg.look_back, transform.order, cfg.protocol == "lecture")
     windows, levels = series_windows(transform, values, cfg.look_back, targets)
-    train_rows = targets < train_size
-    x_train = windows[train_rows]
-    features = transform.features(levels)  # features[j] belongs to month j + order
-    y_train = features[targets[train_rows] - transform.order]
+    return Months(values, train_size, transform, targets, windows, levels), choice
 
-    model, history = train_stateful(cfg, x_train, y_train)
-    keras_out = model.predict(windows, batch_size=1, verbose=0).ravel()  # state carried through in order
-    keras_values = to_values(transform, keras_out, levels, targets)
-    keras_metrics = forecast_metrics(values, targets, keras_values, train_size)
 
+def fit(cfg: LSTMConfig, months: Months) -> tuple[keras.Model, keras.callbacks.History]:
+    """The stateful LSTM trained on the training months' windows, to their scaled features."""
+    train_rows = months.targets < months.train_size
+    features = months.transform.features(months.levels)  # features[j] belongs to month j + order
+    y_train = features[months.targets[train_rows] - months.transform.order]
+    return train_stateful(cfg, months.windows[train_rows], y_train)
+
+
+def step_model_of(cfg: LSTMConfig, model: keras.Model, months: Months,
+                  keras_out: np.ndarray) -> tuple[keras.Model, list[dict]]:
+    """The step model `(x, h, c) -> (y, h_out, c_out)` the edge runs, with its feed for every month
+    from a zero state (representative data and parity checks); it must repeat the stateful model."""
     step_model = build_step_model(model)
-    step_out, feeds = step_through(lambda f: step_model(f, training=False), windows, cfg.units)
+    step_out, feeds = step_through(lambda f: step_model(f, training=False), months.windows, cfg.units)
     log.info("Keras step model vs stateful model: max |diff| %.2e", np.max(np.abs(step_out - keras_out)))
-    forecasts: dict[str, np.ndarray] = {}
-    _, test_months = lecture_targets(n, train_size)
-    baselines = baseline_metrics(values, train_size, cfg.season or series.season, test_months)
-    keras_metrics["winner"] = winner(baselines["baselines_rmse"], keras_metrics["test_rmse"])
-    log.info("baselines on test months %s: %s; best: %s", keras_metrics["test_months"], baselines["baselines_rmse"],
-             keras_metrics["winner"])
+    return step_model, feeds
+
+
+def evaluator(cfg: LSTMConfig, series: SeriesData, months: Months, baselines: dict, keras_values: np.ndarray,
+              forecasts: dict[str, np.ndarray]) -> Callable[[TFLiteModel], dict]:
+    """A file's metrics: its forecasts stepped through every month as the edge runs it, scored on the
+    lecture's months beside the baselines; its forecasts are kept in `forecasts` for the picture."""
+    lecture_windows = cfg.protocol == "lecture"
+    protocol = ("lecture: train = first {0} points, look_back 5, off-by-one windows, state carried from train "
+                "into test" if lecture_windows else "one step ahead through every month from month {1}, state "
+                "carried; RMSE on the lecture's months").format(months.train_size, int(months.targets[0]))
 
     def evaluate(tfl: TFLiteModel) -> dict:
-        out, _ = step_through(tfl.run, windows, cfg.units)
-        forecasts[tfl.path.name] = to_values(transform, out, levels, targets)
-        metrics = forecast_metrics(values, targets, forecasts[tfl.path.name], train_size)
+        out, _ = step_through(tfl.run, months.windows, cfg.units)
+        forecasts[tfl.path.name] = months.forecast_values(out)
+        metrics = forecast_metrics(months.values, months.targets, forecasts[tfl.path.name], months.train_size)
         return {**metrics, **baselines, "winner": winner(baselines["baselines_rmse"], metrics["test_rmse"]),
                 "max_abs_diff_vs_keras": float(np.max(np.abs(forecasts[tfl.path.name] - keras_values))),
-                "units": "passengers" if cfg.dataset == "airline" else series.column,
-                "protocol": ("lecture: train = first {0} points, look_back 5, off-by-one windows, state carried "
-                             "from train into test" if lecture_windows else
-                             "one step ahead through every month from month {1}, state carried; RMSE on the "
-                             "lecture's months").format(train_size, int(targets[0]))}
+                "units": "passengers" if cfg.dataset == "airline" else series.column, "protocol": protocol}
 
-    request = ExportRequest(
+    return evaluate
+
+
+def export_request(cfg: LSTMConfig, series: SeriesData, transform: SeriesTransform, step_model: keras.Model,
+                   feeds: list[dict], choice: dict, profile: str) -> ExportRequest:
+    """The step model's manifest entry: the transform and scaling both ways, and the state tensors the
+    edge owns; calibrated on every month's step inputs (see the module docstring)."""
+    return ExportRequest(
         name="lstm", task="forecast", model=step_model,
         inputs={"x": (1, cfg.look_back, 1), "h": (1, cfg.units), "c": (1, cfg.units)},
         outputs=["y", "h_out", "c_out"], representative=lambda: iter(feeds),
@@ -179,7 +232,10 @@ def run(cfg: LSTMConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskR
         dataset=series.name, training={"profile": profile, **dataclasses.asdict(cfg), **choice},
         parity_tolerance={"y": 0.02, "h_out": 0.02, "c_out": 0.02},
     )
-    test_feeds = [f for f, t in zip(feeds, targets) if t >= train_size]
+
+
+def acceptance(keras_metrics: dict) -> Callable[[list[ModelEntry]], None]:
+    """The quantized file's test RMSE must stay within MAX_TEST_RMSE_CHANGE of the Keras model's."""
 
     def accept(entries: list[ModelEntry]) -> None:
         change = abs(entries[0].metrics["test_rmse"] - keras_metrics["test_rmse"]) / keras_metrics["test_rmse"]
@@ -187,12 +243,44 @@ def run(cfg: LSTMConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskR
             raise ExportError(f"quantized LSTM test RMSE {entries[0].metrics['test_rmse']:.2f} is {change:.1%} "
                               f"away from Keras {keras_metrics['test_rmse']:.2f} (allowed {MAX_TEST_RMSE_CHANGE:.0%})")
 
-    entries = export_both(request, out_dir, lambda: iter(test_feeds), evaluate, keras_metrics, accept=accept)
+    return accept
+
+
+def run(cfg: LSTMConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskResult:
+    series = load_series(cfg.dataset)
+    months, choice = prepare(cfg, series)
+    model, history = fit(cfg, months)
+    keras_out = model.predict(months.windows, batch_size=1, verbose=0).ravel()  # state carried through in order
+    keras_values = months.forecast_values(keras_out)
+    keras_metrics = forecast_metrics(months.values, months.targets, keras_values, months.train_size)
+    step_model, feeds = step_model_of(cfg, model, months, keras_out)
+    _, test_months = lecture_targets(len(months.values), months.train_size)
+    baselines = baseline_metrics(months.values, months.train_size, cfg.season or series.season, test_months)
+    keras_metrics["winner"] = winner(baselines["baselines_rmse"], keras_metrics["test_rmse"])
+    log.info("baselines on test months %s: %s; best: %s", keras_metrics["test_months"], baselines["baselines_rmse"],
+             keras_metrics["winner"])
+    forecasts: dict[str, np.ndarray] = {}
+    test_feeds = [f for f, t in zip(feeds, months.targets) if t >= months.train_size]
+    entries = export_both(export_request(cfg, series, months.transform, step_model, feeds, choice, profile), out_dir,
+                          lambda: iter(test_feeds), evaluator(cfg, series, months, baselines, keras_values, forecasts),
+                          keras_metrics, accept=acceptance(keras_metrics))
+    lines = {"Keras stateful": keras_values, f"{entries[0].variant} step model": forecasts[entries[0].file]}
     pictures = [
         plots.training_curves(history.history, "stateful LSTM (MSE, scaled)", report_dir / "lstm_training.png"),
-        plots.forecast(values, {"Keras stateful": (targets, keras_values),
-                                f"{entries[0].variant} step model": (targets, forecasts[entries[0].file])},
-                       train_size, f"{series.name}: one-step forecasts", report_dir / "lstm_forecast.png"),
+        plots.forecast(months.values, {k: (months.targets, v) for k, v in lines.items()}, months.train_size,
+                       f"{series.name}: one-step forecasts", report_dir / "lstm_forecast.png"),
     ]
-    figures = {"keras": keras_metrics, "int8": entries[0].metrics, "float32": entries[1].metrics}
-    return TaskResult("lstm", entries, figures, pictures)
+    return TaskResult(entries, pictures)
+
+
+TASK = Task(
+    "lstm", LSTMConfig,
+    profiles={"lecture": LSTMConfig(look_back=5, epochs=500, transform="none", protocol="lecture"),
+              "default": LSTMConfig(),
+              "quick": LSTMConfig(epochs=5)},
+    run=run, datasets="airline or FILE.csv[:COLUMN]",
+    options=(Option("--transform", "lstm: what the LSTM sees: auto (chosen on the training months), none, or log "
+                    "and/or dLAG joined by '+', e.g. log+d1+d12 (the profile's own: auto)"),
+             Option("--season", "lstm: season length in samples (default: from the CSV's dates)", type=int)),
+    order=40,
+)

@@ -1,4 +1,4 @@
-"""`python -m training.realdata series|images`: the default recipes on real public data that ships
+"""`python -m training realdata series|images|sensors`: the default recipes on real public data that ships
 offline with the training dependencies, through the project's own CLI; prints the markdown tables
 of docs/real-data.md. Slow (minutes per dataset): not part of `make test`.
 
@@ -12,6 +12,7 @@ Series (statsmodels' bundled data, real measurements, never tuned on):
 - `airline`: the lecture's series, for reference.
 Images (folders written as PNG files in class sub-folders, trained through `--dataset folder:DIR`):
 see `FOLDERS`; `photos` and `textures` need scikit-image (`pip install scikit-image`), which ships them.
+Sensors: the autoencoder on real recordings, `realdata_sensors.py` (its own options).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 
 from edge.models.manifest import read_manifest
 from training.cli import main as train
+from training.experiments import realdata_sensors
 
 log = logging.getLogger(__name__)
 
@@ -197,12 +199,17 @@ IMAGES_HEADER = ("| folder | what | images | classes | result | held-out images 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.realdata", description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", choices=["series", "images"])
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sensors"]:
+        return realdata_sensors.main(argv)
+    parser = argparse.ArgumentParser(prog="python -m training realdata", description=__doc__.split("\n\n")[0])
+    parser.add_argument("part", choices=["series", "images", "sensors"], help="sensors: see `realdata sensors --help`")
     parser.add_argument("--only", nargs="*", help="a subset of the datasets")
     parser.add_argument("--output", type=Path, help="also append the table (header first) to this file, row by "
                         "row as each dataset finishes (Keras prints its epochs on stdout)")
     args = parser.parse_args(argv)
+    if args.part == "sensors":
+        parser.error("name the part first: python -m training realdata sensors [its options]")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     header, row, names = ((SERIES_HEADER, series_row, list(SERIES)) if args.part == "series" else
                           (IMAGES_HEADER, image_row, list(FOLDERS)))

@@ -1,4 +1,4 @@
-"""`python -m training.bench`: the committed int8 files against what a user would run instead.
+"""`python -m training bench` (`make bench`): the committed int8 files against what a user would run instead.
 
 Same input, same process: Keras `model.predict` on one frame, a direct `model(x)` call, the
 float32 and int8 `.tflite` files through edgepipe's runtime (quantize, invoke, dequantize), and,
@@ -56,7 +56,7 @@ print(float(np.median(s)))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     parser.add_argument("--repeats", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks.md")

@@ -1,4 +1,4 @@
-"""`python -m training ship --broker HOST:PORT --device ID bundle.tar`: deliver a bundle over MQTT, resumably.
+"""`python -m fleet ship --broker HOST:PORT --device ID bundle.tar`: deliver a bundle over MQTT, resumably.
 
 Chunks go at QoS 1 to `<base>/update/chunk`; the agent answers on the retained `<base>/update/progress`
 with the chunk ranges it holds. On start the shipper reads that retained message and sends only what
@@ -123,7 +123,7 @@ def chunk_kb(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Deliver a signed bundle to one device over MQTT."""
-    parser = argparse.ArgumentParser(prog="python -m training ship", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fleet ship", description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--broker", default="localhost:1883", help="HOST:PORT")
     parser.add_argument("--device", required=True, help="the device id")

@@ -1,9 +1,9 @@
-"""`python -m training.realdata_sensors`: the autoencoder recipe on real recordings it was never tuned on.
+"""`python -m training realdata sensors`: the autoencoder recipe on real recordings it was never tuned on.
 
 Real series bundled with PyPI packages (no download at run time): hourly air temperatures of two
 cities for 2010 (vega_datasets), the weekly Mauna Loa CO2 record and monthly El Nino sea surface
 temperatures (statsmodels). Each is a `timestamp,value` CSV; the first `NORMAL_SHARE` is the normal
-period; the rest gets faults injected at known rows (`training.faults`: spikes, level shifts,
+period; the rest gets faults injected at known rows (`training.datasets.faults`: spikes, level shifts,
 drift, stuck sensor, noise bursts). The model is trained with the project's CLI, its quantized file
 replayed over the whole stream, and the table in docs/real-data.md (between the sensors markers)
 rewritten: faults found, false-alert episodes per day outside the faults, the calibration's
@@ -31,7 +31,7 @@ from edge.models.runtime import TFLiteModel
 from edge.models.sensor_window import model_inputs
 from edge.timestamps import to_seconds
 from training.cli import main as train
-from training.faults import KINDS, Fault, Spread, faulty_rows, inject
+from training.datasets.faults import KINDS, Fault, Spread, faulty_rows, inject
 from training.paths import PROJECT_ROOT
 from training.tflite import run_batch
 
@@ -165,7 +165,7 @@ def table(results: list[dict], target: float) -> str:
     lines = [f"Target: {target:g} false alerts per day (`--false-alarms-per-day`, the default). "
              f"Normal period: the first {NORMAL_SHARE:.0%} of each recording; after it, {FAULTS_PER_KIND} faults of "
              f"each kind ({', '.join(KINDS)}) injected at random rows. Generated {datetime.date.today()} by "
-             "`python -m training.realdata_sensors`.", "",
+             "`python -m training realdata sensors`.", "",
              "| dataset | readings (period) | days replayed | recipe | W | rule | faults found | false-alert "
              "episodes observed | expected/day | fault-free readings alerting |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -196,7 +196,7 @@ def write_doc(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.realdata_sensors", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training realdata", description=__doc__.split("\n\n")[0])
     parser.add_argument("part", nargs="?", choices=["sensors"], default="sensors")
     parser.add_argument("--only", help="comma-separated dataset names")
     parser.add_argument("--false-alarms-per-day", type=float, default=None)

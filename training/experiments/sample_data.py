@@ -1,4 +1,4 @@
-"""`python -m training.sample_data`: the small real data the demo ships in `data/`.
+"""`python -m training sample-data`: the small real data the demo ships in `data/`.
 
 - `sample-frames.npz`: 300 labelled Fashion-MNIST *test* frames (never trained on), as a replay file.
 - `sensor-stream.csv` + `sensor-stream.segments.json`: the lecture's sensor line, fresh draws, with
@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -22,7 +23,8 @@ STREAM_LENGTH = 1000
 STREAM_SEED = 2026
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="python -m training sample-data", description=__doc__.splitlines()[0]).parse_args(argv)
     data = load_image_dataset("fashion_mnist")
     rng = np.random.default_rng(0)
     pick = np.sort(rng.choice(len(data.x_test), 300, replace=False))

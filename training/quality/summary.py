@@ -1,4 +1,5 @@
-"""The results table: the lecture's reported numbers beside ours, Keras and TFLite side by side.
+"""The results table (`python -m training table`): the lecture's reported numbers beside ours, Keras and
+TFLite side by side.
 
 Built from the manifest alone, so it describes exactly the files that ship.
 """

@@ -1,4 +1,4 @@
-"""`python -m training keygen` and `python -m training bundle`: Ed25519 keys and signed model bundles.
+"""`python -m fleet keygen` and `python -m fleet bundle`: Ed25519 keys and signed model bundles.
 
 A bundle is a plain tar: `bundle.json` (format, version, the version it replaces, an optional target
 device, each file's sha256 and size, the metrics measured on the files, a release summary),
@@ -50,7 +50,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
         raise SystemExit(f"{path}: cannot read a PEM private key ({exc}); "
-                         "make one with python -m training keygen") from None
+                         "make one with python -m fleet keygen") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise SystemExit(f"{path}: not an Ed25519 private key")
     return key
@@ -127,10 +127,10 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m training bundle --key KEY --version V [--replaces V0] [--device ID] [--models DIR] OUT.tar`"""
-    parser = argparse.ArgumentParser(prog="python -m training bundle", description=main.__doc__)
+    """`python -m fleet bundle --key KEY --version V [--replaces V0] [--device ID] [--models DIR] OUT.tar`"""
+    parser = argparse.ArgumentParser(prog="python -m fleet bundle", description=main.__doc__)
     parser.add_argument("out", type=Path, help="the bundle file to write")
-    parser.add_argument("--key", type=Path, required=True, help="the Ed25519 private key (python -m training keygen)")
+    parser.add_argument("--key", type=Path, required=True, help="the Ed25519 private key (python -m fleet keygen)")
     parser.add_argument("--version", required=True, help="this bundle's version (the install folder's name)")
     parser.add_argument("--replaces", help="the version the device must be running (else refused: an old bundle cannot "
                         "be replayed); 'factory' for the models installed with the agent; leave out for any")
@@ -153,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def keygen(argv: list[str] | None = None) -> int:
-    """`python -m training keygen KEYFILE`: a new Ed25519 key; prints the public key for `[update] trusted_keys`."""
-    parser = argparse.ArgumentParser(prog="python -m training keygen", description=keygen.__doc__)
+    """`python -m fleet keygen KEYFILE`: a new Ed25519 key; prints the public key for `[update] trusted_keys`."""
+    parser = argparse.ArgumentParser(prog="python -m fleet keygen", description=keygen.__doc__)
     parser.add_argument("key", type=Path, help="where the private key goes (mode 0600; KEY.pub beside it)")
     args = parser.parse_args(argv)
     if args.key.exists():

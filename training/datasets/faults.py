@@ -2,7 +2,7 @@
 stuck sensors and noise bursts.
 
 Used twice: the autoencoder's window sweep asks which window makes injected faults stand out of
-the normal period best, and `python -m training.realdata` builds labelled test streams from real
+the normal period best, and `python -m training realdata sensors` builds labelled test streams from real
 recordings. Magnitudes are in units of the feature's spread in the normal period (its standard
 deviation, and the standard deviation of its step-to-step changes for noise), so the same fault
 means the same thing on a temperature and on a CPU load.

@@ -31,7 +31,7 @@ from scipy import linalg
 from edge.models.manifest import Manifest, ModelEntry, read_manifest, write_manifest
 from edge.models.runtime import TFLiteModel, load_runtime
 from training.datasets.images import load_image_dataset
-from training.evaluation import generated_images, images_to_input
+from training.quality.evaluation import generated_images, images_to_input
 
 SAMPLES = 2000  # generated and real images per FD, as in the issue
 SEED = 0
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from training.paths import MODELS_DIR, REPORT_DIR
 
-    parser = argparse.ArgumentParser(prog="python -m training.gan_quality",
+    parser = argparse.ArgumentParser(prog="python -m training gan-quality",
                                      description="set the generator's latent scale (truncation) and re-measure it")
     parser.add_argument("--latent-scale", type=float, required=True)
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="the models folder")

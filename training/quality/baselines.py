@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from training.evaluation import rmse
+from training.quality.evaluation import rmse
 
 log = logging.getLogger(__name__)
 

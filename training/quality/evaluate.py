@@ -18,11 +18,12 @@ import numpy as np
 
 from edge.models.manifest import Manifest, ModelEntry, read_manifest
 from edge.models.runtime import TFLiteModel
-from training.baselines import baseline_metrics, winner
 from training.datasets.images import load_image_dataset
 from training.datasets.sensors import lecture_sensor_data
 from training.datasets.series import load_series
-from training.evaluation import (
+from training.paths import MODELS_DIR
+from training.quality.baselines import baseline_metrics, winner
+from training.quality.evaluation import (
     accuracy,
     classify,
     forecast_metrics,
@@ -30,9 +31,8 @@ from training.evaluation import (
     lecture_targets,
     reconstruction_errors,
 )
-from training.gan_quality import SAMPLES, GeneratorSpec, Judge
-from training.gan_quality import measure as measure_generator
-from training.paths import MODELS_DIR
+from training.quality.gan import SAMPLES, GeneratorSpec, Judge
+from training.quality.gan import measure as measure_generator
 from training.tflite import count_macs, run_batch
 
 FRESH_SEED = 1  # a clean stream the threshold never saw: the false-alert rate is measured on it
@@ -137,7 +137,7 @@ def lstm_quality(entry: ModelEntry, model: TFLiteModel) -> dict[str, Any]:
 
 
 def gan_quality(manifest: Manifest, models_dir: Path, n: int = SAMPLES) -> dict[str, dict[str, Any]]:
-    """Both generator files judged by the committed float32 CNN (training/gan_quality.py), and the
+    """Both generator files judged by the committed float32 CNN (training/quality/gan.py), and the
     int8 file's FD as a ratio of its float32 twin's."""
     judge = Judge(manifest, models_dir, n)
     results = {name: measure_generator(TFLiteModel.from_entry(manifest.get(name), models_dir),

@@ -46,10 +46,12 @@ def skip_without(*names: str) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A skip mark on each test that needs a missing package, so the summary names test and package;
-    tests using the `broker` fixture need mosquitto without saying so."""
+    tests using a broker fixture need its package without saying so."""
     for item in items:
-        if "broker" in item.fixturenames:
+        if "broker" in item.fixturenames or "bridged_pair" in item.fixturenames:
             item.add_marker(requires_package("mosquitto"))
+        if "nats_cluster" in item.fixturenames:
+            item.add_marker(requires_package("nats-server"))
         names = dict.fromkeys(n for mark in item.iter_markers("requires_package") for n in mark.args)
         lacking = missing(list(names))
         if lacking and os.environ.get("EDGEPIPE_REQUIRE_SYSTEM_PACKAGES") != "1":
@@ -92,6 +94,28 @@ def broker(tmp_path: Path):
     b = Broker(tmp_path / "broker").start()
     yield b
     b.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path):
+    """Three nats-server nodes of the test's own (JetStream R3, MQTT on each, deploy/nats/cluster.conf on free
+    loopback ports): `.mqtt_ports`, `.addresses()`, `.kill(i)`, `.restart(i)`; skips without nats-server."""
+    from tests.helpers.mqtt import Cluster
+
+    cluster = Cluster(tmp_path / "nats").start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def bridged_pair(tmp_path: Path):
+    """A Pi-local mosquitto bridged to a central one by deploy/mosquitto/bridge.conf (anonymous, loopback):
+    `.local`, `.central` (each stoppable, killable, restartable), `.device`."""
+    from tests.helpers.mqtt import Bridged
+
+    pair = Bridged(tmp_path / "bridged").start()
+    yield pair
+    pair.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ installer and the skips cannot disagree about what is there).
 
 Two variables point the suite at another copy -- or, set to an empty folder or a path that does not
 exist, hide the package to check the skips on a machine that has it:
-EDGEPIPE_MOSQUITTO (the broker binary) and EDGEPIPE_FASHION_MNIST_DIR (the four IDX files; the
-training side's loader reads the same variable). A package hidden this way is never installed.
+EDGEPIPE_MOSQUITTO and EDGEPIPE_NATS_SERVER (the broker binaries) and EDGEPIPE_FASHION_MNIST_DIR (the four
+IDX files; the training side's loader reads the same variable). A package hidden this way is never installed.
 """
 
 from __future__ import annotations
@@ -28,14 +28,24 @@ from pathlib import Path
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                      "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-MOSQUITTO_PLACES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")  # sbin is not on a user's PATH
+SBIN = ("/usr/sbin", "/usr/local/sbin")  # Debian puts both brokers there, and sbin is not on a user's PATH
+
+
+def _binary(name: str, variable: str) -> str | None:
+    """`variable` if set (nothing else then), else PATH, else sbin."""
+    chosen = os.environ.get(variable)
+    candidates = [chosen] if chosen is not None else [shutil.which(name), *(f"{d}/{name}" for d in SBIN)]
+    return next((c for c in candidates if c and os.path.isfile(c) and os.access(c, os.X_OK)), None)
 
 
 def mosquitto_binary() -> str | None:
-    """The broker the tests start: EDGEPIPE_MOSQUITTO if set (nothing else then), else PATH, else sbin."""
-    chosen = os.environ.get("EDGEPIPE_MOSQUITTO")
-    candidates = [chosen] if chosen is not None else [shutil.which("mosquitto"), *MOSQUITTO_PLACES]
-    return next((c for c in candidates if c and os.path.isfile(c) and os.access(c, os.X_OK)), None)
+    """The mosquitto the tests start: EDGEPIPE_MOSQUITTO if set (nothing else then), else PATH, else sbin."""
+    return _binary("mosquitto", "EDGEPIPE_MOSQUITTO")
+
+
+def nats_binary() -> str | None:
+    """The nats-server the cluster tests start: EDGEPIPE_NATS_SERVER if set, else PATH, else sbin."""
+    return _binary("nats-server", "EDGEPIPE_NATS_SERVER")
 
 
 def fashion_mnist_dir() -> Path | None:
@@ -64,6 +74,8 @@ class SystemPackage:
 # what the tests use, by Debian package name (mosquitto_passwd comes with the mosquitto package)
 PACKAGES: dict[str, SystemPackage] = {p.name: p for p in (
     SystemPackage("mosquitto", "the broker tests", mosquitto_binary, "EDGEPIPE_MOSQUITTO"),
+    SystemPackage("nats-server", "the NATS cluster tests (broker failover, node loss)", nats_binary,
+                  "EDGEPIPE_NATS_SERVER"),
     SystemPackage("openssl", "the TLS tests, which make their own CA", lambda: shutil.which("openssl")),
     SystemPackage("dataset-fashion-mnist", "the CNN and GAN tests on all 70,000 images", fashion_mnist_dir,
                   "EDGEPIPE_FASHION_MNIST_DIR"),

@@ -1,5 +1,5 @@
-"""Real MQTT for tests: a mosquitto the test starts, stops and restarts on a free loopback port,
-a collecting subscriber, and the agent as a subprocess on a Pi-like Python (no TensorFlow)."""
+"""Real MQTT for tests: a mosquitto (or a NATS cluster, or a bridged pair) the test starts, stops and kills on
+free loopback ports, a collecting subscriber, and the agent as a subprocess on a Pi-like Python (no TensorFlow)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import MODELS_DIR, ROOT, skip_without
 from tests.helpers.isolation import no_tf_env
-from tools.broker import Mosquitto, free_port, wait_port
+from tools.broker import BridgedPair, Mosquitto, NatsCluster, free_port, wait_port
 
-__all__ = ["AgentProcess", "acknowledged", "Broker", "Collector", "described", "free_port", "publish", "sensor_csv",
-           "wait_for_stats",
-           "wait_online", "wait_port", "write_config"]
+__all__ = ["AgentProcess", "acknowledged", "Bridged", "Broker", "Cluster", "Collector", "described", "free_port",
+           "publish", "sensor_csv", "wait_for_stats", "wait_online", "wait_port", "write_config"]
 
 
 class Broker(Mosquitto):
@@ -31,6 +30,22 @@ class Broker(Mosquitto):
 
     def __init__(self, workdir: Path, *args: Any, **kwargs: Any) -> None:
         skip_without("mosquitto")  # every broker test, fixture or not, skips naming the package
+        super().__init__(workdir, *args, **kwargs)
+
+
+class Cluster(NatsCluster):
+    """The launcher's three-node NATS cluster (JetStream, MQTT on each node); skips naming nats-server."""
+
+    def __init__(self, workdir: Path, *args: Any, **kwargs: Any) -> None:
+        skip_without("nats-server")
+        super().__init__(workdir, *args, **kwargs)
+
+
+class Bridged(BridgedPair):
+    """The launcher's Pi-local mosquitto bridged to a central one (deploy/mosquitto/bridge.conf)."""
+
+    def __init__(self, workdir: Path, *args: Any, **kwargs: Any) -> None:
+        skip_without("mosquitto")
         super().__init__(workdir, *args, **kwargs)
 
 
@@ -48,14 +63,18 @@ class Collector:
     """
 
     def __init__(self, port: int, topics: list[str], client_id: str = "", clean: bool = True,
-                 username: str | None = None, password: str | None = None, tls_ca: Path | None = None) -> None:
+                 username: str | None = None, password: str | None = None, tls_ca: Path | None = None,
+                 retry_refused: int = 0) -> None:
+        """`retry_refused`: subscribe again this many times to a topic the broker refused before giving up (on
+        NATS a QoS 1 subscription is a JetStream consumer whose creation can time out on a busy cluster)."""
+        self.retries_left = retry_refused
         self.messages: list[tuple[str, bytes, bool]] = []
         self.cond = threading.Condition()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.refused: str | None = None
         self._topics = topics
-        self._pending: set[int] = set()
+        self._pending: dict[int, str] = {}  # SUBSCRIBE mid -> topic
         self._markers: set[str] = set()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
         if username:
@@ -88,15 +107,22 @@ class Collector:
             return
         self.connected.set()
         with self.cond:
-            self._pending = {client.subscribe(t, qos=1)[1] for t in self._topics}
+            self._pending = {client.subscribe(t, qos=1)[1]: t for t in self._topics}
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: list, properties: Any) -> None:
         failed = [str(r) for r in reasons if r.is_failure]
+        if failed and self.retries_left > 0:
+            self.retries_left -= 1
+            with self.cond:
+                topic = self._pending.pop(mid, None)
+                if topic is not None:
+                    self._pending[client.subscribe(topic, qos=1)[1]] = topic
+            return
         if failed:
             self._refuse(f"collector: the broker refused a subscription to {self._topics}: {failed}")
             return
         with self.cond:
-            self._pending.discard(mid)
+            self._pending.pop(mid, None)
             done = not self._pending
         if done:
             self.subscribed.set()

@@ -1,4 +1,4 @@
-"""The update chunk wire format, with one owner: `training/ship.py` encodes chunks with it, the agent's
+"""The update chunk wire format, with one owner: `fleet/ship.py` encodes chunks with it, the agent's
 receiver (`edge.update.receiver`) parses them with it.
 
 A chunk is `4-byte big-endian header length | JSON header | data` on `<base>/update/chunk`; the

@@ -10,8 +10,8 @@ retraining. What ships in the manifest is measured on the *quantized file's* sco
   than `MIN_UNWINDOWED_FEATURES` columns (one column with W = 1 is an identity map plus a range
   check), W chosen by a sweep that asks which window makes faults injected into the normal period
   stand out best; a code narrower than the input whatever the width; optional calendar features
-  and per-window normalisation (`edge.sensor_window`). Alerts are calibrated with
-  `edge.calibration`: the user's false alarms per day and the reading period give the threshold
+  and per-window normalisation (`edge.models.sensor_window`). Alerts are calibrated with
+  `edge.alerts.calibration`: the user's false alarms per day and the reading period give the threshold
   and the k-of-n debounce, and the manifest carries the calibration table so the edge can state
   p-values and expected vs observed false alerts.
 """
@@ -63,8 +63,8 @@ class AutoencoderConfig:
     window: int | None = None
     normal_rows: int | None = None  # sensor CSVs: the first N rows are the normal period (None: all)
     time_features: str = "none"  # sensor CSVs with a timestamp: none, day, week, day+week or auto
-    window_norm: str = "none"  # none, mean or zscore per feature over each window (edge/sensor_window.py)
-    # alerts on sensor CSVs (edge/calibration.py): the false alarms the user accepts on normal data, per day
+    window_norm: str = "none"  # none, mean or zscore per feature over each window (edge/models/sensor_window.py)
+    # alerts on sensor CSVs (edge/alerts/calibration.py): the false alarms the user accepts on normal data, per day
     # (with a timestamp column) or per 1,000 readings (without); the k-of-n debounce follows the reading period
     false_alarms_per_day: float = 0.1
     false_alarms_per_1000: float = 1.0
@@ -255,7 +255,7 @@ def choose_window(cfg: AutoencoderConfig, data: SensorData, pre: dict[str, Any])
 
 @dataclass
 class InputSets:
-    """Every set as the model sees it, built as the edge builds its inputs (edge.sensor_window): `sets`
+    """Every set as the model sees it, built as the edge builds its inputs (edge.models.sensor_window): `sets`
     holds clean (the training rows), test (the held-out normal rows) and the labelled anomalous sets,
     or for a sensor CSV `after` (the readings after the normal period); `pre` is the manifest's
     preprocess, `sweep` the window sweep's figures (empty when the window was not swept)."""
@@ -323,7 +323,7 @@ def calibration_set(cfg: AutoencoderConfig, sets: InputSets) -> np.ndarray:
 class FileJudge:
     """Scores an exported file on every set and fits its alert plan on its own held-out scores (the file
     the edge runs is the one calibrated). The lecture's independent draws: a percentile, every reading
-    judged alone. A stream: the k-of-n rule of `edge.calibration` for the user's false alarms per day
+    judged alone. A stream: the k-of-n rule of `edge.alerts.calibration` for the user's false alarms per day
     (per 1,000 readings without a clock), with its activity on every set."""
 
     def __init__(self, cfg: AutoencoderConfig, sets: InputSets) -> None:
@@ -379,7 +379,7 @@ class FileJudge:
 def descriptions(cfg: AutoencoderConfig, sets: InputSets) -> tuple[str, str]:
     """How the threshold was chosen and how the input is built, in words for the manifest."""
     if sets.data.ordered:
-        method = ("k-of-n rule calibrated on held-out normal data (edge.calibration): "
+        method = ("k-of-n rule calibrated on held-out normal data (edge.alerts.calibration): "
                   + (f"{cfg.false_alarms_per_day:g} false alarms per day at the median reading period"
                      if sets.period else f"{cfg.false_alarms_per_1000:g} false alarms per 1,000 readings (no clock)"))
     else:
@@ -387,7 +387,7 @@ def descriptions(cfg: AutoencoderConfig, sets: InputSets) -> tuple[str, str]:
     note = ("model input = (value - offset) / scale per feature"
             + (f", then sin/cos of the {' and '.join(sets.kinds)} phase" if sets.kinds else "")
             + ", for the last `window` readings flattened oldest first"
-            + (f", each feature's window {cfg.window_norm}-normalised (edge.sensor_window)"
+            + (f", each feature's window {cfg.window_norm}-normalised (edge.models.sensor_window)"
                if cfg.window_norm != "none" else ""))
     return method, note
 

@@ -9,7 +9,7 @@ Two set-ups, chosen by the profile:
   `training.series_transform`); for the airline passengers w = (1 - B)(1 - B^12) log y, the
   change of the year-on-year growth. Features are scaled with the training months' mean and
   deviation; 13 steps of context (a season and one), 30 epochs. It forecasts w for the next
-  month, which `edge.series` turns back into a value. Evaluated one step ahead through every
+  month, which `edge.models.series_transform` turns back into a value. Evaluated one step ahead through every
   month as the edge runs it, and scored on the lecture's test months (101-142 for the airline
   series) beside the baselines of `training.quality.baselines` on the same months.
 Both are int16x8 step models `(x, h, c) -> (y, h_out, c_out)`; the edge owns (h, c).
@@ -67,8 +67,8 @@ class LSTMConfig:
     epochs: int = 30
     learning_rate: float = 1e-3
     train_fraction: float = 0.67
-    # what the LSTM sees (edge/series.py): log, then (1 - B^lag) for each lag. "auto": chosen per series by
-    # one-step validation on the last training months (training/series_transform.py); or explicit: "none",
+    # what the LSTM sees (edge/models/series_transform.py): log, then (1 - B^lag) for each lag. "auto": chosen per
+    # series by one-step validation on the last training months (training/series_transform.py); or explicit: "none",
     # "log", "d1", "log+d12", "log+d1+d12", ... (log is never chosen for a series with a value <= 0)
     transform: str = "auto"
     season: int | None = None  # season length for the seasonal difference and baselines; None: the data's frequency

@@ -272,8 +272,9 @@ def nats_conf(name: str, *, client_port: int, http_port: int, cluster_port: int 
         text, count = re.subn(pattern, replacement, text, count=1, flags=re.M)
         if count != 1:
             raise ValueError(f"{NATS_TEMPLATE}: no line matches {pattern!r}")
-    if cluster_port is None:  # a lone node: no cluster block at all
+    if cluster_port is None:  # a lone node: no cluster block, and one replica (nats refuses R3 unclustered)
         text = re.sub(r"^cluster \{.*?^\}\n", "", text, flags=re.M | re.S)
+        text = re.sub(r"^(\s+)stream_replicas: 3", r"\g<1>stream_replicas: 1", text, count=1, flags=re.M)
     return f"server_name: {name}\n" + text
 
 

@@ -22,6 +22,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -185,6 +186,21 @@ def add_password(passwd: Path, user: str, password: str) -> None:
     passwd.parent.mkdir(parents=True, exist_ok=True)
     passwd.touch()
     subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, capture_output=True)
+
+
+ROLE_USERS = ("homeassistant", "sensors", "viewer", "updater", "fleet")  # edgepipe.acl's sections; not devices
+
+
+def shipped_acl(devices: list[str]) -> str:
+    """deploy/mosquitto/edgepipe.acl with one agent section per device, written by deploy/mosquitto/edgepipe-acl.sh
+    as the installer writes them (the shipped file alone grants no agent anything)."""
+    with tempfile.TemporaryDirectory() as folder:
+        acl = Path(folder) / "edgepipe.acl"
+        acl.write_text((MOSQ_DEPLOY / "edgepipe.acl").read_text())
+        for device in devices:
+            subprocess.run(["bash", str(MOSQ_DEPLOY / "edgepipe-acl.sh"), str(acl), device], check=True,
+                           capture_output=True, timeout=30)
+        return acl.read_text()
 
 
 def bridge_conf(central_port: int, device: str, username: str | None = None, password: str | None = None) -> str:

@@ -173,13 +173,10 @@ def test_rerun_with_another_device_id_gives_the_new_user_its_own_password(instal
         assert 'device_id = "pi-second"' in note and 'mqtt.username = "pi-second"' in note, note
         acl = (etc / "mosquitto/edgepipe.acl").read_text().splitlines()
         assert f"user {first}" in acl and "user pi-second" in acl  # the first device's section is kept
-        port = free_port()
-        broker = Broker(tmp_path / "broker", listener=f"listener {port} 127.0.0.1\nallow_anonymous false\n"
-                        f"password_file {etc}/mosquitto/edgepipe.passwd\n")
-        broker.port = port
-        broker.start()
+        broker = Broker(tmp_path / "broker", listener="listener {port} 127.0.0.1\nallow_anonymous false\n"
+                        f"password_file {etc}/mosquitto/edgepipe.passwd\n").start()
         try:
-            logins = {(user, secret): can_log_in(port, user, secret) for user in (first, "pi-second")
+            logins = {(user, secret): can_log_in(broker.port, user, secret) for user in (first, "pi-second")
                       for secret in (old_secret, new_secret)}
         finally:
             broker.stop()

@@ -173,11 +173,21 @@ def broker_round_trip(config: AgentConfig, timeout: float = 10.0) -> str | None:
     client.loop_start()
     try:
         if not done.wait(timeout):
-            return _no_answer(cfg, topic, timeout, connected="connected" in outcome)
+            return _no_answer(cfg, topic, timeout, connected="connected" in outcome) + user_hint(cfg, config.device_id)
         return outcome.get("error")
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+def user_hint(cfg: Any, device_id: str) -> str:
+    """The likely cause of a denied round trip, said by `edge check` and the running agent alike: the shipped ACL
+    grants broker user X only edgepipe/X/..., so an agent whose user is not its device_id publishes into a void."""
+    if not cfg.username or cfg.username == device_id:
+        return ""
+    return (f"; mqtt.username {cfg.username!r} is not the device_id {device_id!r}: the ACL of deploy/mosquitto/ "
+            f"grants user {cfg.username!r} only edgepipe/{cfg.username}/..., so set device_id = {cfg.username!r} "
+            f"or log in as {device_id!r} (install-pi.sh --device-id {device_id} creates that user)")
 
 
 def _no_answer(cfg: Any, topic: str, timeout: float, connected: bool) -> str:
@@ -230,4 +240,9 @@ class AclProbe:
             if not came_back:
                 log.error("acl_denied: a message published on %s did not come back within %.0f s; the broker's ACL "
                           "denies this user its own topics, and alerts are being dropped by the broker (check "
-                          "deploy/mosquitto/edgepipe.acl and mqtt.username)", self.topic, self.timeout)
+                          "deploy/mosquitto/edgepipe.acl and mqtt.username)%s", self.topic, self.timeout,
+                          self.hint())
+
+    def hint(self) -> str:
+        """`user_hint` for this agent's link (stats' `problems` says it too)."""
+        return user_hint(self.link.cfg, self.link.device)

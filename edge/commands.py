@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from edge import numbers
 from edge.models.manifest import ManifestError
 from edge.mqtt import messages
 from edge.mqtt.messages import Topics, request_id
@@ -122,7 +123,7 @@ class Commands:
             raise CommandError(f"command of {len(payload)} bytes is larger than {MAX_COMMAND_BYTES}")
         if not payload.strip():  # what clearing a retained command delivers: it must not run the command
             raise CommandError('an empty command does nothing: send a JSON object, e.g. {"id": "r1"}')
-        body = json.loads(payload.decode("utf-8"))
+        body = numbers.loads(payload.decode("utf-8"))  # every number bounded: a huge one is refused, said
         if not isinstance(body, dict):
             raise CommandError("expected a JSON object")
         return body

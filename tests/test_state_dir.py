@@ -18,6 +18,7 @@ import pytest
 
 from edge.preflight import check_state_dir
 from tests.conftest import ROOT
+from tests.helpers.disk import tmpfs
 from tests.test_device_faults import fill
 
 AS_NOBODY = """
@@ -29,18 +30,15 @@ print(check_state_dir(sys.argv[1]))
 
 
 @pytest.fixture
-def tmpfs() -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs and running as another user need root")
+def small() -> Iterator[Path]:
+    """A 1 MiB tmpfs in a folder the service user (nobody) may reach."""
     mount = Path(tempfile.mkdtemp(prefix="edgepipe-state-"))
     mount.chmod(0o755)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
-                            text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-    shutil.rmtree(mount, ignore_errors=True)
+    try:
+        with tmpfs(mount, "1m"):
+            yield mount
+    finally:
+        shutil.rmtree(mount, ignore_errors=True)
 
 
 def remedy(problem: str) -> list[str]:
@@ -53,30 +51,30 @@ def as_nobody(state: Path) -> str:
                           timeout=60, check=True).stdout.strip()
 
 
-def test_a_read_only_state_dir_is_told_to_remount_and_the_remount_fixes_it(tmpfs: Path) -> None:
-    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
-    problem = check_state_dir(tmpfs / "state")
+def test_a_read_only_state_dir_is_told_to_remount_and_the_remount_fixes_it(small: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(small)], check=True)
+    problem = check_state_dir(small / "state")
     assert problem is not None and "Read-only file system" in problem and "mounted read-only" in problem, problem
     assert "chown" not in problem
     subprocess.run(remedy(problem), check=True)
-    assert check_state_dir(tmpfs / "state") is None
+    assert check_state_dir(small / "state") is None
 
 
-def test_a_full_state_dir_is_told_to_free_space_and_freeing_it_fixes_it(tmpfs: Path) -> None:
-    (tmpfs / "state").mkdir()
-    filler = fill(tmpfs / "state")
-    problem = check_state_dir(tmpfs / "state")
+def test_a_full_state_dir_is_told_to_free_space_and_freeing_it_fixes_it(small: Path) -> None:
+    (small / "state").mkdir()
+    filler = fill(small / "state")
+    problem = check_state_dir(small / "state")
     assert problem is not None and "No space left on device" in problem and "is full" in problem, problem
-    assert "chown" not in problem and f"df -h {tmpfs / 'state'}" in problem
+    assert "chown" not in problem and f"df -h {small / 'state'}" in problem
     filler.unlink()  # the remedy: free space there
-    assert check_state_dir(tmpfs / "state") is None
-    assert sorted(p.name for p in (tmpfs / "state").iterdir()) == []  # no probe file left behind
+    assert check_state_dir(small / "state") is None
+    assert sorted(p.name for p in (small / "state").iterdir()) == []  # no probe file left behind
 
 
 @pytest.mark.parametrize("owner, mode, says", [(0, 0o755, "belongs to root"), (65534, 0o500, "is yours")])
-def test_a_state_dir_without_permission_is_told_chown_or_chmod_and_that_fixes_it(tmpfs: Path, owner: int, mode: int,
+def test_a_state_dir_without_permission_is_told_chown_or_chmod_and_that_fixes_it(small: Path, owner: int, mode: int,
                                                                                   says: str) -> None:
-    state = tmpfs / "state"
+    state = small / "state"
     state.mkdir()
     os.chown(state, owner, owner)
     state.chmod(mode)

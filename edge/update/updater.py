@@ -42,6 +42,7 @@ class Updater:
         self.store = ModelStore(config.state_dir, config.models_dir)
         self.folder = Path(config.state_dir) / "updates"
         self.trusted = parse_trusted(self.cfg.trusted_keys)
+        self.groups = tuple(config.groups)  # a bundle for `group:NAME` installs when NAME is one
         self.queue: queue.Queue[tuple[bytes, Callable[[], None] | None] | None] = queue.Queue(maxsize=256)
         self.thread = threading.Thread(target=self._work, name="update", daemon=True)
         self.lock = threading.Lock()
@@ -142,7 +143,7 @@ class Updater:
 
     def _install(self, assembly: Assembly) -> None:
         crash_point("after_receive")
-        descriptor = open_bundle(assembly.check(), self.trusted, self.device)
+        descriptor = open_bundle(assembly.check(), self.trusted, self.device, self.groups)
         running = self.store.read_pointer().version or FACTORY
         if descriptor.replaces is not None and descriptor.replaces != running:  # a signed old bundle replayed
             raise BundleRefused("replaces_mismatch", f"bundle {descriptor.version} replaces {descriptor.replaces!r}, "

@@ -17,8 +17,9 @@ from edge.update.bundle import FORMAT, open_bundle, parse_trusted
 from edge.update.targets import Targets, parse_targets
 from fleet.bundle import descriptor, public_key_text, write_bundle
 from fleet.cli import main as fleet_main
-from tests.helpers.mqtt import Broker
-from tests.test_update import DEVICE, SCHEMAS, Setup, subset
+from fleet.ship import main as ship_main
+from tests.helpers.mqtt import Broker, publish
+from tests.test_update import BASE, DEVICE, SCHEMAS, Setup, subset, wait_pointer
 
 
 def format1(setup: Setup, version: str, device: str | None) -> Path:
@@ -106,3 +107,55 @@ def test_bad_targets_are_refused_at_bundle_time(tmp_path: Path, capsys: pytest.C
     said = f"{exit_.value.code} {capsys.readouterr().err}"
     assert message in said, said
     assert not (tmp_path / "out.tar").exists()
+
+
+def promote(setup: Setup) -> None:
+    publish(setup.port, f"{BASE}/cmd/promote", [b'{"id": "p"}'])
+    assert wait_pointer(setup, "active"), setup.pointer()
+
+
+def test_a_replayed_bundle_of_a_superseded_version_is_judged_again_not_answered_installed(
+        shed: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 24 item 1, its exact reproduction: v1 (--replaces factory) promoted, v2 (--replaces v1) promoted, v1
+    shipped again. The updater answered from its per-run verdict cache: `installed`, exit 0, while v2 ran."""
+    v1 = shed.bundle("v1", replaces="factory")
+    assert shipped(shed, v1)["state"] == "installed"
+    promote(shed)
+    assert shipped(shed, shed.bundle("v2", replaces="v1"))["state"] == "installed"
+    promote(shed)
+    code = ship_main(["--broker", f"127.0.0.1:{shed.port}", "--device", DEVICE, "--chunk-kb", "4", "--timeout", "20",
+                      str(v1)])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 1 and (result["state"], result["reason"]) == ("refused", "replaces_mismatch"), (code, result)
+    assert shed.pointer()["version"] == "v2" and shed.pointer()["state"] == "active"
+    again = shipped(shed, shed.tmp / "v2.tar")  # the bundle in use is still answered `installed`, nothing stored
+    assert (again["state"], again["version"], again["detail"]) == ("installed", "v2", "already installed"), again
+
+
+def test_versions_are_ordered_by_creation_and_going_back_needs_allow_downgrade(shed: Setup) -> None:
+    """Issue 24 item 8: a bundle made without --replaces (the default) installed over any version."""
+    old = shed.bundle("v0")  # made first: created before v2
+    back = shed.bundle("v0-back", allow_downgrade=True)
+    assert shipped(shed, shed.bundle("v2"))["state"] == "installed"
+    result = shipped(shed, old)
+    assert (result["state"], result["reason"]) == ("refused", "downgrade"), result
+    assert "--allow-downgrade" in result["detail"] and shed.pointer()["version"] == "v2"
+    other_v2 = shed.bundle("v2", models=shed.tmp / "export-v2")  # the same name, another bundle: never "installed"
+    result = shipped(shed, other_v2)
+    assert (result["state"], result["reason"]) == ("refused", "version_conflict"), result
+    result = shipped(shed, back)
+    assert (result["state"], result["version"]) == ("installed", "v0-back"), result
+    assert shed.pointer()["version"] == "v0-back"
+
+
+def test_the_version_factory_is_refused_at_bundle_time_and_at_the_device(shed: Setup) -> None:
+    """Issue 24 item 9: `factory` names the models installed with the agent (`--replaces factory`, `model/...`)."""
+    for name in ("factory", "Factory"):
+        with pytest.raises(SystemExit, match="reserved for the models installed with the agent"):
+            shed.bundle(name)
+    models = subset(shed.tmp / "export-forged")
+    data = {**descriptor(models, "v1", None, None), "version": "factory"}  # signed by the trusted key all the same
+    write_bundle(shed.tmp / "forged.tar", models, shed.key, "v1", describe=data)
+    result = shipped(shed, shed.tmp / "forged.tar")
+    assert (result["state"], result["reason"]) == ("refused", "not_a_bundle") and "reserved" in result["detail"]
+    assert shed.pointer() == {}

@@ -12,6 +12,7 @@ and the tests speak of the same failure the same way.
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import hashlib
 import json
 import os
@@ -30,11 +31,12 @@ FORMAT = 2  # what `fleet bundle` writes: `targets` (devices, a group or any); f
 FORMATS = (1, 2)  # what a device installs
 DESCRIPTOR, SIGNATURE, MANIFEST = "bundle.json", "bundle.sig", "manifest.json"
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+FACTORY = "factory"  # the models installed with the agent (a None version): no bundle may take the name
 #: every `reason` of a refused bundle on `update/progress` (the enum of schemas/update_progress.json; a test
 #: compares the two): each refusal is raised as a BundleRefused, which takes no other reason
 REASONS = ("too_big", "no_space", "corrupt_transfer", "truncated", "not_a_bundle", "unsigned", "untrusted_key",
-           "bad_signature", "not_a_target", "replaces_mismatch", "tampered", "bad_manifest", "golden_mismatch",
-           "install_failed", "rolled_back")
+           "bad_signature", "not_a_target", "replaces_mismatch", "downgrade", "version_conflict", "tampered",
+           "bad_manifest", "golden_mismatch", "install_failed", "rolled_back")
 
 
 class BundleRefused(Exception):
@@ -77,6 +79,11 @@ class Descriptor:
     files: dict[str, dict[str, Any]]  # name -> {"sha256", "size"}
     metrics: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
+    allow_downgrade: bool = False  # signed `--allow-downgrade`: may replace a version created later
+
+    @property
+    def created_at(self) -> _dt.datetime | None:
+        return created_time(self.created)
 
     @classmethod
     def from_json(cls, data: Any) -> Descriptor:
@@ -85,6 +92,7 @@ class Descriptor:
         version = data.get("version")
         if not isinstance(version, str) or not VERSION_RE.match(version):
             raise BundleRefused("not_a_bundle", f"version {version!r}: expected 1-64 letters, digits, '.', '_', '-'")
+        check_version_name(version)
         files = data.get("files")
         if not isinstance(files, dict) or MANIFEST not in files:
             raise BundleRefused("not_a_bundle", f"{DESCRIPTOR}: 'files' must list {MANIFEST} and the model files")
@@ -96,7 +104,26 @@ class Descriptor:
         replaces = data.get("replaces")
         return cls(version, replaces if isinstance(replaces, str) else None, _targets(data),
                    str(data.get("created", "")), files,
-                   data.get("metrics") if isinstance(data.get("metrics"), dict) else {}, str(data.get("summary", "")))
+                   data.get("metrics") if isinstance(data.get("metrics"), dict) else {}, str(data.get("summary", "")),
+                   data.get("allow_downgrade") is True)
+
+
+def check_version_name(version: str) -> str:
+    """A bundle's version may not be `factory` (any case): the name of the models installed with the agent, which
+    `--replaces factory`, the pointer and `model/...` messages use; a bundle so named would pass for them."""
+    if version.lower() == FACTORY:
+        raise BundleRefused("not_a_bundle", f"version {version!r} is reserved for the models installed with the "
+                            "agent; give the bundle another version")
+    return version
+
+
+def created_time(text: str) -> _dt.datetime | None:
+    """A descriptor's `created` (ISO 8601; no zone: UTC) as a time, None when it is not one."""
+    try:
+        when = _dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=_dt.UTC)
 
 
 def _targets(data: dict[str, Any]) -> Targets | None:

@@ -159,3 +159,26 @@ def test_the_version_factory_is_refused_at_bundle_time_and_at_the_device(shed: S
     result = shipped(shed, shed.tmp / "forged.tar")
     assert (result["state"], result["reason"]) == ("refused", "not_a_bundle") and "reserved" in result["detail"]
     assert shed.pointer() == {}
+
+
+def test_a_rollback_after_a_restart_withdraws_the_retained_installed(broker: Broker, tmp_path: Path) -> None:
+    """The same class as item 1: the retained `installed` of v1 came from the run before; after a restart and a
+    rollback it must not stand, or the shipper (which trusts it) answers `installed` for v1 without a word to
+    the device, while the factory models run."""
+    setup = Setup(tmp_path, broker.port, probation_s=300)
+    v1 = setup.bundle("v1")
+    for run in range(2):
+        agent = Agent(load_config(setup.config))
+        agent.start()
+        try:
+            assert agent.link.connected.wait(10)
+            if run == 0:
+                assert shipped(setup, v1)["state"] == "installed"
+                continue
+            publish(broker.port, f"{BASE}/cmd/rollback", [b'{"id": "r"}'])
+            assert wait_pointer(setup, "rolled_back")
+            again = shipped(setup, v1)
+            assert (again["state"], again["detail"]) == ("installed", "on probation for 300 s"), again
+            assert setup.pointer()["version"] == "v1"
+        finally:
+            agent.stop()

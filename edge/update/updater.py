@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import queue
+import re
 import shutil
 import threading
 import time
@@ -29,6 +30,7 @@ from edge.update.receiver import Assembly, ranges, start_assembly
 from edge.update.store import FACTORY, ModelStore, crash_point
 
 log = logging.getLogger(__name__)
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 PROGRESS_EVERY = 0.5  # seconds between two `receiving` progress messages
 
 
@@ -296,13 +298,15 @@ class Updater:
 
     def _forget_verdicts(self, version: str | None, why: str) -> None:
         """The retained `installed` of a bundle rolled back is no longer true: say `refused`, `rolled_back`
-        (a shipper would otherwise take it as done), and judge the bundle afresh if it is shipped again."""
+        (a shipper would otherwise take it as done), and judge the bundle afresh if it is shipped again. The
+        bundle is known from the version's folder too: the retained verdict may come from an earlier run."""
         refused = BundleRefused("rolled_back", why)
-        for bundle, (installed, _count) in list(self.verdicts.items()):
-            if installed == version:
-                del self.verdicts[bundle]
-                self.send(messages.progress(self.topics, self.device, bundle, "refused", reason=refused.reason,
-                                            detail=refused.detail, version=version))
+        bundles = {bundle for bundle, (installed, _count) in self.verdicts.items() if installed == version}
+        origin = self.store.origin(version).get("bundle")
+        for bundle in bundles | ({origin} if isinstance(origin, str) and SHA256_RE.fullmatch(origin) else set()):
+            self.verdicts.pop(bundle, None)
+            self.send(messages.progress(self.topics, self.device, bundle, "refused", reason=refused.reason,
+                                        detail=refused.detail, version=version))
 
     def publish_states(self) -> None:
         """Retained `model/<kind>/<name>` per pipeline and `model/update` for Home Assistant."""

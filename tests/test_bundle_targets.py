@@ -13,7 +13,7 @@ import pytest
 
 from edge.agent import Agent
 from edge.config import load_config
-from edge.update.bundle import FORMAT, open_bundle, parse_trusted
+from edge.update.bundle import FORMAT, BundleRefused, open_bundle, parse_trusted, read_descriptor
 from edge.update.targets import Targets, parse_targets
 from fleet.bundle import descriptor, public_key_text, write_bundle
 from fleet.cli import main as fleet_main
@@ -81,6 +81,12 @@ def test_the_descriptor_names_its_targets_and_follows_the_schema(tmp_path: Path)
     jsonschema.validate(old, SCHEMAS["update_bundle"])  # format 1 still describes a bundle
     trusted = parse_trusted(public_key_text(setup.key))
     assert open_bundle(format1(setup, "v9", "a"), trusted, "a").targets == Targets(devices=("a",))
+    write_bundle(tmp_path / "g.tar", subset(tmp_path / "g"), setup.key, "v10", targets=Targets(group="sheds"),
+                 allow_downgrade=True)
+    seen = read_descriptor(tmp_path / "g.tar")  # what a rollout reads before shipping
+    assert (seen.version, seen.targets, seen.allow_downgrade) == ("v10", Targets(group="sheds"), True)
+    with pytest.raises(BundleRefused, match="not_a_bundle"):
+        read_descriptor(tmp_path / "agent.toml")
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -186,6 +186,17 @@ def check_signature(descriptor_raw: bytes, signature_raw: bytes, trusted: dict[s
     return signer
 
 
+def read_descriptor(path: Path) -> Descriptor:
+    """The descriptor of a bundle file, signature NOT checked: for the operator's tools (a rollout reads whom a
+    bundle is for and its version before shipping it); a device checks with `open_bundle`. BundleRefused."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            raw = _read(tar, _members(tar), DESCRIPTOR)
+        return Descriptor.from_json(json.loads(raw))
+    except (OSError, tarfile.TarError, EOFError, ValueError, UnicodeDecodeError) as exc:
+        raise BundleRefused("not_a_bundle", f"{path}: {exc}") from None
+
+
 def open_bundle(path: Path, trusted: dict[str, Ed25519PublicKey], device: str, groups: tuple[str, ...] = ()
                 ) -> Descriptor:
     """Read and check the descriptor of a bundle file: signature, targets (this `device`, in its `groups`), file

@@ -136,14 +136,14 @@ class Retained:
     """
 
     def __init__(self, opts: BrokerOptions, topics: list[str], name: str = "fleet",
-                 on_change: Callable[[str], None] | None = None) -> None:
+                 on_change: Callable[[str], None] | None = None, will: tuple[str, bytes] | None = None) -> None:
         self.latest: dict[str, bytes] = {}
         self.received = 0
         self.markers: set[str] = set()
         self.last_arrival = time.monotonic()
         self.cond = threading.Condition()
         self.on_change = on_change
-        self.client = connect(opts, name, on_message=self._on_message)
+        self.client = connect(opts, name, will=will, on_message=self._on_message)
         subscribe(self.client, topics)
 
     def _on_message(self, msg: paho.MQTTMessage) -> None:
@@ -188,9 +188,16 @@ class Retained:
         with self.cond:
             return dict(self.latest)
 
+    def publish(self, topic: str, payload: bytes, retain: bool = False, timeout: float = 10.0) -> None:
+        """QoS 1, waiting for the broker's PUBACK; TimeoutError if it does not come."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise TimeoutError(f"publish to {topic} not acknowledged within {timeout:g} s")
+
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 def device_filters(prefix: str) -> list[str]:

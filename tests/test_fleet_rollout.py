@@ -6,12 +6,15 @@ Real mosquitto (MQTT 5 for the controller), real agents without TensorFlow, the 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 from edge.models.manifest import sha256_file
 from fleet.plan import cohorts
 from tests.helpers.fleet import Fleet, fleet_command
 from tests.helpers.mqtt import Broker, Collector
+from tools.demo_update import stream, threshold_for_rate
 
 
 def pointer(fleet: Fleet, device: str) -> dict:
@@ -51,3 +54,37 @@ def test_a_good_bundle_reaches_every_device_through_the_stages(broker: Broker, t
             assert any(d == device and e is not True and e["version"] == "v2" and e["state"] == "active"
                        for d, e in events[:first_chunk]), (device, later)
     chunks.close()
+
+
+def test_a_bad_bundle_halts_in_the_first_stage_and_its_canaries_run_the_old_model(broker: Broker,
+                                                                                  tmp_path: Path) -> None:
+    """Two canaries of five: the one fed a normal stream convicts the loud model on probation and rolls back by
+    itself; the quiet one passes, and `--on-halt rollback` rolls it back; the other three never see a chunk."""
+    names = [f"dev-{i:02d}" for i in range(5)]
+    loud, quiet = cohorts(names, [40, 100])[0]
+    fleet = Fleet(tmp_path, broker.port, 5, probation_s=1.0, probation={loud: 120.0}).start()
+    bad = fleet.bundle("v-loud", threshold=threshold_for_rate(0.15))
+    chunks = Collector(broker.port, ["edgepipe/+/update/chunk"])
+    stop = threading.Event()
+    feed = threading.Thread(target=stream, args=(SimpleNamespace(host="127.0.0.1", port=broker.port),
+                                                 f"edgepipe/{loud}/sensors/line1/reading", stop, 200.0))
+    feed.start()
+    try:
+        result = fleet_command("rollout", str(bad), "--to", "all", "--stages", "40,100", "--max-failed", "0",
+                               "--on-halt", "rollback", "--chunk-kb", "4", "--broker", f"127.0.0.1:{broker.port}")
+    finally:
+        stop.set()
+        feed.join()
+        fleet.stop()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "HALTED: stage 1: 1 of 2 failed (--max-failed 0)" in result.stdout, result.stdout
+    assert f"{loud} rolled_back (sensor/line1: alert_rate" in result.stdout, result.stdout
+    assert {t.split("/")[1] for t, _, _ in chunks.messages} == {loud, quiet}  # 0 chunks outside the stage
+    chunks.close()
+    for device in (loud, quiet):
+        assert pointer(fleet, device)["version"] is None and pointer(fleet, device)["state"] == "rolled_back"
+    assert pointer(fleet, quiet)["reason"] == "commanded (cmd/rollback)"
+    for device in set(names) - {loud, quiet}:
+        assert pointer(fleet, device) == {}, device
+    state = record(broker.port, sha256_file(bad))
+    assert state["state"] == "halted" and state["devices"][quiet]["state"] == "rolled_back_on_halt"

@@ -6,13 +6,17 @@ Real mosquitto (MQTT 5 for the controller), real agents without TensorFlow, the 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 from edge.models.manifest import sha256_file
 from fleet.plan import cohorts
+from tests.conftest import ROOT
 from tests.helpers.fleet import Fleet, fleet_command
+from tests.helpers.isolation import no_tf_env
 from tests.helpers.mqtt import Broker, Collector
 from tools.demo_update import stream, threshold_for_rate
 
@@ -88,3 +92,55 @@ def test_a_bad_bundle_halts_in_the_first_stage_and_its_canaries_run_the_old_mode
         assert pointer(fleet, device) == {}, device
     state = record(broker.port, sha256_file(bad))
     assert state["state"] == "halted" and state["devices"][quiet]["state"] == "rolled_back_on_halt"
+
+
+def chunk_index(payload: bytes) -> int:
+    size = int.from_bytes(payload[:4], "big")
+    return int(json.loads(payload[4:4 + size])["index"])
+
+
+def test_a_second_controller_is_refused_and_a_killed_one_restarted_finishes_without_reshipping(
+        broker: Broker, tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, broker.port, 5, probation_s=2.0).start()
+    bundle = fleet.bundle("v2")
+    rollout = sha256_file(bundle)[:12]
+    watch = Collector(broker.port, ["edgepipe/+/update/chunk", "edgepipe/+/model/sensor/line1",
+                                    f"_fleet/rollout/{rollout}", f"_fleet/rollout/{rollout}/lock"])
+    args = ("rollout", str(bundle), "--to", "all", "--stages", "20,60,100", "--chunk-kb", "4", "--parallel", "2",
+            "--broker", f"127.0.0.1:{broker.port}")
+    first = subprocess.Popen([sys.executable, "-m", "fleet", *args], env=no_tf_env(), cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def latest() -> dict:
+        got = [json.loads(p) for t, p, _ in list(watch.messages) if t == f"_fleet/rollout/{rollout}" and p]
+        return got[-1] if got else {}
+
+    try:
+        assert watch.wait_for(lambda: any(t.endswith("/lock") and p for t, p, _ in watch.messages), 30)
+        second = fleet_command(*args)
+        assert second.returncode == 3 and "another controller runs this rollout" in second.stderr, second
+        # killed in the second stage, with the first stage's device promoted
+        assert watch.wait_for(lambda: latest().get("stage") == 1 and any(
+            d["state"] in ("shipping", "installed") for d in latest()["devices"].values() if d["stage"] == 1), 60)
+        first.kill()
+        first.wait(10)
+        killed_at = len(watch.messages)
+        before = latest()
+        done = [d for d, e in before["devices"].items() if e["state"] == "promoted"]
+        assert done, before
+        again = fleet_command(*args)
+        assert again.returncode == 0 and "done: 5 promoted" in again.stdout, again.stdout + again.stderr
+    finally:
+        if first.poll() is None:
+            first.kill()
+        fleet.stop()
+    after = {t.split("/")[1] for t, _, _ in watch.messages[killed_at:] if t.endswith("/chunk")}
+    assert not after & set(done)  # nothing shipped again to a device that had finished
+    final = record(broker.port, sha256_file(bundle))
+    assert all(final["devices"][d] == before["devices"][d] for d in done)  # the restart carried on, not over
+    for device in fleet.devices:
+        indices = [chunk_index(p) for t, p, _ in watch.messages if t == f"edgepipe/{device}/update/chunk"]
+        assert len(indices) < 2 * len(set(indices)), (device, indices)  # never the whole bundle twice
+        installs = [json.loads(p) for t, p, _ in watch.messages if t == f"edgepipe/{device}/model/sensor/line1"]
+        assert sum(1 for m in installs if m["version"] == "v2" and m["state"] == "probation") == 1, device
+    watch.close()

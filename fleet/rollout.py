@@ -71,6 +71,15 @@ def select(spec: str, known: dict[str, dict[str, Any]]) -> list[str]:
     return sorted({d.strip() for d in spec.split(",") if d.strip()})
 
 
+def admitted(targets: dict[str, Any] | None, device: str, groups: list[str]) -> bool:
+    """Whether the bundle's signed targets (descriptor format 2, or format 1's one device) take `device`."""
+    if not targets:
+        return True
+    if "group" in targets:
+        return targets["group"] in groups
+    return device in (targets.get("devices") or [])
+
+
 def judge(latest: dict[str, bytes], base: str, version: str) -> tuple[str, str | None] | None:
     """The device's verdict on `version` from its retained messages, or None while it has none."""
     states = []
@@ -94,8 +103,10 @@ class Controller:
     def __init__(self, opts: BrokerOptions, args: argparse.Namespace) -> None:
         self.opts, self.args, self.prefix = opts, args, args.prefix
         self.sha = sha256_file(args.bundle)
-        self.version = read_descriptor(args.bundle)["version"]
-        self.target = read_descriptor(args.bundle).get("device")
+        descriptor = read_descriptor(args.bundle)
+        self.version = descriptor["version"]
+        self.targets = descriptor.get("targets") or ({"devices": [descriptor["device"]]}
+                                                     if descriptor.get("device") else None)
         self.id = self.sha[:12]
         self.topic = STATE_TOPIC.format(id=self.id)
         self.mutex = threading.Lock()
@@ -127,8 +138,9 @@ class Controller:
             return state
         known = devices_of(latest, self.prefix)
         targets = select(self.args.to, known)
-        if self.target and targets != [self.target]:
-            raise SystemExit(f"the bundle is signed for device {self.target} only; --to names {targets}")
+        outside = [d for d in targets if not admitted(self.targets, d, known.get(d, {}).get("groups", []))]
+        if outside:
+            raise SystemExit(f"the bundle is signed for {self.targets}; it would be refused by {outside}")
         if not targets:
             raise SystemExit(f"--to {self.args.to}: no such device seen under {self.prefix}/")
         stages = cohorts(targets, self.args.stages)

@@ -49,6 +49,12 @@ def _json(payload: bytes | None) -> Any:
 
 
 def _time(text: Any) -> datetime | None:
+    """An ISO 8601 time (stats, model states) or epoch seconds (info); None for anything else."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        try:
+            return datetime.fromtimestamp(text, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
     try:
         stamp = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from itertools import cycle
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,12 @@ from tests.helpers.mqtt import AgentProcess, wait_online, write_config
 class Fleet:
     """`devices` agents named `dev-00`.. on the broker at `port`; `probation` maps a device to its probation_s."""
 
-    def __init__(self, tmp: Path, port: int, count: int, probation_s: float = 2.0,
+    def __init__(self, tmp: Path, port: int | list[int], count: int, probation_s: float = 2.0,
                  probation: dict[str, float] | None = None, groups: dict[str, list[str]] | None = None) -> None:
-        self.tmp, self.port = tmp, port
+        """`port` a list: device i talks to port i modulo its length (agents spread over a cluster's nodes)."""
+        self.tmp = tmp
+        self.ports = {f"dev-{i:02d}": p for i, p in zip(range(count), cycle(port if isinstance(port, list) else [port]),
+                                                         strict=False)}
         self.key = Ed25519PrivateKey.generate()
         (tmp / "keys").mkdir(parents=True, exist_ok=True)
         self.factory = export_subset(MODELS_DIR, tmp / "factory", ("autoencoder",))
@@ -33,7 +37,7 @@ class Fleet:
             seconds = (probation or {}).get(device, probation_s)
             top = "groups = [" + ", ".join(f'"{g}"' for g in (groups or {}).get(device, [])) + "]\n" if groups else ""
             self.configs[device] = write_config(
-                folder / "agent.toml", port, '[[sensor]]\nname = "line1"\n\n[update]\nenabled = true\n'
+                folder / "agent.toml", self.ports[device], '[[sensor]]\nname = "line1"\n\n[update]\nenabled = true\n'
                 f'trusted_keys = "{public_key_text(self.key)}"\nprobation_s = {seconds}\n\n'
                 f'[outbox]\npath = "{folder / "outbox.sqlite"}"\n',
                 device=device, state_dir=folder / "state", models_dir=self.factory, stats_interval=0.5, top=top)
@@ -43,7 +47,7 @@ class Fleet:
         for device in devices or self.devices:
             self.agents[device] = AgentProcess(self.configs[device])
         for device in devices or self.devices:
-            wait_online(self.port, f"edgepipe/{device}", timeout=60)
+            wait_online(self.ports[device], f"edgepipe/{device}", timeout=60)
         return self
 
     def stop(self) -> None:

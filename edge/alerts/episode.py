@@ -1,0 +1,148 @@
+"""Alert episodes: one long anomaly is one alert, and the rate a user is promised is a rate of episodes.
+
+Why: a per-reading rule pages once per crossing, so a threshold near the noise flickers (31 crossings of one
+fault are 31 pages), and a rate planned per reading says nothing about pages per day. Here a surprise
+(`edge.alerts.likelihood`) opens an episode when it reaches `on`, the episode stays open until the surprise has
+stayed below `off` (< `on`: hysteresis) for `release` readings, and a crossing within `cooldown` readings of the
+close re-opens the same episode (no new page). The onset, the first reading of an episode, is what pages.
+
+`plan_on` places `on` for a target of false episodes per day from a normal stretch of surprises (the device's
+burn-in, or held-out rows): the stretch is cut into clusters the rule would merge, the cluster peaks above a low
+level are fitted with a generalized Pareto tail (peaks over threshold, `edge.alerts.calibration.fit_tail`), and
+`on` is where the fitted rate of peaks per day meets the target. Every parameter travels in the manifest's
+`postprocess.alerts.episode`; none is a constant of this code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge.alerts.calibration import SECONDS_PER_DAY, fit_tail
+from edge.alerts.likelihood import MAX_SURPRISE, LikelihoodSpec
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """The episode rule: levels in surprise units (-log10 p), durations in readings."""
+
+    on: float
+    off: float
+    release: int
+    cooldown: int
+    min_on: float  # `plan_on` never goes below it (a short stretch cannot promise a rarer level)
+    false_episodes_per_day: float
+
+    def __post_init__(self) -> None:
+        if not (0 < self.off <= self.on <= MAX_SURPRISE and 0 < self.min_on <= MAX_SURPRISE):
+            raise ValueError(f"episode levels need 0 < off <= on <= {MAX_SURPRISE} and 0 < min_on <= "
+                             f"{MAX_SURPRISE}, got on={self.on}, off={self.off}, min_on={self.min_on}")
+        if self.release < 1 or self.cooldown < 0:
+            raise ValueError(f"episode release >= 1 and cooldown >= 0 readings, got {self.release}, {self.cooldown}")
+        if not (math.isfinite(self.false_episodes_per_day) and self.false_episodes_per_day > 0):
+            raise ValueError(f"false_episodes_per_day must be > 0, got {self.false_episodes_per_day}")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EpisodeSpec:
+        return cls(float(data["on"]), float(data["off"]), int(data["release"]), int(data["cooldown"]),
+                   float(data["min_on"]), float(data["false_episodes_per_day"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"on": self.on, "off": self.off, "release": self.release, "cooldown": self.cooldown,
+                "min_on": self.min_on, "false_episodes_per_day": self.false_episodes_per_day}
+
+    def with_on(self, on: float) -> EpisodeSpec:
+        on = min(max(on, self.min_on), MAX_SURPRISE)
+        return EpisodeSpec(on, min(self.off, on), self.release, self.cooldown, self.min_on,
+                           self.false_episodes_per_day)
+
+
+class EpisodeRule:
+    """Surprise in, (active, onset) out; `episodes` counts the onsets."""
+
+    def __init__(self, spec: EpisodeSpec) -> None:
+        self.spec = spec
+        self.active = False
+        self.episodes = 0
+        self._quiet = 0  # readings below `off` in the open episode
+        self._since_close: int | None = None  # readings since the last close
+
+    def update(self, surprise: float | None) -> tuple[bool, bool]:
+        """Returns (active, onset): onset is True on the first reading of a new episode only."""
+        high = surprise is not None and surprise >= self.spec.on
+        if not self.active:
+            if self._since_close is not None:
+                self._since_close += 1
+            if not high:
+                return False, False
+            self.active, self._quiet = True, 0
+            onset = self._since_close is None or self._since_close > self.spec.cooldown
+            self.episodes += onset
+            return True, onset
+        low = surprise is None or surprise < self.spec.off
+        self._quiet = self._quiet + 1 if low else 0
+        if self._quiet >= self.spec.release:
+            self.active, self._since_close = False, 0
+        return self.active, False
+
+
+def episode_peaks(surprises: np.ndarray, level: float, merge: int) -> np.ndarray:
+    """The highest surprise of each cluster of readings >= `level`, clusters closer than `merge` readings joined
+    (what the rule would count as one episode)."""
+    above = np.flatnonzero(np.nan_to_num(surprises, nan=-np.inf) >= level)
+    if len(above) == 0:
+        return np.empty(0)
+    breaks = np.flatnonzero(np.diff(above) > merge) + 1
+    return np.array([float(np.max(surprises[c])) for c in np.split(above, breaks)])
+
+
+@dataclass(frozen=True)
+class OnPlan:
+    """Where `on` was put and why (for the manifest and `stats.quality`)."""
+
+    on: float
+    source: str  # "tail" (fitted), "peaks" (enough peaks to rank), "prior" (the spec's own: too little data)
+    peaks: int
+    days: float
+    level: float
+
+
+def plan_on(surprises: np.ndarray, period_s: float, spec: EpisodeSpec, level: float = 1.0,
+            min_days: float = 1.0) -> OnPlan:
+    """`on` for `spec.false_episodes_per_day` on this normal stretch (NaN = no surprise yet), never below
+    `spec.min_on`. Less than `min_days` of surprises, or no peak above `level`: the spec's own `on` ("prior")."""
+    valid = surprises[~np.isnan(surprises)]
+    days = len(valid) * period_s / SECONDS_PER_DAY
+    peaks = np.sort(episode_peaks(surprises, level, spec.release + spec.cooldown))
+    if days < min_days or len(peaks) == 0:
+        return OnPlan(spec.on, "prior", len(peaks), days, level)
+    wanted = spec.false_episodes_per_day / (len(peaks) / days)  # share of the peaks allowed above `on`
+    if wanted >= 1.0:
+        return OnPlan(max(level, spec.min_on), "peaks", len(peaks), days, level)
+    rank = int(math.floor(wanted * len(peaks)))
+    if rank >= 10:  # enough peaks above the answer to rank them
+        return OnPlan(max(float(peaks[len(peaks) - rank]), spec.min_on), "peaks", len(peaks), days, level)
+    tail = fit_tail(np.concatenate([[level], peaks]), count=len(peaks))
+    if tail is None:  # too few peaks for a fitted shape: exponential excesses
+        tail_on = level + float(np.mean(peaks - level)) * -math.log(wanted)
+    else:
+        tail_on = level + tail.inverse(wanted)
+    return OnPlan(min(max(tail_on, spec.min_on), MAX_SURPRISE), "tail", len(peaks), days, level)
+
+
+@dataclass(frozen=True)
+class EpisodePlan:
+    """The whole rule as the manifest carries it: likelihood windows + episode levels."""
+
+    likelihood: LikelihoodSpec
+    episode: EpisodeSpec
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EpisodePlan:
+        return cls(LikelihoodSpec.from_json(data["likelihood"]), EpisodeSpec.from_json(data))
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.episode.to_json(), "likelihood": self.likelihood.to_json()}

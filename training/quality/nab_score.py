@@ -137,6 +137,8 @@ def score_detections(labels: FileLabels, detected: np.ndarray, profile: Profile)
 def normalized(total: float, n_windows: int, profile: Profile) -> float:
     """NAB's normalization over a set of files: null = 0, perfect = 100."""
     null = -profile.fn * n_windows
+    if n_windows == 0:
+        return float("nan")
     return 100.0 * (total - null) / (n_windows - null)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge.alerts.calibration import SECONDS_PER_DAY, fit_tail
-from edge.alerts.likelihood import MAX_SURPRISE, LikelihoodSpec
+from edge.alerts.likelihood import MAX_SURPRISE, AnomalyLikelihood, LikelihoodSpec
 
 
 @dataclass(frozen=True)
@@ -144,5 +144,44 @@ class EpisodePlan:
     def from_json(cls, data: dict[str, Any]) -> EpisodePlan:
         return cls(LikelihoodSpec.from_json(data["likelihood"]), EpisodeSpec.from_json(data))
 
+    @classmethod
+    def for_period(cls, period_s: float, per_day: float) -> EpisodePlan:
+        """The plan a trainer writes for a stream read every `period_s` seconds, durations in readings from
+        hours: an average of 6 readings, a week of history (at least 200 readings), a day (at most 100 readings)
+        before the first surprise, episodes closed after half an hour quiet, re-opened within 12 hours."""
+        per_hour = max(1, round(3600.0 / period_s))
+        likelihood = LikelihoodSpec(short=6, long=max(200, 7 * 24 * per_hour), min_history=min(100, 24 * per_hour),
+                                    min_spread=0.05, learn_in_alert=True)
+        episode = EpisodeSpec(on=4.0, off=2.0, release=max(1, per_hour // 2), cooldown=12 * per_hour, min_on=3.0,
+                              false_episodes_per_day=per_day)
+        return cls(likelihood, episode)
+
     def to_json(self) -> dict[str, Any]:
         return {**self.episode.to_json(), "likelihood": self.likelihood.to_json()}
+
+
+class EpisodeAlerts:
+    """The whole rule as a stream sees it: score -> surprise (`AnomalyLikelihood`) -> episode (`EpisodeRule`).
+
+    With `burn_in` > 0 the first `burn_in` readings run on the plan's own `on` while their surprises are kept;
+    then `on` is planned from them (`plan_on`) for the rest of the stream: NAB's probationary period, or a
+    device that starts with no plan fitted to its stream."""
+
+    def __init__(self, plan: EpisodePlan, period_s: float, burn_in: int = 0) -> None:
+        self.plan, self.period_s, self.burn_in = plan, period_s, burn_in
+        self.likelihood = AnomalyLikelihood(plan.likelihood)
+        self.rule = EpisodeRule(plan.episode)
+        self.on_plan: OnPlan | None = None
+        self._seen: list[float] = []
+
+    def update(self, score: float | None) -> tuple[bool, bool, float | None]:
+        """(active, onset, surprise) for one reading; `score` None while the model's window fills."""
+        surprise = None if score is None else self.likelihood.update(score, in_alert=self.rule.active)
+        if self.burn_in and self.on_plan is None:
+            self._seen.append(math.nan if surprise is None else surprise)
+            if len(self._seen) >= self.burn_in:
+                self.on_plan = plan_on(np.asarray(self._seen), self.period_s, self.plan.episode)
+                self.rule.spec = self.plan.episode.with_on(self.on_plan.on)
+                self._seen = []
+        active, onset = self.rule.update(surprise)
+        return active, onset, surprise

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from edge.alerts.episode import EpisodePlan
 from edge.alerts.plan import check_plan
 from training.experiments.nab_train import Trained, train_all
 from training.paths import PROJECT_ROOT
@@ -64,7 +65,7 @@ def rule_runs(trained: Trained, frame: pd.DataFrame, labels: FileLabels,
     scores = nab_replay.raw_scores(trained.models, frame, work / "scores")
     alerts = entry.postprocess["alerts"]
     period = float(alerts["period_s"])
-    plan = nab_replay.default_plan(period, float(alerts["false_alarms_per_day"]))
+    plan = nab_replay.episode_plan(entry)
     runs: dict[str, Any] = {}
     on_plan: dict = {}
     for label, (variant, planned) in nab_replay.variants(plan).items():
@@ -82,7 +83,7 @@ def variant_key(label: str) -> str:
 
 def rule_keys() -> list[str]:
     """Every rule scored, the full episode rule first, the shipped rule last."""
-    variants = [variant_key(label) for label in nab_replay.variants(nab_replay.default_plan(300.0, 0.1))]
+    variants = [variant_key(label) for label in nab_replay.variants(EpisodePlan.for_period(300.0, 0.1))]
     return [*variants, f"{MAIN}, every alerting reading", STOCK, f"{STOCK}, every alerting reading"]
 
 

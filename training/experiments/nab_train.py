@@ -56,7 +56,8 @@ def train_one(root: Path, name: str, extra: list[str], retrain: bool, cache: Pat
         return Trained(name, out, outcome["ok"], outcome.get("error", ""))
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": "1",
+           "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}  # one core per training: jobs share the rest
     done = subprocess.run(["nice", "-n", "10", *cmd], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                           check=False)
     (out / "train.log").write_text(done.stdout + done.stderr)

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from edge.alerts.calibration import AlertPlan
-from edge.alerts.episode import EpisodePlan, EpisodeRule, EpisodeSpec, OnPlan, plan_on
-from edge.alerts.likelihood import AnomalyLikelihood, LikelihoodSpec
+from edge.alerts.episode import EpisodeAlerts, EpisodePlan, OnPlan
 from edge.alerts.rule import AnomalyRule
 from edge.models.manifest import ModelEntry, read_manifest
 from edge.models.runtime import TFLiteModel
@@ -65,43 +64,25 @@ def stock_rule(entry: ModelEntry, scores: np.ndarray) -> Replay:
     return Replay(alerting, onsets, plan.expected_per_day)
 
 
-def default_plan(period_s: float, per_day: float) -> EpisodePlan:
-    """The episode rule's parameters when a manifest carries none: durations from the reading period."""
-    per_hour = max(1, round(3600.0 / period_s))
-    likelihood = LikelihoodSpec(short=6, long=max(200, 7 * 24 * per_hour), min_history=min(100, 24 * per_hour),
-                                min_spread=0.05, learn_in_alert=True)
-    episode = EpisodeSpec(on=4.0, off=2.0, release=max(1, per_hour // 2), cooldown=12 * per_hour, min_on=3.0,
-                          false_episodes_per_day=per_day)
-    return EpisodePlan(likelihood, episode)
-
-
-def surprises(scores: np.ndarray, spec: LikelihoodSpec) -> np.ndarray:
-    """The likelihood's surprise per row, learning from every reading (as during a burn-in)."""
-    likelihood = AnomalyLikelihood(spec)
-    out = np.full(len(scores), np.nan)
-    for i, s in enumerate(scores):
-        if not np.isnan(s):
-            got = likelihood.update(float(s))
-            out[i] = np.nan if got is None else got
-    return out
+def episode_plan(entry: ModelEntry) -> EpisodePlan:
+    """The episode rule's parameters: the manifest's `postprocess.alerts.episode`, else the plan a trainer
+    writes for the stream's period and target (`EpisodePlan.for_period`)."""
+    alerts = entry.postprocess["alerts"]
+    if alerts.get("episode"):
+        return EpisodePlan.from_json(alerts["episode"])
+    return EpisodePlan.for_period(float(alerts["period_s"]), float(alerts["false_alarms_per_day"]))
 
 
 def episode_rule(scores: np.ndarray, plan: EpisodePlan, period_s: float, burn_in: int,
                  plan_level: bool = True) -> tuple[Replay, OnPlan | None]:
-    """The likelihood + episode rule; `on` planned from the burn-in rows' surprises (unless `plan_level` is
-    False: the spec's own `on`). Rows are fed one at a time; the rule's state feeds back into the likelihood."""
-    spec = plan.episode
-    chosen = None
-    if plan_level:
-        chosen = plan_on(surprises(scores[:burn_in], plan.likelihood), period_s, spec)
-        spec = spec.with_on(chosen.on)
-    likelihood, rule = AnomalyLikelihood(plan.likelihood), EpisodeRule(spec)
+    """The likelihood + episode rule (`edge.alerts.episode.EpisodeAlerts`), one row at a time; `on` planned from
+    the first `burn_in` rows (NAB's probationary period) unless `plan_level` is False (the plan's own `on`)."""
+    alerts = EpisodeAlerts(plan, period_s, burn_in if plan_level else 0)
     alerting = np.zeros(len(scores), bool)
     onsets = np.zeros(len(scores), bool)
     for i, s in enumerate(scores):
-        surprise = None if np.isnan(s) else likelihood.update(float(s), in_alert=rule.active)
-        alerting[i], onsets[i] = rule.update(surprise)
-    return Replay(alerting, onsets, spec.false_episodes_per_day), chosen
+        alerting[i], onsets[i], _ = alerts.update(None if np.isnan(s) else float(s))
+    return Replay(alerting, onsets, plan.episode.false_episodes_per_day), alerts.on_plan
 
 
 def variants(plan: EpisodePlan) -> dict[str, tuple[EpisodePlan, bool]]:

@@ -64,7 +64,7 @@ table: venv
 # Models are cached in reports/nab/models (first run: about 30 min on 2 free cores; then minutes). NAB_ARGS="--only speed".
 NAB_ARGS ?=
 nab: venv
-	nice -n 10 $(BIN)/python -m training nab --train-args "--epochs 30" -j 2 $(NAB_ARGS)
+	nice -n 10 $(BIN)/python -m training nab --train-args "--window 16 --epochs 30" -j 3 $(NAB_ARGS)
 
 # Every quality target, measured on the committed files (exits 1 if one is missed).
 evaluate: venv

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.alerts.episode import EpisodePlan, EpisodeRule, EpisodeSpec, plan_on
+from edge.alerts.episode import EpisodeAlerts, EpisodePlan, EpisodeRule, EpisodeSpec, plan_on
 from edge.alerts.likelihood import AnomalyLikelihood, LikelihoodSpec
 
 SPEC = EpisodeSpec(on=4.0, off=2.0, release=3, cooldown=10, min_on=3.0, false_episodes_per_day=0.1)
@@ -36,31 +36,20 @@ def test_one_long_anomaly_is_one_episode() -> None:
 
 
 def test_planned_rate_holds_on_fresh_data() -> None:
-    """`on` planned on 60 days of a normal stream (correlated, heavy-tailed scores) gives close to the planned
-    episodes per day on 200 other days of the same stream."""
+    """`on` planned by the burn-in on 60 days of a normal stream (correlated, heavy-tailed scores) gives close to
+    the planned episodes per day on the next 200 days of the same stream (`EpisodeAlerts`, as a stream sees it)."""
     rng = np.random.default_rng(7)
-    period = 300.0
-    per_day = 288
-
-    def stream(days: int) -> np.ndarray:
-        noise = rng.standard_t(4, days * per_day)
-        smooth = np.convolve(noise, np.ones(3) / 3, mode="same")
-        return 10 ** (-3 + 0.3 * smooth)
-
-    spec = EpisodePlan(LikelihoodSpec(short=6, long=2016, min_history=288, min_spread=0.05),
+    per_day, days, burn_days = 288, 260, 60
+    noise = rng.standard_t(4, days * per_day)
+    scores = 10 ** (-3 + 0.3 * np.convolve(noise, np.ones(3) / 3, mode="same"))
+    plan = EpisodePlan(LikelihoodSpec(short=6, long=2016, min_history=288, min_spread=0.05),
                        EpisodeSpec(on=4.0, off=2.0, release=6, cooldown=72, min_on=1.5, false_episodes_per_day=0.5))
-
-    def surprises(scores: np.ndarray) -> np.ndarray:
-        likelihood = AnomalyLikelihood(spec.likelihood)
-        return np.array([np.nan if (s := likelihood.update(x)) is None else s for x in scores])
-
-    planned = plan_on(surprises(stream(60)), period, spec.episode)
-    assert planned.source in ("tail", "peaks")
-    rule = EpisodeRule(spec.episode.with_on(planned.on))
-    for s in surprises(stream(200)):
-        rule.update(None if np.isnan(s) else float(s))
-    observed = rule.episodes / 200
-    assert 0.5 * 0.5 <= observed <= 2 * 0.5, (planned, observed)
+    alerts = EpisodeAlerts(plan, 300.0, burn_in=burn_days * per_day)
+    onsets = np.array([alerts.update(float(s))[1] for s in scores])
+    assert alerts.on_plan is not None and alerts.on_plan.source in ("tail", "peaks")
+    assert alerts.rule.spec.on == alerts.on_plan.on != plan.episode.on
+    observed = onsets[burn_days * per_day:].sum() / (days - burn_days)
+    assert 0.5 * 0.5 <= observed <= 2 * 0.5, (alerts.on_plan, observed)
 
 
 def test_too_little_data_keeps_the_prior() -> None:

@@ -111,13 +111,14 @@ class OnPlan:
 
 
 def plan_on(surprises: np.ndarray, period_s: float, spec: EpisodeSpec, level: float = 1.0,
-            min_days: float = 1.0) -> OnPlan:
+            min_days: float = 1.0, min_peaks: int = 5) -> OnPlan:
     """`on` for `spec.false_episodes_per_day` on this normal stretch (NaN = no surprise yet), never below
-    `spec.min_on`. Less than `min_days` of surprises, or no peak above `level`: the spec's own `on` ("prior")."""
+    `spec.min_on`. Less than `min_days` of surprises or fewer than `min_peaks` peaks above `level` (a tail of
+    two points says nothing): the spec's own `on` ("prior")."""
     valid = surprises[~np.isnan(surprises)]
     days = len(valid) * period_s / SECONDS_PER_DAY
     peaks = np.sort(episode_peaks(surprises, level, spec.release + spec.cooldown))
-    if days < min_days or len(peaks) == 0:
+    if days < min_days or len(peaks) < min_peaks:
         return OnPlan(spec.on, "prior", len(peaks), days, level)
     wanted = spec.false_episodes_per_day / (len(peaks) / days)  # share of the peaks allowed above `on`
     if wanted >= 1.0:

@@ -46,15 +46,16 @@ def test_planned_rate_holds_on_fresh_data() -> None:
                        EpisodeSpec(on=4.0, off=2.0, release=6, cooldown=72, min_on=1.5, false_episodes_per_day=0.5))
     alerts = EpisodeAlerts(plan, 300.0, burn_in=burn_days * per_day)
     onsets = np.array([alerts.update(float(s))[1] for s in scores])
-    assert alerts.on_plan is not None and alerts.on_plan.source in ("tail", "peaks")
+    assert alerts.on_plan is not None and alerts.on_plan.source == "extremal"
     assert alerts.rule.spec.on == alerts.on_plan.on != plan.episode.on
     observed = onsets[burn_days * per_day:].sum() / (days - burn_days)
     assert 0.5 * 0.5 <= observed <= 2 * 0.5, (alerts.on_plan, observed)
 
 
-def test_too_little_data_keeps_the_prior() -> None:
-    assert plan_on(np.full(100, 0.5), 300.0, SPEC).source == "prior"
-    assert plan_on(np.full(100, 0.5), 300.0, SPEC).on == SPEC.on
+def test_too_little_data_gives_the_conformal_bound() -> None:
+    """Without 10 exceedances to measure the clustering, `on` is the bound itself: log10(readings/day / target)."""
+    got = plan_on(np.full(100, 0.5), 300.0, SPEC)
+    assert got.source == "conformal" and got.on == pytest.approx(np.log10(288 / 0.1))
 
 
 @pytest.mark.parametrize("bad", [dict(on=1.0, off=2.0), dict(release=0), dict(false_episodes_per_day=0.0)])

@@ -6,10 +6,10 @@ fault are 31 pages), and a rate planned per reading says nothing about pages per
 stayed below `off` (< `on`: hysteresis) for `release` readings, and a crossing within `cooldown` readings of the
 close re-opens the same episode (no new page). The onset, the first reading of an episode, is what pages.
 
-`plan_on` places `on` for a target of false episodes per day from a normal stretch of surprises (the device's
-burn-in, or held-out rows): the stretch is cut into clusters the rule would merge, the cluster peaks above a low
-level are fitted with a generalized Pareto tail (peaks over threshold, `edge.alerts.calibration.fit_tail`), and
-`on` is where the fitted rate of peaks per day meets the target. Every parameter travels in the manifest's
+`plan_on` places `on` for a target of false episodes per day: the surprise is a p-value on a log scale, so
+readings/day * 10^-on bounds the false alerting readings per day; the share of them that start an episode (the
+extremal index) is measured on a normal stretch (the device's burn-in, NAB's probationary rows) with the rule's
+own merging. Every parameter travels in the manifest's
 `postprocess.alerts.episode`; none is a constant of this code.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.alerts.calibration import SECONDS_PER_DAY, fit_tail
+from edge.alerts.calibration import SECONDS_PER_DAY
 from edge.alerts.likelihood import MAX_SURPRISE, AnomalyLikelihood, LikelihoodSpec
 
 
@@ -104,34 +104,30 @@ class OnPlan:
     """Where `on` was put and why (for the manifest and `stats.quality`)."""
 
     on: float
-    source: str  # "tail" (fitted), "peaks" (enough peaks to rank), "prior" (the spec's own: too little data)
-    peaks: int
+    source: str  # "extremal" (the bound times the stretch's extremal index) or "conformal" (the bound alone)
+    peaks: int  # clusters above `level` on the stretch
     days: float
     level: float
 
 
-def plan_on(surprises: np.ndarray, period_s: float, spec: EpisodeSpec, level: float = 1.0,
-            min_days: float = 1.0, min_peaks: int = 5) -> OnPlan:
-    """`on` for `spec.false_episodes_per_day` on this normal stretch (NaN = no surprise yet), never below
-    `spec.min_on`. Less than `min_days` of surprises or fewer than `min_peaks` peaks above `level` (a tail of
-    two points says nothing): the spec's own `on` ("prior")."""
+def plan_on(surprises: np.ndarray, period_s: float, spec: EpisodeSpec, level: float = 2.0,
+            min_exceed: int = 10) -> OnPlan:
+    """`on` for `spec.false_episodes_per_day` on a normal stretch of surprises (NaN = none yet).
+
+    The surprise is a p-value on a log scale (`edge.alerts.likelihood`, rank tail): a normal reading reaches s
+    with probability about 10^-s, so readings/day * 10^-s bounds the alerting readings per day, and the
+    episodes per day are that times the share of exceedances that start an episode (the extremal index theta,
+    one over the mean cluster size), estimated on the stretch at `level` with the rule's own merging:
+    on = log10(readings/day * theta / target). Fewer than `min_exceed` exceedances: theta = 1 (the bound,
+    "conformal"). Never below `spec.min_on`."""
     valid = surprises[~np.isnan(surprises)]
     days = len(valid) * period_s / SECONDS_PER_DAY
-    peaks = np.sort(episode_peaks(surprises, level, spec.release + spec.cooldown))
-    if days < min_days or len(peaks) < min_peaks:
-        return OnPlan(spec.on, "prior", len(peaks), days, level)
-    wanted = spec.false_episodes_per_day / (len(peaks) / days)  # share of the peaks allowed above `on`
-    if wanted >= 1.0:
-        return OnPlan(max(level, spec.min_on), "peaks", len(peaks), days, level)
-    rank = int(math.floor(wanted * len(peaks)))
-    if rank >= 10:  # enough peaks above the answer to rank them
-        return OnPlan(max(float(peaks[len(peaks) - rank]), spec.min_on), "peaks", len(peaks), days, level)
-    tail = fit_tail(np.concatenate([[level], peaks]), count=len(peaks))
-    if tail is None:  # too few peaks for a fitted shape: exponential excesses
-        tail_on = level + float(np.mean(peaks - level)) * -math.log(wanted)
-    else:
-        tail_on = level + tail.inverse(wanted)
-    return OnPlan(min(max(tail_on, spec.min_on), MAX_SURPRISE), "tail", len(peaks), days, level)
+    exceed = int(np.sum(valid >= level))
+    clusters = len(episode_peaks(surprises, level, spec.release + spec.cooldown))
+    theta = clusters / exceed if exceed >= min_exceed else 1.0
+    on = math.log10(SECONDS_PER_DAY / period_s * theta / spec.false_episodes_per_day)
+    source = "extremal" if exceed >= min_exceed else "conformal"
+    return OnPlan(min(max(on, spec.min_on), MAX_SURPRISE), source, clusters, days, level)
 
 
 @dataclass(frozen=True)
@@ -151,10 +147,11 @@ class EpisodePlan:
         hours: an average of 6 readings, a week of history (at least 200 readings), a day (at most 100 readings)
         before the first surprise, episodes closed after half an hour quiet, re-opened within 12 hours."""
         per_hour = max(1, round(3600.0 / period_s))
+        on = min(max(math.log10(SECONDS_PER_DAY / period_s / per_day), 2.0), MAX_SURPRISE)  # the conformal bound
         likelihood = LikelihoodSpec(short=6, long=max(200, 7 * 24 * per_hour), min_history=min(100, 24 * per_hour),
                                     min_spread=0.05, learn_in_alert=True)
-        episode = EpisodeSpec(on=4.0, off=2.0, release=max(1, per_hour // 2), cooldown=12 * per_hour, min_on=3.0,
-                              false_episodes_per_day=per_day)
+        episode = EpisodeSpec(on=on, off=min(2.0, on), release=max(1, per_hour // 2), cooldown=12 * per_hour,
+                              min_on=2.0, false_episodes_per_day=per_day)
         return cls(likelihood, episode)
 
     def to_json(self) -> dict[str, Any]:

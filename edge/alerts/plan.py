@@ -57,7 +57,12 @@ def check_plan(data: Any, where: str) -> AlertPlan:
         plan = AlertPlan.from_json(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{where}: not a valid alert plan ({type(exc).__name__}: {exc})") from None
-    check_threshold(plan.threshold, f"{where}.threshold")
+    try:
+        check_threshold(plan.threshold, f"{where}.threshold")
+    except ValueError as exc:  # a trainer before issue 27 wrote 0.0 for a stream it reconstructs exactly
+        raise ValueError(f"{exc}: retrain the model with the current trainer (it floors the threshold at the "
+                         "score's resolution), or set the sensor's `threshold` in the config, or "
+                         "`burn_in = true` to learn the rule from the live stream") from None
     if not 1 <= plan.k <= plan.n <= MAX_DEBOUNCE:
         raise ValueError(f"{where}: debounce needs 1 <= k <= n <= {MAX_DEBOUNCE}, got k={plan.k}, n={plan.n}")
     if not (math.isfinite(plan.expected_active_rate) and 0 <= plan.expected_active_rate <= 1):

@@ -320,6 +320,13 @@ def calibration_set(cfg: AutoencoderConfig, sets: InputSets) -> np.ndarray:
                            np.full((2, width), 2.0, np.float32)]).astype(np.float32)
 
 
+def score_floor(tfl: TFLiteModel) -> float:
+    """The smallest score the file resolves: one input quantization step on every number of the input
+    (float32: the float's own resolution). A threshold below it is a threshold of 0 for a flat line."""
+    step = next(iter(tfl.inputs.values())).scale
+    return float(step) ** 2 if step > 0 else float(np.finfo(np.float32).eps) ** 2
+
+
 class FileJudge:
     """Scores an exported file on every set and fits its alert plan on its own held-out scores (the file
     the edge runs is the one calibrated). The lecture's independent draws: a percentile, every reading
@@ -344,7 +351,8 @@ class FileJudge:
         period = self.sets.period
         plan = plan_alerts(errors["test"], cfg.false_alarms_per_day if period else None, period,
                            alpha=None if period else cfg.false_alarms_per_1000 / 1000,
-                           debounce=(cfg.debounce_k, cfg.debounce_n) if cfg.debounce_k else None)
+                           debounce=(cfg.debounce_k, cfg.debounce_n) if cfg.debounce_k else None,
+                           floor=score_floor(tfl))
         self.plans[tfl.path.name] = plan
         return self.stream_metrics(errors, plan)
 
@@ -407,6 +415,7 @@ def export_request(cfg: AutoencoderConfig, sets: InputSets, model: keras.Model, 
         training={"profile": profile, **dataclasses.asdict(cfg), "window": sets.window, "window_sweep": sets.sweep,
                   "time_features": sets.kinds, "epochs": epochs},
         quantization=cfg.quantization, parity_tolerance={"reconstruction": 0.01},
+        parity_range_floor={"reconstruction": float(np.ptp(sets.sets["clean"]))},
     )
 
 

@@ -37,7 +37,7 @@ class AlertSettings:
     threshold: float
     k: int
     n: int
-    source: str  # "command", "calibrated", "config" or "manifest"
+    source: str  # "command", "calibrated", "config", "manifest" or "replanned" (its table, the config's rate)
     expected_active_rate: float | None = None  # share of normal readings with the rule active
     period_s: float | None = None
     false_alarms_per_day: float | None = None
@@ -91,7 +91,7 @@ def replan(plan: AlertPlan, false_alarms_per_day: float, model: str) -> AlertSet
     alpha = min(max(false_alarms_per_day * plan.period_s / SECONDS_PER_DAY, 1e-12), 0.5)
     threshold, _method = plan.calibration.threshold(alpha)
     threshold = check_threshold(threshold, f"model {model!r}: threshold re-planned for {false_alarms_per_day}/day")
-    return AlertSettings(threshold, plan.k, plan.n, "manifest", plan.calibration.rate(threshold), plan.period_s,
+    return AlertSettings(threshold, plan.k, plan.n, "replanned", plan.calibration.rate(threshold), plan.period_s,
                          false_alarms_per_day)
 
 

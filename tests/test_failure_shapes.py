@@ -49,10 +49,17 @@ def replay(broker: Broker, tmp_path: Path, csv: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_a_smooth_stream_exports_and_runs(broker: Broker, tmp_path: Path) -> None:
+def test_a_smooth_stream_exports_and_runs(broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     t = np.arange(ROWS)
     csv = write_stream(tmp_path / "smooth.csv", 50 + 0.01 * np.sin(2 * np.pi * t / 2000))
     entry = train(tmp_path, csv)
+    # 120 held-out readings (0.42 days) cannot place a 0.1/day rule: printed, and kept in the manifest
+    printed = capsys.readouterr().out
+    assert "WARNING: calibration too short" in printed and "out of sample" in printed
+    support = entry["postprocess"]["alerts"]["support"]
+    assert support["supported_false_alarms_per_day"] == pytest.approx(1 / support["calibration_days"])
+    assert support["supported_false_alarms_per_day"] > 2
+    assert "cross-fit" in entry["metrics"]["heldout_method"]
     parity = entry["export"]["parity"]
     assert parity["reconstruction_range"] < 0.3 < parity["reconstruction_parity_range"]  # the floor did it
     quality = replay(broker, tmp_path, csv)

@@ -101,6 +101,8 @@ def parse_config(data: dict[str, Any], overrides: dict[str, Any] | None = None) 
             config.mqtt.password = Path(config.mqtt.password_file).read_text().strip()
         except OSError as exc:
             raise ConfigError(f"mqtt.password_file: cannot read {config.mqtt.password_file} ({exc.strerror})") from None
+        except ValueError as exc:  # a NUL byte in the path: no file can have that name
+            raise ConfigError(f"mqtt.password_file: cannot read {config.mqtt.password_file!r} ({exc})") from None
     return config
 
 

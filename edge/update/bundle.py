@@ -50,7 +50,7 @@ def key_id(public_raw: bytes) -> str:
 
 
 def parse_public_key(text: str) -> tuple[str, Ed25519PublicKey]:
-    """A base64 raw 32-byte Ed25519 public key (what `python -m training keygen` prints) -> (id, key)."""
+    """A base64 raw 32-byte Ed25519 public key (what `python -m fleet keygen` prints) -> (id, key)."""
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except ValueError:

@@ -6,6 +6,7 @@ PROFILE ?= default
 # tflite-runtime 2.14 (the runtime of older Pi images) needs numpy<2: it gets a venv of its own
 VENV_TFLITE ?= .venv-tflite214
 
+.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test system-packages soak lint clean bench pi-check rate demo-update test-update-crash cluster bench-brokers nab
 
 # The edge side end to end on shipped data: no TensorFlow, the committed models, a real broker.
 demo: venv-demo

@@ -24,6 +24,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.info import info
 from edge.mqtt import messages
 from edge.pipelines.camera import messages as camera
 from edge.pipelines.camera.state import RegionState
@@ -109,13 +110,14 @@ def payload_for(user: str, topic: str) -> bytes:
 
 
 WRITE = {
-    ME: ([f"{B}/status", f"{B}/stats", f"{B}/error", f"{B}/cmd/reset/result", f"{B}/vision/cam0/class",
+    ME: ([f"{B}/status", f"{B}/stats", f"{B}/info", f"{B}/error", f"{B}/cmd/reset/result", f"{B}/vision/cam0/class",
           f"{B}/vision/cam0/door/state", f"{B}/vision/cam0/door/snapshot",
           f"{B}/sensors/line1/anomaly", f"{B}/sensors/line1/state", f"{B}/forecast/airline", f"{B}/update/progress",
           f"{B}/model/sensor/line1", f"{B}/probe", f"homeassistant/binary_sensor/edgepipe_{ME}/line1_anomaly/config"],
          # its own inputs (forged commands and readings), another agent's anything, another node's entities
          [f"{B}/cmd/reset", f"{B}/cmd/threshold", f"{B}/sensors/line1/reading", f"{B}/series/airline/reading",
-          f"{B}/update/chunk", f"{B}/anything", f"{O}/status", f"{O}/cmd/reset", f"{O}/sensors/line1/anomaly",
+          f"{B}/update/chunk", f"{B}/anything", f"{O}/status", f"{O}/info", f"{O}/cmd/reset",
+          f"{O}/sensors/line1/anomaly",
           f"homeassistant/switch/edgepipe_{OTHER}/reset/config", "homeassistant/switch/edgepipe/reset/config",
           "homeassistant/status", "edgepipe/homeassistant/status"]),
     "homeassistant": ([f"{B}/cmd/reset", f"{O}/cmd/threshold", f"{B}/sensors/line1/reading",
@@ -254,7 +256,7 @@ def test_every_topic_the_agent_uses_is_granted_by_the_shipped_acl() -> None:
     """The broker cases above list topics by hand; this one takes them from the agent's own builders, so a
     new message or pipeline kind whose topic the ACL does not grant fails here, not silently on a Pi."""
     topics, model = messages.Topics(B), {"name": "m", "sha": "0" * 12}
-    out = [messages.status(topics, True), messages.stats(topics, ME, {}),
+    out = [messages.status(topics, True), messages.stats(topics, ME, {}), info(topics, ME, ["shed"], {}),
            messages.error(topics, ME, component="c", reason="r"),
            messages.command_result(topics, ME, "reset", ok=True, request_id=None),
            camera.classification(topics, ME, model, "cam0", label="a", index=0, score=0.5, top_k=[], seq=1,

@@ -89,6 +89,11 @@ soak: venv
 cluster: venv
 	EDGEPIPE_CLUSTER=1 $(BIN)/python -m pytest -q -s tests/test_node_loss.py tests/test_bridge.py
 
+# Messages/s through mosquitto (shipped conf), one NATS node and the NATS cluster, same publisher: the "Brokers"
+# section of docs/benchmarks.md (about 2 minutes on 2 cores).
+bench-brokers: venv
+	$(BIN)/python -m tools.bench_brokers
+
 # A SIGKILL at every step of a model update (`make test` covers four of the seven; about 40 s).
 test-update-crash: venv
 	EDGEPIPE_UPDATE_ALL_STEPS=1 $(BIN)/python -m pytest -q tests/test_update_crash.py

@@ -27,6 +27,7 @@ import paho.mqtt.client as paho
 from edge.config import AgentConfig
 from edge.models.manifest import ManifestError, read_manifest
 from edge.mqtt.client import make_client
+from edge.mqtt.config import BrokerAddress
 from edge.mqtt.messages import Message, Topics
 from edge.sources import camera_source, reading_source
 from edge.sources.feeds import csv_layout
@@ -169,13 +170,16 @@ def probe_topic(topics: Topics) -> str:
     return topics.path("probe")
 
 
-def broker_round_trip(config: AgentConfig, timeout: float = 10.0) -> str | None:
+def broker_round_trip(config: AgentConfig, timeout: float = 10.0, broker: BrokerAddress | None = None) -> str | None:
     """Connect with the config's credentials, publish on the agent's probe topic and read it back.
 
     None when the message came back; else one sentence: refused, unreachable, or denied by the ACL.
-    Uses its own client id, so it never takes over a running agent's session.
+    Uses its own client id, so it never takes over a running agent's session. `broker`: one of
+    `mqtt.brokers` (default: the first).
     """
     cfg = config.mqtt
+    if broker is not None:
+        cfg = dataclasses.replace(cfg, host=broker.host, port=broker.port, tls=cfg.uses_tls(broker))
     topic = probe_topic(Topics(config.base_topic))
     check_cfg = dataclasses.replace(cfg, client_id=f"{cfg.client_id or 'edgepipe-' + config.device_id}-check",
                                     persistent_session=False)

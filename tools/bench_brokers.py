@@ -140,7 +140,7 @@ def render(rows: list[dict], count: int, window: int, runs: int, cores: int, loa
     lines = [f"{SECTION}\n",
              f"Made by `make bench-brokers` (`python -m tools.bench_brokers`) on this machine ({cores} cores, "
              f"loopback): one paho publisher, {count} alert-sized QoS 1 messages per run, at most {window} "
-             f"unacknowledged, one QoS 1 subscriber; median of {runs} runs (each run's figure in brackets). "
+             f"unacknowledged, one QoS 1 subscriber; median of {runs} runs (each run in the last column). "
              "Every broker, the publisher and the subscriber share the cores, so these are this machine's "
              f"numbers, not a broker's ceiling; the 1-minute load average was {loads[0]} before and {loads[1]} "
              "after (other work on the machine slows the cluster most: its three nodes replicate every message).\n",

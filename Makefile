@@ -52,6 +52,7 @@ bench: venv
 	-$(MAKE) --no-print-directory venv-tflite
 	$(BIN)/python -m tools.bench
 	$(BIN)/python -m training bench
+	$(BIN)/python -m tools.bench_brokers  # its own section again: tools.bench rewrites the whole file
 
 # Readings/s an agent takes without loss through the shipped deploy/mosquitto/ conf and ACL (docs/reliability.md).
 rate: venv

@@ -12,10 +12,12 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.agent import Agent
 from edge.config import load_config
-from edge.update.bundle import FORMAT, BundleRefused, open_bundle, parse_trusted, read_descriptor
+from edge.update.bundle import FORMAT, BundleRefused, Descriptor, open_bundle, parse_trusted, read_descriptor
 from edge.update.targets import Targets, parse_targets
 from fleet.bundle import descriptor, public_key_text, write_bundle
 from fleet.cli import main as fleet_main
@@ -209,3 +211,26 @@ def test_verdicts_across_restarts_describe_what_runs(broker: Broker, tmp_path: P
     with running(setup):
         again = fresh_verdict(setup, v1)
         assert (again["state"], again["detail"]) == ("installed", "already installed"), again
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                      max_size=3), max_leaves=8)
+
+
+@settings(derandomize=True, database=None, deadline=None, max_examples=200)
+@given(st.sampled_from([1, 2, True, "2", None]), json_values, json_values, json_values, json_values)
+def test_any_signed_descriptor_fields_are_a_named_refusal_or_a_descriptor(fmt: Any, targets: Any, device: Any,
+                                                                          created: Any, allow: Any) -> None:
+    """What a key holder may sign is still data: `targets`, `device`, `created`, `allow_downgrade` of any JSON
+    type give a Descriptor or `not_a_bundle`, never another exception."""
+    data = {"format": fmt, "version": "v1", "files": {"manifest.json": {"sha256": "0" * 64, "size": 1}},
+            "targets": targets, "device": device, "created": created, "allow_downgrade": allow}
+    try:
+        got = Descriptor.from_json(data)
+    except BundleRefused as exc:
+        assert exc.reason == "not_a_bundle"
+        return
+    assert got.targets is None or isinstance(got.targets, Targets)
+    assert got.allow_downgrade is (allow is True)
+    assert got.created_at is None or got.created_at.tzinfo is not None

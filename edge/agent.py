@@ -94,7 +94,7 @@ class Agent:
         self.commands = Commands(self.topics, config.device_id, self.link.send, lambda: self.pipelines, self.reload)
         # cmd/selftest: generated frames through each camera, and every live model answers its golden vectors
         self.selftest = SelfTest(lambda: self.pipelines, lambda: model_loader(config), [CameraBurst(), GoldenVectors()])
-        self.commands.register("selftest", self.selftest)
+        self.commands.register("selftest", self.selftest, arguments=None)  # SelfTestRequest.parse checks its body
         for section, kind in kinds().items():  # threshold, calibrate, capture, each kind's part of reset
             self.commands.register_kind(section, kind.commands)
         self.feeds: list[Feed] = [feed for p in self.pipelines if hasattr(p, "attach")

@@ -11,10 +11,12 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from fleet.client import BrokerOptions, Retained, device_filters
 from fleet.status import rows
 from tests.conftest import requires_package
 from tests.helpers.fleet import Fleet, fleet_command
 from tests.helpers.mqtt import Broker, Collector, publish
+from tools.bench_fleet import publish_fleet
 from tools.system_packages import chromium_binary
 
 
@@ -112,3 +114,16 @@ def test_the_fleet_page_renders_in_headless_chromium_with_a_row_per_device(broke
         assert found[device][:2] == [device, "online"] and found[device][-1] == "ok", found[device]
         assert "sensor/line1=factory(active)" in found[device][4]
     assert found[hostile][0] == hostile and found[hostile][-1].startswith("stale")
+
+
+def test_the_view_is_complete_past_the_brokers_queue_of_1000_qos1_messages(tmp_path: Path) -> None:
+    """300 devices' retained state is 1,200 messages: more than mosquitto queues at QoS 1 for one client."""
+    broker = Broker(tmp_path / "broker", save_every_change=False).start()  # not 1,200 database saves
+    try:
+        publish_fleet(broker.port, 300)
+        view = Retained(BrokerOptions("127.0.0.1", broker.port), device_filters("edgepipe"), "test")
+        found = rows(view.settle())
+        view.close()
+    finally:
+        broker.stop()
+    assert len(found) == 300 and all(r.online and r.models["sensor/line1"]["version"] == "factory" for r in found)

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import jsonschema
+
 from edge.models.manifest import sha256_file
 from fleet.plan import cohorts
 from tests.conftest import ROOT
@@ -28,10 +30,13 @@ def pointer(fleet: Fleet, device: str) -> dict:
 
 
 def record(port: int, sha: str) -> dict:
+    """The rollout's retained record, checked against its schema (a contract like the agent's payloads)."""
     watcher = Collector(port, [f"_fleet/rollout/{sha[:12]}"])
     watcher.sync()
     [payload] = watcher.matching(sha[:12])
     watcher.close()
+    schema = json.loads((ROOT / "schemas" / "rollout_state.json").read_text())
+    jsonschema.validate(json.loads(payload), schema, format_checker=jsonschema.FormatChecker())
     return json.loads(payload)
 
 

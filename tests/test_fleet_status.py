@@ -5,14 +5,16 @@ Real mosquitto, real agents (no TensorFlow), the command as its own process.
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fleet.client import BrokerOptions, Retained, device_filters
-from fleet.status import rows
+from fleet.status import rows, watch
 from tests.conftest import requires_package
 from tests.helpers.fleet import Fleet, fleet_command
 from tests.helpers.mqtt import Broker, Collector, publish
@@ -127,3 +129,16 @@ def test_the_view_is_complete_past_the_brokers_queue_of_1000_qos1_messages(tmp_p
     finally:
         broker.stop()
     assert len(found) == 300 and all(r.online and r.models["sensor/line1"]["version"] == "factory" for r in found)
+
+
+def test_the_live_view_redraws_when_a_device_changes(broker: Broker) -> None:
+    """`--watch`: a device that goes offline while the view runs shows up offline in a later frame."""
+    publish(broker.port, "edgepipe/shed/status", [b"online"], retain=True)
+    out = io.StringIO()
+    later = threading.Timer(1.0, lambda: publish(broker.port, "edgepipe/shed/status", [b"offline"], retain=True))
+    later.start()
+    watch(BrokerOptions("127.0.0.1", broker.port), "edgepipe", 90.0, out=out, duration=2.5)
+    later.join()
+    frames = [f for f in out.getvalue().split("\x1b[H\x1b[2J") if f]
+    assert "shed                 yes" in frames[0] and "shed                 no" in frames[-1], frames
+    assert frames[-1].endswith("1 devices, 0 online, 1 with problems\n")

@@ -133,7 +133,8 @@ def render(status: dict[str, Any], rollout: dict[str, Any]) -> str:
     runs = status["in_process"]
     return "\n".join([
         TITLE, "",
-        f"Measured on this machine ({os.cpu_count()} cores), mosquitto on loopback.", "",
+        f"Measured on this machine ({os.cpu_count()} cores, shared: load average {os.getloadavg()[1]:.1f} over the "
+        "5 minutes before the table was written), mosquitto on loopback.", "",
         "| figure | value |", "| --- | --- |",
         f"| `fleet status`: {status['count']:,} devices' retained state ({status['messages']:,} messages, "
         f"publishers standing in for the devices), subscribe to a complete view (marker back + 0.1 s lull), "

@@ -96,7 +96,7 @@ def test_a_good_bundle_reaches_every_device_stage_by_stage_past_a_second_control
         broker: Broker, tmp_path: Path) -> None:
     """MQTT 5 on mosquitto. A second controller is refused while the first holds the lock; the first, SIGKILLed
     in stage 2 and started again, carries on from the retained record: no device is shipped the bundle twice."""
-    fleet = Fleet(tmp_path, broker.port, 5, probation_s=2.0).start()
+    fleet = Fleet(tmp_path, broker.port, 5, probation_s=1.0).start()
     bundle = fleet.bundle("v2")
     rollout = sha256_file(bundle)[:12]
     watch = Collector(broker.port, ["edgepipe/+/update/chunk", "edgepipe/+/model/sensor/line1",

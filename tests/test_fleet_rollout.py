@@ -146,16 +146,22 @@ def test_a_good_bundle_reaches_every_device_stage_by_stage_past_a_second_control
     watch.close()
 
 
-def test_a_good_bundle_rolls_out_over_a_nats_cluster_on_mqtt_3_1_1(nats_cluster: Any, tmp_path: Path) -> None:
-    """Three agents, one on each NATS node; the controller on the first node speaks 3.1.1 (NATS has no MQTT 5)."""
+def test_a_group_bundle_rolls_out_over_a_nats_cluster_on_mqtt_3_1_1(nats_cluster: Any, tmp_path: Path) -> None:
+    """Three agents, one on each NATS node, two in group `barn`; a bundle signed for the group goes to those two
+    (`--to group:barn`, read from their retained `info`); the controller on the first node speaks 3.1.1."""
     ports = nats_cluster.mqtt_ports
-    fleet = Fleet(tmp_path, ports, 3, probation_s=1.0).start()
-    bundle = fleet.bundle("v2")
+    fleet = Fleet(tmp_path, ports, 3, probation_s=1.0, groups={"dev-00": ["barn"], "dev-01": ["barn", "shed"]})
+    fleet.start()
+    bundle = fleet.bundle("v2", to="group:barn")
     try:
-        result = fleet_command("rollout", str(bundle), "--to", ",".join(fleet.devices), "--stages", "34,100",
+        wrong = fleet_command("rollout", str(bundle), "--to", "dev-02", "--mqtt-version", "3.1.1",
+                              "--broker", f"127.0.0.1:{ports[0]}")  # refused before anything is sent
+        assert wrong.returncode != 0 and "would be refused by ['dev-02']" in wrong.stderr, wrong
+        result = fleet_command("rollout", str(bundle), "--to", "group:barn", "--stages", "50,100",
                                "--chunk-kb", "4", "--mqtt-version", "3.1.1", "--broker", f"127.0.0.1:{ports[0]}")
-        assert result.returncode == 0 and "done: 3 promoted" in result.stdout, result.stdout + result.stderr
+        assert result.returncode == 0 and "done: 2 promoted" in result.stdout, result.stdout + result.stderr
     finally:
         fleet.stop()
-    for device in fleet.devices:
+    for device in ("dev-00", "dev-01"):
         assert (pointer(fleet, device)["version"], pointer(fleet, device)["state"]) == ("v2", "active"), device
+    assert pointer(fleet, "dev-02") == {}

@@ -23,7 +23,7 @@ from tools.system_packages import chromium_binary
 
 
 def test_status_lists_every_device_online_offline_versions_and_problems(broker: Broker, tmp_path: Path) -> None:
-    fleet = Fleet(tmp_path, broker.port, 3).start()
+    fleet = Fleet(tmp_path, broker.port, 3, groups={"dev-00": ["barn", "shed"]}).start()
     try:
         killed = fleet.devices[2]
         fleet.agents[killed].stop(signal.SIGKILL)  # the broker sends its Last Will: offline
@@ -41,6 +41,7 @@ def test_status_lists_every_device_online_offline_versions_and_problems(broker: 
                                                                 "reason": None}}
             assert found[device]["healthy"] is True and found[device]["rss_mb"] > 0
             assert "line1" in found[device]["alerts"]
+        assert found["dev-00"]["groups"] == ["barn", "shed"] and found["dev-01"]["groups"] == []
         assert found[killed]["online"] is False and found[killed]["problems"][0] == "offline"
         assert found["ghost"]["stale"] is True and found["ghost"]["problems"] == ["stale: never seen"]
         table = fleet_command("status", "--broker", f"127.0.0.1:{broker.port}", "--stats-interval", "0.5")

@@ -11,6 +11,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.update.targets import parse_targets
 from fleet.bundle import export_subset, public_key_text, write_bundle
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.isolation import no_tf_env
@@ -54,11 +55,12 @@ class Fleet:
         for agent in self.agents.values():
             agent.stop()
 
-    def bundle(self, version: str, threshold: float | None = None) -> Path:
-        """A bundle any of these devices takes (no target device); `threshold` makes the autoencoder loud."""
+    def bundle(self, version: str, threshold: float | None = None, to: str = "all") -> Path:
+        """A bundle signed for `to` (as `fleet bundle --to`: all, ID,ID or group:NAME); `threshold` makes the
+        autoencoder loud."""
         models = export_subset(MODELS_DIR, self.tmp / f"export-{version}", ("autoencoder",), threshold)
         out = self.tmp / f"{version}.tar"
-        write_bundle(out, models, self.key, version)
+        write_bundle(out, models, self.key, version, targets=parse_targets(to))
         return out
 
 

@@ -166,7 +166,7 @@ class Retained:
         if self.on_change:
             self.on_change(msg.topic)
 
-    def settle(self, quiet: float = 0.5, timeout: float = 30.0) -> dict[str, bytes]:
+    def settle(self, quiet: float = 0.5, timeout: float = 15.0) -> dict[str, bytes]:
         """The retained set: a marker this client publishes comes back after everything the broker queued
         for it before (one client's packets are handled in order), then at most `quiet` more seconds while
         messages still trickle in (a NATS cluster need not keep that order); `timeout` caps it all."""
@@ -175,7 +175,9 @@ class Retained:
         subscribe(self.client, [marker])
         self.client.publish(marker, b"sync", qos=1)
         with self.cond:
-            self.cond.wait_for(lambda: marker in self.markers, timeout)
+            if not self.cond.wait_for(lambda: marker in self.markers, timeout):
+                raise TimeoutError(f"the broker did not return this client's marker on {SYNC}/ within {timeout:g} s: "
+                                   "the view may be incomplete (may the user read and write _fleet/#?)")
             end = min(time.monotonic() + quiet, deadline)
             while True:
                 now = time.monotonic()

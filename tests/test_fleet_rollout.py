@@ -17,11 +17,12 @@ import jsonschema
 
 from edge.models.manifest import sha256_file
 from fleet.plan import cohorts
-from tests.conftest import ROOT
+from tests.conftest import ROOT, requires_package
 from tests.helpers.fleet import Fleet, fleet_command
 from tests.helpers.isolation import no_tf_env
 from tests.helpers.mqtt import Broker, Collector
 from tools.demo_update import stream, threshold_for_rate
+from tools.rate import shipped_broker
 
 
 def pointer(fleet: Fleet, device: str) -> dict:
@@ -165,3 +166,25 @@ def test_a_group_bundle_rolls_out_over_a_nats_cluster_on_mqtt_3_1_1(nats_cluster
     for device in ("dev-00", "dev-01"):
         assert (pointer(fleet, device)["version"], pointer(fleet, device)["state"]) == ("v2", "active"), device
     assert pointer(fleet, "dev-02") == {}
+
+
+@requires_package("mosquitto")
+def test_the_fleet_role_of_the_shipped_acl_is_enough_for_status_and_rollout(tmp_path: Path) -> None:
+    """The shipped conf and ACL, each agent logged in as its device id, the commands as user `fleet`."""
+    users = {"dev-00": "pw-0", "dev-01": "pw-1", "fleet": "pw-fleet"}
+    broker = shipped_broker(tmp_path / "acl", users, devices=["dev-00", "dev-01"]).start()
+    fleet = Fleet(tmp_path, broker.port, 2, probation_s=1.0, passwords=users).start(login=("fleet", "pw-fleet"))
+    (tmp_path / "fleet-pw").write_text("pw-fleet\n")
+    login = ("--broker", f"127.0.0.1:{broker.port}", "--username", "fleet", "--password-file",
+             str(tmp_path / "fleet-pw"))
+    try:
+        status = fleet_command("status", "--json", *login)
+        assert status.returncode == 0 and [r["online"] for r in json.loads(status.stdout)] == [True, True], status
+        result = fleet_command("rollout", str(fleet.bundle("v2")), "--to", "all", "--stages", "50,100",
+                               "--chunk-kb", "4", *login)
+        assert result.returncode == 0 and "done: 2 promoted" in result.stdout, result.stdout + result.stderr
+        intruder = fleet_command("status", "--json", "--broker", f"127.0.0.1:{broker.port}", "--username", "fleet")
+        assert intruder.returncode == 2 and "refused the connection" in intruder.stderr, intruder
+    finally:
+        fleet.stop()
+        broker.stop()

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet.bundle import export_subset, public_key_text, write_bundle
 from fleet.client import BrokerOptions, Retained, device_filters
-from fleet.plan import now_iso
+from fleet.plan import cohorts, now_iso, parse_stages
 from tools.bench import replace_section
 from tools.broker import Mosquitto
 
@@ -131,6 +131,7 @@ def bench_rollout(count: int, probation_s: float, stages: str) -> dict[str, Any]
 
 def render(status: dict[str, Any], rollout: dict[str, Any]) -> str:
     runs = status["in_process"]
+    stages = len(cohorts([f"dev-{i:02d}" for i in range(rollout["count"])], parse_stages(rollout["stages"])))
     return "\n".join([
         TITLE, "",
         f"Measured on this machine ({os.cpu_count()} cores, shared: load average {os.getloadavg()[1]:.1f} over the "
@@ -143,7 +144,8 @@ def render(status: dict[str, Any], rollout: dict[str, Any]) -> str:
         f"| ... `python -m fleet status --json` as a command (Python start-up, view, {status['listed']:,} rows "
         f"as JSON) | {status['command_s']:.2f} s |",
         f"| `fleet rollout` of one bundle to {rollout['count']} real agents, stages {rollout['stages']}, "
-        f"probation_s {rollout['probation_s']:g} (each stage waits for its verdicts) | {rollout['wall_s']:.1f} s "
+        f"probation_s {rollout['probation_s']:g} (each stage waits for its verdicts: {stages} stages x "
+        f"{rollout['probation_s']:g} s of probation are a floor) | {rollout['wall_s']:.1f} s "
         f"(exit {rollout['exit']}: {rollout['summary'][0]}) |", ""])
 
 

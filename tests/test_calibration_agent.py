@@ -151,7 +151,7 @@ def test_calibrate_over_mqtt_moves_the_threshold_persists_and_refuses_nonsense(b
         assert collector.wait_for(lambda: len(collector.json("/cmd/calibrate/result")) == 8, 30), agent.output()
         refused = collector.json("/cmd/calibrate/result")
         assert [r["ok"] for r in refused] == [False] * 8
-        assert "finite number > 0" in refused[1]["error"] and "unknown keys" in refused[7]["error"]
+        assert "NaN and infinity are refused" in refused[1]["error"] and "unknown key" in refused[7]["error"]
         publish(broker.port, f"{BASE}/cmd/calibrate",
                 [b'{"id": "c0", "sensor": "line1", "readings": 100}',  # replaced by the next one: cancelled
                  b'{"id": "c1", "sensor": "line1", "readings": 150, "false_alarms_per_day": 144}'])

@@ -5,7 +5,6 @@ Infinity where numbers go, reloads under a stream, a flood of bad input while th
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import threading
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.disk import tmpfs
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, described, publish, wait_online, write_config
 from tests.helpers.series import first_forecast_step, offline_forecasts
 from training.datasets.series import load_series
@@ -34,14 +34,8 @@ def small_disk(tmp_path: Path):
     """A 3 MiB tmpfs: the state dir of an agent whose SD card fills up (needs root to mount)."""
     mount = tmp_path / "card"
     mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (the disk-full test runs as root in CI)")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True,
-                            text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(mount, "3m"):
+        yield mount
 
 
 def fill(folder: Path) -> Path:

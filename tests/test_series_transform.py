@@ -12,7 +12,8 @@ from training.cli import main
 from training.datasets.series import load_series, load_series_csv
 from training.quality.baselines import baseline_metrics, winner
 from training.quality.evaluation import lecture_targets
-from training.series_transform import Candidate, TransformSpecError, candidates, parse_transform
+from training.series_base import base_rmse, fit_airline
+from training.series_transform import Candidate, TransformSpecError, choose_base, parse_transform, pick
 
 
 def write_series(path: Path, values: np.ndarray, start_year: int = 2000) -> Path:
@@ -43,17 +44,31 @@ def test_bad_transform_specs_say_what_is_expected(spec: str) -> None:
         parse_transform(spec)
 
 
-def test_log_is_a_candidate_only_for_positive_series() -> None:
-    positive = load_series("airline").values.astype(np.float64)[:96]
-    tried, _ = candidates(positive, 12)
-    assert any(c.log for c in tried)
-    assert {c.differences for c in tried} == {(1,), (1, 12)}  # a trending level always gets the first difference
-    with_zero = positive.copy()
+def test_auto_takes_log_only_for_positive_series_and_ties_go_to_none() -> None:
+    values = load_series("airline").values.astype(np.float64)
+    chosen = choose_base(values, 96, 12)
+    assert set(chosen.record["validation_rmse"]) == {"log", "none"}
+    assert (chosen.base.kind, chosen.base.log) == ("airline", True)  # log clearly better on the held-out months
+    assert -1 < chosen.base.theta < 0 and -1 < chosen.base.seasonal_theta < 0
+    with_zero = values.copy()
     with_zero[40] = 0.0
-    tried, p_values = candidates(with_zero, 12)
-    assert tried and not any(c.log for c in tried) and set(p_values) == {"none"}
-    stationary, _ = candidates(counts_with_zeros(), 12)
-    assert {c.differences for c in stationary} == {(), (12,)}  # no trend: no first difference forced
+    assert set(choose_base(with_zero, 96, 12).record["validation_rmse"]) == {"none"}
+    assert pick({"log": {"airline": 10.0, "seasonal_naive": 20.0},
+                 "none": {"airline": 10.2, "seasonal_naive": 20.0}}) == ("none", "airline")  # within 3%: simpler
+    assert pick({"log": {"airline": 10.0, "seasonal_naive": 20.0},
+                 "none": {"airline": 11.0, "seasonal_naive": 20.0}}) == ("log", "airline")
+    assert pick({"none": {"airline": None, "seasonal_naive": 20.0}}) == ("none", "seasonal_naive")  # fit failed
+    assert pick({"none": {"airline": 21.0, "seasonal_naive": 20.0}}) == ("none", "seasonal_naive")
+
+
+def test_the_base_recursion_repeats_statsmodels_sarima() -> None:
+    """The device's two-number recursion forecasts the airline test months as statsmodels' SARIMA does."""
+    values = load_series("airline").values.astype(np.float64)
+    train_size = int(len(values) * 0.67)
+    _, test = lecture_targets(len(values), train_size)
+    base = fit_airline(values[:train_size], 12, True)
+    sarima = baseline_metrics(values, train_size, 12, test)["baselines_rmse"]["sarima"]
+    assert base_rmse(base, values, int(test[0]), int(test[-1]) + 1) == pytest.approx(sarima, rel=0.01)
 
 
 def test_season_comes_from_the_dates(tmp_path: Path) -> None:
@@ -80,21 +95,34 @@ def test_baselines_on_the_airline_test_months() -> None:
 
 @pytest.mark.slow
 def test_auto_never_chooses_log_for_a_series_with_zeros(tmp_path: Path) -> None:
-    csv = write_series(tmp_path / "zeros.csv", counts_with_zeros())
+    csv = write_series(tmp_path / "zeros.csv", counts_with_zeros(120))
     out = tmp_path / "models"
     assert main(["lstm", "--dataset", f"{csv}:count", "--epochs", "2", "--out", str(out),
                  "--report", str(tmp_path / "report")]) == 0
     entry = read_manifest(out / "manifest.json").get("lstm")
-    assert entry.preprocess["transform"]["log"] is False
+    assert entry.postprocess["base"]["log"] is False
     assert entry.training["requested"] == "auto" and entry.training["season"] == 12
-    assert entry.training["validation_one_step_rmse"] and not any("log" in k for k in
-                                                                  entry.training["validation_one_step_rmse"])
+    assert set(entry.training["validation_rmse"]) == {"none"}
     assert set(entry.metrics["baselines_rmse"]) >= {"persistence", "seasonal_naive", "sarima"}
     assert "naive_growth" not in entry.metrics["baselines_rmse"]  # a ratio of counts that can be 0
 
 
+@pytest.mark.slow
+def test_a_short_series_trains_with_the_stated_default(tmp_path: Path, caplog) -> None:
+    """72 months (48 to train on): validation cannot decide, so the default is taken and said -- not a refusal."""
+    csv = write_series(tmp_path / "short.csv", load_series("airline").values[:72], start_year=1949)
+    out = tmp_path / "models"
+    assert main(["lstm", "--dataset", f"{csv}:count", "--epochs", "2", "--out", str(out),
+                 "--report", str(tmp_path / "report")]) == 0
+    assert "-> the default: log (every value > 0), airline base" in caplog.text
+    entry = read_manifest(out / "manifest.json").get("lstm")
+    assert "48 training values" in entry.training["default_because"]
+    assert entry.postprocess["base"]["kind"] == "airline" and entry.postprocess["base"]["log"] is True
+    assert entry.metrics["test_rmse"] <= entry.metrics["baselines_rmse"]["seasonal_naive"]
+
+
 def test_explicit_log_on_a_series_with_zeros_is_a_clear_error(tmp_path: Path, caplog) -> None:
     csv = write_series(tmp_path / "zeros.csv", counts_with_zeros())
-    assert main(["lstm", "--dataset", f"{csv}:count", "--transform", "log+d12", "--out", str(tmp_path)]) == 2
-    assert "the log transform needs values > 0 (minimum 0)" in caplog.text
+    assert main(["lstm", "--dataset", f"{csv}:count", "--transform", "log", "--out", str(tmp_path)]) == 2
+    assert "--transform log needs values > 0 (minimum 0)" in caplog.text
     assert not list(tmp_path.glob("*.tflite"))

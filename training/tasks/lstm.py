@@ -1,274 +1,210 @@
-"""Stateful LSTM forecaster, exported as a step model the edge drives one reading at a time.
+"""Stateful LSTM forecaster, the residual recipe (the default): a seasonal base plus the LSTM's correction.
 
-Two set-ups, chosen by the profile:
-- `lecture`: the lecture exactly. MinMax scaling fitted on the whole series, raw values, windows
-  of 5 with its off-by-one, 500 epochs, and evaluation that carries the state from the training
-  windows into the test windows. Test RMSE about 49-75 passengers depending on the run.
-- `default`: the same network (LSTM(4) + Dense, stateful, batch 1, no shuffling, state reset
-  each epoch) on a transformed series chosen per dataset (`--transform auto`, see
-  `training.series_transform`); for the airline passengers w = (1 - B)(1 - B^12) log y, the
-  change of the year-on-year growth. Features are scaled with the training months' mean and
-  deviation; 13 steps of context (a season and one), 30 epochs. It forecasts w for the next
-  month, which `edge.models.series_transform` turns back into a value. Evaluated one step ahead through every
-  month as the edge runs it, and scored on the lecture's test months (101-142 for the airline
-  series) beside the baselines of `training.quality.baselines` on the same months.
-Both are int16x8 step models `(x, h, c) -> (y, h_out, c_out)`; the edge owns (h, c).
-
-Quantization is calibrated on the step inputs over the whole series: for the lecture's raw
-values the test years lie above the training ones (the series trends upward), and calibrating
-on the training years alone clips every test input (we measured 30 passengers of error). Only
-value ranges are taken from the later years, never targets.
+The base (edge/models/series_forecast.py) is the airline model's recursion on log or raw levels, its two
+coefficients fitted by statsmodels on the training months (training/series_base.py), or seasonal naive
+when that fits worse on the held-out months; log or raw is chosen by `--transform auto`
+(training/series_transform.py). The LSTM (4 units, stateful, batch 1, the lecture's loop) sees the last
+`look_back` base errors and forecasts the next one. Months, in order:
+- before the held-out block (the last quarter of the training months, >= two seasons): the LSTM trains;
+- the held-out block: the correction's weight (0 .. 1, 0 unless it helps) and the split-conformal
+  half-widths of the 80% and 95% intervals are set;
+- the test months (the lecture's, 101-142 for the airline series): only measured, on the exported file
+  stepped as the agent steps it, beside seasonal naive and SARIMA (host-only baselines).
+The export is refused when the file loses to seasonal naive on the test months. With weight 0 the
+device's forecast is the base: on short series the base does most of the work (the manifest says
+whether the correction was admitted). `--profile lecture` and `--transform` specs with differences run
+the transform recipe (training/tasks/lstm_lecture.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-from tqdm.keras import TqdmCallback
 
 from edge.models.manifest import ModelEntry
 from edge.models.runtime import TFLiteModel
-from edge.models.series_transform import SeriesTransform
+from edge.models.series_forecast import Base, Correction, Intervals, ResidualStream, base_errors
 from training import plots
 from training.datasets.errors import DatasetError
 from training.datasets.series import SeriesData, load_series
 from training.export import ExportError, ExportRequest, export_both
-from training.models.lstm import ResetStatesEachEpoch, build_stateful_lstm, build_step_model
+from training.models.lstm import build_step_model
+from training.quality import forecast as fq
 from training.quality.baselines import baseline_metrics, winner
-from training.quality.evaluation import (
-    forecast_metrics,
-    forecast_targets,
-    lecture_targets,
-    rmse,
-    series_windows,
-    step_through,
-    to_values,
-)
-from training.series_transform import Candidate, TransformSpecError, choose_transform, parse_transform, validation_start
-from training.tasks.base import Option, Task, TaskResult, set_seed
+from training.quality.evaluation import lecture_targets
+from training.series_base import levels_of
+from training.series_transform import BaseChoice, TransformSpecError, choose_base, parse_transform, validation_start
+from training.tasks import lstm_lecture
+from training.tasks.base import Option, Task, TaskResult
+from training.tasks.lstm_common import LSTMConfig, train_stateful
 
 log = logging.getLogger(__name__)
 
-MAX_TEST_RMSE_CHANGE = 0.05  # quantized step model vs Keras stateful model, relative
+MAX_TEST_RMSE_CHANGE = 0.05  # quantized step model vs Keras step model, relative
+MIN_FIT_MONTHS = 4  # base errors the correction trains on, at least (windows before the base's first error are 0s)
 
 
-@dataclass
-class LSTMConfig:
-    dataset: str = "airline"
-    units: int = 4
-    look_back: int = 13  # a season and one month of context
-    epochs: int = 30
-    learning_rate: float = 1e-3
-    train_fraction: float = 0.67
-    # what the LSTM sees (edge/models/series_transform.py): log, then (1 - B^lag) for each lag. "auto": chosen per
-    # series by one-step validation on the last training months (training/series_transform.py); or explicit: "none",
-    # "log", "d1", "log+d12", "log+d1+d12", ... (log is never chosen for a series with a value <= 0)
-    transform: str = "auto"
-    season: int | None = None  # season length for the seasonal difference and baselines; None: the data's frequency
-    # "step": one step ahead through every month, features scaled by the training months' mean and deviation;
-    # "lecture": the lecture's min/max scaling of the whole series and its off-by-one windows (no transform only)
-    protocol: str = "step"
-    # int16 activations, int8 weights: int8 activations compound over the 5 unrolled steps and the
-    # carried state (2.7% of the output range off Keras after 500 epochs; int16x8 stays within 0.5%)
-    quantization: str = "int16x8"
-    seed: int = 7  # the lecture's numpy.random.seed(7)
-
-
-def resolve_transform(cfg: LSTMConfig, series: SeriesData, train_size: int) -> tuple[Candidate, dict]:
-    """The transform `cfg.transform` names, or for `auto` the one chosen on the training months."""
-    values = series.values.astype(np.float64)
-    season = cfg.season or series.season
-    try:
-        explicit = parse_transform(cfg.transform)
-    except TransformSpecError as exc:
-        raise DatasetError(str(exc)) from None
-    if cfg.protocol == "lecture" and explicit != Candidate(False, ()):
-        raise DatasetError("the lecture protocol scales raw values: use --transform none with --profile lecture")
-    if explicit is not None:
-        if explicit.log and values.min() <= 0:
-            raise DatasetError(f"{cfg.dataset}: the log transform needs values > 0 (minimum {values.min():g}); "
-                               "use --transform auto, none or d1/d12 without log for this series")
-        return explicit, {"transform": explicit.spec, "requested": cfg.transform}
-    try:
-        chosen, scores = choose_transform(values, train_size, season,
-                                          lambda cand, start: validation_rmse(cfg, values, cand, start, train_size))
-    except ValueError as exc:
-        raise DatasetError(f"{cfg.dataset}: {exc}") from None
-    return chosen, {"transform": chosen.spec, "requested": "auto", "season": season,
-                    "validation_months": f"{validation_start(train_size, season)}-{train_size - 1}",
-                    "validation_one_step_rmse": scores}
-
-
-def make_transform(cfg: LSTMConfig, chosen: Candidate, values: np.ndarray, train_size: int) -> SeriesTransform:
-    """Scaling of the model's feature: the lecture's min/max of the whole series, or, for the step
-    protocol, mean and deviation of the training months' features only."""
-    if cfg.protocol == "lecture":
-        low, high = float(values.min()), float(values.max())
-        return SeriesTransform(False, (), low, high - low)
-    raw = SeriesTransform(chosen.log, chosen.differences)
-    features = raw.features(np.array([raw.level(v) for v in values[:train_size]]))
-    return dataclasses.replace(raw, offset=float(features.mean()), scale=float(features.std()) or 1.0)
-
-
-def train_stateful(cfg: LSTMConfig, x: np.ndarray, y: np.ndarray) -> tuple[keras.Model, keras.callbacks.History]:
-    """The lecture's loop: batch 1, no shuffling, state reset after each epoch."""
-    set_seed(cfg.seed)
-    model = build_stateful_lstm(cfg.units, cfg.look_back)
-    model.compile(loss="mean_squared_error", optimizer=keras.optimizers.Adam(cfg.learning_rate))
-    history = model.fit(x, y, epochs=cfg.epochs, batch_size=1, shuffle=False, verbose=0,
-                        callbacks=[ResetStatesEachEpoch(), TqdmCallback(verbose=0, desc="LSTM epochs")])
-    model.get_layer("lstm").reset_states()
-    return model, history
-
-
-def validation_rmse(cfg: LSTMConfig, values: np.ndarray, cand: Candidate, start: int, train_size: int) -> float | None:
-    """One-step RMSE on months start..train_size-1 of the LSTM trained (as `run` trains it) on the months
-    before `start` with this transform; None when fewer than look_back months are left to fit on."""
-    transform = make_transform(cfg, cand, values, start)
-    targets = np.arange(transform.order + cfg.look_back, train_size)
-    fit = targets < start
-    if fit.sum() < cfg.look_back:
-        return None
-    windows, levels = series_windows(transform, values[:train_size], cfg.look_back, targets)
-    model, _ = train_stateful(cfg, windows[fit], transform.features(levels)[targets[fit] - transform.order])
-    with np.errstate(over="ignore"):
-        forecasts = to_values(transform, model.predict(windows, batch_size=1, verbose=0).ravel(), levels, targets)
-    return rmse(forecasts[~fit], values[targets[~fit]]) if np.all(np.isfinite(forecasts)) else math.inf
-
-
-@dataclass(frozen=True)
-class Months:
-    """The series as the model sees it: the values, how many months train, the transform, the months
-    forecast (`targets`, in order) with each one's input window, and the levels (log values or not)."""
-
+@dataclasses.dataclass(frozen=True)
+class Split:
     values: np.ndarray
     train_size: int
-    transform: SeriesTransform
-    targets: np.ndarray
-    windows: np.ndarray
-    levels: np.ndarray
+    held_out: int  # first month of the held-out block
+    season: int
+    frequency: str | None
 
-    def forecast_values(self, outputs: np.ndarray) -> np.ndarray:
-        """Model outputs, one per target month -> forecast values."""
-        return to_values(self.transform, outputs, self.levels, self.targets)
-
-
-def prepare(cfg: LSTMConfig, series: SeriesData) -> tuple[Months, dict]:
-    """The transform (named, or chosen on the training months), its scaling, the months to forecast
-    and their windows; and the record of the choice for the manifest."""
-    values = series.values.astype(np.float64)
-    n, train_size = len(values), int(len(values) * cfg.train_fraction)
-    chosen, choice = resolve_transform(cfg, series, train_size)
-    log.info("LSTM on %s: transform %s (%s)", series.name, chosen.spec, choice)
-    transform = make_transform(cfg, chosen, values, train_size)
-    targets = forecast_targets(n, train_size, cfg.look_back, transform.order, cfg.protocol == "lecture")
-    windows, levels = series_windows(transform, values, cfg.look_back, targets)
-    return Months(values, train_size, transform, targets, windows, levels), choice
+    @property
+    def test_months(self) -> np.ndarray:
+        return lecture_targets(len(self.values), self.train_size)[1]
 
 
-def fit(cfg: LSTMConfig, months: Months) -> tuple[keras.Model, keras.callbacks.History]:
-    """The stateful LSTM trained on the training months' windows, to their scaled features."""
-    train_rows = months.targets < months.train_size
-    features = months.transform.features(months.levels)  # features[j] belongs to month j + order
-    y_train = features[months.targets[train_rows] - months.transform.order]
-    return train_stateful(cfg, months.windows[train_rows], y_train)
+def error_windows(base: Base, split: Split, look_back: int) -> tuple[np.ndarray, np.ndarray, Correction]:
+    """The LSTM's training windows (the base errors before each month of [span, held_out)), its targets,
+    and the scaling (mean and deviation of those errors)."""
+    _, errors = base_errors(base, levels_of(split.values, base.log))
+    months = np.arange(base.span, split.held_out)
+    if len(months) < MIN_FIT_MONTHS:  # a short series still trains: its correction is then judged (and mostly
+        raise DatasetError(f"{len(months)} months before the held-out block are too few to train the correction "
+                           f"(at least {MIN_FIT_MONTHS}); use a longer series")  # refused) on the held-out block
+    fit = errors[base.span:split.held_out]
+    offset, scale = float(fit.mean()), float(fit.std()) or 1.0
+    padded = np.concatenate([np.zeros(look_back), errors])
+    x = np.stack([padded[t:t + look_back] for t in months])  # errors of months t-look_back .. t-1
+    return (((x - offset) / scale)[..., None].astype(np.float32), ((errors[months] - offset) / scale).astype(
+        np.float32), Correction(look_back, offset, scale, 1.0))
 
 
-def step_model_of(cfg: LSTMConfig, model: keras.Model, months: Months,
-                  keras_out: np.ndarray) -> tuple[keras.Model, list[dict]]:
-    """The step model `(x, h, c) -> (y, h_out, c_out)` the edge runs, with its feed for every month
-    from a zero state (representative data and parity checks); it must repeat the stateful model."""
+def recording(run: Callable[[dict], dict], feeds: list[dict]) -> Callable[[dict], dict]:
+    def step(feed: dict) -> dict:
+        feeds.append({k: np.array(v, np.float32) for k, v in feed.items()})
+        return {k: np.asarray(v) for k, v in run(feed).items()}
+    return step
+
+
+def keras_stream(cfg: LSTMConfig, choice: BaseChoice, split: Split) -> tuple[keras.Model, ResidualStream, dict]:
+    """Train the correction, then set its weight and the intervals on the held-out block (Keras step model)."""
+    x, y, correction = error_windows(choice.base, split, cfg.look_back)
+    model, history = train_stateful(cfg, x, y)
     step_model = build_step_model(model)
-    step_out, feeds = step_through(lambda f: step_model(f, training=False), months.windows, cfg.units)
-    log.info("Keras step model vs stateful model: max |diff| %.2e", np.max(np.abs(step_out - keras_out)))
-    return step_model, feeds
+    feeds: list[dict] = []
+    initial = [np.zeros((1, cfg.units), np.float32)] * 2
+    stream = ResidualStream(choice.base, correction, Intervals(), recording(
+        lambda f: step_model(f, training=False), feeds), initial)
+    targets, forecasts = fq.replay_months(stream, split.values)
+    held = (targets >= split.held_out) & (targets < split.train_size)
+    chosen = [f for f, h in zip(forecasts, held) if h]
+    weight, scores = fq.choose_weight(chosen, split.values[targets[held]], choice.base.log)
+    observed = levels_of(split.values[targets[held]], choice.base.log)
+    widths = fq.conformal_half_widths(observed - np.array([f.base_level + weight * f.correction for f in chosen]))
+    stream = dataclasses.replace(stream, correction=dataclasses.replace(correction, weight=weight),
+                                 intervals=Intervals(fq.COVERAGES, tuple(widths)))
+    stream.run = lambda f: {k: np.asarray(v) for k, v in step_model(f, training=False).items()}
+    record = {"weight_validation_rmse": scores, "weight": weight, "correction_admitted": weight > 0,
+              "conformal_held_out_months": int(held.sum()), "history": history.history,
+              "feeds": feeds, "feed_months": list(range(stream.base.span - 1, len(split.values)))}
+    log.info("correction weight %s (held-out RMSE by weight %s); half-widths %s", weight, scores, widths)
+    return step_model, stream, record
 
 
-def evaluator(cfg: LSTMConfig, series: SeriesData, months: Months, baselines: dict, keras_values: np.ndarray,
-              forecasts: dict[str, np.ndarray]) -> Callable[[TFLiteModel], dict]:
-    """A file's metrics: its forecasts stepped through every month as the edge runs it, scored on the
-    lecture's months beside the baselines; its forecasts are kept in `forecasts` for the picture."""
-    lecture_windows = cfg.protocol == "lecture"
-    protocol = ("lecture: train = first {0} points, look_back 5, off-by-one windows, state carried from train "
-                "into test" if lecture_windows else "one step ahead through every month from month {1}, state "
-                "carried; RMSE on the lecture's months").format(months.train_size, int(months.targets[0]))
+def evaluator(split: Split, baselines: dict, units: str, forecasts_out: dict) -> Callable[[TFLiteModel], dict]:
+    """A file's metrics, stepped through every month by the edge's own stream."""
 
-    def evaluate(tfl: TFLiteModel) -> dict:
-        out, _ = step_through(tfl.run, months.windows, cfg.units)
-        forecasts[tfl.path.name] = months.forecast_values(out)
-        metrics = forecast_metrics(months.values, months.targets, forecasts[tfl.path.name], months.train_size)
+    def evaluate_with(run: Callable[[dict], dict], stream: ResidualStream, name: str) -> dict:
+        live = dataclasses.replace(stream, run=run)
+        targets, forecasts = fq.replay_months(live, split.values)
+        forecasts_out[name] = (targets, np.array([f.value for f in forecasts]))
+        metrics = fq.residual_metrics(split.values, targets, forecasts, split.train_size, split.test_months)
         return {**metrics, **baselines, "winner": winner(baselines["baselines_rmse"], metrics["test_rmse"]),
-                "max_abs_diff_vs_keras": float(np.max(np.abs(forecasts[tfl.path.name] - keras_values))),
-                "units": "passengers" if cfg.dataset == "airline" else series.column, "protocol": protocol}
+                "units": units, "horizon": fq.HORIZON.get(split.frequency or "", "one step ahead"),
+                "protocol": f"one step ahead through every month from month {stream.base.span}, state carried; "
+                            "RMSE and interval coverage on the lecture's test months"}
 
-    return evaluate
+    return evaluate_with
 
 
-def export_request(cfg: LSTMConfig, series: SeriesData, transform: SeriesTransform, step_model: keras.Model,
-                   feeds: list[dict], choice: dict, profile: str) -> ExportRequest:
-    """The step model's manifest entry: the transform and scaling both ways, and the state tensors the
-    edge owns; calibrated on every month's step inputs (see the module docstring)."""
+def export_request(cfg: LSTMConfig, series: SeriesData, stream: ResidualStream, step_model: keras.Model,
+                   feeds: list[dict], record: dict, profile: str) -> ExportRequest:
+    """The manifest entry: base, correction and intervals in postprocess, the state the edge owns."""
+    correction = stream.correction
     return ExportRequest(
         name="lstm", task="forecast", model=step_model,
         inputs={"x": (1, cfg.look_back, 1), "h": (1, cfg.units), "c": (1, cfg.units)},
-        outputs=["y", "h_out", "c_out"], representative=lambda: iter(feeds),
-        quantization=cfg.quantization,
-        preprocess={"look_back": cfg.look_back, "offset": transform.offset, "scale": transform.scale, "input": "x",
-                    "transform": transform.to_manifest(),
-                    "note": "u = log(value) if transform.log; w = (1 - B^lag) applied for each lag in "
-                            "transform.differences; x = (w - offset) / scale for the last look_back months"},
-        postprocess={"offset": transform.offset, "scale": transform.scale, "output": "y",
+        outputs=["y", "h_out", "c_out"], representative=lambda: iter(feeds), quantization=cfg.quantization,
+        preprocess={"look_back": cfg.look_back, "input": "x", "offset": correction.offset, "scale": correction.scale,
+                    "note": "x = (e - offset) / scale for the base errors e of the last look_back readings (0 "
+                            "before the base can forecast; e = level - base forecast)"},
+        postprocess={"output": "y", "offset": correction.offset, "scale": correction.scale,
+                     "base": stream.base.to_manifest(), "correction": {"weight": correction.weight},
+                     "intervals": stream.intervals.to_manifest(),
                      "state": {"inputs": ["h", "c"], "outputs": ["h_out", "c_out"], "shape": [1, cfg.units],
                                "initial": [[0.0] * cfg.units, [0.0] * cfg.units]},
-                     "note": "w_next = y * scale + offset, undone through the differences (and exp); feed "
-                             "h_out/c_out back as h/c on the next step"},
-        dataset=series.name, training={"profile": profile, **dataclasses.asdict(cfg), **choice},
+                     "note": "edge.models.series_forecast: level = base + correction.weight * (y * scale + offset); "
+                             "value = "
+                             "exp(level) if base.log; bounds = level -/+ half_width; feed h_out/c_out back"},
+        dataset=series.name, training={"profile": profile, "recipe": "residual", **dataclasses.asdict(cfg),
+                                       **record},
         parity_tolerance={"y": 0.02, "h_out": 0.02, "c_out": 0.02},
     )
 
 
-def acceptance(keras_metrics: dict) -> Callable[[list[ModelEntry]], None]:
-    """The quantized file's test RMSE must stay within MAX_TEST_RMSE_CHANGE of the Keras model's."""
+def acceptance(keras_metrics: dict, baselines: dict) -> Callable[[list[ModelEntry]], None]:
+    """The quantized file stays within MAX_TEST_RMSE_CHANGE of Keras and never loses to seasonal naive."""
 
     def accept(entries: list[ModelEntry]) -> None:
-        change = abs(entries[0].metrics["test_rmse"] - keras_metrics["test_rmse"]) / keras_metrics["test_rmse"]
+        got = entries[0].metrics["test_rmse"]
+        change = abs(got - keras_metrics["test_rmse"]) / keras_metrics["test_rmse"]
         if change > MAX_TEST_RMSE_CHANGE:
-            raise ExportError(f"quantized LSTM test RMSE {entries[0].metrics['test_rmse']:.2f} is {change:.1%} "
-                              f"away from Keras {keras_metrics['test_rmse']:.2f} (allowed {MAX_TEST_RMSE_CHANGE:.0%})")
+            raise ExportError(f"quantized LSTM test RMSE {got:.4g} is {change:.1%} away from Keras "
+                              f"{keras_metrics['test_rmse']:.4g} (allowed {MAX_TEST_RMSE_CHANGE:.0%})")
+        try:
+            fq.never_worse_gate(entries[0].metrics, baselines["baselines_rmse"])
+        except fq.GateError as exc:
+            raise ExportError(str(exc)) from None
 
     return accept
 
 
+def split_of(cfg: LSTMConfig, series: SeriesData) -> Split:
+    values = series.values.astype(np.float64)
+    train_size = int(len(values) * cfg.train_fraction)
+    season = cfg.season or series.season or 1
+    return Split(values, train_size, validation_start(train_size, season), season, series.frequency)
+
+
 def run(cfg: LSTMConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskResult:
+    try:
+        explicit = parse_transform(cfg.transform)
+    except TransformSpecError as exc:
+        raise DatasetError(str(exc)) from None
+    if cfg.protocol == "lecture" or (explicit is not None and explicit.differences):
+        return lstm_lecture.run(cfg, out_dir, report_dir, profile)
     series = load_series(cfg.dataset)
-    months, choice = prepare(cfg, series)
-    model, history = fit(cfg, months)
-    keras_out = model.predict(months.windows, batch_size=1, verbose=0).ravel()  # state carried through in order
-    keras_values = months.forecast_values(keras_out)
-    keras_metrics = forecast_metrics(months.values, months.targets, keras_values, months.train_size)
-    step_model, feeds = step_model_of(cfg, model, months, keras_out)
-    _, test_months = lecture_targets(len(months.values), months.train_size)
-    baselines = baseline_metrics(months.values, months.train_size, cfg.season or series.season, test_months)
-    keras_metrics["winner"] = winner(baselines["baselines_rmse"], keras_metrics["test_rmse"])
-    log.info("baselines on test months %s: %s; best: %s", keras_metrics["test_months"], baselines["baselines_rmse"],
-             keras_metrics["winner"])
-    forecasts: dict[str, np.ndarray] = {}
-    test_feeds = [f for f, t in zip(feeds, months.targets) if t >= months.train_size]
-    entries = export_both(export_request(cfg, series, months.transform, step_model, feeds, choice, profile), out_dir,
-                          lambda: iter(test_feeds), evaluator(cfg, series, months, baselines, keras_values, forecasts),
-                          keras_metrics, accept=acceptance(keras_metrics))
-    lines = {"Keras stateful": keras_values, f"{entries[0].variant} step model": forecasts[entries[0].file]}
+    split = split_of(cfg, series)
+    try:
+        choice = choose_base(split.values, split.train_size, split.season, cfg.transform.strip().lower())
+    except TransformSpecError as exc:
+        raise DatasetError(f"{cfg.dataset}: {exc}") from None
+    step_model, stream, record = keras_stream(cfg, choice, split)
+    baselines = baseline_metrics(split.values, split.train_size, split.season, split.test_months)
+    units = "passengers" if cfg.dataset == "airline" else series.column
+    curves: dict = {}
+    evaluate_with = evaluator(split, baselines, units, curves)
+    keras_metrics = evaluate_with(stream.run, stream, "Keras step model")
+    feeds, history = record.pop("feeds"), record.pop("history")
+    test_feeds = [f for f, t in zip(feeds, record.pop("feed_months")) if t + 1 >= split.train_size]
+    request = export_request(cfg, series, stream, step_model, feeds, {**choice.record, **record}, profile)
+    entries = export_both(request, out_dir, lambda: iter(test_feeds),
+                          lambda tfl: evaluate_with(tfl.run, stream, tfl.path.name), keras_metrics,
+                          accept=acceptance(keras_metrics, baselines))
+    lines = {"Keras step model": curves["Keras step model"], f"{entries[0].variant} file": curves[entries[0].file]}
     pictures = [
-        plots.training_curves(history.history, "stateful LSTM (MSE, scaled)", report_dir / "lstm_training.png"),
-        plots.forecast(months.values, {k: (months.targets, v) for k, v in lines.items()}, months.train_size,
-                       f"{series.name}: one-step forecasts", report_dir / "lstm_forecast.png"),
+        plots.training_curves(history, "stateful LSTM on base errors (MSE, scaled)", report_dir / "lstm_training.png"),
+        plots.forecast(split.values, lines, split.train_size, f"{series.name}: one-step forecasts",
+                       report_dir / "lstm_forecast.png"),
     ]
     return TaskResult(entries, pictures)
 
@@ -279,8 +215,9 @@ TASK = Task(
               "default": LSTMConfig(),
               "quick": LSTMConfig(epochs=5)},
     run=run, datasets="airline or FILE.csv[:COLUMN]",
-    options=(Option("--transform", "lstm: what the LSTM sees: auto (chosen on the training months), none, or log "
-                    "and/or dLAG joined by '+', e.g. log+d1+d12 (the profile's own: auto)"),
+    options=(Option("--transform", "lstm: auto (log or raw levels chosen on held-out training months; short series "
+                    "take the stated default), log, none; or a spec with differences (e.g. log+d1+d12) for the "
+                    "transform recipe, the LSTM alone (the profile's own: auto)"),
              Option("--season", "lstm: season length in samples (default: from the CSV's dates)", type=int)),
     order=40,
 )

@@ -12,6 +12,7 @@ from edge.models.manifest import ModelEntry
 from edge.models.runtime import TFLiteModel
 from edge.models.sensor_window import TIME_FEATURES, WINDOW_NORMS, model_inputs
 from edge.models.wrapper import ModelWrapper, finite_array, matching_size
+from edge.numbers import show
 from edge.pipelines.sensor.evidence import column_names, contributions
 from edge.readings import InvalidReading
 from edge.timestamps import clock_seconds
@@ -63,7 +64,9 @@ class AnomalyScorer(ModelWrapper):
         with np.errstate(over="ignore", invalid="ignore"):
             scaled = ((raw - self.offset) / self.scale).astype(np.float32)
         if not np.all(np.isfinite(scaled)):
-            raise InvalidReading(f"values {list(values)[:8]} are beyond float32 range once scaled for the model")
+            shown = ", ".join(show(v) for v in list(values)[:8])
+            raise InvalidReading(f"values [{shown}] are beyond the float32 range (±3.4e38) once scaled for the model "
+                                 "((value - offset) / scale, from the manifest)")
         seconds = clock_seconds(ts)
         if self.time_features and seconds is None:
             raise InvalidReading(f"model {self.entry.name!r} reads the time of day/week ({'+'.join(self.time_features)}"

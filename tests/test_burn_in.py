@@ -76,6 +76,8 @@ def test_burn_in_learns_the_rule_then_holds_its_rate_for_a_month(broker: Broker,
     assert quality["days"] == pytest.approx((len(month) - 2880 - 1) * PERIOD_S / 86400, rel=0.01)
     # 20 days after the burn-in: false episodes per day within 2x of the plan
     assert quality["observed_alerts_per_day"] <= 2 * 0.5 and not quality["plan_contradicted"]
+    evidence = quality["evidence"]  # what the rule in force rests on: the last pool, 10+ days of quiet readings
+    assert evidence["calibration_days"] > 9.9 and evidence["warnings"] == []
     assert all(a["seq"] > 2880 for a in alerts)  # nothing alerts while the burn-in learns
     assert all(a["rule"]["threshold_source"] == "burn_in" for a in alerts)
 

@@ -18,9 +18,10 @@ from typing import Any
 from edge.alerts.burnin import MIN_BURN_IN, NAB_PROBATION
 from edge.alerts.calibration import AlertPlan
 from edge.alerts.ledger import AlertLedger
-from edge.alerts.plan import AlertSettings, alert_summary, check_plan, resolve, settings_fields
+from edge.alerts.plan import AlertSettings, alert_summary, check_plan, manifest_plan, resolve, settings_fields
 from edge.alerts.recalibrate import Collection
 from edge.alerts.rule import AnomalyRule, check_threshold
+from edge.alerts.support import support
 from edge.fields import ConfigError, setting
 from edge.mqtt.messages import Message, command_result
 from edge.pipelines.base import ReadingConfig, ReadingPipeline
@@ -87,6 +88,7 @@ class SensorPipeline(ReadingPipeline):
         self.above: collections.deque[bool] = collections.deque(maxlen=self.settings.n)  # the evidence's k of n
         self.episodes = EpisodeTracker()
         self._follow_learning()
+        self.evidence = self._evidence()
 
     @property
     def threshold_source(self) -> str:
@@ -108,6 +110,24 @@ class SensorPipeline(ReadingPipeline):
             self.ledger.expected_active_rate = settings.expected_active_rate or 0.0
         self.above = collections.deque(self.above, maxlen=settings.n)
         self._follow_learning()
+        self.evidence = self._evidence()
+
+    def _evidence(self) -> dict[str, Any] | None:
+        """What the plan in force rests on (`edge.alerts.support`): its calibration span, the lowest rate that
+        supports, and its warnings; None for a rule without a plan (a command's, the config's threshold)."""
+        source = self.settings.source
+        if source in ("calibrated", "burn_in"):
+            plan = self.calibrated
+        elif source in ("manifest", "replanned"):
+            plan = manifest_plan(self.model.entry.postprocess, self.model.entry.name)
+        else:
+            plan = None
+        if plan is None:
+            return None
+        found = support(plan, self.settings.false_alarms_per_day, self.settings.threshold)
+        for warning in found.warnings:
+            log.warning("sensor %s (%s rule): %s", self.name, source, warning)
+        return found.to_json()
 
     def _follow_learning(self) -> None:
         """A device-learned rule (source burn_in) has its burn-in/re-calibration; a rule from elsewhere none."""
@@ -173,7 +193,7 @@ class SensorPipeline(ReadingPipeline):
 
     def quality(self) -> dict[str, Any]:
         """The rule in force and its false-alert rate, expected vs observed since the rule was set (`stats`)."""
-        return {**alert_summary(self.settings, self.ledger),
+        return {**alert_summary(self.settings, self.ledger), "evidence": self.evidence,
                 "device_learning": self.learning.status() if self.learning is not None else None}
 
     # --- what commands change, each under the pipeline's lock ------------------------------

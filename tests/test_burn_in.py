@@ -115,3 +115,14 @@ def test_a_plan_the_stream_contradicts_is_flagged() -> None:
     assert daily_flags(0.1, 3) == [False, False, True, True]  # 30x the plan
     assert daily_flags(10.0, 15, 6) == [False] * 6  # 1.5x: beyond chance after days, but within 2x
     assert daily_flags(0.1, 0) == [False] * 4
+
+
+def test_an_agent_burning_in_says_so_and_alerts_nothing(broker: Broker, tmp_path: Path) -> None:
+    """Half-way through the burn-in: no threshold yet, the progress in stats.quality, nothing alerts even on
+    readings far off the line."""
+    values = lecture_sensor_data(seed=7).train[:60].astype(np.float64)
+    values[40:] = [0.9, -0.9]  # off the line: the committed threshold would flag every one
+    quality, alerts = run_agent(broker, tmp_path, values, "burn_in = true\nburn_in_readings = 120\n")
+    assert quality["threshold_source"] == "burn_in" and quality["threshold"] is None
+    assert quality["device_learning"]["burn_in"] == {"readings": 60, "needed": 120}
+    assert alerts == [] and quality["alert_episodes"] == 0

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from edge.alerts.ledger import AlertLedger
-from edge.alerts.plan import AlertSettings, alert_summary
+from edge.alerts.plan import AlertSettings, alert_summary, resolve
+from edge.pipelines.sensor.pipeline import SensorConfig
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, write_config
 from training.datasets.sensors import lecture_sensor_data
@@ -126,3 +127,18 @@ def test_an_agent_burning_in_says_so_and_alerts_nothing(broker: Broker, tmp_path
     assert quality["threshold_source"] == "burn_in" and quality["threshold"] is None
     assert quality["device_learning"]["burn_in"] == {"readings": 60, "needed": 120}
     assert alerts == [] and quality["alert_episodes"] == 0
+
+
+def test_which_rule_a_model_without_one_runs() -> None:
+    """No plan and no threshold in the manifest: the burn-in; a command or the config's threshold replace it;
+    `burn_in = false` is refused with what to do."""
+    none = {"threshold": None}
+    assert resolve(SensorConfig(name="s"), none, "m", None, None).source == "burn_in"
+    commanded = resolve(SensorConfig(name="s"), none, "m", 0.5, None)
+    assert (commanded.source, commanded.threshold) == ("command", 0.5)
+    configured = resolve(SensorConfig(name="s", threshold=0.2), none, "m", None, None)
+    assert (configured.source, configured.threshold) == ("config", 0.2)
+    with pytest.raises(ValueError, match="set the sensor's `threshold`"):
+        resolve(SensorConfig(name="s", burn_in=False), none, "m", None, None)
+    forced = resolve(SensorConfig(name="s", burn_in=True), {"threshold": 0.01}, "m", None, None)
+    assert forced.source == "burn_in"  # burn_in = true: the manifest's threshold is not used

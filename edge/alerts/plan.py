@@ -128,8 +128,9 @@ def resolve(cfg: Any, postprocess: dict[str, Any], model: str, commanded: float 
             calibrated: AlertPlan | None, calibrated_source: str = "calibrated") -> AlertSettings:
     """The rule in force for a sensor (see the module docstring for the order); a plan from `cmd/calibrate`
     or the burn-in is `calibrated`, `calibrated_source` says which."""
-    if burns_in(cfg, postprocess) and commanded is None:
-        return learning(cfg) if calibrated is None else from_plan(calibrated, calibrated_source)
+    if burns_in(cfg, postprocess):
+        base = learning(cfg) if calibrated is None else from_plan(calibrated, calibrated_source)
+        return base if commanded is None else AlertSettings(commanded, base.k, base.n, "command", None, base.period_s)
     plan = manifest_plan(postprocess, model)
     if plan is None and cfg.false_alarms_per_day is not None:
         raise ValueError(f"false_alarms_per_day: model {model!r} has no alert plan (postprocess.alerts) to re-plan "
@@ -140,9 +141,14 @@ def resolve(cfg: Any, postprocess: dict[str, Any], model: str, commanded: float 
         base = replan(plan, cfg.false_alarms_per_day, model)
     elif plan is not None:
         base = from_plan(plan, "manifest")
-    else:
-        base = AlertSettings(check_threshold(postprocess.get("threshold"),
-                                             f"manifest: model {model!r} postprocess.threshold"), 1, 1, "manifest")
+    else:  # the config's threshold, when set, replaces the manifest's (which may be null: no rule at all)
+        threshold = postprocess.get("threshold") if cfg.threshold is None else cfg.threshold
+        try:
+            checked = check_threshold(threshold, f"manifest: model {model!r} postprocess.threshold")
+        except ValueError as exc:
+            raise ValueError(f"{exc}: the model gives no rule; set the sensor's `threshold`, or drop "
+                             "`burn_in = false` to learn one from the live stream") from None
+        base = AlertSettings(checked, 1, 1, "manifest")
     if commanded is not None:
         base = AlertSettings(commanded, base.k, base.n, "command", None, base.period_s)
     elif cfg.threshold is not None and calibrated is None:

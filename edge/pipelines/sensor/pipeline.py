@@ -18,7 +18,15 @@ from typing import Any
 from edge.alerts.burnin import MIN_BURN_IN, NAB_PROBATION
 from edge.alerts.calibration import AlertPlan
 from edge.alerts.ledger import AlertLedger
-from edge.alerts.plan import AlertSettings, alert_summary, check_plan, manifest_plan, resolve, settings_fields
+from edge.alerts.plan import (
+    AlertSettings,
+    alert_summary,
+    check_plan,
+    fill_debounce,
+    manifest_plan,
+    resolve,
+    settings_fields,
+)
 from edge.alerts.recalibrate import Collection
 from edge.alerts.rule import AnomalyRule, check_threshold
 from edge.alerts.support import support
@@ -134,9 +142,9 @@ class SensorPipeline(ReadingPipeline):
         if self.settings.source != "burn_in":
             self.learning = None
         elif self.learning is None or self.learning.plan is not self.calibrated:
+            debounce = None if self.cfg.debounce is None else fill_debounce(self.cfg.debounce, 2, 3)
             self.learning = DeviceLearning(self.name, self.cfg.burn_in_readings, self.cfg.false_alarms_per_day,
-                                           None if self.cfg.debounce is None else (self.settings.k, self.settings.n),
-                                           self.model.entry.inputs[0].scale, self.calibrated)
+                                           debounce, self.model.entry.inputs[0].scale, self.calibrated)
 
     def _learned(self, plan: AlertPlan, first: bool) -> None:
         """The burn-in's plan, or a re-calibration's: persisted like a calibration, then in force."""

@@ -17,7 +17,7 @@ from edge.alerts.ledger import AlertLedger
 from edge.alerts.plan import AlertSettings, alert_summary, resolve
 from edge.pipelines.sensor.pipeline import SensorConfig
 from tests.conftest import MODELS_DIR, ROOT
-from tests.helpers.mqtt import AgentProcess, Broker, Collector, write_config
+from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_for_stats, wait_online, write_config
 from training.datasets.sensors import lecture_sensor_data
 
 BASE = "edgepipe/test"
@@ -142,3 +142,30 @@ def test_which_rule_a_model_without_one_runs() -> None:
         resolve(SensorConfig(name="s", burn_in=False), none, "m", None, None)
     forced = resolve(SensorConfig(name="s", burn_in=True), {"threshold": 0.01}, "m", None, None)
     assert forced.source == "burn_in"  # burn_in = true: the manifest's threshold is not used
+
+
+def test_reset_starts_a_new_burn_in_and_its_result_is_valid(broker: Broker, tmp_path: Path) -> None:
+    stats_file = tmp_path / "stats.json"
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          '[[sensor]]\nname = "line1"\nburn_in = true\nburn_in_readings = 30\n',
+                          stats_file=stats_file, stats_interval=0.2)
+    collector = Collector(broker.port, [f"{BASE}/cmd/reset/result"])
+    agent = AgentProcess(config)
+    values = lecture_sensor_data(seed=7).train[:40].tolist()
+    stamps = [(START + datetime.timedelta(seconds=PERIOD_S * i)).isoformat() for i in range(40)]
+    try:
+        wait_online(broker.port)
+        publish(broker.port, f"{BASE}/sensors/line1/reading",
+                [json.dumps({"ts": t, "values": v}) for t, v in zip(stamps, values)])
+        learned = wait_for_stats(stats_file, lambda s: s["quality"]["sensor/line1"]["threshold"] is not None, 30)
+        assert learned, agent.output()
+        assert (tmp_path / "state" / "line1.alerts.json").exists()  # persisted like a calibration
+        publish(broker.port, f"{BASE}/cmd/reset", [json.dumps({"id": "r1", "sensor": "line1"})])
+        assert collector.wait_for(lambda: collector.json("/cmd/reset/result"), 30), agent.output()
+    finally:
+        assert agent.stop() == 0
+        collector.close()
+    [result] = collector.json("/cmd/reset/result")
+    jsonschema.validate(result, json.loads((ROOT / "schemas" / "command_result.json").read_text()))
+    assert result["ok"] and result["threshold"] is None and result["threshold_source"] == "burn_in"
+    assert not (tmp_path / "state" / "line1.alerts.json").exists()

@@ -229,7 +229,8 @@ class SensorPipeline(ReadingPipeline):
                 self._calibration_result(self.collecting, ok=False, state="cancelled", error_text="cmd/reset")
             self.commanded = self.calibrated = self.collecting = None
             self._apply(self._settings(self.model))
-        return {"threshold": self.rule.threshold, "threshold_source": self.threshold_source}
+        fields = settings_fields(self.settings)  # a new burn-in: threshold null until it has learned one
+        return {"threshold": fields["threshold"], "threshold_source": self.threshold_source}
 
     def calibrate(self, body: dict[str, Any], request_id: Any) -> dict[str, Any]:
         """`cmd/calibrate`: start collecting the scores of the readings declared normal (see edge.alerts.recalibrate).

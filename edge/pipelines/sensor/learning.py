@@ -8,9 +8,9 @@ from typing import Any
 
 from edge.alerts.burnin import BurnIn, Recalibrator
 from edge.alerts.calibration import AlertPlan, score_resolution
+from edge.alerts.recalibrate import DEFAULT_FALSE_ALARMS_PER_DAY
 
 log = logging.getLogger(__name__)
-DEFAULT_FALSE_ALARMS_PER_DAY = 0.1  # the trainer's default
 
 
 class DeviceLearning:

@@ -167,8 +167,9 @@ class SensorPipeline(ReadingPipeline):
             return
         stamp = clock_seconds(reading.ts)
         if self.learning is not None and self.learning.learning:  # the burn-in: no rule yet, nothing alerts
-            plan = self.learning.observe(score, stamp, False)
-            if plan is not None:
+            if self.collecting is not None and self.collecting.add(score, stamp):
+                self._finish_calibration()  # the user's cmd/calibrate ends the burn-in
+            elif (plan := self.learning.observe(score, stamp, False)) is not None:
                 self._learned(plan, first=True)
             return
         is_anomaly, changed = self.rule.update(score)

@@ -144,12 +144,12 @@ def test_which_rule_a_model_without_one_runs() -> None:
     assert forced.source == "burn_in"  # burn_in = true: the manifest's threshold is not used
 
 
-def test_reset_starts_a_new_burn_in_and_its_result_is_valid(broker: Broker, tmp_path: Path) -> None:
+def test_reset_starts_a_new_burn_in_and_calibrate_ends_one(broker: Broker, tmp_path: Path) -> None:
     stats_file = tmp_path / "stats.json"
     config = write_config(tmp_path / "agent.toml", broker.port,
                           '[[sensor]]\nname = "line1"\nburn_in = true\nburn_in_readings = 30\n',
                           stats_file=stats_file, stats_interval=0.2)
-    collector = Collector(broker.port, [f"{BASE}/cmd/reset/result"])
+    collector = Collector(broker.port, [f"{BASE}/cmd/reset/result", f"{BASE}/cmd/calibrate/result"])
     agent = AgentProcess(config)
     values = lecture_sensor_data(seed=7).train[:40].tolist()
     stamps = [(START + datetime.timedelta(seconds=PERIOD_S * i)).isoformat() for i in range(40)]
@@ -162,10 +162,18 @@ def test_reset_starts_a_new_burn_in_and_its_result_is_valid(broker: Broker, tmp_
         assert (tmp_path / "state" / "line1.alerts.json").exists()  # persisted like a calibration
         publish(broker.port, f"{BASE}/cmd/reset", [json.dumps({"id": "r1", "sensor": "line1"})])
         assert collector.wait_for(lambda: collector.json("/cmd/reset/result"), 30), agent.output()
+        assert not (tmp_path / "state" / "line1.alerts.json").exists()
+        # a cmd/calibrate during the new burn-in takes the readings and ends it
+        publish(broker.port, f"{BASE}/cmd/calibrate", [json.dumps({"id": "c1", "sensor": "line1", "readings": 30})])
+        assert collector.wait_for(lambda: collector.json("/cmd/calibrate/result"), 30), agent.output()
+        publish(broker.port, f"{BASE}/sensors/line1/reading",
+                [json.dumps({"ts": t, "values": v}) for t, v in zip(stamps, values)][:30])
+        assert collector.wait_for(lambda: len(collector.json("/cmd/calibrate/result")) == 2, 30), agent.output()
     finally:
         assert agent.stop() == 0
         collector.close()
     [result] = collector.json("/cmd/reset/result")
     jsonschema.validate(result, json.loads((ROOT / "schemas" / "command_result.json").read_text()))
     assert result["ok"] and result["threshold"] is None and result["threshold_source"] == "burn_in"
-    assert not (tmp_path / "state" / "line1.alerts.json").exists()
+    done = collector.json("/cmd/calibrate/result")[-1]
+    assert done["state"] == "done" and done["threshold_source"] == "calibrated", done

@@ -113,3 +113,13 @@ def test_written_manifest_is_readable_by_everyone(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "manifest.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_metric_that_is_not_finite_is_written_as_null_and_the_manifest_stays_readable(tmp_path: Path) -> None:
+    """A MAPE over a series with zeros is inf/NaN; readers refuse non-finite numbers (edge.numbers), so the
+    writer must not produce them (a CI run found an export its own reader refused)."""
+    entry = make_entry(tmp_path)
+    entry.metrics.update({"mape_last36": float("inf"), "nan_metric": float("nan")})
+    write_manifest(Manifest(models={"m": entry}), tmp_path / "manifest.json")
+    back = read_manifest(tmp_path / "manifest.json").get("m")
+    assert back.metrics == {"test_rmse": 40.0, "mape_last36": None, "nan_metric": None}

@@ -26,6 +26,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tools.bench import replace_section
 from tools.broker import HOST, NatsCluster, NatsNode
 from tools.rate import shipped_broker
 
@@ -153,14 +154,6 @@ def render(rows: list[dict], count: int, window: int, runs: int, cores: int, loa
     return "\n".join(lines) + "\n"
 
 
-def replace_section(out: Path, section: str) -> None:
-    """The broker section replaced (or appended); every other section of the file kept as it is."""
-    text = out.read_text() if out.exists() else "# edgepipe benchmarks\n"
-    head, found, tail = text.partition(SECTION)
-    rest = tail.partition("\n## ")[2] if found else ""
-    out.write_text(head.rstrip("\n") + "\n\n" + section + ("\n## " + rest if rest else ""))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench_brokers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=5000)
@@ -172,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure(args.messages, args.window, args.runs)
     section = render(rows, args.messages, args.window, args.runs, os.cpu_count() or 0, (before, load()))
     print(section)
-    replace_section(args.out, section)
+    replace_section(args.out, SECTION, section)
     return 0
 
 

@@ -14,6 +14,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -227,8 +228,23 @@ def read_manifest(path: Path | str) -> Manifest:
 
 
 def write_manifest(manifest: Manifest, path: Path | str) -> None:
-    """Write atomically (temp file + rename) so a reader never sees half a manifest; mode 0644 for the service user."""
-    atomic_write(path, json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n", mode=0o644)
+    """Write atomically (temp file + rename) so a reader never sees half a manifest; mode 0644 for the service user.
+
+    A number that is not finite (a MAPE over zeros, a metric of an empty span) is written as null: every reader
+    refuses NaN and infinity (`edge.numbers`), so one such metric would make the whole export unreadable."""
+    data = _finite_or_null(manifest.to_json(), "")
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n", mode=0o644)
+
+
+def _finite_or_null(value: Any, where: str) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        log.warning("manifest: %s is %r, written as null (readers refuse non-finite numbers)", where or "value", value)
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
 
 
 def check_file_name(name: Any, where: str) -> PurePosixPath:

@@ -117,7 +117,7 @@ def forecast_metrics(values: np.ndarray, targets: np.ndarray, forecasts: np.ndar
                "test_rmse": rmse([by_month[t] for t in test], values[test]),
                "train_months": f"{int(train[0])}-{int(train[-1])}", "test_months": f"{int(test[0])}-{int(test[-1])}"}
     last36 = np.arange(len(values) - 36, len(values))
-    if all(t in by_month for t in last36):
+    if all(t in by_month for t in last36) and np.all(values[last36] != 0):  # MAPE is undefined over a zero
         metrics["mape_last36"] = float(np.mean(np.abs(np.array([by_month[t] for t in last36]) - values[last36])
                                                / values[last36]) * 100)
     return metrics

@@ -114,13 +114,13 @@ SERIES = [
     Series("pbs_sera", sktime_series("load_PBS_dataset"), "scripts", "Australian immune-sera scripts 1991-2008: "
            "small counts with zeros (no log)"),
     Series("us_unemployment", unemployment, "%", "US unemployment by quarter 1959-2009 (seasonally adjusted)"),
-    Series("co2_weekly", co2_weekly("1994"), "ppm", "Mauna Loa CO2 by week 1994-2001 (season 52)"),
     Series("airline_6y", lambda: (lambda d, v: (d[:72], v[:72]))(*sktime_series("load_airline")()), "passengers",
            "short: the airline series' first 6 years"),
     Series("co2_8y", co2_monthly("1994"), "ppm", "short: CO2 1994-2001"),
     Series("elnino_8y", elnino(2003), "deg C", "short: El Nino 2003-2010"),
     Series("seatbelts_8y", seatbelts("1977"), "casualties", "short: road casualties 1977-1984"),
     Series("elec_equip_7y", elec_equip("2009-06"), "index", "short: electrical-equipment orders 2009-2016"),
+    Series("co2_weekly_6y", co2_weekly("1996"), "ppm", "short, weekly: Mauna Loa CO2 by week 1996-2001 (season 52)"),
 ]
 
 HEADER = ("| series | n (freq) | test months | horizon | chosen | correction weight | exported file test RMSE "

@@ -121,12 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="also append the table (header first) to this file, row by "
                         "row as each dataset finishes (Keras prints its epochs on stdout)")
     parser.add_argument("--no-doc", action="store_true", help="series: print the table, leave docs/real-data.md alone")
+    parser.add_argument("--jobs", type=int, default=1, help="series: train this many series at once (processes)")
     args = parser.parse_args(argv)
     if args.part == "sensors":
         parser.error("name the part first: python -m training realdata sensors [its options]")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.part == "series":
-        return realdata_series.run(args.only, args.output, not args.no_doc)
+        return realdata_series.run(args.only, args.output, not args.no_doc, args.jobs)
     lines = [IMAGES_HEADER]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only or list(FOLDERS):

@@ -6,7 +6,7 @@ PROFILE ?= default
 # tflite-runtime 2.14 (the runtime of older Pi images) needs numpy<2: it gets a venv of its own
 VENV_TFLITE ?= .venv-tflite214
 
-.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test system-packages soak lint clean bench pi-check rate demo-update test-update-crash
+.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test system-packages soak lint clean bench pi-check rate demo-update test-update-crash cluster bench-brokers nab
 
 # The edge side end to end on shipped data: no TensorFlow, the committed models, a real broker.
 demo: venv-demo
@@ -60,6 +60,12 @@ rate: venv
 table: venv
 	$(BIN)/python -m training table
 
+# The alerts on the 51 NAB files (../shared/nab or EDGEPIPE_NAB), scored by NAB's rules, into docs/real-data.md.
+# Models are cached in reports/nab/models (first run: about 30 min on 2 free cores; then minutes). NAB_ARGS="--only speed".
+NAB_ARGS ?=
+nab: venv
+	nice -n 10 $(BIN)/python -m training nab --train-args "--window 16 --epochs 30" -j 3 $(NAB_ARGS)
+
 # Every quality target, measured on the committed files (exits 1 if one is missed).
 evaluate: venv
 	$(BIN)/python -m training evaluate
@@ -77,6 +83,11 @@ system-packages:
 # The hostile-input campaign ten times larger (about 50,000 cases; 20-40 minutes on 2 cores).
 soak: venv
 	EDGEPIPE_SOAK=10 $(BIN)/python -m pytest -q tests/test_hostile.py tests/test_device_faults.py
+
+# Issue 26's broker acceptance at full size (about 3 minutes): 12 agents over a three-node NATS cluster that loses
+# a node, and the central broker behind a bridge down for 60 s. `make test` runs 3 agents and a 10 s outage.
+cluster: venv
+	EDGEPIPE_CLUSTER=1 $(BIN)/python -m pytest -q -s tests/test_node_loss.py tests/test_bridge.py
 
 # A SIGKILL at every step of a model update (`make test` covers four of the seven; about 40 s).
 test-update-crash: venv

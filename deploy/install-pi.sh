@@ -19,7 +19,9 @@ Options:
   --with-mosquitto   also install mosquitto with deploy/mosquitto/ (no anonymous access, the ACL), and
                      create this agent's broker user: a random password in the broker's password file
                      (0640 root:mosquitto) and in /etc/edgepipe/mqtt-password (0640 root:edgepipe),
-                     with mqtt.username and mqtt.password_file set in the agent's config.
+                     with mqtt.username and mqtt.password_file set in the agent's config; and
+                     the ACL: the role sections of edgepipe.acl plus one section for this device
+                     (and for every device installed here before), written by edgepipe-acl.sh.
   --prefix DIR       where the code, models and venv go (default /opt/edgepipe); the unit points there.
   --root DIR         install into DIR as if it were / (a trial install, or a test): every path goes
                      under DIR and the written files point inside it, so the agent can be run from
@@ -92,7 +94,7 @@ if ! [[ "$DEVICE_ID" =~ ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$ ]]; then
   die "--device-id must be 1-64 letters, digits, _ or -, starting with a letter or digit (got '$DEVICE_ID')"
 fi
 case "$DEVICE_ID" in
-  homeassistant|sensors|viewer|updater)
+  homeassistant|sensors|viewer|updater|fleet)
     die "--device-id $DEVICE_ID is a role user of deploy/mosquitto/edgepipe.acl, not a device: choose another" ;;
 esac
 case "$PREFIX" in
@@ -159,6 +161,9 @@ step install -d -m 0750 -o "$OWNER" -g "$SVC_GROUP" "$CONF_DIR"
 echo "# 3. the code, the models and a venv that sees apt's picamera2 (--system-site-packages)"
 step rm -rf "$PREFIX/edge" "$PREFIX/models" "$PREFIX/schemas"
 step cp -r "$SRC/edge" "$SRC/models" "$SRC/schemas" "$SRC/pyproject.toml" "$SRC/README.md" "$PREFIX/"
+step install -d -m 0755 "$PREFIX/deploy/mosquitto"
+step install -m 0755 "$SRC/deploy/mosquitto/edgepipe-acl.sh" "$PREFIX/deploy/mosquitto/"
+step install -m 0644 "$SRC/deploy/mosquitto/agent.acl" "$PREFIX/deploy/mosquitto/"
 step python3 -m venv --system-site-packages "$PREFIX/.venv"
 step "$PREFIX/.venv/bin/pip" install --quiet "$PREFIX[edge]"
 
@@ -184,19 +189,37 @@ if [ ! -f "$CONF_DIR/agent.toml" ] || [ "$DRY_RUN" = 1 ]; then
   echo "#    $CONF_DIR/agent.toml: device_id = \"$DEVICE_ID\", models in $PREFIX/models, state in $STATE_DIR"
 else
   echo "# kept $CONF_DIR/agent.toml (remove it to get a fresh one)"
-  if [ "$WITH_MOSQUITTO" = 1 ] && ! grep -q "^username = \"$DEVICE_ID\"" "$CONF_DIR/agent.toml"; then
-    echo "# NOTE: it does not log in as \"$DEVICE_ID\": set mqtt.username = \"$DEVICE_ID\" and" \
-         "mqtt.password_file = \"$CONF_DIR/mqtt-password\" there, or the broker refuses the agent"
+  if [ "$WITH_MOSQUITTO" = 1 ] && { ! grep -q "^username = \"$DEVICE_ID\"" "$CONF_DIR/agent.toml" \
+      || ! grep -q "^device_id = \"$DEVICE_ID\"" "$CONF_DIR/agent.toml"; }; then
+    echo "# NOTE: it is not set up for device \"$DEVICE_ID\": set device_id = \"$DEVICE_ID\"," \
+         "mqtt.username = \"$DEVICE_ID\" and mqtt.password_file = \"$CONF_DIR/mqtt-password\" there" \
+         "(the broker user must be the device id: the ACL grants user X only edgepipe/X/...), or the broker" \
+         "refuses the agent or silently drops what it publishes"
   fi
 fi
 
+secret_owner() {  # SECRET BROKER-FILE USER: the broker user the agent's password file belongs to ("" if unknown)
+  if [ -s "$1.user" ]; then cat "$1.user"; return; fi
+  # an install from before the .user file: USER's, if the broker file has USER (a re-run with the same id)
+  if [ -f "$2" ] && grep -q "^$3:" "$2"; then echo "$3"; fi
+}
+
 add_broker_user() {  # USER BROKER-FILE AGENT-FILE: a random password, hashed for the broker, plain for the agent
-  local user="$1" passwd="$2" secret="$3" entry merged password
+  local user="$1" passwd="$2" secret="$3" entry merged password owner
   umask 077
+  owner="$(secret_owner "$secret" "$passwd" "$user")"
+  if [ -s "$secret" ] && [ "$owner" != "$user" ]; then
+    # a re-run with another --device-id: this user gets its own password (one password for two users would let
+    # either device log in as the other); the old user keeps its old one in the broker's file
+    echo "# $secret held the password of broker user \"${owner:-unknown}\": a new one for \"$user\"" \
+         "(remove the old user with: sudo mosquitto_passwd -D $passwd ${owner:-OLD-USER})"
+    rm -f "$secret"
+  fi
   if [ ! -s "$secret" ]; then
     head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$secret"
   fi
-  chown "$OWNER:$SVC_GROUP" "$secret"
+  printf '%s\n' "$user" >"$secret.user"
+  chown "$OWNER:$SVC_GROUP" "$secret" "$secret.user"
   chmod 0640 "$secret"
   password="$(cat "$secret")"
   entry="$(mktemp)"; merged="$(mktemp)"
@@ -209,6 +232,18 @@ add_broker_user() {  # USER BROKER-FILE AGENT-FILE: a random password, hashed fo
   umask 022
 }
 
+install_acl() {  # ACL: the shipped role sections, then a section per device: those installed here before, and this one
+  local acl="$1" tmp device devices=""
+  [ -f "$acl" ] && devices="$(sed -n 's/^# --- agent \([A-Za-z0-9_-]*\) .*/\1/p' "$acl")"
+  tmp="$(mktemp)"
+  cat "$SRC/deploy/mosquitto/edgepipe.acl" >"$tmp"
+  for device in $devices "$DEVICE_ID"; do
+    bash "$SRC/deploy/mosquitto/edgepipe-acl.sh" "$tmp" "$device" >/dev/null
+  done
+  install -m 0640 -o "$OWNER" -g "$BROKER_GROUP" "$tmp" "$acl"
+  rm -f "$tmp"
+}
+
 if [ "$WITH_MOSQUITTO" = 1 ]; then
   echo "# 5. mosquitto: no anonymous access, the ACL, and the broker user \"$DEVICE_ID\" for this agent"
   step install -d -m 0755 "$MOSQ_DIR/conf.d"
@@ -216,10 +251,12 @@ if [ "$WITH_MOSQUITTO" = 1 ]; then
   if [ -n "$ROOT" ]; then
     step sed -i -e "/^[^#]/s|/etc/mosquitto/|$MOSQ_DIR/|g" "$MOSQ_DIR/conf.d/edgepipe.conf"
   fi
-  step install -m 0640 -o "$OWNER" -g "$BROKER_GROUP" "$SRC/deploy/mosquitto/edgepipe.acl" "$MOSQ_DIR/edgepipe.acl"
+  step install_acl "$MOSQ_DIR/edgepipe.acl"
   step add_broker_user "$DEVICE_ID" "$MOSQ_DIR/edgepipe.passwd" "$CONF_DIR/mqtt-password"
   echo "#    add Home Assistant's user with: sudo mosquitto_passwd $MOSQ_DIR/edgepipe.passwd homeassistant"
-  echo "#    (other roles of the ACL: sensors, viewer, updater; then: sudo systemctl reload mosquitto)"
+  echo "#    (other roles of the ACL: sensors, viewer, updater, fleet; then: sudo systemctl reload mosquitto)"
+  echo "#    another device's agent on this broker: sudo $PREFIX/deploy/mosquitto/edgepipe-acl.sh" \
+       "$MOSQ_DIR/edgepipe.acl OTHER-ID, and its user as above"
   if [ "$SYSTEMD_RUNNING" = 1 ]; then step systemctl restart mosquitto; fi
 fi
 

@@ -20,6 +20,7 @@ from edge.config import AgentConfig, ConfigError
 from edge.fileio import atomic_write
 from edge.health import Health
 from edge.homeassistant.announcer import HomeAssistant
+from edge.info import info
 from edge.models.loader import ModelLoader
 from edge.models.manifest import Manifest, ManifestError
 from edge.models.runtime import load_runtime
@@ -93,7 +94,7 @@ class Agent:
         self.commands = Commands(self.topics, config.device_id, self.link.send, lambda: self.pipelines, self.reload)
         # cmd/selftest: generated frames through each camera, and every live model answers its golden vectors
         self.selftest = SelfTest(lambda: self.pipelines, lambda: model_loader(config), [CameraBurst(), GoldenVectors()])
-        self.commands.register("selftest", self.selftest)
+        self.commands.register("selftest", self.selftest, arguments=None)  # SelfTestRequest.parse checks its body
         for section, kind in kinds().items():  # threshold, calibrate, capture, each kind's part of reset
             self.commands.register_kind(section, kind.commands)
         self.feeds: list[Feed] = [feed for p in self.pipelines if hasattr(p, "attach")
@@ -102,7 +103,7 @@ class Agent:
         self.acl = AclProbe(self.link, self.topics, self.stop_event)
         self.homeassistant = HomeAssistant(config.mqtt.discovery_prefix, config.state_dir, self.discovery_configs,
                                            self.state_messages, self.link.send, config.mqtt.discovery)
-        self.link.on_connect_messages = self.homeassistant.on_connect_messages  # configs + states, every connect
+        self.link.on_connect_messages = self.connect_messages  # info, HA configs + states, every connect
         self.updater: Updater | None = None
         if config.update.enabled:  # model updates over MQTT (docs/updates.md)
             self.updater = Updater(config, self.topics, self.link.send, lambda: self.pipelines, self.reload,
@@ -118,6 +119,12 @@ class Agent:
         configs = [message for section, kind in kinds().items() for cfg in getattr(self.config, section)
                    for message in kind.discovery(prefix, self.topics, device, cfg)]
         return configs + (self.updater.discovery(prefix, device) if self.updater is not None else [])
+
+    def connect_messages(self) -> list[messages.Message]:
+        """What every connect sends after `online`: `info` (what this device is), then Home Assistant's."""
+        pipelines = {p.name: p.kind for p in self.pipelines}
+        return [info(self.topics, self.config.device_id, self.config.groups, pipelines),
+                *self.homeassistant.on_connect_messages()]
 
     def state_messages(self) -> list[messages.Message]:
         """The retained current states (a sensor's `ON`/`OFF`, a camera's regions), for every connect."""

@@ -18,13 +18,16 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from edge import numbers
+from edge.fields import build
 from edge.models.manifest import ManifestError
 from edge.mqtt import messages
 from edge.mqtt.messages import Topics, request_id
 from edge.pipelines.base import Pipeline
-from edge.pipelines.registry import KindCommand
+from edge.pipelines.registry import Arguments, Command
 
 log = logging.getLogger(__name__)
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
 MAX_COMMAND_BYTES = 64 * 1024
 
 
@@ -42,18 +45,20 @@ class Commands:
         self.invalid = 0
         self.queue: queue.Queue[tuple[str | None, bytes, Callable[[], None] | None]] = queue.Queue(maxsize=1000)
         self.thread = threading.Thread(target=self._work, name="commands", daemon=True)
-        self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"reload": lambda _body: reload()}
-        self.kind_handlers: dict[str, dict[str, KindCommand]] = {}  # action -> kind -> handler
+        self.handlers: dict[str, tuple[Handler, type[Arguments] | None]] = {}
+        self.kind_handlers: dict[str, dict[str, Command]] = {}  # action -> kind -> handler
+        self.register("reload", lambda _body: reload())
 
-    def register(self, action: str, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        """A command another module owns (`edge.selftest`, the updater's `rollback` and `promote`). Its result
+    def register(self, action: str, handler: Handler, arguments: type[Arguments] | None = Arguments) -> None:
+        """A command another module owns (`edge.selftest`, the updater's `rollback` and `promote`). Its body is
+        checked against `arguments` first (default: `id` only; None: the handler parses it itself). Its result
         may carry `ok` and `error` of its own: a self-test that ran and found a fault answers `ok: false`
         with the reason."""
         if action in self.handlers or action in self.kind_handlers:
             raise ValueError(f"command {action!r} is already registered")
-        self.handlers[action] = handler
+        self.handlers[action] = (handler, arguments)
 
-    def register_kind(self, kind: str, commands: dict[str, KindCommand]) -> None:
+    def register_kind(self, kind: str, commands: dict[str, Command]) -> None:
         """A pipeline kind's commands (`PipelineKind.commands`), each called with the body and the live
         pipelines of that kind. An action several kinds register (`reset`) goes to the kind the body names."""
         for action, handler in commands.items():
@@ -122,22 +127,26 @@ class Commands:
             raise CommandError(f"command of {len(payload)} bytes is larger than {MAX_COMMAND_BYTES}")
         if not payload.strip():  # what clearing a retained command delivers: it must not run the command
             raise CommandError('an empty command does nothing: send a JSON object, e.g. {"id": "r1"}')
-        body = json.loads(payload.decode("utf-8"))
+        body = numbers.loads(payload.decode("utf-8"))  # every number bounded: a huge one is refused, said
         if not isinstance(body, dict):
             raise CommandError("expected a JSON object")
         return body
 
     def _run(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
         if action in self.handlers:
-            return self.handlers[action](body)
+            handler, arguments = self.handlers[action]
+            if arguments is not None:
+                build(arguments, body, action)  # unknown keys, types, ranges: refused before anything runs
+            return handler(body)
         by_kind = self.kind_handlers.get(action)
         if not by_kind:
             raise CommandError(f"unknown command {action!r} ({', '.join([*self.handlers, *self.kind_handlers])})")
         kind = _kind_named(action, by_kind, body)
-        return by_kind[kind](body, [p for p in self.pipelines() if p.kind == kind])
+        command = by_kind[kind]
+        return command.handler(build(command.arguments, body, action), [p for p in self.pipelines() if p.kind == kind])
 
 
-def _kind_named(action: str, by_kind: dict[str, KindCommand], body: dict[str, Any]) -> str:
+def _kind_named(action: str, by_kind: dict[str, Command], body: dict[str, Any]) -> str:
     """The kind a command is for: the one whose section the body names (`{"series": ...}`), or the only one
     that has the action. What to reset must be named: a reset wipes state that took hours of readings to
     build, so `{}` or `{"id": ...}` alone (a mistake, or a cleared retained command) resets nothing."""

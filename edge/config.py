@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.fields import ConfigError, build, build_list, keys_of, setting
+from edge.groups import parse_groups
 from edge.mqtt.config import MqttConfig, OutboxConfig
 from edge.pipelines.registry import kinds
 from edge.update.config import UpdateConfig
@@ -35,6 +36,8 @@ class AgentConfig:
     stats_file: str = ""  # also write each `stats` message here (readable while the broker is unreachable)
     error_interval: float = setting(10.0, gt=0)  # at most one `error` message per component this often
     stall_after: float = setting(60.0, gt=0)  # a pipeline without progress this long makes the agent unhealthy
+    # the fleet groups this device belongs to (published on `info`; a bundle for `group:NAME` installs here)
+    groups: list[str] = field(default_factory=list)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
@@ -94,13 +97,20 @@ def parse_config(data: dict[str, Any], overrides: dict[str, Any] | None = None) 
         if section in merged:
             tables[section] = build_list(cls, merged.pop(section), section)
             _check_unique_names(section, tables[section])
+    groups = merged.pop("groups", [])  # a list: checked here, the field builder takes scalars and tables
     config = build(AgentConfig, merged, "", also_known=tuple(pipeline_sections()))
     config.pipelines = tables
+    try:
+        config.groups = parse_groups(groups)
+    except ValueError as exc:
+        raise ConfigError(f"groups: {exc}") from None
     if config.mqtt.password_file:
         try:
             config.mqtt.password = Path(config.mqtt.password_file).read_text().strip()
         except OSError as exc:
             raise ConfigError(f"mqtt.password_file: cannot read {config.mqtt.password_file} ({exc.strerror})") from None
+        except ValueError as exc:  # a NUL byte in the path: no file can have that name
+            raise ConfigError(f"mqtt.password_file: cannot read {config.mqtt.password_file!r} ({exc})") from None
     return config
 
 

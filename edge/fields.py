@@ -106,7 +106,10 @@ def _type_error(key: str, kind: type, value: Any) -> ConfigError:
 
 
 def _scalar(key: str, annotation: Any, value: Any) -> Any:
-    """Check a value against `str`, `int`, `float`, `bool` or `X | None` (None is the default only)."""
+    """Check a value against `str`, `int`, `float`, `bool` or `X | None` (None is the default only); `Any`
+    takes any value (a command's `id`, checked by its owner)."""
+    if annotation is Any:
+        return value
     kinds = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
     kind = kinds[0]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge import numbers
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -93,7 +95,7 @@ class StateFile:
         """`parse` of the saved object; None when there is no file or it is damaged."""
         self.problem = None
         try:
-            return parse(_verified(json.loads(self.path.read_text(encoding="utf-8"))))
+            return parse(_verified(numbers.loads(self.path.read_text(encoding="utf-8"))))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

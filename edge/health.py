@@ -60,6 +60,7 @@ class Health:
         return {
             "uptime_s": round(time.monotonic() - self.started, 1),
             "connected": link.connected.is_set(),
+            "broker": link.broker,
             "connects": link.connects,
             "mqtt_takeovers": link.takeover.takeovers,
             "mqtt_error": link.last_error,

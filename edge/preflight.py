@@ -9,10 +9,13 @@ through). Each check returns a sentence a person can act on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import pwd
+import shutil
 import threading
 import uuid
 from collections.abc import Callable
@@ -47,8 +50,10 @@ def check_state_dir(path: Path | str) -> str | None:
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as exc:
-        return (f"state_dir {folder}: cannot write there as user {_user()} ({exc.strerror or exc}); the outbox "
-                f"and state live there (`sudo chown -R {_user()}: {folder}`)")
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)  # a full disk may leave it empty
+        return (f"state_dir {folder}: cannot write there as user {_user()} ({exc.strerror or exc}): "
+                f"{_remedy(folder, exc)}")
     locked = _not_ours(folder)
     if locked:
         owner = _owner(locked[0])
@@ -56,6 +61,40 @@ def check_state_dir(path: Path | str) -> str | None:
                 f"{locked[0].relative_to(folder)} (owned by {owner}; left by a run as another user?): "
                 f"`sudo chown -R {_user()}: {folder}`")
     return None
+
+
+def _remedy(folder: Path, exc: OSError) -> str:
+    """What fixes the cause the kernel gave: a read-only mount, a full disk, or permissions (whose folder)."""
+    where = _existing(folder)
+    elsewhere = "or set `state_dir` to a writable folder (the outbox and state live there)"
+    if exc.errno == errno.EROFS:
+        return (f"the file system at {_mount_point(where)} is mounted read-only: remount it read-write "
+                f"(`sudo mount -o remount,rw {_mount_point(where)}`; check `dmesg` for why it went read-only), "
+                f"{elsewhere}")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = shutil.disk_usage(where).free
+        return (f"the disk at {_mount_point(where)} is full ({free / 1e6:.1f} MB free; `df -h {where}`, "
+                f"`du -xsh {_mount_point(where)}/* | sort -h`): free space there, {elsewhere}")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        owner = _owner(where)
+        if owner == _user():
+            return f"{where} is yours but not writable: `chmod u+rwx {where}`, {elsewhere}"
+        return f"{where} belongs to {owner}: `sudo chown -R {_user()}: {where}`, {elsewhere}"
+    return elsewhere
+
+
+def _existing(folder: Path) -> Path:
+    """The folder, or its nearest parent that exists (where mkdir failed)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
 
 
 def _not_ours(folder: Path, limit: int = 1000) -> list[Path]:

@@ -1,8 +1,10 @@
 """Parsing sensor and series readings from MQTT payloads, CSV lines or stdin.
 
 Accepted: a JSON object `{"ts": ..., "seq": ..., "values": [...]}` (`ts`, `seq` optional), a
-JSON array `[...]`, a single JSON number, or a CSV line `1.0,2.5`. Anything else -- bytes that are not UTF-8, NaN or
-infinity, the wrong number of values, nested structures, oversized payloads -- raises
+JSON array `[...]`, a single JSON number, or a CSV line `1.0,2.5`. Every number is bounded while it
+is parsed (`edge.numbers`: digits, finiteness, float32 range) and `ts` follows `edge.timestamps`'
+one rule. Anything else -- bytes that are not UTF-8, NaN or infinity, huge integers, the wrong
+number of values, nested structures, oversized payloads -- raises
 `InvalidReading` with a reason a person can act on; the agent counts it, reports it on
 the `error` topic and keeps serving.
 """
@@ -10,12 +12,13 @@ the `error` topic and keeps serving.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from edge import numbers
+from edge.timestamps import InvalidTime, checked
+
 MAX_PAYLOAD_BYTES = 64 * 1024
-MAX_TS_CHARS = 64
 
 
 class InvalidReading(ValueError):
@@ -30,35 +33,27 @@ class Reading:
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidReading(f"{where} is {type(value).__name__} {str(value)[:40]!r}, expected a number")
     try:
-        number = float(value)
-    except OverflowError:
-        raise InvalidReading(f"{where} is a number beyond float range ({str(value)[:20]}...)") from None
-    if not math.isfinite(number):
-        raise InvalidReading(f"{where} is {value!r}; NaN and infinity are not readings")
-    return number
+        return numbers.finite(value, where, float32=True)
+    except numbers.NumberError as exc:
+        raise InvalidReading(str(exc)) from None
 
 
 def _timestamp(ts: Any) -> Any:
-    """A reading's `ts` as given -- a finite number or a short string -- or InvalidReading."""
-    if ts is None:
-        return None
-    if isinstance(ts, bool) or not isinstance(ts, (str, int, float)):
-        raise InvalidReading(f"'ts' is {type(ts).__name__}, expected a string or a number")
-    if not isinstance(ts, str) and not (math.isfinite(ts) and abs(ts) <= 2**63):
-        raise InvalidReading(f"'ts' is {ts:.3g}; expected a finite number of at most 2**63 (epoch seconds or an index)")
-    if isinstance(ts, str) and len(ts) > MAX_TS_CHARS:
-        raise InvalidReading(f"'ts' is a string of {len(ts)} characters, expected at most {MAX_TS_CHARS}")
-    return ts
+    """A reading's `ts` as given -- a time or a counter (`edge.timestamps.checked`) -- or InvalidReading."""
+    try:
+        return checked(ts)
+    except InvalidTime as exc:
+        raise InvalidReading(str(exc)) from None
 
 
 def _parse_json(text: str) -> Reading:
     try:
-        data = json.loads(text, parse_constant=lambda c: float(c))  # NaN/Infinity parsed, then refused below
-    except (json.JSONDecodeError, RecursionError) as exc:
+        data = numbers.loads(text)
+    except json.JSONDecodeError as exc:
         raise InvalidReading(f"not valid JSON ({exc})") from None
+    except numbers.NumberError as exc:
+        raise InvalidReading(str(exc)) from None
     ts = seq = None
     if isinstance(data, dict):
         if "values" not in data:
@@ -75,7 +70,7 @@ def _sequence(seq: Any) -> int | None:
     if seq is None:
         return None
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
-        raise InvalidReading(f"'seq' is {str(seq)[:40]!r}, expected a whole number >= 0 (the sender's counter)")
+        raise InvalidReading(f"'seq' is {numbers.show(seq)!r}, expected a whole number >= 0 (the sender's counter)")
     return seq
 
 
@@ -84,10 +79,9 @@ def _parse_csv(text: str) -> Reading:
     values = []
     for i, cell in enumerate(cells):
         try:
-            number = float(cell)
-        except ValueError:
-            raise InvalidReading(f"CSV cell {i} is {cell[:40]!r}, expected a number") from None
-        values.append(_number(number, f"CSV cell {i}"))
+            values.append(_number(numbers.from_text(cell, f"CSV cell {i}"), f"CSV cell {i}"))
+        except numbers.NumberError as exc:
+            raise InvalidReading(str(exc)) from None
     return Reading(tuple(values))
 
 

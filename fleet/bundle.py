@@ -1,7 +1,7 @@
 """`python -m fleet keygen` and `python -m fleet bundle`: Ed25519 keys and signed model bundles.
 
-A bundle is a plain tar: `bundle.json` (format, version, the version it replaces, an optional target
-device, each file's sha256 and size, the metrics measured on the files, a release summary),
+A bundle is a plain tar: `bundle.json` (format, version, the version it replaces, its targets -- devices,
+a group or any device --, each file's sha256 and size, the metrics measured on the files, a release summary),
 `bundle.sig` (`{"key_id", "signature"}` over the exact bytes of bundle.json), then `manifest.json`
 and every file the manifest names. The edge verifies it with `edge/update/bundle.py`.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime as _dt
 import io
 import json
 import os
@@ -22,8 +23,18 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.models.manifest import Manifest, ManifestError, now_iso, read_manifest, sha256_file, write_manifest
-from edge.update.bundle import DESCRIPTOR, FORMAT, MANIFEST, SIGNATURE, VERSION_RE, key_id
+from edge.models.manifest import Manifest, ManifestError, read_manifest, sha256_file, write_manifest
+from edge.update.bundle import (
+    DESCRIPTOR,
+    FORMAT,
+    MANIFEST,
+    SIGNATURE,
+    VERSION_RE,
+    BundleRefused,
+    check_version_name,
+    key_id,
+)
+from edge.update.targets import Targets, parse_targets
 
 
 def generate_key(path: Path) -> str:
@@ -87,26 +98,40 @@ def release_summary(new: Manifest, old: Manifest | None) -> str:
     return "\n".join(lines)
 
 
-def descriptor(models_dir: Path, version: str, replaces: str | None, device: str | None,
-               previous: Manifest | None = None) -> dict[str, Any]:
+def descriptor(models_dir: Path, version: str, replaces: str | None, targets: Targets | None,
+               previous: Manifest | None = None, allow_downgrade: bool = False) -> dict[str, Any]:
+    """The signed list. `created` (to the microsecond: two bundles made in one second still have an order)
+    orders versions: a device refuses one created before what it runs, unless `allow_downgrade`."""
     manifest = read_manifest(models_dir / MANIFEST)
     names = [MANIFEST, *sorted({e.file for e in manifest.models.values()})]
     files = {n: {"sha256": sha256_file(models_dir / n), "size": (models_dir / n).stat().st_size} for n in names}
-    return {"format": FORMAT, "version": version, "replaces": replaces, "device": device, "created": now_iso(),
+    return {"format": FORMAT, "version": version, "replaces": replaces,
+            "targets": targets.to_json() if targets is not None else None, "allow_downgrade": allow_downgrade,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"),
             "files": files, "metrics": {n: e.metrics for n, e in sorted(manifest.models.items())},
             "summary": release_summary(manifest, previous)}
 
 
 def write_bundle(out: Path, models_dir: Path, key: Ed25519PrivateKey, version: str, replaces: str | None = None,
                  device: str | None = None, previous: Manifest | None = None,
-                 describe: dict[str, Any] | None = None) -> dict[str, Any]:
+                 describe: dict[str, Any] | None = None, targets: Targets | None = None,
+                 allow_downgrade: bool = False) -> dict[str, Any]:
     """Pack `models_dir` (its manifest and the files it names) into a signed bundle at `out`.
 
-    `describe` replaces the computed descriptor (tests use it to sign a list that lies).
+    `targets` the devices or group it is for (None: any device trusting the key); `device` is one device
+    (the older spelling). `describe` replaces the computed descriptor (tests use it to sign a list that lies).
     """
     if not VERSION_RE.match(version):
         raise SystemExit(f"version {version!r}: use 1-64 letters, digits, '.', '_', '-'")
-    data = describe or descriptor(models_dir, version, replaces, device, previous)
+    try:
+        check_version_name(version)
+    except BundleRefused as exc:
+        raise SystemExit(f"--version: {exc.detail}") from None
+    if device is not None:
+        if targets is not None:
+            raise SystemExit("give the targets or one device, not both")
+        targets = Targets(devices=(device,))
+    data = describe or descriptor(models_dir, version, replaces, targets, previous, allow_downgrade)
     raw = json.dumps(data, indent=1, sort_keys=True).encode()
     signature = json.dumps({"key_id": key_id(base64.b64decode(public_key_text(key))),
                             "signature": base64.b64encode(key.sign(raw)).decode()}).encode()
@@ -127,28 +152,38 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m fleet bundle --key KEY --version V [--replaces V0] [--device ID] [--models DIR] OUT.tar`"""
+    """`python -m fleet bundle --key KEY --version V [--replaces V0] [--to ID|ID,ID|group:NAME] [--models DIR] OUT`"""
     parser = argparse.ArgumentParser(prog="python -m fleet bundle", description=main.__doc__)
     parser.add_argument("out", type=Path, help="the bundle file to write")
     parser.add_argument("--key", type=Path, required=True, help="the Ed25519 private key (python -m fleet keygen)")
     parser.add_argument("--version", required=True, help="this bundle's version (the install folder's name)")
     parser.add_argument("--replaces", help="the version the device must be running (else refused: an old bundle cannot "
                         "be replayed); 'factory' for the models installed with the agent; leave out for any")
-    parser.add_argument("--device", help="the one device that may install it (default: any device trusting the key)")
+    to = parser.add_mutually_exclusive_group()
+    to.add_argument("--to", help="the devices that may install it: ID, ID,ID,..., group:NAME (the devices whose "
+                    "config lists NAME in `groups`) or all (the default: any device trusting the key)")
+    to.add_argument("--device", help="one device that may install it (the same as --to ID)")
+    parser.add_argument("--allow-downgrade", action="store_true", help="may replace a version created after this "
+                        "one (else a device running a newer version refuses it: `downgrade`)")
     parser.add_argument("--models", type=Path, default=Path("models"), help="manifest.json and its files")
     parser.add_argument("--previous", type=Path, help="the previous manifest.json, to list the metric changes")
     args = parser.parse_args(argv)
-    for name, value in (("--version", args.version), ("--replaces", args.replaces), ("--device", args.device)):
+    for name, value in (("--version", args.version), ("--replaces", args.replaces)):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
             raise SystemExit(f"{name} {value!r}: expected 1-64 letters, digits, '.', '_' or '-'")
+    try:
+        targets = parse_targets(args.to if args.to is not None else args.device or "all")
+    except ValueError as exc:
+        raise SystemExit(f"{'--to' if args.to is not None else '--device'}: {exc}") from None
     try:
         previous = read_manifest(args.previous) if args.previous else None
     except (OSError, ManifestError) as exc:
         raise SystemExit(f"--previous {args.previous}: {exc}") from None
-    data = write_bundle(args.out, args.models, load_private_key(args.key), args.version, args.replaces, args.device,
-                        previous)
-    print(f"{args.out}: version {data['version']}, {len(data['files'])} files, "
-          f"{args.out.stat().st_size} bytes, sha256 {sha256_file(args.out)[:12]}\n{data['summary']}")
+    data = write_bundle(args.out, args.models, load_private_key(args.key), args.version, args.replaces,
+                        previous=previous, targets=targets, allow_downgrade=args.allow_downgrade)
+    print(f"{args.out}: version {data['version']} for {targets.describe() if targets else 'any device'}, "
+          f"{len(data['files'])} files, {args.out.stat().st_size} bytes, sha256 {sha256_file(args.out)[:12]}\n"
+          f"{data['summary']}")
     return 0
 
 

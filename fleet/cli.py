@@ -1,4 +1,4 @@
-"""`python -m fleet {keygen,bundle,ship} ...`: the operator commands, each with its own `--help`.
+"""`python -m fleet {keygen,bundle,ship,status,rollout} ...`: the operator commands, each with its own `--help`.
 
 Each command's module is imported only when it is named, so `python -m training keygen|bundle|ship`
 (kept as aliases) can forward here before anything imports TensorFlow.
@@ -15,6 +15,8 @@ COMMANDS = {
     "keygen": ("fleet.bundle:keygen", "a new Ed25519 signing key; prints the public key for [update] trusted_keys"),
     "bundle": ("fleet.bundle:main", "pack and sign an export (manifest + files) into a bundle"),
     "ship": ("fleet.ship:main", "deliver a bundle to one device over MQTT, resumably"),
+    "status": ("fleet.status:main", "every device on the broker from its retained topics (--json, --html, --watch)"),
+    "rollout": ("fleet.rollout:main", "one bundle to many devices in stages, halting by itself on failures"),
 }
 
 

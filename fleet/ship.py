@@ -21,6 +21,7 @@ import paho.mqtt.client as paho
 
 from edge.models.manifest import sha256_file
 from edge.update.chunks import Chunk, chunk_count
+from fleet.client import BrokerOptions, connect
 
 FINAL = ("installed", "refused")
 QUIET = 3.0  # seconds without a progress message after the last chunk: resend the gaps
@@ -28,23 +29,22 @@ QUIET = 3.0  # seconds without a progress message after the last chunk: resend t
 
 class Shipper:
     def __init__(self, host: str, port: int, base: str, path: Path, chunk: int = 64 * 1024,
-                 username: str | None = None, password: str | None = None) -> None:
+                 username: str | None = None, password: str | None = None, *,
+                 broker: BrokerOptions | None = None) -> None:
+        """`broker` (TLS, MQTT version) replaces host/port/username/password; the client id is unique per
+        shipper, so a rollout may ship one bundle to many devices at once."""
         self.base, self.path, self.chunk = base, path, chunk
         self.size, self.sha = path.stat().st_size, sha256_file(path)
         self.count = chunk_count(self.size, chunk)
         self.progress: dict[str, Any] | None = None
         self.changed = threading.Condition()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"edgepipe-ship-{self.sha[:8]}")
-        self.client.on_message = self._on_message
-        if username:
-            self.client.username_pw_set(username, password)
         self.subscribed = threading.Event()
+        opts = broker or BrokerOptions(host, port, username, password, mqtt_version="3.1.1")
+        self.client = connect(opts, f"ship-{self.sha[:8]}", on_message=self._on_message)
         self.client.on_subscribe = lambda *args: self.subscribed.set()
-        self.client.connect(host, port, keepalive=30)
         self.client.subscribe(f"{base}/update/progress", qos=1)
-        self.client.loop_start()
 
-    def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
+    def _on_message(self, msg: paho.MQTTMessage) -> None:
         try:
             body = json.loads(msg.payload)
         except ValueError:
@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         shipper = Shipper(host or "localhost", int(port), args.base or f"edgepipe/{args.device}", args.bundle,
                           args.chunk_kb * 1024, args.username, password)
-    except OSError as exc:
-        print(json.dumps({"state": "no answer", "detail": f"cannot reach the broker at {args.broker}: {exc}"}))
+    except OSError as exc:  # ConnectionError included: refused, or no answer
+        print(json.dumps({"state": "no answer", "detail": str(exc)}))
         return 2
     try:
         result = shipper.run(args.timeout, args.stop_after)

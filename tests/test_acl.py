@@ -1,9 +1,10 @@
 """Least privilege per broker role, proved against mosquitto running the SHIPPED deploy/mosquitto/ files.
 
 One broker for the module (`tools.rate.shipped_broker`): `edgepipe.conf` as shipped (its listener and file
-paths moved to a temp dir), `edgepipe.acl` as shipped plus one test-only user with full rights (the witness,
+paths moved to a temp dir), `edgepipe.acl` as shipped with the two agents' sections written by
+`edgepipe-acl.sh` (as the installer writes them), plus one test-only user with full rights (the witness,
 appended at the end, where a user section changes no one else's rights), and a password file made by
-`mosquitto_passwd`. Every role
+`mosquitto_passwd` that also holds users the deployment did not create (`intruder`, `mallory`). Every role
 connects once. A denied publish is PUBACKed like an allowed one, so each case is an event, never a sleep:
 
 - allowed write: the witness (subscribed to `#`) receives it;
@@ -23,6 +24,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.info import info
 from edge.mqtt import messages
 from edge.pipelines.camera import messages as camera
 from edge.pipelines.camera.state import RegionState
@@ -40,7 +42,8 @@ pytestmark = requires_package("mosquitto")
 WITNESS = "acl-test-witness"
 ME, OTHER = "pi-shed", "pi-barn"  # two agents: user name = device id
 B, O = f"edgepipe/{ME}", f"edgepipe/{OTHER}"  # noqa: E741 - their base topics
-ROLES = [ME, OTHER, "homeassistant", "sensors", "viewer", "updater", "intruder", WITNESS]
+ROLES = [ME, OTHER, "homeassistant", "sensors", "viewer", "updater", "fleet", "intruder", "mallory", WITNESS]
+DEVICES = [ME, OTHER]  # the users with an agent section; intruder and mallory are only in the password file
 _unique = itertools.count()
 
 
@@ -92,7 +95,7 @@ class Client:
 
 @pytest.fixture(scope="module")
 def clients(tmp_path_factory: pytest.TempPathFactory):
-    broker = shipped_broker(tmp_path_factory.mktemp("acl"), {user: f"pw-{user}" for user in ROLES},
+    broker = shipped_broker(tmp_path_factory.mktemp("acl"), {user: f"pw-{user}" for user in ROLES}, devices=DEVICES,
                             acl_extra=f"\n# test only\nuser {WITNESS}\ntopic readwrite #\n").start()
     connected = {user: Client(broker.port, user) for user in ROLES}
     connected[WITNESS].subscribe("#")
@@ -107,13 +110,14 @@ def payload_for(user: str, topic: str) -> bytes:
 
 
 WRITE = {
-    ME: ([f"{B}/status", f"{B}/stats", f"{B}/error", f"{B}/cmd/reset/result", f"{B}/vision/cam0/class",
+    ME: ([f"{B}/status", f"{B}/stats", f"{B}/info", f"{B}/error", f"{B}/cmd/reset/result", f"{B}/vision/cam0/class",
           f"{B}/vision/cam0/door/state", f"{B}/vision/cam0/door/snapshot",
           f"{B}/sensors/line1/anomaly", f"{B}/sensors/line1/state", f"{B}/forecast/airline", f"{B}/update/progress",
           f"{B}/model/sensor/line1", f"{B}/probe", f"homeassistant/binary_sensor/edgepipe_{ME}/line1_anomaly/config"],
          # its own inputs (forged commands and readings), another agent's anything, another node's entities
          [f"{B}/cmd/reset", f"{B}/cmd/threshold", f"{B}/sensors/line1/reading", f"{B}/series/airline/reading",
-          f"{B}/update/chunk", f"{B}/anything", f"{O}/status", f"{O}/cmd/reset", f"{O}/sensors/line1/anomaly",
+          f"{B}/update/chunk", f"{B}/anything", f"{O}/status", f"{O}/info", f"{O}/cmd/reset",
+          f"{O}/sensors/line1/anomaly",
           f"homeassistant/switch/edgepipe_{OTHER}/reset/config", "homeassistant/switch/edgepipe/reset/config",
           "homeassistant/status", "edgepipe/homeassistant/status"]),
     "homeassistant": ([f"{B}/cmd/reset", f"{O}/cmd/threshold", f"{B}/sensors/line1/reading",
@@ -132,8 +136,14 @@ WRITE = {
     "updater": ([f"{B}/update/chunk", f"{O}/update/chunk"],
                 [f"{B}/cmd/reset", f"{B}/update/progress", f"{B}/model/sensor/line1", f"{B}/status",
                  "homeassistant/switch/edgepipe_updater/x/config", "edgepipe/updater/status"]),
-    "intruder": ([],  # a user in the password file with no section of its own: only the agent patterns
-                 [f"{B}/cmd/reset", f"{B}/status", f"{B}/sensors/line1/reading",
+    "fleet": ([f"{B}/cmd/reset", f"{O}/cmd/rollback", f"{B}/update/chunk", "_fleet/rollout/r1", "_fleet/sync"],
+              [f"{B}/status", f"{B}/stats", f"{B}/cmd/reset/result", f"{B}/sensors/line1/reading",
+               f"{B}/sensors/line1/anomaly", f"{B}/update/progress", f"{B}/probe", "edgepipe/fleet/status",
+               "homeassistant/status", f"homeassistant/button/edgepipe_{ME}/reset/config",
+               "homeassistant/button/edgepipe_fleet/reset/config"]),
+    "intruder": ([],  # a user in the password file with no section of its own: no rights at all
+                 [f"{B}/cmd/reset", f"{B}/status", f"{B}/sensors/line1/reading", "edgepipe/intruder/status",
+                  "edgepipe/intruder/sensors/line1/anomaly", "homeassistant/switch/edgepipe_intruder/x/config",
                   f"homeassistant/switch/edgepipe_{ME}/reset/config", "homeassistant/status"]),
 }
 READ = {
@@ -148,6 +158,11 @@ READ = {
     "viewer": ([f"{B}/status", f"{O}/sensors/line1/anomaly", f"{B}/cmd/reset"],
                ["homeassistant/status", f"homeassistant/binary_sensor/edgepipe_{ME}/line1_anomaly/config"]),
     "updater": ([f"{B}/update/progress", f"{B}/model/sensor/line1"], [f"{B}/cmd/reset", f"{B}/status"]),
+    "fleet": ([f"{B}/status", f"{O}/stats", f"{B}/model/sensor/line1", f"{B}/update/progress", f"{B}/cmd/reset",
+               "_fleet/rollout/r1"],
+              ["homeassistant/status", f"homeassistant/binary_sensor/edgepipe_{ME}/line1_anomaly/config"]),
+    "intruder": ([], [f"{B}/status", f"{B}/cmd/reset", "edgepipe/intruder/cmd/reset", "edgepipe/intruder/probe",
+                      "homeassistant/status"]),
 }
 
 
@@ -228,11 +243,11 @@ def test_shipped_broker_holds_a_burst_of_readings_for_a_busy_agent(clients: dict
 
 
 def granted(access: str, topic: str) -> bool:
-    """Whether a `pattern` line of the shipped ACL gives the agent `ME` this access to `topic`."""
-    for line in (ROOT / "deploy/mosquitto/edgepipe.acl").read_text().splitlines():
+    """Whether a `topic` line of the shipped agent section (deploy/mosquitto/agent.acl for `ME`) gives this access."""
+    for line in (ROOT / "deploy/mosquitto/agent.acl").read_text().splitlines():
         words = line.split()
-        if len(words) == 3 and words[0] == "pattern" and words[1] in (access, "readwrite") \
-                and paho.topic_matches_sub(words[2].replace("%u", ME), topic):
+        if len(words) == 3 and words[0] == "topic" and words[1] in (access, "readwrite") \
+                and paho.topic_matches_sub(words[2].replace("{device_id}", ME), topic):
             return True
     return False
 
@@ -241,7 +256,7 @@ def test_every_topic_the_agent_uses_is_granted_by_the_shipped_acl() -> None:
     """The broker cases above list topics by hand; this one takes them from the agent's own builders, so a
     new message or pipeline kind whose topic the ACL does not grant fails here, not silently on a Pi."""
     topics, model = messages.Topics(B), {"name": "m", "sha": "0" * 12}
-    out = [messages.status(topics, True), messages.stats(topics, ME, {}),
+    out = [messages.status(topics, True), messages.stats(topics, ME, {}), info(topics, ME, ["shed"], {}),
            messages.error(topics, ME, component="c", reason="r"),
            messages.command_result(topics, ME, "reset", ok=True, request_id=None),
            camera.classification(topics, ME, model, "cam0", label="a", index=0, score=0.5, top_k=[], seq=1,
@@ -266,3 +281,48 @@ def test_every_topic_the_agent_uses_is_granted_by_the_shipped_acl() -> None:
               *(topics.path(kind.topic_root, "x", "reading") for kind in (SensorPipeline, SeriesPipeline))]
     for topic in inputs:
         assert granted("read", topic), f"the shipped ACL does not let the agent read {topic}"
+
+
+# --- issue 24 item 2: a user the deployment did not create gets nothing --------------------------------------------
+MALLORY_WRITES = [  # every kind of topic some role may write, under mallory's own name and under a real device's
+    *(f"edgepipe/{dev}/{rest}" for dev in ("mallory", ME) for rest in (
+        "status", "stats", "error", "probe", "cmd/reset", "cmd/reset/result", "sensors/line1/reading",
+        "sensors/line1/anomaly", "series/airline/reading", "forecast/airline", "update/chunk", "update/progress",
+        "model/sensor/line1", "vision/cam0/class")),
+    "homeassistant/button/edgepipe_mallory/evil/config",  # the reproduction of the issue
+    f"homeassistant/button/edgepipe_{ME}/evil/config", "homeassistant/status", "_fleet/sync"]
+
+
+def test_a_user_the_deployment_did_not_create_can_write_nothing(clients: dict[str, Client]) -> None:
+    witness, mallory = clients[WITNESS], clients["mallory"]
+    payloads = {topic: payload_for("mallory", topic) for topic in MALLORY_WRITES}
+    for topic, payload in payloads.items():
+        mallory.publish(topic, payload, retain=True)
+    marker = payload_for(WITNESS, "mallory-marker")
+    witness.publish("acl-test/marker", marker)
+    assert witness.received("acl-test/marker", marker)
+    assert [t for t, p in payloads.items() if witness.seen(p)] == []
+
+
+def test_a_user_the_deployment_did_not_create_can_read_nothing(clients: dict[str, Client]) -> None:
+    mallory = clients["mallory"]
+    for pattern in ("edgepipe/#", "homeassistant/#", "#"):
+        mallory.subscribe(pattern)
+    try:
+        sent = [payload_for(WITNESS, t) for t in MALLORY_WRITES]
+        for topic, payload in zip(MALLORY_WRITES, sent, strict=True):
+            clients[WITNESS].publish(topic, payload)
+        mallory.publish("acl-test/round-trip", b"")  # anything queued for it before arrives before this PUBACK
+        assert not any(mallory.seen(p) for p in sent), [t for t, p in zip(MALLORY_WRITES, sent, strict=True)
+                                                        if mallory.seen(p)]
+    finally:
+        for pattern in ("edgepipe/#", "homeassistant/#", "#"):
+            mallory.client.unsubscribe(pattern)
+
+
+def test_the_shipped_acl_grants_nothing_to_every_user() -> None:
+    """No `pattern` line (mosquitto applies them to every user) and no grant before the first `user` line."""
+    lines = [line.split() for line in (ROOT / "deploy/mosquitto/edgepipe.acl").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert not [w for w in lines if w[0] == "pattern"]
+    assert lines[0][0] == "user", lines[0]

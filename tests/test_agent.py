@@ -134,7 +134,7 @@ def test_forecasts_match_offline_and_survive_a_restart(broker: Broker, tmp_path:
     agent = AgentProcess(config)  # same state dir: continues the series
     try:
         wait_online(broker.port)
-        publish(broker.port, topic, [json.dumps({"ts": f"m{i}", "values": [v]}) for i, v in enumerate(values[30:])])
+        publish(broker.port, topic, [json.dumps({"ts": 30 + i, "values": [v]}) for i, v in enumerate(values[30:])])
         assert collector.wait_for(lambda: len(collector.matching("/forecast/airline")) >= 60 - first, 30), \
             agent.output()
     finally:

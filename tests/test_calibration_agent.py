@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from edge.alerts.calibration import AlertPlan, plan_alerts
-from edge.alerts.plan import check_plan, resolve
+from edge.alerts.ledger import AlertLedger
+from edge.alerts.plan import alert_summary, check_plan, resolve
 from edge.alerts.recalibrate import Collection
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
@@ -116,7 +117,9 @@ def test_false_alarms_per_day_in_the_config_replans_from_the_manifest(
     entry = read_manifest(models_with_plan(tmp_path, plan) / "manifest.json").get("autoencoder")
     strict = resolve(SensorConfig(name="s", false_alarms_per_day=7.2), entry.postprocess, "autoencoder", None, None)
     assert strict.threshold > plan.threshold and strict.expected_per_day <= 7.2 * 1.01
-    assert (strict.k, strict.n, strict.source) == (3, 5, "manifest")
+    assert (strict.k, strict.n, strict.source) == (3, 5, "replanned")  # issue 24 item 19: not "manifest"
+    quality = alert_summary(strict, AlertLedger(strict.expected_active_rate or 0.0, PERIOD_S))
+    jsonschema.validate({"quality": {"sensor/s": quality}}, {**SCHEMAS["stats"], "required": []})
     forced = resolve(SensorConfig(name="s", debounce_k=1, debounce_n=1), entry.postprocess, "autoencoder", None, None)
     assert forced.expected_per_day is None  # another debounce: the calibration no longer speaks for the rule
     committed = read_manifest(MODELS_DIR / "manifest.json").get("autoencoder").postprocess  # no plan
@@ -148,7 +151,7 @@ def test_calibrate_over_mqtt_moves_the_threshold_persists_and_refuses_nonsense(b
         assert collector.wait_for(lambda: len(collector.json("/cmd/calibrate/result")) == 8, 30), agent.output()
         refused = collector.json("/cmd/calibrate/result")
         assert [r["ok"] for r in refused] == [False] * 8
-        assert "finite number > 0" in refused[1]["error"] and "unknown keys" in refused[7]["error"]
+        assert "NaN and infinity are refused" in refused[1]["error"] and "unknown key" in refused[7]["error"]
         publish(broker.port, f"{BASE}/cmd/calibrate",
                 [b'{"id": "c0", "sensor": "line1", "readings": 100}',  # replaced by the next one: cancelled
                  b'{"id": "c1", "sensor": "line1", "readings": 150, "false_alarms_per_day": 144}'])

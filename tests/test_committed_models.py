@@ -82,6 +82,8 @@ def test_autoencoder_errors_and_threshold_are_what_the_manifest_says(name: str,
                                        (v - offset) / scale) for k, v in sets.items()}
     metrics = anomaly_metrics(errors, entry.training["threshold_percentile"], list(data.anomalous))
     for key, value in metrics.items():
+        if key == "false_alert_rate_heldout" and key not in entry.metrics:
+            continue  # added by issue 27 after these files were trained
         assert value == pytest.approx(entry.metrics[key], rel=1e-6, abs=1e-9), key
     assert entry.postprocess["threshold"] == pytest.approx(metrics["threshold"])
     # the lecture's ordering, with margins: noisy >= 3x and wrong >= 6x the clean error

@@ -157,6 +157,49 @@ def test_reinstall_keeps_the_config_and_the_password(installed: Path) -> None:
     assert users == ["raspberrypi-3fa2c1"]
 
 
+def test_rerun_with_another_device_id_gives_the_new_user_its_own_password(installed: Path, tmp_path: Path) -> None:
+    """Issue 24 item 13: the re-run reused the first user's password for the second (either device could log in as
+    the other), and its NOTE did not name device_id. The root's etc/ is put back afterwards."""
+    etc = installed / "etc"
+    shutil.copytree(etc, tmp_path / "etc-before", symlinks=True)
+    first = agent_config(installed)["device_id"]
+    old_secret = (etc / "edgepipe/mqtt-password").read_text().strip()
+    try:
+        result = install("--with-mosquitto", "--device-id", "pi-second", root=installed)
+        assert result.returncode == 0, result.stderr[-2000:]
+        new_secret = (etc / "edgepipe/mqtt-password").read_text().strip()
+        assert new_secret != old_secret and len(new_secret) >= 24
+        note = next(line for line in result.stdout.splitlines() if line.startswith("# NOTE"))
+        assert 'device_id = "pi-second"' in note and 'mqtt.username = "pi-second"' in note, note
+        acl = (etc / "mosquitto/edgepipe.acl").read_text().splitlines()
+        assert f"user {first}" in acl and "user pi-second" in acl  # the first device's section is kept
+        broker = Broker(tmp_path / "broker", listener="listener {port} 127.0.0.1\nallow_anonymous false\n"
+                        f"password_file {etc}/mosquitto/edgepipe.passwd\n").start()
+        try:
+            logins = {(user, secret): can_log_in(broker.port, user, secret) for user in (first, "pi-second")
+                      for secret in (old_secret, new_secret)}
+        finally:
+            broker.stop()
+        assert logins == {(first, old_secret): True, (first, new_secret): False,
+                          ("pi-second", old_secret): False, ("pi-second", new_secret): True}, logins
+    finally:
+        shutil.rmtree(etc)
+        shutil.copytree(tmp_path / "etc-before", etc, symlinks=True)
+
+
+def can_log_in(port: int, user: str, password: str) -> bool:
+    answer: list[bool] = []
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"login-{user}-{len(password)}-{time.monotonic_ns()}")
+    client.username_pw_set(user, password)
+    client.on_connect = lambda c, u, f, reason, p: answer.append(not reason.is_failure)
+    client.connect("127.0.0.1", port)
+    deadline = time.monotonic() + 10
+    while not answer and time.monotonic() < deadline:
+        client.loop(0.1)
+    client.disconnect()
+    return answer == [True]
+
+
 def test_unit_honours_the_prefix(installed: Path) -> None:
     unit = (installed / "etc/systemd/system/edgepipe.service").read_text()
     python = installed / "opt/edgepipe/.venv/bin/python"
@@ -289,8 +332,11 @@ def test_mosquitto_example_needs_a_password_and_an_acl() -> None:
     assert "allow_anonymous false" in conf
     assert "password_file /etc/mosquitto/edgepipe.passwd" in conf and "acl_file /etc/mosquitto/edgepipe.acl" in conf
     acl = (DEPLOY / "mosquitto" / "edgepipe.acl").read_text().splitlines()
-    assert "pattern write edgepipe/%u/status" in acl and not any(line.startswith("topic write #") for line in acl)
-    assert "pattern write edgepipe/%u/#" not in acl  # the agent may not forge its own commands or readings
+    agent = (DEPLOY / "mosquitto" / "agent.acl").read_text().splitlines()  # each device's section, by the installer
+    assert "topic write edgepipe/{device_id}/status" in agent and not any(line.startswith("topic write #")
+                                                                           for line in acl + agent)
+    assert "topic write edgepipe/{device_id}/#" not in agent  # the agent may not forge its own commands or readings
+    assert not any(line.startswith("pattern") for line in acl + agent)  # patterns apply to every user (issue 24)
 
 
 def test_one_naming_rule_in_acl_readme_installer_and_example() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -82,6 +82,8 @@ toml_values = st.recursive(st.booleans() | st.integers(-10**20, 10**20) | st.flo
 
 @settings(FUZZ, max_examples=1500)
 @given(st.sampled_from(config_keys()), toml_values)
+@example(("mqtt", "password_file"), "\x00")  # found by a CI run: ValueError, embedded null byte
+@example(("update", "enabled"), True)  # found by a CI run: the message said neither key nor "expected"
 def test_every_invalid_config_value_is_named_with_what_was_expected(key: tuple, value: Any) -> None:
     data = json.loads(json.dumps(BASE_CONFIG))
     node = data

@@ -118,7 +118,9 @@ def test_camera_attributes_change_with_no_frame() -> None:
 
 def test_anomaly_attributes_keep_no_per_reading_fields() -> None:
     config = configs(sensor=[SensorConfig(name="line1")])[config_topic("binary_sensor", "line1_anomaly")]
-    assert attribute_fields(config) == {"model", "threshold"}
+    # the rule and the episode (issue 27) change per rule and per episode, not per reading
+    assert attribute_fields(config) == {"model", "threshold", "rule", "episode"}
+    assert "evidence" not in config["json_attributes_template"] and "score" not in config["json_attributes_template"]
     assert config["json_attributes_topic"] == f"{BASE}/sensors/line1/anomaly"
 
 

@@ -35,7 +35,8 @@ def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_installs_only_what_is_missing_and_not_what_a_variable_hides(tmp_path: Path) -> None:
-    result = run(tmp_path, EDGEPIPE_MOSQUITTO="/bin/true", EDGEPIPE_NATS_SERVER="/bin/true")  # data set hidden
+    result = run(tmp_path, EDGEPIPE_MOSQUITTO="/bin/true", EDGEPIPE_NATS_SERVER="/bin/true",
+                 EDGEPIPE_CHROMIUM="/bin/true")  # data set hidden
     assert result.returncode == 0, result.stderr
     calls = (tmp_path / "apt.log").read_text().splitlines()
     assert calls == ["update -qq", "install -y -qq openssl systemd"]
@@ -46,7 +47,7 @@ def test_installs_only_what_is_missing_and_not_what_a_variable_hides(tmp_path: P
 
 def test_check_only_prints_the_apt_get_line(tmp_path: Path) -> None:
     result = run(tmp_path, "--check", EDGEPIPE_MOSQUITTO=str(tmp_path / "no-mosquitto"),
-                 EDGEPIPE_NATS_SERVER="/bin/true")
+                 EDGEPIPE_NATS_SERVER="/bin/true", EDGEPIPE_CHROMIUM="/bin/true")
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "apt.log").exists()
     assert "mosquitto: not found at EDGEPIPE_MOSQUITTO=" in result.stdout
@@ -65,7 +66,8 @@ def test_all_present_says_so_and_installs_nothing(tmp_path: Path) -> None:
         (idx / stem).write_bytes(b"")
     result = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=60,
                             env={"PATH": str(folder), "EDGEPIPE_FASHION_MNIST_DIR": str(idx),
-                                 "EDGEPIPE_MOSQUITTO": "/bin/true", "EDGEPIPE_NATS_SERVER": "/bin/true"})
+                                 "EDGEPIPE_MOSQUITTO": "/bin/true", "EDGEPIPE_NATS_SERVER": "/bin/true",
+                                 "EDGEPIPE_CHROMIUM": "/bin/true"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("system packages for the tests: all present")
     assert not log.exists()

@@ -45,7 +45,7 @@ class Setup:
     """A factory export, a trusted key, an agent config with `[update]`, and bundles signed on demand."""
 
     def __init__(self, tmp_path: Path, port: int, probation_s: float = 2.0, state: Path | None = None,
-                 extra: str = "") -> None:
+                 extra: str = "", top: str = "") -> None:
         self.tmp, self.port = tmp_path, port
         self.key, self.other_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
         self.factory = subset(tmp_path / "factory")
@@ -54,7 +54,7 @@ class Setup:
             tmp_path / "agent.toml", port, '[[sensor]]\nname = "line1"\n\n[update]\nenabled = true\n'
             f'trusted_keys = "{public_key_text(self.key)}"\nprobation_s = {probation_s}\n{extra}\n'
             f'[outbox]\npath = "{tmp_path / "outbox.sqlite"}"\n',
-            device=DEVICE, state_dir=self.state, models_dir=self.factory, stats_interval=0.5)
+            device=DEVICE, state_dir=self.state, models_dir=self.factory, stats_interval=0.5, top=top)
 
     def bundle(self, version: str, models: Path | None = None, key: Ed25519PrivateKey | None = None,
                device: str | None = DEVICE, replaces: str | None = None, **kwargs: Any) -> Path:
@@ -175,7 +175,7 @@ REFUSALS = {
     "tampered": (tampered, "tampered"),
     "bad signature": (bad_signature, "bad_signature"),
     "wrong key": (lambda s: s.bundle("v-wrongkey", key=s.other_key), "untrusted_key"),
-    "other device": (lambda s: s.bundle("v-other", device="pi-kitchen"), "wrong_device"),
+    "other device": (lambda s: s.bundle("v-other", device="pi-kitchen"), "not_a_target"),
     "truncated": (truncated, "truncated"),
     "an old bundle replayed": (lambda s: s.bundle("v-old", replaces="v0"), "replaces_mismatch"),
     "too big": (lambda s: s.bundle("v-big", models=subset(s.tmp / "big", ("autoencoder", "cnn"))), "too_big"),

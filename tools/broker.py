@@ -22,6 +22,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -187,6 +188,21 @@ def add_password(passwd: Path, user: str, password: str) -> None:
     subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, capture_output=True)
 
 
+ROLE_USERS = ("homeassistant", "sensors", "viewer", "updater", "fleet")  # edgepipe.acl's sections; not devices
+
+
+def shipped_acl(devices: list[str]) -> str:
+    """deploy/mosquitto/edgepipe.acl with one agent section per device, written by deploy/mosquitto/edgepipe-acl.sh
+    as the installer writes them (the shipped file alone grants no agent anything)."""
+    with tempfile.TemporaryDirectory() as folder:
+        acl = Path(folder) / "edgepipe.acl"
+        acl.write_text((MOSQ_DEPLOY / "edgepipe.acl").read_text())
+        for device in devices:
+            subprocess.run(["bash", str(MOSQ_DEPLOY / "edgepipe-acl.sh"), str(acl), device], check=True,
+                           capture_output=True, timeout=30)
+        return acl.read_text()
+
+
 def bridge_conf(central_port: int, device: str, username: str | None = None, password: str | None = None) -> str:
     """deploy/mosquitto/bridge.conf for a central broker on loopback: the address, the device id and the
     credentials filled in, its three TLS lines left out (plain TCP here)."""
@@ -272,8 +288,9 @@ def nats_conf(name: str, *, client_port: int, http_port: int, cluster_port: int 
         text, count = re.subn(pattern, replacement, text, count=1, flags=re.M)
         if count != 1:
             raise ValueError(f"{NATS_TEMPLATE}: no line matches {pattern!r}")
-    if cluster_port is None:  # a lone node: no cluster block at all
+    if cluster_port is None:  # a lone node: no cluster block, and one replica (nats refuses R3 unclustered)
         text = re.sub(r"^cluster \{.*?^\}\n", "", text, flags=re.M | re.S)
+        text = re.sub(r"^(\s+)stream_replicas: 3", r"\g<1>stream_replicas: 1", text, count=1, flags=re.M)
     return f"server_name: {name}\n" + text
 
 

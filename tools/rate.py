@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools.broker import Mosquitto, free_port
+from tools.broker import ROLE_USERS, Mosquitto, free_port, shipped_acl
 
 ROOT = Path(__file__).resolve().parents[1]
 MOSQ = ROOT / "deploy" / "mosquitto"
@@ -45,14 +45,17 @@ def shipped_conf(port: int, folder: Path, queue_defaults: bool = False) -> str:
     return text.replace("/etc/mosquitto/edgepipe.", f"{folder}/edgepipe.")
 
 
-def shipped_broker(folder: Path, users: dict[str, str], acl_extra: str = "", queue_defaults: bool = False) -> Mosquitto:
-    """A mosquitto with the shipped conf and ACL (plus `acl_extra`), and a password file for `users`."""
+def shipped_broker(folder: Path, users: dict[str, str], acl_extra: str = "", queue_defaults: bool = False,
+                   devices: list[str] | None = None) -> Mosquitto:
+    """A mosquitto with the shipped conf and ACL (an agent section for each of `devices`, default: every user
+    that is not a role of the ACL; then `acl_extra`), and a password file for `users`."""
     folder.mkdir(parents=True, exist_ok=True)
     passwd = folder / "edgepipe.passwd"
     passwd.touch()
     for user, password in users.items():
         subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, capture_output=True)
-    (folder / "edgepipe.acl").write_text((MOSQ / "edgepipe.acl").read_text() + acl_extra)
+    devices = [u for u in users if u not in ROLE_USERS] if devices is None else devices
+    (folder / "edgepipe.acl").write_text(shipped_acl(devices) + acl_extra)
     port = free_port()
     broker = Mosquitto(folder / "broker")
     broker.port = port

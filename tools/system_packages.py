@@ -6,9 +6,10 @@ missing and nothing else; otherwise it prints the one `apt-get install` line, an
 a missing package skips with that package's name (tests/conftest.py asks this module, so the
 installer and the skips cannot disagree about what is there).
 
-Two variables point the suite at another copy -- or, set to an empty folder or a path that does not
+Variables point the suite at another copy -- or, set to an empty folder or a path that does not
 exist, hide the package to check the skips on a machine that has it:
-EDGEPIPE_MOSQUITTO and EDGEPIPE_NATS_SERVER (the broker binaries) and EDGEPIPE_FASHION_MNIST_DIR (the four
+EDGEPIPE_MOSQUITTO and EDGEPIPE_NATS_SERVER (the broker binaries), EDGEPIPE_CHROMIUM (the browser) and
+EDGEPIPE_FASHION_MNIST_DIR (the four
 IDX files; the training side's loader reads the same variable). A package hidden this way is never installed.
 """
 
@@ -48,6 +49,11 @@ def nats_binary() -> str | None:
     return _binary("nats-server", "EDGEPIPE_NATS_SERVER")
 
 
+def chromium_binary() -> str | None:
+    """The browser the fleet page test drives headless: EDGEPIPE_CHROMIUM if set, else PATH."""
+    return _binary("chromium", "EDGEPIPE_CHROMIUM")
+
+
 def fashion_mnist_dir() -> Path | None:
     """The folder with all four Fashion-MNIST IDX files (gzipped or not), if there is one."""
     folder = Path(os.environ.get("EDGEPIPE_FASHION_MNIST_DIR") or FASHION_DEBIAN_DIR)
@@ -80,6 +86,8 @@ PACKAGES: dict[str, SystemPackage] = {p.name: p for p in (
     SystemPackage("dataset-fashion-mnist", "the CNN and GAN tests on all 70,000 images", fashion_mnist_dir,
                   "EDGEPIPE_FASHION_MNIST_DIR"),
     SystemPackage("systemd", "the unit file check, systemd-analyze verify", lambda: shutil.which("systemd-analyze")),
+    SystemPackage("chromium", "the fleet page test (headless Chromium renders `fleet status --html`)",
+                  chromium_binary, "EDGEPIPE_CHROMIUM"),
 )}
 # what `make test` needs before any test runs: Debian's python3 makes no venv without it
 VENV_PACKAGE = SystemPackage("python3-venv", "`make venv`", lambda: importlib.util.find_spec("ensurepip"))

@@ -104,7 +104,7 @@ def golden_main(argv: list[str]) -> int:
 #: and ship (`python -m fleet`) are forwarded by training/__main__.py before anything imports TensorFlow
 SUBCOMMANDS = {"golden": "training.cli:golden_main", "gan-quality": "training.quality.gan:main",
                "bench": "training.experiments.bench:main", "realdata": "training.experiments.realdata:main",
-               "sample-data": "training.experiments.sample_data:main"}
+               "sample-data": "training.experiments.sample_data:main", "nab": "training.experiments.nab:main"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -219,7 +219,7 @@ class AlertPlan:
     k: int
     n: int
     threshold: float
-    method: str  # "conformal", "tail" or "max" (see Calibration.threshold)
+    method: str  # "conformal", "tail" or "max" (see Calibration.threshold), "floor" (see plan_alerts)
     alpha: float  # target share of readings with the rule active
     expected_active_rate: float  # the calibration's estimate at `threshold`
     calibration: Calibration
@@ -257,12 +257,15 @@ class AlertPlan:
 
 def plan_alerts(scores: Sequence[float] | np.ndarray, false_alarms_per_day: float | None = None,
                 period_s: float | None = None, alpha: float | None = None,
-                debounce: tuple[int, int] | None = None) -> AlertPlan:
+                debounce: tuple[int, int] | None = None, floor: float = 0.0) -> AlertPlan:
     """Calibrate a k-of-n rule on the scores of a normal period, in reading order.
 
     The target is `false_alarms_per_day` with the reading period `period_s` (alpha = F / readings
     per day), or `alpha` directly (a share of readings, for streams without a clock). The debounce
-    is derived from the period unless given.
+    is derived from the period unless given. `floor` is the smallest score the model can tell from
+    zero (the trainer: one input quantization step on every number): a normal period whose scores
+    all lie below it (a flat line reconstructed exactly) gets that threshold, method "floor", instead
+    of 0.0, which every rule refuses.
     """
     k, n = debounce if debounce is not None else debounce_for_period(period_s)
     if alpha is None:
@@ -273,5 +276,7 @@ def plan_alerts(scores: Sequence[float] | np.ndarray, false_alarms_per_day: floa
     statistic = rule_statistic(scores, k, n)
     calibration = Calibration.fit(statistic[np.isfinite(statistic)])
     threshold, method = calibration.threshold(alpha)
+    if threshold < floor:
+        threshold, method = floor, "floor"
     return AlertPlan(false_alarms_per_day, period_s, k, n, threshold, method, alpha,
                      calibration.rate(threshold), calibration)

@@ -37,7 +37,7 @@ class AlertSettings:
     threshold: float
     k: int
     n: int
-    source: str  # "command", "calibrated", "config" or "manifest"
+    source: str  # "command", "calibrated", "config", "manifest" or "replanned" (its table, the config's rate)
     expected_active_rate: float | None = None  # share of normal readings with the rule active
     period_s: float | None = None
     false_alarms_per_day: float | None = None
@@ -57,7 +57,12 @@ def check_plan(data: Any, where: str) -> AlertPlan:
         plan = AlertPlan.from_json(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{where}: not a valid alert plan ({type(exc).__name__}: {exc})") from None
-    check_threshold(plan.threshold, f"{where}.threshold")
+    try:
+        check_threshold(plan.threshold, f"{where}.threshold")
+    except ValueError as exc:  # a trainer before issue 27 wrote 0.0 for a stream it reconstructs exactly
+        raise ValueError(f"{exc}: retrain the model with the current trainer (it floors the threshold at the "
+                         "score's resolution), or set the sensor's `threshold` in the config, or "
+                         "`burn_in = true` to learn the rule from the live stream") from None
     if not 1 <= plan.k <= plan.n <= MAX_DEBOUNCE:
         raise ValueError(f"{where}: debounce needs 1 <= k <= n <= {MAX_DEBOUNCE}, got k={plan.k}, n={plan.n}")
     if not (math.isfinite(plan.expected_active_rate) and 0 <= plan.expected_active_rate <= 1):
@@ -86,7 +91,7 @@ def replan(plan: AlertPlan, false_alarms_per_day: float, model: str) -> AlertSet
     alpha = min(max(false_alarms_per_day * plan.period_s / SECONDS_PER_DAY, 1e-12), 0.5)
     threshold, _method = plan.calibration.threshold(alpha)
     threshold = check_threshold(threshold, f"model {model!r}: threshold re-planned for {false_alarms_per_day}/day")
-    return AlertSettings(threshold, plan.k, plan.n, "manifest", plan.calibration.rate(threshold), plan.period_s,
+    return AlertSettings(threshold, plan.k, plan.n, "replanned", plan.calibration.rate(threshold), plan.period_s,
                          false_alarms_per_day)
 
 

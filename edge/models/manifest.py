@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edge.fileio import atomic_write
+from edge.numbers import NumberError, loads
 
 log = logging.getLogger(__name__)
 
@@ -217,9 +218,11 @@ def read_manifest(path: Path | str) -> Manifest:
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read manifest: {exc}") from None
     try:
-        data = json.loads(text)
+        data = loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except NumberError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
     return Manifest.from_json(data, where=str(path))
 
 

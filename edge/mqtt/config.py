@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.fields import ConfigError, setting
+from edge.fields import ConfigError, build, setting
+
+DEFAULT_HOST, DEFAULT_PORT = "localhost", 1883
+
+
+@dataclass
+class BrokerAddress:
+    """One broker of `mqtt.brokers`; `tls` unset: as `mqtt.tls` says."""
+
+    host: str = setting(DEFAULT_HOST, empty_ok=False, parse=lambda v: _host(v))
+    port: int = setting(DEFAULT_PORT, ge=1, le=65535)
+    tls: bool | None = None
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _host(value: str) -> str:
+    if not value.strip() or any(c.isspace() or c in "/#+" for c in value):
+        raise ValueError(f"expected a host name or address, got {value!r}")
+    return value
 
 
 @dataclass
 class MqttConfig:
-    host: str = "localhost"
-    port: int = setting(1883, ge=1, le=65535)
+    host: str = DEFAULT_HOST
+    port: int = setting(DEFAULT_PORT, ge=1, le=65535)
+    # an ordered list of brokers ({host, port, tls?} tables): the agent uses the first it can reach, fails over
+    # to the next when that one is lost and goes back up the list later (docs/brokers.md); empty: host/port
+    brokers: list = field(default_factory=list)
+    failback_after: float = setting(60.0, ge=1)  # seconds on a later broker before trying the earlier ones again
     base_topic: str = setting("edgepipe/{device_id}", topic=("device_id",), empty_ok=False)
     protocol: str = setting("3.1.1", choices=("3.1.1", "5"))
     client_id: str = ""  # default: edgepipe-<device_id>
@@ -31,17 +55,42 @@ class MqttConfig:
     discovery_prefix: str = setting("homeassistant", topic=(), empty_ok=False)
 
     def validate(self) -> None:
+        self._validate_brokers()
         if self.reconnect_min > self.reconnect_max:
             raise ConfigError("reconnect_min: expected at most mqtt.reconnect_max")
-        if self.tls and self.cert_file and not self.key_file:
+        if self.cert_file and not self.key_file and any(self.uses_tls(b) for b in self.endpoints()):
             raise ConfigError("key_file: required when mqtt.cert_file is set")
         for key in ("ca_file", "cert_file", "key_file"):
             path = getattr(self, key)
-            if self.tls and path:
+            if any(self.uses_tls(b) for b in self.endpoints()) and path:
                 try:
                     Path(path).read_bytes()
                 except OSError as exc:
                     raise ConfigError(f"mqtt.{key}: cannot read {path} ({exc.strerror})") from None
+
+
+    def _validate_brokers(self) -> None:
+        """Tables into `BrokerAddress`es; `host`/`port` become the first (what `edge check` and the logs name)."""
+        if not isinstance(self.brokers, list):
+            raise ConfigError(f"brokers: expected an array of tables ({{host, port, tls}}), got {self.brokers!r}")
+        if not self.brokers:
+            return
+        brokers = [b if isinstance(b, BrokerAddress) else build(BrokerAddress, b, f"brokers[{i}]")
+                   for i, b in enumerate(self.brokers)]
+        if (self.host, self.port) not in ((DEFAULT_HOST, DEFAULT_PORT), (brokers[0].host, brokers[0].port)):
+            raise ConfigError("brokers: give either mqtt.host/port (one broker) or mqtt.brokers, not both")
+        seen = [str(b) for b in brokers]
+        if len(set(seen)) != len(seen):
+            raise ConfigError(f"brokers: each broker once, got {seen}")
+        self.brokers = [BrokerAddress(b.host, b.port, self.uses_tls(b)) for b in brokers]  # tls said for each
+        self.host, self.port, self.tls = brokers[0].host, brokers[0].port, self.brokers[0].tls
+
+    def endpoints(self) -> list[BrokerAddress]:
+        """The brokers in order of preference: `brokers`, or the one of `host`/`port`."""
+        return list(self.brokers) or [BrokerAddress(self.host, self.port, self.tls)]
+
+    def uses_tls(self, broker: BrokerAddress) -> bool:
+        return self.tls if broker.tls is None else broker.tls
 
 
 @dataclass

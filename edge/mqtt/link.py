@@ -3,12 +3,12 @@
 - Last Will `offline` (retained) on `status`, set before connecting; `online` (retained) and
   the Home Assistant discovery configs are re-published and subscriptions re-made on *every*
   connect, because a broker restart forgets non-persistent sessions.
-- The link runs its own network thread on paho's public non-threaded API (`reconnect`,
-  `socket`, `loop_read`, `loop_write`, `loop_misc`), and a message is written to the socket by
-  the thread that made it, under one lock. paho's threaded mode instead hands every publish to
-  its network thread (a wake-up byte, a `select`, a GIL hand-over): on 2 cores that cost more
-  than the CNN itself (docs/benchmarks.md). The lock is needed because paho's writer is not safe
-  against two threads at once (a partly written packet could be interleaved with another).
+- The link runs its own network thread on paho's public non-threaded API, and a message is written
+  to the socket by the thread that made it, under one lock (paho's writer is not thread-safe). paho's
+  threaded mode instead hands every publish to its network thread (a wake-up byte, a `select`, a GIL
+  hand-over): on 2 cores that cost more than the CNN itself (docs/benchmarks.md).
+- Several brokers (`mqtt.brokers`): the first that answers is used, the next when it is lost, the earlier
+  ones again later (`edge.mqtt.failover`); one paho client per broker (each its own TLS settings).
 - Reconnects use exponential backoff from `reconnect_min` to `reconnect_max`, reset by a
   connection that holds (not by one the broker closes at once: two devices with one client id
   would kick each other off in a tight loop; `edge.mqtt.takeover` says so); refused credentials
@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -32,13 +31,14 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edge.mqtt.client import client_id, make_client
+from edge.mqtt.client import BrokerClients, client_id, connect_hint, no_delay
 from edge.mqtt.config import MqttConfig
+from edge.mqtt.failover import BrokerChoice
 from edge.mqtt.inbox import Handler, Inbox
 from edge.mqtt.messages import Message, Topics, error, status
 from edge.mqtt.outbox import Outbox
+from edge.mqtt.subscriptions import Subscriptions
 from edge.mqtt.takeover import TakeoverWatch
 
 log = logging.getLogger(__name__)
@@ -48,16 +48,12 @@ SELECT_TIMEOUT = 1.0  # seconds; also how often keep-alive pings are considered
 
 class MqttLink:
     def __init__(self, cfg: MqttConfig, device_id: str, topics: Topics, outbox: Outbox) -> None:
-        self.cfg = cfg
-        self.device = device_id
-        self.topics = topics
-        self.outbox = outbox
+        self.cfg, self.device, self.topics, self.outbox = cfg, device_id, topics, outbox
         self.connected = threading.Event()
         self.inbox = Inbox(cfg.accept_retained, lambda: self.connects, self._puback,
                            lambda reason: self.send(error(topics, device_id, component="mqtt", reason=reason)))
         self.on_connect_messages: Callable[[], list[Message]] = lambda: []
-        self.dropped_qos0 = 0
-        self.connects = 0
+        self.dropped_qos0 = self.connects = 0
         self.last_error: str | None = None
         self._inflight: dict[int, tuple[int, paho.MQTTMessageInfo]] = {}  # paho mid -> (outbox seq, info)
         self._last_sent = 0  # highest outbox seq handed to paho on this connection
@@ -70,18 +66,28 @@ class MqttLink:
         self._publisher: threading.Thread | None = None
         self._network: threading.Thread | None = None
         self._poke_r, self._poke_w = socket.socketpair()  # wakes the network thread's select()
-        self._poke_r.setblocking(False)
-        self._poke_w.setblocking(False)
-        self.client, self._connect_options = make_client(cfg, device_id, status(topics, online=False))
-        self.client.max_inflight_messages_set(INFLIGHT_WINDOW)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self.inbox.on_message
+        for end in (self._poke_r, self._poke_w):
+            end.setblocking(False)
+        self.choice = BrokerChoice(cfg.endpoints(), cfg.failback_after)
+        self.subscriptions = Subscriptions(cfg.protocol, cfg.accept_retained)
+        self._clients = BrokerClients(cfg, device_id, status(topics, online=False), self._callbacks)
+        self._failback: int | None = None  # the earlier broker the link is leaving this one for
+        self._answered = False  # a CONNACK came on the current attempt (else: not an MQTT listener, or TLS)
+        self.client = self._clients.get(0, self.choice.current)
+
+    def _callbacks(self, client: paho.Client) -> None:
+        client.max_inflight_messages_set(INFLIGHT_WINDOW)
+        client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
+        client.on_message, client.on_subscribe = self.inbox.on_message, self.subscriptions.on_subscribe
+
+    @property
+    def broker(self) -> str | None:
+        """host:port of the broker in use, None while not connected (`stats.broker`)."""
+        return str(self.choice.current) if self.connected.is_set() else None
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         """Connect in the background: the agent starts (and queues alerts) even if the broker is down."""
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, **self._connect_options)
         self._publisher = threading.Thread(target=self._publish_loop, name="mqtt-outbox", daemon=True)
         self._network = threading.Thread(target=self._network_loop, name="mqtt-network", daemon=True)
         self._publisher.start()
@@ -183,14 +189,15 @@ class MqttLink:
             pass  # already poked (buffer full) or closed at shutdown
 
     def _network_loop(self) -> None:
-        """Connect, serve the connection until it ends, wait out the backoff, and again."""
+        """Connect, serve the connection until it ends, pick the next broker, wait out the backoff, and again."""
         delay = self.cfg.reconnect_min
         while not self._stop.is_set():
-            generation = self.connects
+            generation, self._answered = self.connects, False
             try:
                 with self._io:
                     if self._stop.is_set():  # checked under the lock: `stop()` disconnects under it too
                         break
+                    self.client = self._clients.get(self.choice.index, self.choice.current)
                     self.client.reconnect()  # TCP (+TLS) connect and CONNECT; CONNACK comes in `_serve`
             except Exception as exc:  # noqa: BLE001 - OSError/SSLError mostly; anything else must not end the thread
                 self._connect_failed(exc)
@@ -203,10 +210,20 @@ class MqttLink:
                         self.client.disconnect()  # closes the socket; state is reset by the next reconnect
                     if self.connected.is_set():  # paho did not report it (the socket was already gone)
                         self._on_disconnect(self.client, None, None, "network loop error", None)
+                if not self._answered and not self._stop.is_set():
+                    self._connect_failed(ConnectionResetError("closed without answering MQTT's CONNECT"))
             if self._stop.is_set():
                 break
-            if self.connects != generation and not self._keep_backoff:  # a connection held: backoff afresh
-                delay = self.cfg.reconnect_min
+            if self._failback is not None:  # left a later broker for an earlier one that answers again
+                self.choice.switch_to(self._failback)
+                self._failback = None
+                continue
+            if self.connects != generation:  # a connection held and ended: from the top of the list
+                self.choice.dropped()
+                if not self._keep_backoff:
+                    delay = self.cfg.reconnect_min
+            elif not self.choice.failed() and not self._keep_backoff:
+                continue  # the next broker of the list at once; the backoff after the whole list failed
             self._stop.wait(delay)
             delay = min(delay * 2, self.cfg.reconnect_max)
 
@@ -239,8 +256,20 @@ class MqttLink:
                     rc = self.client.loop_write()
                 if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                     rc = self.client.loop_misc()
+                for topic in self.subscriptions.due() if rc == MQTTErrorCode.MQTT_ERR_SUCCESS else []:
+                    self.subscriptions.subscribe(self.client, topic)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
+            if self.connected.is_set() and (earlier := self.choice.earlier_answers()) is not None:
+                self._leave_for(earlier)
+
+    def _leave_for(self, index: int) -> None:
+        """Go back to an earlier broker: `offline` here (another broker than a cluster's would keep `online`
+        retained for ever: a clean disconnect sends no Last Will), then a clean disconnect."""
+        self._failback = index
+        self._publish_now(status(self.topics, online=False))
+        with self._io:
+            self.client.disconnect()
 
     # --- receiving -----------------------------------------------------------------------
     def subscribe(self, topic: str, handler: Handler) -> None:
@@ -248,7 +277,7 @@ class MqttLink:
         self.inbox.handlers[topic] = handler
         if self.connected.is_set():
             with self._io:
-                self._subscribe(topic)
+                self.subscriptions.subscribe(self.client, topic)
 
     def _puback(self, generation: int, msg: paho.MQTTMessage) -> None:
         """Acknowledge a handled message; not when its connection has ended (the broker delivers it again on
@@ -257,41 +286,32 @@ class MqttLink:
             with self._io:
                 self.client.ack(msg.mid, msg.qos)
 
-    def _subscribe(self, topic: str) -> None:
-        """QoS 1; on MQTT 5 the broker is asked not to send retained messages at all (retain handling 2)."""
-        if self.cfg.protocol == "5" and not self.cfg.accept_retained:
-            self.client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=2))
-        else:
-            self.client.subscribe(topic, qos=1)
-
     # --- paho callbacks ------------------------------------------------------------------
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self._answered = True
         if reason.is_failure:
             hint = " (check mqtt.username and mqtt.password_file)" if "password" in str(reason).lower() \
                 or "authori" in str(reason).lower() else ""
             self.last_error = f"broker refused the connection: {reason}{hint}"
-            log.error("MQTT %s:%s %s (retrying with backoff up to %.0f s)", self.cfg.host, self.cfg.port,
-                      self.last_error, self.cfg.reconnect_max)
+            log.error("MQTT %s %s (retrying with backoff up to %.0f s)", self.choice.current, self.last_error,
+                      self.cfg.reconnect_max)
             return
         self.connects += 1
         self.last_error = None
         self.takeover.connected()
-        sock = client.socket()
-        if sock is not None and hasattr(sock, "setsockopt"):
-            # small alerts must not wait for Nagle's algorithm (up to 40 ms with delayed ACKs)
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        log.info("MQTT connected to %s:%s (connection %d)", self.cfg.host, self.cfg.port, self.connects)
+        self.choice.connected()
+        no_delay(client.socket())
+        log.info("MQTT connected to %s (broker %d of %d, connection %d)", self.choice.current, self.choice.index + 1,
+                 len(self.choice.brokers), self.connects)
         if self._dropped_at is not None:
             rearmed = self.outbox.rearm(self._dropped_at - self.outbox.replay_window)
             self._dropped_at = None
             if rearmed:
                 log.warning("re-sending %d message(s) the broker acknowledged in the %.0f s before the connection "
                             "dropped (a crashed broker may not have saved them)", rearmed, self.outbox.replay_window)
+        self.subscriptions.new_connection()
         for topic in self.inbox.handlers:
-            self._subscribe(topic)
+            self.subscriptions.subscribe(client, topic)
         self._publish_now(status(self.topics, online=True))
         for message in self.on_connect_messages():
             self._publish_now(message)
@@ -302,7 +322,7 @@ class MqttLink:
             self._wake.notify_all()
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        if not self._stop.is_set() and self.connected.is_set():
+        if not self._stop.is_set() and self.connected.is_set() and self._failback is None:
             self._dropped_at = time.time()
             self._keep_backoff = self.takeover.dropped(reason)
         with self._wake:
@@ -314,19 +334,14 @@ class MqttLink:
                         "(%d now)", reason, len(self.outbox))
 
     def _connect_failed(self, exc: Exception) -> None:
-        reason = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            reason += " (is mqtt.ca_file the CA that signed the broker's certificate, for this host name?)"
-        self.last_error = f"cannot connect to {self.cfg.host}:{self.cfg.port}: {reason}"
+        reason = f"{type(exc).__name__}: {exc}{connect_hint(exc, self.cfg.uses_tls(self.choice.current))}"
+        self.last_error = f"cannot connect to {self.choice.current}: {reason}"
         log.warning("MQTT %s; retrying with backoff up to %.0f s", self.last_error, self.cfg.reconnect_max)
 
     def _collect_acks(self) -> None:
-        """Delete from the outbox what the broker has acknowledged (PUBACKs were read just now).
-
-        Polled rather than taken from `on_publish`: paho calls that for every QoS 0 message
-        too, building a reason code and a properties object each time, which cost as much as
-        the rest of a camera frame's publish.
-        """
+        """Delete from the outbox what the broker has acknowledged (PUBACKs were read just now). Polled rather
+        than taken from `on_publish`: paho calls that for every QoS 0 message too, building a reason code and a
+        properties object each time, which cost as much as the rest of a camera frame's publish."""
         with self._wake:
             done = [mid for mid, (_, info) in self._inflight.items() if info.is_published()]
             for mid in done:

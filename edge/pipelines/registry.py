@@ -21,9 +21,29 @@ from edge.models.loader import ModelLoader
 from edge.mqtt.messages import Message, Topics
 
 NOT_KINDS = {"base", "publisher", "registry"}
-#: a kind's `cmd/<action>`: the request body and the live pipelines of that kind -> the result's fields
-#: (ValueError or KeyError: refused, the result says why)
-KindCommand = Callable[[dict[str, Any], list[Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Arguments:
+    """What a command may carry. Each command declares its own as a subclass whose fields carry their
+    constraints (`edge.fields.setting`); `edge.commands` builds it with `edge.fields.build` before the
+    handler runs, so an unknown key, a wrong type or a value out of range is refused with the key named
+    and nothing changes. `id` is every command's: the result echoes it as `request_id`."""
+
+    id: Any = None
+
+
+@dataclass(frozen=True)
+class Command:
+    """A kind's `cmd/<action>`: the handler gets the built `arguments` and the live pipelines of that kind and
+    returns the result's fields (ValueError: refused, the result says why)."""
+
+    handler: Callable[[Any, list[Any]], dict[str, Any]]
+    arguments: type[Arguments] = Arguments
+
+
+KindCommand = Command
+
 #: `edge subscribe`: topic, raw payload, the payload as a JSON object (None if it is not one) -> a line, or
 #: None when the message is not this kind's
 Describe = Callable[[str, bytes, "dict[str, Any] | None"], "str | None"]
@@ -45,7 +65,7 @@ class PipelineKind:
     load: Callable[[Any, ModelLoader], Any]  # config -> the model object `build` and `swap` take
     build: Callable[[Any, Any, Wiring], Any]  # config, model, wiring -> a Pipeline
     discovery: Callable[[str, Topics, str, Any], list[Message]]  # prefix, topics, device, table's config -> configs
-    commands: dict[str, KindCommand] = field(default_factory=dict)  # action -> handler (edge.commands routes)
+    commands: dict[str, Command] = field(default_factory=dict)  # action -> handler + arguments (edge.commands)
     describe: Describe | None = None
 
 

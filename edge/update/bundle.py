@@ -12,6 +12,7 @@ and the tests speak of the same failure the same way.
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import hashlib
 import json
 import os
@@ -24,14 +25,18 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-FORMAT = 1
+from edge.update.targets import Targets, targets_from_json
+
+FORMAT = 2  # what `fleet bundle` writes: `targets` (devices, a group or any); format 1 named one `device`
+FORMATS = (1, 2)  # what a device installs
 DESCRIPTOR, SIGNATURE, MANIFEST = "bundle.json", "bundle.sig", "manifest.json"
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+FACTORY = "factory"  # the models installed with the agent (a None version): no bundle may take the name
 #: every `reason` of a refused bundle on `update/progress` (the enum of schemas/update_progress.json; a test
 #: compares the two): each refusal is raised as a BundleRefused, which takes no other reason
 REASONS = ("too_big", "no_space", "corrupt_transfer", "truncated", "not_a_bundle", "unsigned", "untrusted_key",
-           "bad_signature", "wrong_device", "replaces_mismatch", "tampered", "bad_manifest", "golden_mismatch",
-           "install_failed", "rolled_back")
+           "bad_signature", "not_a_target", "replaces_mismatch", "downgrade", "version_conflict", "tampered",
+           "bad_manifest", "golden_mismatch", "install_failed", "rolled_back")
 
 
 class BundleRefused(Exception):
@@ -50,7 +55,7 @@ def key_id(public_raw: bytes) -> str:
 
 
 def parse_public_key(text: str) -> tuple[str, Ed25519PublicKey]:
-    """A base64 raw 32-byte Ed25519 public key (what `python -m training keygen` prints) -> (id, key)."""
+    """A base64 raw 32-byte Ed25519 public key (what `python -m fleet keygen` prints) -> (id, key)."""
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except ValueError:
@@ -69,19 +74,25 @@ def parse_trusted(text: str) -> dict[str, Ed25519PublicKey]:
 class Descriptor:
     version: str
     replaces: str | None
-    device: str | None
+    targets: Targets | None  # None: any device that trusts the key
     created: str
     files: dict[str, dict[str, Any]]  # name -> {"sha256", "size"}
     metrics: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
+    allow_downgrade: bool = False  # signed `--allow-downgrade`: may replace a version created later
+
+    @property
+    def created_at(self) -> _dt.datetime | None:
+        return created_time(self.created)
 
     @classmethod
     def from_json(cls, data: Any) -> Descriptor:
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise BundleRefused("not_a_bundle", f"{DESCRIPTOR}: expected an object with format {FORMAT}")
+        if not isinstance(data, dict) or data.get("format") not in FORMATS or isinstance(data.get("format"), bool):
+            raise BundleRefused("not_a_bundle", f"{DESCRIPTOR}: expected an object with format {FORMATS}")
         version = data.get("version")
         if not isinstance(version, str) or not VERSION_RE.match(version):
             raise BundleRefused("not_a_bundle", f"version {version!r}: expected 1-64 letters, digits, '.', '_', '-'")
+        check_version_name(version)
         files = data.get("files")
         if not isinstance(files, dict) or MANIFEST not in files:
             raise BundleRefused("not_a_bundle", f"{DESCRIPTOR}: 'files' must list {MANIFEST} and the model files")
@@ -90,10 +101,42 @@ class Descriptor:
             if not isinstance(info, dict) or not isinstance(info.get("sha256"), str) or \
                     not isinstance(info.get("size"), int) or info["size"] < 0:
                 raise BundleRefused("not_a_bundle", f"{DESCRIPTOR}: file {name!r} needs 'sha256' and 'size'")
-        replaces, device = data.get("replaces"), data.get("device")
-        return cls(version, replaces if isinstance(replaces, str) else None,
-                   device if isinstance(device, str) and device else None, str(data.get("created", "")), files,
-                   data.get("metrics") if isinstance(data.get("metrics"), dict) else {}, str(data.get("summary", "")))
+        replaces = data.get("replaces")
+        return cls(version, replaces if isinstance(replaces, str) else None, _targets(data),
+                   str(data.get("created", "")), files,
+                   data.get("metrics") if isinstance(data.get("metrics"), dict) else {}, str(data.get("summary", "")),
+                   data.get("allow_downgrade") is True)
+
+
+def check_version_name(version: str) -> str:
+    """A bundle's version may not be `factory` (any case): the name of the models installed with the agent, which
+    `--replaces factory`, the pointer and `model/...` messages use; a bundle so named would pass for them."""
+    if version.lower() == FACTORY:
+        raise BundleRefused("not_a_bundle", f"version {version!r} is reserved for the models installed with the "
+                            "agent; give the bundle another version")
+    return version
+
+
+def created_time(text: str) -> _dt.datetime | None:
+    """A descriptor's `created` (ISO 8601; no zone: UTC) as a time, None when it is not one."""
+    try:
+        when = _dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=_dt.UTC)
+
+
+def _targets(data: dict[str, Any]) -> Targets | None:
+    """Format 2's `targets`; format 1's one `device` as a list of one (empty or absent: any device)."""
+    device = data.get("device")
+    try:
+        if data["format"] == 1:
+            return Targets(devices=(device,)) if isinstance(device, str) and device else None
+        if device is not None:
+            raise ValueError("format 2 names its devices in 'targets', not 'device'")
+        return targets_from_json(data.get("targets"))
+    except ValueError as exc:
+        raise BundleRefused("not_a_bundle", f"{DESCRIPTOR}: {exc}") from None
 
 
 def check_member_name(name: Any) -> str:
@@ -143,8 +186,21 @@ def check_signature(descriptor_raw: bytes, signature_raw: bytes, trusted: dict[s
     return signer
 
 
-def open_bundle(path: Path, trusted: dict[str, Ed25519PublicKey], device: str) -> Descriptor:
-    """Read and check the descriptor of a bundle file: signature, target device, file list. No file is written."""
+def read_descriptor(path: Path) -> Descriptor:
+    """The descriptor of a bundle file, signature NOT checked: for the operator's tools (a rollout reads whom a
+    bundle is for and its version before shipping it); a device checks with `open_bundle`. BundleRefused."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            raw = _read(tar, _members(tar), DESCRIPTOR)
+        return Descriptor.from_json(json.loads(raw))
+    except (OSError, tarfile.TarError, EOFError, ValueError, UnicodeDecodeError) as exc:
+        raise BundleRefused("not_a_bundle", f"{path}: {exc}") from None
+
+
+def open_bundle(path: Path, trusted: dict[str, Ed25519PublicKey], device: str, groups: tuple[str, ...] = ()
+                ) -> Descriptor:
+    """Read and check the descriptor of a bundle file: signature, targets (this `device`, in its `groups`), file
+    list. No file is written."""
     try:
         with tarfile.open(path, "r:") as tar:
             members = _members(tar)
@@ -157,9 +213,9 @@ def open_bundle(path: Path, trusted: dict[str, Ed25519PublicKey], device: str) -
         descriptor = Descriptor.from_json(json.loads(descriptor_raw))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BundleRefused("not_a_bundle", f"{DESCRIPTOR}: {exc}") from None
-    if descriptor.device is not None and descriptor.device != device:
-        raise BundleRefused("wrong_device", f"bundle {descriptor.version} is for device {descriptor.device!r}, "
-                            f"this is {device!r}")
+    if descriptor.targets is not None and not descriptor.targets.admits(device, groups):
+        raise BundleRefused("not_a_target", f"bundle {descriptor.version} is for {descriptor.targets.describe()}; "
+                            f"this is {device!r} in groups {list(groups)}")
     extra = set(members) - set(descriptor.files) - {DESCRIPTOR, SIGNATURE}
     if extra:
         raise BundleRefused("tampered", f"file(s) not in the signed list: {sorted(extra)}")

@@ -26,4 +26,4 @@ class UpdateConfig:
             raise ConfigError(f"trusted_keys: expected base64 Ed25519 public keys ({exc})") from None
         if self.enabled and not keys:
             raise ConfigError("trusted_keys: [update] is enabled but trusts no key, so every bundle would be "
-                              "refused; give the public key `python -m training keygen` printed")
+                              "refused; expected at least one: the public key `python -m fleet keygen` printed")

@@ -12,6 +12,7 @@ configured `models_dir` (what the agent shipped with), so the first update needs
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -20,14 +21,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.fileio import StateFile
+from edge.fileio import StateFile, atomic_write
 from edge.models.manifest import ManifestError, now_iso, read_manifest
-from edge.update.bundle import VERSION_RE
+from edge.update.bundle import FACTORY, VERSION_RE
 
 log = logging.getLogger(__name__)
 STEPS = ("after_receive", "after_verify", "after_extract", "after_rename", "after_pointer", "after_swap",
          "after_rollback_pointer")
-FACTORY = "factory"  # how a None version is shown in messages
+ORIGIN = ".origin.json"  # in a version's folder: the bundle it came from (sha256, created); not a bundle member
+__all__ = ["FACTORY", "ModelStore", "Pointer", "crash_point"]
 UNREADABLE = "pointer unreadable"
 
 
@@ -113,6 +115,22 @@ class ModelStore:
         os.rename(staging, target)
         _fsync_dir(self.root)
         return target
+
+    @staticmethod
+    def write_origin(staging: Path, origin: dict[str, Any]) -> None:
+        """Record, inside a version's folder before it is renamed into place, the bundle it came from."""
+        atomic_write(staging / ORIGIN, json.dumps(origin, sort_keys=True))
+
+    def origin(self, version: str | None) -> dict[str, Any]:
+        """The bundle `version` was installed from (`bundle` sha256, `created`); {} for the factory models and for
+        a folder installed before origins were recorded."""
+        if version is None:
+            return {}
+        try:
+            data = json.loads((self.root / version / ORIGIN).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
     def switch(self, version: str, state: str, reason: str = "") -> Pointer:
         """Point at `version` (the one in use becomes `previous`)."""

@@ -10,9 +10,9 @@ the swap; any refusal leaves them serving, and says why on `update/progress`.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import queue
+import re
 import shutil
 import threading
 import time
@@ -23,13 +23,14 @@ from typing import Any
 from edge.models.manifest import ManifestError, read_manifest
 from edge.mqtt.messages import Message, Topics
 from edge.update import messages
-from edge.update.bundle import BundleRefused, Descriptor, extract, open_bundle, parse_trusted
+from edge.update.bundle import BundleRefused, Descriptor, created_time, extract, open_bundle, parse_trusted
 from edge.update.chunks import parse_chunk
 from edge.update.probation import Probation, baselines
 from edge.update.receiver import Assembly, ranges, start_assembly
 from edge.update.store import FACTORY, ModelStore, crash_point
 
 log = logging.getLogger(__name__)
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 PROGRESS_EVERY = 0.5  # seconds between two `receiving` progress messages
 
 
@@ -42,13 +43,14 @@ class Updater:
         self.store = ModelStore(config.state_dir, config.models_dir)
         self.folder = Path(config.state_dir) / "updates"
         self.trusted = parse_trusted(self.cfg.trusted_keys)
+        self.groups = tuple(config.groups)  # a bundle for `group:NAME` installs when NAME is one
         self.queue: queue.Queue[tuple[bytes, Callable[[], None] | None] | None] = queue.Queue(maxsize=256)
         self.thread = threading.Thread(target=self._work, name="update", daemon=True)
         self.lock = threading.Lock()
         self.assembly: Assembly | None = None
         self.probation: Probation | None = None
         self.summary = ""
-        self.verdicts: dict[str, Message] = {}  # bundle sha -> its `installed` progress (this run)
+        self.verdicts: dict[str, tuple[str, int]] = {}  # bundle sha -> (version, chunks) it installed (this run)
         self.last_progress, self.progress_due = 0.0, False
 
     # --- wiring ---------------------------------------------------------------------------
@@ -112,8 +114,7 @@ class Updater:
         except ValueError as exc:
             self.report("update", f"chunk refused: {exc}")
             return
-        if chunk.bundle in self.verdicts:  # a late duplicate of a bundle installed: say so again, store nothing
-            self.send(self.verdicts[chunk.bundle])
+        if self._still_installed(chunk.bundle):  # a late duplicate of the bundle in use: say so again, store nothing
             return
         try:
             if self.assembly is None or not self.assembly.matches(chunk):
@@ -130,6 +131,21 @@ class Updater:
         except BundleRefused as exc:
             self._refused(chunk.bundle, exc)
 
+    def _still_installed(self, bundle: str) -> bool:
+        """Answer `installed` again for a bundle judged this run, if and only if the device runs what it installed
+        now (its version, installed from this very bundle). A verdict describes the present: a bundle of a
+        version since replaced or rolled back is judged again (and a replayed old one refused)."""
+        verdict = self.verdicts.get(bundle)
+        if verdict is None:
+            return False
+        version, count = verdict
+        if self.store.read_pointer().version != version or self.store.origin(version).get("bundle") != bundle:
+            del self.verdicts[bundle]
+            return False
+        self.send(messages.progress(self.topics, self.device, bundle, "installed", count=count,
+                                    have=[[0, count - 1]], version=version, detail="already installed"))
+        return True
+
     def _finish(self, assembly: Assembly) -> None:
         self._progress("verifying")
         try:
@@ -142,12 +158,8 @@ class Updater:
 
     def _install(self, assembly: Assembly) -> None:
         crash_point("after_receive")
-        descriptor = open_bundle(assembly.check(), self.trusted, self.device)
-        running = self.store.read_pointer().version or FACTORY
-        if descriptor.replaces is not None and descriptor.replaces != running:  # a signed old bundle replayed
-            raise BundleRefused("replaces_mismatch", f"bundle {descriptor.version} replaces {descriptor.replaces!r}, "
-                                f"this device runs {running!r} (bundle it with --replaces {running}, or none)")
-        if descriptor.version == self.store.read_pointer().version:
+        descriptor = open_bundle(assembly.check(), self.trusted, self.device, self.groups)
+        if self._judge(assembly.bundle, descriptor) == "already installed":
             assembly.discard()
             self._done(assembly, descriptor, "installed", "already installed")
             return
@@ -175,6 +187,27 @@ class Updater:
         self.publish_states()
         self.store.clean()  # versions neither current nor previous: the SD card keeps two sets, not all
 
+    def _judge(self, bundle: str, descriptor: Descriptor) -> str:
+        """Whether this version may replace the one running: "install", "already installed", or BundleRefused
+        (`replaces_mismatch`: not the version it was made to replace; `downgrade`: created before the one running,
+        without `--allow-downgrade`; `version_conflict`: the running version's name from another bundle)."""
+        current = self.store.read_pointer().version
+        running, origin = current or FACTORY, self.store.origin(current)
+        if descriptor.replaces is not None and descriptor.replaces != running:  # a signed old bundle replayed
+            raise BundleRefused("replaces_mismatch", f"bundle {descriptor.version} replaces {descriptor.replaces!r}, "
+                                f"this device runs {running!r} (bundle it with --replaces {running}, or none)")
+        if descriptor.version == current:
+            if origin.get("bundle", bundle) == bundle:  # a folder installed before origins were kept: as before
+                return "already installed"
+            raise BundleRefused("version_conflict", f"version {current!r} runs here, installed from another bundle "
+                                f"({origin['bundle'][:12]}); give this one a version of its own")
+        ours, theirs = descriptor.created_at, created_time(str(origin.get("created", "")))
+        if theirs is not None and not descriptor.allow_downgrade and (ours is None or ours < theirs):
+            made = descriptor.created or "at no stated time"
+            raise BundleRefused("downgrade", f"bundle {descriptor.version} was created {made}, before {running!r} "
+                                f"({origin['created']}), which runs here; make it with --allow-downgrade to go back")
+        return "install"
+
     def _unpack(self, assembly: Assembly, descriptor: Descriptor) -> tuple[Any, Any]:
         """Extract into a staging folder, verify it by loading it (every model and its golden vectors), rename
         it into place; the models so loaded and their manifest, which the swap takes over."""
@@ -188,6 +221,8 @@ class Updater:
                 raise BundleRefused("golden_mismatch" if "golden_mismatch" in str(exc) else "bad_manifest",
                                     str(exc)) from None
             crash_point("after_verify")
+            self.store.write_origin(staging, {"bundle": assembly.bundle, "version": descriptor.version,
+                                              "created": descriptor.created, "replaces": descriptor.replaces})
             self.store.commit(staging, descriptor.version)
         except OSError as exc:
             raise BundleRefused("no_space" if exc.errno == errno.ENOSPC else "install_failed", str(exc)) from None
@@ -210,7 +245,7 @@ class Updater:
                                     have=[[0, assembly.count - 1]], version=descriptor.version, detail=detail)
         if len(self.verdicts) >= 64:
             self.verdicts.clear()
-        self.verdicts[assembly.bundle] = message  # a refused bundle is judged again when sent again (space freed)
+        self.verdicts[assembly.bundle] = (descriptor.version, assembly.count)  # a refused one is judged again
         self.send(message)
 
     def _progress(self, state: str) -> None:
@@ -263,13 +298,15 @@ class Updater:
 
     def _forget_verdicts(self, version: str | None, why: str) -> None:
         """The retained `installed` of a bundle rolled back is no longer true: say `refused`, `rolled_back`
-        (a shipper would otherwise take it as done), and judge the bundle afresh if it is shipped again."""
+        (a shipper would otherwise take it as done), and judge the bundle afresh if it is shipped again. The
+        bundle is known from the version's folder too: the retained verdict may come from an earlier run."""
         refused = BundleRefused("rolled_back", why)
-        for bundle, message in list(self.verdicts.items()):
-            if json.loads(message.payload).get("version") == version:
-                del self.verdicts[bundle]
-                self.send(messages.progress(self.topics, self.device, bundle, "refused", reason=refused.reason,
-                                            detail=refused.detail, version=version))
+        bundles = {bundle for bundle, (installed, _count) in self.verdicts.items() if installed == version}
+        origin = self.store.origin(version).get("bundle")
+        for bundle in bundles | ({origin} if isinstance(origin, str) and SHA256_RE.fullmatch(origin) else set()):
+            self.verdicts.pop(bundle, None)
+            self.send(messages.progress(self.topics, self.device, bundle, "refused", reason=refused.reason,
+                                        detail=refused.detail, version=version))
 
     def publish_states(self) -> None:
         """Retained `model/<kind>/<name>` per pipeline and `model/update` for Home Assistant."""

@@ -169,9 +169,11 @@ class Collector:
 
 
 def publish(port: int, topic: str, payloads: list[bytes | str], qos: int = 1, delay: float = 0.0,
-            retain: bool = False) -> None:
+            retain: bool = False, username: str | None = None, password: str | None = None) -> None:
     """Publish and wait until every message is acknowledged."""
     client = paho.Client(CallbackAPIVersion.VERSION2)
+    if username:
+        client.username_pw_set(username, password)
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:

@@ -1,5 +1,5 @@
-"""A mosquitto with TLS (a CA the test makes with openssl), a password file and the deploy/ ACL unchanged,
-and clients for it: shared by the security and subscriber tests."""
+"""A mosquitto with TLS (a CA the test makes with openssl), a password file and the deploy/ ACL (with the agent's
+section, as the installer writes it), and clients for it: shared by the security and subscriber tests."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import ROOT
 from tests.helpers.mqtt import Broker, free_port, write_config
+from tools.broker import shipped_acl
 
 DEVICE = "edgepipe-pi"  # the agent's user name doubles as its device id (see the ACL)
 BASE = f"edgepipe/{DEVICE}"
@@ -46,10 +46,12 @@ def secure_broker(tmp_path: Path):
     passwd.touch()
     for user, password in PASSWORDS.items():
         subprocess.run([MOSQUITTO_PASSWD, "-b", str(passwd), user, password], check=True, capture_output=True)
+    acl = tmp_path / "edgepipe.acl"  # the shipped ACL with the agent's section, as the installer writes it
+    acl.write_text(shipped_acl([DEVICE]))
     port = free_port()
     listener = (f"listener {port} 127.0.0.1\ncafile {ca_crt}\ncertfile {pki / 'server.crt'}\n"
                 f"keyfile {pki / 'server.key'}\nallow_anonymous false\npassword_file {passwd}\n"
-                f"acl_file {ROOT / 'deploy/mosquitto/edgepipe.acl'}\n")
+                f"acl_file {acl}\n")
     broker = Broker(tmp_path / "broker", listener=listener)
     broker.port = port
     broker.start()

@@ -33,6 +33,7 @@ from edge.timestamps import to_seconds
 from training.cli import main as train
 from training.datasets.faults import KINDS, Fault, Spread, faulty_rows, inject
 from training.paths import PROJECT_ROOT
+from training.quality.docblock import replace_block
 from training.tflite import run_batch
 
 log = logging.getLogger("training.realdata")
@@ -186,13 +187,7 @@ def _pct(value: float | None) -> str:
 
 
 def write_doc(text: str) -> None:
-    body = DOC.read_text() if DOC.exists() else "# Real data\n\n"
-    block = f"{BEGIN}\n{text}{END}"
-    if BEGIN in body and END in body:
-        body = body[:body.index(BEGIN)] + block + body[body.index(END) + len(END):]
-    else:
-        body = body.rstrip("\n") + "\n\n## Sensors (autoencoder)\n\n" + block + "\n"
-    DOC.write_text(body)
+    replace_block(DOC, BEGIN, END, text, "Sensors (autoencoder)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ import numpy as np
 
 from edge.alerts.calibration import AlertPlan, plan_alerts, rule_statistic
 from edge.alerts.ledger import episodes
+from edge.alerts.support import support
 from edge.models.manifest import ModelEntry
 from edge.models.runtime import TFLiteModel
 from edge.models.sensor_window import model_inputs
@@ -39,6 +40,7 @@ from training.datasets.sensors import SensorData, load_sensors
 from training.export import ExportRequest, export_both
 from training.models.autoencoder import build_autoencoder
 from training.quality.evaluation import anomaly_metrics, reconstruction_errors
+from training.quality.holdout import cross_fitted
 from training.tasks.base import Option, Task, TaskResult, set_seed
 from training.tflite import run_batch
 
@@ -320,6 +322,13 @@ def calibration_set(cfg: AutoencoderConfig, sets: InputSets) -> np.ndarray:
                            np.full((2, width), 2.0, np.float32)]).astype(np.float32)
 
 
+def score_floor(tfl: TFLiteModel) -> float:
+    """The smallest score the file resolves: one input quantization step on every number of the input
+    (float32: the float's own resolution). A threshold below it is a threshold of 0 for a flat line."""
+    step = next(iter(tfl.inputs.values())).scale
+    return float(step) ** 2 if step > 0 else float(np.finfo(np.float32).eps) ** 2
+
+
 class FileJudge:
     """Scores an exported file on every set and fits its alert plan on its own held-out scores (the file
     the edge runs is the one calibrated). The lecture's independent draws: a percentile, every reading
@@ -341,15 +350,23 @@ class FileJudge:
             self.plans[tfl.path.name] = plan_alerts(errors["test"], alpha=1 - cfg.threshold_percentile / 100,
                                                     debounce=(1, 1))
             return metrics
-        period = self.sets.period
-        plan = plan_alerts(errors["test"], cfg.false_alarms_per_day if period else None, period,
-                           alpha=None if period else cfg.false_alarms_per_1000 / 1000,
-                           debounce=(cfg.debounce_k, cfg.debounce_n) if cfg.debounce_k else None)
+        plan_for = functools.partial(self.plan, floor=score_floor(tfl))
+        plan = plan_for(errors["test"])
         self.plans[tfl.path.name] = plan
-        return self.stream_metrics(errors, plan)
+        for warning in support(plan).warnings:
+            log.warning("%s: %s", tfl.path.name, warning)
+        return {**self.stream_metrics(errors, plan), **cross_fitted(errors["test"], plan_for, self.sets.period)}
+
+    def plan(self, scores: np.ndarray, floor: float) -> AlertPlan:
+        """The k-of-n plan for the user's rate on these normal scores (a stream's)."""
+        cfg, period = self.cfg, self.sets.period
+        return plan_alerts(scores, cfg.false_alarms_per_day if period else None, period,
+                           alpha=None if period else cfg.false_alarms_per_1000 / 1000,
+                           debounce=(cfg.debounce_k, cfg.debounce_n) if cfg.debounce_k else None, floor=floor)
 
     def stream_metrics(self, errors: dict[str, np.ndarray], plan: AlertPlan) -> dict[str, Any]:
-        """A stream's figures at the plan: mean errors, the rule, the held-out span and the rates."""
+        """A stream's figures at the plan: mean errors, the rule, the held-out span and the rates on the
+        training rows (the held-out ones, out of sample, are `training.quality.holdout.cross_fitted`'s)."""
         period, cfg = self.sets.period, self.cfg
         statistic = {k: rule_statistic(v, plan.k, plan.n) for k, v in errors.items()}
         metrics: dict[str, Any] = {f"{k}_mse": float(v.mean()) for k, v in errors.items()}
@@ -360,9 +377,9 @@ class FileJudge:
                        holdout_days=len(errors["test"]) * period / 86400 if period else None,
                        expected_false_alerts_per_day=plan.expected_per_day,
                        expected_false_alerts_per_1000=plan.expected_per_1000,
-                       false_alert_rate_test=float(np.mean(statistic["test"] > plan.threshold)),
+                       false_alarms_per_day_planned=plan.false_alarms_per_day,
                        false_alert_rate_clean=float(np.mean(statistic["clean"] > plan.threshold)))
-        metrics.update(alert_metrics(plan, statistic, period))
+        metrics.update(alert_metrics(plan, {k: v for k, v in statistic.items() if k != "test"}, period))
         for k in self.sets.anomalous:
             metrics[f"detection_rate_{k}"] = float(np.mean(statistic[k] > plan.threshold))
         return metrics
@@ -370,7 +387,7 @@ class FileJudge:
     def ship_plans(self, entries: list[ModelEntry]) -> None:
         """Each file's manifest entry carries the threshold and calibration measured on its own scores."""
         for entry in entries:
-            alerts = self.plans[entry.file].to_json()
+            alerts = {**self.plans[entry.file].to_json(), "support": support(self.plans[entry.file]).to_json()}
             if not self.sets.data.ordered:
                 alerts.update(threshold=entry.metrics["threshold"], method=f"p{self.cfg.threshold_percentile:g}")
             entry.postprocess = {**entry.postprocess, "threshold": entry.metrics["threshold"], "alerts": alerts}
@@ -407,6 +424,7 @@ def export_request(cfg: AutoencoderConfig, sets: InputSets, model: keras.Model, 
         training={"profile": profile, **dataclasses.asdict(cfg), "window": sets.window, "window_sweep": sets.sweep,
                   "time_features": sets.kinds, "epochs": epochs},
         quantization=cfg.quantization, parity_tolerance={"reconstruction": 0.01},
+        parity_range_floor={"reconstruction": float(np.ptp(sets.sets["clean"]))},
     )
 
 

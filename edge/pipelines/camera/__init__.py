@@ -12,7 +12,7 @@ from __future__ import annotations
 from edge.models.classifier import Classifier
 from edge.models.generator import Generator
 from edge.models.loader import ModelLoader
-from edge.pipelines.camera.capture import capture_command
+from edge.pipelines.camera.capture import COMMANDS
 from edge.pipelines.camera.config import CameraConfig, CameraModels
 from edge.pipelines.camera.messages import describe, discovery
 from edge.pipelines.camera.pipeline import CameraPipeline
@@ -39,4 +39,4 @@ def build(cfg: CameraConfig, models: CameraModels, wiring: Wiring) -> CameraPipe
     return CameraPipeline(cfg, source, models.classifier, wiring.publisher, models.regions, wiring.loader.state_dir)
 
 
-KIND = PipelineKind("camera", CameraConfig, load, build, discovery, {"capture": capture_command}, describe)
+KIND = PipelineKind("camera", CameraConfig, load, build, discovery, COMMANDS, describe)

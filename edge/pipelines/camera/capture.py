@@ -16,21 +16,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.fields import NAME_CHARS
+from edge.fields import NAME_CHARS, setting
 from edge.pipelines.camera.regions import Region, RegionConfig
 from edge.pipelines.camera.snapshot import ImageFolder, encode
+from edge.pipelines.registry import Arguments, Command
 from edge.sources import camera_source
 from edge.sources.frames import SourceError, make_frame_source
 
 log = logging.getLogger(__name__)
 MAX_COUNT = 100_000
+MAX_LABEL = 64  # a folder name on every file system, and the prefix of each crop's file name
+
+
+def label_rule(label: Any) -> str:
+    """A class name that is safe as a folder name and is not one the training reader skips; ValueError saying
+    what is expected (the caller names the key)."""
+    if not isinstance(label, str) or not label or len(label) > MAX_LABEL or not set(label) <= NAME_CHARS \
+            or label[0] in "_-":
+        shown = repr(label) if not isinstance(label, str) or len(label) <= 40 else \
+            f"{label[:20]!r}... ({len(label)} characters)"
+        raise ValueError(f"expected letters, digits, '_' or '-' (not first; at most {MAX_LABEL} characters), "
+                         f"got {shown}")
+    return label
 
 
 def check_label(label: Any) -> str:
-    """A class name that is safe as a folder name and is not one the training reader skips."""
-    if not isinstance(label, str) or not label or not set(label) <= NAME_CHARS or label[0] in "_-":
-        raise ValueError(f"label: expected letters, digits, '_' or '-' (not first), got {label!r}")
-    return label
+    try:
+        return label_rule(label)
+    except ValueError as exc:
+        raise ValueError(f"label: {exc}") from None
 
 
 def check_count(count: Any, every: Any) -> tuple[int, float]:
@@ -102,19 +116,38 @@ def _frames(source: Any) -> Iterable[Any]:
         yield frame
 
 
-def capture_command(body: dict[str, Any], cameras: list[Any]) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class CaptureArguments(Arguments):
+    """`cmd/capture`'s arguments; `camera` may be left out when one camera has regions."""
+
+    camera: str | None = setting(None, name=True)
+    region: str | None = setting(None, name=True)
+    label: str | None = setting(None, parse=label_rule)
+    count: int = setting(50, ge=1, le=MAX_COUNT)
+    every: float = setting(0.5, ge=0, le=86400)
+
+
+def capture_command(args: CaptureArguments, cameras: list[Any]) -> dict[str, Any]:
     """`cmd/capture`: `{"camera", "region", "label", "count", "every"}` -> the running camera saves the next
-    `count` crops of the region into its dataset folder (`<state_dir>/dataset/<label>/`)."""
+    `count` crops of the region into its dataset folder (`<state_dir>/dataset/<label>/`). A request that
+    names too little is answered with what is needed and the cameras and regions there are."""
     with_regions = {p.name: p for p in cameras if p.runners}
-    name = body.get("camera")
-    if name is None and len(with_regions) == 1:
-        name = next(iter(with_regions))
-    if name not in with_regions:
-        raise ValueError(f"no camera with regions named {name!r} (have {sorted(with_regions)})")
-    label = check_label(body.get("label"))
-    count, every = check_count(body.get("count", 50), body.get("every", 0.5))
-    folder = with_regions[name].start_capture(body.get("region"), label, count, every)
-    return {"camera": name, "region": body.get("region"), "label": label, "count": count, "dir": str(folder)}
+    name = args.camera if args.camera is not None or len(with_regions) != 1 else next(iter(with_regions))
+    missing = [key for key, value in (("camera", name), ("region", args.region), ("label", args.label))
+               if value is None]
+    if missing or name not in with_regions:
+        have = "; ".join(f"{n} (regions: {', '.join(sorted(p.runners))})" for n, p in sorted(with_regions.items()))
+        problem = f"missing {', '.join(missing)}" if missing else f"no camera with regions named {name!r}"
+        have = have or "none ([[camera.regions]] in the config)"
+        raise ValueError(f'capture: {problem}; send {{"camera": ..., "region": ..., "label": ...}} (optional '
+                         f'"count", "every"); cameras with regions: {have}')
+    assert args.region is not None and args.label is not None
+    folder = with_regions[name].start_capture(args.region, args.label, args.count, args.every)
+    return {"camera": name, "region": args.region, "label": args.label, "count": args.count, "every": args.every,
+            "dir": str(folder)}
+
+
+COMMANDS = {"capture": Command(capture_command, CaptureArguments)}
 
 
 def main_capture(tables: list[Any], args: Any) -> int:

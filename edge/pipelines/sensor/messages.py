@@ -13,9 +13,13 @@ ON, OFF = b"ON", b"OFF"
 
 def anomaly(topics: Topics, device: str, model: dict[str, str], sensor: str, *, score: float, threshold: float,
             is_anomaly: bool, values: list[float], window: int, seq: int, changed: bool,
-            reading_ts: Any = None) -> Message:
+            reading_ts: Any = None, evidence: dict[str, Any] | None = None, rule: dict[str, Any] | None = None,
+            episode: dict[str, Any] | None = None) -> Message:
+    """An alert with what made it (`edge.pipelines.sensor.evidence`): the top contributors to the score,
+    the rule's state, and the episode it belongs to."""
     fields = {"sensor": sensor, "score": score, "threshold": threshold, "is_anomaly": is_anomaly,
-              "values": values, "window": window, "seq": seq, "changed": changed, "reading_ts": reading_ts}
+              "values": values, "window": window, "seq": seq, "changed": changed, "reading_ts": reading_ts,
+              "evidence": evidence, "rule": rule, "episode": episode}
     payload = _json(envelope(device, model, qos1=True, **fields))
     return Message(topics.path("sensors", sensor, "anomaly"), payload, qos=1)
 
@@ -30,12 +34,23 @@ def sensor_state(topics: Topics, sensor: str, active: bool) -> Message:
     return Message(topics.path("sensors", sensor, "state"), ON if active else OFF, qos=0, retain=True)
 
 
+#: the binary sensor's attributes: the model, the rule and the episode, none of which changes every reading
+#: (the score and the evidence do: a recorder row each)
+ATTRIBUTES = ("{{ {'model': value_json.model.name, 'model_sha': value_json.model.sha, "
+              "'threshold': value_json.threshold, "
+              "'threshold_source': value_json.rule.threshold_source if value_json.rule else none, "
+              "'rule': (value_json.rule.k ~ ' of ' ~ value_json.rule.n) if value_json.rule else none, "
+              "'episode_id': value_json.episode.id if value_json.episode else none, "
+              "'episode_onset': value_json.episode.onset_ts if value_json.episode else none, "
+              "'episode_cause': value_json.episode.cause if value_json.episode else none} | tojson }}")
+
+
 def discovery(prefix: str, topics: Topics, device: str, cfg: Any) -> list[Message]:
     """A binary sensor on the retained `state` topic (known from the start, not only after an anomaly);
-    the model and threshold of the `anomaly` messages as attributes (the score changes every reading)."""
+    the model, the rule and the episode of the `anomaly` messages as attributes (`ATTRIBUTES`)."""
     name = cfg.name
     return [entity(prefix, "binary_sensor", device, f"{name}_anomaly", topics, topics.path("sensors", name, "state"),
-                   attributes_topic=topics.path("sensors", name, "anomaly"), attributes=("threshold",),
+                   attributes_topic=topics.path("sensors", name, "anomaly"), json_attributes_template=ATTRIBUTES,
                    device_class="problem", payload_on="ON", payload_off="OFF")]
 
 
@@ -47,5 +62,7 @@ def describe(topic: str, payload: bytes, data: dict[str, Any] | None) -> str | N
     flag = "ANOMALY" if data.get("is_anomaly") else "normal "
     score, threshold = data.get("score", 0), data.get("threshold", 0)
     held = " held by the debounce" if data.get("is_anomaly") and score <= threshold else ""
+    top = ((data.get("evidence") or {}).get("top") or [])[:1]
+    why = f", mostly {top[0].get('feature')} at step {top[0].get('step')}" if data.get("is_anomaly") and top else ""
     return (f"{str(data.get('ts', ''))[11:19]} {flag} sensor {data.get('sensor')}: score {score:.5f} "
-            f"(threshold {threshold:.5f}{held}) values {data.get('values')}")
+            f"(threshold {threshold:.5f}{held}{why}) values {data.get('values')}")

@@ -8,6 +8,7 @@ An alert is published on every change of state and on every anomalous reading. T
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from edge.fields import ConfigError, setting
 from edge.mqtt.messages import Message, command_result
 from edge.pipelines.base import ReadingConfig, ReadingPipeline
 from edge.pipelines.publisher import Publisher
+from edge.pipelines.sensor.evidence import EpisodeTracker, rule_state
 from edge.pipelines.sensor.messages import anomaly, sensor_state
 from edge.pipelines.sensor.rulefiles import PlanFile, ThresholdFile
 from edge.pipelines.sensor.scorer import AnomalyScorer
@@ -73,6 +75,8 @@ class SensorPipeline(ReadingPipeline):
         self.settings = self._settings(scorer)
         self.rule = AnomalyRule(self.settings.threshold, self.settings.k, self.settings.n)
         self.ledger = self._ledger()
+        self.above: collections.deque[bool] = collections.deque(maxlen=self.settings.n)  # the evidence's k of n
+        self.episodes = EpisodeTracker()
 
     @property
     def threshold_source(self) -> str:
@@ -87,6 +91,7 @@ class SensorPipeline(ReadingPipeline):
         self.settings = settings
         self.rule.reconfigure(settings.threshold, settings.k, settings.n)
         self.ledger = self._ledger()
+        self.above = collections.deque(self.above, maxlen=settings.n)
 
     def _ledger(self) -> AlertLedger:
         return AlertLedger(self.settings.expected_active_rate or 0.0, self.settings.period_s)
@@ -98,13 +103,19 @@ class SensorPipeline(ReadingPipeline):
         if score is None:
             return
         is_anomaly, changed = self.rule.update(score)
+        self.above.append(score > self.rule.threshold)
         stamp = clock_seconds(reading.ts)
         self.ledger.update(is_anomaly, stamp if stamp is not None or self.settings.period_s else time.time())
         if is_anomaly or changed:
+            evidence = self.model.evidence()
+            episode = self.episodes.update(is_anomaly, changed, reading.ts, self.counters.processed, evidence)
             self.send(anomaly(
                 self.out.topics, self.out.device, self.model.ref, self.name, score=score,
                 threshold=self.rule.threshold, is_anomaly=is_anomaly, values=list(reading.values),
-                window=self.model.window, seq=self.counters.processed, changed=changed, reading_ts=reading.ts))
+                window=self.model.window, seq=self.counters.processed, changed=changed, reading_ts=reading.ts,
+                evidence=evidence, episode=episode.to_json() if episode else None,
+                rule=rule_state(self.rule.k, self.rule.n, sum(self.above), self.rule.threshold,
+                                self.threshold_source)))
             self.counters.published += 1
         if changed:
             for message in self.state_messages():

@@ -12,6 +12,8 @@ from edge.models.manifest import ModelEntry
 from edge.models.runtime import TFLiteModel
 from edge.models.sensor_window import TIME_FEATURES, WINDOW_NORMS, model_inputs
 from edge.models.wrapper import ModelWrapper, finite_array, matching_size
+from edge.numbers import show
+from edge.pipelines.sensor.evidence import column_names, contributions
 from edge.readings import InvalidReading
 from edge.timestamps import clock_seconds
 
@@ -44,6 +46,8 @@ class AnomalyScorer(ModelWrapper):
         self.scale = np.asarray(pre["scale"], np.float64)
         self._values: collections.deque[np.ndarray] = collections.deque(maxlen=self.window)
         self._seconds: collections.deque[float] = collections.deque(maxlen=self.window)
+        self.names = column_names(self.features, self.time_features)
+        self.errors: np.ndarray | None = None  # the last score's squared error per input number (its evidence)
 
     @property
     def n_features(self) -> int:
@@ -60,7 +64,9 @@ class AnomalyScorer(ModelWrapper):
         with np.errstate(over="ignore", invalid="ignore"):
             scaled = ((raw - self.offset) / self.scale).astype(np.float32)
         if not np.all(np.isfinite(scaled)):
-            raise InvalidReading(f"values {list(values)[:8]} are beyond float32 range once scaled for the model")
+            shown = ", ".join(show(v) for v in list(values)[:8])
+            raise InvalidReading(f"values [{shown}] are beyond the float32 range (±3.4e38) once scaled for the model "
+                                 "((value - offset) / scale, from the manifest)")
         seconds = clock_seconds(ts)
         if self.time_features and seconds is None:
             raise InvalidReading(f"model {self.entry.name!r} reads the time of day/week ({'+'.join(self.time_features)}"
@@ -72,4 +78,9 @@ class AnomalyScorer(ModelWrapper):
         stamps = np.asarray(self._seconds, np.float64) if self.time_features else None
         x = model_inputs(np.stack(self._values), stamps, self.entry.preprocess).reshape(self.entry.inputs[0].shape)
         out = self._run({self.entry.inputs[0].name: x})[self.entry.outputs[0].name]
-        return float(np.mean((out.reshape(x.shape).astype(np.float64) - x) ** 2))
+        self.errors = (out.reshape(x.shape).astype(np.float64) - x) ** 2
+        return float(np.mean(self.errors))
+
+    def evidence(self) -> dict[str, Any] | None:
+        """The last score's top contributors and each feature's share (`evidence.contributions`)."""
+        return None if self.errors is None else contributions(self.errors, self.names)

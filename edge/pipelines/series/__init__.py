@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from edge.models.loader import ModelLoader
 from edge.pipelines.registry import PipelineKind, Wiring
-from edge.pipelines.series.commands import reset
+from edge.pipelines.series.commands import COMMANDS
 from edge.pipelines.series.forecaster import Forecaster
 from edge.pipelines.series.messages import describe, discovery
 from edge.pipelines.series.pipeline import SeriesConfig, SeriesPipeline
@@ -26,4 +26,4 @@ def build(cfg: SeriesConfig, forecaster: Forecaster, wiring: Wiring) -> SeriesPi
     return SeriesPipeline(cfg, forecaster, wiring.publisher, wiring.queue_size)
 
 
-KIND = PipelineKind("series", SeriesConfig, load, build, discovery, {"reset": reset}, describe)
+KIND = PipelineKind("series", SeriesConfig, load, build, discovery, COMMANDS, describe)

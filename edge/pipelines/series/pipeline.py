@@ -19,7 +19,7 @@ from edge.pipelines.publisher import Publisher
 from edge.pipelines.series.forecaster import Forecaster
 from edge.pipelines.series.messages import forecast
 from edge.readings import InvalidReading, parse_reading
-from edge.timestamps import ClockPolicy, Verdict, order_key
+from edge.timestamps import ClockPolicy, InvalidTime, Verdict, order_key
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +70,19 @@ class SeriesPipeline(ReadingPipeline):
     def handle(self, payload: bytes | str) -> None:
         reading = parse_reading(payload, expected=1)
         self.count_gaps(reading.seq)
-        verdict = self.clock.judge(reading.ts, self.model.last_ts, time.time())
+        try:
+            verdict = self.clock.judge(reading.ts, self.model.last_ts, time.time())
+        except InvalidTime as exc:
+            raise InvalidReading(str(exc)) from None
         if verdict is Verdict.DUPLICATE:
             self._skip(reading.ts)
             return
         if verdict is Verdict.CLOCK_RESET:
             self.counters.clock_resets += 1
             self.seen.clear()
-            self.out.report(self.component, f"time stamps jumped back from {self.model.last_ts!r} to "
-                                            f"{reading.ts!r}: the clock was reset; de-duplication starts afresh")
+            self.out.report(self.component, f"time stamps jumped from {self.model.last_ts!r} to {reading.ts!r} (back "
+                            f"more than backward_reset = {self.clock.backward_reset:g}, or between a counter and a "
+                            "time): the sender's clock or counter was reset; de-duplication starts afresh")
         try:
             made = self.model.step(reading.values[0])
         except ValueError as exc:  # e.g. a value the series transform cannot take (log of <= 0)
@@ -97,7 +101,7 @@ class SeriesPipeline(ReadingPipeline):
         """A reading not after the last one processed: a re-delivery -- or, if this run processed readings
         on both sides of it but never it, one delivered out of order (an LSTM cannot step back: said)."""
         oldest, key = (order_key(self.seen[0]) if self.seen else None), order_key(ts)
-        if ts in self.seen or oldest is None or key is None or type(key) is not type(oldest) or key <= oldest:
+        if ts in self.seen or oldest is None or key is None or key[0] != oldest[0] or key[1] <= oldest[1]:
             self.counters.duplicates += 1
             log.info("%s: reading ts=%r is not after the last one processed; skipped as a re-delivery",
                      self.component, ts)

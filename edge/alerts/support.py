@@ -1,0 +1,59 @@
+"""What a calibration can promise: the lowest false-alarm rate its span supports, and a threshold placed far
+beyond every normal score (numpy + stdlib only; the trainer and the device's burn-in say the same).
+
+Why: a 0.1-per-day rule placed on 4.7 hours of normal readings is the tail fit's guess ten times
+beyond the data; on real streams it fired 6-11 times its plan, or put the threshold at 3.7 times
+anything seen and never alerted (issue 27). Neither may pass silently: the span needed is said plainly
+with the rate the data can support and what to do, and both land in the manifest beside the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edge.alerts.calibration import SECONDS_PER_DAY, AlertPlan
+
+#: a threshold more than this many times the largest normal statistic seen: the detector may never alert
+DEAF_RATIO = 3.0
+
+
+@dataclass(frozen=True)
+class Support:
+    """The calibration's span, the lowest rate it supports and the warnings; `to_json` is the manifest's
+    `postprocess.alerts.support`."""
+
+    readings: int
+    days: float | None
+    supported_per_day: float | None  # one false alert per calibration span: the rate ranks can check
+    threshold_ratio: float | None  # threshold / the largest normal statistic (None: that was <= 0)
+    warnings: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"calibration_readings": self.readings, "calibration_days": self.days,
+                "supported_false_alarms_per_day": self.supported_per_day,
+                "threshold_over_max_seen": self.threshold_ratio, "warnings": list(self.warnings)}
+
+
+def support(plan: AlertPlan) -> Support:
+    """The warnings a plan deserves: a span too short for its rate, a threshold far above every normal score."""
+    readings = plan.calibration.count
+    days = readings * plan.period_s / SECONDS_PER_DAY if plan.period_s else None
+    supported = 1.0 / days if days else None
+    warnings = []
+    asked = plan.false_alarms_per_day
+    if asked is not None and supported is not None and asked < supported:
+        warnings.append(
+            f"calibration too short: {readings} normal readings ({days:.2g} days) can check a rate down to "
+            f"about {supported:.2g} false alerts/day, not the {asked:g}/day asked (that needs {1 / asked:g} days "
+            "of normal readings); below that the threshold is the tail fit's extrapolation. Give more normal "
+            f"data (--normal-rows), ask for {supported:.2g}/day or more, or let the device learn the rule "
+            "from the live stream (burn_in = true in the sensor's config)")
+    top = max(plan.calibration.values)
+    ratio = plan.threshold / top if top > 0 else None
+    if ratio is not None and ratio > DEAF_RATIO and plan.method != "floor":
+        warnings.append(
+            f"threshold {plan.threshold:.4g} is {ratio:.1f}x the largest normal score seen ({top:.4g}): the tail "
+            "fit put it far beyond the data and the detector may never alert. Give more normal data or ask "
+            "for a looser rate")
+    return Support(readings, days, supported, ratio, tuple(warnings))

@@ -1,0 +1,99 @@
+"""One bounded parse for every number that comes in: over MQTT (readings, commands) or from a file (state, manifest).
+
+Why one place: Python turns a JSON integer of any length into an `int` (over 4,300 digits that is a
+`ValueError` from the interpreter's own limit, and `float()` of a 400-digit one an `OverflowError`),
+`json.loads` reads `NaN` and `Infinity`, and `1e400` becomes `inf`. Each of those, met deep in a
+pipeline, was a traceback. Here every number is bounded while it is parsed: at most `MAX_DIGITS`
+digits, finite, and -- for what a model computes with -- inside the float32 range. A refusal is a
+`NumberError` (a `ValueError`) whose message is in the sender's own numbers ("1e+300 is beyond the
+float32 range (±3.4e38)"), never a numpy repr.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+MAX_DIGITS = 300  # 1e308 is the largest float: a longer number is no measurement, time or setting
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_DEPTH_NOTE = "nested too deeply"
+
+
+class NumberError(ValueError):
+    """A number that cannot be taken; the message names it as the sender wrote it."""
+
+
+def excerpt(text: str) -> str:
+    """A long number shortened for a message: its first digits, its length."""
+    return text if len(text) <= 24 else f"{text[:12]}...{text[-4:]} ({len(text)} characters)"
+
+
+def _int(text: str) -> int:
+    digits = len(text.lstrip("+-"))
+    if digits > MAX_DIGITS:
+        raise NumberError(f"the integer {excerpt(text)} has {digits} digits; at most {MAX_DIGITS} are accepted")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    if len(text) > MAX_DIGITS + 8:
+        raise NumberError(f"the number {excerpt(text)} is longer than {MAX_DIGITS + 8} characters")
+    value = float(text)
+    if not math.isfinite(value):
+        raise NumberError(f"{excerpt(text)} is beyond the range of a number (±1.8e308): NaN and infinity are refused")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise NumberError(f"{name} is not a number edgepipe accepts (NaN and infinity are refused)")
+
+
+def loads(text: str | bytes) -> Any:
+    """`json.loads` with every number bounded (see the module doc).
+
+    Raises `json.JSONDecodeError` for text that is not JSON and `NumberError` for a number out of
+    bounds or nesting too deep to parse (both `ValueError`)."""
+    try:
+        return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    except RecursionError:
+        raise NumberError(MAX_DEPTH_NOTE) from None
+
+
+def show(value: Any) -> str:
+    """A number as the sender would write it (1e+300, 12), bounded in length."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > 1000:
+            return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+        return excerpt(str(value))
+    if isinstance(value, float):
+        return repr(value)
+    return excerpt(str(value)[:60])
+
+
+def finite(value: Any, where: str, *, float32: bool = False) -> float:
+    """A parsed JSON/TOML value as a finite float, or `NumberError` naming `where` and the value.
+
+    `float32`: inside ±3.4e38, what a model's tensors hold (a reading, a threshold)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise NumberError(f"{where} is {type(value).__name__} {show(value)!r}, expected a number")
+    if isinstance(value, int) and value.bit_length() > 1024:
+        raise NumberError(f"{where} is {show(value)}, beyond the range of a number (±1.8e308)")
+    number = float(value)
+    if not math.isfinite(number):
+        raise NumberError(f"{where} is {show(value)}; NaN and infinity are refused")
+    if float32 and abs(number) > FLOAT32_MAX:
+        raise NumberError(f"{where} is {show(value)}, beyond the float32 range (±3.4e38) the models compute in")
+    return number
+
+
+def from_text(text: str, where: str) -> float:
+    """A number written as text (a CSV cell), bounded like JSON's; `NumberError` when it is not one."""
+    cell = text.strip()
+    if len(cell) > MAX_DIGITS + 8:
+        raise NumberError(f"{where} is {excerpt(cell)}, longer than {MAX_DIGITS + 8} characters")
+    try:
+        number = float(cell)
+    except ValueError:
+        raise NumberError(f"{where} is {cell[:40]!r}, expected a number") from None
+    return finite(number, where)

@@ -1,0 +1,83 @@
+"""One controller per rollout: a retained owner record with a heartbeat, cleared by the holder's Last Will.
+
+The lock is `_fleet/rollout/<id>/lock`. The controller's connection carries a Last Will that publishes an
+empty retained payload there, so a controller that dies (SIGKILL, power) frees the lock as soon as the
+broker notices, and a restarted controller carries on at once; a live holder keeps the heartbeat fresh,
+and a second controller that finds it so is refused. Two that start in the same instant both write,
+read back, and only the one whose record the broker kept goes on (last writer wins; the other leaves).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fleet.client import Retained
+from fleet.plan import now_iso
+
+log = logging.getLogger(__name__)
+
+
+class LockRefused(Exception):
+    """Another controller runs this rollout."""
+
+
+class RolloutLock:
+    def __init__(self, watch: Retained, topic: str, heartbeat_s: float = 2.0) -> None:
+        self.watch, self.topic, self.heartbeat_s = watch, topic, heartbeat_s
+        self.owner = uuid.uuid4().hex
+        self.record = {"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(), "since": now_iso()}
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="rollout-lock", daemon=True)
+
+    def holder(self) -> dict[str, Any] | None:
+        payload = self.watch.snapshot().get(self.topic)
+        try:
+            record = json.loads(payload) if payload else None
+        except ValueError:
+            return None
+        return record if isinstance(record, dict) else None
+
+    def _fresh(self, record: dict[str, Any]) -> bool:
+        try:
+            beat = datetime.fromisoformat(record["heartbeat"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        return (datetime.now(UTC) - beat).total_seconds() < 3 * self.heartbeat_s
+
+    def acquire(self) -> None:
+        """Take the lock or raise LockRefused naming the holder; the caller has settled `watch` already."""
+        for attempt in ("check", "confirm"):
+            record = self.holder()
+            if record and record.get("owner") != self.owner and self._fresh(record):
+                raise LockRefused(f"another controller runs this rollout: pid {record.get('pid')} on "
+                                  f"{record.get('host')} since {record.get('since')} (lock {self.topic})")
+            if attempt == "check":
+                self._write()
+                time.sleep(1.0)  # a rival's record, written at the same moment, lands before ours is read back
+                self.watch.settle()
+        self.thread.start()
+
+    def _write(self) -> None:
+        self.watch.publish(self.topic, json.dumps({**self.record, "heartbeat": now_iso()}).encode(), retain=True)
+
+    def _beat(self) -> None:
+        while not self.stopping.wait(self.heartbeat_s):
+            try:
+                self._write()
+            except (TimeoutError, OSError) as exc:  # the broker away: the client reconnects, the next beat tells
+                log.warning("rollout lock: heartbeat not acknowledged: %s", exc)
+
+    def release(self) -> None:
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join(5)
+        if (self.holder() or {}).get("owner") == self.owner:
+            self.watch.publish(self.topic, b"", retain=True)

@@ -1,0 +1,109 @@
+"""A rollout's plan and record, pure: cohorts by hash, the failure bound, the state kept retained on the broker.
+
+Cohorts are by sha256 of the device id, not by the order devices happen to be listed or seen, so a re-run
+(or a restarted controller) picks the same canaries, and which devices go first is not up to whoever named
+them in `--to`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+#: a device's states in a rollout; FINISHED ones are never shipped again
+SUCCESS = ("promoted",)
+FAILURE = ("rolled_back", "refused", "no_answer", "no_verdict")
+FINISHED = (*SUCCESS, *FAILURE, "skipped", "rolled_back_on_halt")
+
+
+def parse_stages(text: str) -> list[float]:
+    """`5,25,100` -> cumulative percentages, each in (0, 100], increasing."""
+    try:
+        stages = [float(p) for p in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--stages {text!r}: expected percentages like 5,25,100") from None
+    if not stages or any(not 0 < p <= 100 for p in stages) or stages != sorted(set(stages)):
+        raise ValueError(f"--stages {text!r}: each in (0, 100], increasing")
+    return stages
+
+
+def cohorts(devices: list[str], stages: list[float]) -> list[list[str]]:
+    """The devices in sha256 order, cut at each cumulative percentage (at least one device per stage);
+    a stage that would add nobody is dropped."""
+    ordered = sorted(set(devices), key=lambda d: hashlib.sha256(d.encode()).hexdigest())
+    out, start = [], 0
+    for percent in stages:
+        end = min(len(ordered), max(start + 1, math.ceil(len(ordered) * percent / 100 - 1e-9)))
+        if end > start:
+            out.append(ordered[start:end])
+        start = end
+    return out
+
+
+@dataclass(frozen=True)
+class Bound:
+    """`--max-failed`: a count (`2`) or a share of the stage (`10%`); the stage halts when failures exceed it."""
+
+    value: float
+    percent: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Bound:
+        percent = text.endswith("%")
+        try:
+            value = float(text.rstrip("%"))
+        except ValueError:
+            raise ValueError(f"--max-failed {text!r}: a count (2) or a percentage (10%)") from None
+        if value < 0 or (percent and value > 100):
+            raise ValueError(f"--max-failed {text!r}: out of range")
+        return cls(value, percent)
+
+    def exceeded(self, failed: int, size: int) -> bool:
+        return failed > (self.value * size / 100 if self.percent else self.value)
+
+    def __str__(self) -> str:
+        return f"{self.value:g}%" if self.percent else f"{self.value:g}"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class RolloutState:
+    """What `_fleet/rollout/<id>` holds (retained): enough for another controller to carry on."""
+
+    rollout: str
+    bundle: str
+    version: str
+    stages: list[list[str]]
+    max_failed: str
+    stage: int = 0
+    state: str = "running"  # running, done, halted
+    reason: str | None = None
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # device -> state, reason, stage, ts
+    ts: str = field(default_factory=now_iso)
+
+    def mark(self, device: str, state: str, reason: str | None = None) -> None:
+        stage = next((i for i, s in enumerate(self.stages) if device in s), None)
+        self.devices[device] = {"state": state, "reason": reason, "stage": stage, "ts": now_iso()}
+
+    def of(self, device: str) -> str | None:
+        return (self.devices.get(device) or {}).get("state")
+
+    def failed(self, stage: list[str]) -> list[str]:
+        return [d for d in stage if self.of(d) in FAILURE]
+
+    def encode(self) -> bytes:
+        self.ts = now_iso()
+        return json.dumps({"v": 1, **asdict(self)}, sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> RolloutState:
+        data = json.loads(payload)
+        data.pop("v", None)
+        return cls(**data)

@@ -1,0 +1,284 @@
+"""`python -m fleet rollout BUNDLE --to all|group:NAME|ID,... --stages 5,25,100 --max-failed 10%`.
+
+Stage by stage (cohorts by hash of the device id, fleet/plan.py), ship the one signed bundle to each device
+(fleet/ship.py, resumable) and wait for its probation verdict, read from the device's retained model states:
+`promoted`, `rolled_back` (the agent's own probation), `refused` (the install failed its checks). When a
+stage's failures exceed `--max-failed` the rollout halts: no device of a later stage gets a chunk, and
+`--on-halt rollback` sends `cmd/rollback` to the stage's successes. The record lives retained at
+`_fleet/rollout/<id>` (id: the bundle's sha256 prefix), so a controller started again after a crash
+skips the finished devices; `fleet/lock.py` refuses a second controller.
+Exit status: 0 done, 1 halted (the failures named), 2 bad arguments or no broker, 3 another controller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tarfile
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from edge.models.manifest import sha256_file
+from fleet.client import BrokerOptions, Retained, add_broker_args, device_filters, options_from
+from fleet.lock import LockRefused, RolloutLock
+from fleet.plan import FINISHED, SUCCESS, Bound, RolloutState, cohorts, parse_stages
+from fleet.ship import Shipper
+
+log = logging.getLogger("fleet.rollout")
+STATE_TOPIC = "_fleet/rollout/{id}"
+
+
+def read_descriptor(path: Path) -> dict[str, Any]:
+    """The bundle's `bundle.json`, unverified: the version to look for in the verdicts and its target."""
+    try:
+        with tarfile.open(path) as tar:
+            member = tar.extractfile("bundle.json")
+            data = json.loads(member.read(1 << 20)) if member else None
+    except (OSError, KeyError, ValueError, tarfile.TarError) as exc:
+        raise SystemExit(f"{path}: not a bundle ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("version"), str):
+        raise SystemExit(f"{path}: bundle.json has no version")
+    return data
+
+
+def devices_of(latest: dict[str, bytes], prefix: str) -> dict[str, dict[str, Any]]:
+    """Every device with a retained status or info: {id: {"online": bool|None, "groups": [...]}}."""
+    found: dict[str, dict[str, Any]] = {}
+    for topic, payload in latest.items():
+        parts = topic.split("/")
+        if len(parts) == len(prefix.split("/")) + 2 and topic.startswith(prefix + "/"):
+            entry = found.setdefault(parts[-2], {"online": None, "groups": []})
+            if parts[-1] == "status":
+                entry["online"] = payload.strip() == b"online"
+            elif parts[-1] == "info":
+                try:
+                    entry["groups"] = [g for g in json.loads(payload).get("groups") or [] if isinstance(g, str)]
+                except (ValueError, AttributeError):
+                    pass
+    return found
+
+
+def select(spec: str, known: dict[str, dict[str, Any]]) -> list[str]:
+    if spec == "all":
+        return sorted(known)
+    if spec.startswith("group:"):
+        return sorted(d for d, e in known.items() if spec[len("group:"):] in e["groups"])
+    return sorted({d.strip() for d in spec.split(",") if d.strip()})
+
+
+def admitted(targets: dict[str, Any] | None, device: str, groups: list[str]) -> bool:
+    """Whether the bundle's signed targets (descriptor format 2, or format 1's one device) take `device`."""
+    if not targets:
+        return True
+    if "group" in targets:
+        return targets["group"] in groups
+    return device in (targets.get("devices") or [])
+
+
+def judge(latest: dict[str, bytes], base: str, version: str) -> tuple[str, str | None] | None:
+    """The device's verdict on `version` from its retained messages, or None while it has none."""
+    states = []
+    for topic, payload in latest.items():
+        if topic.startswith(base + "/model/") and topic != base + "/model/update":
+            try:
+                states.append(json.loads(payload))
+            except ValueError:
+                continue
+    for s in states:
+        if s.get("state") == "rolled_back" and s.get("previous") == version:
+            return "rolled_back", s.get("reason")
+    if states and all(s.get("version") == version and s.get("state") == "active" for s in states):
+        return "promoted", None
+    return None
+
+
+class Controller:
+    """One rollout of one bundle; `run()` returns the exit status."""
+
+    def __init__(self, opts: BrokerOptions, args: argparse.Namespace) -> None:
+        self.opts, self.args, self.prefix = opts, args, args.prefix
+        self.sha = sha256_file(args.bundle)
+        descriptor = read_descriptor(args.bundle)
+        self.version = descriptor["version"]
+        self.targets = descriptor.get("targets") or ({"devices": [descriptor["device"]]}
+                                                     if descriptor.get("device") else None)
+        self.id = self.sha[:12]
+        self.topic = STATE_TOPIC.format(id=self.id)
+        self.mutex = threading.Lock()
+        self.watch = Retained(opts, [*device_filters(self.prefix), f"{self.prefix}/+/cmd/rollback/result",
+                                     self.topic, f"{self.topic}/lock"], "rollout", will=(f"{self.topic}/lock", b""))
+        self.lock = RolloutLock(self.watch, f"{self.topic}/lock")
+        self.state: RolloutState | None = None
+
+    def save(self) -> None:
+        assert self.state is not None
+        with self.mutex:
+            payload = self.state.encode()
+        self.watch.publish(self.topic, payload, retain=True)
+
+    def mark(self, device: str, state: str, reason: str | None = None) -> None:
+        assert self.state is not None
+        with self.mutex:
+            self.state.mark(device, state, reason)
+        log.info("%s: %s%s", device, state, f" ({reason})" if reason else "")
+        self.save()
+
+    def plan(self, latest: dict[str, bytes]) -> RolloutState:
+        """The retained record of this rollout if there is one (a restart), else a new plan."""
+        if self.topic in latest:
+            state = RolloutState.decode(latest[self.topic])
+            done = sum(1 for d in state.devices.values() if d["state"] in FINISHED)
+            log.info("rollout %s: resuming (%s, stage %d, %d devices finished)", self.id, state.state,
+                     state.stage + 1, done)
+            return state
+        known = devices_of(latest, self.prefix)
+        targets = select(self.args.to, known)
+        outside = [d for d in targets if not admitted(self.targets, d, known.get(d, {}).get("groups", []))]
+        if outside:
+            raise SystemExit(f"the bundle is signed for {self.targets}; it would be refused by {outside}")
+        if not targets:
+            raise SystemExit(f"--to {self.args.to}: no such device seen under {self.prefix}/")
+        stages = cohorts(targets, self.args.stages)
+        return RolloutState(self.id, self.sha, self.version, stages, str(self.args.max_failed))
+
+    def run(self) -> int:
+        try:
+            latest = self.watch.settle()
+            self.lock.acquire()
+        except LockRefused as exc:
+            print(f"rollout {self.id} refused: {exc}", file=sys.stderr)
+            return 3
+        try:
+            self.state = self.plan(latest | self.watch.snapshot())
+            if self.state.state != "running":
+                return self.report()
+            self.save()
+            for index, stage in enumerate(self.state.stages):
+                if index < self.state.stage:
+                    continue
+                self.state.stage = index
+                if not self.stage(stage):
+                    return self.report()
+            self.state.state = "done"
+            self.save()
+            return self.report()
+        finally:
+            self.lock.release()
+            self.watch.close()
+
+    def stage(self, devices: list[str]) -> bool:
+        """Ship to the stage's unfinished devices, wait for their verdicts; False when the stage halts it."""
+        assert self.state is not None
+        log.info("rollout %s: stage %d/%d, %d devices", self.id, self.state.stage + 1, len(self.state.stages),
+                 len(devices))
+        self.save()
+        pending = [d for d in devices if self.state.of(d) not in FINISHED]
+        with ThreadPoolExecutor(max_workers=max(1, self.args.parallel)) as pool:
+            list(pool.map(self.deliver, pending))
+        failed = self.state.failed(devices)
+        bound = Bound.parse(self.state.max_failed)
+        if not bound.exceeded(len(failed), len(devices)):
+            return True
+        self.state.state = "halted"
+        self.state.reason = (f"stage {self.state.stage + 1}: {len(failed)} of {len(devices)} failed "
+                             f"(--max-failed {bound}): " + ", ".join(
+                                 f"{d} {self.state.of(d)} ({self.state.devices[d].get('reason')})" for d in failed))
+        if self.args.on_halt == "rollback":
+            for device in devices:
+                if self.state.of(device) in SUCCESS:
+                    self.roll_back(device)
+        self.save()
+        return False
+
+    def deliver(self, device: str) -> None:
+        """One device: ship (or resume) the bundle, then wait for its verdict."""
+        assert self.state is not None
+        base = f"{self.prefix}/{device}"
+        if self.watch.snapshot().get(f"{base}/status", b"").strip() == b"offline":
+            return self.mark(device, "skipped", "offline")
+        if self.state.of(device) != "installed":
+            self.mark(device, "shipping")
+            try:
+                shipper = Shipper("", 0, base, self.args.bundle, self.args.chunk_kb * 1024, broker=self.opts)
+            except OSError as exc:
+                return self.mark(device, "no_answer", str(exc))
+            try:
+                result = shipper.run(self.args.timeout) or {}
+            finally:
+                shipper.close()
+            if result.get("state") != "installed":
+                state = "refused" if result.get("state") == "refused" else "no_answer"
+                return self.mark(device, state, result.get("reason") or result.get("detail"))
+            self.mark(device, "installed")
+        verdict: list[tuple[str, str | None]] = []
+
+        def decided(latest: dict[str, bytes]) -> bool:
+            found = judge(latest, base, self.version)
+            verdict.extend([found] if found else [])
+            return found is not None
+
+        if not self.watch.wait_for(decided, self.args.verdict_timeout):
+            return self.mark(device, "no_verdict", f"none within {self.args.verdict_timeout:g} s")
+        self.mark(device, *verdict[0])
+
+    def roll_back(self, device: str) -> None:
+        """`cmd/rollback` to a device that passed probation in a halted stage; its answer is recorded."""
+        request = uuid.uuid4().hex
+        result_topic = f"{self.prefix}/{device}/cmd/rollback/result"
+
+        def answered(latest: dict[str, bytes]) -> bool:
+            return request.encode() in latest.get(result_topic, b"")
+
+        self.watch.publish(f"{self.prefix}/{device}/cmd/rollback", json.dumps({"id": request}).encode())
+        if self.watch.wait_for(answered, 30):
+            body = json.loads(self.watch.snapshot()[result_topic])
+            if body.get("ok"):
+                return self.mark(device, "rolled_back_on_halt", "--on-halt rollback")
+            return self.mark(device, "promoted", f"rollback refused: {body.get('error')}")
+        self.mark(device, "promoted", "rollback asked, no answer within 30 s")
+
+    def report(self) -> int:
+        assert self.state is not None
+        counts: dict[str, int] = {}
+        for entry in self.state.devices.values():
+            counts[entry["state"]] = counts.get(entry["state"], 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        if self.state.state == "halted":
+            print(f"rollout {self.id} ({self.version}) HALTED: {self.state.reason}; {summary}")
+            return 1
+        print(f"rollout {self.id} ({self.version}) {self.state.state}: {summary}")
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Ship one signed bundle to many devices in stages; halt by itself when a stage fails too much."""
+    from fleet.ship import chunk_kb
+
+    parser = argparse.ArgumentParser(prog="python -m fleet rollout", description=main.__doc__)
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--to", required=True, help="all | group:NAME | ID,ID,...")
+    parser.add_argument("--stages", type=parse_stages, default=parse_stages("5,25,100"),
+                        help="cumulative percentages of the devices (default 5,25,100)")
+    parser.add_argument("--max-failed", type=Bound.parse, default=Bound.parse("10%"),
+                        help="halt when a stage's failures exceed this count or share (default 10%%)")
+    parser.add_argument("--on-halt", choices=("stop", "rollback"), default="stop",
+                        help="rollback: also roll back the halted stage's successes")
+    parser.add_argument("--parallel", type=int, default=8, help="devices shipped to at once")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds for a device's install verdict")
+    parser.add_argument("--verdict-timeout", type=float, default=900.0,
+                        help="seconds for a device's probation verdict (longer than its probation_s)")
+    parser.add_argument("--chunk-kb", type=chunk_kb, default=64)
+    add_broker_args(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    try:
+        controller = Controller(options_from(args), args)
+    except OSError as exc:
+        print(f"rollout: {exc}", file=sys.stderr)
+        return 2
+    return controller.run()

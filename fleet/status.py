@@ -1,0 +1,211 @@
+"""`python -m fleet status`: every device on the broker, from its retained topics only.
+
+`rows()` is pure (retained messages in, one row per device out) so the terminal table, `--json`, the
+`--html` page and the live `--watch` view cannot disagree. A device is whatever has a retained
+`status`, `stats`, `info` or model state under `<prefix>/<device>/`; nothing is asked of the devices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fleet.client import Retained, add_broker_args, device_filters, options_from
+
+EXCESS_P = 0.01  # stats.quality's excess_p_value below this: the stream alerts more than its plan explains
+
+
+@dataclass
+class Row:
+    """One device as the fleet sees it; `problems` empty means nothing to look at."""
+
+    device: str
+    online: bool | None = None  # None: no retained status (never connected with a Last Will here)
+    last_seen: str | None = None
+    age_s: float | None = None
+    stale: bool = False
+    groups: list[str] = field(default_factory=list)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # "kind/name" -> version, state, reason
+    update: dict[str, Any] = field(default_factory=dict)  # the last update/progress: state, version, reason
+    healthy: bool | None = None
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # sensor -> observed vs plan per day
+    accuracy: dict[str, float | None] = field(default_factory=dict)  # camera -> accuracy on labelled frames
+    rss_mb: float | None = None
+    cpu_temp_c: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def _json(payload: bytes | None) -> Any:
+    try:
+        return json.loads(payload) if payload else None
+    except ValueError:
+        return None
+
+
+def _time(text: Any) -> datetime | None:
+    """An ISO 8601 time (stats, model states) or epoch seconds (info); None for anything else."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        try:
+            return datetime.fromtimestamp(text, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    try:
+        stamp = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def group_by_device(retained: dict[str, bytes], prefix: str) -> dict[str, dict[str, bytes]]:
+    """`<prefix>/<device>/<rest>` -> {device: {rest: payload}}; other topics are ignored."""
+    devices: dict[str, dict[str, bytes]] = {}
+    head = prefix.rstrip("/") + "/"
+    for topic, payload in retained.items():
+        if topic.startswith(head):
+            device, _, rest = topic[len(head):].partition("/")
+            if device and rest:
+                devices.setdefault(device, {})[rest] = payload
+    return devices
+
+
+def row(device: str, topics: dict[str, bytes], now: datetime, stale_after: float) -> Row:
+    r = Row(device)
+    status = topics.get("status")
+    r.online = None if status is None else status.strip() == b"online"
+    stats = _json(topics.get("stats")) or {}
+    info = _json(topics.get("info")) or {}
+    r.groups = [str(g) for g in info.get("groups") or [] if isinstance(g, str)]
+    stamps = [s for s in (_time(stats.get("ts")), _time(info.get("ts"))) if s]
+    for rest, payload in sorted(topics.items()):
+        if rest.startswith("model/") and rest != "model/update":
+            state = _json(payload) or {}
+            r.models[rest[len("model/"):]] = {k: state.get(k) for k in ("version", "state", "reason")}
+            stamps.extend(s for s in [_time(state.get("ts"))] if s)
+    progress = _json(topics.get("update/progress")) or {}
+    r.update = {k: progress[k] for k in ("state", "version", "reason") if progress.get(k) is not None}
+    if stamps:
+        seen = max(stamps)
+        r.last_seen, r.age_s = seen.isoformat(timespec="seconds"), round((now - seen).total_seconds(), 1)
+    r.healthy = stats.get("healthy") if isinstance(stats.get("healthy"), bool) else None
+    r.rss_mb, r.cpu_temp_c = stats.get("rss_mb"), stats.get("cpu_temp_c")
+    for key, quality in (stats.get("quality") or {}).items():
+        kind, _, name = key.partition("/")
+        if kind == "sensor" and isinstance(quality, dict):
+            r.alerts[name] = {"observed_per_day": quality.get("observed_alerts_per_day"),
+                              "plan_per_day": quality.get("expected_false_alerts_per_day"),
+                              "excess_p": quality.get("excess_p_value")}
+        elif kind == "camera" and isinstance(quality, dict):
+            r.accuracy[name] = quality.get("accuracy")
+    r.problems = problems(r, stats, stale_after)
+    return r
+
+
+def problems(r: Row, stats: dict[str, Any], stale_after: float) -> list[str]:
+    """What an operator should look at, in words, worst first."""
+    found = []
+    if r.online is False:
+        found.append("offline")
+    r.stale = r.online is not False and (r.age_s is None or r.age_s > stale_after)
+    if r.stale:
+        found.append("stale: " + (f"last seen {r.age_s:g} s ago" if r.age_s is not None else "never seen"))
+    found.extend(f"unhealthy: {p}" for p in stats.get("problems") or [] if isinstance(p, str))
+    if r.healthy is False and not stats.get("problems"):
+        found.append("unhealthy")
+    for pipeline, model in r.models.items():
+        if model.get("state") == "rolled_back":
+            found.append(f"{pipeline}: rolled back ({model.get('reason') or 'no reason given'})")
+    if r.update.get("state") == "refused" and r.update.get("reason") != "rolled_back":
+        found.append(f"update {r.update.get('version') or ''} refused: {r.update.get('reason')}".replace("  ", " "))
+    for sensor, alert in r.alerts.items():
+        p = alert.get("excess_p")
+        if isinstance(p, (int, float)) and p < EXCESS_P:
+            found.append(f"sensor {sensor}: alerting above plan (p={p:.2g})")
+    return found
+
+
+def rows(retained: dict[str, bytes], prefix: str = "edgepipe", now: datetime | None = None,
+         stale_after: float = 90.0) -> list[Row]:
+    """Every device in `retained`, sorted by id; `stale_after` seconds without a time-stamped message."""
+    now = now or datetime.now(UTC)
+    return [row(d, t, now, stale_after) for d, t in sorted(group_by_device(retained, prefix).items())]
+
+
+def _cell(value: Any, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def versions(r: Row) -> str:
+    return " ".join(f"{p}={m.get('version')}({m.get('state')})" for p, m in r.models.items()) or "-"
+
+
+def table(found: list[Row]) -> str:
+    """A plain text table, one line per device, then a summary line."""
+    head = f"{'device':<20} {'online':<7} {'seen':>7} {'models':<44} {'rss':>6} {'temp':>5}  problems"
+    lines = [head]
+    for r in found:
+        online = "yes" if r.online else "no" if r.online is False else "?"
+        lines.append(f"{r.device:<20} {online:<7} {_cell(r.age_s):>7} {versions(r):<44} {_cell(r.rss_mb):>6} "
+                     f"{_cell(r.cpu_temp_c):>5}  {'; '.join(r.problems) or 'ok'}")
+    online = sum(1 for r in found if r.online)
+    lines.append(f"{len(found)} devices, {online} online, {sum(1 for r in found if r.problems)} with problems")
+    return "\n".join(lines)
+
+
+def watch(opts: Any, prefix: str, stale_after: float, out: Any = sys.stdout, duration: float | None = None) -> int:
+    """Redraw the table whenever messages arrive (at most 4 times a second) until Ctrl-C or `duration`."""
+    changed = threading.Event()
+    retained = Retained(opts, device_filters(prefix), "status-watch", on_change=lambda _t: changed.set())
+    end = time.monotonic() + duration if duration else None
+    try:
+        while end is None or time.monotonic() < end:
+            if changed.wait(1.0):  # also redraws each second, so ages and staleness move on
+                changed.clear()
+            out.write("\x1b[H\x1b[2J" + table(rows(retained.snapshot(), prefix, stale_after=stale_after)) + "\n")
+            out.flush()
+            time.sleep(0.25)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        retained.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Every device on the broker: online, versions, probation, health, alert rate vs plan, accuracy, memory."""
+    parser = argparse.ArgumentParser(prog="python -m fleet status", description=main.__doc__)
+    add_broker_args(parser)
+    parser.add_argument("--json", action="store_true", help="one JSON list of devices on stdout")
+    parser.add_argument("--html", type=argparse.FileType("w"), metavar="FILE", help="write one self-contained page")
+    parser.add_argument("--watch", action="store_true", help="a live terminal view, redrawn as messages arrive")
+    parser.add_argument("--stats-interval", type=float, default=30.0, help="the agents' stats_interval (s)")
+    parser.add_argument("--stale-factor", type=float, default=3.0,
+                        help="stale: nothing time-stamped for this many stats intervals (default %(default)s)")
+    parser.add_argument("--settle", type=float, default=0.5,
+                        help="seconds without a new retained message before the view counts as complete")
+    args = parser.parse_args(argv)
+    opts = options_from(args)
+    stale_after = args.stats_interval * args.stale_factor
+    try:
+        if args.watch:
+            return watch(opts, args.prefix, stale_after)
+        retained = Retained(opts, device_filters(args.prefix), "status")
+    except (ConnectionError, PermissionError) as exc:
+        print(f"fleet status: {exc}", file=sys.stderr)
+        return 2
+    try:
+        found = rows(retained.settle(args.settle), args.prefix, stale_after=stale_after)
+    finally:
+        retained.close()
+    if args.html:
+        from fleet.page import page
+
+        args.html.write(page(found))
+        args.html.close()
+    print(json.dumps([asdict(r) for r in found], indent=1) if args.json else table(found))
+    return 0

@@ -1,0 +1,156 @@
+"""Issue 26: `python -m fleet rollout` -- one signed bundle to many real agents in stages, halting by itself.
+
+Real mosquitto (MQTT 5 for the controller), real agents without TensorFlow, the controller as its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from edge.models.manifest import sha256_file
+from fleet.plan import cohorts
+from tests.conftest import ROOT
+from tests.helpers.fleet import Fleet, fleet_command
+from tests.helpers.isolation import no_tf_env
+from tests.helpers.mqtt import Broker, Collector
+from tools.demo_update import stream, threshold_for_rate
+
+
+def pointer(fleet: Fleet, device: str) -> dict:
+    path = fleet.tmp / device / "state" / "models" / "current.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def record(port: int, sha: str) -> dict:
+    watcher = Collector(port, [f"_fleet/rollout/{sha[:12]}"])
+    watcher.sync()
+    [payload] = watcher.matching(sha[:12])
+    watcher.close()
+    return json.loads(payload)
+
+
+def promoted_stage_by_stage(messages: list[tuple[str, bytes, bool]], stages: list[list[str]], version: str) -> bool:
+    """Each device of a stage went `active` on `version` (its probation over) before the next stage's first chunk."""
+    events = [(t.split("/")[1], t.endswith("/chunk") or json.loads(p)) for t, p, _ in messages
+              if t.endswith("/chunk") or "/model/" in t]
+    for earlier, later in zip(stages, stages[1:], strict=False):
+        first_chunk = min(i for i, (d, e) in enumerate(events) if d in later and e is True)
+        for device in earlier:
+            if not any(d == device and e is not True and e["version"] == version and e["state"] == "active"
+                       for d, e in events[:first_chunk]):
+                return False
+    return True
+
+
+def test_a_bad_bundle_halts_in_the_first_stage_and_its_canaries_run_the_old_model(broker: Broker,
+                                                                                  tmp_path: Path) -> None:
+    """Two canaries of five: the one fed a normal stream convicts the loud model on probation and rolls back by
+    itself; the quiet one passes, and `--on-halt rollback` rolls it back; the other three never see a chunk."""
+    names = [f"dev-{i:02d}" for i in range(5)]
+    loud, quiet = cohorts(names, [40, 100])[0]
+    fleet = Fleet(tmp_path, broker.port, 5, probation_s=1.0, probation={loud: 120.0}).start()
+    bad = fleet.bundle("v-loud", threshold=threshold_for_rate(0.15))
+    chunks = Collector(broker.port, ["edgepipe/+/update/chunk"])
+    stop = threading.Event()
+    feed = threading.Thread(target=stream, args=(SimpleNamespace(host="127.0.0.1", port=broker.port),
+                                                 f"edgepipe/{loud}/sensors/line1/reading", stop, 200.0))
+    feed.start()
+    try:
+        result = fleet_command("rollout", str(bad), "--to", "all", "--stages", "40,100", "--max-failed", "0",
+                               "--on-halt", "rollback", "--chunk-kb", "4", "--broker", f"127.0.0.1:{broker.port}")
+    finally:
+        stop.set()
+        feed.join()
+        fleet.stop()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "HALTED: stage 1: 1 of 2 failed (--max-failed 0)" in result.stdout, result.stdout
+    assert f"{loud} rolled_back (sensor/line1: alert_rate" in result.stdout, result.stdout
+    assert {t.split("/")[1] for t, _, _ in chunks.messages} == {loud, quiet}  # 0 chunks outside the stage
+    chunks.close()
+    for device in (loud, quiet):
+        assert pointer(fleet, device)["version"] is None and pointer(fleet, device)["state"] == "rolled_back"
+    assert pointer(fleet, quiet)["reason"] == "commanded (cmd/rollback)"
+    for device in set(names) - {loud, quiet}:
+        assert pointer(fleet, device) == {}, device
+    state = record(broker.port, sha256_file(bad))
+    assert state["state"] == "halted" and state["devices"][quiet]["state"] == "rolled_back_on_halt"
+
+
+def chunk_index(payload: bytes) -> int:
+    size = int.from_bytes(payload[:4], "big")
+    return int(json.loads(payload[4:4 + size])["index"])
+
+
+def test_a_good_bundle_reaches_every_device_stage_by_stage_past_a_second_controller_and_a_killed_one(
+        broker: Broker, tmp_path: Path) -> None:
+    """MQTT 5 on mosquitto. A second controller is refused while the first holds the lock; the first, SIGKILLed
+    in stage 2 and started again, carries on from the retained record: no device is shipped the bundle twice."""
+    fleet = Fleet(tmp_path, broker.port, 5, probation_s=2.0).start()
+    bundle = fleet.bundle("v2")
+    rollout = sha256_file(bundle)[:12]
+    watch = Collector(broker.port, ["edgepipe/+/update/chunk", "edgepipe/+/model/sensor/line1",
+                                    f"_fleet/rollout/{rollout}", f"_fleet/rollout/{rollout}/lock"])
+    args = ("rollout", str(bundle), "--to", "all", "--stages", "20,60,100", "--chunk-kb", "4", "--parallel", "2",
+            "--broker", f"127.0.0.1:{broker.port}")
+    first = subprocess.Popen([sys.executable, "-m", "fleet", *args], env=no_tf_env(), cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def latest() -> dict:
+        got = [json.loads(p) for t, p, _ in list(watch.messages) if t == f"_fleet/rollout/{rollout}" and p]
+        return got[-1] if got else {}
+
+    try:
+        assert watch.wait_for(lambda: any(t.endswith("/lock") and p for t, p, _ in watch.messages), 30)
+        second = fleet_command(*args)
+        assert second.returncode == 3 and "another controller runs this rollout" in second.stderr, second
+        # killed in the second stage, with the first stage's device promoted
+        assert watch.wait_for(lambda: latest().get("stage") == 1 and any(
+            d["state"] in ("shipping", "installed") for d in latest()["devices"].values() if d["stage"] == 1), 60)
+        first.kill()
+        first.wait(10)
+        killed_at = len(watch.messages)
+        before = latest()
+        done = [d for d, e in before["devices"].items() if e["state"] == "promoted"]
+        assert done, before
+        again = fleet_command(*args)
+        assert again.returncode == 0 and "done: 5 promoted" in again.stdout, again.stdout + again.stderr
+    finally:
+        if first.poll() is None:
+            first.kill()
+        fleet.stop()
+    after = {t.split("/")[1] for t, _, _ in watch.messages[killed_at:] if t.endswith("/chunk")}
+    assert not after & set(done)  # nothing shipped again to a device that had finished
+    final = record(broker.port, sha256_file(bundle))
+    assert all(final["devices"][d] == before["devices"][d] for d in done)  # the restart carried on, not over
+    assert final["state"] == "done" and final["stages"] == cohorts(fleet.devices, [20, 60, 100])
+    assert [len(s) for s in final["stages"]] == [1, 2, 2]
+    assert promoted_stage_by_stage(watch.messages, final["stages"], "v2")
+    for device in fleet.devices:
+        assert (pointer(fleet, device)["version"], pointer(fleet, device)["state"]) == ("v2", "active"), device
+    for device in fleet.devices:
+        indices = [chunk_index(p) for t, p, _ in watch.messages if t == f"edgepipe/{device}/update/chunk"]
+        assert len(indices) < 2 * len(set(indices)), (device, indices)  # never the whole bundle twice
+        installs = [json.loads(p) for t, p, _ in watch.messages if t == f"edgepipe/{device}/model/sensor/line1"]
+        assert sum(1 for m in installs if m["version"] == "v2" and m["state"] == "probation") == 1, device
+    watch.close()
+
+
+def test_a_good_bundle_rolls_out_over_a_nats_cluster_on_mqtt_3_1_1(nats_cluster: Any, tmp_path: Path) -> None:
+    """Three agents, one on each NATS node; the controller on the first node speaks 3.1.1 (NATS has no MQTT 5)."""
+    ports = nats_cluster.mqtt_ports
+    fleet = Fleet(tmp_path, ports, 3, probation_s=1.0).start()
+    bundle = fleet.bundle("v2")
+    try:
+        result = fleet_command("rollout", str(bundle), "--to", ",".join(fleet.devices), "--stages", "34,100",
+                               "--chunk-kb", "4", "--mqtt-version", "3.1.1", "--broker", f"127.0.0.1:{ports[0]}")
+        assert result.returncode == 0 and "done: 3 promoted" in result.stdout, result.stdout + result.stderr
+    finally:
+        fleet.stop()
+    for device in fleet.devices:
+        assert (pointer(fleet, device)["version"], pointer(fleet, device)["state"]) == ("v2", "active"), device

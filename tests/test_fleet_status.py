@@ -1,0 +1,114 @@
+"""Issue 26: `python -m fleet status` -- every device from its retained topics, as JSON, a page and a table.
+
+Real mosquitto, real agents (no TensorFlow), the command as its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from fleet.status import rows
+from tests.conftest import requires_package
+from tests.helpers.fleet import Fleet, fleet_command
+from tests.helpers.mqtt import Broker, Collector, publish
+from tools.system_packages import chromium_binary
+
+
+def test_status_lists_every_device_online_offline_versions_and_problems(broker: Broker, tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, broker.port, 3).start()
+    try:
+        killed = fleet.devices[2]
+        fleet.agents[killed].stop(signal.SIGKILL)  # the broker sends its Last Will: offline
+        watcher = Collector(broker.port, [f"edgepipe/{killed}/status"])
+        assert watcher.wait_for(lambda: watcher.matching("/status")[-1:] == [b"offline"], 30)
+        watcher.close()
+        publish(broker.port, "edgepipe/ghost/status", [b"online"], retain=True)  # says online, never reports
+        result = fleet_command("status", "--json", "--broker", f"127.0.0.1:{broker.port}", "--stats-interval", "0.5")
+        assert result.returncode == 0, result.stderr
+        found = {r["device"]: r for r in json.loads(result.stdout)}
+        assert sorted(found) == sorted([*fleet.devices, "ghost"])
+        for device in fleet.devices[:2]:
+            assert found[device]["online"] is True and found[device]["problems"] == [], found[device]
+            assert found[device]["models"] == {"sensor/line1": {"version": "factory", "state": "active",
+                                                                "reason": None}}
+            assert found[device]["healthy"] is True and found[device]["rss_mb"] > 0
+            assert "line1" in found[device]["alerts"]
+        assert found[killed]["online"] is False and found[killed]["problems"][0] == "offline"
+        assert found["ghost"]["stale"] is True and found["ghost"]["problems"] == ["stale: never seen"]
+        table = fleet_command("status", "--broker", f"127.0.0.1:{broker.port}", "--stats-interval", "0.5")
+        assert table.returncode == 0 and "4 devices, 3 online, 2 with problems" in table.stdout, table.stdout
+    finally:
+        fleet.stop()
+
+
+def test_rows_mark_stale_rolled_back_and_alerting_above_plan() -> None:
+    """The pure part, on retained payloads as the agent writes them."""
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    old = (now - timedelta(seconds=200)).isoformat()
+    retained = {
+        "edgepipe/a/status": b"online",
+        "edgepipe/a/stats": json.dumps({"ts": old, "healthy": False, "problems": ["sensor/line1: no progress"],
+                                        "quality": {"sensor/line1": {"observed_alerts_per_day": 40.0,
+                                                                     "expected_false_alerts_per_day": 1.0,
+                                                                     "excess_p_value": 1e-6},
+                                                    "camera/cam0": {"accuracy": 0.91}}}).encode(),
+        "edgepipe/a/model/sensor/line1": json.dumps({"ts": old, "version": "factory", "state": "rolled_back",
+                                                     "reason": "alert_rate", "previous": "v2"}).encode(),
+        "edgepipe/a/update/progress": b"not json",
+        "other/x/status": b"online",
+    }
+    [a] = rows(retained, now=now, stale_after=90)
+    assert a.stale and a.age_s == 200 and a.accuracy == {"cam0": 0.91}
+    assert a.problems == ["stale: last seen 200 s ago", "unhealthy: sensor/line1: no progress",
+                          "sensor/line1: rolled back (alert_rate)", "sensor line1: alerting above plan (p=1e-06)"]
+
+
+def rendered_rows(page: Path, tmp_path: Path) -> list[tuple[str, list[str]]]:
+    """The page as headless Chromium renders it (its DOM after parsing): each row's data-device and cell texts."""
+    from html.parser import HTMLParser
+
+    browser = chromium_binary()
+    dom = subprocess.run([str(browser), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'chromium'}", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=60)
+    assert dom.returncode == 0 and "</table>" in dom.stdout, dom.stderr[-2000:]
+    found: list[tuple[str, list[str]]] = []
+
+    class Rows(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            assert tag not in ("script", "img", "iframe"), f"{tag} in the rendered page: unescaped input"
+            if tag == "tr" and dict(attrs).get("data-device") is not None:
+                found.append((str(dict(attrs)["data-device"]), []))
+            elif tag == "td" and found:
+                found[-1][1].append("")
+
+        def handle_data(self, data: str) -> None:
+            if found and found[-1][1]:
+                found[-1][1][-1] += data
+
+    Rows().feed(dom.stdout)
+    return [(device, [c.strip() for c in cells]) for device, cells in found]
+
+
+@requires_package("chromium")
+def test_the_fleet_page_renders_in_headless_chromium_with_a_row_per_device(broker: Broker, tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, broker.port, 2).start()
+    hostile = "<img src=x onerror=alert(1)>"  # a device id is whatever the topic says
+    publish(broker.port, f"edgepipe/{hostile}/status", [b"online"], retain=True)
+    try:
+        page = tmp_path / "fleet.html"
+        result = fleet_command("status", "--html", str(page), "--broker", f"127.0.0.1:{broker.port}",
+                               "--stats-interval", "0.5")
+        assert result.returncode == 0, result.stderr
+    finally:
+        fleet.stop()
+    found = dict(rendered_rows(page, tmp_path))
+    assert sorted(found) == sorted([*fleet.devices, hostile])
+    for device in fleet.devices:
+        assert found[device][:2] == [device, "online"] and found[device][-1] == "ok", found[device]
+        assert "sensor/line1=factory(active)" in found[device][4]
+    assert found[hostile][0] == hostile and found[hostile][-1].startswith("stale")

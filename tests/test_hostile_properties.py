@@ -1,0 +1,92 @@
+"""A property test over generated JSON text -- integers of up to 6,000 digits, floats beyond float64 and float32,
+NaN/Infinity, nesting 5,000 deep, every JSON type where a number or a name belongs -- fed to the agent's real
+parse and dispatch functions: a live sensor and series pipeline's `handle` and the command dispatcher with every
+kind's commands. The only outcome allowed besides success is a refusal with a reason (`InvalidReading`, an
+`ok: false` result that validates against its schema): never another exception (issue 24, acceptance)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge.commands import Commands
+from edge.models.loader import ModelLoader
+from edge.mqtt.messages import Topics
+from edge.pipelines.publisher import Publisher
+from edge.pipelines.registry import Wiring, kinds
+from edge.readings import InvalidReading
+from tests.conftest import MODELS_DIR, ROOT
+
+RESULT = jsonschema.Draft202012Validator(json.loads((ROOT / "schemas" / "command_result.json").read_text()))
+PROPERTY = settings(max_examples=300, derandomize=True, database=None, deadline=None,
+                    suppress_health_check=list(HealthCheck))
+KEYS = ["ts", "values", "seq", "sensor", "series", "threshold", "id", "label", "region", "camera", "count", "every",
+        "readings", "seconds", "false_alarms_per_day", "frames", "seed", "min_accuracy", "x"]
+
+numbers = st.one_of(
+    st.integers().map(str), st.floats().map(json.dumps),
+    st.integers(1, 6000).map(lambda n: "9" * n), st.integers(1, 400).map(lambda n: f"-1{'0' * n}.5"),
+    st.sampled_from(["1e999", "-1e400", "3.5e38", "-3.5e38", "1e-400", "NaN", "-Infinity", "-0", "1E+308",
+                     "9223372036854775808", "1.7e9", "0.000001"]))
+leaves = st.one_of(numbers, st.text(max_size=12).map(json.dumps), st.sampled_from(["true", "false", "null"]),
+                   st.sampled_from(['"2026-13-01"', '"1949-01"', '"2026-01-31T12:00:00Z"', '"*"', '"line1"',
+                                    '"airline"', '"cam0"', '"door"', f'"{"a" * 5000}"']))
+json_text = st.recursive(
+    leaves,
+    lambda inner: st.lists(inner, max_size=4).map(lambda xs: "[" + ",".join(xs) + "]")
+    | st.dictionaries(st.sampled_from(KEYS), inner, max_size=5).map(
+        lambda d: "{" + ",".join(f'"{k}":{v}' for k, v in d.items()) + "}"),
+    max_leaves=16)
+deep = st.integers(1, 5000).flatmap(lambda d: st.sampled_from(["[" * d + "]" * d, '{"a":' * d + "1" + "}" * d,
+                                                                '{"values":' + "[" * d + "]" * d + "}"]))
+readings = st.one_of(json_text, deep, st.tuples(numbers, st.lists(numbers, max_size=3)).map(
+    lambda t: f'{{"ts": {t[0]}, "values": [{",".join(t[1])}]}}'),
+    st.lists(numbers, min_size=1, max_size=3).map(",".join))  # a CSV line
+
+
+@pytest.fixture(scope="module")
+def agent_parts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A live sensor and series pipeline (real models, real interpreter) and the dispatcher with every command."""
+    state = tmp_path_factory.mktemp("state")
+    sent: list[Any] = []
+    publisher = Publisher(Topics("edgepipe/t"), "t", sent.append, threading.Event(), 0.0)
+    loader = ModelLoader(MODELS_DIR, state)
+    pipelines = {}
+    for section, name in (("sensor", "line1"), ("series", "airline")):
+        kind = kinds()[section]
+        cfg = kind.config(name=name)
+        pipelines[section] = kind.build(cfg, kind.load(cfg, loader), Wiring(publisher, 10, loader))
+    commands = Commands(Topics("edgepipe/t"), "t", sent.append, lambda: list(pipelines.values()), lambda: {})
+    for section, kind in kinds().items():
+        commands.register_kind(section, kind.commands)
+    return {"pipelines": pipelines, "commands": commands, "sent": sent}
+
+
+@PROPERTY
+@given(st.sampled_from(["sensor", "series"]), readings)
+def test_generated_readings_are_taken_or_refused_with_a_reason(agent_parts: dict[str, Any], kind: str,
+                                                                text: str) -> None:
+    try:
+        agent_parts["pipelines"][kind].handle(text.encode())
+    except InvalidReading as exc:
+        assert str(exc) and "Traceback" not in str(exc)
+
+
+@PROPERTY
+@given(st.sampled_from(["threshold", "calibrate", "reset", "reload", "capture", "nope"]),
+       st.one_of(json_text, deep))
+def test_generated_commands_are_answered_within_the_schema(agent_parts: dict[str, Any], action: str,
+                                                           text: str) -> None:
+    sent = agent_parts["sent"]
+    sent.clear()
+    agent_parts["commands"].handle(action, text.encode())  # any exception but a refusal escapes and fails here
+    results = [json.loads(m.payload) for m in sent if m.topic.endswith("/result")]
+    assert len(results) == 1
+    RESULT.validate(results[0])
+    assert results[0]["ok"] or results[0]["error"]

@@ -6,7 +6,7 @@ PROFILE ?= default
 # tflite-runtime 2.14 (the runtime of older Pi images) needs numpy<2: it gets a venv of its own
 VENV_TFLITE ?= .venv-tflite214
 
-.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test system-packages soak lint clean bench pi-check rate demo-update test-update-crash cluster bench-brokers nab realdata-series
+.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test system-packages soak lint clean bench pi-check rate demo-update test-update-crash cluster bench-brokers nab bench-fleet realdata-series
 
 # The edge side end to end on shipped data: no TensorFlow, the committed models, a real broker.
 demo: venv-demo
@@ -52,6 +52,10 @@ bench: venv
 	-$(MAKE) --no-print-directory venv-tflite
 	$(BIN)/python -m tools.bench
 	$(BIN)/python -m training bench
+
+# fleet status over 2,000 devices' retained state and a 20-agent rollout, into docs/benchmarks.md (no TensorFlow)
+bench-fleet: venv
+	$(BIN)/python -m tools.bench_fleet
 
 # Readings/s an agent takes without loss through the shipped deploy/mosquitto/ conf and ACL (docs/reliability.md).
 rate: venv

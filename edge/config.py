@@ -126,6 +126,8 @@ def load_config(path: Path | str | None, overrides: dict[str, Any] | None = None
             raise ConfigError(f"{path}: not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        except ValueError:  # Python's own limit on the digits of an integer
+            raise ConfigError(f"{path}: an integer of more than 4,300 digits; no setting takes one") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
     try:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass
 from typing import Any
 
+from edge.numbers import show
+
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -52,7 +54,7 @@ class Check:
             raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         if isinstance(value, int) and self.ge is not None and self.le is not None:
             if not self.ge <= value <= self.le:
-                raise ConfigError(f"{key}: expected an integer from {self.ge} to {self.le}, got {value!r}")
+                raise ConfigError(f"{key}: expected an integer from {self.ge} to {self.le}, got {show(value)}")
             return
         if self.gt is not None and not value > self.gt:
             raise ConfigError(f"{key}: expected a number > {self.gt:g}, got {value!r}")
@@ -113,6 +115,8 @@ def _scalar(key: str, annotation: Any, value: Any) -> Any:
     kinds = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
     kind = kinds[0]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > 1024:  # a 400-digit integer is no float: refused, not an OverflowError
+            raise ConfigError(f"{key}: expected a number within ±1.8e308, got {show(value)}")
         value = float(value)
     if kind is bool and not isinstance(value, bool) or kind is not bool and (
             not isinstance(value, kind) or isinstance(value, bool)):

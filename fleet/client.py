@@ -107,8 +107,12 @@ def connect(opts: BrokerOptions, name: str, will: tuple[str, bytes] | None = Non
     return client
 
 
-def subscribe(client: paho.Client, topics: list[str], timeout: float = 10.0) -> None:
-    """Subscribe at QoS 1 and wait for every SUBACK; a refusal (ACL) raises naming the topics."""
+def subscribe(client: paho.Client, topics: list[str], timeout: float = 10.0, qos: int = 0) -> None:
+    """Subscribe and wait for every SUBACK; a refusal (ACL) raises naming the topics.
+
+    QoS 0 by default: what the fleet commands read is retained state, and a broker caps the QoS 1 messages it
+    queues for one client (mosquitto's max_queued_messages, 1000): a QoS 1 view of 2,000 devices' retained
+    topics came back with 1,020 of them."""
     done, failed, pending = threading.Condition(), [], set()
 
     def on_subscribe(c: paho.Client, userdata: Any, mid: int, reasons: list, properties: Any) -> None:
@@ -120,7 +124,7 @@ def subscribe(client: paho.Client, topics: list[str], timeout: float = 10.0) -> 
     client.on_subscribe = on_subscribe
     with done:
         for topic in topics:
-            pending.add(client.subscribe(topic, qos=1)[1])
+            pending.add(client.subscribe(topic, qos=qos)[1])
         if not done.wait_for(lambda: not pending, timeout):
             raise ConnectionError(f"no SUBACK for {topics} within {timeout:g} s")
     if failed:
@@ -162,7 +166,7 @@ class Retained:
         if self.on_change:
             self.on_change(msg.topic)
 
-    def settle(self, quiet: float = 0.5, timeout: float = 30.0) -> dict[str, bytes]:
+    def settle(self, quiet: float = 0.5, timeout: float = 15.0) -> dict[str, bytes]:
         """The retained set: a marker this client publishes comes back after everything the broker queued
         for it before (one client's packets are handled in order), then at most `quiet` more seconds while
         messages still trickle in (a NATS cluster need not keep that order); `timeout` caps it all."""
@@ -171,7 +175,9 @@ class Retained:
         subscribe(self.client, [marker])
         self.client.publish(marker, b"sync", qos=1)
         with self.cond:
-            self.cond.wait_for(lambda: marker in self.markers, timeout)
+            if not self.cond.wait_for(lambda: marker in self.markers, timeout):
+                raise TimeoutError(f"the broker did not return this client's marker on {SYNC}/ within {timeout:g} s: "
+                                   "the view may be incomplete (may the user read and write _fleet/#?)")
             end = min(time.monotonic() + quiet, deadline)
             while True:
                 now = time.monotonic()

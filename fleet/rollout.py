@@ -168,8 +168,10 @@ class Controller:
             self.save()
             return self.report()
         finally:
-            self.lock.release()
-            self.watch.close()
+            try:
+                self.lock.release()
+            finally:
+                self.watch.close()
 
     def stage(self, devices: list[str]) -> bool:
         """Ship to the stage's unfinished devices, wait for their verdicts; False when the stage halts it."""
@@ -277,8 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
-        controller = Controller(options_from(args), args)
-    except OSError as exc:
-        print(f"rollout: {exc}", file=sys.stderr)
+        return Controller(options_from(args), args).run()
+    except OSError as exc:  # no broker, or it stopped acknowledging (TimeoutError): the record is as last acked
+        print(f"rollout: {exc}; run the same command again to resume", file=sys.stderr)
         return 2
-    return controller.run()

@@ -195,13 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.watch:
             return watch(opts, args.prefix, stale_after)
         retained = Retained(opts, device_filters(args.prefix), "status")
-    except (ConnectionError, PermissionError) as exc:
+        try:
+            found = rows(retained.settle(args.settle), args.prefix, stale_after=stale_after)
+        finally:
+            retained.close()
+    except OSError as exc:  # refused (ConnectionError, PermissionError), or the view not complete (TimeoutError)
         print(f"fleet status: {exc}", file=sys.stderr)
         return 2
-    try:
-        found = rows(retained.settle(args.settle), args.prefix, stale_after=stale_after)
-    finally:
-        retained.close()
     if args.html:
         from fleet.page import page
 

@@ -4,22 +4,27 @@ bundles written by `fleet/bundle.py` and shipped by `fleet/ship.py`, as in tests
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.agent import Agent
 from edge.config import load_config
-from edge.update.bundle import FORMAT, BundleRefused, open_bundle, parse_trusted, read_descriptor
+from edge.update.bundle import FORMAT, BundleRefused, Descriptor, open_bundle, parse_trusted, read_descriptor
 from edge.update.targets import Targets, parse_targets
 from fleet.bundle import descriptor, public_key_text, write_bundle
 from fleet.cli import main as fleet_main
+from fleet.ship import Shipper
 from fleet.ship import main as ship_main
 from tests.helpers.mqtt import Broker, publish
-from tests.test_update import BASE, DEVICE, SCHEMAS, Setup, subset, wait_pointer
+from tests.test_update import BASE, CHUNK, DEVICE, SCHEMAS, Setup, subset, wait_pointer
 
 
 def format1(setup: Setup, version: str, device: str | None) -> Path:
@@ -33,15 +38,23 @@ def format1(setup: Setup, version: str, device: str | None) -> Path:
     return out
 
 
+@contextlib.contextmanager
+def running(setup: Setup) -> Iterator[Agent]:
+    agent = Agent(load_config(setup.config))
+    agent.start()
+    try:
+        assert agent.link.connected.wait(10)
+        yield agent
+    finally:
+        agent.stop()
+
+
 @pytest.fixture
 def shed(broker: Broker, tmp_path: Path):
     """The agent `shed`, in the groups `sheds` and `north`, with updates on (a probation no test waits out)."""
     setup = Setup(tmp_path, broker.port, probation_s=300, top='groups = ["sheds", "north"]\n')
-    agent = Agent(load_config(setup.config))
-    agent.start()
-    assert agent.link.connected.wait(10)
-    yield setup
-    agent.stop()
+    with running(setup):
+        yield setup
 
 
 def shipped(setup: Setup, bundle: Path) -> dict[str, Any]:
@@ -167,24 +180,57 @@ def test_the_version_factory_is_refused_at_bundle_time_and_at_the_device(shed: S
     assert shed.pointer() == {}
 
 
-def test_a_rollback_after_a_restart_withdraws_the_retained_installed(broker: Broker, tmp_path: Path) -> None:
-    """The same class as item 1: the retained `installed` of v1 came from the run before; after a restart and a
-    rollback it must not stand, or the shipper (which trusts it) answers `installed` for v1 without a word to
-    the device, while the factory models run."""
+def fresh_verdict(setup: Setup, bundle: Path) -> dict[str, Any]:
+    """Every chunk sent, whatever the retained verdict says, and the device's new answer (not the retained one)."""
+    sender = Shipper("127.0.0.1", setup.port, BASE, bundle, CHUNK)
+    try:
+        assert sender.subscribed.wait(10) and sender.wait(5, lambda: sender.progress is not None)
+        sender.progress = None  # forget the retained one (`send` stops at a final verdict)
+        sender.send(list(range(sender.count)))
+        assert sender.wait(20, sender.final), sender.progress
+        return sender.progress or {}
+    finally:
+        sender.close()
+
+
+def test_verdicts_across_restarts_describe_what_runs(broker: Broker, tmp_path: Path) -> None:
+    """The same class as item 1, across restarts (the verdict cache is empty). After a rollback the retained
+    `installed` from the run before must not stand, or the shipper (which trusts it) answers `installed` for
+    v1 without a word to the device while the factory models run; and the bundle that runs, judged afresh
+    in a new run, is `installed`, not refused for not replacing what runs now."""
     setup = Setup(tmp_path, broker.port, probation_s=300)
-    v1 = setup.bundle("v1")
-    for run in range(2):
-        agent = Agent(load_config(setup.config))
-        agent.start()
-        try:
-            assert agent.link.connected.wait(10)
-            if run == 0:
-                assert shipped(setup, v1)["state"] == "installed"
-                continue
-            publish(broker.port, f"{BASE}/cmd/rollback", [b'{"id": "r"}'])
-            assert wait_pointer(setup, "rolled_back")
-            again = shipped(setup, v1)
-            assert (again["state"], again["detail"]) == ("installed", "on probation for 300 s"), again
-            assert setup.pointer()["version"] == "v1"
-        finally:
-            agent.stop()
+    v1 = setup.bundle("v1", replaces="factory")
+    with running(setup):
+        assert shipped(setup, v1)["state"] == "installed"
+    with running(setup):
+        publish(broker.port, f"{BASE}/cmd/rollback", [b'{"id": "r"}'])
+        assert wait_pointer(setup, "rolled_back")
+        again = shipped(setup, v1)
+        assert (again["state"], again["detail"]) == ("installed", "on probation for 300 s"), again
+        assert setup.pointer()["version"] == "v1"
+    with running(setup):
+        again = fresh_verdict(setup, v1)
+        assert (again["state"], again["detail"]) == ("installed", "already installed"), again
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                      max_size=3), max_leaves=8)
+
+
+@settings(derandomize=True, database=None, deadline=None, max_examples=200)
+@given(st.sampled_from([1, 2, True, "2", None]), json_values, json_values, json_values, json_values)
+def test_any_signed_descriptor_fields_are_a_named_refusal_or_a_descriptor(fmt: Any, targets: Any, device: Any,
+                                                                          created: Any, allow: Any) -> None:
+    """What a key holder may sign is still data: `targets`, `device`, `created`, `allow_downgrade` of any JSON
+    type give a Descriptor or `not_a_bundle`, never another exception."""
+    data = {"format": fmt, "version": "v1", "files": {"manifest.json": {"sha256": "0" * 64, "size": 1}},
+            "targets": targets, "device": device, "created": created, "allow_downgrade": allow}
+    try:
+        got = Descriptor.from_json(data)
+    except BundleRefused as exc:
+        assert exc.reason == "not_a_bundle"
+        return
+    assert got.targets is None or isinstance(got.targets, Targets)
+    assert got.allow_downgrade is (allow is True)
+    assert got.created_at is None or got.created_at.tzinfo is not None

@@ -57,6 +57,7 @@ def test_capture_cli_saves_crops_by_the_video_clock_and_refuses_bad_input(tmp_pa
                           (["--camera", "cam9", "--region", "door", "--label", "x"], "no camera 'cam9'"),
                           (["--region", "door", "--label", "../etc"], "label: expected letters"),
                           (["--region", "door", "--label", "_unlabelled"], "label: expected letters"),
+                          (["--region", "door", "--label", "a" * 5000], "at most 64 characters"),  # issue 24
                           (["--region", "door", "--label", "x", "--count", "0"], "count: expected an integer"),
                           (["--region", "door", "--label", "x", "--every", "-1"], "every: expected seconds")]:
         bad = edge_capture(config, *args, "--out", str(tmp_path / "dataset"))

@@ -48,11 +48,12 @@ def test_fleet_imports_nothing_from_tools_or_training() -> None:
     assert [f"{f}:{line} {n}" for f, line, n in imports_of("fleet") if n.split(".")[0] in ("tools", "training")] == []
 
 
-@pytest.mark.parametrize("command", [["fleet", "keygen"], ["fleet", "bundle"], ["fleet", "ship"],
-                                     ["training", "keygen"], ["training", "bundle"], ["training", "ship"]])
+@pytest.mark.parametrize("command", [["fleet", "keygen"], ["fleet", "bundle"], ["fleet", "ship"], ["fleet", "status"],
+                                     ["fleet", "rollout"], ["training", "keygen"], ["training", "bundle"],
+                                     ["training", "ship"]])
 def test_operator_commands_run_without_tensorflow(command: list[str]) -> None:
-    """`python -m fleet keygen|bundle|ship --help`, and the `python -m training` aliases, where TensorFlow
-    cannot be imported: shipping models needs only the edge's dependencies."""
+    """`python -m fleet keygen|bundle|ship|status|rollout --help`, and the `python -m training` aliases, where
+    TensorFlow cannot be imported: shipping models needs only the edge's dependencies."""
     result = subprocess.run([sys.executable, "-m", *command, "--help"], env=no_tf_env(), capture_output=True,
                             text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]

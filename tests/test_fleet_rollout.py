@@ -13,13 +13,16 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import jsonschema
+
 from edge.models.manifest import sha256_file
 from fleet.plan import cohorts
-from tests.conftest import ROOT
+from tests.conftest import ROOT, requires_package
 from tests.helpers.fleet import Fleet, fleet_command
 from tests.helpers.isolation import no_tf_env
 from tests.helpers.mqtt import Broker, Collector
 from tools.demo_update import stream, threshold_for_rate
+from tools.rate import shipped_broker
 
 
 def pointer(fleet: Fleet, device: str) -> dict:
@@ -28,10 +31,13 @@ def pointer(fleet: Fleet, device: str) -> dict:
 
 
 def record(port: int, sha: str) -> dict:
+    """The rollout's retained record, checked against its schema (a contract like the agent's payloads)."""
     watcher = Collector(port, [f"_fleet/rollout/{sha[:12]}"])
     watcher.sync()
     [payload] = watcher.matching(sha[:12])
     watcher.close()
+    schema = json.loads((ROOT / "schemas" / "rollout_state.json").read_text())
+    jsonschema.validate(json.loads(payload), schema, format_checker=jsonschema.FormatChecker())
     return json.loads(payload)
 
 
@@ -91,7 +97,7 @@ def test_a_good_bundle_reaches_every_device_stage_by_stage_past_a_second_control
         broker: Broker, tmp_path: Path) -> None:
     """MQTT 5 on mosquitto. A second controller is refused while the first holds the lock; the first, SIGKILLed
     in stage 2 and started again, carries on from the retained record: no device is shipped the bundle twice."""
-    fleet = Fleet(tmp_path, broker.port, 5, probation_s=2.0).start()
+    fleet = Fleet(tmp_path, broker.port, 5, probation_s=1.0).start()
     bundle = fleet.bundle("v2")
     rollout = sha256_file(bundle)[:12]
     watch = Collector(broker.port, ["edgepipe/+/update/chunk", "edgepipe/+/model/sensor/line1",
@@ -141,16 +147,44 @@ def test_a_good_bundle_reaches_every_device_stage_by_stage_past_a_second_control
     watch.close()
 
 
-def test_a_good_bundle_rolls_out_over_a_nats_cluster_on_mqtt_3_1_1(nats_cluster: Any, tmp_path: Path) -> None:
-    """Three agents, one on each NATS node; the controller on the first node speaks 3.1.1 (NATS has no MQTT 5)."""
+def test_a_group_bundle_rolls_out_over_a_nats_cluster_on_mqtt_3_1_1(nats_cluster: Any, tmp_path: Path) -> None:
+    """Three agents, one on each NATS node, two in group `barn`; a bundle signed for the group goes to those two
+    (`--to group:barn`, read from their retained `info`); the controller on the first node speaks 3.1.1."""
     ports = nats_cluster.mqtt_ports
-    fleet = Fleet(tmp_path, ports, 3, probation_s=1.0).start()
-    bundle = fleet.bundle("v2")
+    fleet = Fleet(tmp_path, ports, 3, probation_s=1.0, groups={"dev-00": ["barn"], "dev-01": ["barn", "shed"]})
+    fleet.start()
+    bundle = fleet.bundle("v2", to="group:barn")
     try:
-        result = fleet_command("rollout", str(bundle), "--to", ",".join(fleet.devices), "--stages", "34,100",
+        wrong = fleet_command("rollout", str(bundle), "--to", "dev-02", "--mqtt-version", "3.1.1",
+                              "--broker", f"127.0.0.1:{ports[0]}")  # refused before anything is sent
+        assert wrong.returncode != 0 and "would be refused by ['dev-02']" in wrong.stderr, wrong
+        result = fleet_command("rollout", str(bundle), "--to", "group:barn", "--stages", "50,100",
                                "--chunk-kb", "4", "--mqtt-version", "3.1.1", "--broker", f"127.0.0.1:{ports[0]}")
-        assert result.returncode == 0 and "done: 3 promoted" in result.stdout, result.stdout + result.stderr
+        assert result.returncode == 0 and "done: 2 promoted" in result.stdout, result.stdout + result.stderr
     finally:
         fleet.stop()
-    for device in fleet.devices:
+    for device in ("dev-00", "dev-01"):
         assert (pointer(fleet, device)["version"], pointer(fleet, device)["state"]) == ("v2", "active"), device
+    assert pointer(fleet, "dev-02") == {}
+
+
+@requires_package("mosquitto")
+def test_the_fleet_role_of_the_shipped_acl_is_enough_for_status_and_rollout(tmp_path: Path) -> None:
+    """The shipped conf and ACL, each agent logged in as its device id, the commands as user `fleet`."""
+    users = {"dev-00": "pw-0", "dev-01": "pw-1", "fleet": "pw-fleet"}
+    broker = shipped_broker(tmp_path / "acl", users, devices=["dev-00", "dev-01"]).start()
+    fleet = Fleet(tmp_path, broker.port, 2, probation_s=1.0, passwords=users).start(login=("fleet", "pw-fleet"))
+    (tmp_path / "fleet-pw").write_text("pw-fleet\n")
+    login = ("--broker", f"127.0.0.1:{broker.port}", "--username", "fleet", "--password-file",
+             str(tmp_path / "fleet-pw"))
+    try:
+        status = fleet_command("status", "--json", *login)
+        assert status.returncode == 0 and [r["online"] for r in json.loads(status.stdout)] == [True, True], status
+        result = fleet_command("rollout", str(fleet.bundle("v2")), "--to", "all", "--stages", "50,100",
+                               "--chunk-kb", "4", *login)
+        assert result.returncode == 0 and "done: 2 promoted" in result.stdout, result.stdout + result.stderr
+        intruder = fleet_command("status", "--json", "--broker", f"127.0.0.1:{broker.port}", "--username", "fleet")
+        assert intruder.returncode == 2 and "refused the connection" in intruder.stderr, intruder
+    finally:
+        fleet.stop()
+        broker.stop()

@@ -5,21 +5,25 @@ Real mosquitto, real agents (no TensorFlow), the command as its own process.
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from fleet.status import rows
+from fleet.client import BrokerOptions, Retained, device_filters
+from fleet.status import rows, watch
 from tests.conftest import requires_package
 from tests.helpers.fleet import Fleet, fleet_command
 from tests.helpers.mqtt import Broker, Collector, publish
+from tools.bench_fleet import publish_fleet
 from tools.system_packages import chromium_binary
 
 
 def test_status_lists_every_device_online_offline_versions_and_problems(broker: Broker, tmp_path: Path) -> None:
-    fleet = Fleet(tmp_path, broker.port, 3).start()
+    fleet = Fleet(tmp_path, broker.port, 3, groups={"dev-00": ["barn", "shed"]}).start()
     try:
         killed = fleet.devices[2]
         fleet.agents[killed].stop(signal.SIGKILL)  # the broker sends its Last Will: offline
@@ -37,6 +41,7 @@ def test_status_lists_every_device_online_offline_versions_and_problems(broker: 
                                                                 "reason": None}}
             assert found[device]["healthy"] is True and found[device]["rss_mb"] > 0
             assert "line1" in found[device]["alerts"]
+        assert found["dev-00"]["groups"] == ["barn", "shed"] and found["dev-01"]["groups"] == []
         assert found[killed]["online"] is False and found[killed]["problems"][0] == "offline"
         assert found["ghost"]["stale"] is True and found["ghost"]["problems"] == ["stale: never seen"]
         table = fleet_command("status", "--broker", f"127.0.0.1:{broker.port}", "--stats-interval", "0.5")
@@ -112,3 +117,29 @@ def test_the_fleet_page_renders_in_headless_chromium_with_a_row_per_device(broke
         assert found[device][:2] == [device, "online"] and found[device][-1] == "ok", found[device]
         assert "sensor/line1=factory(active)" in found[device][4]
     assert found[hostile][0] == hostile and found[hostile][-1].startswith("stale")
+
+
+def test_the_view_is_complete_past_the_brokers_queue_of_1000_qos1_messages(tmp_path: Path) -> None:
+    """300 devices' retained state is 1,200 messages: more than mosquitto queues at QoS 1 for one client."""
+    broker = Broker(tmp_path / "broker", save_every_change=False).start()  # not 1,200 database saves
+    try:
+        publish_fleet(broker.port, 300)
+        view = Retained(BrokerOptions("127.0.0.1", broker.port), device_filters("edgepipe"), "test")
+        found = rows(view.settle())
+        view.close()
+    finally:
+        broker.stop()
+    assert len(found) == 300 and all(r.online and r.models["sensor/line1"]["version"] == "factory" for r in found)
+
+
+def test_the_live_view_redraws_when_a_device_changes(broker: Broker) -> None:
+    """`--watch`: a device that goes offline while the view runs shows up offline in a later frame."""
+    publish(broker.port, "edgepipe/shed/status", [b"online"], retain=True)
+    out = io.StringIO()
+    later = threading.Timer(1.0, lambda: publish(broker.port, "edgepipe/shed/status", [b"offline"], retain=True))
+    later.start()
+    watch(BrokerOptions("127.0.0.1", broker.port), "edgepipe", 90.0, out=out, duration=2.5)
+    later.join()
+    frames = [f for f in out.getvalue().split("\x1b[H\x1b[2J") if f]
+    assert "shed                 yes" in frames[0] and "shed                 no" in frames[-1], frames
+    assert frames[-1].endswith("1 devices, 0 online, 1 with problems\n")

@@ -6,6 +6,7 @@ string that is no date is refused."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from edge import numbers
+from edge.config import ConfigError, load_config
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
 from edge.mqtt.messages import Topics
@@ -21,6 +23,7 @@ from edge.pipelines.publisher import Publisher
 from edge.pipelines.series.forecaster import Forecaster
 from edge.pipelines.series.pipeline import SeriesConfig, SeriesPipeline
 from edge.readings import InvalidReading, parse_reading
+from edge.sources.feeds import CsvLayout, row_payload
 from tests.conftest import MODELS_DIR
 
 ONES = "1" * 5000
@@ -82,3 +85,20 @@ def test_a_counter_after_epoch_times_restarts_deduplication_loudly(tmp_path: Pat
     assert any("between a counter and a time" in e["reason"] for e in errors), errors
     pipeline.handle(json.dumps({"ts": restart + 1, "values": [121.0]}))  # a re-delivery of the counter: skipped
     assert pipeline.counters.duplicates == 1
+
+
+@pytest.mark.parametrize("text, says", [
+    (f"stats_interval = {ONES}", "an integer of more than 4,300 digits"),
+    (f"stats_interval = {'1' * 400}", "stats_interval: expected a number within ±1.8e308, got an integer of about"),
+    (f"queue_size = {'1' * 400}", "queue_size: expected an integer from 1 to 1000000, got an integer of about"),
+])
+def test_huge_integers_in_the_config_file_are_refused_naming_the_key(tmp_path: Path, text: str, says: str) -> None:
+    (tmp_path / "agent.toml").write_text(text + "\n")
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_config(tmp_path / "agent.toml")
+
+
+def test_a_huge_csv_cell_is_refused_as_written() -> None:
+    layout = CsvLayout(["x", "y"], [0, 1], None)
+    with pytest.raises(InvalidReading, match=r"CSV cell 0 is 111111111111\.\.\.1111 \(400 characters\)"):
+        parse_reading(row_payload(["1" * 400, "2"], layout))

@@ -406,11 +406,17 @@ def regions_only(models_dir: Path, out: Path) -> int:
 
     section = bench_regions(models_dir)
     print(section)
+    replace_section(out, "## Camera regions", section)
+    return 0
+
+
+def replace_section(out: Path, title: str, section: str) -> None:
+    """Put `section` (starting with its `## ` title) in place of the section of `out` whose title starts with
+    `title`, or at the end; the rest of the file is left as it is."""
     text = out.read_text() if out.exists() else ""
-    head, found, tail = text.partition("## Camera regions")
+    head, found, tail = text.partition(title)
     rest = tail.partition("\n## ")[2] if found else ""
     out.write_text(head.rstrip("\n") + "\n\n" + section + ("\n## " + rest if rest else ""))
-    return 0
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import numpy as np
 
 from edge.config import parse_config
 from edge.homeassistant.announcer import retire
+from edge.info import info_topic
 from edge.mqtt.messages import Topics
 from edge.watch import describe
 from tools.broker import Mosquitto, find_mosquitto, listening, start_embedded
@@ -166,10 +167,12 @@ def agent_config(broker: BrokerHandle, state_dir: Path, speed: float, every_fram
 
 def demo_leftovers(config: Any) -> list[str]:
     """The retained topics the demo's agent leaves on a broker that outlives it: its Home Assistant
-    configs (else a phantom `edgepipe demo` device stays in Home Assistant), sensor states, stats, status."""
+    configs (else a phantom `edgepipe demo` device stays in Home Assistant), sensor states, stats, status and
+    info (else `python -m fleet status` lists the demo as a device)."""
     topics = Topics(config.base_topic)
     return [*(m.topic for m in retire(config.state_dir)),
-            *(topics.path("sensors", s.name, "state") for s in config.sensor), topics.stats, topics.status]
+            *(topics.path("sensors", s.name, "state") for s in config.sensor), topics.stats, topics.status,
+            info_topic(topics)]
 
 
 def summarize(watcher: Watcher, debounce_n: int, camera: dict[str, int]) -> dict[str, Any]:

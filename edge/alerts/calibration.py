@@ -255,6 +255,14 @@ class AlertPlan:
                    float(data["expected_active_rate"]), Calibration.from_json(data["calibration"]))
 
 
+def score_resolution(input_step: float) -> float:
+    """The smallest reconstruction score a model resolves: one input quantization step (`input_step`, the
+    input tensor's scale; 0 for a float model: float32's own resolution) on every number of the input.
+    The floor of every planned threshold (`plan_alerts`' `floor`)."""
+    step = input_step if input_step > 0 else float(np.finfo(np.float32).eps)
+    return float(step) ** 2
+
+
 def plan_alerts(scores: Sequence[float] | np.ndarray, false_alarms_per_day: float | None = None,
                 period_s: float | None = None, alpha: float | None = None,
                 debounce: tuple[int, int] | None = None, floor: float = 0.0) -> AlertPlan:

@@ -144,11 +144,13 @@ class EpisodePlan:
     @classmethod
     def for_period(cls, period_s: float, per_day: float) -> EpisodePlan:
         """The plan a trainer writes for a stream read every `period_s` seconds, durations in readings from
-        hours: an average of 6 readings, a week of history (at least 200 readings), a day (at most 100 readings)
-        before the first surprise, episodes closed after half an hour quiet, re-opened within 12 hours."""
+        hours: an average of 3 readings, two weeks of history (at least 200 readings), a day (at least 100
+        readings) before the first surprise, episodes closed after half an hour quiet, re-opened within 12 hours
+        (chosen on NAB's artificialWithAnomaly and realAWSCloudwatch files; docs/real-data.md)."""
         per_hour = max(1, round(3600.0 / period_s))
         on = min(max(math.log10(SECONDS_PER_DAY / period_s / per_day), 2.0), MAX_SURPRISE)  # the conformal bound
-        likelihood = LikelihoodSpec(short=6, long=max(200, 7 * 24 * per_hour), min_history=min(100, 24 * per_hour),
+        long = max(200, 14 * 24 * per_hour)
+        likelihood = LikelihoodSpec(short=3, long=long, min_history=min(long, max(100, 24 * per_hour)),
                                     min_spread=0.05, learn_in_alert=True)
         episode = EpisodeSpec(on=on, off=min(2.0, on), release=max(1, per_hour // 2), cooldown=12 * per_hour,
                               min_on=2.0, false_episodes_per_day=per_day)

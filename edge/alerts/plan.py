@@ -9,7 +9,10 @@ a threshold and a k-of-n debounce calibrated for a stated false-alarm rate; with
 3. the config's `threshold`;
 4. the manifest's plan, re-planned for the config's `false_alarms_per_day` when it is set (the
    calibration table travels in the manifest, so a new target needs no retraining);
-5. the manifest's `threshold`.
+5. the manifest's `threshold`;
+6. the device's burn-in (`edge.alerts.burnin`): with `burn_in = true`, or when none of the above gives a
+   rule, the first readings of the live stream plan it (source `burn_in`; nothing alerts until then),
+   and quiet readings re-plan it slowly. Its plan is persisted like a calibration's.
 
 The config's `debounce_k`/`debounce_n`, when set, override a plan's: the plan's threshold is kept
 but its expected rate no longer holds (it was calibrated for another statistic), so none is claimed.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +32,7 @@ from edge.alerts.rule import check_threshold
 
 log = logging.getLogger(__name__)
 MAX_DEBOUNCE = 1000
+JUDGE_DAYS = 2.0  # a plan is called contradicted only on at least this many days of readings
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class AlertSettings:
     threshold: float
     k: int
     n: int
-    source: str  # "command", "calibrated", "config", "manifest" or "replanned" (its table, the config's rate)
+    source: str  # "command", "calibrated", "config", "manifest", "replanned" (its table, the config's rate), "burn_in"
     expected_active_rate: float | None = None  # share of normal readings with the rule active
     period_s: float | None = None
     false_alarms_per_day: float | None = None
@@ -100,22 +105,50 @@ def from_plan(plan: AlertPlan, source: str) -> AlertSettings:
                          plan.false_alarms_per_day)
 
 
+#: the threshold while the burn-in learns: no score exceeds it (the pipeline does not run the rule meanwhile)
+LEARNING = sys.float_info.max
+
+
+def learning(cfg: Any) -> AlertSettings:
+    """The rule while the burn-in collects: no threshold yet, nothing alerts."""
+    return AlertSettings(LEARNING, 1, 1, "burn_in", None, None, cfg.false_alarms_per_day)
+
+
+def burns_in(cfg: Any, postprocess: dict[str, Any]) -> bool:
+    """`burn_in = true`, or (unset) a manifest that gives no rule at all and no threshold in the config."""
+    asked = getattr(cfg, "burn_in", None)
+    if asked is not None or cfg.threshold is not None:
+        return bool(asked)
+    threshold = postprocess.get("threshold")
+    return postprocess.get("alerts") is None and (threshold is None or not isinstance(threshold, (int, float))
+                                                  or isinstance(threshold, bool) or not threshold > 0)
+
+
 def resolve(cfg: Any, postprocess: dict[str, Any], model: str, commanded: float | None,
-            calibrated: AlertPlan | None) -> AlertSettings:
-    """The rule in force for a sensor (see the module docstring for the order)."""
+            calibrated: AlertPlan | None, calibrated_source: str = "calibrated") -> AlertSettings:
+    """The rule in force for a sensor (see the module docstring for the order); a plan from `cmd/calibrate`
+    or the burn-in is `calibrated`, `calibrated_source` says which."""
+    if burns_in(cfg, postprocess):
+        base = learning(cfg) if calibrated is None else from_plan(calibrated, calibrated_source)
+        return base if commanded is None else AlertSettings(commanded, base.k, base.n, "command", None, base.period_s)
     plan = manifest_plan(postprocess, model)
     if plan is None and cfg.false_alarms_per_day is not None:
         raise ValueError(f"false_alarms_per_day: model {model!r} has no alert plan (postprocess.alerts) to re-plan "
                          "from; retrain it, or drop the key and send cmd/calibrate with a false_alarms_per_day")
     if calibrated is not None:
-        base = from_plan(calibrated, "calibrated")
+        base = from_plan(calibrated, calibrated_source)
     elif plan is not None and cfg.false_alarms_per_day is not None:
         base = replan(plan, cfg.false_alarms_per_day, model)
     elif plan is not None:
         base = from_plan(plan, "manifest")
-    else:
-        base = AlertSettings(check_threshold(postprocess.get("threshold"),
-                                             f"manifest: model {model!r} postprocess.threshold"), 1, 1, "manifest")
+    else:  # the config's threshold, when set, replaces the manifest's (which may be null: no rule at all)
+        threshold = postprocess.get("threshold") if cfg.threshold is None else cfg.threshold
+        try:
+            checked = check_threshold(threshold, f"manifest: model {model!r} postprocess.threshold")
+        except ValueError as exc:
+            raise ValueError(f"{exc}: the model gives no rule; set the sensor's `threshold`, or drop "
+                             "`burn_in = false` to learn one from the live stream") from None
+        base = AlertSettings(checked, 1, 1, "manifest")
     if commanded is not None:
         base = AlertSettings(commanded, base.k, base.n, "command", None, base.period_s)
     elif cfg.threshold is not None and calibrated is None:
@@ -142,7 +175,8 @@ def fill_debounce(asked: tuple[int | None, int | None], k: int, n: int) -> tuple
 
 def settings_fields(settings: AlertSettings) -> dict[str, Any]:
     """The rule in force as `cmd/calibrate/result` and `stats` carry it."""
-    return {"threshold": settings.threshold, "threshold_source": settings.source, "debounce_k": settings.k,
+    threshold = None if settings.threshold == LEARNING else settings.threshold  # the burn-in has none yet
+    return {"threshold": threshold, "threshold_source": settings.source, "debounce_k": settings.k,
             "debounce_n": settings.n, "false_alarms_per_day": settings.false_alarms_per_day,
             "expected_false_alerts_per_day": settings.expected_per_day, "period_s": settings.period_s}
 
@@ -150,11 +184,16 @@ def settings_fields(settings: AlertSettings) -> dict[str, Any]:
 def alert_summary(settings: AlertSettings, ledger: AlertLedger) -> dict[str, Any]:
     """`stats.quality[sensor/<name>]`: the rule, and alert episodes per day since it was set, observed
     vs expected. On a stream believed normal every episode is a false alert; `excess_p_value` < 0.01
-    says there are more than chance explains (time to recalibrate)."""
+    says there are more than chance explains (time to recalibrate), and `plan_contradicted` says it once
+    `JUDGE_DAYS` of readings give more than twice the planned episodes per day at that confidence."""
     summary = ledger.summary()
     known = settings.expected_active_rate is not None
+    p_value = summary["excess_p_value"] if known else None
+    observed, planned = summary["observed_per_day"], settings.false_alarms_per_day or settings.expected_per_day
+    contradicted = bool(p_value is not None and p_value < 0.01 and (summary["days"] or 0) >= JUDGE_DAYS
+                        and observed is not None and planned and observed > 2 * planned)
     return {**settings_fields(settings), "readings": summary["readings"], "alert_episodes": summary["episodes"],
-            "days": summary["days"], "observed_alerts_per_day": summary["observed_per_day"],
+            "days": summary["days"], "observed_alerts_per_day": observed,
             "expected_alerts_per_1000": summary["expected_per_1000"] if known else None,
             "observed_alerts_per_1000": summary["observed_per_1000"],
-            "excess_p_value": summary["excess_p_value"] if known else None}
+            "excess_p_value": p_value, "plan_contradicted": contradicted}

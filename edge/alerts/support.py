@@ -35,13 +35,15 @@ class Support:
                 "threshold_over_max_seen": self.threshold_ratio, "warnings": list(self.warnings)}
 
 
-def support(plan: AlertPlan) -> Support:
-    """The warnings a plan deserves: a span too short for its rate, a threshold far above every normal score."""
+def support(plan: AlertPlan, asked: float | None = None, threshold: float | None = None) -> Support:
+    """The warnings a plan deserves: a span too short for its rate, a threshold far above every normal score.
+    `asked`/`threshold`: the rate and threshold in force when the plan was re-planned (default: its own)."""
     readings = plan.calibration.count
     days = readings * plan.period_s / SECONDS_PER_DAY if plan.period_s else None
     supported = 1.0 / days if days else None
     warnings = []
-    asked = plan.false_alarms_per_day
+    asked = plan.false_alarms_per_day if asked is None else asked
+    threshold = plan.threshold if threshold is None else threshold
     if asked is not None and supported is not None and asked < supported:
         warnings.append(
             f"calibration too short: {readings} normal readings ({days:.2g} days) can check a rate down to "
@@ -50,10 +52,10 @@ def support(plan: AlertPlan) -> Support:
             f"data (--normal-rows), ask for {supported:.2g}/day or more, or let the device learn the rule "
             "from the live stream (burn_in = true in the sensor's config)")
     top = max(plan.calibration.values)
-    ratio = plan.threshold / top if top > 0 else None
+    ratio = threshold / top if top > 0 else None
     if ratio is not None and ratio > DEAF_RATIO and plan.method != "floor":
         warnings.append(
-            f"threshold {plan.threshold:.4g} is {ratio:.1f}x the largest normal score seen ({top:.4g}): the tail "
+            f"threshold {threshold:.4g} is {ratio:.1f}x the largest normal score seen ({top:.4g}): the tail "
             "fit put it far beyond the data and the detector may never alert. Give more normal data or ask "
             "for a looser rate")
     return Support(readings, days, supported, ratio, tuple(warnings))

@@ -130,7 +130,7 @@ class ModelStore:
             data = json.loads((self.root / version / ORIGIN).read_text())
         except (OSError, ValueError):
             return {}
-        return data if isinstance(data, dict) else {}
+        return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
 
     def switch(self, version: str, state: str, reason: str = "") -> Pointer:
         """Point at `version` (the one in use becomes `previous`)."""

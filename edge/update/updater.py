@@ -193,14 +193,14 @@ class Updater:
         without `--allow-downgrade`; `version_conflict`: the running version's name from another bundle)."""
         current = self.store.read_pointer().version
         running, origin = current or FACTORY, self.store.origin(current)
-        if descriptor.replaces is not None and descriptor.replaces != running:  # a signed old bundle replayed
-            raise BundleRefused("replaces_mismatch", f"bundle {descriptor.version} replaces {descriptor.replaces!r}, "
-                                f"this device runs {running!r} (bundle it with --replaces {running}, or none)")
-        if descriptor.version == current:
+        if descriptor.version == current:  # this very bundle runs (also after a restart): say so, whatever it replaced
             if origin.get("bundle", bundle) == bundle:  # a folder installed before origins were kept: as before
                 return "already installed"
             raise BundleRefused("version_conflict", f"version {current!r} runs here, installed from another bundle "
                                 f"({origin['bundle'][:12]}); give this one a version of its own")
+        if descriptor.replaces is not None and descriptor.replaces != running:  # a signed old bundle replayed
+            raise BundleRefused("replaces_mismatch", f"bundle {descriptor.version} replaces {descriptor.replaces!r}, "
+                                f"this device runs {running!r} (bundle it with --replaces {running}, or none)")
         ours, theirs = descriptor.created_at, created_time(str(origin.get("created", "")))
         if theirs is not None and not descriptor.allow_downgrade and (ours is None or ours < theirs):
             made = descriptor.created or "at no stated time"

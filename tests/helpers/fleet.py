@@ -11,18 +11,21 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.update.targets import parse_targets
 from fleet.bundle import export_subset, public_key_text, write_bundle
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.isolation import no_tf_env
-from tests.helpers.mqtt import AgentProcess, wait_online, write_config
+from tests.helpers.mqtt import AgentProcess, Collector, wait_online, write_config
 
 
 class Fleet:
     """`devices` agents named `dev-00`.. on the broker at `port`; `probation` maps a device to its probation_s."""
 
     def __init__(self, tmp: Path, port: int | list[int], count: int, probation_s: float = 2.0,
-                 probation: dict[str, float] | None = None, groups: dict[str, list[str]] | None = None) -> None:
-        """`port` a list: device i talks to port i modulo its length (agents spread over a cluster's nodes)."""
+                 probation: dict[str, float] | None = None, groups: dict[str, list[str]] | None = None,
+                 passwords: dict[str, str] | None = None) -> None:
+        """`port` a list: device i talks to port i modulo its length (agents spread over a cluster's nodes);
+        `passwords`: each device logs in as broker user <device id> (the shipped ACL's naming rule)."""
         self.tmp = tmp
         self.ports = {f"dev-{i:02d}": p for i, p in zip(range(count), cycle(port if isinstance(port, list) else [port]),
                                                          strict=False)}
@@ -36,29 +39,44 @@ class Fleet:
             folder.mkdir()
             seconds = (probation or {}).get(device, probation_s)
             top = "groups = [" + ", ".join(f'"{g}"' for g in (groups or {}).get(device, [])) + "]\n" if groups else ""
+            login = ""
+            if passwords:
+                (folder / "password").write_text(passwords[device])
+                login = f'username = "{device}"\npassword_file = "{folder / "password"}"\n\n'
             self.configs[device] = write_config(
-                folder / "agent.toml", self.ports[device], '[[sensor]]\nname = "line1"\n\n[update]\nenabled = true\n'
+                folder / "agent.toml", self.ports[device],
+                login + '[[sensor]]\nname = "line1"\n\n[update]\nenabled = true\n'
                 f'trusted_keys = "{public_key_text(self.key)}"\nprobation_s = {seconds}\n\n'
                 f'[outbox]\npath = "{folder / "outbox.sqlite"}"\n',
                 device=device, state_dir=folder / "state", models_dir=self.factory, stats_interval=0.5, top=top)
         self.agents: dict[str, AgentProcess] = {}
 
-    def start(self, devices: list[str] | None = None) -> Fleet:
+    def start(self, devices: list[str] | None = None, login: tuple[str, str] | None = None) -> Fleet:
+        """Start the agents and wait until each says `online`; `login` (user, password) for a broker with an ACL."""
         for device in devices or self.devices:
             self.agents[device] = AgentProcess(self.configs[device])
         for device in devices or self.devices:
-            wait_online(self.ports[device], f"edgepipe/{device}", timeout=60)
+            if login is None:
+                wait_online(self.ports[device], f"edgepipe/{device}", timeout=60)
+                continue
+            watcher = Collector(self.ports[device], [f"edgepipe/{device}/status"], username=login[0],
+                                password=login[1])
+            online = watcher.wait_for(lambda w=watcher: w.matching("/status")[-1:] == [b"online"], 60)
+            watcher.close()
+            if not online:
+                raise TimeoutError(f"{device} not online within 60 s: {self.agents[device].output()[-2000:]}")
         return self
 
     def stop(self) -> None:
         for agent in self.agents.values():
             agent.stop()
 
-    def bundle(self, version: str, threshold: float | None = None) -> Path:
-        """A bundle any of these devices takes (no target device); `threshold` makes the autoencoder loud."""
+    def bundle(self, version: str, threshold: float | None = None, to: str = "all") -> Path:
+        """A bundle signed for `to` (as `fleet bundle --to`: all, ID,ID or group:NAME); `threshold` makes the
+        autoencoder loud."""
         models = export_subset(MODELS_DIR, self.tmp / f"export-{version}", ("autoencoder",), threshold)
         out = self.tmp / f"{version}.tar"
-        write_bundle(out, models, self.key, version)
+        write_bundle(out, models, self.key, version, targets=parse_targets(to))
         return out
 
 

@@ -126,11 +126,11 @@ def one_file(root: Path, name: str, trained: Trained, windows: list, profiles: d
 
 
 def campaign(root: Path, names: list[str], jobs: int, retrain: bool, train_args: list[str],
-             work: Path = REPORTS) -> list[dict[str, Any]]:
+             work: Path = REPORTS, retry_refused: bool = False) -> list[dict[str, Any]]:
     profiles, windows = load_profiles(root), load_windows(root)
     published = {label: {p: published_scores(root, d, p) for p in PROFILES}
                  for label, d in (("numenta (HTM)", "numenta"), ("ARTime", "ARTime"), ("null", "null"))}
-    trained = train_all(root, names, train_args, jobs, retrain, work / "models")
+    trained = train_all(root, names, train_args, jobs, retrain, work / "models", retry_refused)
     return [one_file(root, n, trained[n], windows[n], profiles, published, work) for n in names]
 
 
@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated substrings of file names (default: all files)")
     parser.add_argument("-j", "--jobs", type=int, default=2, help="trainings at a time (default 2)")
     parser.add_argument("--retrain", action="store_true", help="ignore the models cached in WORK/models")
+    parser.add_argument("--retry-refused", action="store_true", help="train again the files the CLI refused")
     parser.add_argument("--work", type=Path, default=REPORTS, help="models, scores and results.json (default "
                         "reports/nab)")
     parser.add_argument("--doc", type=Path, default=DOC, help="the document the tables go into")
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     names = sorted(load_windows(root))
     if args.only:
         names = [n for n in names if any(part in n for part in args.only.split(","))]
-    files = campaign(root, names, args.jobs, args.retrain, args.train_args.split(), args.work)
+    files = campaign(root, names, args.jobs, args.retrain, args.train_args.split(), args.work, args.retry_refused)
     results = {"files": files, "rule_keys": rule_keys(), "main_key": MAIN, "stock_key": STOCK,
                "tuned_categories": list(TUNED), "argv": " ".join(argv if argv is not None else sys.argv[1:]),
                "train_args": args.train_args}

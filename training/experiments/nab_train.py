@@ -47,13 +47,15 @@ def command(root: Path, name: str, out: Path, extra: list[str]) -> list[str]:
             "--normal-rows", str(probation_rows(rows)), "--out", str(out), "--report", str(out / "report"), *extra]
 
 
-def train_one(root: Path, name: str, extra: list[str], retrain: bool, cache: Path = CACHE) -> Trained:
+def train_one(root: Path, name: str, extra: list[str], retrain: bool, cache: Path = CACHE,
+              retry_refused: bool = False) -> Trained:
     out = cache / file_key(name)
     cmd = command(root, name, out, extra)
     stamp = out / "command.json"
     if not retrain and stamp.exists() and json.loads(stamp.read_text())["command"] == cmd[1:]:
         outcome = json.loads(stamp.read_text())
-        return Trained(name, out, outcome["ok"], outcome.get("error", ""))
+        if outcome["ok"] or not retry_refused:
+            return Trained(name, out, outcome["ok"], outcome.get("error", ""))
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": "1",
@@ -69,8 +71,8 @@ def train_one(root: Path, name: str, extra: list[str], retrain: bool, cache: Pat
 
 
 def train_all(root: Path, names: list[str], extra: list[str], jobs: int, retrain: bool,
-              cache: Path = CACHE) -> dict[str, Trained]:
+              cache: Path = CACHE, retry_refused: bool = False) -> dict[str, Trained]:
     """Every file's model, `jobs` CLI runs at a time."""
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        done = pool.map(lambda n: train_one(root, n, extra, retrain, cache), names)
+        done = pool.map(lambda n: train_one(root, n, extra, retrain, cache, retry_refused), names)
         return {t.name: t for t in done}

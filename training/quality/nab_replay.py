@@ -94,5 +94,6 @@ def variants(plan: EpisodePlan) -> dict[str, tuple[EpisodePlan, bool]]:
         "no cool-down": (EpisodePlan(lk, dataclasses.replace(e, cooldown=0)), True),
         "no short average (1 reading)": (EpisodePlan(dataclasses.replace(lk, short=1), e), True),
         "history frozen during alerts": (EpisodePlan(dataclasses.replace(lk, learn_in_alert=False), e), True),
-        "fixed on (no burn-in plan)": (plan, False),
+        "Gaussian tail (HTM's) instead of the rank": (EpisodePlan(dataclasses.replace(lk, tail="gaussian"), e), True),
+        "on = the conformal bound (no burn-in)": (plan, False),
     }

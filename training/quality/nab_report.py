@@ -37,14 +37,22 @@ def rate_lines(files: list[dict[str, Any]]) -> tuple[list[str], dict[str, float]
     """Observed false episodes per day (onsets outside the windows, scored rows) vs the plan, per file."""
     long = [f for f in files if f["trained"] and f["rate"]["days"] >= MIN_RATE_DAYS]
     held = [f for f in long if f["rate"]["observed"] <= 2 * f["rate"]["planned"]]
+    both = [f for f in held if f["rate"]["observed"] >= f["rate"]["planned"] / 2]
     days = sum(f["rate"]["days"] for f in long)
     pooled = sum(f["rate"]["episodes"] for f in long) / days if days else float("nan")
-    summary = {"files": len(long), "within_2x": len(held), "pooled": pooled,
+    summary = {"files": len(long), "within_2x": len(held), "both_ways": len(both), "pooled": pooled,
                "planned": long[0]["rate"]["planned"] if long else float("nan")}
     text = [f"The rate (full rule): on {len(held)} of {len(long)} files with at least {MIN_RATE_DAYS:g} scored normal "
             f"days ({len(held) / max(1, len(long)):.1%}), the false episodes per day observed outside the windows "
-            f"were at most twice the plan; pooled over those files {pooled:.3g}/day against "
-            f"{summary['planned']:g}/day planned ({days:.0f} days)."]
+            f"were at most twice the plan (between half and twice the plan: {len(both)} files); pooled over those "
+            f"files {pooled:.3g}/day against {summary['planned']:g}/day planned ({days:.0f} days). A window's "
+            "aftermath counts as normal here, so this is an upper bound on the false rate."]
+    stock = [f for f in long if "stock_rate" in f]
+    if stock:
+        stock_days = sum(f["stock_rate"]["days"] for f in stock)
+        stock_held = sum(f["stock_rate"]["observed"] <= 2 * f["stock_rate"]["planned"] for f in stock)
+        text.append(f"The shipped k-of-n rule on the same files: {stock_held} of {len(stock)} within twice its plan, "
+                    f"pooled {sum(f['stock_rate']['episodes'] for f in stock) / stock_days:.3g} false episodes/day.")
     return text, summary
 
 

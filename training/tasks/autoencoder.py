@@ -28,7 +28,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from edge.alerts.calibration import AlertPlan, plan_alerts, rule_statistic
+from edge.alerts.calibration import AlertPlan, plan_alerts, rule_statistic, score_resolution
 from edge.alerts.ledger import episodes
 from edge.alerts.support import support
 from edge.models.manifest import ModelEntry
@@ -325,8 +325,7 @@ def calibration_set(cfg: AutoencoderConfig, sets: InputSets) -> np.ndarray:
 def score_floor(tfl: TFLiteModel) -> float:
     """The smallest score the file resolves: one input quantization step on every number of the input
     (float32: the float's own resolution). A threshold below it is a threshold of 0 for a flat line."""
-    step = next(iter(tfl.inputs.values())).scale
-    return float(step) ** 2 if step > 0 else float(np.finfo(np.float32).eps) ** 2
+    return score_resolution(next(iter(tfl.inputs.values())).scale)
 
 
 class FileJudge:

@@ -15,15 +15,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.alerts.burnin import MIN_BURN_IN, NAB_PROBATION
+from edge.alerts.calibration import AlertPlan
 from edge.alerts.ledger import AlertLedger
-from edge.alerts.plan import AlertSettings, alert_summary, check_plan, resolve, settings_fields
+from edge.alerts.plan import (
+    AlertSettings,
+    alert_summary,
+    check_plan,
+    fill_debounce,
+    manifest_plan,
+    resolve,
+    settings_fields,
+)
 from edge.alerts.recalibrate import Collection
 from edge.alerts.rule import AnomalyRule, check_threshold
+from edge.alerts.support import support
 from edge.fields import ConfigError, setting
 from edge.mqtt.messages import Message, command_result
 from edge.pipelines.base import ReadingConfig, ReadingPipeline
 from edge.pipelines.publisher import Publisher
 from edge.pipelines.sensor.evidence import EpisodeTracker, rule_state
+from edge.pipelines.sensor.learning import DeviceLearning
 from edge.pipelines.sensor.messages import anomaly, sensor_state
 from edge.pipelines.sensor.rulefiles import PlanFile, ThresholdFile
 from edge.pipelines.sensor.scorer import AnomalyScorer
@@ -41,6 +53,10 @@ class SensorConfig(ReadingConfig):
     false_alarms_per_day: float | None = setting(None, gt=0)  # None: the manifest plan's own target
     debounce_k: int | None = setting(None, ge=1, le=1000)  # None: the manifest plan's, else 1
     debounce_n: int | None = setting(None, ge=1, le=1000)
+    # learn the rule from the live stream's first readings (edge.alerts.burnin); None: only when the manifest
+    # and the config give no rule at all
+    burn_in: bool | None = None
+    burn_in_readings: int = setting(NAB_PROBATION, ge=MIN_BURN_IN, le=100_000)
 
     def validate(self) -> None:
         if None not in (self.debounce_k, self.debounce_n) and self.debounce_k > self.debounce_n:  # type: ignore
@@ -71,12 +87,16 @@ class SensorPipeline(ReadingPipeline):
         self.plan_file = PlanFile(state_dir / f"{cfg.name}.alerts.json") if state_dir else None
         self.commanded = self.saved.load() if self.saved else None  # set by cmd/threshold, kept until reset
         self.calibrated = self.plan_file.load(scorer.entry.sha256) if self.plan_file else None  # cmd/calibrate
+        self.calibrated_source = self.plan_file.source if self.plan_file else "calibrated"  # or "burn_in"
         self.collecting: Collection | None = None
+        self.learning: DeviceLearning | None = None
         self.settings = self._settings(scorer)
         self.rule = AnomalyRule(self.settings.threshold, self.settings.k, self.settings.n)
         self.ledger = self._ledger()
         self.above: collections.deque[bool] = collections.deque(maxlen=self.settings.n)  # the evidence's k of n
         self.episodes = EpisodeTracker()
+        self._follow_learning()
+        self.evidence = self._evidence()
 
     @property
     def threshold_source(self) -> str:
@@ -84,14 +104,57 @@ class SensorPipeline(ReadingPipeline):
 
     def _settings(self, scorer: AnomalyScorer) -> AlertSettings:
         """The rule in force (`edge.alerts.plan.resolve`): command, calibration, config or manifest."""
-        return resolve(self.cfg, scorer.entry.postprocess, scorer.entry.name, self.commanded, self.calibrated)
+        return resolve(self.cfg, scorer.entry.postprocess, scorer.entry.name, self.commanded, self.calibrated,
+                       self.calibrated_source)
 
-    def _apply(self, settings: AlertSettings) -> None:
-        """A new rule from the next reading on; the observed rate restarts (the expected one changed)."""
+    def _apply(self, settings: AlertSettings, restart_ledger: bool = True) -> None:
+        """A new rule from the next reading on; the observed rate restarts (the expected one changed), but
+        not for a re-calibration of the device's own rule (same target: the count goes on)."""
         self.settings = settings
         self.rule.reconfigure(settings.threshold, settings.k, settings.n)
-        self.ledger = self._ledger()
+        if restart_ledger:
+            self.ledger = self._ledger()
+        else:
+            self.ledger.expected_active_rate = settings.expected_active_rate or 0.0
         self.above = collections.deque(self.above, maxlen=settings.n)
+        self._follow_learning()
+        self.evidence = self._evidence()
+
+    def _evidence(self) -> dict[str, Any] | None:
+        """What the plan in force rests on (`edge.alerts.support`): its calibration span, the lowest rate that
+        supports, and its warnings; None for a rule without a plan (a command's, the config's threshold)."""
+        source = self.settings.source
+        if source in ("calibrated", "burn_in"):
+            plan = self.calibrated
+        elif source in ("manifest", "replanned"):
+            plan = manifest_plan(self.model.entry.postprocess, self.model.entry.name)
+        else:
+            plan = None
+        if plan is None:
+            return None
+        found = support(plan, self.settings.false_alarms_per_day, self.settings.threshold)
+        for warning in found.warnings:
+            log.warning("sensor %s (%s rule): %s", self.name, source, warning)
+        return found.to_json()
+
+    def _follow_learning(self) -> None:
+        """A device-learned rule (source burn_in) has its burn-in/re-calibration; a rule from elsewhere none."""
+        if self.settings.source != "burn_in":
+            self.learning = None
+        elif self.learning is None or self.learning.plan is not self.calibrated:
+            debounce = None if self.cfg.debounce is None else fill_debounce(self.cfg.debounce, 2, 3)
+            self.learning = DeviceLearning(self.name, self.cfg.burn_in_readings, self.cfg.false_alarms_per_day,
+                                           debounce, self.model.entry.inputs[0].scale, self.calibrated)
+
+    def _learned(self, plan: AlertPlan, first: bool) -> None:
+        """The burn-in's plan, or a re-calibration's: persisted like a calibration, then in force."""
+        if self.plan_file:
+            try:
+                self.plan_file.save(plan, self.model.entry.sha256, source="burn_in")
+            except OSError as exc:  # a full disk: the rule holds in memory until the next start
+                log.warning("sensor %s: the learned rule is not saved: %s", self.name, exc)
+        self.calibrated, self.calibrated_source = plan, "burn_in"
+        self._apply(self._settings(self.model), restart_ledger=first)
 
     def _ledger(self) -> AlertLedger:
         return AlertLedger(self.settings.expected_active_rate or 0.0, self.settings.period_s)
@@ -102,9 +165,15 @@ class SensorPipeline(ReadingPipeline):
         score = self.model.score(reading.values, reading.ts)
         if score is None:
             return
+        stamp = clock_seconds(reading.ts)
+        if self.learning is not None and self.learning.learning:  # the burn-in: no rule yet, nothing alerts
+            if self.collecting is not None and self.collecting.add(score, stamp):
+                self._finish_calibration()  # the user's cmd/calibrate ends the burn-in
+            elif (plan := self.learning.observe(score, stamp, False)) is not None:
+                self._learned(plan, first=True)
+            return
         is_anomaly, changed = self.rule.update(score)
         self.above.append(score > self.rule.threshold)
-        stamp = clock_seconds(reading.ts)
         self.ledger.update(is_anomaly, stamp if stamp is not None or self.settings.period_s else time.time())
         if is_anomaly or changed:
             evidence = self.model.evidence()
@@ -122,6 +191,10 @@ class SensorPipeline(ReadingPipeline):
                 self.out.send(message)
         if self.collecting is not None and self.collecting.add(score, stamp):
             self._finish_calibration()
+        elif self.learning is not None:
+            plan = self.learning.observe(score, stamp, is_anomaly)
+            if plan is not None:
+                self._learned(plan, first=False)
 
     def state_messages(self) -> list[Message]:
         """The retained `ON`/`OFF` of `sensors/<name>/state`: sent at every connect and on every change."""
@@ -129,7 +202,8 @@ class SensorPipeline(ReadingPipeline):
 
     def quality(self) -> dict[str, Any]:
         """The rule in force and its false-alert rate, expected vs observed since the rule was set (`stats`)."""
-        return alert_summary(self.settings, self.ledger)
+        return {**alert_summary(self.settings, self.ledger), "evidence": self.evidence,
+                "device_learning": self.learning.status() if self.learning is not None else None}
 
     # --- what commands change, each under the pipeline's lock ------------------------------
     def set_threshold(self, value: Any) -> dict[str, Any]:
@@ -156,7 +230,8 @@ class SensorPipeline(ReadingPipeline):
                 self._calibration_result(self.collecting, ok=False, state="cancelled", error_text="cmd/reset")
             self.commanded = self.calibrated = self.collecting = None
             self._apply(self._settings(self.model))
-        return {"threshold": self.rule.threshold, "threshold_source": self.threshold_source}
+        fields = settings_fields(self.settings)  # a new burn-in: threshold null until it has learned one
+        return {"threshold": fields["threshold"], "threshold_source": self.threshold_source}
 
     def calibrate(self, body: dict[str, Any], request_id: Any) -> dict[str, Any]:
         """`cmd/calibrate`: start collecting the scores of the readings declared normal (see edge.alerts.recalibrate).
@@ -187,7 +262,7 @@ class SensorPipeline(ReadingPipeline):
             log.warning("sensor %s: calibration failed: %s", self.name, exc)
             self._calibration_result(collection, ok=False, state="failed", error_text=str(exc))
             return
-        self.commanded, self.calibrated = None, plan
+        self.commanded, self.calibrated, self.calibrated_source = None, plan, "calibrated"
         self._apply(self._settings(self.model))
         self._calibration_result(collection, ok=True, state="done", readings=len(collection.scores),
                                  persisted=self.plan_file is not None, **settings_fields(self.settings))
@@ -203,8 +278,10 @@ class SensorPipeline(ReadingPipeline):
         calibration made on another model file's scores no longer applies."""
         if self.plan_file:
             self.calibrated = self.plan_file.load(scorer.entry.sha256)
+            self.calibrated_source = self.plan_file.source
         if self.collecting is not None and scorer.entry.sha256 != self.model.entry.sha256:
             self._calibration_result(self.collecting, ok=False, state="cancelled", error_text="the model changed")
             self.collecting = None  # its scores so far came from the old model
+        self.model, self.learning = scorer, None  # a new model's scores: its own burn-in or plan
         self._apply(self._settings(scorer))
         return scorer

@@ -47,18 +47,21 @@ class PlanFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.file = StateFile(path, "the calibration is not used")
+        self.source = "calibrated"  # of the plan loaded last: "calibrated" (cmd/calibrate) or "burn_in"
 
     def load(self, model_sha256: str) -> AlertPlan | None:
         def parse(data: dict) -> AlertPlan | None:
             if data.get("model_sha256") != model_sha256:
                 log.warning("ignoring %s: calibrated for another model file", self.path)
                 return None
+            self.source = "burn_in" if data.get("source") == "burn_in" else "calibrated"
             return check_plan(data.get("plan"), str(self.path))
 
         return self.file.load(parse)
 
-    def save(self, plan: AlertPlan, model_sha256: str) -> None:
-        self.file.save({"model_sha256": model_sha256, "plan": plan.to_json()})
+    def save(self, plan: AlertPlan, model_sha256: str, source: str = "calibrated") -> None:
+        self.file.save({"model_sha256": model_sha256, "plan": plan.to_json(), "source": source})
+        self.source = source
 
     def clear(self) -> None:
         self.file.clear()

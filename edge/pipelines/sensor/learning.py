@@ -1,0 +1,60 @@
+"""A sensor's rule learned on the device (`edge.alerts.burnin`): the burn-in's progress, then the quiet
+readings that re-plan the rule; the pipeline asks `observe` after each scored reading."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from edge.alerts.burnin import BurnIn, Recalibrator
+from edge.alerts.calibration import AlertPlan, score_resolution
+from edge.alerts.recalibrate import DEFAULT_FALSE_ALARMS_PER_DAY
+
+log = logging.getLogger(__name__)
+
+
+class DeviceLearning:
+    """Burn-in then re-calibration for one sensor; `plan` is the rule they gave (None: still burning in)."""
+
+    def __init__(self, name: str, readings: int, false_alarms_per_day: float | None,
+                 debounce: tuple[int, int] | None, input_step: float, plan: AlertPlan | None) -> None:
+        self.name, self.floor = name, score_resolution(input_step)
+        rate = false_alarms_per_day or DEFAULT_FALSE_ALARMS_PER_DAY
+        self.burn_in = None if plan is not None else BurnIn(readings, rate, debounce)
+        self.plan = plan
+        self.recalibrator = Recalibrator(every=readings, guard=max(3 * (plan.n if plan else 5), 12))
+        self.failed: str | None = None
+
+    @property
+    def learning(self) -> bool:
+        return self.plan is None
+
+    def observe(self, score: float, stamp: float | None, active: bool) -> AlertPlan | None:
+        """One scored reading (and the rule's state after it); a new plan when the burn-in ends or a
+        re-calibration is due, else None."""
+        if self.burn_in is not None:
+            if not self.burn_in.add(score, stamp):
+                return None
+            burn_in, self.burn_in = self.burn_in, None
+            try:
+                self.plan = burn_in.plan(self.floor)
+            except ValueError as exc:  # e.g. no clock: said in stats and the log, the burn-in starts over
+                self.failed = str(exc)
+                log.warning("sensor %s: %s", self.name, exc)
+                self.burn_in = BurnIn(burn_in.readings, burn_in.false_alarms_per_day, burn_in.debounce)
+                return None
+            log.info("sensor %s: burn-in done on %d readings: threshold %.4g (%s), %d-of-%d", self.name,
+                     burn_in.readings, self.plan.threshold, self.plan.method, self.plan.k, self.plan.n)
+            return self.plan
+        assert self.plan is not None
+        if self.recalibrator.add(score, stamp, active):
+            self.plan = self.recalibrator.replan(self.plan, self.floor)
+            return self.plan
+        return None
+
+    def status(self) -> dict[str, Any]:
+        """`stats.quality[sensor/<name>].device_learning`."""
+        progress = self.burn_in.progress() if self.burn_in is not None else None
+        return {"burn_in": progress, "recalibrations": self.recalibrator.done,
+                "pool_readings": len(self.recalibrator.pool), "held_back": self.recalibrator.held_back,
+                "error": self.failed}

@@ -1,0 +1,179 @@
+"""Issue 27, Build 4: the rule learned on the device. An agent started with no plan learns one from the live
+stream's first readings (NAB's probationary period), then holds its rate on a month of normal readings;
+its slow re-calibration learns nothing from an alerting period (an injected step fault)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from edge.alerts.ledger import AlertLedger
+from edge.alerts.plan import AlertSettings, alert_summary, resolve
+from edge.pipelines.sensor.pipeline import SensorConfig
+from tests.conftest import MODELS_DIR, ROOT
+from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_for_stats, wait_online, write_config
+from training.datasets.sensors import lecture_sensor_data
+
+BASE = "edgepipe/test"
+PERIOD_S = 300.0  # a reading every 5 minutes, the time stamps fast-forwarded
+START = datetime.datetime(2026, 1, 5)
+STATS = json.loads((ROOT / "schemas" / "stats.json").read_text())
+
+
+def stream_csv(path: Path, values: np.ndarray) -> Path:
+    stamps = [(START + datetime.timedelta(seconds=PERIOD_S * i)).isoformat() for i in range(len(values))]
+    path.write_text("timestamp,x,y\n" + "".join(f"{t},{x!r},{y!r}\n" for t, (x, y) in zip(stamps, values.tolist())))
+    return path
+
+
+def no_rule_models(tmp_path: Path) -> Path:
+    """The committed autoencoder with neither a plan nor a threshold in its manifest entry: no rule at all."""
+    models = tmp_path / "models"
+    models.mkdir()
+    manifest = json.loads((MODELS_DIR / "manifest.json").read_text())
+    entry = manifest["models"]["autoencoder"]
+    shutil.copy(MODELS_DIR / entry["file"], models / entry["file"])
+    entry["postprocess"] = {**{k: v for k, v in entry["postprocess"].items() if k != "alerts"}, "threshold": None}
+    manifest["models"] = {"autoencoder": entry}
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    return models
+
+
+def run_agent(broker: Broker, tmp_path: Path, values: np.ndarray, keys: str,
+              models: Path | None = None) -> tuple[dict, list[dict]]:
+    """Every reading through a real agent on the committed autoencoder; the final stats and the anomaly messages."""
+    stats_file = tmp_path / "stats.json"
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          f'[[sensor]]\nname = "line1"\nsource = "csv:{stream_csv(tmp_path / "s.csv", values)}"\n'
+                          f"rate = 0\n{keys}", stats_file=stats_file, models_dir=models)
+    collector = Collector(broker.port, [f"{BASE}/sensors/line1/anomaly"])
+    try:
+        agent = AgentProcess(config, "--until-done")
+        assert agent.wait(240) == 0, agent.output()
+        stats = json.loads(stats_file.read_text())
+        jsonschema.validate(stats, STATS)
+        quality = stats["quality"]["sensor/line1"]
+        collector.wait_for(lambda: len(collector.matching("/anomaly")) >= quality["alert_episodes"], 10)
+    finally:
+        collector.close()
+    return quality, [json.loads(p) for p in collector.matching("/anomaly")]
+
+
+@pytest.mark.slow
+def test_burn_in_learns_the_rule_then_holds_its_rate_for_a_month(broker: Broker, tmp_path: Path) -> None:
+    month = lecture_sensor_data(seed=7).train[:30 * 288].astype(np.float64)
+    quality, alerts = run_agent(broker, tmp_path, month,
+                                "burn_in = true\nburn_in_readings = 2880\nfalse_alarms_per_day = 0.5\n")
+    assert quality["threshold_source"] == "burn_in" and quality["threshold"] > 0
+    assert (quality["debounce_k"], quality["debounce_n"]) == (2, 3)  # from the stream's own 5-minute period
+    learning = quality["device_learning"]
+    assert learning["burn_in"] is None and learning["recalibrations"] >= 1 and learning["error"] is None
+    assert quality["days"] == pytest.approx((len(month) - 2880 - 1) * PERIOD_S / 86400, rel=0.01)
+    # 20 days after the burn-in: false episodes per day within 2x of the plan
+    assert quality["observed_alerts_per_day"] <= 2 * 0.5 and not quality["plan_contradicted"]
+    evidence = quality["evidence"]  # what the rule in force rests on: the last pool, 10+ days of quiet readings
+    assert evidence["calibration_days"] > 9.9 and evidence["warnings"] == []
+    assert all(a["seq"] > 2880 for a in alerts)  # nothing alerts while the burn-in learns
+    assert all(a["rule"]["threshold_source"] == "burn_in" for a in alerts)
+
+
+@pytest.mark.slow
+def test_recalibration_learns_nothing_from_an_alerting_period(broker: Broker, tmp_path: Path) -> None:
+    values = lecture_sensor_data(seed=7).train[:3000].astype(np.float64)
+    values[1500:2400, 1] += 0.2  # a step fault three re-calibration spans long
+    quality, alerts = run_agent(broker, tmp_path, values, "burn_in_readings = 300\nfalse_alarms_per_day = 0.5\n",
+                                no_rule_models(tmp_path))
+    assert quality["threshold_source"] == "burn_in"  # no rule in the manifest nor the config: burned in
+    first = next(a["threshold"] for a in alerts)
+    in_fault = {a["seq"] for a in alerts if a["is_anomaly"] and 1500 <= a["seq"] < 2400}
+    assert len(in_fault) >= 0.95 * 900  # the fault alerts to its end: the re-calibrations did not learn it
+    assert quality["threshold"] <= 1.5 * first
+    learning = quality["device_learning"]
+    assert learning["recalibrations"] >= 8 and learning["held_back"] >= 900
+
+
+def daily_flags(planned: float, per_day: int, days: int = 4) -> list[bool]:
+    """`plan_contradicted` at the end of each day of a stream with `per_day` 1-reading episodes a day."""
+    settings = AlertSettings(0.5, 1, 1, "manifest", planned * PERIOD_S / 86400, PERIOD_S, planned)
+    ledger = AlertLedger(settings.expected_active_rate or 0.0, PERIOD_S)
+    flags = []
+    for i in range(days * 288):
+        ledger.update(i % 288 < 2 * per_day and i % 2 == 0, i * PERIOD_S)
+        if i % 288 == 287:
+            flags.append(alert_summary(settings, ledger)["plan_contradicted"])
+    return flags
+
+
+def test_a_plan_the_stream_contradicts_is_flagged() -> None:
+    """Flagged only on two days of readings or more (the second day ends 1.997 days after the first reading),
+    beyond chance, and more than twice the plan."""
+    assert daily_flags(0.1, 3) == [False, False, True, True]  # 30x the plan
+    assert daily_flags(10.0, 15, 6) == [False] * 6  # 1.5x: beyond chance after days, but within 2x
+    assert daily_flags(0.1, 0) == [False] * 4
+
+
+def test_an_agent_burning_in_says_so_and_alerts_nothing(broker: Broker, tmp_path: Path) -> None:
+    """Half-way through the burn-in: no threshold yet, the progress in stats.quality, nothing alerts even on
+    readings far off the line."""
+    values = lecture_sensor_data(seed=7).train[:60].astype(np.float64)
+    values[40:] = [0.9, -0.9]  # off the line: the committed threshold would flag every one
+    quality, alerts = run_agent(broker, tmp_path, values, "burn_in = true\nburn_in_readings = 120\n")
+    assert quality["threshold_source"] == "burn_in" and quality["threshold"] is None
+    assert quality["device_learning"]["burn_in"] == {"readings": 60, "needed": 120}
+    assert alerts == [] and quality["alert_episodes"] == 0
+
+
+def test_which_rule_a_model_without_one_runs() -> None:
+    """No plan and no threshold in the manifest: the burn-in; a command or the config's threshold replace it;
+    `burn_in = false` is refused with what to do."""
+    none = {"threshold": None}
+    assert resolve(SensorConfig(name="s"), none, "m", None, None).source == "burn_in"
+    commanded = resolve(SensorConfig(name="s"), none, "m", 0.5, None)
+    assert (commanded.source, commanded.threshold) == ("command", 0.5)
+    configured = resolve(SensorConfig(name="s", threshold=0.2), none, "m", None, None)
+    assert (configured.source, configured.threshold) == ("config", 0.2)
+    with pytest.raises(ValueError, match="set the sensor's `threshold`"):
+        resolve(SensorConfig(name="s", burn_in=False), none, "m", None, None)
+    forced = resolve(SensorConfig(name="s", burn_in=True), {"threshold": 0.01}, "m", None, None)
+    assert forced.source == "burn_in"  # burn_in = true: the manifest's threshold is not used
+
+
+def test_reset_starts_a_new_burn_in_and_calibrate_ends_one(broker: Broker, tmp_path: Path) -> None:
+    stats_file = tmp_path / "stats.json"
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          '[[sensor]]\nname = "line1"\nburn_in = true\nburn_in_readings = 30\n',
+                          stats_file=stats_file, stats_interval=0.2)
+    collector = Collector(broker.port, [f"{BASE}/cmd/reset/result", f"{BASE}/cmd/calibrate/result"])
+    agent = AgentProcess(config)
+    values = lecture_sensor_data(seed=7).train[:40].tolist()
+    stamps = [(START + datetime.timedelta(seconds=PERIOD_S * i)).isoformat() for i in range(40)]
+    try:
+        wait_online(broker.port)
+        publish(broker.port, f"{BASE}/sensors/line1/reading",
+                [json.dumps({"ts": t, "values": v}) for t, v in zip(stamps, values)])
+        learned = wait_for_stats(stats_file, lambda s: s["quality"]["sensor/line1"]["threshold"] is not None, 30)
+        assert learned, agent.output()
+        assert (tmp_path / "state" / "line1.alerts.json").exists()  # persisted like a calibration
+        publish(broker.port, f"{BASE}/cmd/reset", [json.dumps({"id": "r1", "sensor": "line1"})])
+        assert collector.wait_for(lambda: collector.json("/cmd/reset/result"), 30), agent.output()
+        assert not (tmp_path / "state" / "line1.alerts.json").exists()
+        # a cmd/calibrate during the new burn-in takes the readings and ends it
+        publish(broker.port, f"{BASE}/cmd/calibrate", [json.dumps({"id": "c1", "sensor": "line1", "readings": 30})])
+        assert collector.wait_for(lambda: collector.json("/cmd/calibrate/result"), 30), agent.output()
+        publish(broker.port, f"{BASE}/sensors/line1/reading",
+                [json.dumps({"ts": t, "values": v}) for t, v in zip(stamps, values)][:30])
+        assert collector.wait_for(lambda: len(collector.json("/cmd/calibrate/result")) == 2, 30), agent.output()
+    finally:
+        assert agent.stop() == 0
+        collector.close()
+    [result] = collector.json("/cmd/reset/result")
+    jsonschema.validate(result, json.loads((ROOT / "schemas" / "command_result.json").read_text()))
+    assert result["ok"] and result["threshold"] is None and result["threshold_source"] == "burn_in"
+    done = collector.json("/cmd/calibrate/result")[-1]
+    assert done["state"] == "done" and done["threshold_source"] == "calibrated", done

@@ -52,6 +52,7 @@ bench: venv
 	-$(MAKE) --no-print-directory venv-tflite
 	$(BIN)/python -m tools.bench
 	$(BIN)/python -m training bench
+	$(BIN)/python -m tools.bench_brokers  # its own section again: tools.bench rewrites the whole file
 
 # fleet status over 2,000 devices' retained state and a 20-agent rollout, into docs/benchmarks.md (no TensorFlow)
 bench-fleet: venv
@@ -98,6 +99,11 @@ soak: venv
 # a node, and the central broker behind a bridge down for 60 s. `make test` runs 3 agents and a 10 s outage.
 cluster: venv
 	EDGEPIPE_CLUSTER=1 $(BIN)/python -m pytest -q -s tests/test_node_loss.py tests/test_bridge.py
+
+# Messages/s through mosquitto (shipped conf), one NATS node and the NATS cluster, same publisher: the "Brokers"
+# section of docs/benchmarks.md (about 2 minutes on 2 cores).
+bench-brokers: venv
+	$(BIN)/python -m tools.bench_brokers
 
 # A SIGKILL at every step of a model update (`make test` covers four of the seven; about 40 s).
 test-update-crash: venv

@@ -6,7 +6,7 @@ PROFILE ?= default
 # tflite-runtime 2.14 (the runtime of older Pi images) needs numpy<2: it gets a venv of its own
 VENV_TFLITE ?= .venv-tflite214
 
-.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test system-packages soak lint clean bench pi-check rate demo-update test-update-crash cluster bench-brokers nab bench-fleet
+.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test system-packages soak lint clean bench pi-check rate demo-update test-update-crash cluster bench-brokers nab bench-fleet realdata-series
 
 # The edge side end to end on shipped data: no TensorFlow, the committed models, a real broker.
 demo: venv-demo
@@ -70,6 +70,12 @@ table: venv
 NAB_ARGS ?=
 nab: venv
 	nice -n 10 $(BIN)/python -m training nab --train-args "--window 16 --epochs 30" -j 3 $(NAB_ARGS)
+
+# The forecaster on 13 real series (statsmodels' and sktime's bundled data) into docs/real-data.md: about
+# 25 min wall on a loaded 2-core machine with 3 jobs. Needs sktime (`pip install -e '.[realdata]'`).
+SERIES_ARGS ?=
+realdata-series: venv
+	nice -n 10 $(BIN)/python -m training realdata series --jobs 3 $(SERIES_ARGS)
 
 # Every quality target, measured on the committed files (exits 1 if one is missed).
 evaluate: venv

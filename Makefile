@@ -52,7 +52,7 @@ bench: venv
 	-$(MAKE) --no-print-directory venv-tflite
 	$(BIN)/python -m tools.bench
 	$(BIN)/python -m training bench
-	$(BIN)/python -m tools.bench_brokers  # its own section again: tools.bench rewrites the whole file
+	$(BIN)/python -m tools.bench_brokers
 
 # fleet status over 2,000 devices' retained state and a 20-agent rollout, into docs/benchmarks.md (no TensorFlow)
 bench-fleet: venv

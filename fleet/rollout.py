@@ -26,6 +26,7 @@ from typing import Any
 from edge.models.manifest import sha256_file
 from fleet.client import BrokerOptions, Retained, add_broker_args, device_filters, options_from
 from fleet.lock import LockRefused, RolloutLock
+from fleet.payload import Malformed, document, groups_of
 from fleet.plan import FINISHED, SUCCESS, Bound, RolloutState, cohorts, parse_stages
 from fleet.ship import Shipper
 
@@ -47,7 +48,8 @@ def read_descriptor(path: Path) -> dict[str, Any]:
 
 
 def devices_of(latest: dict[str, bytes], prefix: str) -> dict[str, dict[str, Any]]:
-    """Every device with a retained status or info: {id: {"online": bool|None, "groups": [...]}}."""
+    """Every device with a retained status or info: {id: {"online": bool|None, "groups": [...]}}; a device
+    whose info is malformed is in no group (it is logged: `fleet status` shows it as a problem)."""
     found: dict[str, dict[str, Any]] = {}
     for topic, payload in latest.items():
         parts = topic.split("/")
@@ -57,9 +59,9 @@ def devices_of(latest: dict[str, bytes], prefix: str) -> dict[str, dict[str, Any
                 entry["online"] = payload.strip() == b"online"
             elif parts[-1] == "info":
                 try:
-                    entry["groups"] = [g for g in json.loads(payload).get("groups") or [] if isinstance(g, str)]
-                except (ValueError, AttributeError):
-                    pass
+                    entry["groups"] = groups_of(payload, topic)
+                except Malformed as exc:
+                    log.warning("%s", exc)
     return found
 
 
@@ -86,8 +88,8 @@ def judge(latest: dict[str, bytes], base: str, version: str) -> tuple[str, str |
     for topic, payload in latest.items():
         if topic.startswith(base + "/model/") and topic != base + "/model/update":
             try:
-                states.append(json.loads(payload))
-            except ValueError:
+                states.append(document(payload, topic) or {})
+            except Malformed:  # not a state the agent wrote: no verdict from it
                 continue
     for s in states:
         if s.get("state") == "rolled_back" and s.get("previous") == version:

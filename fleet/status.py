@@ -16,9 +16,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fleet.client import Retained, add_broker_args, device_filters, options_from
+from fleet.client import PREFIX, Retained, add_broker_args, device_filters, options_from
+from fleet.payload import NUMBER, Malformed, document, strings, typed
 
 EXCESS_P = 0.01  # stats.quality's excess_p_value below this: the stream alerts more than its plan explains
+CLOCK_SLACK_S = 5.0  # a time stamp further in the future than this: the device's clock (or the sender) is wrong
 
 
 @dataclass
@@ -39,13 +41,6 @@ class Row:
     rss_mb: float | None = None
     cpu_temp_c: float | None = None
     problems: list[str] = field(default_factory=list)
-
-
-def _json(payload: bytes | None) -> Any:
-    try:
-        return json.loads(payload) if payload else None
-    except ValueError:
-        return None
 
 
 def _time(text: Any) -> datetime | None:
@@ -74,48 +69,99 @@ def group_by_device(retained: dict[str, bytes], prefix: str) -> dict[str, dict[s
     return devices
 
 
-def row(device: str, topics: dict[str, bytes], now: datetime, stale_after: float) -> Row:
-    r = Row(device)
-    status = topics.get("status")
-    r.online = None if status is None else status.strip() == b"online"
-    stats = _json(topics.get("stats")) or {}
-    info = _json(topics.get("info")) or {}
-    r.groups = [str(g) for g in info.get("groups") or [] if isinstance(g, str)]
-    stamps = [s for s in (_time(stats.get("ts")), _time(info.get("ts"))) if s]
-    for rest, payload in sorted(topics.items()):
-        if rest.startswith("model/") and rest != "model/update":
-            state = _json(payload) or {}
-            r.models[rest[len("model/"):]] = {k: state.get(k) for k in ("version", "state", "reason")}
-            stamps.extend(s for s in [_time(state.get("ts"))] if s)
-    progress = _json(topics.get("update/progress")) or {}
-    r.update = {k: progress[k] for k in ("state", "version", "reason") if progress.get(k) is not None}
-    if stamps:
-        seen = max(stamps)
-        r.last_seen, r.age_s = seen.isoformat(timespec="seconds"), round((now - seen).total_seconds(), 1)
-    r.healthy = stats.get("healthy") if isinstance(stats.get("healthy"), bool) else None
-    r.rss_mb, r.cpu_temp_c = stats.get("rss_mb"), stats.get("cpu_temp_c")
-    for key, quality in (stats.get("quality") or {}).items():
+def _part(topics: dict[str, bytes], rest: str, device: str, prefix: str, bad: list[str]) -> dict[str, Any]:
+    """One retained JSON object of the device, {} when absent; a malformed one is named in `bad`."""
+    try:
+        return document(topics.get(rest), f"{prefix}/{device}/{rest}") or {}
+    except Malformed as exc:
+        bad.append(str(exc))
+        return {}
+
+
+def _fields(doc: dict[str, Any], kinds: dict[str, Any], topic: str, bad: list[str]) -> dict[str, Any]:
+    """The named fields of `doc`, each of its type; a wrong one makes the whole part malformed (all None)."""
+    try:
+        return {key: typed(doc, key, kind, topic) for key, kind in kinds.items()}
+    except Malformed as exc:
+        bad.append(str(exc))
+        return dict.fromkeys(kinds)
+
+
+def _quality(stats: dict[str, Any], r: Row, topic: str) -> None:
+    """`stats.quality` into the row's alerts and accuracy; Malformed for a wrong shape or a p outside [0, 1]."""
+    quality = typed(stats, "quality", dict, topic) or {}
+    for key, entry in quality.items():
         kind, _, name = key.partition("/")
-        if kind == "sensor" and isinstance(quality, dict):
-            r.alerts[name] = {"observed_per_day": quality.get("observed_alerts_per_day"),
-                              "plan_per_day": quality.get("expected_false_alerts_per_day"),
-                              "excess_p": quality.get("excess_p_value")}
-        elif kind == "camera" and isinstance(quality, dict):
-            r.accuracy[name] = quality.get("accuracy")
-    r.problems = problems(r, stats, stale_after)
+        if not isinstance(entry, dict):
+            raise Malformed(f"malformed {topic}: quality {key} is not an object")
+        if kind == "sensor":
+            alert = {"observed_per_day": typed(entry, "observed_alerts_per_day", NUMBER, topic),
+                     "plan_per_day": typed(entry, "expected_false_alerts_per_day", NUMBER, topic),
+                     "excess_p": typed(entry, "excess_p_value", NUMBER, topic)}
+            if alert["excess_p"] is not None and not 0 <= alert["excess_p"] <= 1:
+                raise Malformed(f"malformed {topic}: quality {key} excess_p_value {alert['excess_p']:g} is "
+                                "outside [0, 1]")
+            r.alerts[name] = alert
+        elif kind == "camera":
+            r.accuracy[name] = typed(entry, "accuracy", NUMBER, topic)
+
+
+def _stats(r: Row, topics: dict[str, bytes], prefix: str, bad: list[str]) -> dict[str, Any]:
+    topic = f"{prefix}/{r.device}/stats"
+    stats = _part(topics, "stats", r.device, prefix, bad)
+    kinds = {"ts": (str, *NUMBER), "healthy": bool, "rss_mb": NUMBER, "cpu_temp_c": NUMBER}
+    fields = _fields(stats, kinds, topic, bad)
+    try:
+        fields["problems"] = strings(stats, "problems", topic)
+        _quality(stats, r, topic)
+    except Malformed as exc:
+        bad.append(str(exc))
+        fields["problems"], r.alerts, r.accuracy = [], {}, {}
+    r.healthy, r.rss_mb, r.cpu_temp_c = fields["healthy"], fields["rss_mb"], fields["cpu_temp_c"]
+    return fields
+
+
+def row(device: str, topics: dict[str, bytes], now: datetime, stale_after: float, prefix: str = PREFIX) -> Row:
+    r, bad = Row(device), []
+    status = topics.get("status")
+    r.online = None if status is None else {b"online": True, b"offline": False}.get(status.strip())
+    if status is not None and r.online is None:
+        bad.append(f"unknown status {status[:40]!r}")
+    stats = _stats(r, topics, prefix, bad)
+    info = _part(topics, "info", device, prefix, bad)
+    try:
+        r.groups = strings(info, "groups", f"{prefix}/{device}/info")
+    except Malformed as exc:
+        bad.append(str(exc))
+    stamps = [_time(stats["ts"]), _time(info.get("ts"))]
+    model_kinds = {"version": str, "state": str, "reason": str, "ts": (str, *NUMBER)}
+    for rest in sorted(topics):
+        if rest.startswith("model/") and rest != "model/update":
+            state = _fields(_part(topics, rest, device, prefix, bad), model_kinds, f"{prefix}/{device}/{rest}", bad)
+            r.models[rest[len("model/"):]] = {k: state[k] for k in ("version", "state", "reason")}
+            stamps.append(_time(state["ts"]))
+    progress = _fields(_part(topics, "update/progress", device, prefix, bad),
+                       {"state": str, "version": str, "reason": str}, f"{prefix}/{device}/update/progress", bad)
+    r.update = {k: v for k, v in progress.items() if v is not None}
+    if any(stamps):
+        seen = max(s for s in stamps if s)
+        r.last_seen, r.age_s = seen.isoformat(timespec="seconds"), round((now - seen).total_seconds(), 1)
+    r.problems = bad + problems(r, stats["problems"], stale_after)
     return r
 
 
-def problems(r: Row, stats: dict[str, Any], stale_after: float) -> list[str]:
-    """What an operator should look at, in words, worst first."""
+def problems(r: Row, unhealthy: list[str], stale_after: float) -> list[str]:
+    """What an operator should look at, in words, worst first (after any malformed payload)."""
     found = []
     if r.online is False:
         found.append("offline")
     r.stale = r.online is not False and (r.age_s is None or r.age_s > stale_after)
     if r.stale:
         found.append("stale: " + (f"last seen {r.age_s:g} s ago" if r.age_s is not None else "never seen"))
-    found.extend(f"unhealthy: {p}" for p in stats.get("problems") or [] if isinstance(p, str))
-    if r.healthy is False and not stats.get("problems"):
+    if r.age_s is not None and r.age_s < -CLOCK_SLACK_S:  # never stale by age: it must show some other way
+        found.append(f"clock ahead: last time stamp {-r.age_s:g} s in the future")
+    found.extend(f"unhealthy: {p}" for p in unhealthy)
+    if r.healthy is False and not unhealthy:
         found.append("unhealthy")
     for pipeline, model in r.models.items():
         if model.get("state") == "rolled_back":
@@ -124,7 +170,7 @@ def problems(r: Row, stats: dict[str, Any], stale_after: float) -> list[str]:
         found.append(f"update {r.update.get('version') or ''} refused: {r.update.get('reason')}".replace("  ", " "))
     for sensor, alert in r.alerts.items():
         p = alert.get("excess_p")
-        if isinstance(p, (int, float)) and p < EXCESS_P:
+        if p is not None and p < EXCESS_P:
             found.append(f"sensor {sensor}: alerting above plan (p={p:.2g})")
     return found
 
@@ -133,7 +179,7 @@ def rows(retained: dict[str, bytes], prefix: str = "edgepipe", now: datetime | N
          stale_after: float = 90.0) -> list[Row]:
     """Every device in `retained`, sorted by id; `stale_after` seconds without a time-stamped message."""
     now = now or datetime.now(UTC)
-    return [row(d, t, now, stale_after) for d, t in sorted(group_by_device(retained, prefix).items())]
+    return [row(d, t, now, stale_after, prefix) for d, t in sorted(group_by_device(retained, prefix).items())]
 
 
 def _cell(value: Any, digits: int = 0) -> str:

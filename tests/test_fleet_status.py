@@ -9,11 +9,12 @@ import io
 import json
 import signal
 import subprocess
+import tarfile
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from fleet.client import BrokerOptions, Retained, device_filters
+from fleet.client import BrokerOptions, Retained, connect, device_filters
 from fleet.status import rows, watch
 from tests.conftest import requires_package
 from tests.helpers.fleet import Fleet, fleet_command
@@ -68,8 +69,63 @@ def test_rows_mark_stale_rolled_back_and_alerting_above_plan() -> None:
     }
     [a] = rows(retained, now=now, stale_after=90)
     assert a.stale and a.age_s == 200 and a.accuracy == {"cam0": 0.91}
-    assert a.problems == ["stale: last seen 200 s ago", "unhealthy: sensor/line1: no progress",
+    assert a.problems == ["malformed edgepipe/a/update/progress: Expecting value: line 1 column 1 (char 0)",
+                          "stale: last seen 200 s ago", "unhealthy: sensor/line1: no progress",
                           "sensor/line1: rolled back (alert_rate)", "sensor line1: alerting above plan (p=1e-06)"]
+
+
+GARBAGE = {  # what any client that may publish under a device's base can leave retained there
+    "list-stats": ("stats", b"[1]", "malformed edgepipe/{d}/stats: a list, expected a JSON object"),
+    "str-info": ("info", b'"str"', "malformed edgepipe/{d}/info: a string, expected a JSON object"),
+    "list-progress": ("update/progress", b"[1,2,3]", "malformed edgepipe/{d}/update/progress: a list, expected"),
+    "list-quality": ("stats", b'{"quality":[1,2]}', "malformed edgepipe/{d}/stats: quality is a list, expected"),
+    "deep": ("stats", b"[" * 1000 + b"]" * 1000, "malformed edgepipe/{d}/stats: nested too deeply"),
+    "nan": ("stats", b'{"rss_mb": NaN}', "malformed edgepipe/{d}/stats: NaN is not a number"),
+    "string-groups": ("info", b'{"groups": "barn"}', "malformed edgepipe/{d}/info: groups is a string, expected"),
+    "p-out": ("stats", b'{"quality": {"sensor/s": {"excess_p_value": -3}}}',
+              "malformed edgepipe/{d}/stats: quality sensor/s excess_p_value -3 is outside [0, 1]"),
+    "bad-model": ("model/sensor/line1", b'{"version": 2}', "malformed edgepipe/{d}/model/sensor/line1: version is"),
+    "bad-status": ("status", b"garbage", "unknown status b'garbage'"),
+}
+
+
+def test_a_malformed_retained_payload_is_a_named_problem_of_its_device() -> None:
+    """Each device with one garbage payload is listed, with the topic and what is wrong, never a traceback."""
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    retained = {f"edgepipe/{d}/{rest}": payload for d, (rest, payload, _) in GARBAGE.items()}
+    found = {r.device: r for r in rows(retained, now=now)}
+    assert sorted(found) == sorted(GARBAGE)
+    for device, (_, _, problem) in GARBAGE.items():
+        assert found[device].problems[0].startswith(problem.format(d=device)), found[device].problems
+    assert found["string-groups"].groups == [] and found["bad-status"].online is None
+    ahead = {"edgepipe/x/stats": json.dumps({"ts": (now + timedelta(hours=1)).isoformat()}).encode()}
+    [x] = rows(ahead, now=now)
+    assert x.problems == ["clock ahead: last time stamp 3600 s in the future"]
+
+
+def test_retained_garbage_does_not_blind_status_or_rollout(broker: Broker, tmp_path: Path) -> None:
+    """Over a real broker: `fleet status` lists every garbage device with its problem (exit 0), and a rollout
+    reading a thousand-deep `info` says what it found in words, no traceback."""
+    client = connect(BrokerOptions("127.0.0.1", broker.port), "garbage")  # one client: a connect each takes ~1 s
+    for topic, payload in [(f"edgepipe/{d}/{rest}", p) for d, (rest, p, _) in GARBAGE.items()] + [
+            ("edgepipe/deep-info/info", b"[" * 1000 + b"]" * 1000)]:
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+    result = fleet_command("status", "--json", "--broker", f"127.0.0.1:{broker.port}")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    found = {r["device"]: r for r in json.loads(result.stdout)}
+    assert sorted(found) == sorted([*GARBAGE, "deep-info"])
+    assert found["deep-info"]["problems"][0] == "malformed edgepipe/deep-info/info: nested too deeply"
+    bundle = tmp_path / "b.tar"
+    with tarfile.open(bundle, "w") as tar:
+        body = json.dumps({"version": "v9"}).encode()
+        member = tarfile.TarInfo("bundle.json")
+        member.size = len(body)
+        tar.addfile(member, io.BytesIO(body))
+    rollout = fleet_command("rollout", str(bundle), "--to", "group:barn", "--broker", f"127.0.0.1:{broker.port}")
+    assert "Traceback" not in rollout.stderr and "no such device seen under edgepipe/" in rollout.stderr, \
+        rollout.stderr
 
 
 def rendered_rows(page: Path, tmp_path: Path) -> list[tuple[str, list[str]]]:

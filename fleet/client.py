@@ -20,11 +20,16 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
+from fleet.args import topic_prefix
+
 log = logging.getLogger(__name__)
 
 PREFIX = "edgepipe"
 #: the retained topics under each device's base that make up its state (DESIGN, contract 2; `info` from issue 26)
 DEVICE_TOPICS = ("status", "stats", "info", "model/#", "update/progress")
+#: options whose value may start with "-" (`--stages -5,100` is a bad value, not a missing one): see fleet/args.py
+DASH_OPTIONS = ("--stages", "--max-failed", "--timeout", "--verdict-timeout", "--parallel", "--chunk-kb", "--settle",
+                "--stats-interval", "--stale-factor", "--stop-after")
 SYNC = "_fleet/sync"  # a controller's own round trip: when its marker is back, the retained set before it is in
 
 
@@ -55,8 +60,8 @@ def add_broker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca-file", type=Path, help="CA certificate that signed the broker's (implies --tls)")
     parser.add_argument("--mqtt-version", choices=("5", "3.1.1"), default="5",
                         help="protocol (default %(default)s; a NATS cluster needs 3.1.1)")
-    parser.add_argument("--prefix", default=PREFIX, help="the devices' base topics are PREFIX/<device> "
-                        "(default %(default)s)")
+    parser.add_argument("--prefix", type=topic_prefix, default=PREFIX,
+                        help="the devices' base topics are PREFIX/<device> (default %(default)s)")
 
 
 def options_from(args: argparse.Namespace) -> BrokerOptions:

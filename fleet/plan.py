@@ -26,8 +26,8 @@ def parse_stages(text: str) -> list[float]:
         stages = [float(p) for p in text.split(",")]
     except ValueError:
         raise ValueError(f"--stages {text!r}: expected percentages like 5,25,100") from None
-    if not stages or any(not 0 < p <= 100 for p in stages) or stages != sorted(set(stages)):
-        raise ValueError(f"--stages {text!r}: each in (0, 100], increasing")
+    if not stages or any(not 0 < p <= 100 for p in stages) or stages != sorted(set(stages)):  # NaN: not in range
+        raise ValueError(f"--stages {text!r}: cumulative percentages, each in (0, 100], increasing (like 5,25,100)")
     return stages
 
 
@@ -44,6 +44,13 @@ def cohorts(devices: list[str], stages: list[float]) -> list[list[str]]:
     return out
 
 
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Bound:
     """`--max-failed`: a count (`2`) or a share of the stage (`10%`); the stage halts when failures exceed it."""
@@ -53,20 +60,24 @@ class Bound:
 
     @classmethod
     def parse(cls, text: str) -> Bound:
+        """`2` (a whole count of devices) or `10%` (finite, 0 to 100); NaN or inf would never be exceeded."""
         percent = text.endswith("%")
+        number = text[:-1] if percent else text
+        usage = "expected a count of devices (2) or a share of the stage from 0% to 100% (10%)"
         try:
-            value = float(text.rstrip("%"))
+            value = float(number) if percent else int(number)
         except ValueError:
-            raise ValueError(f"--max-failed {text!r}: a count (2) or a percentage (10%)") from None
-        if value < 0 or (percent and value > 100):
-            raise ValueError(f"--max-failed {text!r}: out of range")
-        return cls(value, percent)
+            hint = "; a count is a whole number (write 1.5% for a share)" if not percent and _is_number(number) else ""
+            raise ValueError(f"--max-failed {text!r}: {usage}{hint}") from None
+        if not math.isfinite(value) or value < 0 or (percent and value > 100):
+            raise ValueError(f"--max-failed {text!r}: {usage}")
+        return cls(float(value), percent)
 
     def exceeded(self, failed: int, size: int) -> bool:
         return failed > (self.value * size / 100 if self.percent else self.value)
 
     def __str__(self) -> str:
-        return f"{self.value:g}%" if self.percent else f"{self.value:g}"
+        return f"{self.value:g}%" if self.percent else f"{int(self.value)}"
 
 
 def now_iso() -> str:

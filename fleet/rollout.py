@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.models.manifest import sha256_file
-from fleet.client import BrokerOptions, Retained, add_broker_args, device_filters, options_from
+from fleet.args import argument, bundle_file, seconds, values_may_start_with_dash, whole
+from fleet.client import DASH_OPTIONS, BrokerOptions, Retained, add_broker_args, device_filters, options_from
 from fleet.lock import LockRefused, RolloutLock
 from fleet.payload import Malformed, document, groups_of
 from fleet.plan import FINISHED, SUCCESS, Bound, RolloutState, cohorts, parse_stages
@@ -264,24 +265,27 @@ def main(argv: list[str] | None = None) -> int:
     from fleet.ship import chunk_kb
 
     parser = argparse.ArgumentParser(prog="python -m fleet rollout", description=main.__doc__)
-    parser.add_argument("bundle", type=Path)
+    parser.add_argument("bundle", type=bundle_file)
     parser.add_argument("--to", required=True, help="all | group:NAME | ID,ID,...")
-    parser.add_argument("--stages", type=parse_stages, default=parse_stages("5,25,100"),
+    parser.add_argument("--stages", type=argument(parse_stages), default=parse_stages("5,25,100"),
                         help="cumulative percentages of the devices (default 5,25,100)")
-    parser.add_argument("--max-failed", type=Bound.parse, default=Bound.parse("10%"),
+    parser.add_argument("--max-failed", type=argument(Bound.parse), default=Bound.parse("10%"),
                         help="halt when a stage's failures exceed this count or share (default 10%%)")
     parser.add_argument("--on-halt", choices=("stop", "rollback"), default="stop",
                         help="rollback: also roll back the halted stage's successes")
-    parser.add_argument("--parallel", type=int, default=8, help="devices shipped to at once")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds for a device's install verdict")
-    parser.add_argument("--verdict-timeout", type=float, default=900.0,
+    parser.add_argument("--parallel", type=whole(1, 256), default=8, help="devices shipped to at once (1-256)")
+    parser.add_argument("--timeout", type=seconds, default=60.0, help="seconds for a device's install verdict")
+    parser.add_argument("--verdict-timeout", type=seconds, default=900.0,
                         help="seconds for a device's probation verdict (longer than its probation_s)")
     parser.add_argument("--chunk-kb", type=chunk_kb, default=64)
     add_broker_args(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(values_may_start_with_dash(sys.argv[1:] if argv is None else argv, DASH_OPTIONS))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
         return Controller(options_from(args), args).run()
     except OSError as exc:  # no broker, or it stopped acknowledging (TimeoutError): the record is as last acked
+        if exc.filename is not None and Path(exc.filename) == args.bundle:  # the bundle went away: nothing to resume
+            print(f"rollout: cannot read the bundle {args.bundle}: {exc.strerror}", file=sys.stderr)
+            return 2
         print(f"rollout: {exc}; run the same command again to resume", file=sys.stderr)
         return 2

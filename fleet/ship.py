@@ -21,7 +21,8 @@ import paho.mqtt.client as paho
 
 from edge.models.manifest import sha256_file
 from edge.update.chunks import Chunk, chunk_count
-from fleet.client import BrokerOptions, connect
+from fleet.args import bundle_file, seconds, values_may_start_with_dash, whole
+from fleet.client import DASH_OPTIONS, BrokerOptions, connect
 
 FINAL = ("installed", "refused")
 QUIET = 3.0  # seconds without a progress message after the last chunk: resend the gaps
@@ -114,27 +115,24 @@ class Shipper:
         self.client.disconnect()
 
 
-def chunk_kb(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 1024:
-        raise argparse.ArgumentTypeError(f"{value}: expected 1 to 1024 (the agent takes chunks of at most 1 MiB)")
-    return value
+chunk_kb = whole(1, 1024)  # KiB: the agent takes chunks of at most 1 MiB
 
 
 def main(argv: list[str] | None = None) -> int:
     """Deliver a signed bundle to one device over MQTT."""
     parser = argparse.ArgumentParser(prog="python -m fleet ship", description=__doc__.splitlines()[0])
-    parser.add_argument("bundle", type=Path)
+    parser.add_argument("bundle", type=bundle_file)
     parser.add_argument("--broker", default="localhost:1883", help="HOST:PORT")
     parser.add_argument("--device", required=True, help="the device id")
     parser.add_argument("--base", help="the device's base topic (default edgepipe/<device>)")
     parser.add_argument("--chunk-kb", type=chunk_kb, default=64, help="chunk size in KiB, 1 to 1024")
-    parser.add_argument("--timeout", type=float, default=60.0,
+    parser.add_argument("--timeout", type=seconds, default=60.0,
                         help="seconds to wait for the agent's verdict once every chunk is there")
     parser.add_argument("--username", help="the broker user (deploy/mosquitto/edgepipe.acl: `updater`)")
     parser.add_argument("--password-file", type=Path, help="a file holding the broker password")
-    parser.add_argument("--stop-after", type=int, help="send only this many chunks, then stop (a broken transfer)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--stop-after", type=whole(0, 1 << 30),
+                        help="send only this many chunks, then stop (a broken transfer)")
+    args = parser.parse_args(values_may_start_with_dash(sys.argv[1:] if argv is None else argv, DASH_OPTIONS))
     host, _, port = args.broker.rpartition(":")
     password = args.password_file.read_text().strip() if args.password_file else None
     try:

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fleet.client import PREFIX, Retained, add_broker_args, device_filters, options_from
+from fleet.args import factor, quiet_seconds, seconds, values_may_start_with_dash
+from fleet.client import DASH_OPTIONS, PREFIX, Retained, add_broker_args, device_filters, options_from
 from fleet.payload import NUMBER, Malformed, document, strings, typed
 
 EXCESS_P = 0.01  # stats.quality's excess_p_value below this: the stream alerts more than its plan explains
@@ -229,12 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON list of devices on stdout")
     parser.add_argument("--html", type=argparse.FileType("w"), metavar="FILE", help="write one self-contained page")
     parser.add_argument("--watch", action="store_true", help="a live terminal view, redrawn as messages arrive")
-    parser.add_argument("--stats-interval", type=float, default=30.0, help="the agents' stats_interval (s)")
-    parser.add_argument("--stale-factor", type=float, default=3.0,
+    parser.add_argument("--stats-interval", type=seconds, default=30.0, help="the agents' stats_interval (s)")
+    parser.add_argument("--stale-factor", type=factor, default=3.0,
                         help="stale: nothing time-stamped for this many stats intervals (default %(default)s)")
-    parser.add_argument("--settle", type=float, default=0.5,
+    parser.add_argument("--settle", type=quiet_seconds, default=0.5,
                         help="seconds without a new retained message before the view counts as complete")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(values_may_start_with_dash(sys.argv[1:] if argv is None else argv, DASH_OPTIONS))
     opts = options_from(args)
     stale_after = args.stats_interval * args.stale_factor
     try:

@@ -32,12 +32,14 @@ def parse_stages(text: str) -> list[float]:
 
 
 def cohorts(devices: list[str], stages: list[float]) -> list[list[str]]:
-    """The devices in sha256 order, cut at each cumulative percentage (at least one device per stage);
-    a stage that would add nobody is dropped."""
+    """The devices in sha256 order, cut at each cumulative percentage: a stage ends at the number of devices
+    that percentage covers, rounded down (a 34% canary of 3 devices is 1, not 2), but the first stage has at
+    least one device and each later one at least one more than the stage before, so no stage is merged away
+    silently; a stage that would add nobody (the devices are used up) is dropped."""
     ordered = sorted(set(devices), key=lambda d: hashlib.sha256(d.encode()).hexdigest())
     out, start = [], 0
     for percent in stages:
-        end = min(len(ordered), max(start + 1, math.ceil(len(ordered) * percent / 100 - 1e-9)))
+        end = min(len(ordered), max(start + 1, math.floor(len(ordered) * percent / 100 + 1e-9)))
         if end > start:
             out.append(ordered[start:end])
         start = end

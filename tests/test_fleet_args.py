@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleet import rollout, ship, status
-from fleet.plan import Bound
+from fleet.plan import Bound, cohorts
 
 REFUSED = [  # (command, arguments, words the error must hold)
     (rollout.main, ["--stages", "0"], "each in (0, 100], increasing"),
@@ -68,3 +68,13 @@ def test_the_failure_bound_is_finite_and_counts_are_whole() -> None:
     for text in ("nan", "nan%", "inf", "inf%", "-1", "-1%", "200%", "10%%", "1.5", "1e3"):
         with pytest.raises(ValueError, match="--max-failed"):
             Bound.parse(text)  # NaN or inf: `failed > bound` never true, the rollout would never halt
+
+
+def test_stages_are_cut_rounding_down_with_at_least_one_more_device_each() -> None:
+    three = ["a", "b", "c"]
+    assert [len(s) for s in cohorts(three, [34, 67, 100])] == [1, 1, 1]  # rounding up gave a 2-device canary
+    assert [len(s) for s in cohorts(three, [5, 25, 100])] == [1, 1, 1]  # 5% and 25% of 3: one more each
+    assert [len(s) for s in cohorts([str(i) for i in range(10)], [5, 25, 100])] == [1, 1, 8]
+    assert [len(s) for s in cohorts([str(i) for i in range(100)], [5, 25, 100])] == [5, 20, 75]
+    assert [len(s) for s in cohorts(["a", "b"], [10, 20, 30, 100])] == [1, 1]  # used up: the rest dropped
+    assert sorted(sum(cohorts(three, [34, 67, 100]), [])) == three

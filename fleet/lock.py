@@ -20,9 +20,47 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fleet.client import Retained
+from fleet.payload import Malformed, document
 from fleet.plan import now_iso
 
 log = logging.getLogger(__name__)
+ROLLOUTS = "_fleet/rollout"  # each rollout's record is ROLLOUTS/<id>, its lock ROLLOUTS/<id>/lock
+
+
+def fresh(record: dict[str, Any] | None, heartbeat_s: float = 2.0) -> bool:
+    """A lock record whose holder wrote its heartbeat within three beats: that controller is alive."""
+    try:
+        beat = datetime.fromisoformat(record["heartbeat"])  # type: ignore[index]
+        if beat.tzinfo is None:
+            beat = beat.replace(tzinfo=UTC)
+    except (KeyError, TypeError, ValueError):
+        return False
+    return (datetime.now(UTC) - beat).total_seconds() < 3 * heartbeat_s
+
+
+def rivals(latest: dict[str, bytes], own: str, devices: list[str], heartbeat_s: float = 2.0) -> list[str]:
+    """Other rollouts, running under a live controller (fresh lock), that target any of `devices`, in words.
+
+    Two bundles shipped to one device at once interleave their chunks there and both fail; each controller
+    looks at `_fleet/rollout/+` before it ships. (Two started within the same second may both pass.)"""
+    found, wanted = [], set(devices)
+    for topic, payload in sorted(latest.items()):
+        parts = topic.split("/")
+        if len(parts) != 3 or f"{parts[0]}/{parts[1]}" != ROLLOUTS or parts[2] == own:
+            continue
+        try:
+            record = document(payload, topic) or {}
+            lock = document(latest.get(f"{topic}/lock"), f"{topic}/lock")
+        except Malformed:
+            continue
+        stages = record.get("stages") if isinstance(record.get("stages"), list) else []
+        theirs = {d for stage in stages if isinstance(stage, list) for d in stage if isinstance(d, str)}
+        overlap = sorted(wanted & theirs)
+        if record.get("state") == "running" and fresh(lock, heartbeat_s) and overlap:
+            shown = ", ".join(overlap[:10]) + (f" and {len(overlap) - 10} more" if len(overlap) > 10 else "")
+            found.append(f"rollout {parts[2]} (version {str(record.get('version'))[:40]}, pid {lock.get('pid')} on "
+                         f"{str(lock.get('host'))[:60]}) is running on {shown}")
+    return found
 
 
 class LockRefused(Exception):
@@ -38,19 +76,13 @@ class RolloutLock:
         self.thread = threading.Thread(target=self._beat, name="rollout-lock", daemon=True)
 
     def holder(self) -> dict[str, Any] | None:
-        payload = self.watch.snapshot().get(self.topic)
         try:
-            record = json.loads(payload) if payload else None
-        except ValueError:
+            return document(self.watch.snapshot().get(self.topic), self.topic)
+        except Malformed:
             return None
-        return record if isinstance(record, dict) else None
 
     def _fresh(self, record: dict[str, Any]) -> bool:
-        try:
-            beat = datetime.fromisoformat(record["heartbeat"])
-        except (KeyError, TypeError, ValueError):
-            return False
-        return (datetime.now(UTC) - beat).total_seconds() < 3 * self.heartbeat_s
+        return fresh(record, self.heartbeat_s)
 
     def acquire(self) -> None:
         """Take the lock or raise LockRefused naming the holder; the caller has settled `watch` already."""

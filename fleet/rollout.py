@@ -26,13 +26,13 @@ from typing import Any
 from edge.models.manifest import sha256_file
 from fleet.args import argument, bundle_file, seconds, values_may_start_with_dash, whole
 from fleet.client import DASH_OPTIONS, BrokerOptions, Retained, add_broker_args, device_filters, options_from
-from fleet.lock import LockRefused, RolloutLock
+from fleet.lock import ROLLOUTS, LockRefused, RolloutLock, rivals
 from fleet.payload import Malformed, document, groups_of
 from fleet.plan import FINISHED, SUCCESS, Bound, RolloutState, cohorts, parse_stages
 from fleet.ship import Shipper
 
 log = logging.getLogger("fleet.rollout")
-STATE_TOPIC = "_fleet/rollout/{id}"
+STATE_TOPIC = ROLLOUTS + "/{id}"
 
 
 def read_descriptor(path: Path) -> dict[str, Any]:
@@ -113,8 +113,9 @@ class Controller:
         self.id = self.sha[:12]
         self.topic = STATE_TOPIC.format(id=self.id)
         self.mutex = threading.Lock()
-        self.watch = Retained(opts, [*device_filters(self.prefix), f"{self.prefix}/+/cmd/rollback/result",
-                                     self.topic, f"{self.topic}/lock"], "rollout", will=(f"{self.topic}/lock", b""))
+        topics = [*device_filters(self.prefix), f"{self.prefix}/+/cmd/rollback/result", f"{ROLLOUTS}/+",
+                  f"{ROLLOUTS}/+/lock"]  # every rollout: another one on the same devices is refused (lock.rivals)
+        self.watch = Retained(opts, topics, "rollout", will=(f"{self.topic}/lock", b""))
         self.lock = RolloutLock(self.watch, f"{self.topic}/lock")
         self.state: RolloutState | None = None
 
@@ -160,6 +161,12 @@ class Controller:
             self.state = self.plan(latest | self.watch.snapshot())
             if self.state.state != "running":
                 return self.report()
+            others = rivals(self.watch.snapshot(), self.id, [d for s in self.state.stages for d in s])
+            if others:
+                print(f"rollout {self.id} refused: another rollout targets the same devices: {'; '.join(others)}. "
+                      "Wait for it to finish (python -m fleet status shows its devices) or narrow --to.",
+                      file=sys.stderr)
+                return 3
             self.save()
             for index, stage in enumerate(self.state.stages):
                 if index < self.state.stage:
@@ -192,7 +199,8 @@ class Controller:
         self.state.state = "halted"
         self.state.reason = (f"stage {self.state.stage + 1}: {len(failed)} of {len(devices)} failed "
                              f"(--max-failed {bound}): " + ", ".join(
-                                 f"{d} {self.state.of(d)} ({self.state.devices[d].get('reason')})" for d in failed))
+                                 f"{d} {self.state.of(d)} ({self.state.devices[d].get('reason') or 'no reason given'})"
+                                 for d in failed))
         if self.args.on_halt == "rollback":
             for device in devices:
                 if self.state.of(device) in SUCCESS:
@@ -218,7 +226,9 @@ class Controller:
                 shipper.close()
             if result.get("state") != "installed":
                 state = "refused" if result.get("state") == "refused" else "no_answer"
-                return self.mark(device, state, result.get("reason") or result.get("detail"))
+                last = f" (last progress: {result['state']})" if result.get("state") else ""
+                return self.mark(device, state, result.get("reason") or result.get("detail")
+                                 or f"no install verdict within {self.args.timeout:g} s{last}")
             self.mark(device, "installed")
         verdict: list[tuple[str, str | None]] = []
 

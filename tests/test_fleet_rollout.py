@@ -5,10 +5,13 @@ Real mosquitto (MQTT 5 for the controller), real agents without TensorFlow, the 
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import tarfile
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,6 +19,8 @@ from typing import Any
 import jsonschema
 
 from edge.models.manifest import sha256_file
+from fleet.client import BrokerOptions, connect
+from fleet.lock import rivals
 from fleet.plan import cohorts
 from tests.conftest import ROOT, requires_package
 from tests.helpers.fleet import Fleet, fleet_command
@@ -188,3 +193,45 @@ def test_the_fleet_role_of_the_shipped_acl_is_enough_for_status_and_rollout(tmp_
     finally:
         fleet.stop()
         broker.stop()
+
+
+def rival_record(devices: list[str], beat: datetime, state: str = "running") -> dict[str, bytes]:
+    """What a live controller of rollout aaaaaaaaaaaa leaves retained: its record and its lock."""
+    record = {"v": 1, "rollout": "a" * 12, "bundle": "a" * 64, "version": "v-other", "stages": [devices],
+              "max_failed": "0", "stage": 0, "state": state, "devices": {}, "ts": beat.isoformat()}
+    lock = {"owner": "o", "host": "ops-1", "pid": 4242, "since": beat.isoformat(), "heartbeat": beat.isoformat()}
+    return {f"_fleet/rollout/{'a' * 12}": json.dumps(record).encode(),
+            f"_fleet/rollout/{'a' * 12}/lock": json.dumps(lock).encode()}
+
+
+def test_a_live_rollout_on_the_same_devices_is_a_rival_and_a_dead_or_finished_one_is_not() -> None:
+    now = datetime.now(UTC)
+    assert rivals(rival_record(["dev-a", "dev-b"], now), "b" * 12, ["dev-b", "dev-c"]) == [
+        f"rollout {'a' * 12} (version v-other, pid 4242 on ops-1) is running on dev-b"]
+    assert rivals(rival_record(["dev-a"], now), "b" * 12, ["dev-b"]) == []  # other devices
+    assert rivals(rival_record(["dev-a"], now - timedelta(seconds=60)), "b" * 12, ["dev-a"]) == []  # dead
+    assert rivals(rival_record(["dev-a"], now, "done"), "b" * 12, ["dev-a"]) == []
+    assert rivals(rival_record(["dev-a"], now), "a" * 12, ["dev-a"]) == []  # itself (a restart)
+    garbage = {f"_fleet/rollout/{'c' * 12}": b"[" * 1000, f"_fleet/rollout/{'c' * 12}/lock": b"[1]"}
+    assert rivals(garbage, "b" * 12, ["dev-a"]) == []
+
+
+def test_a_second_bundle_to_devices_a_live_rollout_holds_is_refused_naming_it(broker: Broker, tmp_path: Path) -> None:
+    """Chunks of two bundles interleaved on one device defeat both: the second controller exits 3 before shipping."""
+    retained = {f"edgepipe/{d}/status": b"online" for d in ("dev-a", "dev-b")} | rival_record(["dev-a"],
+                                                                                             datetime.now(UTC))
+    client = connect(BrokerOptions("127.0.0.1", broker.port), "rival")
+    for topic, payload in retained.items():
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+    bundle = tmp_path / "b.tar"
+    with tarfile.open(bundle, "w") as tar:
+        body = json.dumps({"version": "v9"}).encode()
+        member = tarfile.TarInfo("bundle.json")
+        member.size = len(body)
+        tar.addfile(member, io.BytesIO(body))
+    result = fleet_command("rollout", str(bundle), "--to", "all", "--timeout", "1", "--verdict-timeout", "1",
+                           "--broker", f"127.0.0.1:{broker.port}")
+    client.disconnect()
+    client.loop_stop()
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"rollout {'a' * 12} (version v-other, pid 4242 on ops-1) is running on dev-a" in result.stderr

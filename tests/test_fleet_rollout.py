@@ -5,11 +5,9 @@ Real mosquitto (MQTT 5 for the controller), real agents without TensorFlow, the 
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
-import tarfile
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +21,7 @@ from fleet.client import BrokerOptions, connect
 from fleet.lock import rivals
 from fleet.plan import cohorts
 from tests.conftest import ROOT, requires_package
-from tests.helpers.fleet import Fleet, fleet_command
+from tests.helpers.fleet import Fleet, fleet_command, unsigned_bundle
 from tests.helpers.isolation import no_tf_env
 from tests.helpers.mqtt import Broker, Collector
 from tools.demo_update import stream, threshold_for_rate
@@ -223,12 +221,7 @@ def test_a_second_bundle_to_devices_a_live_rollout_holds_is_refused_naming_it(br
     client = connect(BrokerOptions("127.0.0.1", broker.port), "rival")
     for topic, payload in retained.items():
         client.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
-    bundle = tmp_path / "b.tar"
-    with tarfile.open(bundle, "w") as tar:
-        body = json.dumps({"version": "v9"}).encode()
-        member = tarfile.TarInfo("bundle.json")
-        member.size = len(body)
-        tar.addfile(member, io.BytesIO(body))
+    bundle = unsigned_bundle(tmp_path / "b.tar")
     result = fleet_command("rollout", str(bundle), "--to", "all", "--timeout", "1", "--verdict-timeout", "1",
                            "--broker", f"127.0.0.1:{broker.port}")
     client.disconnect()

@@ -9,7 +9,6 @@ import io
 import json
 import signal
 import subprocess
-import tarfile
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 from fleet.client import BrokerOptions, Retained, connect, device_filters
 from fleet.status import rows, watch
 from tests.conftest import requires_package
-from tests.helpers.fleet import Fleet, fleet_command
+from tests.helpers.fleet import Fleet, fleet_command, unsigned_bundle
 from tests.helpers.mqtt import Broker, Collector, publish
 from tools.bench_fleet import publish_fleet
 from tools.system_packages import chromium_binary
@@ -117,12 +116,7 @@ def test_retained_garbage_does_not_blind_status_or_rollout(broker: Broker, tmp_p
     found = {r["device"]: r for r in json.loads(result.stdout)}
     assert sorted(found) == sorted([*GARBAGE, "deep-info"])
     assert found["deep-info"]["problems"][0] == "malformed edgepipe/deep-info/info: nested too deeply"
-    bundle = tmp_path / "b.tar"
-    with tarfile.open(bundle, "w") as tar:
-        body = json.dumps({"version": "v9"}).encode()
-        member = tarfile.TarInfo("bundle.json")
-        member.size = len(body)
-        tar.addfile(member, io.BytesIO(body))
+    bundle = unsigned_bundle(tmp_path / "b.tar")
     rollout = fleet_command("rollout", str(bundle), "--to", "group:barn", "--broker", f"127.0.0.1:{broker.port}")
     assert "Traceback" not in rollout.stderr and "no such device seen under edgepipe/" in rollout.stderr, \
         rollout.stderr

@@ -3,8 +3,11 @@ autoencoder, `[update]` trusting one key, and the `python -m fleet` commands run
 
 from __future__ import annotations
 
+import io
+import json
 import subprocess
 import sys
+import tarfile
 from itertools import cycle
 from pathlib import Path
 from typing import Any
@@ -84,3 +87,14 @@ def fleet_command(*args: str, timeout: float = 120.0, **kwargs: Any) -> subproce
     """`python -m fleet ARGS` as an operator runs it: its own process, no TensorFlow importable."""
     return subprocess.run([sys.executable, "-m", "fleet", *args], env=no_tf_env(), cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, **kwargs)
+
+
+def unsigned_bundle(path: Path, version: str = "v9") -> Path:
+    """A tar with only `bundle.json`: enough for a rollout controller to plan (it reads the version), never to
+    install -- for tests that stop before any device gets a chunk."""
+    body = json.dumps({"version": version}).encode()
+    member = tarfile.TarInfo("bundle.json")
+    member.size = len(body)
+    with tarfile.open(path, "w") as tar:
+        tar.addfile(member, io.BytesIO(body))
+    return path

@@ -193,12 +193,15 @@ def versions(r: Row) -> str:
 
 def table(found: list[Row]) -> str:
     """A plain text table, one line per device, then a summary line."""
-    head = f"{'device':<20} {'online':<7} {'seen':>7} {'models':<44} {'rss':>6} {'temp':>5}  problems"
+    head = (f"{'device':<20} {'online':<7} {'seen':>7} {'groups':<12} {'models':<44} {'update':<16} {'rss':>6} "
+            f"{'temp':>5}  problems")
     lines = [head]
     for r in found:
         online = "yes" if r.online else "no" if r.online is False else "?"
-        lines.append(f"{r.device:<20} {online:<7} {_cell(r.age_s):>7} {versions(r):<44} {_cell(r.rss_mb):>6} "
-                     f"{_cell(r.cpu_temp_c):>5}  {'; '.join(r.problems) or 'ok'}")
+        update = " ".join(str(r.update[k]) for k in ("state", "version") if k in r.update) or "-"
+        lines.append(f"{r.device:<20} {online:<7} {_cell(r.age_s):>7} {','.join(r.groups) or '-':<12} "
+                     f"{versions(r):<44} {update:<16} {_cell(r.rss_mb):>6} {_cell(r.cpu_temp_c):>5}  "
+                     f"{'; '.join(r.problems) or 'ok'}")
     online = sum(1 for r in found if r.online)
     lines.append(f"{len(found)} devices, {online} online, {sum(1 for r in found if r.problems)} with problems")
     return "\n".join(lines)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fleet.client import BrokerOptions, Retained, connect, device_filters
-from fleet.status import rows, watch
+from fleet.status import rows, table, watch
 from tests.conftest import requires_package
 from tests.helpers.fleet import Fleet, fleet_command, unsigned_bundle
 from tests.helpers.mqtt import Broker, Collector, publish
@@ -100,6 +100,10 @@ def test_a_malformed_retained_payload_is_a_named_problem_of_its_device() -> None
     ahead = {"edgepipe/x/stats": json.dumps({"ts": (now + timedelta(hours=1)).isoformat()}).encode()}
     [x] = rows(ahead, now=now)
     assert x.problems == ["clock ahead: last time stamp 3600 s in the future"]
+    shown = {"edgepipe/g/info": b'{"groups": ["barn", "shed"]}',
+             "edgepipe/g/update/progress": b'{"state": "refused", "version": "v2", "reason": "signature"}'}
+    line = table(rows(shown, now=now)).splitlines()[1]  # docs/fleet.md lists groups and update: so does the table
+    assert "barn,shed" in line and "refused v2" in line, line
 
 
 def test_retained_garbage_does_not_blind_status_or_rollout(broker: Broker, tmp_path: Path) -> None:

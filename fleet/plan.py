@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from edge.numbers import loads
+
 #: a device's states in a rollout; FINISHED ones are never shipped again
 SUCCESS = ("promoted",)
 FAILURE = ("rolled_back", "refused", "no_answer", "no_verdict")
@@ -117,6 +119,14 @@ class RolloutState:
 
     @classmethod
     def decode(cls, payload: bytes) -> RolloutState:
-        data = json.loads(payload)
-        data.pop("v", None)
-        return cls(**data)
+        """ValueError or TypeError for a record this controller did not write (wrong shape, unknown fields)."""
+        data = loads(payload)
+        if not isinstance(data, dict) or data.pop("v", None) != 1:
+            raise ValueError("not a version 1 rollout record")
+        state = cls(**data)
+        if not (isinstance(state.stages, list) and all(isinstance(s, list) for s in state.stages)
+                and isinstance(state.devices, dict) and isinstance(state.stage, int)
+                and all(isinstance(d, dict) for d in state.devices.values())):
+            raise ValueError("stages, stage or devices of the wrong type")
+        Bound.parse(str(state.max_failed))  # a bound this version would refuse (NaN) is refused here too
+        return state

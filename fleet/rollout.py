@@ -135,7 +135,11 @@ class Controller:
     def plan(self, latest: dict[str, bytes]) -> RolloutState:
         """The retained record of this rollout if there is one (a restart), else a new plan."""
         if self.topic in latest:
-            state = RolloutState.decode(latest[self.topic])
+            try:
+                state = RolloutState.decode(latest[self.topic])
+            except (ValueError, TypeError) as exc:
+                raise SystemExit(f"the retained record {self.topic} is malformed ({str(exc)[:80]}); clear it with "
+                                 f"mosquitto_pub -r -n -t {self.topic} to start this rollout afresh") from None
             done = sum(1 for d in state.devices.values() if d["state"] in FINISHED)
             log.info("rollout %s: resuming (%s, stage %d, %d devices finished)", self.id, state.state,
                      state.stage + 1, done)
@@ -251,8 +255,11 @@ class Controller:
 
         self.watch.publish(f"{self.prefix}/{device}/cmd/rollback", json.dumps({"id": request}).encode())
         if self.watch.wait_for(answered, 30):
-            body = json.loads(self.watch.snapshot()[result_topic])
-            if body.get("ok"):
+            try:
+                body = document(self.watch.snapshot()[result_topic], result_topic) or {}
+            except Malformed as exc:
+                return self.mark(device, "promoted", f"rollback asked, answer unreadable: {exc}")
+            if body.get("ok") is True:
                 return self.mark(device, "rolled_back_on_halt", "--on-halt rollback")
             return self.mark(device, "promoted", f"rollback refused: {body.get('error')}")
         self.mark(device, "promoted", "rollback asked, no answer within 30 s")

@@ -23,6 +23,7 @@ from edge.models.manifest import sha256_file
 from edge.update.chunks import Chunk, chunk_count
 from fleet.args import bundle_file, seconds, values_may_start_with_dash, whole
 from fleet.client import DASH_OPTIONS, BrokerOptions, connect
+from fleet.payload import Malformed, document
 
 FINAL = ("installed", "refused")
 QUIET = 3.0  # seconds without a progress message after the last chunk: resend the gaps
@@ -46,18 +47,22 @@ class Shipper:
         self.client.subscribe(f"{base}/update/progress", qos=1)
 
     def _on_message(self, msg: paho.MQTTMessage) -> None:
-        try:
-            body = json.loads(msg.payload)
-        except ValueError:
+        try:  # any client may publish there: a malformed progress is not the agent's, and must not kill paho's loop
+            body = document(msg.payload, msg.topic)
+        except Malformed:
             return
-        if isinstance(body, dict) and body.get("bundle") == self.sha:
+        if body is not None and body.get("bundle") == self.sha:
             with self.changed:
                 self.progress = body
                 self.changed.notify_all()
 
     def held(self) -> set[int]:
-        have = (self.progress or {}).get("have") or []
-        return {i for start, end in have for i in range(start, end + 1)}
+        """The chunks the agent reports; ranges clipped to the bundle, anything not a pair of integers ignored
+        (a forged `[[0, 1e12]]` must not build a trillion-element set)."""
+        have = (self.progress or {}).get("have")
+        pairs = [p for p in have if isinstance(p, list) and len(p) == 2 and all(type(i) is int for i in p)] \
+            if isinstance(have, list) else []
+        return {i for start, end in pairs for i in range(max(0, start), min(end, self.count - 1) + 1)}
 
     def payload(self, index: int) -> bytes:
         with open(self.path, "rb") as fh:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from fleet import rollout, ship, status
-from fleet.plan import Bound, cohorts
+from fleet.plan import Bound, RolloutState, cohorts
+from fleet.ship import Shipper
 
 REFUSED = [  # (command, arguments, words the error must hold)
     (rollout.main, ["--stages", "0"], "each in (0, 100], increasing"),
@@ -78,3 +79,17 @@ def test_stages_are_cut_rounding_down_with_at_least_one_more_device_each() -> No
     assert [len(s) for s in cohorts([str(i) for i in range(100)], [5, 25, 100])] == [5, 20, 75]
     assert [len(s) for s in cohorts(["a", "b"], [10, 20, 30, 100])] == [1, 1]  # used up: the rest dropped
     assert sorted(sum(cohorts(three, [34, 67, 100]), [])) == three
+
+
+def test_a_forged_rollout_record_or_progress_is_refused_not_a_traceback() -> None:
+    good = RolloutState("a" * 12, "a" * 64, "v2", [["d"]], "0")
+    assert RolloutState.decode(good.encode()).stages == [["d"]]
+    for forged in (b"[" * 1000, b"[1]", b'{"v": 1, "rollout": 1}', b'{"v": 1, "x": 2}',
+                   good.encode().replace(b'"max_failed": "0"', b'"max_failed": "nan"'),
+                   good.encode().replace(b'"stages": [["d"]]', b'"stages": "d"')):
+        with pytest.raises((ValueError, TypeError)):
+            RolloutState.decode(forged)
+    shipper = object.__new__(Shipper)  # held() is pure: what the agent's progress says it holds
+    shipper.count = 4
+    shipper.progress = {"have": [[0, 10**12], [2], "x", [1, True]]}
+    assert shipper.held() == {0, 1, 2, 3}  # clipped to the bundle's 4 chunks, the malformed entries ignored

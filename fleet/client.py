@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 import ssl
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import paho.mqtt.client as paho
 
@@ -65,15 +66,27 @@ def add_broker_args(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace) -> BrokerOptions:
+    """`--broker` and the login options as BrokerOptions; SystemExit naming the option for a bad one.
+    (`ship` has no --tls/--mqtt-version: it speaks 3.1.1 in the clear, as before.)"""
     host, _, port = args.broker.rpartition(":")
     if not port.isdigit():
-        raise SystemExit(f"--broker {args.broker!r}: expected HOST:PORT")
-    password = args.password_file.read_text().strip() if args.password_file else None
+        refuse(f"--broker {args.broker!r}: expected HOST:PORT")
     try:
-        return BrokerOptions(host or "localhost", int(port), args.username, password,
-                             bool(args.tls or args.ca_file), args.ca_file, args.mqtt_version)
+        password = args.password_file.read_text().strip() if args.password_file else None
+    except (OSError, UnicodeDecodeError) as exc:
+        refuse(f"--password-file {args.password_file}: cannot read it ({exc})")
+    tls, ca_file = getattr(args, "tls", False), getattr(args, "ca_file", None)
+    try:
+        return BrokerOptions(host or "localhost", int(port), args.username, password, bool(tls or ca_file), ca_file,
+                             getattr(args, "mqtt_version", "3.1.1"))
     except ValueError as exc:
-        raise SystemExit(f"--broker {args.broker!r}: {exc}") from None
+        refuse(f"--broker {args.broker!r}: {exc}")
+
+
+def refuse(message: str) -> NoReturn:
+    """A bad argument found after argparse: said on stderr, exit status 2 like argparse's own refusals."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
 
 
 def connect(opts: BrokerOptions, name: str, will: tuple[str, bytes] | None = None,

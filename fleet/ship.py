@@ -22,7 +22,7 @@ import paho.mqtt.client as paho
 from edge.models.manifest import sha256_file
 from edge.update.chunks import Chunk, chunk_count
 from fleet.args import bundle_file, seconds, values_may_start_with_dash, whole
-from fleet.client import DASH_OPTIONS, BrokerOptions, connect
+from fleet.client import DASH_OPTIONS, BrokerOptions, connect, options_from
 from fleet.payload import Malformed, document
 
 FINAL = ("installed", "refused")
@@ -138,11 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-after", type=whole(0, 1 << 30),
                         help="send only this many chunks, then stop (a broken transfer)")
     args = parser.parse_args(values_may_start_with_dash(sys.argv[1:] if argv is None else argv, DASH_OPTIONS))
-    host, _, port = args.broker.rpartition(":")
-    password = args.password_file.read_text().strip() if args.password_file else None
+    opts = options_from(args)
     try:
-        shipper = Shipper(host or "localhost", int(port), args.base or f"edgepipe/{args.device}", args.bundle,
-                          args.chunk_kb * 1024, args.username, password)
+        shipper = Shipper("", 0, args.base or f"edgepipe/{args.device}", args.bundle, args.chunk_kb * 1024,
+                          broker=opts)
     except OSError as exc:  # ConnectionError included: refused, or no answer
         print(json.dumps({"state": "no answer", "detail": str(exc)}))
         return 2

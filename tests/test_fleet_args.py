@@ -36,6 +36,9 @@ REFUSED = [  # (command, arguments, words the error must hold)
     (status.main, ["--stats-interval", "-5"], "expected seconds in (0,"),
     (status.main, ["--stale-factor", "inf"], "NaN and infinity are refused"),
     (ship.main, ["--device", "d", "--chunk-kb", "x"], "expected a whole number from 1 to 1024"),
+    (ship.main, ["--device", "d", "--broker", "foo"], "--broker 'foo': expected HOST:PORT"),
+    (ship.main, ["--device", "d", "--broker", "h:99999"], "port 99999: expected 1-65535"),
+    (status.main, ["--password-file", "/nonexistent/pw"], "--password-file /nonexistent/pw: cannot read it"),
 ]
 
 

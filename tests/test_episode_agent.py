@@ -1,0 +1,119 @@
+"""Issue 27: the episode rule is the rule the agent runs. A manifest with `postprocess.alerts.episode` makes a
+real agent (real mosquitto, real TFLite) raise one alert per episode, at its onset, and hold its planned rate
+on a month of normal readings; a manifest written before it (no `episode`) still runs the k-of-n rule."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from edge.alerts.calibration import plan_alerts
+from edge.alerts.episode import EpisodePlan
+from edge.models.manifest import read_manifest
+from edge.models.runtime import TFLiteModel
+from edge.pipelines.sensor.scorer import AnomalyScorer
+from tests.conftest import MODELS_DIR, ROOT
+from tests.helpers.mqtt import AgentProcess, Broker, Collector, write_config
+from tests.test_burn_in import PERIOD_S, START, stream_csv
+from training.datasets.sensors import lecture_sensor_data
+
+BASE = "edgepipe/test"
+ANOMALY = json.loads((ROOT / "schemas" / "anomaly.json").read_text())
+STATS = json.loads((ROOT / "schemas" / "stats.json").read_text())
+FAULT = slice(1500, 1800)  # a step fault of 25 hours on the second feature
+
+
+def normal_scores(values: np.ndarray) -> list[float]:
+    """The committed autoencoder's scores of these readings, by the agent's scorer (as a trainer plans on them)."""
+    entry = read_manifest(MODELS_DIR / "manifest.json").get("autoencoder")
+    scorer = AnomalyScorer(entry, TFLiteModel.from_entry(entry, MODELS_DIR, num_threads=1))
+    stamps = [(START + datetime.timedelta(seconds=PERIOD_S * i)).isoformat() for i in range(len(values))]
+    return [s for v, t in zip(values.tolist(), stamps) if (s := scorer.score(v, t)) is not None]
+
+
+def planned_models(tmp_path: Path, per_day: float, episode: bool) -> Path:
+    """The committed autoencoder with the alert plan a trainer writes for 5-minute readings: the k-of-n plan
+    on 1,400 normal readings, plus (`episode`) the episode plan for the same rate."""
+    models = tmp_path / ("episode_models" if episode else "kofn_models")
+    models.mkdir()
+    manifest = json.loads((MODELS_DIR / "manifest.json").read_text())
+    entry = manifest["models"]["autoencoder"]
+    shutil.copy(MODELS_DIR / entry["file"], models / entry["file"])
+    normal = lecture_sensor_data(seed=11).train[:1400].astype(np.float64)
+    alerts = plan_alerts(normal_scores(normal), per_day, PERIOD_S).to_json()
+    if episode:
+        alerts["episode"] = EpisodePlan.for_period(PERIOD_S, per_day).to_json()
+    entry["postprocess"] = {**entry["postprocess"], "alerts": alerts}
+    manifest["models"] = {"autoencoder": entry}
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    return models
+
+
+def replay(broker: Broker, tmp_path: Path, values: np.ndarray, models: Path,
+           keys: str = "") -> tuple[dict, list[dict], list[bytes]]:
+    """Every reading through a real agent: its final stats.quality, its anomaly messages, its state messages."""
+    stats_file = tmp_path / f"stats-{models.name}.json"
+    csv = stream_csv(tmp_path / f"{models.name}.csv", values)
+    config = write_config(tmp_path / f"{models.name}.toml", broker.port,
+                          f'[[sensor]]\nname = "line1"\nsource = "csv:{csv}"\nrate = 0\n{keys}',
+                          stats_file=stats_file, models_dir=models, state_dir=tmp_path / f"state-{models.name}")
+    collector = Collector(broker.port, [f"{BASE}/sensors/line1/anomaly", f"{BASE}/sensors/line1/state"])
+    try:
+        agent = AgentProcess(config, "--until-done")
+        assert agent.wait(240) == 0, agent.output()
+        stats = json.loads(stats_file.read_text())
+        jsonschema.validate(stats, STATS)
+        collector.sync()
+    finally:
+        collector.close()
+    alerts = [json.loads(p) for t, p, _ in collector.messages if t.endswith("/anomaly")]
+    for alert in alerts:
+        jsonschema.validate(alert, ANOMALY)
+    return stats["quality"]["sensor/line1"], alerts, [p for t, p, _ in collector.messages if t.endswith("/state")]
+
+
+def faulty() -> np.ndarray:
+    values = lecture_sensor_data(seed=7).train[:2400].astype(np.float64)
+    values[FAULT, 1] += 0.2
+    return values
+
+
+def test_one_long_fault_is_one_alert_and_its_end_clears_the_state(broker: Broker, tmp_path: Path) -> None:
+    quality, alerts, states = replay(broker, tmp_path, faulty(), planned_models(tmp_path, 0.1, episode=True))
+    assert quality["rule"] == "episode" and quality["threshold_source"] == "manifest"
+    assert len(alerts) == 1, [a["seq"] for a in alerts]  # one page for 25 hours of fault
+    alert = alerts[0]
+    assert FAULT.start <= alert["seq"] < FAULT.start + 12 and alert["is_anomaly"] and alert["threshold"] is None
+    assert alert["episode"]["onset_seq"] == alert["seq"]
+    assert alert["episode"]["cause"] == alert["evidence"]["top"][0]["feature"]  # what made it stays in the alert
+    assert alert["rule"]["surprise"] >= alert["rule"]["on"] > alert["rule"]["off"]
+    assert states[-1] == b"OFF" and b"ON" in states  # the episode's end cleared the state
+    assert quality["alert_episodes"] == 1 and quality["episode"]["active"] is False
+
+
+def test_an_old_manifest_without_an_episode_plan_runs_the_k_of_n_rule(broker: Broker, tmp_path: Path) -> None:
+    quality, alerts, states = replay(broker, tmp_path, faulty(), planned_models(tmp_path, 0.1, episode=False))
+    assert "rule" not in quality and (quality["debounce_k"], quality["debounce_n"]) == (2, 3)
+    in_fault = [a for a in alerts if FAULT.start <= a["seq"] < FAULT.stop and a["is_anomaly"]]
+    assert len(in_fault) > 100 and all(a["rule"]["k"] == 2 for a in in_fault)  # a message per alerting reading
+    assert states[-1] == b"OFF"
+
+
+@pytest.mark.slow
+def test_the_episode_rule_holds_its_planned_rate_for_a_month(broker: Broker, tmp_path: Path) -> None:
+    """30 days of normal 5-minute readings (the burn-in test's month), planned for 0.1 false episodes/day,
+    `on` placed on the device's burn-in (the plan's 750 readings). At the rule's floor (on = 2, no planning)
+    the same month gives 0.8 episodes/day."""
+    month = lecture_sensor_data(seed=7).train[:30 * 288].astype(np.float64)
+    quality, alerts, _ = replay(broker, tmp_path, month, planned_models(tmp_path, 0.1, episode=True))
+    assert quality["rule"] == "episode" and quality["false_alarms_per_day"] == 0.1
+    assert quality["episode"]["burn_in_left"] == 0 and quality["episode"]["on_source"] in ("extremal", "conformal")
+    assert quality["days"] == pytest.approx((len(month) - 1) * PERIOD_S / 86400, rel=0.01)
+    assert quality["alert_episodes"] == len(alerts) >= 1  # one message per episode, and it does alert
+    assert quality["observed_alerts_per_day"] <= 2 * 0.1 and not quality["plan_contradicted"]

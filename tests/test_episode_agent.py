@@ -22,6 +22,7 @@ from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, write_config
 from tests.test_burn_in import PERIOD_S, START, stream_csv
 from training.datasets.sensors import lecture_sensor_data
+from training.quality import nab_replay
 
 BASE = "edgepipe/test"
 ANOMALY = json.loads((ROOT / "schemas" / "anomaly.json").read_text())
@@ -29,12 +30,12 @@ STATS = json.loads((ROOT / "schemas" / "stats.json").read_text())
 FAULT = slice(1500, 1800)  # a step fault of 25 hours on the second feature
 
 
-def normal_scores(values: np.ndarray) -> list[float]:
-    """The committed autoencoder's scores of these readings, by the agent's scorer (as a trainer plans on them)."""
+def scores_of(values: np.ndarray) -> np.ndarray:
+    """The committed autoencoder's score of each reading (NaN while its window fills), by the agent's scorer."""
     entry = read_manifest(MODELS_DIR / "manifest.json").get("autoencoder")
     scorer = AnomalyScorer(entry, TFLiteModel.from_entry(entry, MODELS_DIR, num_threads=1))
     stamps = [(START + datetime.timedelta(seconds=PERIOD_S * i)).isoformat() for i in range(len(values))]
-    return [s for v, t in zip(values.tolist(), stamps) if (s := scorer.score(v, t)) is not None]
+    return np.array([np.nan if (s := scorer.score(v, t)) is None else s for v, t in zip(values.tolist(), stamps)])
 
 
 def planned_models(tmp_path: Path, per_day: float, episode: bool) -> Path:
@@ -46,7 +47,8 @@ def planned_models(tmp_path: Path, per_day: float, episode: bool) -> Path:
     entry = manifest["models"]["autoencoder"]
     shutil.copy(MODELS_DIR / entry["file"], models / entry["file"])
     normal = lecture_sensor_data(seed=11).train[:1400].astype(np.float64)
-    alerts = plan_alerts(normal_scores(normal), per_day, PERIOD_S).to_json()
+    scores = scores_of(normal)
+    alerts = plan_alerts(scores[~np.isnan(scores)], per_day, PERIOD_S).to_json()
     if episode:
         alerts["episode"] = EpisodePlan.for_period(PERIOD_S, per_day).to_json()
     entry["postprocess"] = {**entry["postprocess"], "alerts": alerts}
@@ -85,7 +87,8 @@ def faulty() -> np.ndarray:
 
 
 def test_one_long_fault_is_one_alert_and_its_end_clears_the_state(broker: Broker, tmp_path: Path) -> None:
-    quality, alerts, states = replay(broker, tmp_path, faulty(), planned_models(tmp_path, 0.1, episode=True))
+    models = planned_models(tmp_path, 0.1, episode=True)
+    quality, alerts, states = replay(broker, tmp_path, faulty(), models)
     assert quality["rule"] == "episode" and quality["threshold_source"] == "manifest"
     assert len(alerts) == 1, [a["seq"] for a in alerts]  # one page for 25 hours of fault
     alert = alerts[0]
@@ -95,6 +98,11 @@ def test_one_long_fault_is_one_alert_and_its_end_clears_the_state(broker: Broker
     assert alert["rule"]["surprise"] >= alert["rule"]["on"] > alert["rule"]["off"]
     assert states[-1] == b"OFF" and b"ON" in states  # the episode's end cleared the state
     assert quality["alert_episodes"] == 1 and quality["episode"]["active"] is False
+    # `training nab`'s replay, on the same scores and manifest entry, pages at the same reading
+    entry = read_manifest(models / "manifest.json").get("autoencoder")
+    nab, _ = nab_replay.episode_rule(scores_of(faulty()), entry.postprocess, burn_in=entry.postprocess["alerts"][
+        "episode"]["burn_in"])
+    assert np.flatnonzero(nab.onsets).tolist() == [a["seq"] for a in alerts]
 
 
 def test_an_old_manifest_without_an_episode_plan_runs_the_k_of_n_rule(broker: Broker, tmp_path: Path) -> None:

@@ -69,7 +69,8 @@ def rule_runs(trained: Trained, frame: pd.DataFrame, labels: FileLabels,
     runs: dict[str, Any] = {}
     on_plan: dict = {}
     for label, (variant, planned) in nab_replay.variants(plan).items():
-        replay, chosen = nab_replay.episode_rule(scores, variant, period, labels.probation, planned)
+        replay, chosen = nab_replay.episode_rule(scores, nab_replay.with_plan(entry, variant), labels.probation,
+                                                 planned)
         runs[variant_key(label)] = replay
         if label == "full rule" and chosen is not None:
             on_plan = {"on": chosen.on, "source": chosen.source, "peaks": chosen.peaks, "days": chosen.days}

@@ -63,8 +63,10 @@ class EpisodeRun:
     def update(self, score: float | None, ts: float | None = None) -> tuple[bool, bool]:
         """One reading's score (None while the model's window fills): (active, onset)."""
         active, onset, self.surprise = self.alerts.update(score)
-        self.readings += 1
         self.episodes += onset
+        if score is None:  # the model's window fills: not a reading the rule judged (as the k-of-n ledger)
+            return active, onset
+        self.readings += 1
         if ts is not None and math.isfinite(ts):
             self.first_ts = ts if self.first_ts is None else self.first_ts
             self.last_ts = ts

@@ -15,6 +15,7 @@ import pytest
 
 from edge.alerts.calibration import plan_alerts
 from edge.alerts.episode import EpisodePlan
+from edge.alerts.episodic import episode_alerts
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
 from edge.pipelines.sensor.scorer import AnomalyScorer
@@ -125,3 +126,19 @@ def test_the_episode_rule_holds_its_planned_rate_for_a_month(broker: Broker, tmp
     assert quality["days"] == pytest.approx((len(month) - 1) * PERIOD_S / 86400, rel=0.01)
     assert quality["alert_episodes"] == len(alerts) >= 1  # one message per episode, and it does alert
     assert quality["observed_alerts_per_day"] <= 2 * 0.1 and not quality["plan_contradicted"]
+
+
+def test_a_bad_episode_plan_is_refused_with_the_field_named() -> None:
+    good = {"period_s": PERIOD_S, "episode": EpisodePlan.for_period(PERIOD_S, 0.1).to_json()}
+    run = episode_alerts({"alerts": good}, "m", burn_in=False)
+    assert run is not None and run.alerts.burn_in == 0 and run.source == "manifest"
+    assert episode_alerts({"alerts": {k: v for k, v in good.items() if k != "episode"}}, "m") is None  # k-of-n
+    replanned = episode_alerts({"alerts": good}, "m", false_alarms_per_day=1.0)
+    assert replanned is not None and replanned.source == "replanned" and replanned.alerts.burn_in == 750
+    assert replanned.alerts.rule.spec.on == pytest.approx(np.log10(288 / 1.0))
+    bad = [({**good, "period_s": None}, "period_s"), ({**good, "episode": {**good["episode"], "on": 0}}, "on="),
+           ({**good, "episode": {**good["episode"], "burn_in": -1}}, "burn_in"), ({**good, "episode": []}, "object")]
+    for alerts, named in bad:
+        with pytest.raises(ValueError, match=named) as found:
+            episode_alerts({"alerts": alerts}, "m")
+        assert "postprocess.alerts.episode" in str(found.value)

@@ -116,7 +116,9 @@ class SensorPipeline(ReadingPipeline):
 
     def _apply(self, settings: AlertSettings, restart_ledger: bool = True) -> None:
         """A new rule from the next reading on; the observed rate restarts (the expected one changed), but
-        not for a re-calibration of the device's own rule (same target: the count goes on)."""
+        not for a re-calibration of the device's own rule (same target: the count goes on). A switch between
+        the episode rule and the k-of-n rule re-sends `state` when the rule now in force says otherwise."""
+        was = self.active
         self.settings = settings
         self.rule.reconfigure(settings.threshold, settings.k, settings.n)
         if restart_ledger:
@@ -127,6 +129,14 @@ class SensorPipeline(ReadingPipeline):
         self._follow_learning()
         self.evidence = self._evidence()
         self._follow_episodes()
+        if self.active != was:
+            for message in self.state_messages():
+                self.out.send(message)
+
+    @property
+    def active(self) -> bool:
+        """Whether the rule in force is alerting (what `sensors/<name>/state` says)."""
+        return self.episodic.alerts.rule.active if self.episodic is not None else self.rule.active
 
     def _follow_episodes(self) -> None:
         """The episode rule runs while the rule in force is the manifest's own plan (or its re-plan for the
@@ -239,8 +249,7 @@ class SensorPipeline(ReadingPipeline):
 
     def state_messages(self) -> list[Message]:
         """The retained `ON`/`OFF` of `sensors/<name>/state`: sent at every connect and on every change."""
-        active = self.episodic.alerts.rule.active if self.episodic is not None else self.rule.active
-        return [sensor_state(self.out.topics, self.name, active)]
+        return [sensor_state(self.out.topics, self.name, self.active)]
 
     def quality(self) -> dict[str, Any]:
         """The rule in force and its false-alert rate, expected vs observed since the rule was set (`stats`)."""

@@ -6,7 +6,7 @@ PROFILE ?= default
 # tflite-runtime 2.14 (the runtime of older Pi images) needs numpy<2: it gets a venv of its own
 VENV_TFLITE ?= .venv-tflite214
 
-.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test system-packages soak lint clean bench pi-check rate demo-update test-update-crash cluster bench-brokers nab bench-fleet
+.PHONY: demo venv venv-edge venv-demo venv-tflite models table evaluate test system-packages soak lint clean bench pi-check rate demo-update test-update-crash cluster bench-brokers nab bench-fleet realdata-series
 
 # The edge side end to end on shipped data: no TensorFlow, the committed models, a real broker.
 demo: venv-demo
@@ -52,6 +52,7 @@ bench: venv
 	-$(MAKE) --no-print-directory venv-tflite
 	$(BIN)/python -m tools.bench
 	$(BIN)/python -m training bench
+	$(BIN)/python -m tools.bench_brokers
 
 # fleet status over 2,000 devices' retained state and a 20-agent rollout, into docs/benchmarks.md (no TensorFlow)
 bench-fleet: venv
@@ -69,6 +70,12 @@ table: venv
 NAB_ARGS ?=
 nab: venv
 	nice -n 10 $(BIN)/python -m training nab --train-args "--window 16 --epochs 30" -j 3 $(NAB_ARGS)
+
+# The forecaster on 13 real series (statsmodels' and sktime's bundled data) into docs/real-data.md: about
+# 25 min wall on a loaded 2-core machine with 3 jobs. Needs sktime (`pip install -e '.[realdata]'`).
+SERIES_ARGS ?=
+realdata-series: venv
+	nice -n 10 $(BIN)/python -m training realdata series --jobs 3 $(SERIES_ARGS)
 
 # Every quality target, measured on the committed files (exits 1 if one is missed).
 evaluate: venv
@@ -92,6 +99,11 @@ soak: venv
 # a node, and the central broker behind a bridge down for 60 s. `make test` runs 3 agents and a 10 s outage.
 cluster: venv
 	EDGEPIPE_CLUSTER=1 $(BIN)/python -m pytest -q -s tests/test_node_loss.py tests/test_bridge.py
+
+# Messages/s through mosquitto (shipped conf), one NATS node and the NATS cluster, same publisher: the "Brokers"
+# section of docs/benchmarks.md (about 2 minutes on 2 cores).
+bench-brokers: venv
+	$(BIN)/python -m tools.bench_brokers
 
 # A SIGKILL at every step of a model update (`make test` covers four of the seven; about 40 s).
 test-update-crash: venv

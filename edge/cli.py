@@ -102,18 +102,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides(args))
     runtime = load_runtime()
     print(f"config: ok ({args.config or 'defaults'}); device {config.device_id}, base topic {config.base_topic}, "
-          f"broker {config.mqtt.host}:{config.mqtt.port}")
+          f"broker {', '.join(str(b) for b in config.mqtt.endpoints())}")
     print(f"runtime: {runtime.name} {runtime.version}")
     for (section, name), model in load_models(config).items():
         for wrapper in _wrappers(model):
             print_model(f"{section} {name}", wrapper.entry)
     problems = [p for p in [check_state_dir(config.state_dir), *check_sources(config)] if p]
-    if not args.skip_broker:
-        problem = broker_round_trip(config)
+    brokers = config.mqtt.endpoints()
+    for n, broker in enumerate([] if args.skip_broker else brokers, 1):  # each of mqtt.brokers: a failover target
+        which = f"broker {n} of {len(brokers)} ({broker})" if len(brokers) > 1 else "broker"
+        problem = broker_round_trip(config, broker=broker)
         if problem:
-            problems.append(problem)
+            problems.append(problem if len(brokers) == 1 else f"{which}: {problem}")
         else:
-            print(f"broker: ok (published on {config.base_topic}/probe and read it back)")
+            print(f"{which}: ok (published on {config.base_topic}/probe and read it back)")
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
     print("check: ok" if not problems else f"check: {len(problems)} problem(s)")

@@ -45,7 +45,8 @@ class Health:
         if not self.link.alive():
             found.append("mqtt: the network thread has ended")
         if self.acl.state == "denied":
-            found.append(f"{ACL_DENIED}: the broker drops this agent's publishes (its ACL denies its own topics)")
+            found.append(f"{ACL_DENIED}: the broker drops this agent's publishes (its ACL denies its own topics)"
+                         + self.acl.hint())
         if taken := self.link.takeover.problem():
             found.append(taken)
         return found

@@ -27,6 +27,7 @@ import paho.mqtt.client as paho
 from edge.config import AgentConfig
 from edge.models.manifest import ManifestError, read_manifest
 from edge.mqtt.client import make_client
+from edge.mqtt.config import BrokerAddress
 from edge.mqtt.messages import Message, Topics
 from edge.sources import camera_source, reading_source
 from edge.sources.feeds import csv_layout
@@ -169,13 +170,16 @@ def probe_topic(topics: Topics) -> str:
     return topics.path("probe")
 
 
-def broker_round_trip(config: AgentConfig, timeout: float = 10.0) -> str | None:
+def broker_round_trip(config: AgentConfig, timeout: float = 10.0, broker: BrokerAddress | None = None) -> str | None:
     """Connect with the config's credentials, publish on the agent's probe topic and read it back.
 
     None when the message came back; else one sentence: refused, unreachable, or denied by the ACL.
-    Uses its own client id, so it never takes over a running agent's session.
+    Uses its own client id, so it never takes over a running agent's session. `broker`: one of
+    `mqtt.brokers` (default: the first).
     """
     cfg = config.mqtt
+    if broker is not None:
+        cfg = dataclasses.replace(cfg, host=broker.host, port=broker.port, tls=cfg.uses_tls(broker))
     topic = probe_topic(Topics(config.base_topic))
     check_cfg = dataclasses.replace(cfg, client_id=f"{cfg.client_id or 'edgepipe-' + config.device_id}-check",
                                     persistent_session=False)
@@ -212,11 +216,21 @@ def broker_round_trip(config: AgentConfig, timeout: float = 10.0) -> str | None:
     client.loop_start()
     try:
         if not done.wait(timeout):
-            return _no_answer(cfg, topic, timeout, connected="connected" in outcome)
+            return _no_answer(cfg, topic, timeout, connected="connected" in outcome) + user_hint(cfg, config.device_id)
         return outcome.get("error")
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+def user_hint(cfg: Any, device_id: str) -> str:
+    """The likely cause of a denied round trip, said by `edge check` and the running agent alike: the shipped ACL
+    grants broker user X only edgepipe/X/..., so an agent whose user is not its device_id publishes into a void."""
+    if not cfg.username or cfg.username == device_id:
+        return ""
+    return (f"; mqtt.username {cfg.username!r} is not the device_id {device_id!r}: the ACL of deploy/mosquitto/ "
+            f"grants user {cfg.username!r} only edgepipe/{cfg.username}/..., so set device_id = {cfg.username!r} "
+            f"or log in as {device_id!r} (install-pi.sh --device-id {device_id} creates that user)")
 
 
 def _no_answer(cfg: Any, topic: str, timeout: float, connected: bool) -> str:
@@ -269,4 +283,9 @@ class AclProbe:
             if not came_back:
                 log.error("acl_denied: a message published on %s did not come back within %.0f s; the broker's ACL "
                           "denies this user its own topics, and alerts are being dropped by the broker (check "
-                          "deploy/mosquitto/edgepipe.acl and mqtt.username)", self.topic, self.timeout)
+                          "deploy/mosquitto/edgepipe.acl and mqtt.username)%s", self.topic, self.timeout,
+                          self.hint())
+
+    def hint(self) -> str:
+        """`user_hint` for this agent's link (stats' `problems` says it too)."""
+        return user_hint(self.link.cfg, self.link.device)

@@ -39,3 +39,13 @@ def test_bench_tables_cover_every_model_and_the_agent(tmp_path: Path) -> None:
         assert figure in text
     assert "nan" not in text.split("## The agent end to end")[1]
     assert "median of 2 runs" in text  # the camera's rate from two agents, median and range
+
+
+def test_make_bench_keeps_the_sections_other_benchmarks_wrote(tmp_path: Path) -> None:
+    """`make bench` rewrote docs/benchmarks.md whole and dropped the fleet's and the brokers' sections."""
+    from tools.bench import kept_sections
+
+    out = tmp_path / "benchmarks.md"
+    out.write_text("# edgepipe benchmarks\n\n## Models\nold rows\n\n## Fleet\nfleet rows\n\n## Brokers\nbroker rows\n")
+    kept = kept_sections(out, "## Models\nnew rows\n")
+    assert "fleet rows" in kept and "broker rows" in kept and "old rows" not in kept

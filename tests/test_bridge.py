@@ -32,9 +32,9 @@ def test_every_alert_crosses_the_bridge_after_a_central_outage(bridged_pair, tmp
     try:
         assert wait_for_stats(stats, lambda s: s["pipelines"]["sensor/line1"]["published"] == count
                               and s["outbox_depth"] == 0, OUTAGE + 30), agent.output()[-2000:]
-        raised_in_outage = time.monotonic() - down_at
-        time.sleep(max(0.0, OUTAGE - raised_in_outage))
-        assert raised_in_outage <= OUTAGE + 1, f"the alerts took {raised_in_outage:.0f} s, longer than the outage"
+        # every alert was raised with the central broker down (it starts only now); on a loaded machine the
+        # outage lasts as long as raising them takes, never less than OUTAGE (no timed assertion)
+        time.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
         central.start()
 
         def ids() -> set[str]:

@@ -137,3 +137,14 @@ def test_without_nats_server_the_cluster_tests_skip_naming_the_package(tmp_path:
                             cwd=ROOT / "tests", env=env, capture_output=True, text=True, timeout=120)
     assert "1 skipped" in result.stdout and "needs nats-server (apt-get install nats-server" in result.stdout, \
         result.stdout[-1500:]
+
+
+def test_broker_benchmark_replaces_its_section_and_keeps_the_rest(tmp_path: Path) -> None:
+    from tools.bench import replace_section
+    from tools.bench_brokers import SECTION
+
+    out = tmp_path / "benchmarks.md"
+    out.write_text(f"# edgepipe benchmarks\n\n## Models\n\nm\n\n{SECTION}\n\nold\n\n## Camera regions\n\nr\n")
+    replace_section(out, SECTION, f"{SECTION}\n\nnew\n")
+    text = out.read_text()
+    assert "old" not in text and "new" in text and "## Models\n\nm" in text and "## Camera regions\n\nr" in text

@@ -186,9 +186,9 @@ def test_replay_window_zero_deletes_on_ack(tmp_path: Path) -> None:
 # --- forecaster state ----------------------------------------------------------------------
 def test_state_round_trip(tmp_path: Path) -> None:
     store = ForecasterState(tmp_path / "s.json", "abc")
-    store.save([np.ones((1, 4)), np.zeros((1, 4))], [0.1, 0.2], 7)
+    store.save({"state": [[[1.0] * 4], [[0.0] * 4]], "levels": [0.1, 0.2], "errors": [0.0, 0.1], "pending": None}, 7)
     saved = ForecasterState(tmp_path / "s.json", "abc").load()
-    assert saved.step == 7 and saved.window == [0.1, 0.2] and saved.state[0] == [[1.0] * 4]
+    assert saved.step == 7 and saved.stream["levels"] == [0.1, 0.2] and saved.stream["state"][0] == [[1.0] * 4]
 
 
 def test_a_state_file_round_trips_reads_files_without_a_checksum_and_sets_a_damaged_one_aside(tmp_path: Path) -> None:
@@ -208,14 +208,16 @@ def test_a_state_file_round_trips_reads_files_without_a_checksum_and_sets_a_dama
     assert kept.load(dict) is None and "left in place" in kept.problem and (tmp_path / "p.json").exists()
 
 
-@pytest.mark.parametrize("damage", ["truncate", "edit", "other_model"])
+@pytest.mark.parametrize("damage", ["truncate", "edit", "other_model", "version_1"])
 def test_damaged_state_starts_cold_with_a_warning(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "s.json"
-    ForecasterState(path, "abc").save([np.ones((1, 4))], [0.1], 3)
+    ForecasterState(path, "abc").save({"state": [[[1.0] * 4]], "levels": [0.1]}, 3)
     if damage == "truncate":
         path.write_text(path.read_text()[:40])
     elif damage == "edit":
         path.write_text(path.read_text().replace('"step": 3', '"step": 4'))
+    elif damage == "version_1":  # the transform recipe's file (window + state, no stream): not read as a stream
+        StateFile(path, "starting cold").save({"version": 1, "model_sha": "abc", "step": 3, "state": [], "window": []})
     store = ForecasterState(path, "other" if damage == "other_model" else "abc")
     assert store.load() is None and "starting cold" in store.warning
     assert not path.exists() and list(tmp_path.glob("s.json.bad-*"))

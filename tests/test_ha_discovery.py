@@ -87,6 +87,7 @@ def test_forecast_sensor_has_state_class_and_the_configured_unit() -> None:
     without = configs(series=[SeriesConfig(name="airline")])
     forecast = with_unit[config_topic("sensor", "airline_forecast")]
     assert forecast["state_class"] == "measurement" and forecast["unit_of_measurement"] == "passengers"
+    assert "'intervals': value_json.intervals" in forecast["json_attributes_template"]  # the bounds, as attributes
     bare = without[config_topic("sensor", "airline_forecast")]
     assert bare["state_class"] == "measurement" and "unit_of_measurement" not in bare
     # the key is part of the [[series]] table, checked like every other

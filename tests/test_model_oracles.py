@@ -4,9 +4,10 @@
 model with a regenerated manifest would pass it. Here every metric is written from its definition
 and nothing from the training side is imported: accuracy from the data set's raw labels (read from
 the IDX files here), one-step RMSE from the airline series stepped through the stateful file with the
-series transform written out below, flag rates on fresh lecture-style readings drawn with a seed of
+base recursion written out below, flag rates on fresh lecture-style readings drawn with a seed of
 this file's own, and the generator's class agreement as judged by the CNN. The manifest is read
-only for the input contract (tensor names, scaling, transform, threshold), never for a metric.
+only for the input contract (tensor names, scaling, the forecaster's base and weight, threshold), never
+for a metric.
 
 Each gate is one function that returns what it measured and the targets it missed; each model also
 has a broken twin made in `tmp_path` -- its largest weight tensor shuffled in the flatbuffer, or its
@@ -101,45 +102,44 @@ def airline() -> np.ndarray:
     return np.array([float(row.split(",")[1]) for row in rows])
 
 
-def lstm_forecasts(models_dir: Path, series: np.ndarray) -> dict[int, float]:
-    """{month t: forecast of series[t] made after month t-1}, one invoke per month, (h, c) carried.
+def lstm_forecasts(models_dir: Path, series: np.ndarray) -> tuple[dict[int, float], dict[int, tuple[float, float]]]:
+    """{month t: forecast of series[t] made after month t-1}, one invoke per month, (h, c) carried; and
+    {month t: (the base's error, the LSTM's correction)}.
 
-    The transform from its definition: u = log y if asked; w = (1 - B^lag) u for each lag; the model
-    sees x = (w - offset) / scale of the last look_back months and answers the next x.
+    The residual recipe from its definition: levels u = log y if base.log; the airline model's one-step
+    predictor b[t] = u[t-1] + u[t-s] - u[t-s-1] + theta e[t-1] + Theta e[t-s] + theta Theta e[t-s-1] with
+    e = u - b (0 where no b; seasonal naive: b[t] = u[t-s]); the model sees x = (e - offset) / scale of the
+    last look_back months (0 before the first error) and its y * scale + offset corrects b with the weight.
     """
     entry, model = load(models_dir, "lstm")
     pre, post = entry.preprocess, entry.postprocess
-    lags = list(pre["transform"]["differences"])
-    log = bool(pre["transform"]["log"])
-    u = np.log(series) if log else series.copy()
-    w = u.copy()
-    for lag in lags:
-        w = w[lag:] - w[:-lag]
-    order, look_back = sum(lags), int(pre["look_back"])  # w[j] belongs to month j + order
-    state = [np.asarray(s, np.float32) for s in post["state"]["initial"]]
-    forecasts = {}
-    for t in range(order + look_back, len(series) + 1):
-        x = (w[t - order - look_back:t - order] - pre["offset"]) / pre["scale"]
+    base, weight = post["base"], post["correction"]["weight"]
+    s, theta, big_theta = base["season"], base["theta"], base["seasonal_theta"]
+    u = np.log(series) if base["log"] else series.copy()
+    e = np.zeros(len(series) + 1)
+    look_back = int(pre["look_back"])
+    state = [np.asarray(v, np.float32) for v in post["state"]["initial"]]
+    forecasts, corrections = {}, {}
+    for t in range(s + 1, len(series) + 1):  # forecast month t after reading month t-1
+        if base["kind"] == "seasonal_naive":
+            b = u[t - s]
+        elif s == 1:
+            b = u[t - 1] + theta * e[t - 1]
+        else:
+            b = (u[t - 1] + u[t - s] - u[t - s - 1] + theta * e[t - 1] + big_theta * e[t - s]
+                 + theta * big_theta * e[t - s - 1])
+        past = np.concatenate([np.zeros(look_back), e[:t]])[-look_back:]
+        x = ((past - pre["offset"]) / pre["scale"]).astype(np.float32)
         feeds = {pre["input"]: x.reshape(1, look_back, 1), **dict(zip(post["state"]["inputs"], state))}
         out = model.run(feeds)
         state = [out[name] for name in post["state"]["outputs"]]
-        w_next = float(out[post["output"]].ravel()[0]) * post["scale"] + post["offset"]
-        forecasts[t] = undo_differences(w_next, u[:t], lags)
-        if log:
-            forecasts[t] = float(np.exp(forecasts[t]))
-    return forecasts
-
-
-def undo_differences(w_next: float, history: np.ndarray, lags: list[int]) -> float:
-    """u[t] from w[t] and u before t: (1 - B^a)(1 - B^b) u[t] = w[t], solved for u[t] term by term."""
-    # the operator's polynomial in B: coefficient of B^k; u[t] = w[t] - sum_{k>0} coef[k] u[t-k]
-    coef = np.zeros(sum(lags) + 1)
-    coef[0] = 1.0
-    for lag in lags:
-        shifted = np.zeros_like(coef)
-        shifted[lag:] = coef[:-lag]
-        coef = coef - shifted
-    return w_next - sum(coef[k] * history[-k] for k in range(1, len(coef)) if coef[k])
+        correction = float(out[post["output"]].ravel()[0]) * post["scale"] + post["offset"]
+        level = b + weight * correction
+        forecasts[t] = float(np.exp(level)) if base["log"] else level
+        if t < len(series):
+            e[t] = u[t] - b
+            corrections[t] = (e[t], correction)
+    return forecasts, corrections
 
 
 TEST_MONTHS = range(101, 143)  # the lecture's test months (train = the first 67%, windows of 5, last dropped)
@@ -147,15 +147,25 @@ TEST_MONTHS = range(101, 143)  # the lecture's test months (train = the first 67
 
 def lstm_gate(models_dir: Path) -> tuple[dict[str, float], list[str]]:
     series = airline()
-    forecasts = lstm_forecasts(models_dir, series)
+    forecasts, corrections = lstm_forecasts(models_dir, series)
     months = np.array(TEST_MONTHS)
     rmse = float(np.sqrt(np.mean([(forecasts[t] - series[t]) ** 2 for t in months])))
     naive_growth = series[months - 1] * series[months - 12] / series[months - 13]
     growth_rmse = float(np.sqrt(np.mean((naive_growth - series[months]) ** 2)))
-    figures = {"test_rmse": rmse, "naive_growth_rmse": growth_rmse}
+    naive_rmse = float(np.sqrt(np.mean((series[months - 12] - series[months]) ** 2)))
+    figures = {"test_rmse": rmse, "naive_growth_rmse": growth_rmse, "seasonal_naive_rmse": naive_rmse}
     missed = [f"test RMSE {rmse:.2f} > 16"] if rmse > 16.0 else []
     if rmse >= growth_rmse:
         missed.append(f"test RMSE {rmse:.2f} does not beat the naive growth forecast's {growth_rmse:.2f}")
+    if rmse > naive_rmse:
+        missed.append(f"test RMSE {rmse:.2f} loses to seasonal naive's {naive_rmse:.2f}")
+    # the LSTM itself, whatever weight it was given: it learned the base's errors on the training months
+    trained = np.array([corrections[t] for t in range(min(corrections), TEST_MONTHS[0] - 5)])
+    explained = 1 - np.mean((trained[:, 0] - trained[:, 1]) ** 2) / np.mean(trained[:, 0] ** 2)
+    figures["training_error_explained"] = float(explained)
+    if explained < 0.02:
+        missed.append(f"the correction explains {explained:.1%} of the base's squared errors on the training "
+                      "months (< 2%)")
     return figures, missed
 
 
@@ -165,9 +175,15 @@ def test_lstm_forecasts_the_airline_series_within_target() -> None:
     assert figures["naive_growth_rmse"] == pytest.approx(16.55, abs=0.01)  # the issue's reference figure
 
 
-def test_lstm_gate_fails_on_a_broken_twin(tmp_path: Path) -> None:
-    figures, missed = lstm_gate(broken_twin(tmp_path, "lstm", shuffle_weights=True))
-    assert missed, f"an LSTM with shuffled weights passed the gate: {figures}"
+@pytest.mark.parametrize("breakage", ["weights", "no_base"])
+def test_lstm_gate_fails_on_a_broken_twin(tmp_path: Path, breakage: str) -> None:
+    """Shuffled LSTM weights given the full say (the committed weight may be 0: the base alone, which a
+    shuffled file would pass by construction); or the seasonal path cut: a base of plain persistence."""
+    edit = ({"correction": {"weight": 1.0}} if breakage == "weights" else
+            {"base": {"kind": "airline", "season": 1, "log": True, "theta": 0.0, "seasonal_theta": 0.0}})
+    twin = broken_twin(tmp_path, "lstm", shuffle_weights=breakage == "weights", postprocess=edit)
+    figures, missed = lstm_gate(twin)
+    assert missed, f"an LSTM twin ({breakage}) passed the gate: {figures}"
 
 
 # --- autoencoder: flag rates on fresh lecture-style readings ----------------------------------------------
@@ -271,7 +287,8 @@ def largest_buffer(blob: bytes) -> tuple[int, int]:
     return best
 
 
-def broken_twin(tmp_path: Path, name: str, shuffle_weights: bool = False, permute_labels: bool = False) -> Path:
+def broken_twin(tmp_path: Path, name: str, shuffle_weights: bool = False, permute_labels: bool = False,
+                postprocess: dict[str, Any] | None = None) -> Path:
     """A models folder holding `name` broken on purpose, with a manifest whose sha256 and size match it."""
     manifest = json.loads((MODELS_DIR / "manifest.json").read_text())
     entry = manifest["models"][name]
@@ -285,6 +302,7 @@ def broken_twin(tmp_path: Path, name: str, shuffle_weights: bool = False, permut
         for section in ("preprocess", "postprocess"):
             if "labels" in entry[section]:
                 entry[section]["labels"] = list(np.roll(entry[section]["labels"], 1))
+    entry["postprocess"].update(postprocess or {})
     folder = tmp_path / "models"
     folder.mkdir(parents=True)
     (folder / entry["file"]).write_bytes(bytes(blob))

@@ -69,7 +69,7 @@ def test_time_features_and_window_norm_score_on_the_edge_as_offline(tmp_path: Pa
 @pytest.mark.parametrize("module", ["edge.alerts.calibration", "edge.alerts.ledger", "edge.models.manifest",
                                     "edge.models.runtime", "edge.models.golden", "edge.models.classifier",
                                     "edge.models.sensor_window", "edge.models.series_transform", "edge.timestamps",
-                                    "edge.update.chunks"])
+                                    "edge.update.chunks", "edge.models.series_forecast"])
 def test_what_the_trainer_imports_comes_without_the_pipeline_stack_or_paho(module: str) -> None:
     script = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith(('edge.pipelines', 'paho'))))"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)

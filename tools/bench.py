@@ -396,8 +396,16 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     header = "# edgepipe benchmarks\n\nMade by `make bench` (`python -m tools.bench`" + \
         ", then `python -m training bench` where TensorFlow is installed).\n\n"
-    args.out.write_text(header + text)
+    args.out.write_text(header + text + kept_sections(args.out, text))
     return 0
+
+
+def kept_sections(out: Path, text: str) -> str:
+    """The `## ` sections of `out` this run did not write (the fleet's and the brokers' own benchmarks)."""
+    old = out.read_text() if out.exists() else ""
+    titles = {line for line in text.splitlines() if line.startswith("## ")}
+    sections = ["## " + part for part in old.split("\n## ")[1:]]
+    return "".join("\n" + part.rstrip("\n") + "\n" for part in sections if part.splitlines()[0] not in titles)
 
 
 def regions_only(models_dir: Path, out: Path) -> int:

@@ -193,6 +193,10 @@ def summarize(watcher: Watcher, debounce_n: int, camera: dict[str, int]) -> dict
     observed = {m["step"]: m["observed"] for m in forecasts}
     pairs = [(m["forecast"], observed[m["step"] + 1]) for m in forecasts if m["step"] + 1 in observed]
     rmse = float(np.sqrt(np.mean([(f - o) ** 2 for f, o in pairs]))) if pairs else float("nan")
+    scored = [(m["intervals"], observed[m["step"] + 1]) for m in forecasts
+              if m["step"] + 1 in observed and m.get("intervals")]
+    coverage = {f"{b['coverage']:.0%}": float(np.mean([bs[i]["lower"] <= o <= bs[i]["upper"] for bs, o in scored]))
+                for i, b in enumerate(scored[0][0])} if scored else {}
     return {
         "frames_classified": len(classes),
         "frames_sent": camera["received"],
@@ -207,6 +211,7 @@ def summarize(watcher: Watcher, debounce_n: int, camera: dict[str, int]) -> dict
         "flagged_outside_segments": sum(1 for a in alerts if not in_segment(a)),
         "forecasts": len(forecasts),
         "forecast_rmse": rmse,
+        "forecast_inside_bounds": coverage,  # nominal coverage -> share of observed values inside the bounds
         "errors": len(watcher.of("/error")),
     }
 
@@ -225,8 +230,11 @@ def print_summary(summary: dict[str, Any], broker: BrokerHandle, elapsed: float)
           f"flagged, {summary['false_alerts']} false alert(s) on clean readings")
     for s in summary["segments"]:
         print(f"    rows {s['start']}-{s['end'] - 1} {s['kind']:<5}: {'flagged' if s['detected'] else 'MISSED'}")
+    inside = summary.get("forecast_inside_bounds", {})
+    shares = "/".join(f"{v:.0%}" for v in inside.values())
+    bounds = f"; inside the {'/'.join(inside)} bounds: {shares}" if inside else ""
     print(f"forecasts:         {summary['forecasts']} one-month-ahead forecasts, RMSE {summary['forecast_rmse']:.1f} "
-          "passengers")
+          f"passengers{bounds}")
     print(f"errors reported:   {summary['errors']}")
     print(f"took {elapsed:.1f} s")
 

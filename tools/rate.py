@@ -34,14 +34,16 @@ DEVICE = "rate-dev"
 
 
 def shipped_conf(port: int, folder: Path, queue_defaults: bool = False) -> str:
-    """edgepipe.conf as shipped; only `listener 1883` and the /etc/mosquitto files it names move to `folder`.
+    """edgepipe.conf as shipped; only the port of `listener 1883 127.0.0.1` and the /etc/mosquitto files it names
+    move (to `port`, to `folder`).
     `queue_defaults`: without its max_queued/max_inflight lines (mosquitto's defaults), for comparison."""
     text = (MOSQ / "edgepipe.conf").read_text()
     if queue_defaults:
         text = re.sub(r"^max_(queued|inflight)_messages .*\n", "", text, flags=re.M)
-    if not re.search(r"^listener 1883$", text, re.M) or "/etc/mosquitto/edgepipe." not in text:
-        raise ValueError("deploy/mosquitto/edgepipe.conf no longer has `listener 1883` and /etc/mosquitto paths")
-    text = re.sub(r"^listener 1883$", f"listener {port} 127.0.0.1", text, flags=re.M)
+    if not re.search(r"^listener 1883 127\.0\.0\.1$", text, re.M) or "/etc/mosquitto/edgepipe." not in text:
+        raise ValueError("deploy/mosquitto/edgepipe.conf no longer has `listener 1883 127.0.0.1` and /etc/mosquitto "
+                         "paths")
+    text = re.sub(r"^listener 1883 ", f"listener {port} ", text, flags=re.M)
     return text.replace("/etc/mosquitto/edgepipe.", f"{folder}/edgepipe.")
 
 

@@ -1,45 +1,34 @@
-"""Which devices are online, read from the broker's retained state only (what `fleet status` does).
+"""Which devices are online, as the operator sees it: `python -m fleet status --json`, from retained state only.
 
-Until `python -m fleet status --json` is on main this is the tests' own reading: a device is online when its
-retained `edgepipe/<dev>/status` says `online` and its retained `stats` says `connected`, stamped within
-`fresh` seconds (a NATS node that dies sends no Last Will, so `status` alone stays `online` for an agent that
-is gone). Swap `online_devices` for the fleet command when it lands.
+A device counts as online when fleet status says `online` and not `stale` (its retained `stats` fresher than
+5 stats intervals): a NATS node that dies sends no Last Will, so `status` alone stays `online` for an agent
+that is gone. A broker that does not take the command's subscription yet (a NATS node re-electing its JetStream
+leaders) gives no view: nobody online yet, and the caller asks again.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import subprocess
+import sys
 
-from tests.helpers.mqtt import Collector
+from tests.conftest import ROOT
+from tests.helpers.isolation import no_tf_env
+
+LAST: dict[str, dict] = {}  # the rows of the last view, for an assertion's message
 
 
-def online_devices(port: int, devices: list[str], fresh: float = 5.0) -> set[str]:
-    """The devices of `devices` online now, seen by a new subscriber on `port` (retained messages)."""
-    watcher = Collector(port, ["edgepipe/+/status", "edgepipe/+/stats"], retry_refused=5)
+def online_devices(port: int, devices: list[str], stats_interval: float = 1.0) -> set[str]:
+    """The devices of `devices` that `fleet status` on the broker at `port` lists online and fresh."""
     try:
-        watcher.wait_for(lambda: {t.split("/")[1] for t, _, r in watcher.messages if r} >= set(devices), 5)
-        status: dict[str, bytes] = {}
-        stats: dict[str, dict] = {}
-        for topic, payload, _ in list(watcher.messages):
-            device, kind = topic.split("/")[1], topic.split("/")[2]
-            if kind == "status":
-                status[device] = payload
-            else:
-                try:
-                    stats[device] = json.loads(payload)
-                except ValueError:
-                    continue
-        return {d for d in devices if status.get(d) == b"online" and stats.get(d, {}).get("connected")
-                and age(stats[d].get("ts")) < fresh}
-    finally:
-        watcher.close()
-
-
-def age(ts: object) -> float:
-    """Seconds since an envelope's `ts` (ISO 8601); infinite when there is none."""
-    try:
-        stamp = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
-    except ValueError:
-        return float("inf")
-    return (datetime.now(UTC) - stamp).total_seconds()
+        result = subprocess.run([sys.executable, "-m", "fleet", "status", "--json", "--broker", f"127.0.0.1:{port}",
+                                 "--mqtt-version", "3.1.1", "--stats-interval", str(stats_interval),
+                                 "--stale-factor", "5"],
+                                cwd=ROOT, env=no_tf_env(), capture_output=True, text=True, timeout=20)
+        rows = json.loads(result.stdout) if result.returncode == 0 else []
+    except (subprocess.TimeoutExpired, ValueError):
+        return set()
+    LAST.clear()
+    LAST.update({r["device"]: r for r in rows if isinstance(r, dict) and "device" in r})
+    return {r["device"] for r in rows if isinstance(r, dict) and r.get("device") in devices
+            and r.get("online") is True and not r.get("stale")}

@@ -2,14 +2,7 @@
 offline with the training dependencies, through the project's own CLI; prints the markdown tables
 of docs/real-data.md. Slow (minutes per dataset): not part of `make test`.
 
-Series (statsmodels' bundled data, real measurements, never tuned on):
-- `co2`: Mauna Loa CO2, weekly 1958-2001 averaged to months, 1980-2001 -- strong trend and yearly cycle.
-- `elnino`: Pacific sea-surface temperature by month 1950-2010 -- seasonal, no trend.
-- `elec_equip`: EU electrical-equipment orders by month 1995-2016, not seasonally adjusted --
-  season plus business cycle (the 2008 crash falls in the test months).
-- `us_unemployment`: US unemployment rate by quarter 1959-2009 (macrodata; seasonally adjusted at the
-  source, so the quarterly season is weak) -- cycles, no trend.
-- `airline`: the lecture's series, for reference.
+Series: `realdata_series.py` (statsmodels' and sktime's bundled series; writes its docs section).
 Images (folders written as PNG files in class sub-folders, trained through `--dataset folder:DIR`):
 see `FOLDERS`; `photos` and `textures` need scikit-image (`pip install scikit-image`), which ships them.
 Sensors: the autoencoder on real recordings, `realdata_sensors.py` (its own options).
@@ -28,89 +21,9 @@ import numpy as np
 
 from edge.models.manifest import read_manifest
 from training.cli import main as train
-from training.experiments import realdata_sensors
+from training.experiments import realdata_sensors, realdata_series
 
 log = logging.getLogger(__name__)
-
-
-def co2_monthly() -> tuple[list[str], np.ndarray]:
-    """1980-2001 only: 264 months keep a run within minutes on 2 cores (the LSTM trains at batch 1)."""
-    from statsmodels.datasets import co2
-
-    monthly = co2.load_pandas().data["co2"].resample("MS").mean().interpolate()["1980":]
-    return [d.strftime("%Y-%m") for d in monthly.index], monthly.to_numpy()
-
-
-def unemployment_quarterly() -> tuple[list[str], np.ndarray]:
-    from statsmodels.datasets import macrodata
-
-    table = macrodata.load_pandas().data
-    return [f"{int(y)}Q{int(q)}" for y, q in zip(table["year"], table["quarter"])], table["unemp"].to_numpy()
-
-
-def elnino_monthly() -> tuple[list[str], np.ndarray]:
-    from statsmodels.datasets import elnino
-
-    table = elnino.load_pandas().data
-    months = table.columns[1:]
-    dates = [f"{int(year)}-{m + 1:02d}" for year in table["YEAR"] for m in range(len(months))]
-    return dates, table[months].to_numpy().ravel()
-
-
-def elec_equip_monthly() -> tuple[list[str], np.ndarray]:
-    from statsmodels.datasets import elec_equip
-
-    data = elec_equip.load()
-    frame = getattr(data, "data", data)
-    return [d.strftime("%Y-%m") for d in frame.index], frame.iloc[:, 0].to_numpy()
-
-
-def airline_monthly() -> tuple[list[str], np.ndarray]:
-    from training.datasets.series import load_series
-
-    values = load_series("airline").values
-    return [f"{1949 + i // 12}-{i % 12 + 1:02d}" for i in range(len(values))], values
-
-
-SERIES: dict[str, tuple[Callable[[], tuple[list[str], np.ndarray]], str]] = {
-    "co2": (co2_monthly, "ppm"),
-    "elnino": (elnino_monthly, "deg C"),
-    "elec_equip": (elec_equip_monthly, "index"),
-    "us_unemployment": (unemployment_quarterly, "%"),
-    "airline": (airline_monthly, "passengers"),
-}
-
-
-def write_series_csv(path: Path, dates: list[str], values: np.ndarray) -> None:
-    lines = ["month,value", *(f"{d},{float(v):.6g}" for d, v in zip(dates, values))]
-    path.write_text("\n".join(lines) + "\n")
-
-
-def series_row(name: str, work: Path) -> str:
-    """Train the default profile (auto) and the old default transform; one markdown row."""
-    loader, units = SERIES[name]
-    dates, values = loader()
-    csv = work / f"{name}.csv"
-    write_series_csv(csv, dates, values)
-    results = {}
-    for label, extra in (("auto", []), ("old", ["--transform", "log+d1+d12"])):
-        out = work / f"{name}-{label}"
-        code = train(["lstm", "--dataset", f"{csv}:value", "--out", str(out), "--report", str(work / "report"),
-                      *extra])
-        results[label] = read_manifest(out / "manifest.json").get("lstm") if code == 0 else None
-    auto = results["auto"]
-    assert auto is not None, f"{name}: training failed"
-    m, base = auto.metrics, auto.metrics["baselines_rmse"]
-    old = f"{results['old'].metrics['test_rmse']:.3g}" if results["old"] else "refused"
-    cells = [name, str(len(values)), f"{m['test_months']}", auto.training["transform"], f"{m['test_rmse']:.3g}", old,
-             *(f"{base[k]:.3g}" if k in base else "—" for k in ("persistence", "seasonal_naive", "naive_growth",
-                                                                  "sarima")), m["winner"]]
-    return "| " + " | ".join(cells) + " |"
-
-
-SERIES_HEADER = ("| series | months | test months | auto transform | LSTM (auto) | LSTM log+d1+d12 | persistence "
-              "y[t-1] | seasonal naive y[t-s] | naive growth | SARIMA(0,1,1)(0,1,1)s on log | best |\n"
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
 def save_png(path: Path, pixels: np.ndarray) -> None:
@@ -207,16 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="a subset of the datasets")
     parser.add_argument("--output", type=Path, help="also append the table (header first) to this file, row by "
                         "row as each dataset finishes (Keras prints its epochs on stdout)")
+    parser.add_argument("--no-doc", action="store_true", help="series: print the table, leave docs/real-data.md alone")
+    parser.add_argument("--jobs", type=int, default=1, help="series: train this many series at once (processes)")
     args = parser.parse_args(argv)
     if args.part == "sensors":
         parser.error("name the part first: python -m training realdata sensors [its options]")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    header, row, names = ((SERIES_HEADER, series_row, list(SERIES)) if args.part == "series" else
-                          (IMAGES_HEADER, image_row, list(FOLDERS)))
-    lines = [header]
+    if args.part == "series":
+        return realdata_series.run(args.only, args.output, not args.no_doc, args.jobs)
+    lines = [IMAGES_HEADER]
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.only or names:
-            lines.append(row(name, Path(tmp)))
+        for name in args.only or list(FOLDERS):
+            lines.append(image_row(name, Path(tmp)))
             if args.output:
                 args.output.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -15,6 +15,7 @@ import numpy as np
 from edge.models.classifier import pixels_to_input
 from edge.models.manifest import ModelEntry
 from edge.models.runtime import TFLiteModel
+from edge.models.series_forecast import Base, is_residual, replay, stream_from_manifest
 from edge.models.series_transform import SeriesTransform
 from training.quality.holdout import cross_fitted_share
 from training.tflite import run_batch
@@ -132,8 +133,14 @@ def generated_images(samples: np.ndarray, post: dict[str, Any]) -> np.ndarray:
 def forecaster_run(run: Callable[[dict], dict], entry: ModelEntry, values: np.ndarray,
                    targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Forecasts of a step model (`run` = TFLiteModel.run or a Keras call) for `targets` (default: the
-    manifest's protocol), from a zero state; returns (targets, forecast values)."""
+    manifest's protocol), from a zero state; returns (targets, forecast values). A residual entry (with a
+    base) is stepped by the edge's own stream, `edge.models.series_forecast`."""
     pre, cfg = entry.preprocess, entry.training
+    if is_residual(entry.postprocess):
+        made = replay(stream_from_manifest(pre, entry.postprocess, run), values)
+        targets = np.arange(Base.from_manifest(entry.postprocess["base"]).span, len(values)) if targets is None \
+            else targets
+        return targets, np.array([made[t - 1].value for t in targets])  # type: ignore[union-attr]
     transform = SeriesTransform.from_manifest(pre)
     n = len(values)
     if targets is None:  # manifests before `protocol` existed: no transform meant the lecture's protocol

@@ -109,6 +109,12 @@ def results_table(manifest: Manifest) -> str:
         names = metrics.get("baseline_names", {})
         shown = ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in metrics["baselines_rmse"].items())
         rows.append(("LSTM test-month baselines (RMSE)", "—", shown, f"best: {metrics['winner']}", "—"))
+        if "test_coverage" in metrics:  # the residual recipe's bounds: share of test values inside them
+            twin = manifest.models.get("lstm_float32")
+            shares = [" / ".join(f"{v:.1%}" for v in m.get("test_coverage", {}).values()) or "—" for m in
+                      (manifest.models["lstm"].keras_metrics, metrics, twin.metrics if twin else {})]
+            rows.append((f"LSTM test-month interval coverage, {metrics.get('horizon', 'one step ahead')} "
+                         "(80% / 95% nominal)", "—", *shares))
     if sensors:
         rows += sensor_rows(manifest)
     if "gan" in manifest.models:

@@ -1,8 +1,9 @@
 """The LSTM forecaster: one step per reading, carrying its state (h, c), saved after every step.
 
 The state on disk (`ForecasterState`): a restart must continue the series where it stopped (the
-same forecasts as an uninterrupted run), so the LSTM state (h, c), the window of recent values and
-the step count are saved after every step: a temp file, fsync, then rename, so the file is always
+same forecasts as an uninterrupted run), so the stream's snapshot (LSTM state (h, c), recent levels,
+the base's recent errors and the pending forecast) and the step count are saved after every step:
+a temp file, fsync, then rename, so the file is always
 the old or the new state. A file that is torn or corrupt anyway (checksum mismatch, bad JSON) or
 that belongs to another model (sha256) is set aside with a logged warning and the forecaster
 starts cold (`edge.fileio.StateFile`).
@@ -11,8 +12,6 @@ starts cold (`edge.fileio.StateFile`).
 from __future__ import annotations
 
 import collections
-import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,65 +21,82 @@ import numpy as np
 from edge.fileio import StateFile
 from edge.models.manifest import ModelEntry
 from edge.models.runtime import TFLiteModel
-from edge.models.series_transform import SeriesTransform
+from edge.models.series_forecast import Forecast, ResidualStream, is_residual, stream_from_manifest
+from edge.models.series_transform import TransformStream
 from edge.models.wrapper import ModelWrapper, finite_array, matching_size
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the stream's snapshot (levels, base errors, pending forecast, LSTM state); 1 starts cold
 
 
 class Forecaster(ModelWrapper):
-    """One LSTM step per reading, carrying (h, c); state and recent values saved after each step.
+    """One LSTM step per reading, carrying (h, c); the stream's state saved after each step.
 
-    The readings go through the manifest's series transform (see `edge.models.series_transform`): the model sees
-    `look_back` transformed features, which need `order` earlier values each, so forecasts start
-    once `order + look_back` readings have arrived.
+    The residual recipe (`edge.models.series_forecast`: a seasonal base + the LSTM's correction + bounds)
+    when the manifest has `postprocess.base`; else the transform recipe (`edge.models.series_transform`).
+    Forecasts start once the stream has enough history (`span` readings, or order + look_back).
     """
 
     def __init__(self, entry: ModelEntry, model: TFLiteModel, state_path: Path | None = None) -> None:
         super().__init__(entry, model)
         pre, post = entry.preprocess, entry.postprocess
-        self.look_back = matching_size(pre["look_back"], model.inputs[pre.get("input", "x")].shape[1],
-                                       "preprocess.look_back")
-        self.transform = SeriesTransform.from_manifest(pre)
+        matching_size(pre["look_back"], model.inputs[pre.get("input", "x")].shape[1], "preprocess.look_back")
         spec = post["state"]
-        self.state_inputs: list[str] = list(spec["inputs"])
-        self.state_outputs: list[str] = list(spec["outputs"])
         self.state_shape = tuple(spec["shape"])
-        self.initial = [finite_array(v, "postprocess.state.initial", self.state_shape) for v in spec["initial"]]
-        finite_array(self.transform.offset, "preprocess.offset")
-        finite_array(self.transform.scale, "preprocess.scale", nonzero=True)
-        self.x_name = pre.get("input", "x")
-        self.y_name = post.get("output", "y")
+        initial = [finite_array(v, "postprocess.state.initial", self.state_shape) for v in spec["initial"]]
+        finite_array(pre["offset"], "preprocess.offset")
+        finite_array(pre["scale"], "preprocess.scale", nonzero=True)
+        self.residual = is_residual(post)
+        self.stream: ResidualStream | TransformStream = (
+            stream_from_manifest(pre, post, self._run) if self.residual else TransformStream(pre, post, self._run,
+                                                                                           initial))
+        self.coverage = self.stream.intervals.coverage if self.residual else ()  # type: ignore[union-attr]
+        self.scored: tuple[bool, ...] | None = None  # the last reading inside each interval of its forecast?
         self.store = ForecasterState(state_path, entry.sha256) if state_path else None
         self._cold()
         saved = self.store.load() if self.store else None
         if saved is not None:
-            self.state = [np.asarray(s, np.float32).reshape(self.state_shape) for s in saved.state]
-            self.window.extend(saved.window[-self.window.maxlen:])
-            self.step_index = saved.step
-            self.last_ts = saved.last_ts
+            try:
+                self.stream.restore(saved.stream)
+            except (KeyError, TypeError, ValueError) as exc:
+                self.store.warning = f"{self.store.file.path}: the saved stream does not fit this model ({exc}); " \
+                                     "starting cold"
+                self.stream.cold()
+            else:
+                self.step_index, self.last_ts = saved.step, saved.last_ts
+
+    @property
+    def window(self) -> collections.deque[float]:
+        """The recent levels (log values or raw readings) the stream keeps."""
+        return self.stream.levels
+
+    @property
+    def state(self) -> list[np.ndarray]:
+        return self.stream.state
 
     def _cold(self) -> None:
-        self.state = [v.copy() for v in self.initial]
-        self.window: collections.deque[float] = collections.deque(maxlen=self.transform.order + self.look_back)
+        self.stream.cold()
         self.step_index = 0
         self.last_ts: Any = None
 
     def continue_from(self, live: Forecaster) -> None:
         """Take over a running forecaster's place in the series (a reload between two readings).
 
-        Its step count and last timestamp always carry over -- the file on disk may
-        be a step behind the live state, and re-reading it would rewind the series. The recent values
-        carry over when both models see the same levels (log or not); the LSTM state (h, c) only
-        for the same model: another model's state means nothing here.
+        Its step count and last timestamp always carry over -- the file on disk may be a step behind the
+        live state, and re-reading it would rewind the series. The same model continues exactly; another
+        one keeps the recent values when both see the same levels (log or not), and starts its LSTM state
+        and base errors afresh: another model's state means nothing here.
         """
         if live.entry.sha256 == self.entry.sha256 and live.state_shape == self.state_shape:
-            self.state = [s.copy() for s in live.state]
-        self.window.clear()
-        if live.transform.log == self.transform.log:  # the window holds levels: log values or raw ones
-            self.window.extend(list(live.window)[-self.window.maxlen:])
+            self.stream.restore(live.stream.snapshot())
+        else:
+            self.stream.cold()
+            if self._log() == live._log():
+                self.stream.levels.extend(list(live.stream.levels)[-self.stream.levels.maxlen:])
         self.step_index, self.last_ts = live.step_index, live.last_ts
         self.commit(None)
+
+    def _log(self) -> bool:
+        return self.stream.base.log if isinstance(self.stream, ResidualStream) else self.stream.transform.log
 
     def reset(self) -> None:
         """Start the series afresh (the `cmd/reset` command); the cleared state is saved at once."""
@@ -92,41 +108,24 @@ class Forecaster(ModelWrapper):
         if ts is not None:
             self.last_ts = ts
         if self.store:
-            self.store.save(self.state, self.window, self.step_index, self.last_ts)
+            self.store.save(self.stream.snapshot(), self.step_index, self.last_ts)
 
-    def step(self, value: float) -> float | None:
-        """Feed one observed value; returns the forecast of the next one (None until enough history).
+    def step(self, value: float) -> Forecast | None:
+        """Feed one observed value; returns the forecast of the next one (None until enough history), and
+        sets `scored` (was this value inside each interval of its forecast; None: it had none).
 
-        Nothing changes if the value is refused (ValueError: the transform cannot take it, or the
-        forecast would not be a finite number). The new state is kept in memory only: `commit`
-        saves it once the forecast is safe.
+        Nothing changes if the value is refused (ValueError: the levels cannot take it, or the forecast
+        would not be a finite number). The new state is kept in memory only: `commit` saves it once the
+        forecast is safe.
         """
-        level = self.transform.level(value)  # raises ValueError (a bad reading) before anything changes
-        window = [*self.window, level][-self.window.maxlen:]
-        forecast, state = None, self.state
-        if len(window) == self.window.maxlen:
-            history = np.asarray(window)
-            feeds = {self.x_name: self.transform.features(history).reshape(1, self.look_back, 1)}
-            feeds.update({name: s for name, s in zip(self.state_inputs, self.state)})
-            out = self._run(feeds)
-            state = [out[name].reshape(self.state_shape) for name in self.state_outputs]
-            try:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    forecast = self.transform.invert(float(out[self.y_name].ravel()[0]), history)
-            except OverflowError:
-                forecast = math.inf
-            if not math.isfinite(forecast):
-                raise ValueError(f"value {value!r} is out of the series' range: the forecast would overflow")
-        self.window.append(level)
-        self.state = state
+        forecast, self.scored = self.stream.observe(float(value))
         self.step_index += 1
         return forecast
 
 
 @dataclass(frozen=True)
 class SavedState:
-    state: list[list]
-    window: list[float]
+    stream: dict[str, Any]
     step: int
     last_ts: Any = None  # the timestamp of the last reading processed (re-deliveries are skipped)
 
@@ -139,10 +138,9 @@ class ForecasterState:
         self.model_sha = model_sha
         self.warning: str | None = None  # why the last load started cold, for the `error` topic
 
-    def save(self, state: Iterable[np.ndarray], window: Iterable[float], step: int, last_ts: Any = None) -> None:
+    def save(self, stream: dict[str, Any], step: int, last_ts: Any = None) -> None:
         self.file.save({"version": STATE_VERSION, "model_sha": self.model_sha, "step": int(step), "last_ts": last_ts,
-                        "state": [np.asarray(s, np.float64).tolist() for s in state],
-                        "window": [float(v) for v in window]})
+                        "stream": stream})
 
     def load(self) -> SavedState | None:
         """The saved state, or None (no file, or a bad one: set aside with a warning)."""
@@ -155,4 +153,6 @@ class ForecasterState:
             raise ValueError(f"state version {body['version']} is not {STATE_VERSION}")
         if body["model_sha"] != self.model_sha:
             raise ValueError("saved for another model (sha256 differs)")
-        return SavedState(body["state"], body["window"], int(body["step"]), body.get("last_ts"))
+        if not isinstance(body["stream"], dict):
+            raise ValueError("'stream' is not an object")
+        return SavedState(body["stream"], int(body["step"]), body.get("last_ts"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from edge.fields import setting
@@ -22,6 +22,25 @@ from edge.readings import InvalidReading, parse_reading
 from edge.timestamps import ClockPolicy, InvalidTime, Verdict, order_key
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class CoverageLedger:
+    """Forecasts scored since the agent started and, per interval, how many observed values fell inside."""
+
+    scored: int = 0
+    inside: list[int] = field(default_factory=list)
+
+    def add(self, hits: tuple[bool, ...]) -> None:
+        if len(self.inside) != len(hits):  # another model, other intervals: count afresh
+            self.scored, self.inside = 0, [0] * len(hits)
+        self.scored += 1
+        self.inside = [n + bool(h) for n, h in zip(self.inside, hits)]
+
+    def summary(self, nominal: tuple[float, ...]) -> dict[str, Any]:
+        rows = [{"nominal": c, "inside": n, "observed": n / self.scored if self.scored else None}
+                for c, n in zip(nominal, self.inside or [0] * len(nominal))]
+        return {"scored": self.scored, "coverage": rows}
 
 
 @dataclass
@@ -42,6 +61,7 @@ class SeriesPipeline(ReadingPipeline):
         self.clock = ClockPolicy(cfg.future_tolerance, cfg.backward_reset)
         self.seen: collections.deque[Any] = collections.deque(maxlen=512)  # ts processed by this run, newest last
         self.state_write = publisher.retry(self.component, "saving the forecaster state")
+        self.ledger = CoverageLedger()
         if self.clock.too_far_ahead(forecaster.last_ts, time.time()):
             publisher.report(self.component, f"the saved last time stamp {forecaster.last_ts!r} is ahead of the "
                                              "agent's clock; forgotten, so readings are not skipped until then")
@@ -64,13 +84,15 @@ class SeriesPipeline(ReadingPipeline):
                             f"more than backward_reset = {self.clock.backward_reset:g}, or between a counter and a "
                             "time): the sender's clock or counter was reset; de-duplication starts afresh")
         try:
-            value = self.model.step(reading.values[0])
+            made = self.model.step(reading.values[0])
         except ValueError as exc:  # e.g. a value the series transform cannot take (log of <= 0)
             raise InvalidReading(str(exc)) from None
-        if value is not None:
+        if self.model.scored is not None:
+            self.ledger.add(self.model.scored)
+        if made is not None:
             self.send(forecast(self.out.topics, self.out.device, self.model.ref, self.name,
-                                        observed=reading.values[0], forecast_value=value,
-                                        step=self.model.step_index - 1, reading_ts=reading.ts))
+                               observed=reading.values[0], forecast_value=made.value,
+                               step=self.model.step_index - 1, reading_ts=reading.ts, bounds=made.bounds))
             self.counters.published += 1
         self.state_write(lambda: self.model.commit(reading.ts))
         self.seen.append(reading.ts)
@@ -88,6 +110,10 @@ class SeriesPipeline(ReadingPipeline):
         self.out.report(self.component, f"reading ts={ts!r} arrived after a later one was processed: skipped (a "
                                         "forecaster cannot step back). The broker delivered QoS 1 readings out of "
                                         "order (mosquitto 2.0 can when the agent's in-flight window is full)")
+
+    def quality(self) -> dict[str, Any]:
+        """How often the observed value fell inside each interval of its forecast, beside the nominal (`stats`)."""
+        return self.ledger.summary(self.model.coverage)
 
     def stalled_for(self) -> float:
         return max(super().stalled_for(), self.state_write.stalled_for())

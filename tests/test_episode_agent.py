@@ -16,8 +16,10 @@ import pytest
 from edge.alerts.calibration import plan_alerts
 from edge.alerts.episode import EpisodePlan
 from edge.alerts.episodic import episode_alerts
+from edge.alerts.plan import burns_in
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
+from edge.pipelines.sensor.pipeline import SensorConfig
 from edge.pipelines.sensor.scorer import AnomalyScorer
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, write_config
@@ -142,3 +144,14 @@ def test_a_bad_episode_plan_is_refused_with_the_field_named() -> None:
         with pytest.raises(ValueError, match=named) as found:
             episode_alerts({"alerts": alerts}, "m")
         assert "postprocess.alerts.episode" in str(found.value)
+
+
+def test_burn_in_true_places_the_episode_rules_level_not_a_k_of_n_rule() -> None:
+    """With an episode plan in the manifest, `burn_in = true` is the episode rule's burn-in (its `on` placed on
+    `burn_in_readings`); without one, the device learns a k-of-n rule as before."""
+    postprocess = {"threshold": 0.01, "alerts": {"period_s": PERIOD_S,
+                                                 "episode": EpisodePlan.for_period(PERIOD_S, 0.1).to_json()}}
+    cfg = SensorConfig(name="line1", burn_in=True, burn_in_readings=2880)
+    assert not burns_in(cfg, postprocess) and burns_in(cfg, {"threshold": 0.01})
+    run = episode_alerts(postprocess, "m", cfg.burn_in, cfg.burn_in_readings)
+    assert run is not None and run.alerts.burn_in == 2880 and run.summary()["episode"]["on_source"] == "burn_in"

@@ -73,6 +73,7 @@ def test_one_column_csv_gets_a_windowed_bottlenecked_calibrated_model(tmp_path: 
     assert active[2200 - offset:2260 - offset].any()
     table = results_table(read_manifest(out / "manifest.json"))
     assert "temp" in table and "expected false alerts per day" in table and "0.0008" not in table
+    assert "the agent runs the episode rule planned for 0.5 false episodes/day" in table
 
 
 def test_calendar_features_and_window_norm() -> None:

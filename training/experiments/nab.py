@@ -2,7 +2,7 @@
 
 Per file: the autoencoder trained through the CLI on NAB's probationary rows (`nab_train`, cached), every row
 through the agent's scorer and rules (`training.quality.nab_replay`), detections = alert onsets (and, to show
-the difference, every alerting reading), NAB's three profiles (`training.quality.nab_score`). The shipped k-of-n
+the difference, every alerting reading), NAB's three profiles (`training.quality.nab_score`). The k-of-n
 rule, the likelihood + episode rule and its ablation are scored side by side with numenta, ARTime and null, and
 the tables go into docs/real-data.md (`training.quality.nab_report`). A file the CLI refuses is scored as a
 detector that never alerts, with the refusal in the table. Not part of `make test`; tests/test_nab.py runs a
@@ -41,7 +41,7 @@ from training.quality.nab_score import (
 log = logging.getLogger("training.nab")
 REPORTS = PROJECT_ROOT / "reports" / "nab"
 DOC = PROJECT_ROOT / "docs" / "real-data.md"
-MAIN, STOCK = "episode rule: full", "shipped k-of-n rule"
+MAIN, STOCK = "episode rule: full", "k-of-n rule (older manifests)"
 TUNED = ("artificialWithAnomaly", "realAWSCloudwatch")
 
 

@@ -60,7 +60,8 @@ def raw_scores(models: Path, frame: pd.DataFrame, cache: Path) -> np.ndarray:
 
 
 def stock_rule(entry: ModelEntry, scores: np.ndarray) -> Replay:
-    """The shipped k-of-n rule with the manifest's planned threshold (`postprocess.alerts`)."""
+    """The k-of-n rule (what the agent runs on a manifest without an episode plan) with the manifest's planned
+    threshold (`postprocess.alerts`)."""
     plan = AlertPlan.from_json(entry.postprocess["alerts"])
     rule = AnomalyRule(plan.threshold, plan.k, plan.n)
     alerting = np.array([False if np.isnan(s) else rule.update(float(s))[0] for s in scores])

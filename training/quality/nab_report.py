@@ -51,7 +51,8 @@ def rate_lines(files: list[dict[str, Any]]) -> tuple[list[str], dict[str, float]
     if stock:
         stock_days = sum(f["stock_rate"]["days"] for f in stock)
         stock_held = sum(f["stock_rate"]["observed"] <= 2 * f["stock_rate"]["planned"] for f in stock)
-        text.append(f"The shipped k-of-n rule on the same files: {stock_held} of {len(stock)} within twice its plan, "
+        text.append("The k-of-n rule (what a manifest without an episode plan runs) on the same files: "
+                    f"{stock_held} of {len(stock)} within twice its plan, "
                     f"pooled {sum(f['stock_rate']['episodes'] for f in stock) / stock_days:.3g} false episodes/day.")
     return text, summary
 

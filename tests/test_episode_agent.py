@@ -155,3 +155,17 @@ def test_burn_in_true_places_the_episode_rules_level_not_a_k_of_n_rule() -> None
     assert not burns_in(cfg, postprocess) and burns_in(cfg, {"threshold": 0.01})
     run = episode_alerts(postprocess, "m", cfg.burn_in, cfg.burn_in_readings)
     assert run is not None and run.alerts.burn_in == 2880 and run.summary()["episode"]["on_source"] == "burn_in"
+
+
+def test_an_agent_on_a_broken_episode_plan_refuses_to_start_and_says_why(broker: Broker, tmp_path: Path) -> None:
+    models = planned_models(tmp_path, 0.1, episode=True)
+    manifest = json.loads((models / "manifest.json").read_text())
+    manifest["models"]["autoencoder"]["postprocess"]["alerts"]["episode"]["release"] = 0
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    csv = stream_csv(tmp_path / "s.csv", lecture_sensor_data(seed=7).train[:50].astype(np.float64))
+    config = write_config(tmp_path / "agent.toml", broker.port,
+                          f'[[sensor]]\nname = "line1"\nsource = "csv:{csv}"\nrate = 0\n', models_dir=models)
+    agent = AgentProcess(config, "--until-done")
+    code = agent.wait(60)
+    assert code != 0 and "postprocess.alerts.episode" in agent.output() and "release" in agent.output()
+    assert "Traceback" not in agent.output()

@@ -19,6 +19,7 @@ from edge.alerts.episodic import episode_alerts
 from edge.alerts.plan import burns_in
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
+from edge.pipelines.sensor.messages import describe
 from edge.pipelines.sensor.pipeline import SensorConfig
 from edge.pipelines.sensor.scorer import AnomalyScorer
 from tests.conftest import MODELS_DIR, ROOT
@@ -101,6 +102,8 @@ def test_one_long_fault_is_one_alert_and_its_end_clears_the_state(broker: Broker
     assert alert["rule"]["surprise"] >= alert["rule"]["on"] > alert["rule"]["off"]
     assert states[-1] == b"OFF" and b"ON" in states  # the episode's end cleared the state
     assert quality["alert_episodes"] == 1 and quality["episode"]["active"] is False
+    line = describe(f"{BASE}/sensors/line1/anomaly", b"", alert)  # what `edge subscribe` prints for it
+    assert line is not None and "ANOMALY" in line and f"on {alert['rule']['on']:.2f}" in line
     # `training nab`'s replay, on the same scores and manifest entry, pages at the same reading
     entry = read_manifest(models / "manifest.json").get("autoencoder")
     nab, _ = nab_replay.episode_rule(scores_of(faulty()), entry.postprocess, burn_in=entry.postprocess["alerts"][

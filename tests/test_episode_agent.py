@@ -23,7 +23,7 @@ from edge.pipelines.sensor.messages import describe
 from edge.pipelines.sensor.pipeline import SensorConfig
 from edge.pipelines.sensor.scorer import AnomalyScorer
 from tests.conftest import MODELS_DIR, ROOT
-from tests.helpers.mqtt import AgentProcess, Broker, Collector, write_config
+from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_for_stats, wait_online, write_config
 from tests.test_burn_in import PERIOD_S, START, stream_csv
 from training.datasets.sensors import lecture_sensor_data
 from training.quality import nab_replay
@@ -172,3 +172,35 @@ def test_an_agent_on_a_broken_episode_plan_refuses_to_start_and_says_why(broker:
     code = agent.wait(60)
     assert code != 0 and "postprocess.alerts.episode" in agent.output() and "release" in agent.output()
     assert "Traceback" not in agent.output()
+
+
+def test_a_commanded_threshold_replaces_the_episode_rule_and_reset_brings_it_back(broker: Broker,
+                                                                                 tmp_path: Path) -> None:
+    """cmd/threshold puts the k-of-n rule in force (its threshold is one): an open episode's ON state is
+    replaced by the new rule's OFF; cmd/reset brings the manifest's episode rule back."""
+    models = planned_models(tmp_path, 0.1, episode=True)
+    stats_file = tmp_path / "stats.json"
+    config = write_config(tmp_path / "agent.toml", broker.port, '[[sensor]]\nname = "line1"\nburn_in = false\n',
+                          stats_file=stats_file, stats_interval=0.2, models_dir=models)
+    values = faulty()[1100:1510]  # 400 normal readings (more than the day of history), then the fault's start
+    stamps = [(START + datetime.timedelta(seconds=PERIOD_S * i)).isoformat() for i in range(len(values))]
+    collector = Collector(broker.port, [f"{BASE}/sensors/line1/state", f"{BASE}/sensors/line1/anomaly",
+                                        f"{BASE}/cmd/threshold/result", f"{BASE}/cmd/reset/result"])
+    agent = AgentProcess(config)
+    quality = lambda s: s["quality"]["sensor/line1"]  # noqa: E731
+    try:
+        wait_online(broker.port)
+        publish(broker.port, f"{BASE}/sensors/line1/reading",
+                [json.dumps({"ts": t, "values": v}) for t, v in zip(stamps, values.tolist())])
+        assert collector.wait_for(lambda: collector.matching("/anomaly"), 30), agent.output()
+        assert collector.wait_for(lambda: collector.matching("/state")[-1:] == [b"ON"], 10)
+        publish(broker.port, f"{BASE}/cmd/threshold", [json.dumps({"id": "t1", "sensor": "line1", "threshold": 1.0})])
+        assert collector.wait_for(lambda: collector.json("/cmd/threshold/result"), 30), agent.output()
+        assert collector.wait_for(lambda: collector.matching("/state")[-1:] == [b"OFF"], 10)  # the new rule's
+        assert wait_for_stats(stats_file, lambda s: quality(s)["threshold_source"] == "command", 10)
+        publish(broker.port, f"{BASE}/cmd/reset", [json.dumps({"id": "r1", "sensor": "line1"})])
+        assert collector.wait_for(lambda: collector.json("/cmd/reset/result"), 30), agent.output()
+        assert wait_for_stats(stats_file, lambda s: quality(s).get("rule") == "episode", 10)
+    finally:
+        assert agent.stop() == 0
+        collector.close()

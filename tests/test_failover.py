@@ -53,7 +53,9 @@ def test_brokers_are_validated_and_host_port_is_the_one_broker_form() -> None:
                       ({"brokers": [{"host": "a b"}]}, "mqtt.brokers[0].host"),
                       ({"brokers": [{"host": "a"}, {"host": "a"}]}, "each broker once"),
                       ({"host": "x", "brokers": [{"host": "a"}]}, "not both"),
-                      ({"brokers": ["a:1883"]}, "expected a table")]:
+                      ({"brokers": ["a:1883"]}, "expected a table"),
+                      ({"brokers": []}, "expected at least one"),  # was: localhost:1883, a broker nobody named
+                      ({"brokers": [{"port": 1884}]}, "mqtt.brokers[0].host: missing")]:
         with pytest.raises(ConfigError, match=says.replace("[", r"\[").replace("]", r"\]")):
             parse_config({"mqtt": bad})
 

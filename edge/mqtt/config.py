@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge.fields import ConfigError, build, setting
@@ -14,8 +14,8 @@ DEFAULT_HOST, DEFAULT_PORT = "localhost", 1883
 class BrokerAddress:
     """One broker of `mqtt.brokers`; `tls` unset: as `mqtt.tls` says."""
 
-    host: str = setting(DEFAULT_HOST, empty_ok=False, parse=lambda v: _host(v))
-    port: int = setting(DEFAULT_PORT, ge=1, le=65535)
+    host: str = setting(empty_ok=False, parse=lambda v: _host(v))  # required: never the default host in disguise
+    port: int = setting(DEFAULT_PORT, ge=1, le=65535)  # MQTT's own port when left out
     tls: bool | None = None
 
     def __str__(self) -> str:
@@ -33,8 +33,8 @@ class MqttConfig:
     host: str = DEFAULT_HOST
     port: int = setting(DEFAULT_PORT, ge=1, le=65535)
     # an ordered list of brokers ({host, port, tls?} tables): the agent uses the first it can reach, fails over
-    # to the next when that one is lost and goes back up the list later (docs/brokers.md); empty: host/port
-    brokers: list = field(default_factory=list)
+    # to the next when that one is lost and goes back up the list later (docs/brokers.md); left out: host/port
+    brokers: list | None = None
     failback_after: float = setting(60.0, ge=1)  # seconds on a later broker before trying the earlier ones again
     base_topic: str = setting("edgepipe/{device_id}", topic=("device_id",), empty_ok=False)
     protocol: str = setting("3.1.1", choices=("3.1.1", "5"))
@@ -71,10 +71,13 @@ class MqttConfig:
 
     def _validate_brokers(self) -> None:
         """Tables into `BrokerAddress`es; `host`/`port` become the first (what `edge check` and the logs name)."""
+        if self.brokers is None:
+            return
         if not isinstance(self.brokers, list):
             raise ConfigError(f"brokers: expected an array of tables ({{host, port, tls}}), got {self.brokers!r}")
-        if not self.brokers:
-            return
+        if not self.brokers:  # not the default broker in disguise: an empty list names none
+            raise ConfigError("brokers: expected at least one {host, port} table (an empty list names no broker); "
+                              "leave mqtt.brokers out to use mqtt.host/port")
         brokers = [b if isinstance(b, BrokerAddress) else build(BrokerAddress, b, f"brokers[{i}]")
                    for i, b in enumerate(self.brokers)]
         if (self.host, self.port) not in ((DEFAULT_HOST, DEFAULT_PORT), (brokers[0].host, brokers[0].port)):
@@ -87,7 +90,7 @@ class MqttConfig:
 
     def endpoints(self) -> list[BrokerAddress]:
         """The brokers in order of preference: `brokers`, or the one of `host`/`port`."""
-        return list(self.brokers) or [BrokerAddress(self.host, self.port, self.tls)]
+        return list(self.brokers or []) or [BrokerAddress(self.host, self.port, self.tls)]
 
     def uses_tls(self, broker: BrokerAddress) -> bool:
         return self.tls if broker.tls is None else broker.tls

@@ -71,6 +71,7 @@ def test_a_flat_line_gets_a_positive_threshold_and_alerts_on_a_step(broker: Brok
     entry = train(tmp_path, write_stream(tmp_path / "flat.csv", np.full(ROWS, 5.0)))
     alerts = entry["postprocess"]["alerts"]
     assert alerts["method"] == "floor" and alerts["threshold"] > 0
-    step = write_stream(tmp_path / "step.csv", np.concatenate([np.full(100, 5.0), np.full(20, 5.5)]))
+    assert alerts["episode"]["likelihood"]["min_history"] == 288  # the episode rule: a day of history first
+    step = write_stream(tmp_path / "step.csv", np.concatenate([np.full(400, 5.0), np.full(20, 5.5)]))
     quality = replay(broker, tmp_path, step)
-    assert quality["readings"] == 117 and quality["alert_episodes"] == 1
+    assert quality["readings"] == 417 and quality["alert_episodes"] == 1 and quality["rule"] == "episode"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edge.alerts.calibration import AlertPlan, rule_statistic
+from edge.alerts.episode import EpisodePlan
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
 from edge.models.sensor_window import calendar_features, model_inputs, window_inputs
@@ -51,6 +52,9 @@ def test_one_column_csv_gets_a_windowed_bottlenecked_calibrated_model(tmp_path: 
     assert alerts["false_alarms_per_day"] == 0.5
     assert alerts["expected_false_alerts_per_day"] <= 0.5 * 1.01
     assert entry.postprocess["threshold"] == alerts["threshold"] == entry.metrics["threshold"]
+    # the episode rule's plan for the agent: every number it needs, in readings of this stream's period
+    assert alerts["episode"] == EpisodePlan.for_period(300, 0.5).to_json()
+    assert alerts["episode"]["burn_in"] == 750 and alerts["episode"]["false_episodes_per_day"] == 0.5
     # the edge's scorer on the raw readings gives the scores the calibration used (same input builder)
     scorer = AnomalyScorer(entry, TFLiteModel.from_entry(entry, out))
     edge_scores = np.array([s for s in (scorer.score([v]) for v in values[:700]) if s is not None])
@@ -69,6 +73,7 @@ def test_one_column_csv_gets_a_windowed_bottlenecked_calibrated_model(tmp_path: 
     assert active[2200 - offset:2260 - offset].any()
     table = results_table(read_manifest(out / "manifest.json"))
     assert "temp" in table and "expected false alerts per day" in table and "0.0008" not in table
+    assert "the agent runs the episode rule planned for 0.5 false episodes/day" in table
 
 
 def test_calendar_features_and_window_norm() -> None:

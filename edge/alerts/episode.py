@@ -24,6 +24,8 @@ import numpy as np
 from edge.alerts.calibration import SECONDS_PER_DAY
 from edge.alerts.likelihood import MAX_SURPRISE, AnomalyLikelihood, LikelihoodSpec
 
+PLAN_BURN_IN = 750  # readings: NAB's probationary period (the first 15% of a file, at most 750)
+
 
 @dataclass(frozen=True)
 class EpisodeSpec:
@@ -132,21 +134,29 @@ def plan_on(surprises: np.ndarray, period_s: float, spec: EpisodeSpec, level: fl
 
 @dataclass(frozen=True)
 class EpisodePlan:
-    """The whole rule as the manifest carries it: likelihood windows + episode levels."""
+    """The whole rule as the manifest carries it: likelihood windows + episode levels, and the readings of
+    the device's burn-in that place `on` on the live stream (0: the plan's own `on` throughout)."""
 
     likelihood: LikelihoodSpec
     episode: EpisodeSpec
+    burn_in: int = 0
+
+    def __post_init__(self) -> None:
+        if self.burn_in < 0:
+            raise ValueError(f"episode burn_in must be >= 0 readings, got {self.burn_in}")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EpisodePlan:
-        return cls(LikelihoodSpec.from_json(data["likelihood"]), EpisodeSpec.from_json(data))
+        return cls(LikelihoodSpec.from_json(data["likelihood"]), EpisodeSpec.from_json(data),
+                   int(data.get("burn_in", 0)))
 
     @classmethod
     def for_period(cls, period_s: float, per_day: float) -> EpisodePlan:
         """The plan a trainer writes for a stream read every `period_s` seconds, durations in readings from
         hours: an average of 3 readings, two weeks of history (at least 200 readings), a day (at least 100
         readings) before the first surprise, episodes closed after half an hour quiet, re-opened within 12 hours
-        (chosen on NAB's artificialWithAnomaly and realAWSCloudwatch files; docs/real-data.md)."""
+        (chosen on NAB's artificialWithAnomaly and realAWSCloudwatch files; docs/real-data.md); `on` re-placed
+        after a burn-in of NAB's probationary length (750 readings)."""
         per_hour = max(1, round(3600.0 / period_s))
         on = min(max(math.log10(SECONDS_PER_DAY / period_s / per_day), 2.0), MAX_SURPRISE)  # the conformal bound
         long = max(200, 14 * 24 * per_hour)
@@ -154,10 +164,10 @@ class EpisodePlan:
                                     min_spread=0.05, learn_in_alert=True)
         episode = EpisodeSpec(on=on, off=min(2.0, on), release=max(1, per_hour // 2), cooldown=12 * per_hour,
                               min_on=2.0, false_episodes_per_day=per_day)
-        return cls(likelihood, episode)
+        return cls(likelihood, episode, PLAN_BURN_IN)
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.episode.to_json(), "likelihood": self.likelihood.to_json()}
+        return {**self.episode.to_json(), "likelihood": self.likelihood.to_json(), "burn_in": self.burn_in}
 
 
 class EpisodeAlerts:
@@ -173,6 +183,11 @@ class EpisodeAlerts:
         self.rule = EpisodeRule(plan.episode)
         self.on_plan: OnPlan | None = None
         self._seen: list[float] = []
+
+    @property
+    def burn_in_left(self) -> int:
+        """Readings of the burn-in still to come (0: `on` is placed, or no burn-in)."""
+        return 0 if not self.burn_in or self.on_plan is not None else self.burn_in - len(self._seen)
 
     def update(self, score: float | None) -> tuple[bool, bool, float | None]:
         """(active, onset, surprise) for one reading; `score` None while the model's window fills."""

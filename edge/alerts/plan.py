@@ -10,9 +10,10 @@ a threshold and a k-of-n debounce calibrated for a stated false-alarm rate; with
 4. the manifest's plan, re-planned for the config's `false_alarms_per_day` when it is set (the
    calibration table travels in the manifest, so a new target needs no retraining);
 5. the manifest's `threshold`;
-6. the device's burn-in (`edge.alerts.burnin`): with `burn_in = true`, or when none of the above gives a
-   rule, the first readings of the live stream plan it (source `burn_in`; nothing alerts until then),
-   and quiet readings re-plan it slowly. Its plan is persisted like a calibration's.
+6. the device's burn-in (`edge.alerts.burnin`): with `burn_in = true` (unless the manifest has an episode
+   plan: its own burn-in, `edge.alerts.episodic`), or when none of the above gives a rule, the first
+   readings of the live stream plan it (source `burn_in`; nothing alerts until then), and quiet readings
+   re-plan it slowly. Its plan is persisted like a calibration's.
 
 The config's `debounce_k`/`debounce_n`, when set, override a plan's: the plan's threshold is kept
 but its expected rate no longer holds (it was calibrated for another statistic), so none is claimed.
@@ -117,6 +118,8 @@ def learning(cfg: Any) -> AlertSettings:
 def burns_in(cfg: Any, postprocess: dict[str, Any]) -> bool:
     """`burn_in = true`, or (unset) a manifest that gives no rule at all and no threshold in the config."""
     asked = getattr(cfg, "burn_in", None)
+    if asked and isinstance(postprocess.get("alerts"), dict) and postprocess["alerts"].get("episode") is not None:
+        return False  # the episode rule's own burn-in places its level (edge.alerts.episodic)
     if asked is not None or cfg.threshold is not None:
         return bool(asked)
     threshold = postprocess.get("threshold")

@@ -2,7 +2,7 @@
 
 Per file: the autoencoder trained through the CLI on NAB's probationary rows (`nab_train`, cached), every row
 through the agent's scorer and rules (`training.quality.nab_replay`), detections = alert onsets (and, to show
-the difference, every alerting reading), NAB's three profiles (`training.quality.nab_score`). The shipped k-of-n
+the difference, every alerting reading), NAB's three profiles (`training.quality.nab_score`). The k-of-n
 rule, the likelihood + episode rule and its ablation are scored side by side with numenta, ARTime and null, and
 the tables go into docs/real-data.md (`training.quality.nab_report`). A file the CLI refuses is scored as a
 detector that never alerts, with the refusal in the table. Not part of `make test`; tests/test_nab.py runs a
@@ -41,7 +41,7 @@ from training.quality.nab_score import (
 log = logging.getLogger("training.nab")
 REPORTS = PROJECT_ROOT / "reports" / "nab"
 DOC = PROJECT_ROOT / "docs" / "real-data.md"
-MAIN, STOCK = "episode rule: full", "shipped k-of-n rule"
+MAIN, STOCK = "episode rule: full", "k-of-n rule (older manifests)"
 TUNED = ("artificialWithAnomaly", "realAWSCloudwatch")
 
 
@@ -69,7 +69,8 @@ def rule_runs(trained: Trained, frame: pd.DataFrame, labels: FileLabels,
     runs: dict[str, Any] = {}
     on_plan: dict = {}
     for label, (variant, planned) in nab_replay.variants(plan).items():
-        replay, chosen = nab_replay.episode_rule(scores, variant, period, labels.probation, planned)
+        replay, chosen = nab_replay.episode_rule(scores, nab_replay.with_plan(entry, variant), labels.probation,
+                                                 planned)
         runs[variant_key(label)] = replay
         if label == "full rule" and chosen is not None:
             on_plan = {"on": chosen.on, "source": chosen.source, "peaks": chosen.peaks, "days": chosen.days}

@@ -1,5 +1,8 @@
 """Every row of a NAB file through the agent's own code: the scorer (`edge.pipelines.sensor.scorer`), then the
-rules (`edge.alerts.rule` as shipped, `edge.alerts.likelihood` + `edge.alerts.episode`), one reading at a time.
+rules, one reading at a time: the episode rule exactly as the sensor pipeline builds and calls it
+(`edge.alerts.episodic.episode_alerts` from the manifest entry, then `EpisodeRun.update(score)` per reading, the
+config's `burn_in = true` + `burn_in_readings` = NAB's probationary rows), and the older k-of-n rule
+(`edge.alerts.rule`) that a manifest without an episode plan runs.
 
 Why not a batch re-implementation: what NAB scores must be what would page a user of the running agent, so the
 same classes run here, fed in time order. The raw scores are cached per model file (reports/nab/scores/, keyed
@@ -16,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from edge.alerts.calibration import AlertPlan
-from edge.alerts.episode import EpisodeAlerts, EpisodePlan, OnPlan
+from edge.alerts.episode import EpisodePlan, OnPlan
+from edge.alerts.episodic import episode_alerts
 from edge.alerts.rule import AnomalyRule
 from edge.models.manifest import ModelEntry, read_manifest
 from edge.models.runtime import TFLiteModel
@@ -56,7 +60,8 @@ def raw_scores(models: Path, frame: pd.DataFrame, cache: Path) -> np.ndarray:
 
 
 def stock_rule(entry: ModelEntry, scores: np.ndarray) -> Replay:
-    """The shipped k-of-n rule with the manifest's planned threshold (`postprocess.alerts`)."""
+    """The k-of-n rule (what the agent runs on a manifest without an episode plan) with the manifest's planned
+    threshold (`postprocess.alerts`)."""
     plan = AlertPlan.from_json(entry.postprocess["alerts"])
     rule = AnomalyRule(plan.threshold, plan.k, plan.n)
     alerting = np.array([False if np.isnan(s) else rule.update(float(s))[0] for s in scores])
@@ -65,24 +70,33 @@ def stock_rule(entry: ModelEntry, scores: np.ndarray) -> Replay:
 
 
 def episode_plan(entry: ModelEntry) -> EpisodePlan:
-    """The episode rule's parameters: the manifest's `postprocess.alerts.episode`, else the plan a trainer
-    writes for the stream's period and target (`EpisodePlan.for_period`)."""
+    """The episode rule's parameters: the manifest's `postprocess.alerts.episode`, else (a model cached before
+    the trainer wrote it) the plan the trainer writes now for the stream's period and target
+    (`EpisodePlan.for_period`, training.tasks.autoencoder)."""
     alerts = entry.postprocess["alerts"]
     if alerts.get("episode"):
         return EpisodePlan.from_json(alerts["episode"])
     return EpisodePlan.for_period(float(alerts["period_s"]), float(alerts["false_alarms_per_day"]))
 
 
-def episode_rule(scores: np.ndarray, plan: EpisodePlan, period_s: float, burn_in: int,
+def with_plan(entry: ModelEntry, plan: EpisodePlan) -> dict:
+    """The entry's postprocess carrying `plan` as its `alerts.episode` (what the agent reads)."""
+    return {**entry.postprocess, "alerts": {**entry.postprocess["alerts"], "episode": plan.to_json()}}
+
+
+def episode_rule(scores: np.ndarray, postprocess: dict, burn_in: int,
                  plan_level: bool = True) -> tuple[Replay, OnPlan | None]:
-    """The likelihood + episode rule (`edge.alerts.episode.EpisodeAlerts`), one row at a time; `on` planned from
-    the first `burn_in` rows (NAB's probationary period) unless `plan_level` is False (the plan's own `on`)."""
-    alerts = EpisodeAlerts(plan, period_s, burn_in if plan_level else 0)
+    """The episode rule the agent runs on this manifest entry, built and called as the sensor pipeline does
+    (`edge.pipelines.sensor.pipeline.SensorPipeline._follow_episodes` / `_handle_episode`): the config's
+    `burn_in = true` with `burn_in_readings` = NAB's probationary rows, or `burn_in = false` when `plan_level`
+    is False (the plan's own `on` throughout)."""
+    run = episode_alerts(postprocess, "autoencoder", burn_in=plan_level, burn_in_readings=burn_in)
+    assert run is not None, "the postprocess carries no episode plan"
     alerting = np.zeros(len(scores), bool)
     onsets = np.zeros(len(scores), bool)
     for i, s in enumerate(scores):
-        alerting[i], onsets[i], _ = alerts.update(None if np.isnan(s) else float(s))
-    return Replay(alerting, onsets, plan.episode.false_episodes_per_day), alerts.on_plan
+        alerting[i], onsets[i] = run.update(None if np.isnan(s) else float(s))
+    return Replay(alerting, onsets, run.alerts.rule.spec.false_episodes_per_day), run.alerts.on_plan
 
 
 def variants(plan: EpisodePlan) -> dict[str, tuple[EpisodePlan, bool]]:

@@ -51,7 +51,8 @@ def rate_lines(files: list[dict[str, Any]]) -> tuple[list[str], dict[str, float]
     if stock:
         stock_days = sum(f["stock_rate"]["days"] for f in stock)
         stock_held = sum(f["stock_rate"]["observed"] <= 2 * f["stock_rate"]["planned"] for f in stock)
-        text.append(f"The shipped k-of-n rule on the same files: {stock_held} of {len(stock)} within twice its plan, "
+        text.append("The k-of-n rule (what a manifest without an episode plan runs) on the same files: "
+                    f"{stock_held} of {len(stock)} within twice its plan, "
                     f"pooled {sum(f['stock_rate']['episodes'] for f in stock) / stock_days:.3g} false episodes/day.")
     return text, summary
 
@@ -83,7 +84,10 @@ def document(results: dict[str, Any], profiles: dict[str, Profile]) -> str:
     out = [f"Generated {datetime.date.today()} by `make nab` (`python -m training nab {results['argv']}`), "
            f"{len(files)} files, {sum(f['windows'] for f in files)} windows. Models trained through the CLI on each "
            f"file's probationary rows ({results['train_args'] or 'the defaults'}); every row replayed through "
-           "`edge.pipelines.sensor.scorer` and the rules of `edge.alerts`. A detection is an alert *onset* unless "
+           "`edge.pipelines.sensor.scorer`, then the episode rule object the sensor pipeline runs "
+           "(`edge.alerts.episodic.episode_alerts` on the manifest entry, `burn_in = true` with NAB's probationary "
+           "rows, one `update(score)` per row) and the k-of-n rule (`edge.alerts.rule`) that a manifest without "
+           "an episode plan runs. A detection is an alert *onset* unless "
            "the row says *every alerting reading*. "
            f"{len(refused)} file(s) gave no detector (scored as never alerting).", "",
            "**All files** (normalized, NAB's scorer `training/quality/nab_score.py`):", "",

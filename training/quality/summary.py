@@ -66,7 +66,10 @@ def sensor_rows(manifest: Manifest) -> list[tuple[str, ...]]:
     period = alerts.get("period_s")
     head = (f"{int8.dataset}: {', '.join(int8.preprocess['features'])}"
             + (f", a reading every {period:g} s" if period else ", no timestamps")
-            + (f", {alerts['debounce_k']}-of-{alerts['debounce_n']} rule" if alerts else ""))
+            + (f", {alerts['debounce_k']}-of-{alerts['debounce_n']} rule" if alerts else "")
+            + ("; the agent runs the episode rule planned for "
+               f"{alerts['episode']['false_episodes_per_day']:g} false episodes/day (the rates below are the "
+               "k-of-n rule's, which a commanded or configured threshold runs)" if alerts.get("episode") else ""))
     rows = [(f"AE data ({head})", "—", "—", "—", "—")]
     for key, label, fmt in SENSOR_ROWS:
         value = int8.metrics.get(key)

@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from edge.alerts.calibration import AlertPlan, plan_alerts, rule_statistic, score_resolution
+from edge.alerts.episode import EpisodePlan
 from edge.alerts.ledger import episodes
 from edge.alerts.support import support
 from edge.models.manifest import ModelEntry
@@ -389,6 +390,9 @@ class FileJudge:
             alerts = {**self.plans[entry.file].to_json(), "support": support(self.plans[entry.file]).to_json()}
             if not self.sets.data.ordered:
                 alerts.update(threshold=entry.metrics["threshold"], method=f"p{self.cfg.threshold_percentile:g}")
+            elif self.sets.period and self.plans[entry.file].false_alarms_per_day:  # a clock: the episode rule
+                alerts["episode"] = EpisodePlan.for_period(self.sets.period,
+                                                           self.plans[entry.file].false_alarms_per_day).to_json()
             entry.postprocess = {**entry.postprocess, "threshold": entry.metrics["threshold"], "alerts": alerts}
 
 

@@ -8,6 +8,7 @@ The rule's maths is the alerts wing's (`edge.alerts`), shared with the trainer.
 
 from __future__ import annotations
 
+from edge.alerts.episodic import episode_alerts
 from edge.alerts.plan import resolve
 from edge.models.loader import ModelLoader
 from edge.models.manifest import ManifestError
@@ -19,10 +20,11 @@ from edge.pipelines.sensor.scorer import AnomalyScorer
 
 
 def load(cfg: SensorConfig, loader: ModelLoader) -> AnomalyScorer:
-    """The scorer, and its manifest's alert rule checked (a bad plan refuses the start or the reload)."""
+    """The scorer, and its manifest's alert rules checked (a bad plan refuses the start or the reload)."""
     scorer = AnomalyScorer(*loader.load(cfg.model, "anomaly", f"sensor {cfg.name!r}"))
     try:
         resolve(cfg, scorer.entry.postprocess, scorer.entry.name, None, None)
+        episode_alerts(scorer.entry.postprocess, scorer.entry.name)  # its episode plan too (None: k-of-n)
     except ValueError as exc:
         raise ManifestError(f"sensor {cfg.name!r}: {exc}") from None
     return scorer

@@ -11,12 +11,13 @@ from edge.mqtt.messages import Message, Topics, _json, envelope
 ON, OFF = b"ON", b"OFF"
 
 
-def anomaly(topics: Topics, device: str, model: dict[str, str], sensor: str, *, score: float, threshold: float,
+def anomaly(topics: Topics, device: str, model: dict[str, str], sensor: str, *, score: float, threshold: float | None,
             is_anomaly: bool, values: list[float], window: int, seq: int, changed: bool,
             reading_ts: Any = None, evidence: dict[str, Any] | None = None, rule: dict[str, Any] | None = None,
             episode: dict[str, Any] | None = None) -> Message:
     """An alert with what made it (`edge.pipelines.sensor.evidence`): the top contributors to the score,
-    the rule's state, and the episode it belongs to."""
+    the rule's state, and the episode it belongs to. `threshold` None: the episode rule (its levels are in
+    `rule`, in surprise units, not a score threshold)."""
     fields = {"sensor": sensor, "score": score, "threshold": threshold, "is_anomaly": is_anomaly,
               "values": values, "window": window, "seq": seq, "changed": changed, "reading_ts": reading_ts,
               "evidence": evidence, "rule": rule, "episode": episode}
@@ -39,7 +40,9 @@ def sensor_state(topics: Topics, sensor: str, active: bool) -> Message:
 ATTRIBUTES = ("{{ {'model': value_json.model.name, 'model_sha': value_json.model.sha, "
               "'threshold': value_json.threshold, "
               "'threshold_source': value_json.rule.threshold_source if value_json.rule else none, "
-              "'rule': (value_json.rule.k ~ ' of ' ~ value_json.rule.n) if value_json.rule else none, "
+              "'rule': none if not value_json.rule else ('likelihood on ' ~ value_json.rule.on ~ ', off ' ~ "
+              "value_json.rule.off) if value_json.rule.on is defined else (value_json.rule.k ~ ' of ' ~ "
+              "value_json.rule.n), "
               "'episode_id': value_json.episode.id if value_json.episode else none, "
               "'episode_onset': value_json.episode.onset_ts if value_json.episode else none, "
               "'episode_cause': value_json.episode.cause if value_json.episode else none} | tojson }}")
@@ -60,9 +63,13 @@ def describe(topic: str, payload: bytes, data: dict[str, Any] | None) -> str | N
     if data is None or len(levels) < 3 or levels[-3] != "sensors" or levels[-1] != "anomaly":
         return None
     flag = "ANOMALY" if data.get("is_anomaly") else "normal "
-    score, threshold = data.get("score", 0), data.get("threshold", 0)
-    held = " held by the debounce" if data.get("is_anomaly") and score <= threshold else ""
+    score, threshold, rule = data.get("score", 0), data.get("threshold"), data.get("rule") or {}
+    if threshold is None:  # the episode rule: its surprise against its `on` level
+        level = f"surprise {rule.get('surprise') or 0:.2f}, on {rule.get('on') or 0:.2f}"
+    else:
+        held = " held by the debounce" if data.get("is_anomaly") and score <= threshold else ""
+        level = f"threshold {threshold:.5f}{held}"
     top = ((data.get("evidence") or {}).get("top") or [])[:1]
     why = f", mostly {top[0].get('feature')} at step {top[0].get('step')}" if data.get("is_anomaly") and top else ""
     return (f"{str(data.get('ts', ''))[11:19]} {flag} sensor {data.get('sensor')}: score {score:.5f} "
-            f"(threshold {threshold:.5f}{held}{why}) values {data.get('values')}")
+            f"({level}{why}) values {data.get('values')}")

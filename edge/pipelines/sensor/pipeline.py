@@ -1,9 +1,11 @@
-"""A sensor stream: readings -> autoencoder score -> k-of-n rule -> `sensors/<name>/anomaly`.
+"""A sensor stream: readings -> autoencoder score -> alert rule -> `sensors/<name>/anomaly`.
 
-An alert is published on every change of state and on every anomalous reading. The rule
-(threshold and k-of-n debounce) comes from the manifest's alert plan unless the config,
-`cmd/threshold` or `cmd/calibrate` sets one (`edge.alerts.plan`); every threshold goes through
-`edge.alerts.rule.check_threshold`. `stats` carry the expected vs observed false-alert rate.
+Two rules. A manifest with an episode plan (`postprocess.alerts.episode`) runs the episode rule
+(`edge.alerts.episodic`: anomaly likelihood, episodes with hysteresis and cool-down): one alert per episode,
+at its onset; the episode's end turns `state` OFF. Otherwise, or once the config, `cmd/threshold` or
+`cmd/calibrate` sets a threshold, the k-of-n rule (`edge.alerts.plan`): an alert on every change of state and
+on every anomalous reading; every threshold goes through `edge.alerts.rule.check_threshold`. `stats` carry
+the expected vs observed false-alert rate of the rule in force.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import collections
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge.alerts.burnin import MIN_BURN_IN, NAB_PROBATION
 from edge.alerts.calibration import AlertPlan
+from edge.alerts.episodic import EpisodeRun, episode_alerts
 from edge.alerts.ledger import AlertLedger
 from edge.alerts.plan import (
     AlertSettings,
@@ -34,7 +38,7 @@ from edge.fields import ConfigError, setting
 from edge.mqtt.messages import Message, command_result
 from edge.pipelines.base import ReadingConfig, ReadingPipeline
 from edge.pipelines.publisher import Publisher
-from edge.pipelines.sensor.evidence import EpisodeTracker, rule_state
+from edge.pipelines.sensor.evidence import Episode, EpisodeTracker, rule_state
 from edge.pipelines.sensor.learning import DeviceLearning
 from edge.pipelines.sensor.messages import anomaly, sensor_state
 from edge.pipelines.sensor.rulefiles import PlanFile, ThresholdFile
@@ -95,8 +99,11 @@ class SensorPipeline(ReadingPipeline):
         self.ledger = self._ledger()
         self.above: collections.deque[bool] = collections.deque(maxlen=self.settings.n)  # the evidence's k of n
         self.episodes = EpisodeTracker()
+        self.episodic: EpisodeRun | None = None  # the episode rule, when the manifest plans one
+        self.episode: Episode | None = None  # the episode rule's current episode (kept through a cool-down)
         self._follow_learning()
         self.evidence = self._evidence()
+        self._follow_episodes()
 
     @property
     def threshold_source(self) -> str:
@@ -109,7 +116,9 @@ class SensorPipeline(ReadingPipeline):
 
     def _apply(self, settings: AlertSettings, restart_ledger: bool = True) -> None:
         """A new rule from the next reading on; the observed rate restarts (the expected one changed), but
-        not for a re-calibration of the device's own rule (same target: the count goes on)."""
+        not for a re-calibration of the device's own rule (same target: the count goes on). A switch between
+        the episode rule and the k-of-n rule re-sends `state` when the rule now in force says otherwise."""
+        was = self.active
         self.settings = settings
         self.rule.reconfigure(settings.threshold, settings.k, settings.n)
         if restart_ledger:
@@ -119,6 +128,25 @@ class SensorPipeline(ReadingPipeline):
         self.above = collections.deque(self.above, maxlen=settings.n)
         self._follow_learning()
         self.evidence = self._evidence()
+        self._follow_episodes()
+        if self.active != was:
+            for message in self.state_messages():
+                self.out.send(message)
+
+    @property
+    def active(self) -> bool:
+        """Whether the rule in force is alerting (what `sensors/<name>/state` says)."""
+        return self.episodic.alerts.rule.active if self.episodic is not None else self.rule.active
+
+    def _follow_episodes(self) -> None:
+        """The episode rule runs while the rule in force is the manifest's own plan (or its re-plan for the
+        config's rate) and the manifest has an episode plan; a threshold from a command, a calibration or the
+        config is a k-of-n rule's."""
+        if self.settings.source not in ("manifest", "replanned") or self.cfg.debounce is not None:
+            self.episodic = None
+        elif self.episodic is None or self.episodic.source != self.settings.source:
+            self.episodic = episode_alerts(self.model.entry.postprocess, self.model.entry.name, self.cfg.burn_in,
+                                           self.cfg.burn_in_readings, self.cfg.false_alarms_per_day)
 
     def _evidence(self) -> dict[str, Any] | None:
         """What the plan in force rests on (`edge.alerts.support`): its calibration span, the lowest rate that
@@ -163,9 +191,12 @@ class SensorPipeline(ReadingPipeline):
         reading = parse_reading(payload, expected=self.model.n_features)
         self.count_gaps(reading.seq)
         score = self.model.score(reading.values, reading.ts)
+        stamp = clock_seconds(reading.ts)
+        if self.episodic is not None:
+            self._handle_episode(reading, score, stamp)
+            return
         if score is None:
             return
-        stamp = clock_seconds(reading.ts)
         if self.learning is not None and self.learning.learning:  # the burn-in: no rule yet, nothing alerts
             if self.collecting is not None and self.collecting.add(score, stamp):
                 self._finish_calibration()  # the user's cmd/calibrate ends the burn-in
@@ -196,12 +227,34 @@ class SensorPipeline(ReadingPipeline):
             if plan is not None:
                 self._learned(plan, first=False)
 
+    def _handle_episode(self, reading: Any, score: float | None, stamp: float | None) -> None:
+        """The episode rule's call for one reading (the one `training nab`'s replay makes): an alert at each
+        episode's onset, `state` on every change (a cool-down's re-opening turns it ON without a new alert)."""
+        assert self.episodic is not None
+        was = self.episodic.alerts.rule.active
+        active, onset = self.episodic.update(score, stamp)
+        if onset and score is not None:
+            evidence = self.model.evidence()
+            top = (evidence or {}).get("top") or [{}]
+            self.episode = Episode(uuid.uuid4().hex, reading.ts, self.counters.processed, top[0].get("feature"))
+            self.send(anomaly(
+                self.out.topics, self.out.device, self.model.ref, self.name, score=score, threshold=None,
+                is_anomaly=True, values=list(reading.values), window=self.model.window, seq=self.counters.processed,
+                changed=True, reading_ts=reading.ts, evidence=evidence, episode=self.episode.to_json(),
+                rule=self.episodic.state()))
+            self.counters.published += 1
+        if active != was:
+            for message in self.state_messages():
+                self.out.send(message)
+
     def state_messages(self) -> list[Message]:
         """The retained `ON`/`OFF` of `sensors/<name>/state`: sent at every connect and on every change."""
-        return [sensor_state(self.out.topics, self.name, self.rule.active)]
+        return [sensor_state(self.out.topics, self.name, self.active)]
 
     def quality(self) -> dict[str, Any]:
         """The rule in force and its false-alert rate, expected vs observed since the rule was set (`stats`)."""
+        if self.episodic is not None:
+            return {**self.episodic.summary(), "evidence": None, "device_learning": None}
         return {**alert_summary(self.settings, self.ledger), "evidence": self.evidence,
                 "device_learning": self.learning.status() if self.learning is not None else None}
 
@@ -282,6 +335,6 @@ class SensorPipeline(ReadingPipeline):
         if self.collecting is not None and scorer.entry.sha256 != self.model.entry.sha256:
             self._calibration_result(self.collecting, ok=False, state="cancelled", error_text="the model changed")
             self.collecting = None  # its scores so far came from the old model
-        self.model, self.learning = scorer, None  # a new model's scores: its own burn-in or plan
+        self.model, self.learning, self.episodic = scorer, None, None  # a new model: its own burn-in or plan
         self._apply(self._settings(scorer))
         return scorer

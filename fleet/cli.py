@@ -15,7 +15,7 @@ COMMANDS = {
     "keygen": ("fleet.bundle:keygen", "a new Ed25519 signing key; prints the public key for [update] trusted_keys"),
     "bundle": ("fleet.bundle:main", "pack and sign an export (manifest + files) into a bundle"),
     "ship": ("fleet.ship:main", "deliver a bundle to one device over MQTT, resumably"),
-    "status": ("fleet.status:main", "every device on the broker from its retained topics (--json, --html, --watch)"),
+    "status": ("fleet.view:main", "every device on the broker from its retained topics (--json, --html, --watch)"),
     "rollout": ("fleet.rollout:main", "one bundle to many devices in stages, halting by itself on failures"),
 }
 

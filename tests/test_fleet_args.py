@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet import rollout, ship, status
+from fleet import rollout, ship, view
 from fleet.plan import Bound, RolloutState, cohorts
 from fleet.ship import Shipper
 
@@ -30,15 +30,15 @@ REFUSED = [  # (command, arguments, words the error must hold)
     (rollout.main, ["--parallel", "0"], "expected a whole number from 1 to 256"),
     (rollout.main, ["--parallel", "-1"], "expected a whole number from 1 to 256"),
     (rollout.main, ["--prefix", "edgepipe/#"], "no + or # wildcards"),
-    (status.main, ["--prefix", ""], "expected a topic like edgepipe"),
-    (status.main, ["--settle", "nan"], "NaN and infinity are refused"),
-    (status.main, ["--stats-interval", "0"], "expected seconds in (0,"),
-    (status.main, ["--stats-interval", "-5"], "expected seconds in (0,"),
-    (status.main, ["--stale-factor", "inf"], "NaN and infinity are refused"),
+    (view.main, ["--prefix", ""], "expected a topic like edgepipe"),
+    (view.main, ["--settle", "nan"], "NaN and infinity are refused"),
+    (view.main, ["--stats-interval", "0"], "expected seconds in (0,"),
+    (view.main, ["--stats-interval", "-5"], "expected seconds in (0,"),
+    (view.main, ["--stale-factor", "inf"], "NaN and infinity are refused"),
     (ship.main, ["--device", "d", "--chunk-kb", "x"], "expected a whole number from 1 to 1024"),
     (ship.main, ["--device", "d", "--broker", "foo"], "--broker 'foo': expected HOST:PORT"),
     (ship.main, ["--device", "d", "--broker", "h:99999"], "port 99999: expected 1-65535"),
-    (status.main, ["--password-file", "/nonexistent/pw"], "--password-file /nonexistent/pw: cannot read it"),
+    (view.main, ["--password-file", "/nonexistent/pw"], "--password-file /nonexistent/pw: cannot read it"),
 ]
 
 
@@ -47,7 +47,7 @@ def test_a_bad_option_is_refused_with_its_reason(command: Callable[[list[str]], 
                                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bundle = tmp_path / "b.tar"
     bundle.write_bytes(b"x")
-    positional = [] if command is status.main else [str(bundle)]
+    positional = [] if command is view.main else [str(bundle)]
     target = ["--to", "all"] if command is rollout.main else []
     with pytest.raises(SystemExit) as exit_:
         command([*positional, *target, *extra])

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fleet.client import BrokerOptions, Retained, connect, device_filters
-from fleet.status import rows, table, watch
+from fleet.status import rows
+from fleet.view import table, watch
 from tests.conftest import requires_package
 from tests.helpers.fleet import Fleet, fleet_command, unsigned_bundle
 from tests.helpers.mqtt import Broker, Collector, publish

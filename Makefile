@@ -91,9 +91,10 @@ test: system-packages
 system-packages:
 	$(PYTHON) tools/system_packages.py
 
-# The hostile-input campaign ten times larger (about 50,000 cases; 20-40 minutes on 2 cores).
+# The hostile-input campaign ten times larger (about 50,000 cases; 20-40 minutes on 2 cores) and the outbox through 110k readings offline.
 soak: venv
-	EDGEPIPE_SOAK=10 $(BIN)/python -m pytest -q tests/test_hostile.py tests/test_device_faults.py
+	EDGEPIPE_SOAK=10 $(BIN)/python -m pytest -q tests/test_hostile.py tests/test_device_faults.py \
+		"tests/test_reliability.py::test_outbox_stays_bounded_and_memory_flat_through_100k_readings_offline"
 
 # Issue 26's broker acceptance at full size (about 3 minutes): 12 agents over a three-node NATS cluster that loses
 # a node, and the central broker behind a bridge down for 60 s. `make test` runs 3 agents and a 10 s outage.

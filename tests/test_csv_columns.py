@@ -15,6 +15,7 @@ from edge.sources.frames import SourceError
 from tests.conftest import ROOT
 from tests.helpers.isolation import no_tf_env
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, write_config
+from tests.helpers.series import first_forecast_step
 
 BASE = "edgepipe/test"
 
@@ -76,7 +77,7 @@ def test_agent_replays_a_csv_by_header_with_reading_ts_end_to_end(broker: Broker
         collector.close()
     assert pipelines["sensor/line1"]["processed"] == 21 and pipelines["sensor/line1"]["invalid"] == 0
     assert pipelines["series/airline"]["processed"] == 144 and pipelines["series/airline"]["invalid"] == 0
-    assert forecasts == 144 - 25  # the first forecast needs order + look_back readings
+    assert forecasts == 144 - first_forecast_step()  # the first forecast needs the model's warm-up (manifest)
     alert = collector.json("/anomaly")[-1]
     assert alert["is_anomaly"] and alert["reading_ts"] == "2026-05-01T00:20:00"
     assert alert["values"] == [-4.0, 5.0]  # x, y: the model's order, not the file's

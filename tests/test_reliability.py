@@ -6,6 +6,7 @@ Every test bounds its counts and its waiting; the agent runs as a TensorFlow-fre
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import threading
@@ -168,9 +169,11 @@ def test_torn_state_and_outbox_files_are_recovered_with_a_warning(broker: Broker
 
 
 def test_outbox_stays_bounded_and_memory_flat_through_100k_readings_offline(tmp_path: Path) -> None:
-    """Target 3: broker down for 110k readings: the outbox stops at its limit, drops are counted, RSS is flat."""
+    """Target 3: broker down for 110k readings (`make soak`; 40k in `make test`, where it was the slowest test at
+    over two minutes): the outbox stops at its limit, drops are counted, RSS is flat."""
     broker = Broker(tmp_path / "broker")  # never up while the readings flow
-    limit, warmup, total = 1000, 10_000, 110_000
+    limit, warmup = 1000, 10_000
+    total = 110_000 if int(os.environ.get("EDGEPIPE_SOAK", "1")) > 1 else 40_000
     rows = np.resize(lecture_sensor_data().validation, (total, 2))
     stream = sensor_csv(tmp_path / "line.csv", rows)
     stats_file = tmp_path / "stats.json"

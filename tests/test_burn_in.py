@@ -73,7 +73,7 @@ def test_burn_in_learns_the_rule_then_holds_its_rate_for_a_month(broker: Broker,
     assert quality["threshold_source"] == "burn_in" and quality["threshold"] > 0
     assert (quality["debounce_k"], quality["debounce_n"]) == (2, 3)  # from the stream's own 5-minute period
     learning = quality["device_learning"]
-    assert learning["burn_in"] is None and learning["recalibrations"] >= 1 and learning["error"] is None
+    assert quality["burn_in"] is None and learning["recalibrations"] >= 1 and learning["error"] is None
     assert quality["days"] == pytest.approx((len(month) - 2880 - 1) * PERIOD_S / 86400, rel=0.01)
     # 20 days after the burn-in: false episodes per day within 2x of the plan
     assert quality["observed_alerts_per_day"] <= 2 * 0.5 and not quality["plan_contradicted"]
@@ -125,7 +125,7 @@ def test_an_agent_burning_in_says_so_and_alerts_nothing(broker: Broker, tmp_path
     values[40:] = [0.9, -0.9]  # off the line: the committed threshold would flag every one
     quality, alerts = run_agent(broker, tmp_path, values, "burn_in = true\nburn_in_readings = 120\n")
     assert quality["threshold_source"] == "burn_in" and quality["threshold"] is None
-    assert quality["device_learning"]["burn_in"] == {"readings": 60, "needed": 120}
+    assert quality["burn_in"] == {"readings": 60, "needed": 120}
     assert alerts == [] and quality["alert_episodes"] == 0
 
 

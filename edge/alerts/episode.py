@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from edge.alerts.burnin import NAB_PROBATION
 from edge.alerts.calibration import SECONDS_PER_DAY
 from edge.alerts.likelihood import MAX_SURPRISE, AnomalyLikelihood, LikelihoodSpec
 
-PLAN_BURN_IN = 750  # readings: NAB's probationary period (the first 15% of a file, at most 750)
+ON_SOURCES = ("extremal", "conformal")  # how `plan_on` placed `on`
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,22 @@ class OnPlan:
     days: float
     level: float
 
+    def to_json(self) -> dict[str, Any]:
+        return {"on": self.on, "source": self.source, "peaks": self.peaks, "days": self.days, "level": self.level}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], spec: EpisodeSpec) -> OnPlan:
+        """A placement read back (a state file), every field checked against the rule it is for: ValueError."""
+        on, source, peaks, days, level = (data[k] for k in ("on", "source", "peaks", "days", "level"))
+        numbers = (on, days, level)
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in numbers):
+            raise ValueError(f"on, days and level must be finite numbers, got {on!r}, {days!r}, {level!r}")
+        if not spec.min_on <= on <= MAX_SURPRISE or days < 0:
+            raise ValueError(f"on must lie in [{spec.min_on}, {MAX_SURPRISE}] (days >= 0), got on={on}, days={days}")
+        if source not in ON_SOURCES or isinstance(peaks, bool) or not isinstance(peaks, int) or peaks < 0:
+            raise ValueError(f"source must be one of {ON_SOURCES} and peaks a count, got {source!r}, {peaks!r}")
+        return cls(float(on), source, peaks, float(days), float(level))
+
 
 def plan_on(surprises: np.ndarray, period_s: float, spec: EpisodeSpec, level: float = 2.0,
             min_exceed: int = 10) -> OnPlan:
@@ -156,7 +173,7 @@ class EpisodePlan:
         hours: an average of 3 readings, two weeks of history (at least 200 readings), a day (at least 100
         readings) before the first surprise, episodes closed after half an hour quiet, re-opened within 12 hours
         (chosen on NAB's artificialWithAnomaly and realAWSCloudwatch files; docs/real-data.md); `on` re-placed
-        after a burn-in of NAB's probationary length (750 readings)."""
+        after a burn-in of NAB's probationary length (750 readings, `NAB_PROBATION`)."""
         per_hour = max(1, round(3600.0 / period_s))
         on = min(max(math.log10(SECONDS_PER_DAY / period_s / per_day), 2.0), MAX_SURPRISE)  # the conformal bound
         long = max(200, 14 * 24 * per_hour)
@@ -164,7 +181,7 @@ class EpisodePlan:
                                     min_spread=0.05, learn_in_alert=True)
         episode = EpisodeSpec(on=on, off=min(2.0, on), release=max(1, per_hour // 2), cooldown=12 * per_hour,
                               min_on=2.0, false_episodes_per_day=per_day)
-        return cls(likelihood, episode, PLAN_BURN_IN)
+        return cls(likelihood, episode, NAB_PROBATION)
 
     def to_json(self) -> dict[str, Any]:
         return {**self.episode.to_json(), "likelihood": self.likelihood.to_json(), "burn_in": self.burn_in}
@@ -189,14 +206,18 @@ class EpisodeAlerts:
         """Readings of the burn-in still to come (0: `on` is placed, or no burn-in)."""
         return 0 if not self.burn_in or self.on_plan is not None else self.burn_in - len(self._seen)
 
+    def place(self, on_plan: OnPlan) -> None:
+        """`on` from now on: the burn-in's placement, or (the agent restarted) the one an earlier burn-in of this
+        rule made and saved; the burn-in is over either way."""
+        self.on_plan, self._seen = on_plan, []
+        self.rule.spec = self.plan.episode.with_on(on_plan.on)
+
     def update(self, score: float | None) -> tuple[bool, bool, float | None]:
         """(active, onset, surprise) for one reading; `score` None while the model's window fills."""
         surprise = None if score is None else self.likelihood.update(score, in_alert=self.rule.active)
         if self.burn_in and self.on_plan is None:
             self._seen.append(math.nan if surprise is None else surprise)
             if len(self._seen) >= self.burn_in:
-                self.on_plan = plan_on(np.asarray(self._seen), self.period_s, self.plan.episode)
-                self.rule.spec = self.plan.episode.with_on(self.on_plan.on)
-                self._seen = []
+                self.place(plan_on(np.asarray(self._seen), self.period_s, self.plan.episode))
         active, onset = self.rule.update(surprise)
         return active, onset, surprise

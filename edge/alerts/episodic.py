@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from edge.alerts.burnin import NAB_PROBATION
 from edge.alerts.calibration import SECONDS_PER_DAY
 from edge.alerts.episode import EpisodeAlerts, EpisodePlan
 from edge.alerts.ledger import poisson_tail
@@ -77,6 +78,17 @@ class EpisodeRun:
         """Readings of the burn-in still to come (0: `on` is placed)."""
         return self.alerts.burn_in_left
 
+    def progress(self) -> dict[str, int] | None:
+        """`stats.quality`'s `burn_in` (as the k-of-n burn-in's): readings taken of those needed; None once done.
+        The episode rule's burn-in counts every reading from the first (the model's window filling included)."""
+        left = self.learning
+        return {"readings": self.alerts.burn_in - left, "needed": self.alerts.burn_in} if left else None
+
+    def basis(self) -> dict[str, Any]:
+        """What a burned-in `on` was placed for: the plan (after the config's re-plan), the reading period and
+        the burn-in's length. A saved `on` is used again only for the same basis (and model file)."""
+        return {"plan": self.alerts.plan.to_json(), "period_s": self.alerts.period_s, "readings": self.alerts.burn_in}
+
     @property
     def days(self) -> float:
         if self.first_ts is not None and self.last_ts is not None and self.last_ts > self.first_ts:
@@ -111,14 +123,15 @@ class EpisodeRun:
                 "days": days, "observed_alerts_per_day": observed, "expected_alerts_per_1000": None,
                 "observed_alerts_per_1000": 1000 * self.episodes / self.readings if self.readings else None,
                 "excess_p_value": p_value, "plan_contradicted": contradicted,
-                "episode": {**self.state(), "burn_in_left": self.learning, "active": self.alerts.rule.active}}
+                "burn_in": self.progress(), "episode": {**self.state(), "active": self.alerts.rule.active}}
 
 
 def episode_alerts(postprocess: dict[str, Any], model: str, burn_in: bool | None = None,
                    burn_in_readings: int | None = None, false_alarms_per_day: float | None = None) -> EpisodeRun | None:
     """The episode rule a sensor runs on this manifest entry, or None (no episode plan: the k-of-n rule).
-    `burn_in` False: the plan's `on` throughout; True: `burn_in_readings` place it; None: the plan's own
-    burn-in length. `false_alarms_per_day` re-plans the rate."""
+    The config's switch and count, as for the k-of-n burn-in: `burn_in` False: the plan's `on` throughout; True:
+    a burn-in places it; None: one when the plan has one (its `burn_in` > 0). Its length: `burn_in_readings`,
+    else the plan's `burn_in`, else NAB's probationary period. `false_alarms_per_day` re-plans the rate."""
     found = manifest_episode(postprocess, model)
     if found is None:
         return None
@@ -126,5 +139,6 @@ def episode_alerts(postprocess: dict[str, Any], model: str, burn_in: bool | None
     source = "manifest"
     if false_alarms_per_day is not None:
         plan, source = for_target(plan, period_s, false_alarms_per_day), "replanned"
-    readings = plan.burn_in if burn_in is None else (burn_in_readings or plan.burn_in) if burn_in else 0
+    burns = plan.burn_in > 0 if burn_in is None else burn_in
+    readings = (burn_in_readings or plan.burn_in or NAB_PROBATION) if burns else 0
     return EpisodeRun(EpisodeAlerts(plan, period_s, readings), source)

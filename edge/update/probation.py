@@ -5,6 +5,8 @@ the new model against the old one's at the swap), the golden vectors (re-run at 
 anomaly models the share of readings that raised an alert against the false-alert rate the
 manifest was calibrated for. A verdict needs evidence: `min_alerts` alerts, several errors, a
 latency window of 20 invokes and 1 ms of difference, so one unlucky reading does not roll back.
+A sensor on the episode rule (`postprocess.alerts.episode`) is judged by what that rule plans and pages:
+false episodes per day, its own count since the swap (a new model is a new rule), not alerting readings.
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ class Probation:
         return None
 
     def _alerts(self, p: Any, base: Baseline) -> str | None:
-        """Alerting readings against the calibrated rate: over the bound, and beyond chance.
+        """Alerting readings against the calibrated rate: over the bound, and beyond chance (episodes per day
+        under the episode rule: `_episodes`).
 
         A sensor publishes one message per alerting reading plus one when an episode ends, so
         half its messages (rounded up) is a floor for the alerting readings: never an excuse to
@@ -98,16 +101,37 @@ class Probation:
         """
         if p.kind != "sensor":
             return None
+        quality = p.quality() if hasattr(p, "quality") else {}
+        if quality.get("rule") == "episode":
+            return self._episodes(quality)
         expected = expected_alert_rate(p.model.entry)
         alerts, done = (self._delta(p, base, "published") + 1) // 2, self._delta(p, base, "processed")
-        if expected is None or done <= 0 or alerts < self.cfg.min_alerts:
+        chance = None if expected is None or done <= 0 else self._convicts(alerts, expected * done)
+        if chance is None:
             return None
-        rate, chance = alerts / done, poisson_tail(alerts, expected * done)
-        if rate > self.cfg.max_alert_ratio * expected and chance < MAX_CHANCE:
-            return (f"alert_rate: at least {alerts} alerting readings in {done} ({rate:.1%}), the manifest's "
-                    f"calibrated false-alert rate is {expected:.2%} (bound {self.cfg.max_alert_ratio:g}x, "
-                    f"chance {chance:.1e})")
-        return None
+        return (f"alert_rate: at least {alerts} alerting readings in {done} ({alerts / done:.1%}), the manifest's "
+                f"calibrated false-alert rate is {expected:.2%} (bound {self.cfg.max_alert_ratio:g}x, "
+                f"chance {chance:.1e})")
+
+    def _episodes(self, quality: dict[str, Any]) -> str | None:
+        """The episode rule's alert episodes since the swap (its `stats.quality`: it restarts with the new model)
+        against the false episodes per day it plans for: over the bound, and beyond chance. An episode is one
+        page however long, so `min_alerts` episodes are the evidence, not messages or alerting readings."""
+        episodes, days, planned = quality["alert_episodes"], quality["days"], quality["false_alarms_per_day"]
+        chance = self._convicts(episodes, planned * days) if days and planned else None
+        if chance is None:
+            return None
+        return (f"alert_rate: {episodes} alert episodes in {days:.3g} days ({episodes / days:.3g}/day), the "
+                f"manifest's episode rule plans {planned:g} false episodes/day (bound {self.cfg.max_alert_ratio:g}x, "
+                f"chance {chance:.1e})")
+
+    def _convicts(self, count: int, expected: float) -> float | None:
+        """The Poisson chance of `count` alerts where `expected` were due, when it convicts: at least `min_alerts`,
+        more than `max_alert_ratio` x expected, and less likely than `MAX_CHANCE`; None otherwise."""
+        if count < self.cfg.min_alerts or expected <= 0:
+            return None
+        chance = poisson_tail(count, expected)
+        return chance if count > self.cfg.max_alert_ratio * expected and chance < MAX_CHANCE else None
 
     def golden_check(self) -> str | None:
         """Re-run every new model's golden vectors (under its pipeline's lock: an interpreter is not shared)."""

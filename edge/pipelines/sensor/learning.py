@@ -52,9 +52,12 @@ class DeviceLearning:
             return self.plan
         return None
 
+    def progress(self) -> dict[str, int] | None:
+        """`stats.quality[sensor/<name>].burn_in` (as the episode rule's): scored readings taken of those
+        needed; None once the rule is learned."""
+        return self.burn_in.progress() if self.burn_in is not None else None
+
     def status(self) -> dict[str, Any]:
-        """`stats.quality[sensor/<name>].device_learning`."""
-        progress = self.burn_in.progress() if self.burn_in is not None else None
-        return {"burn_in": progress, "recalibrations": self.recalibrator.done,
-                "pool_readings": len(self.recalibrator.pool), "held_back": self.recalibrator.held_back,
-                "error": self.failed}
+        """`stats.quality[sensor/<name>].device_learning`: the re-calibrations after the burn-in."""
+        return {"recalibrations": self.recalibrator.done, "pool_readings": len(self.recalibrator.pool),
+                "held_back": self.recalibrator.held_back, "error": self.failed}

@@ -14,11 +14,11 @@ import collections
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge.alerts.burnin import MIN_BURN_IN, NAB_PROBATION
+from edge.alerts.burnin import NAB_PROBATION
 from edge.alerts.calibration import AlertPlan
 from edge.alerts.episodic import EpisodeRun, episode_alerts
 from edge.alerts.ledger import AlertLedger
@@ -34,10 +34,10 @@ from edge.alerts.plan import (
 from edge.alerts.recalibrate import Collection
 from edge.alerts.rule import AnomalyRule, check_threshold
 from edge.alerts.support import support
-from edge.fields import ConfigError, setting
 from edge.mqtt.messages import Message, command_result
-from edge.pipelines.base import ReadingConfig, ReadingPipeline
+from edge.pipelines.base import ReadingPipeline
 from edge.pipelines.publisher import Publisher
+from edge.pipelines.sensor.config import SensorConfig
 from edge.pipelines.sensor.evidence import Episode, EpisodeTracker, rule_state
 from edge.pipelines.sensor.learning import DeviceLearning
 from edge.pipelines.sensor.messages import anomaly, sensor_state
@@ -47,35 +47,6 @@ from edge.readings import parse_reading
 from edge.timestamps import clock_seconds
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SensorConfig(ReadingConfig):
-    model: str = "autoencoder"
-    rate: float = setting(10.0, ge=0)
-    threshold: float | None = setting(None, gt=0)  # None: the manifest's calibrated threshold
-    false_alarms_per_day: float | None = setting(None, gt=0)  # None: the manifest plan's own target
-    debounce_k: int | None = setting(None, ge=1, le=1000)  # None: the manifest plan's, else 1
-    debounce_n: int | None = setting(None, ge=1, le=1000)
-    # learn the rule from the live stream's first readings (edge.alerts.burnin); None: only when the manifest
-    # and the config give no rule at all
-    burn_in: bool | None = None
-    burn_in_readings: int = setting(NAB_PROBATION, ge=MIN_BURN_IN, le=100_000)
-
-    def validate(self) -> None:
-        if None not in (self.debounce_k, self.debounce_n) and self.debounce_k > self.debounce_n:  # type: ignore
-            raise ConfigError(f"debounce_k: expected at most debounce_n ({self.debounce_n}), got {self.debounce_k}")
-        if self.false_alarms_per_day is not None and self.debounce is not None:
-            raise ConfigError("false_alarms_per_day: it plans the debounce as well as the threshold; leave "
-                              "debounce_k and debounce_n out (or drop false_alarms_per_day and set both yourself)")
-
-    @property
-    def debounce(self) -> tuple[int | None, int | None] | None:
-        """(k, n) as the config sets them (either may be None: the other side comes from the plan, or
-        k-of-k / 1-of-n without one); None when the config sets neither."""
-        if self.debounce_k is None and self.debounce_n is None:
-            return None
-        return self.debounce_k, self.debounce_n
 
 
 class SensorPipeline(ReadingPipeline):
@@ -114,11 +85,14 @@ class SensorPipeline(ReadingPipeline):
         return resolve(self.cfg, scorer.entry.postprocess, scorer.entry.name, self.commanded, self.calibrated,
                        self.calibrated_source)
 
-    def _apply(self, settings: AlertSettings, restart_ledger: bool = True) -> None:
+    def _apply(self, settings: AlertSettings, restart_ledger: bool = True, relearn: bool = False) -> None:
         """A new rule from the next reading on; the observed rate restarts (the expected one changed), but
-        not for a re-calibration of the device's own rule (same target: the count goes on). A switch between
-        the episode rule and the k-of-n rule re-sends `state` when the rule now in force says otherwise."""
+        not for a re-calibration of the device's own rule (same target: the count goes on). `relearn`: what the
+        device learned goes (a new model, `cmd/reset`). A switch between the episode rule and the k-of-n rule
+        re-sends `state` when the rule now in force says otherwise."""
         was = self.active
+        if relearn:
+            self.learning = self.episodic = None
         self.settings = settings
         self.rule.reconfigure(settings.threshold, settings.k, settings.n)
         if restart_ledger:
@@ -147,6 +121,13 @@ class SensorPipeline(ReadingPipeline):
         elif self.episodic is None or self.episodic.source != self.settings.source:
             self.episodic = episode_alerts(self.model.entry.postprocess, self.model.entry.name, self.cfg.burn_in,
                                            self.cfg.burn_in_readings, self.cfg.false_alarms_per_day)
+            if self.episodic is not None and self.episodic.learning and self.plan_file:  # `on` burned in before?
+                saved = self.plan_file.load_on(self.model.entry.sha256, self.episodic.basis(),
+                                               self.episodic.alerts.plan.episode)
+                if saved is not None:
+                    self.episodic.alerts.place(saved)
+                    log.info("sensor %s: the episode rule's level on %.3g, burned in before, holds", self.name,
+                             saved.on)
 
     def _evidence(self) -> dict[str, Any] | None:
         """What the plan in force rests on (`edge.alerts.support`): its calibration span, the lowest rate that
@@ -171,18 +152,23 @@ class SensorPipeline(ReadingPipeline):
             self.learning = None
         elif self.learning is None or self.learning.plan is not self.calibrated:
             debounce = None if self.cfg.debounce is None else fill_debounce(self.cfg.debounce, 2, 3)
-            self.learning = DeviceLearning(self.name, self.cfg.burn_in_readings, self.cfg.false_alarms_per_day,
-                                           debounce, self.model.entry.inputs[0].scale, self.calibrated)
+            self.learning = DeviceLearning(self.name, self.cfg.burn_in_readings or NAB_PROBATION,
+                                           self.cfg.false_alarms_per_day, debounce, self.model.entry.inputs[0].scale,
+                                           self.calibrated)
 
     def _learned(self, plan: AlertPlan, first: bool) -> None:
         """The burn-in's plan, or a re-calibration's: persisted like a calibration, then in force."""
-        if self.plan_file:
-            try:
-                self.plan_file.save(plan, self.model.entry.sha256, source="burn_in")
-            except OSError as exc:  # a full disk: the rule holds in memory until the next start
-                log.warning("sensor %s: the learned rule is not saved: %s", self.name, exc)
+        self._keep(lambda file: file.save(plan, self.model.entry.sha256, source="burn_in"))
         self.calibrated, self.calibrated_source = plan, "burn_in"
         self._apply(self._settings(self.model), restart_ledger=first)
+
+    def _keep(self, save: Callable[[PlanFile], None]) -> None:
+        """A rule a burn-in learned, into `<sensor>.alerts.json` (both rules' burn-ins save there)."""
+        if self.plan_file:
+            try:
+                save(self.plan_file)
+            except OSError as exc:  # a full disk: the rule holds in memory until the next start
+                log.warning("sensor %s: the learned rule is not saved: %s", self.name, exc)
 
     def _ledger(self) -> AlertLedger:
         return AlertLedger(self.settings.expected_active_rate or 0.0, self.settings.period_s)
@@ -231,8 +217,11 @@ class SensorPipeline(ReadingPipeline):
         """The episode rule's call for one reading (the one `training nab`'s replay makes): an alert at each
         episode's onset, `state` on every change (a cool-down's re-opening turns it ON without a new alert)."""
         assert self.episodic is not None
-        was = self.episodic.alerts.rule.active
+        was, learning = self.episodic.alerts.rule.active, self.episodic.learning
         active, onset = self.episodic.update(score, stamp)
+        if learning and not self.episodic.learning and (placed := self.episodic.alerts.on_plan) is not None:
+            run = self.episodic  # the burn-in placed `on`: kept, so a restart resumes with it
+            self._keep(lambda file: file.save_on(placed, self.model.entry.sha256, run.basis()))
         if onset and score is not None:
             evidence = self.model.evidence()
             top = (evidence or {}).get("top") or [{}]
@@ -255,8 +244,10 @@ class SensorPipeline(ReadingPipeline):
         """The rule in force and its false-alert rate, expected vs observed since the rule was set (`stats`)."""
         if self.episodic is not None:
             return {**self.episodic.summary(), "evidence": None, "device_learning": None}
+        learning = self.learning
         return {**alert_summary(self.settings, self.ledger), "evidence": self.evidence,
-                "device_learning": self.learning.status() if self.learning is not None else None}
+                "burn_in": learning.progress() if learning else None,
+                "device_learning": learning.status() if learning else None}
 
     # --- what commands change, each under the pipeline's lock ------------------------------
     def set_threshold(self, value: Any) -> dict[str, Any]:
@@ -282,7 +273,7 @@ class SensorPipeline(ReadingPipeline):
             if self.collecting is not None:
                 self._calibration_result(self.collecting, ok=False, state="cancelled", error_text="cmd/reset")
             self.commanded = self.calibrated = self.collecting = None
-            self._apply(self._settings(self.model))
+            self._apply(self._settings(self.model), relearn=True)  # a burned-in rule goes: a new burn-in
         fields = settings_fields(self.settings)  # a new burn-in: threshold null until it has learned one
         return {"threshold": fields["threshold"], "threshold_source": self.threshold_source}
 
@@ -335,6 +326,6 @@ class SensorPipeline(ReadingPipeline):
         if self.collecting is not None and scorer.entry.sha256 != self.model.entry.sha256:
             self._calibration_result(self.collecting, ok=False, state="cancelled", error_text="the model changed")
             self.collecting = None  # its scores so far came from the old model
-        self.model, self.learning, self.episodic = scorer, None, None  # a new model: its own burn-in or plan
-        self._apply(self._settings(scorer))
+        self.model = scorer
+        self._apply(self._settings(scorer), relearn=True)  # a new model: its own burn-in or plan
         return scorer

@@ -1,4 +1,5 @@
-"""A sensor's rule kept between runs: a threshold set by `cmd/threshold`, a plan fitted by `cmd/calibrate`.
+"""A sensor's rule kept between runs: a threshold set by `cmd/threshold`, a plan fitted by `cmd/calibrate` or
+learned by a burn-in (the k-of-n rule's plan, the episode rule's `on`).
 
 Each lives in the state dir until `cmd/reset` names the sensor (or the other command replaces it).
 Without them a rule tuned at run time silently reverted on every reload and restart. A file that
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from edge.alerts.calibration import AlertPlan
+from edge.alerts.episode import EpisodeSpec, OnPlan
 from edge.alerts.plan import check_plan
 from edge.alerts.rule import check_threshold
 from edge.fileio import StateFile
@@ -37,32 +40,74 @@ class ThresholdFile:
 
 
 class PlanFile:
-    """`<state_dir>/<sensor>.alerts.json`: a plan and the model whose scores it calibrated.
+    """`<state_dir>/<sensor>.alerts.json`: the rule fitted or learned for this sensor, with the model whose scores
+    it rests on and its `source`: a k-of-n plan (`cmd/calibrate`; the k-of-n burn-in, `"source": "burn_in"`) or
+    the episode rule's burned-in `on` (`"rule": "episode"`, `"source": "burn_in"`). One file for both burn-ins:
+    only one rule is in force, and saving either replaces the other.
 
-    A plan saved for another model file (a retrained autoencoder, compared by sha256) is ignored with
+    A k-of-n plan saved for another model file (a retrained autoencoder, compared by sha256) is ignored with
     a warning, since its threshold is in units of the old model's reconstruction error; the file
-    stays (the model may come back with a rollback).
+    stays (the model may come back with a rollback). An `on` is used again only for the same model file and
+    the same basis (`edge.alerts.episodic.EpisodeRun.basis`: the plan, the period, the burn-in's length);
+    otherwise the rule burns in again, and its new `on` replaces the file.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.file = StateFile(path, "the calibration is not used")
+        self.file = StateFile(path, "the saved rule is not used: the manifest's or the config's applies "
+                              "(a burn-in, when it has one, starts again)")
         self.source = "calibrated"  # of the plan loaded last: "calibrated" (cmd/calibrate) or "burn_in"
 
     def load(self, model_sha256: str) -> AlertPlan | None:
+        """The k-of-n plan saved for this model file; None for none, another model's, or the episode rule's `on`."""
         def parse(data: dict) -> AlertPlan | None:
-            if data.get("model_sha256") != model_sha256:
-                log.warning("ignoring %s: calibrated for another model file", self.path)
+            if rule_of(data) != K_OF_N or not self._for_model(data, model_sha256):
                 return None
             self.source = "burn_in" if data.get("source") == "burn_in" else "calibrated"
             return check_plan(data.get("plan"), str(self.path))
 
         return self.file.load(parse)
 
+    def load_on(self, model_sha256: str, basis: dict[str, Any], spec: EpisodeSpec) -> OnPlan | None:
+        """The episode rule's `on` burned in on this model file for this `basis`; None otherwise."""
+        def parse(data: dict) -> OnPlan | None:
+            if rule_of(data) != EPISODE or not self._for_model(data, model_sha256):
+                return None
+            if data.get("basis") != basis:
+                log.warning("ignoring %s: the episode rule's level was burned in for another plan, reading period "
+                            "or burn-in length; it burns in again", self.path)
+                return None
+            return OnPlan.from_json(data["on_plan"], spec)
+
+        return self.file.load(parse)
+
     def save(self, plan: AlertPlan, model_sha256: str, source: str = "calibrated") -> None:
-        self.file.save({"model_sha256": model_sha256, "plan": plan.to_json(), "source": source})
+        self.file.save({"rule": K_OF_N, "model_sha256": model_sha256, "plan": plan.to_json(), "source": source})
         self.source = source
+
+    def save_on(self, on_plan: OnPlan, model_sha256: str, basis: dict[str, Any]) -> None:
+        self.file.save({"rule": EPISODE, "model_sha256": model_sha256, "basis": basis, "on_plan": on_plan.to_json(),
+                        "source": "burn_in"})
 
     def clear(self) -> None:
         self.file.clear()
 
+    def _for_model(self, data: dict[str, Any], model_sha256: str) -> bool:
+        saved = data.get("model_sha256")
+        if not isinstance(saved, str):
+            raise ValueError(f"no model_sha256: not a rule this agent saved (got {saved!r})")
+        if saved != model_sha256:
+            log.warning("ignoring %s: saved for another model file (%.12s, this one is %.12s)", self.path, saved,
+                        model_sha256)
+        return saved == model_sha256
+
+
+K_OF_N, EPISODE = "k_of_n", "episode"
+
+
+def rule_of(data: dict[str, Any]) -> str:
+    """Which rule a saved file holds (no `rule`: a k-of-n plan, as saved before the episode rule's burn-in was)."""
+    rule = data.get("rule", K_OF_N)
+    if rule not in (K_OF_N, EPISODE):
+        raise ValueError(f"rule must be {K_OF_N!r} or {EPISODE!r}, got {rule!r}")
+    return rule

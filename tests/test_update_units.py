@@ -163,6 +163,43 @@ def test_probation_bounds_need_evidence_before_they_convict(change: dict, verdic
     assert (reason is None) if verdict is None else (verdict in (reason or "")), reason
 
 
+class Episodic(Counting):
+    """A sensor on the episode rule as probation sees it: its counters and its rule's `stats.quality` (a real
+    `EpisodeRun` for a plan of `per_day` false episodes a day at 5-minute readings)."""
+
+    def __init__(self, per_day: float) -> None:
+        from edge.alerts.episode import EpisodePlan
+        from edge.alerts.episodic import episode_alerts
+
+        super().__init__()
+        alerts = {"period_s": 300.0, "episode": EpisodePlan.for_period(300.0, per_day).to_json()}
+        self.run = episode_alerts({"alerts": alerts}, "autoencoder")
+
+    def quality(self) -> dict:
+        return self.run.summary()
+
+
+@pytest.mark.parametrize("per_day, readings, episodes, verdict", [
+    (0.1, 1152, 6, "alert_rate: 6 alert episodes in 4 days (1.5/day)"),  # 3 alerting readings as messages count
+    (0.1, 288, 4, None),  # 40x the plan in a day, but 4 pages: fewer than min_alerts
+    (20.0, 100, 12, None),  # 35 a day against 20 planned: within 5x (as messages: 6% alerting readings, 6x 1%)
+])
+def test_probation_judges_the_episode_rule_by_its_episodes_per_day(per_day: float, readings: int, episodes: int,
+                                                                  verdict: str | None) -> None:
+    """One message per episode, planned per day: counting alerting readings against the k-of-n rate would acquit
+    a model paging 15x its plan and convict one within its bound."""
+    from edge.update.config import UpdateConfig
+    from edge.update.probation import Probation, baselines
+
+    pipeline = Episodic(per_day)
+    probation = Probation.begin(UpdateConfig(probation_s=60), [pipeline], baselines([pipeline]))
+    pipeline.counters.update({"processed": readings, "published": episodes})  # an anomaly message per onset
+    pipeline.run.readings, pipeline.run.episodes = readings, episodes  # days: readings x the plan's period
+    reason = probation.breach()
+    assert (reason is None) if verdict is None else (verdict in (reason or "")), reason
+    assert pipeline.quality()["plan_contradicted"] is (verdict is not None)  # stats.quality flags the same plans
+
+
 def test_probation_latency_needs_twenty_invokes_and_a_millisecond() -> None:
     from edge.update.config import UpdateConfig
     from edge.update.probation import Baseline, Probation

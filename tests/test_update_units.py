@@ -182,6 +182,7 @@ class Episodic(Counting):
 @pytest.mark.parametrize("per_day, readings, episodes, verdict", [
     (0.1, 1152, 6, "alert_rate: 6 alert episodes in 4 days (1.5/day)"),  # 3 alerting readings as messages count
     (0.1, 288, 4, None),  # 40x the plan in a day, but 4 pages: fewer than min_alerts
+    (0.1, 8640, 5, None),  # 5 pages in 30 days: 1.7x the plan
     (20.0, 100, 12, None),  # 35 a day against 20 planned: within 5x (as messages: 6% alerting readings, 6x 1%)
 ])
 def test_probation_judges_the_episode_rule_by_its_episodes_per_day(per_day: float, readings: int, episodes: int,

@@ -212,6 +212,13 @@ class EpisodeAlerts:
         self.on_plan, self._seen = on_plan, []
         self.rule.spec = self.plan.episode.with_on(on_plan.on)
 
+    def learn_again(self) -> None:
+        """A new burn-in of `on` (`cmd/reset`), on the plan's own `on` meanwhile; the likelihood's history stays
+        (the same model's scores of the same stream)."""
+        if self.burn_in:
+            self.on_plan, self._seen = None, []
+            self.rule.spec = self.plan.episode
+
     def update(self, score: float | None) -> tuple[bool, bool, float | None]:
         """(active, onset, surprise) for one reading; `score` None while the model's window fills."""
         surprise = None if score is None else self.likelihood.update(score, in_alert=self.rule.active)

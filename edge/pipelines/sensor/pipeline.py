@@ -88,7 +88,7 @@ class SensorPipeline(ReadingPipeline):
     def _apply(self, settings: AlertSettings, restart_ledger: bool = True, relearn: bool = False) -> None:
         """A new rule from the next reading on; the observed rate restarts (the expected one changed), but
         not for a re-calibration of the device's own rule (same target: the count goes on). `relearn`: what the
-        device learned goes (a new model, `cmd/reset`). A switch between the episode rule and the k-of-n rule
+        device learned goes (a new model: new scores). A switch between the episode rule and the k-of-n rule
         re-sends `state` when the rule now in force says otherwise."""
         was = self.active
         if relearn:
@@ -265,7 +265,8 @@ class SensorPipeline(ReadingPipeline):
         return {"threshold": threshold, "persisted": self.saved is not None, "threshold_source": "command"}
 
     def reset(self) -> dict[str, Any]:
-        """`cmd/reset` naming this sensor: forget a commanded threshold or calibration (config or manifest again)."""
+        """`cmd/reset` naming this sensor: forget a commanded threshold, a calibration, and what a burn-in learned
+        (the config's or the manifest's rule again; a new burn-in where it has one)."""
         with self.lock:
             for file in (self.saved, self.plan_file):
                 if file:
@@ -273,7 +274,9 @@ class SensorPipeline(ReadingPipeline):
             if self.collecting is not None:
                 self._calibration_result(self.collecting, ok=False, state="cancelled", error_text="cmd/reset")
             self.commanded = self.calibrated = self.collecting = None
-            self._apply(self._settings(self.model), relearn=True)  # a burned-in rule goes: a new burn-in
+            if self.episodic is not None:  # its burned-in `on` goes: a new burn-in (a k-of-n one: `_apply`)
+                self.episodic.alerts.learn_again()
+            self._apply(self._settings(self.model))
         fields = settings_fields(self.settings)  # a new burn-in: threshold null until it has learned one
         return {"threshold": fields["threshold"], "threshold_source": self.threshold_source}
 

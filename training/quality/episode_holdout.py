@@ -62,8 +62,8 @@ class HeldOutEpisodes:
         """The normal period (--normal-rows) whose held-out slice, after the burn-in and first history, spans
         1 / planned days at this period (the held-out slice is the same share of it as now)."""
         need = math.ceil(SECONDS_PER_DAY / (self.period_s * self.planned_per_day))
-        share = (self.rows[1] - self.heldout_start) / self.rows[1]
-        return max(math.ceil(need / share), max(self.burn_in, self.first_surprise) + need)
+        normal, heldout = self.rows[1], max(1, self.rows[1] - self.heldout_start)
+        return max(-(-need * normal // heldout), max(self.burn_in, self.first_surprise) + need)
 
     def warning(self) -> str | None:
         """The sentence the CLI prints under its table (and the manifest keeps), or None: the span suffices."""

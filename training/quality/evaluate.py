@@ -184,7 +184,8 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     gan = results["gan"]["gan"]
     shares = ", ".join(f"{s:.1%}" for s in gan["class_shares"])
     agreement = ", ".join(f"{s:.0%}" for s in gan.get("class_agreement_per_class", []))
-    variants = ", ".join(f"{model} {results[model][model].get('variant', '?')}" for model in TARGETS)
+    variants = ", ".join(f"{model} {results[model][model]['variant']}" for model in TARGETS
+                         if "variant" in results[model][model])
     gan_variant = gan.get("variant", "quantized")
     return ("\n".join(lines) + f"\n\n¹ The quantized file the edge runs: {variants} (int16x8: int8 weights, int16 "
             "activations).\n"

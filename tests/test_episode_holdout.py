@@ -6,6 +6,7 @@ short to count on, or to support the planned rate, is said with the normal data 
 from __future__ import annotations
 
 import datetime
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from edge.pipelines.sensor.scorer import AnomalyScorer
 from training.cli import main
 from training.quality.episode_holdout import HeldOutEpisodes
 
+ROOT = Path(__file__).resolve().parents[1]
 START = datetime.datetime(2024, 3, 4)
 PERIOD_S = 300.0
 NORMAL = 4000  # rows 0-3199 train the model, 3200-3999 are held out (the last 20%)
@@ -40,6 +42,7 @@ def write_stream(path: Path, rows: int) -> list[tuple[str, float]]:
 
 def train(tmp: Path, normal_rows: int, capsys: pytest.CaptureFixture[str]) -> tuple[ModelEntry, Path, str]:
     out = tmp / "models"
+    capsys.readouterr()
     assert main(["autoencoder", "--dataset", str(tmp / "s.csv"), "--normal-rows", str(normal_rows), "--window", "8",
                  "--profile", "quick", "--epochs", "3", "--out", str(out), "--report", str(tmp / "r")]) == 0
     return read_manifest(out / "manifest.json").get("autoencoder"), out, capsys.readouterr().out
@@ -83,9 +86,13 @@ def test_the_printed_rate_is_the_episode_rules_own_on_rows_that_placed_nothing(t
 @pytest.mark.slow
 def test_a_held_out_slice_inside_the_burn_in_gives_no_figure_and_says_why(tmp_path: Path, capsys) -> None:
     """750 normal rows: the held-out rows 600-749 all lie within the 750 readings of the burn-in that places
-    `on`; counting them would measure the rule on its own placement."""
+    `on`; counting them would measure the rule on its own placement. Trained into a folder holding other models,
+    the CLI prints the table of the model it trained."""
     write_stream(tmp_path / "s.csv", 1000)
-    entry, _, printed = train(tmp_path, 750, capsys)
+    shutil.copytree(ROOT / "models", tmp_path / "models")  # a folder that holds a CNN, an LSTM and a GAN too
+    entry, out, printed = train(tmp_path, 750, capsys)
+    assert "CNN" not in printed and "¹" not in printed  # the table of the model just trained, no CNN note
+    assert main(["table", "--out", str(out)]) == 0 and "CNN test accuracy" in capsys.readouterr().out
     m = entry.metrics
     assert entry.postprocess["alerts"]["episode"]["burn_in"] == 750
     assert m["episode_false_per_day_heldout"] is None and m["episode_heldout_days"] == 0

@@ -26,6 +26,7 @@ ROWS = [
     ("gan", "class_agreement", "GAN class agreement (CNN's class = requested)", "—", "{:.1%}"),
     ("gan", "min_class_share", "GAN smallest class share (uniformly drawn labels)", "—", "{:.1%}"),
 ]
+LECTURE_IMAGES = "fashion_mnist"  # the lecture's CNN and GAN figures are for this dataset only
 CNN_NOTE = ("¹ The lecture gives the CNN's layers but no training recipe or accuracy; ~84% after one "
             "epoch is what its network reaches on Fashion-MNIST here (Adam, batch 128).")
 
@@ -123,8 +124,8 @@ def sensor_warnings(manifest: Manifest) -> list[str]:
 
 
 def results_table(manifest: Manifest) -> str:
-    """The table; a column no row fills (the lecture's, for a sensor CSV) and notes for models not in the
-    manifest are left out, and the quantized column names the variants it holds."""
+    """The table; a column no row fills (the lecture's, for data that is not the lecture's) and notes for rows
+    not in it are left out, and the quantized column names the variants it holds."""
     rows: list[tuple[str, ...]] = []
     sensors = "autoencoder" in manifest.models and manifest.models["autoencoder"].dataset != "lecture"
     for model, key, label, lecture, fmt in ROWS:
@@ -134,8 +135,9 @@ def results_table(manifest: Manifest) -> str:
             continue  # not measured on this file (the lecture's out-of-sample false alerts: since issue 27)
         int8 = manifest.models[model]
         twin = manifest.models.get(f"{model}_float32")
-        if model == "cnn":
+        if model == "cnn":  # the lecture's figure is for Fashion-MNIST only
             label = f"{label} ({int8.dataset})"
+            lecture = lecture if int8.dataset == LECTURE_IMAGES else "—"
         if model == "lstm":  # units from the data; the lecture's figures are for its airline series only
             label = label.replace("passengers", str(int8.metrics.get("units", "values")))
             lecture = lecture if int8.dataset == "airline-passengers" else "—"
@@ -155,13 +157,14 @@ def results_table(manifest: Manifest) -> str:
     if sensors:
         rows += sensor_rows(manifest)
     if "gan" in manifest.models:
-        rows.append(("GAN sample grid", "lecture's epoch 400 figure", "—",
+        rows.append(("GAN sample grid",
+                     "lecture's epoch 400 figure" if manifest.models["gan"].dataset == LECTURE_IMAGES else "—", "—",
                      f"reports/training/{manifest.models['gan'].metrics.get('sample_grid', '—')}", "—"))
     keep = [i for i in range(5) if i != 1 or any(r[1] != "—" for r in rows)]
     header = ("metric", "lecture", "Keras", "quantized TFLite²", "float32 TFLite")
     lines = ["| " + " | ".join(row[i] for i in keep) + " |" for row in [header, ("---",) * 5, *rows]]
     variants = [f"{name} {e.variant}" for name, e in sorted(manifest.models.items()) if e.variant != "float32"]
-    notes = ([CNN_NOTE] if "cnn" in manifest.models else []) + [
+    notes = ([CNN_NOTE] if any("¹" in r[1] for r in rows) else []) + [
         "² The quantized file the edge runs: " + ", ".join(variants) + " (int16x8: int8 weights, int16 "
         "activations; see docs/DESIGN.md)."]
     notes += [note for mark, note in (("³", HOLDOUT_NOTE), ("⁴", EPISODE_NOTE)) if any(mark in r[0] for r in rows)]

@@ -13,7 +13,9 @@ retraining. What ships in the manifest is measured on the *quantized file's* sco
   and per-window normalisation (`edge.models.sensor_window`). Alerts are calibrated with
   `edge.alerts.calibration`: the user's false alarms per day and the reading period give the threshold
   and the k-of-n debounce, and the manifest carries the calibration table so the edge can state
-  p-values and expected vs observed false alerts.
+  p-values and expected vs observed false alerts. With a clock it also carries the episode rule's plan,
+  which the agent runs; that rule's own false episodes per day are measured out of sample, on held-out
+  rows after its burn-in (`training.quality.episode_holdout`).
 """
 
 from __future__ import annotations

@@ -3,12 +3,18 @@ too short for the asked rate and a threshold far above every normal score are sa
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 
 from edge.alerts.calibration import plan_alerts
 from edge.alerts.support import support
+from edge.models.manifest import Manifest, read_manifest
 from training.quality.holdout import cross_fitted, cross_fitted_share
+from training.quality.summary import results_table
 
+ROOT = Path(__file__).resolve().parents[1]
 PERIOD_S = 300.0
 
 
@@ -53,3 +59,16 @@ def test_a_threshold_far_above_every_normal_score_is_a_warning() -> None:
     assert found.threshold_ratio == plan.threshold / 0.3 > 3
     assert any("the detector may never alert" in w for w in found.warnings)
     assert found.to_json()["threshold_over_max_seen"] == found.threshold_ratio
+
+
+def test_the_lecture_column_and_the_cnn_note_only_beside_the_lectures_data() -> None:
+    """The lecture's CNN figure (~84%, Fashion-MNIST) beside a CNN trained on other images is a leftover; without
+    any lecture figure the column and the CNN's note go."""
+    manifest = read_manifest(ROOT / "models" / "manifest.json")
+    assert "| ~84% (1 epoch)¹ |" in results_table(manifest) and "¹ The lecture gives" in results_table(manifest)
+    digits = {name: dataclasses.replace(e, dataset="digits") for name, e in manifest.models.items()
+              if name.startswith(("cnn", "gan"))}
+    table = results_table(Manifest(digits))
+    assert "CNN test accuracy (digits)" in table and "~84%" not in table and "¹" not in table
+    assert table.startswith("| metric | Keras | quantized TFLite² | float32 TFLite |")  # no lecture column
+    assert "quantized TFLite²" in table and "cnn int8" in table

@@ -72,9 +72,9 @@ def chosen_tasks(args: argparse.Namespace) -> list[Task]:
     return chosen
 
 
-def train(task: Task, args: argparse.Namespace, manifest: Manifest, manifest_path: Path) -> None:
+def train(task: Task, args: argparse.Namespace, manifest: Manifest, manifest_path: Path) -> list[str]:
     """One task with the profile's config and the command line's overrides; its entries are written at once,
-    so a later failure keeps the models done before."""
+    so a later failure keeps the models done before. Returns the names of the entries written."""
     own = {o.dest: getattr(args, o.dest) for o in task.options}
     cfg = get_config(args.profile, task.name, dataset=args.dataset, epochs=args.epochs, **own)
     started = time.monotonic()
@@ -85,6 +85,7 @@ def train(task: Task, args: argparse.Namespace, manifest: Manifest, manifest_pat
     write_manifest(manifest, manifest_path)
     log.info("=== %s done in %.0f s; pictures: %s", task.name, time.monotonic() - started,
              ", ".join(str(p) for p in result.pictures[:4]))
+    return [entry.name for entry in result.entries]
 
 
 def golden_main(argv: list[str]) -> int:
@@ -126,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             return evaluate(["--out", str(args.out)])
         chosen = chosen_tasks(args)
         manifest = load_or_new(manifest_path)
-        for task in chosen:
-            train(task, args, manifest, manifest_path)
-        print(results_table(manifest))
+        trained = [name for task in chosen for name in train(task, args, manifest, manifest_path)]
+        # the models just trained, not others the folder holds (a CNN's rows and note after an autoencoder run)
+        print(results_table(Manifest({name: manifest.models[name] for name in trained})))
         return 0
     except (DatasetError, ManifestError, ExportError) as exc:
         log.error("%s", exc)

@@ -35,16 +35,29 @@ class Support:
                 "threshold_over_max_seen": self.threshold_ratio, "warnings": list(self.warnings)}
 
 
+def supported_rate(days: float | None) -> float | None:
+    """The lowest rate per day a normal span of `days` can check: one event per span (none seen in two days
+    says little about a promise of one in ten). None for an empty span."""
+    return 1.0 / days if days else None
+
+
+def too_short(days: float | None, asked: float | None) -> bool:
+    """Whether a normal span of `days` is too short to check `asked` events per day (the trainer's calibration
+    slice, the held-out rows its figures are measured on)."""
+    supported = supported_rate(days)
+    return asked is not None and supported is not None and asked < supported
+
+
 def support(plan: AlertPlan, asked: float | None = None, threshold: float | None = None) -> Support:
     """The warnings a plan deserves: a span too short for its rate, a threshold far above every normal score.
     `asked`/`threshold`: the rate and threshold in force when the plan was re-planned (default: its own)."""
     readings = plan.calibration.count
     days = readings * plan.period_s / SECONDS_PER_DAY if plan.period_s else None
-    supported = 1.0 / days if days else None
+    supported = supported_rate(days)
     warnings = []
     asked = plan.false_alarms_per_day if asked is None else asked
     threshold = plan.threshold if threshold is None else threshold
-    if asked is not None and supported is not None and asked < supported:
+    if too_short(days, asked):
         warnings.append(
             f"calibration too short: {readings} normal readings ({days:.2g} days) can check a rate down to "
             f"about {supported:.2g} false alerts/day, not the {asked:g}/day asked (that needs {1 / asked:g} days "

@@ -154,8 +154,10 @@ def evaluate_all(models_dir: Path = MODELS_DIR, gan_samples: int = SAMPLES) -> d
         results[name] = {}
         for variant in (name, f"{name}_float32"):
             entry = manifest.get(variant)
-            results[name][variant] = measure(entry, TFLiteModel.from_entry(entry, models_dir))
+            results[name][variant] = {**measure(entry, TFLiteModel.from_entry(entry, models_dir)),
+                                      "variant": entry.variant}
     results["gan"] = gan_quality(manifest, models_dir, gan_samples)
+    results["gan"]["gan"]["variant"] = manifest.get("gan").variant
     return results
 
 
@@ -164,7 +166,7 @@ def _fmt(fmt: str, value: Any) -> str:
 
 
 def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
-    lines = ["| target | goal | lecture | reference | float32 (= Keras) | int8 file¹ | met |",
+    lines = ["| target | goal | lecture | reference | float32 (= Keras) | quantized file¹ | met |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for model, targets in TARGETS.items():
         quant, twin = results[model][model], results[model][f"{model}_float32"]
@@ -182,9 +184,13 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     gan = results["gan"]["gan"]
     shares = ", ".join(f"{s:.1%}" for s in gan["class_shares"])
     agreement = ", ".join(f"{s:.0%}" for s in gan.get("class_agreement_per_class", []))
-    return ("\n".join(lines) + "\n\n¹ The quantized file the edge runs (the LSTM and the autoencoder are int16x8).\n"
-            f"GAN class shares (int8 generator, uniformly drawn labels, judged by the float32 CNN): {shares}\n"
-            + (f"GAN class agreement per requested class (int8): {agreement}\n" if agreement else ""))
+    variants = ", ".join(f"{model} {results[model][model]['variant']}" for model in TARGETS
+                         if "variant" in results[model][model])
+    gan_variant = gan.get("variant", "quantized")
+    return ("\n".join(lines) + f"\n\n¹ The quantized file the edge runs: {variants} (int16x8: int8 weights, int16 "
+            "activations).\n"
+            f"GAN class shares ({gan_variant} generator, uniformly drawn labels, judged by the float32 CNN): {shares}\n"
+            + (f"GAN class agreement per requested class ({gan_variant}): {agreement}\n" if agreement else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,9 @@ retraining. What ships in the manifest is measured on the *quantized file's* sco
   and per-window normalisation (`edge.models.sensor_window`). Alerts are calibrated with
   `edge.alerts.calibration`: the user's false alarms per day and the reading period give the threshold
   and the k-of-n debounce, and the manifest carries the calibration table so the edge can state
-  p-values and expected vs observed false alerts.
+  p-values and expected vs observed false alerts. With a clock it also carries the episode rule's plan,
+  which the agent runs; that rule's own false episodes per day are measured out of sample, on held-out
+  rows after its burn-in (`training.quality.episode_holdout`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from training.datasets.faults import KINDS, Fault, Spread, faulty_rows, inject
 from training.datasets.sensors import SensorData, load_sensors
 from training.export import ExportRequest, export_both
 from training.models.autoencoder import build_autoencoder
+from training.quality.episode_holdout import held_out_episodes
 from training.quality.evaluation import anomaly_metrics, reconstruction_errors
 from training.quality.holdout import cross_fitted
 from training.tasks.base import Option, Task, TaskResult, set_seed
@@ -394,6 +397,20 @@ class FileJudge:
                 alerts["episode"] = EpisodePlan.for_period(self.sets.period,
                                                            self.plans[entry.file].false_alarms_per_day).to_json()
             entry.postprocess = {**entry.postprocess, "threshold": entry.metrics["threshold"], "alerts": alerts}
+            if self.sets.data.ordered:
+                self.measure_episodes(entry)
+
+    def measure_episodes(self, entry: ModelEntry) -> None:
+        """The episode rule's own false episodes per day on the held-out normal rows, out of sample
+        (`training.quality.episode_holdout`), from the entry's postprocess as shipped: what the agent runs."""
+        errors, window = self.errors[entry.file], self.sets.window
+        scores = np.concatenate([np.full(window - 1, np.nan), errors["clean"], errors["test"]])  # one per row
+        found = held_out_episodes(entry.postprocess, scores, len(self.sets.data.train))
+        if found is None:
+            return
+        entry.metrics.update(found.to_metrics())
+        if found.warning():
+            log.warning("%s: %s", entry.file, found.warning())
 
 
 def descriptions(cfg: AutoencoderConfig, sets: InputSets) -> tuple[str, str]:
@@ -445,11 +462,12 @@ def run(cfg: AutoencoderConfig, out_dir: Path, report_dir: Path, profile: str) -
     entries = export_both(export_request(cfg, sets, model, epochs, profile), out_dir,
                           lambda: ({"reading": r[None]} for r in sets.sets["test"][:300]), judge, keras_metrics)
     judge.ship_plans(entries)
-    int8 = entries[0]
+    quantized = entries[0]
     pictures = [
         plots.training_curves(history, "autoencoder (MSE)", report_dir / "autoencoder_training.png"),
-        plots.error_histogram(judge.errors[int8.file], int8.metrics["threshold"],
-                              "int8 autoencoder: reconstruction error", report_dir / "autoencoder_errors.png"),
+        plots.error_histogram(judge.errors[quantized.file], quantized.metrics["threshold"],
+                              f"{quantized.variant} autoencoder: reconstruction error",
+                              report_dir / "autoencoder_errors.png"),
     ]
     return TaskResult(entries, pictures)
 

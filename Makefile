@@ -66,10 +66,10 @@ table: venv
 	$(BIN)/python -m training table
 
 # The alerts on the 51 NAB files (../shared/nab or EDGEPIPE_NAB), scored by NAB's rules, into docs/real-data.md.
-# Models are cached in reports/nab/models (first run: about 30 min on 2 free cores; then minutes). NAB_ARGS="--only speed".
+# The trainer's defaults; models cached in reports/nab/models (first run: about 30 min on 2 cores; then seconds). NAB_ARGS="--only speed".
 NAB_ARGS ?=
 nab: venv
-	nice -n 10 $(BIN)/python -m training nab --train-args "--window 16 --epochs 30" -j 3 $(NAB_ARGS)
+	nice -n 10 $(BIN)/python -m training nab -j 3 $(NAB_ARGS)
 
 # The forecaster on 13 real series (statsmodels' and sktime's bundled data) into docs/real-data.md: about
 # 25 min wall on a loaded 2-core machine with 3 jobs. Needs sktime (`pip install -e '.[realdata]'`).

@@ -38,3 +38,11 @@ def test_campaign_on_a_subset(tmp_path: Path) -> None:
     text = doc.read_text()
     assert "hand-written text" in text and "<!-- nab:begin -->" in text and "speed_7578" in text
     assert "episode rule: full, every alerting reading" in text
+    # where the score is lost: one entry per scored window; a detected window saw a surprise at `on` (the
+    # surprise recorded is the one the rule judged, row for row); the label-tuned levels all scored
+    losses = speed["losses"]
+    assert len(losses) == 4 and all(w["best_surprise"] >= w["on"] for w in losses if w["detected"])
+    assert all(not w["near"] for w in losses if w["detected"] or w["best_surprise"] < w["on"] - 0.5)
+    assert sorted(speed["fixed_on"], key=float) == [f"{lv:g}" for lv in (2.0, 2.25, 2.5, 2.75, 3.0, 3.25, 3.5,
+                                                                       3.75, 4.0)]
+    assert "**Where the score is lost.**" in text and "as NAB does for the detectors it publishes" in text

@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ REPORTS = PROJECT_ROOT / "reports" / "nab"
 DOC = PROJECT_ROOT / "docs" / "real-data.md"
 MAIN, STOCK = "episode rule: full", "k-of-n rule (older manifests)"
 TUNED = ("artificialWithAnomaly", "realAWSCloudwatch")
+#: the fixed `on` levels of the label-tuned comparison (NAB's protocol for its published detectors)
+FIXED_ON = (2.0, 2.25, 2.5, 2.75, 3.0, 3.25, 3.5, 3.75, 4.0)
 
 
 def scores_of(labels: FileLabels, detections: np.ndarray, profiles: dict[str, Profile]) -> dict[str, float]:
@@ -58,13 +61,51 @@ def rate(labels: FileLabels, onsets: np.ndarray, period_s: float, planned: float
             "planned": float(planned) if planned is not None else float("nan")}
 
 
-def rule_runs(trained: Trained, frame: pd.DataFrame, labels: FileLabels,
-              work: Path) -> tuple[dict[str, Any], dict, float]:
-    """Every rule on one file: {key: Replay}, the full rule's `on` plan, the reading period."""
+def window_losses(labels: FileLabels, replay: nab_replay.Replay, on: float) -> list[dict[str, Any]]:
+    """Per scored window: detected or not, and the best surprise the rule saw in it (before its first onset
+    there), so a miss can be told apart: the model's score never rose (far below `on`) or the level was just
+    out of reach (within NEAR of it)."""
+    out = []
+    scored = np.arange(labels.rows) >= labels.probation
+    for w in sorted(set(labels.window_of_row[scored & (labels.window_of_row >= 0)].tolist())):
+        rows = np.flatnonzero((labels.window_of_row == w) & scored)
+        hit = bool(replay.onsets[rows].any())
+        seen = replay.surprise[rows] if replay.surprise is not None else np.full(len(rows), np.nan)
+        best = float(np.nanmax(seen)) if np.isfinite(seen).any() else float("nan")
+        out.append({"window": int(w), "detected": hit, "best_surprise": best, "on": on,
+                    "near": bool(not hit and best >= on - nab_report.NEAR)})
+    return out
+
+
+def fixed_on_scores(scores: np.ndarray, entry: Any, plan: EpisodePlan, labels: FileLabels,
+                    profiles: dict[str, Profile]) -> dict[str, dict[str, float]]:
+    """The rule with `on` pinned at each FIXED_ON level (no burn-in): the raw NAB scores per level, from which
+    the report picks the one level that is best over all files -- NAB's protocol for its published detectors
+    (a threshold tuned on the labels, in sample), shown beside the rule's own placement, which saw no label."""
+    out = {}
+    for on in FIXED_ON:
+        replay, _ = nab_replay.episode_rule(scores, nab_replay.with_plan(entry, nab_replay.fixed_on(plan, on)),
+                                            labels.probation, plan_level=False)
+        out[f"{on:g}"] = scores_of(labels, replay.onsets, profiles)
+    return out
+
+
+@dataclass(frozen=True)
+class FileRuns:
+    """Every rule on one file: {key: Replay}, the full rule's `on` placement, the reading period, and the raw
+    NAB scores of the rule with `on` pinned at each FIXED_ON level."""
+
+    runs: dict[str, Any]
+    on_plan: dict[str, Any]
+    period: float
+    fixed_on: dict[str, dict[str, float]]
+
+
+def rule_runs(trained: Trained, frame: pd.DataFrame, labels: FileLabels, work: Path,
+              profiles: dict[str, Profile]) -> FileRuns:
     entry = nab_replay.entry_of(trained.models)
     scores = nab_replay.raw_scores(trained.models, frame, work / "scores")
-    alerts = entry.postprocess["alerts"]
-    period = float(alerts["period_s"])
+    period = float(entry.postprocess["alerts"]["period_s"])
     plan = nab_replay.episode_plan(entry)
     runs: dict[str, Any] = {}
     on_plan: dict = {}
@@ -75,7 +116,7 @@ def rule_runs(trained: Trained, frame: pd.DataFrame, labels: FileLabels,
         if label == "full rule" and chosen is not None:
             on_plan = {"on": chosen.on, "source": chosen.source, "peaks": chosen.peaks, "days": chosen.days}
     runs[STOCK] = nab_replay.stock_rule(entry, scores)
-    return runs, on_plan, period
+    return FileRuns(runs, on_plan, period, fixed_on_scores(scores, entry, plan, labels, profiles))
 
 
 def variant_key(label: str) -> str:
@@ -116,11 +157,14 @@ def one_file(root: Path, name: str, trained: Trained, windows: list, profiles: d
             scores[key] = never
         result["rate"] = {"days": 0.0, "episodes": 0, "observed": float("nan"), "planned": float("nan")}
         return result
-    runs, result["on_plan"], period = rule_runs(trained, frame, labels, work)
+    done = rule_runs(trained, frame, labels, work, profiles)
+    runs, period = done.runs, done.period
+    result["on_plan"], result["fixed_on"] = done.on_plan, done.fixed_on
     for key, replay in runs.items():
         scores[key] = scores_of(labels, replay.onsets, profiles)
     for key in (MAIN, STOCK):
         scores[f"{key}, every alerting reading"] = scores_of(labels, runs[key].alerting, profiles)
+    result["losses"] = window_losses(labels, runs[MAIN], result["on_plan"].get("on", float("nan")))
     result["rate"] = rate(labels, runs[MAIN].onsets, period, runs[MAIN].planned_per_day)
     result["stock_rate"] = rate(labels, runs[STOCK].onsets, period, runs[STOCK].planned_per_day)
     return result

@@ -29,12 +29,14 @@ from edge.pipelines.sensor.scorer import AnomalyScorer
 
 @dataclass(frozen=True)
 class Replay:
-    """Per row: alerting (the rule active) and onset (an episode's first reading)."""
+    """Per row: alerting (the rule active), onset (an episode's first reading) and, for the episode rule, the
+    surprise the rule judged (NaN: none yet)."""
 
     alerting: np.ndarray
     onsets: np.ndarray
     planned_per_day: float | None
     note: str = ""
+    surprise: np.ndarray | None = None
 
 
 def entry_of(models: Path) -> ModelEntry:
@@ -94,9 +96,17 @@ def episode_rule(scores: np.ndarray, postprocess: dict, burn_in: int,
     assert run is not None, "the postprocess carries no episode plan"
     alerting = np.zeros(len(scores), bool)
     onsets = np.zeros(len(scores), bool)
+    surprise = np.full(len(scores), np.nan)
     for i, s in enumerate(scores):
         alerting[i], onsets[i] = run.update(None if np.isnan(s) else float(s))
-    return Replay(alerting, onsets, run.alerts.rule.spec.false_episodes_per_day), run.alerts.on_plan
+        surprise[i] = np.nan if run.surprise is None else run.surprise
+    return (Replay(alerting, onsets, run.alerts.rule.spec.false_episodes_per_day, surprise=surprise),
+            run.alerts.on_plan)
+
+
+def fixed_on(plan: EpisodePlan, on: float) -> EpisodePlan:
+    """The plan with `on` pinned at `on` (run with `plan_level=False`: no burn-in re-places it)."""
+    return EpisodePlan(plan.likelihood, plan.episode.with_on(on), 0)
 
 
 def variants(plan: EpisodePlan) -> dict[str, tuple[EpisodePlan, bool]]:

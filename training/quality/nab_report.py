@@ -16,6 +16,7 @@ from training.quality.nab_score import PROFILES, Profile, normalized
 
 BEGIN, END = "<!-- nab:begin -->", "<!-- nab:end -->"
 SHORT = {"standard": "standard", "reward_low_FP_rate": "low FP", "reward_low_FN_rate": "low FN"}
+NEAR = 0.5  # a missed window whose best surprise came within this of `on` was lost to the level, not the model
 MIN_RATE_DAYS = 5.0  # files with fewer scored normal days say little about a 0.1/day rate
 
 
@@ -55,6 +56,41 @@ def rate_lines(files: list[dict[str, Any]]) -> tuple[list[str], dict[str, float]
                     f"{stock_held} of {len(stock)} within twice its plan, "
                     f"pooled {sum(f['stock_rate']['episodes'] for f in stock) / stock_days:.3g} false episodes/day.")
     return text, summary
+
+
+def loss_lines(files: list[dict[str, Any]], profiles: dict[str, Profile]) -> list[str]:
+    """Where the score is lost: windows missed because the model's score never rose vs because `on` was just out
+    of reach, and what one `on` tuned on all files' labels would score (NAB's protocol for its published
+    detectors: in sample, a ceiling of the rule's levels on this model, not a promise)."""
+    losses = [w for f in files if f["trained"] for w in f.get("losses", [])]
+    if not losses:
+        return []
+    missed = [w for w in losses if not w["detected"]]
+    near = [w for w in missed if w["near"]]
+    windows = sum(f["windows"] for f in files)
+    levels = sorted({lv for f in files for lv in f.get("fixed_on", {})}, key=float)
+    best = {}
+    for p in PROFILES:
+        got = {lv: normalized(sum(f["fixed_on"][lv][p] if "fixed_on" in f else f["scores"]["null, published"][p]
+                                  for f in files), windows, profiles[p]) for lv in levels}
+        best[p] = max(got.items(), key=lambda item: item[1]) if got else ("—", float("nan"))
+    return ["**Where the score is lost.** Of the "
+            f"{len(losses)} scored windows of the working detectors the full rule detected {len(losses) - len(missed)}"
+            f" and missed {len(missed)}: in {len(near)} the best surprise came within {NEAR:g} of `on` (the "
+            f"level), in {len(missed) - len(near)} it stayed further below (the model's score did not rise). "
+            "One `on` chosen on all files' labels, as NAB does for the detectors it publishes (in sample, no burn-in):"
+            " " + "; ".join(f"{SHORT[p]} {best[p][1]:.1f} at `on` = {best[p][0]}" for p in PROFILES)
+            + ". " + verdict(files, best, profiles), ""]
+
+
+def verdict(files: list[dict[str, Any]], best: dict[str, tuple[str, float]], profiles: dict[str, Profile]) -> str:
+    """What the label-tuned ceiling says: whether a better-placed level alone could reach numenta's figures."""
+    htm = totals(files, "numenta (HTM), published", profiles)
+    short = [p for p in PROFILES if best[p][1] < htm[p]]
+    if short:
+        return ("Even so the rule stays below numenta on " + ", ".join(SHORT[p] for p in short)
+                + ": the gap is the model's score, not where the rule puts its level.")
+    return "With a label-tuned level the rule would match numenta: the gap is where the level goes."
 
 
 def file_rows(files: list[dict[str, Any]], keys: list[str]) -> list[str]:
@@ -97,7 +133,7 @@ def document(results: dict[str, Any], profiles: dict[str, Profile]) -> str:
            *score_table(held, [*published, results["main_key"]], profiles), "",
            f"**Tuning categories** ({len(tuned)} files):", "",
            *score_table(tuned, [*published, results["main_key"]], profiles), "",
-           *rate_text, "", "Per file (standard profile, raw NAB score):", "",
+           *rate_text, "", *loss_lines(files, profiles), "Per file (standard profile, raw NAB score):", "",
            *file_rows(files, [published[0], results["main_key"], results["stock_key"]]), ""]
     return "\n".join(out)
 

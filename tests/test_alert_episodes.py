@@ -67,3 +67,30 @@ def test_bad_specs_are_refused(bad: dict) -> None:
 def test_plan_round_trips_through_json() -> None:
     plan = EpisodePlan(LikelihoodSpec(), SPEC)
     assert EpisodePlan.from_json(plan.to_json()) == plan
+
+
+def trainer_plan_onsets(scores: np.ndarray) -> tuple[list[int], list[bool]]:
+    """Onsets and activity of the plan the trainer writes for 5-minute readings at 0.1/day, as a stream runs it."""
+    alerts = EpisodeAlerts(EpisodePlan.for_period(300.0, 0.1), 300.0)
+    got = [alerts.update(float(s))[:2] for s in scores]
+    return [i for i, (_, onset) in enumerate(got) if onset], [active for active, _ in got]
+
+
+def test_a_repeated_fault_pages_again_and_a_lasting_change_becomes_normal() -> None:
+    """A fault's readings do not enter the history: learned as normal, they would keep the next fault of the same
+    size from paging for the two weeks the history spans (a user's trial: faults 2 and 3 of 3 went unpaged). A
+    change that lasts longer than the plan's `adopt_after` is a new normal: one page, then the episode closes."""
+    rng = np.random.default_rng(3)
+    normal = 10 ** (-3 + 0.2 * rng.standard_normal(12 * 288))
+    faulty = normal.copy()
+    starts = [6 * 288, 6 * 288 + 290, 6 * 288 + 690, 6 * 288 + 1100]
+    for start in starts:  # 30 readings (2.5 h) of errors 100x the usual, four times within four days
+        faulty[start:start + 30] *= 100
+    onsets, _ = trainer_plan_onsets(faulty)
+    assert [any(s <= i < s + 30 for i in onsets) for s in starts] == [True] * 4, onsets
+    assert len(onsets) == 4
+    moved = normal.copy()
+    moved[6 * 288:] *= 100  # a moved set point: never goes back
+    onsets, active = trainer_plan_onsets(moved)
+    assert [i for i in onsets if i < 10 * 288] == [6 * 288], onsets  # later: the new level's own records (rate)
+    assert not any(active[7 * 288:10 * 288]), "the new level was never learned: the alert stays on for good"

@@ -173,12 +173,14 @@ class EpisodePlan:
         hours: an average of 3 readings, two weeks of history (at least 200 readings), a day (at least 100
         readings) before the first surprise, episodes closed after half an hour quiet, re-opened within 12 hours
         (chosen on NAB's artificialWithAnomaly and realAWSCloudwatch files; docs/real-data.md); `on` re-placed
-        after a burn-in of NAB's probationary length (750 readings, `NAB_PROBATION`)."""
+        after a burn-in of NAB's probationary length (750 readings, `NAB_PROBATION`). An alert's readings stay
+        out of the history unless it lasts 3 hours (then it is a new normal): a fault learned as normal would
+        keep its repeat from paging for the two weeks the history spans."""
         per_hour = max(1, round(3600.0 / period_s))
         on = min(max(math.log10(SECONDS_PER_DAY / period_s / per_day), 2.0), MAX_SURPRISE)  # the conformal bound
         long = max(200, 14 * 24 * per_hour)
         likelihood = LikelihoodSpec(short=3, long=long, min_history=min(long, max(100, 24 * per_hour)),
-                                    min_spread=0.05, learn_in_alert=True)
+                                    min_spread=0.05, learn_in_alert=False, adopt_after=3 * per_hour)
         episode = EpisodeSpec(on=on, off=min(2.0, on), release=max(1, per_hour // 2), cooldown=12 * per_hour,
                               min_on=2.0, false_episodes_per_day=per_day)
         return cls(likelihood, episode, NAB_PROBATION)
@@ -221,7 +223,8 @@ class EpisodeAlerts:
 
     def update(self, score: float | None) -> tuple[bool, bool, float | None]:
         """(active, onset, surprise) for one reading; `score` None while the model's window fills."""
-        surprise = None if score is None else self.likelihood.update(score, in_alert=self.rule.active)
+        surprise = None if score is None else self.likelihood.update(
+            score, in_alert=self.rule.active, levels=(self.rule.spec.on, self.rule.spec.off))
         if self.burn_in and self.on_plan is None:
             self._seen.append(math.nan if surprise is None else surprise)
             if len(self._seen) >= self.burn_in:

@@ -36,8 +36,9 @@ class LikelihoodSpec:
     long: int = 2000  # readings of history the average is compared with
     min_history: int = 100  # no surprise before this many averages are in the history
     min_spread: float = 0.05  # floor on the history's standard deviation (log10 units)
-    learn_in_alert: bool = True  # whether readings inside an alert episode enter the history
+    learn_in_alert: bool = True  # whether readings inside an alert episode enter the history at once
     tail: str = "rank"  # "rank": the empirical rank in the history, Gaussian beyond its top; "gaussian": HTM's
+    adopt_after: int = 0  # with learn_in_alert off: an alert lasting this many readings is a new normal (0: never)
 
     def __post_init__(self) -> None:
         if not 1 <= self.short <= self.long:
@@ -48,15 +49,19 @@ class LikelihoodSpec:
             raise ValueError(f"likelihood tail must be one of {TAILS}, got {self.tail!r}")
         if not (math.isfinite(self.min_spread) and self.min_spread > 0):
             raise ValueError(f"likelihood min_spread must be a finite number > 0, got {self.min_spread}")
+        if self.adopt_after < 0:
+            raise ValueError(f"likelihood adopt_after must be >= 0 readings, got {self.adopt_after}")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LikelihoodSpec:
         return cls(int(data["short"]), int(data["long"]), int(data["min_history"]), float(data["min_spread"]),
-                   bool(data.get("learn_in_alert", True)), str(data.get("tail", "rank")))
+                   bool(data.get("learn_in_alert", True)), str(data.get("tail", "rank")),
+                   int(data.get("adopt_after", 0)))
 
     def to_json(self) -> dict[str, Any]:
         return {"short": self.short, "long": self.long, "min_history": self.min_history,
-                "min_spread": self.min_spread, "learn_in_alert": self.learn_in_alert, "tail": self.tail}
+                "min_spread": self.min_spread, "learn_in_alert": self.learn_in_alert, "tail": self.tail,
+                "adopt_after": self.adopt_after}
 
 
 def gaussian_surprise(z: float) -> float:
@@ -78,16 +83,40 @@ class AnomalyLikelihood:
         self._sum = 0.0
         self._sum_sq = 0.0
         self._learned = 0
+        self._held: list[float] = []  # averages of the alert in progress, kept out of the history (for now)
 
-    def update(self, score: float, in_alert: bool = False) -> float | None:
+    def update(self, score: float, in_alert: bool = False,
+               levels: tuple[float, float] | None = None) -> float | None:
         """The surprise of the average of the last `short` scores, judged against the history before it; then
-        the average joins the history (unless `in_alert` and the spec keeps alerting periods out)."""
+        the average joins the history, unless the spec keeps alerting readings out and this one is alerting:
+        `in_alert` (the episode is open) and, given the rule's `levels` (on, off), only a reading at `on` or one
+        at `off` inside the episode -- its quiet readings are normal ones and are learned."""
         self._recent.append(math.log10(max(score, LOG_FLOOR)))
         average = sum(self._recent) / len(self._recent)
         surprise = self._surprise(average)
-        if self.spec.learn_in_alert or not in_alert:
+        alerting = in_alert if levels is None else surprise is not None and (
+            surprise >= levels[0] or (in_alert and surprise >= levels[1]))
+        if self.spec.learn_in_alert or not alerting:
+            if not in_alert:
+                self._held.clear()  # the episode closed before it lasted `adopt_after`: a fault, never learned
             self._learn(average)
+        else:
+            self._hold(average)
         return surprise
+
+    def _hold(self, average: float) -> None:
+        """An average of an alerting reading. Learned at its value, a fault would teach the rule that faults are
+        normal (the next one of its size would not page for as long as the history spans); left out, the history
+        would lose its top and every later normal reading would look rarer than it is (more false alerts). So it
+        is learned *censored*: at the history's top (it counts as high, not as how high), and the real value is
+        held; once the alert has lasted `adopt_after` alerting readings it is a new normal (a moved set point, a
+        new load) and the held values are learned too."""
+        self._learn(min(average, self._sorted[-1]) if self._sorted else average)
+        self._held.append(average)
+        if self.spec.adopt_after and len(self._held) >= self.spec.adopt_after:
+            for held in self._held:
+                self._learn(held)
+            self._held.clear()
 
     def _surprise(self, average: float) -> float | None:
         count = len(self._history)

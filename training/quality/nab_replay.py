@@ -117,7 +117,9 @@ def variants(plan: EpisodePlan) -> dict[str, tuple[EpisodePlan, bool]]:
         "no hysteresis (off = on, release 1)": (EpisodePlan(lk, dataclasses.replace(e, off=e.on, release=1)), True),
         "no cool-down": (EpisodePlan(lk, dataclasses.replace(e, cooldown=0)), True),
         "no short average (1 reading)": (EpisodePlan(dataclasses.replace(lk, short=1), e), True),
-        "history frozen during alerts": (EpisodePlan(dataclasses.replace(lk, learn_in_alert=False), e), True),
+        "alerting readings learned at once": (EpisodePlan(dataclasses.replace(lk, learn_in_alert=True), e), True),
+        "alerting readings never learned": (EpisodePlan(dataclasses.replace(lk, learn_in_alert=False,
+                                                                            adopt_after=0), e), True),
         "Gaussian tail (HTM's) instead of the rank": (EpisodePlan(dataclasses.replace(lk, tail="gaussian"), e), True),
         "on = the conformal bound (no burn-in)": (plan, False),
     }

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.models.manifest import sha256_file
+from edge.numbers import loads
 from fleet.args import argument, bundle_file, seconds, values_may_start_with_dash, whole
 from fleet.client import DASH_OPTIONS, BrokerOptions, Retained, add_broker_args, device_filters, options_from
 from fleet.lock import ROLLOUTS, LockRefused, RolloutLock, rivals
@@ -40,7 +41,7 @@ def read_descriptor(path: Path) -> dict[str, Any]:
     try:
         with tarfile.open(path) as tar:
             member = tar.extractfile("bundle.json")
-            data = json.loads(member.read(1 << 20)) if member else None
+            data = loads(member.read(1 << 20)) if member else None  # bounded, as the device reads it
     except (OSError, KeyError, ValueError, tarfile.TarError) as exc:
         raise SystemExit(f"{path}: not a bundle ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("version"), str):

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from edge.commands import Commands
 from edge.models.loader import ModelLoader
 from edge.mqtt.messages import Topics
+from edge.numbers import field, loads
 from edge.pipelines.publisher import Publisher
 from edge.pipelines.registry import Wiring, kinds
 from edge.readings import InvalidReading
@@ -90,9 +91,15 @@ def test_generated_readings_are_taken_or_refused_with_a_reason(agent_parts: dict
 
 @PROPERTY
 @given(st.sampled_from(["threshold", "calibrate", "reset", "reload", "capture", "nope"]),
-       st.one_of(json_text, deep))
-def test_generated_commands_are_answered_within_the_schema(agent_parts: dict[str, Any], action: str,
-                                                           text: str) -> None:
+       st.one_of(json_text, deep), st.one_of(st.none(), st.tuples(st.text(max_size=40), st.sampled_from(KEYS[:6]),
+                                                                  st.booleans())))
+def test_generated_commands_are_answered_within_the_schema(agent_parts: dict[str, Any], action: str, text: str,
+                                                           request: tuple[str, str, bool] | None) -> None:
+    """`request` (id, key, id first): the text is the value of `key` in an object that carries that `id` --
+    refused or not, the answer echoes it."""
+    if request is not None:
+        fields = [f'"id": {json.dumps(request[0])}', f'"{request[1]}": {text}']
+        text = "{" + ", ".join(fields if request[2] else fields[::-1]) + "}"
     sent = agent_parts["sent"]
     sent.clear()
     agent_parts["commands"].handle(action, text.encode())  # any exception but a refusal escapes and fails here
@@ -100,6 +107,49 @@ def test_generated_commands_are_answered_within_the_schema(agent_parts: dict[str
     assert len(results) == 1
     RESULT.validate(results[0])
     assert results[0]["ok"] or results[0]["error"]
+    assert request is None or results[0]["request_id"] == request[0], results[0]
+
+
+def lenient_id(text: str) -> Any:
+    """The reference for `edge.numbers.field`: Python's own parse with every number kept as text (no bound can refuse
+    it); "not JSON" when it fails (nesting too deep for it: the caller skips the case)."""
+    as_text = lambda token: ("number", token)  # noqa: E731
+    try:
+        data = json.loads(text, parse_int=as_text, parse_float=as_text, parse_constant=as_text)
+    except RecursionError:
+        return "too deep"
+    except ValueError:
+        return "not JSON"
+    value = data.get("id") if isinstance(data, dict) else None
+    if isinstance(value, tuple):
+        try:
+            return loads(value[1])
+        except ValueError:
+            return None
+    return value if isinstance(value, str) else None
+
+
+def members(pairs: list[tuple[str, str]]) -> str:
+    return "{" + ",".join(f'"{key}":{value}' for key, value in pairs) + "}"
+
+
+ID_KEYS = ["id", "x", "\\u0069d", "values"]  # "\u0069d" is "id" too, once decoded
+values = st.recursive(st.one_of(leaves, st.text(max_size=8).map(json.dumps)), lambda inner: st.one_of(
+    st.lists(inner, max_size=3).map(lambda xs: "[" + ",".join(xs) + "]"),
+    st.lists(st.tuples(st.sampled_from(ID_KEYS), inner), max_size=3).map(members)), max_leaves=12)
+objects = st.lists(st.tuples(st.sampled_from(ID_KEYS), values), max_size=4).map(members)  # an "id" at any depth
+damaged = st.tuples(objects, st.integers(0, 40), st.sampled_from(["", " ", ",", "}", "]", ":", "x", "]}"])).map(
+    lambda t: t[0][:len(t[0]) - t[1]] + t[2])  # cut, and something after
+
+
+@PROPERTY
+@given(st.one_of(objects, damaged, json_text, deep))
+def test_the_id_of_a_refused_command_is_what_json_would_read(text: str) -> None:
+    """`edge.numbers.field` (the id of a command the bounded parse refused) against Python's own parse of the same text:
+    the same id, and none for text that is not JSON -- a cut or damaged object included."""
+    expected = lenient_id(text)
+    if expected != "too deep":
+        assert field(text, "id") == (None if expected == "not JSON" else expected), text[:200]
 
 
 DESCRIPTOR = '{"format": 2, "version": "v1", "files": {"manifest.json": {"sha256": "%s", "size": 1}}, "metrics": %s}'

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 MAX_DIGITS = 300  # 1e308 is the largest float: a longer number is no measurement, time or setting
@@ -97,3 +98,66 @@ def from_text(text: str, where: str) -> float:
     except ValueError:
         raise NumberError(f"{where} is {cell[:40]!r}, expected a number") from None
     return finite(number, where)
+
+
+# --- one field of a text `loads` refused -------------------------------------------------------------------------
+# A string, a number or literal (kept as text: never converted here), or one of the six marks of JSON.
+_TOKEN = re.compile(r'[ \t\n\r]*(?:("(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*")'
+                    r'|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null|NaN|-?Infinity)'
+                    r'|([][{}:,]))')
+_SPACE = " \t\n\r"
+_CLOSE = {"{": "}", "[": "]"}
+
+
+def field(text: str, key: str) -> str | int | float | None:
+    """The top-level `key` of a JSON object that `loads` refused for a number or its depth, when it is a string or
+    a number `loads` would take; None for any other value, no such key, or text that is not a JSON object.
+
+    Why: a command refused for `NaN` or 5,000 brackets is still answered with its request's `id`, so the sender
+    can match the refusal. Read without recursion (the nesting is a list) and without converting a number it
+    passes over (each is a token of text), so nothing that made `loads` refuse can make this fail."""
+    token = _top_level_token(text, key)
+    try:
+        value = loads(token) if token is not None else None
+    except ValueError:  # the value itself out of bounds (`"id": NaN`)
+        return None
+    return value if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+
+
+def _top_level_token(text: str, key: str) -> str | None:
+    """The JSON text of the last `key` of the object `text` is (a string, number or literal; None for a container),
+    or None when `text` is not exactly one JSON object."""
+    if not text.lstrip(_SPACE).startswith("{"):
+        return None
+    stack: list[str] = []
+    expect, name, found, pos = "value", None, None, 0  # expect: value, value], key, key}, :, next
+    while True:
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            return None
+        pos, (string, scalar, mark) = match.end(), match.groups()
+        if expect == ":" or expect == "next" and mark == ",":
+            if mark != (":" if expect == ":" else ","):
+                return None
+            expect = "value" if expect == ":" or stack[-1] == "[" else "key"
+        elif mark in ("}", "]"):
+            if (expect, mark) not in (("next", _CLOSE[stack[-1]]), ("key}", "}"), ("value]", "]")):
+                return None
+            stack.pop()
+            if not stack:
+                return found if not text[pos:].strip(_SPACE) else None
+            expect = "next"
+        elif expect in ("key", "key}"):
+            if string is None:
+                return None
+            name, expect = (loads(string) if len(stack) == 1 else None), ":"
+        elif expect in ("value", "value]") and mark in (None, "{", "["):
+            if len(stack) == 1 and name == key:
+                found = string if string is not None else scalar  # None: the value is an object or a list
+            if mark is None:
+                expect = "next"
+            else:
+                stack.append(mark)
+                expect = "key}" if mark == "{" else "value]"
+        else:  # a string or a value where a comma or a closing mark belongs, a comma where a value belongs
+            return None

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge.mqtt.messages import excerpt
+from edge.numbers import loads
 from edge.pipelines.registry import kinds
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,8 @@ def describe(topic: str, payload: bytes) -> str:
 def _describe(topic: str, payload: bytes) -> str:
     """Each pipeline kind describes its own messages (`PipelineKind.describe`); the rest is the agent's."""
     try:
-        data = json.loads(payload.decode("utf-8", "replace"))
-    except json.JSONDecodeError:
+        data = loads(payload.decode("utf-8", "replace"))
+    except ValueError:  # not JSON, or a number or a depth the agent itself would refuse: shown as it came
         data = None
     data = data if isinstance(data, dict) else None
     for kind in kinds().values():
@@ -119,7 +120,7 @@ class Repeats:
     def __call__(self, payload: bytes) -> bool:
         """True if this payload's `id` was seen already (payloads without a string `id` never are)."""
         try:
-            message_id = json.loads(payload).get("id")
+            message_id = loads(payload).get("id")
         except Exception:  # noqa: BLE001 - not JSON, not an object, nested too deep: not a repeat
             return False
         if not isinstance(message_id, str):

@@ -133,8 +133,7 @@ def write_bundle(out: Path, models_dir: Path, key: Ed25519PrivateKey, version: s
         targets = Targets(devices=(device,))
     data = describe or descriptor(models_dir, version, replaces, targets, previous, allow_downgrade)
     raw = json.dumps(data, indent=1, sort_keys=True).encode()
-    signature = json.dumps({"key_id": key_id(base64.b64decode(public_key_text(key))),
-                            "signature": base64.b64encode(key.sign(raw)).decode()}).encode()
+    signature = signature_record(raw, key)
     tmp = out.with_name(f".{out.name}.tmp")
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         _add(tar, DESCRIPTOR, raw)
@@ -143,6 +142,12 @@ def write_bundle(out: Path, models_dir: Path, key: Ed25519PrivateKey, version: s
             tar.add(models_dir / name, arcname=name, recursive=False)
     os.replace(tmp, out)
     return data
+
+
+def signature_record(raw: bytes, key: Ed25519PrivateKey) -> bytes:
+    """`bundle.sig`: the signing key's id and its signature of the descriptor's exact bytes `raw`."""
+    return json.dumps({"key_id": key_id(base64.b64decode(public_key_text(key))),
+                       "signature": base64.b64encode(key.sign(raw)).decode()}).encode()
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

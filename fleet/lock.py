@@ -5,6 +5,8 @@ empty retained payload there, so a controller that dies (SIGKILL, power) frees t
 broker notices, and a restarted controller carries on at once; a live holder keeps the heartbeat fresh,
 and a second controller that finds it so is refused. Two that start in the same instant both write,
 read back, and only the one whose record the broker kept goes on (last writer wins; the other leaves).
+Two rollouts of different bundles on some of the same devices are told apart by `rivals`: each claims its
+devices in its record (started, controller) before it looks, and the smaller claim goes on.
 """
 
 from __future__ import annotations
@@ -38,11 +40,20 @@ def fresh(record: dict[str, Any] | None, heartbeat_s: float = 2.0) -> bool:
     return (datetime.now(UTC) - beat).total_seconds() < 3 * heartbeat_s
 
 
-def rivals(latest: dict[str, bytes], own: str, devices: list[str], heartbeat_s: float = 2.0) -> list[str]:
+def claim_of(record: dict[str, Any]) -> tuple[str, str]:
+    """(started, controller) of a rollout record: the order in which claims on the same devices win. A record
+    without them (an older controller's) sorts first: it was running before any claim was made."""
+    return str(record.get("started") or ""), str(record.get("controller") or "")
+
+
+def rivals(latest: dict[str, bytes], own: str, devices: list[str], heartbeat_s: float = 2.0,
+           claim: tuple[str, str] | None = None) -> list[str]:
     """Other rollouts, running under a live controller (fresh lock), that target any of `devices`, in words.
 
     Two bundles shipped to one device at once interleave their chunks there and both fail; each controller
-    looks at `_fleet/rollout/+` before it ships. (Two started within the same second may both pass.)"""
+    looks at `_fleet/rollout/+` before it ships. With `claim` (this controller's (started, controller), published
+    in its record before it looked) a rival whose claim is larger is not counted: two controllers that claimed
+    in the same second each see both claims and agree which one goes on (`Controller.contest`)."""
     found, wanted = [], set(devices)
     for topic, payload in sorted(latest.items()):
         parts = topic.split("/")
@@ -56,10 +67,13 @@ def rivals(latest: dict[str, bytes], own: str, devices: list[str], heartbeat_s: 
         stages = record.get("stages") if isinstance(record.get("stages"), list) else []
         theirs = {d for stage in stages if isinstance(stage, list) for d in stage if isinstance(d, str)}
         overlap = sorted(wanted & theirs)
+        if claim is not None and claim_of(record) > claim:
+            continue  # claimed after this controller: that one gives way
         if record.get("state") == "running" and fresh(lock, heartbeat_s) and overlap:
             shown = ", ".join(overlap[:10]) + (f" and {len(overlap) - 10} more" if len(overlap) > 10 else "")
+            started = f", started {str(record['started'])[:40]}" if record.get("started") else ""
             found.append(f"rollout {parts[2]} (version {str(record.get('version'))[:40]}, pid {lock.get('pid')} on "
-                         f"{str(lock.get('host'))[:60]}) is running on {shown}")
+                         f"{str(lock.get('host'))[:60]}{started}) is running on {shown}")
     return found
 
 

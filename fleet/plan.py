@@ -102,6 +102,8 @@ class RolloutState:
     reason: str | None = None
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # device -> state, reason, stage, ts
     ts: str = field(default_factory=now_iso)
+    controller: str | None = None  # the lock owner of the controller running it (fleet/lock.py)
+    started: str | None = None  # when that controller claimed the devices: with `controller`, the order of claims
 
     def mark(self, device: str, state: str, reason: str | None = None) -> None:
         stage = next((i for i, s in enumerate(self.stages) if device in s), None)

@@ -6,7 +6,8 @@ Stage by stage (cohorts by hash of the device id, fleet/plan.py), ship the one s
 stage's failures exceed `--max-failed` the rollout halts: no device of a later stage gets a chunk, and
 `--on-halt rollback` sends `cmd/rollback` to the stage's successes. The record lives retained at
 `_fleet/rollout/<id>` (id: the bundle's sha256 prefix), so a controller started again after a crash
-skips the finished devices; `fleet/lock.py` refuses a second controller.
+skips the finished devices; `fleet/lock.py` refuses a second controller, and `Controller.contest` a second
+rollout on some of the same devices (the smaller claim, started then controller id, goes on).
 Exit status: 0 done, 1 halted (the failures named), 2 bad arguments or no broker, 3 another controller.
 """
 
@@ -18,21 +19,24 @@ import logging
 import sys
 import tarfile
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from edge.models.manifest import sha256_file
+from edge.numbers import loads
 from fleet.args import argument, bundle_file, seconds, values_may_start_with_dash, whole
 from fleet.client import DASH_OPTIONS, BrokerOptions, Retained, add_broker_args, device_filters, options_from
 from fleet.lock import ROLLOUTS, LockRefused, RolloutLock, rivals
 from fleet.payload import Malformed, document, groups_of
-from fleet.plan import FINISHED, SUCCESS, Bound, RolloutState, cohorts, parse_stages
+from fleet.plan import FINISHED, SUCCESS, Bound, RolloutState, cohorts, now_iso, parse_stages
 from fleet.ship import Shipper
 
 log = logging.getLogger("fleet.rollout")
 STATE_TOPIC = ROLLOUTS + "/{id}"
+CLAIM_WAIT_S = 1.0  # a rival's claim made in the same instant arrives within it (and clocks agree to better)
 
 
 def read_descriptor(path: Path) -> dict[str, Any]:
@@ -40,7 +44,7 @@ def read_descriptor(path: Path) -> dict[str, Any]:
     try:
         with tarfile.open(path) as tar:
             member = tar.extractfile("bundle.json")
-            data = json.loads(member.read(1 << 20)) if member else None
+            data = loads(member.read(1 << 20)) if member else None  # bounded, as the device reads it
     except (OSError, KeyError, ValueError, tarfile.TarError) as exc:
         raise SystemExit(f"{path}: not a bundle ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("version"), str):
@@ -162,16 +166,12 @@ class Controller:
             print(f"rollout {self.id} refused: {exc}", file=sys.stderr)
             return 3
         try:
-            self.state = self.plan(latest | self.watch.snapshot())
+            latest |= self.watch.snapshot()
+            self.state = self.plan(latest)
             if self.state.state != "running":
                 return self.report()
-            others = rivals(self.watch.snapshot(), self.id, [d for s in self.state.stages for d in s])
-            if others:
-                print(f"rollout {self.id} refused: another rollout targets the same devices: {'; '.join(others)}. "
-                      "Wait for it to finish (python -m fleet status shows its devices) or narrow --to.",
-                      file=sys.stderr)
+            if self.contest(fresh=self.topic not in latest):
                 return 3
-            self.save()
             for index, stage in enumerate(self.state.stages):
                 if index < self.state.stage:
                     continue
@@ -186,6 +186,29 @@ class Controller:
                 self.lock.release()
             finally:
                 self.watch.close()
+
+    def contest(self, fresh: bool) -> bool:
+        """Claim this rollout's devices, then look for a rival on them; True (said on stderr) when this one gives way.
+
+        A check before the claim alone lets two controllers that start in the same second both pass it (each
+        reads before the other writes). So each publishes its record with its claim (`started`, `controller`),
+        waits CLAIM_WAIT_S for a claim made in the same instant to arrive, and looks again: each then sees
+        both, and the smaller (started, controller) goes on. A claim this one missed was made more than
+        CLAIM_WAIT_S after its own, so it is the larger one, and that controller sees this one and gives way."""
+        assert self.state is not None
+        devices = [d for stage in self.state.stages for d in stage]
+        self.state.controller, self.state.started = self.lock.owner, now_iso()
+        self.save()
+        time.sleep(CLAIM_WAIT_S)
+        others = rivals(self.watch.settle(), self.id, devices, claim=(self.state.started, self.state.controller))
+        if others and fresh:  # this plan never ran: a later run plans afresh
+            self.watch.publish(self.topic, b"", retain=True)
+        if others:
+            print(f"rollout {self.id} refused: another rollout targets the same devices: {'; '.join(others)} "
+                  f"(this controller: started {self.state.started}, id {self.state.controller}; of two on the same "
+                  "devices the earlier start goes on, then the smaller id). Wait for it to finish "
+                  "(python -m fleet status shows its devices) or narrow --to.", file=sys.stderr)
+        return bool(others)
 
     def stage(self, devices: list[str]) -> bool:
         """Ship to the stage's unfinished devices, wait for their verdicts; False when the stage halts it."""

@@ -1,7 +1,9 @@
 """Every command the agent registers, each action ok and refused, over a real mosquitto to a real agent (sensor,
 series, a camera with a region, signed updates): every result validates against schemas/command_result.json
 (issue 24, item 6 and its acceptance), and malformed arguments of every kind are refused with a reason
-(item 11: unknown keys, a 5,000-character label, a capture that names nothing)."""
+(item 11: unknown keys, a 5,000-character label, a capture that names nothing). A command refused before it could
+be read (NaN, 1e999, 6,000 digits, 5,000 brackets, over 64 KiB) is answered with its request's `id` all the same;
+only a payload that is not JSON has none (`request_id: null`)."""
 
 from __future__ import annotations
 
@@ -61,9 +63,23 @@ BEFORE_UPDATE: list[tuple[str, Any, bool]] = [
     ("promote", {}, False),  # nothing on probation
     ("rollback", {}, False),  # nothing to roll back to
     ("nope", {}, False),
+    ("threshold", {"sensor": "line1", "threshold": "NaN"}, False),
+    # malformed, with an id: the refusal echoes it (`"@id"` becomes the request's id); read past what was refused
+    ("threshold", '{"id": "@id", "sensor": "line1", "threshold": NaN}', False),
+    ("threshold", '{"sensor": "line1", "threshold": 1e999, "id": "@id"}', False),
+    ("threshold", '{"id": "@id", "sensor": "line1", "threshold": ' + "9" * 6000 + "}", False),
+    ("calibrate", '{"sensor": "line1", "x": ' + "[" * 5000 + "]" * 5000 + ', "id": "@id"}', False),
+    ("reset", '{"id": "@id", "series": "' + "a" * 70000 + '"}', False),  # over the 64 KiB a command may be
+    ("reload", '{"id": "@id", "x": -Infinity}', False),
+    ("selftest", '{"frames": NaN, "id": "@id"}', False),
+    ("capture", '{"id": "@id", "region": "door", "label": "closed", "count": 1e400}', False),
+    ("nope", '{"x": [NaN], "id": "@id"}', False),
 ]
+NOT_JSON = [b'{"id": "r-cut", "sensor": "line1", "threshold": ', b'{"id": "r-bin", "sensor": "\xff"}']  # no id
 AFTER_UPDATE: list[tuple[str, Any, bool]] = [
     ("promote", {"extra": 1}, False),
+    ("promote", '{"id": "@id", "x": NaN}', False),
+    ("rollback", '{"x": ' + "[" * 5000 + "]" * 5000 + ', "id": "@id"}', False),
     ("promote", {}, True),
     ("rollback", {}, True),
     ("rollback", {}, False),
@@ -75,10 +91,15 @@ def camera_table(clip: Path) -> str:
             f'name = "door"\nrect = [{DOOR[0] / WIDTH}, {DOOR[1] / HEIGHT}, {DOOR[2] / WIDTH}, {DOOR[3] / HEIGHT}]\n')
 
 
+def payload(body: dict[str, Any] | str, request: str) -> str:
+    """A body with the request's id: a dict gets `id` first; a text (malformed on purpose) has `"@id"` replaced."""
+    return body.replace('"@id"', json.dumps(request)) if isinstance(body, str) else json.dumps({"id": request, **body})
+
+
 def send(port: int, collector: Collector, commands: list[tuple[str, Any, bool]], first: int) -> list[dict]:
     """Each command with its own request id, then every result; each result validated and its `ok` checked."""
     for i, (action, body, _) in enumerate(commands, first):
-        publish(port, f"{BASE}/cmd/{action}", [json.dumps({"id": f"r{i}", **body})])
+        publish(port, f"{BASE}/cmd/{action}", [payload(body, f"r{i}")])
     wanted = {f"r{i}" for i in range(first, first + len(commands))}
     answered = lambda: {r.get("request_id") for r in collector.json("/result")}  # noqa: E731
     assert collector.wait_for(lambda: wanted <= answered(), 60), sorted(wanted - answered())
@@ -119,6 +140,9 @@ def test_every_command_ok_and_refused_answers_within_its_schema(broker: Broker, 
             shipper.close()
         assert verdict.get("state") == "installed", verdict
         results += send(broker.port, collector, AFTER_UPDATE, len(BEFORE_UPDATE))
+        publish(broker.port, f"{BASE}/cmd/threshold", NOT_JSON)
+        nulls = lambda: [r for r in collector.json("/result") if r["request_id"] is None]  # noqa: E731
+        assert collector.wait_for(lambda: len(nulls()) >= len(NOT_JSON), 30), nulls()
     finally:
         code = agent.stop()
         collector.close()
@@ -128,8 +152,11 @@ def test_every_command_ok_and_refused_answers_within_its_schema(broker: Broker, 
     assert capture["dir"].endswith("dataset/closed") and capture["camera"] == "cam0" and capture["count"] == 1
     nothing = by_id[f"r{BEFORE_UPDATE.index(('capture', {}, False))}"]["error"]
     assert "label" in nothing and "cam0 (regions: door)" in nothing, nothing  # says what is needed and what exists
-    long_label = by_id[f"r{[b.get('label', '') for _, b, _ in BEFORE_UPDATE].index('a' * 5000)}"]["error"]
+    labels = [b.get("label", "") if isinstance(b, dict) else "" for _, b, _ in BEFORE_UPDATE]
+    long_label = by_id[f"r{labels.index('a' * 5000)}"]["error"]
     assert "at most 64" in long_label and len(long_label) < 300, long_label
     for i, (_, body, _) in enumerate(BEFORE_UPDATE + AFTER_UPDATE):
-        if {"extra", "bogus", "typo"} & set(body):
+        if isinstance(body, dict) and {"extra", "bogus", "typo"} & set(body):
             assert "unknown key" in by_id[f"r{i}"]["error"], by_id[f"r{i}"]
+    # a payload that is not JSON has no id to read, even one that began like the others: answered, request_id null
+    assert sorted(r["error"][:8] for r in nulls()) == ["not JSON", "not UTF-"], nulls()

@@ -6,9 +6,11 @@ Real mosquitto (MQTT 5 for the controller), real agents without TensorFlow, the 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
+from argparse import Namespace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,8 +20,9 @@ import jsonschema
 
 from edge.models.manifest import sha256_file
 from fleet.client import BrokerOptions, connect
-from fleet.lock import rivals
-from fleet.plan import cohorts
+from fleet.lock import claim_of, rivals
+from fleet.plan import Bound, cohorts
+from fleet.rollout import Controller
 from tests.conftest import ROOT, requires_package
 from tests.helpers.fleet import Fleet, fleet_command, unsigned_bundle
 from tests.helpers.isolation import no_tf_env
@@ -218,13 +221,102 @@ def test_a_second_bundle_to_devices_a_live_rollout_holds_is_refused_naming_it(br
     """Chunks of two bundles interleaved on one device defeat both: the second controller exits 3 before shipping."""
     retained = {f"edgepipe/{d}/status": b"online" for d in ("dev-a", "dev-b")} | rival_record(["dev-a"],
                                                                                              datetime.now(UTC))
-    client = connect(BrokerOptions("127.0.0.1", broker.port), "rival")
-    for topic, payload in retained.items():
-        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+    retain(broker.port, retained)
     bundle = unsigned_bundle(tmp_path / "b.tar")
     result = fleet_command("rollout", str(bundle), "--to", "all", "--timeout", "1", "--verdict-timeout", "1",
                            "--broker", f"127.0.0.1:{broker.port}")
-    client.disconnect()
-    client.loop_stop()
     assert result.returncode == 3, result.stdout + result.stderr
     assert f"rollout {'a' * 12} (version v-other, pid 4242 on ops-1) is running on dev-a" in result.stderr
+
+
+SHARED = {"dev-a": b"online", "dev-b": b"online", "dev-c": b"online"}  # retained statuses: devices a rollout can see
+
+
+def retain(port: int, topics: dict[str, bytes]) -> None:
+    client = connect(BrokerOptions("127.0.0.1", port), "retain")
+    for topic, payload in topics.items():
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def claims(messages: list[tuple[str, bytes, bool]]) -> dict[str, tuple[str, str]]:
+    """Each rollout's claim, (started, controller), as its record first carried it."""
+    found: dict[str, tuple[str, str]] = {}
+    for topic, payload, _ in messages:
+        record = json.loads(payload) if topic.count("/") == 2 and payload else {}
+        if record.get("controller"):
+            found.setdefault(record["rollout"], claim_of(record))
+    return found
+
+
+def shipped(messages: list[tuple[str, bytes, bool]]) -> set[str]:
+    """The bundles (sha256) whose chunks reached any device."""
+    return {json.loads(p[4:4 + int.from_bytes(p[:4], "big")])["bundle"] for t, p, _ in messages
+            if t.endswith("/update/chunk")}
+
+
+def test_two_controllers_started_in_the_same_second_on_a_shared_device_agree_which_one_goes_on(
+        broker: Broker, tmp_path: Path) -> None:
+    """Two bundles, two controller processes started together, dev-b in both: each claims its devices in its record,
+    waits for a claim made at the same instant, and looks again. The smaller (started, controller) ships; the other
+    stops with exit 3 naming it, clears the record it never ran, and sends no device a chunk."""
+    retain(broker.port, {f"edgepipe/{d}/status": s for d, s in SHARED.items()})
+    bundles = [unsigned_bundle(tmp_path / "one.tar", "v-one"), unsigned_bundle(tmp_path / "two.tar", "v-two")]
+    ids = [sha256_file(b)[:12] for b in bundles]
+    watch = Collector(broker.port, ["_fleet/rollout/+", "edgepipe/+/update/chunk"])
+    runs = [subprocess.Popen([sys.executable, "-m", "fleet", "rollout", str(bundle), "--to", to, "--stages", "100",
+                              "--max-failed", "0", "--timeout", "1", "--verdict-timeout", "1", "--chunk-kb", "4",
+                              "--broker", f"127.0.0.1:{broker.port}"], env=no_tf_env(), cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for bundle, to in zip(bundles, ("dev-a,dev-b", "dev-b,dev-c"), strict=True)]  # started in the same second
+    outputs = [run.communicate(timeout=120) for run in runs]
+    codes = [run.returncode for run in runs]
+    assert sorted(c == 3 for c in codes) == [False, True], (codes, outputs)  # exactly one gives way
+    loser = codes.index(3)
+    winner = 1 - loser
+    assert f"another rollout targets the same devices: rollout {ids[winner]}" in outputs[loser][1], outputs[loser]
+    assert "is running on dev-b" in outputs[loser][1]
+    assert codes[winner] == 1 and "HALTED" in outputs[winner][0], outputs[winner]  # it ran: no agent answered
+    made = claims(watch.messages)  # both claimed, in their records, before either looked
+    said = re.search(r"this controller: started (\S+), id ([0-9a-f]{32})", outputs[loser][1])
+    assert said and made[ids[loser]] == said.groups(), (made, outputs[loser])
+    assert made[ids[winner]] < made[ids[loser]], made  # the rule both applied, not who looked first
+    assert shipped(watch.messages) == {sha256_file(bundles[winner])}
+    watch.close()
+    retained = Collector(broker.port, ["_fleet/rollout/+"])
+    retained.sync()
+    assert {t.rsplit("/", 1)[1] for t, p, _ in retained.messages if p} == {ids[winner]}  # the loser's plan cleared
+    retained.close()
+
+
+class Lockstep(Controller):
+    """A controller that reaches its claim at the same instant as the other one: each reads the records before the
+    other can have written -- the race a check alone loses, made certain."""
+
+    together = threading.Barrier(2)
+
+    def contest(self, fresh: bool) -> bool:
+        self.together.wait(60)
+        return super().contest(fresh)
+
+
+def test_two_controllers_claiming_at_the_same_instant_both_see_both_claims_and_one_goes_on(
+        broker: Broker, tmp_path: Path) -> None:
+    retain(broker.port, {f"edgepipe/{d}/status": s for d, s in SHARED.items()})
+    codes: dict[int, int] = {}
+    controllers = []
+    for i, to in enumerate(("dev-a,dev-b", "dev-b,dev-c")):
+        args = Namespace(bundle=unsigned_bundle(tmp_path / f"{i}.tar", f"v-{i}"), to=to, stages=[100.0],
+                         max_failed=Bound.parse("0"), on_halt="stop", parallel=2, timeout=1.0, verdict_timeout=1.0,
+                         chunk_kb=4, prefix="edgepipe")
+        controllers.append(Lockstep(BrokerOptions("127.0.0.1", broker.port), args))
+    threads = [threading.Thread(target=lambda i=i: codes.setdefault(i, controllers[i].run())) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(c == 3 for c in codes.values()) == [False, True], codes
+    winner = next(i for i, c in codes.items() if c != 3)
+    mine = [(c.state.started, c.state.controller) for c in controllers]  # type: ignore[union-attr]
+    assert mine[winner] == min(mine), (codes, mine)

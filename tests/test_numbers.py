@@ -5,6 +5,7 @@ string that is no date is refused."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import threading
@@ -24,7 +25,7 @@ from edge.pipelines.series.forecaster import Forecaster
 from edge.pipelines.series.pipeline import SeriesConfig, SeriesPipeline
 from edge.readings import InvalidReading, parse_reading
 from edge.sources.feeds import CsvLayout, row_payload
-from tests.conftest import MODELS_DIR
+from tests.conftest import MODELS_DIR, ROOT
 
 ONES = "1" * 5000
 
@@ -59,6 +60,27 @@ def test_bounded_loads_refuses_what_json_would_take() -> None:
     for text in (f"[{ONES}]", "[NaN]", "[1e999]", "[" * 100000):
         with pytest.raises(numbers.NumberError):
             numbers.loads(text)
+
+
+def json_reads(path: Path) -> list[str]:
+    """Each place in `path` that parses JSON by itself: `json.loads`/`json.load`/`raw_decode`/`JSONDecoder`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in ("loads", "load", "raw_decode", "JSONDecoder") and \
+                isinstance(node.value, ast.Name) and node.value.id == "json":
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} json.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "json":
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} from json import ...")
+    return found
+
+
+def test_edge_and_fleet_read_json_only_through_the_bounded_parse() -> None:
+    """Every JSON the agent and the operator's tools read (readings, commands, chunk headers, bundle descriptors and
+    signatures, retained payloads, state files) comes from outside or from a disk that can be damaged: it goes
+    through `edge.numbers.loads`, the one place allowed to call `json.loads`."""
+    places = [place for folder in ("edge", "fleet") for path in sorted((ROOT / folder).rglob("*.py"))
+              if path != ROOT / "edge" / "numbers.py" for place in json_reads(path)]
+    assert places == []
 
 
 def series(tmp_path: Path, reports: list[Any]) -> SeriesPipeline:

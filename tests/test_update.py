@@ -8,9 +8,11 @@ The models are a one-model export (the autoencoder) so a bundle is a few chunks 
 from __future__ import annotations
 
 import collections
+import hashlib
 import io
 import json
 import signal
+import struct
 import tarfile
 import time
 from collections.abc import Callable
@@ -23,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.agent import Agent
 from edge.config import load_config
 from edge.models.manifest import read_manifest, verify_file
-from fleet.bundle import export_subset, public_key_text, write_bundle
+from fleet.bundle import export_subset, public_key_text, signature_record, write_bundle
 from fleet.ship import Shipper
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_online, write_config
@@ -152,6 +154,11 @@ def rewritten(setup: Setup, version: str, change: Callable[[str, bytes], bytes])
     return out
 
 
+def header(text: str) -> bytes:
+    """A chunk message whose JSON header is `text` (and no data)."""
+    return struct.pack(">I", len(text)) + text.encode()
+
+
 def tampered(setup: Setup) -> Path:
     """A model file changed after signing (same length: only the hash can tell)."""
     return rewritten(setup, "v-tampered",
@@ -171,6 +178,35 @@ def truncated(setup: Setup) -> Path:
     return out
 
 
+def hostile(metrics: str, member: str = "bundle.json") -> Callable[[Setup], Path]:
+    """A bundle signed by the trusted key whose `bundle.json` carries `metrics` -- JSON text the bounded parse
+    refuses -- among its metrics (or whose `bundle.sig` is that text): only the device's parse stands between it and
+    probation's figures."""
+    def make(setup: Setup) -> Path:
+        signed: list[bytes] = []
+
+        def change(name: str, data: bytes) -> bytes:
+            if name == "bundle.json":
+                signed.append(data.replace(b'"metrics": {', b'"metrics": {"x": ' + metrics.encode() + b", ", 1)
+                              if member == name else data)
+                return signed[0]
+            if name == "bundle.sig":
+                return metrics.encode() if member == name else signature_record(signed[0], setup.key)
+            return data
+
+        return rewritten(setup, f"v-hostile-{hashlib.sha256(metrics.encode() + member.encode()).hexdigest()[:8]}",
+                         change)
+    return make
+
+
+DEEP = "[" * 5000 + "]" * 5000
+HOSTILE = {  # what: the bundle, its refusal reason, the words of the refusal's detail
+    "a 6,000-digit integer in the descriptor": (hostile("9" * 6000), "not_a_bundle", "has 6000 digits"),
+    "1e999 in the descriptor": (hostile("1e999"), "not_a_bundle", "1e999 is beyond the range"),
+    "NaN in the descriptor": (hostile("NaN"), "not_a_bundle", "NaN is not a number"),
+    "the descriptor 5,000 deep": (hostile(DEEP), "not_a_bundle", "nested too deeply"),
+    "the signature record 5,000 deep": (hostile(DEEP, "bundle.sig"), "unsigned", "nested too deeply"),
+}
 REFUSALS = {
     "tampered": (tampered, "tampered"),
     "bad signature": (bad_signature, "bad_signature"),
@@ -210,10 +246,13 @@ def test_bad_bundles_are_each_refused_with_a_named_reason_while_the_old_models_s
         wait_online(broker.port, BASE)
         publish(broker.port, f"{BASE}/update/chunk", [b"", b"\x00\x00\x00\x02{}", b"\xff" * 70000,
                                                       b"\x00\x00\x00\x04null"])  # not chunks at all
-        for what, (make, reason) in REFUSALS.items():
+        publish(broker.port, f"{BASE}/update/chunk", [header(text) for text in (  # headers no bounded parse takes
+            '{"size": ' + "9" * 4000 + "}", '{"size": 1e999}', '{"index": NaN}', "[" * 2000 + "]" * 2000)])
+        for what, (make, reason, *words) in {**REFUSALS, **HOSTILE}.items():
             result = setup.ship(make(setup))
             assert result.get("state") == "refused", (what, result)
             assert result["reason"] == reason, (what, result)
+            assert all(w in result["detail"] for w in words), (what, result)
             assert setup.pointer() == {}, what  # nothing installed
             assert not list((setup.state / "updates").glob("*.part")), what  # nothing left behind
         assert serves(setup, collector)

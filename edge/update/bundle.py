@@ -5,6 +5,10 @@ it (member order, mtimes, padding); the descriptor names every file with its sha
 signing its exact bytes signs the whole set, and each file is checked as it is extracted.
 Ed25519 (`cryptography`): small keys, deterministic signatures, on piwheels and in Debian.
 
+The descriptor and the signature record are read with `edge.numbers.loads` (digits, finiteness and nesting
+bounded): a bundle is input from the network, and a 5,000-deep `metrics` or a NaN in it is a refusal
+(`not_a_bundle`, `unsigned`), never a RecursionError or a NaN carried into probation's figures.
+
 Every refusal is a `BundleRefused` with a named `reason` from REASONS, so the agent, the shipper
 and the tests speak of the same failure the same way.
 """
@@ -14,7 +18,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import hashlib
-import json
 import os
 import re
 import tarfile
@@ -25,6 +28,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from edge.numbers import loads
 from edge.update.targets import Targets, targets_from_json
 
 FORMAT = 2  # what `fleet bundle` writes: `targets` (devices, a group or any); format 1 named one `device`
@@ -170,10 +174,11 @@ def _read(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, 
 def check_signature(descriptor_raw: bytes, signature_raw: bytes, trusted: dict[str, Ed25519PublicKey]) -> str:
     """The id of the trusted key that signed `descriptor_raw`; BundleRefused naming why not."""
     try:
-        sig = json.loads(signature_raw)
+        sig = loads(signature_raw)
         signer, signature = sig["key_id"], base64.b64decode(sig["signature"], validate=True)
-    except (ValueError, KeyError, TypeError):
-        raise BundleRefused("unsigned", f"{SIGNATURE} is not a signature record") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        why = f"no {exc}" if isinstance(exc, KeyError) else str(exc)[:200]
+        raise BundleRefused("unsigned", f"{SIGNATURE} is not a signature record ({why})") from None
     if not trusted:
         raise BundleRefused("untrusted_key", "no [update] trusted_keys configured: every bundle is refused")
     key = trusted.get(signer) if isinstance(signer, str) else None
@@ -192,7 +197,7 @@ def read_descriptor(path: Path) -> Descriptor:
     try:
         with tarfile.open(path, "r:") as tar:
             raw = _read(tar, _members(tar), DESCRIPTOR)
-        return Descriptor.from_json(json.loads(raw))
+        return Descriptor.from_json(loads(raw))
     except (OSError, tarfile.TarError, EOFError, ValueError, UnicodeDecodeError) as exc:
         raise BundleRefused("not_a_bundle", f"{path}: {exc}") from None
 
@@ -210,7 +215,7 @@ def open_bundle(path: Path, trusted: dict[str, Ed25519PublicKey], device: str, g
         raise BundleRefused("truncated" if "unexpected end" in str(exc) or isinstance(exc, EOFError)
                             else "not_a_bundle", f"{path.name}: {exc}") from None
     try:
-        descriptor = Descriptor.from_json(json.loads(descriptor_raw))
+        descriptor = Descriptor.from_json(loads(descriptor_raw))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BundleRefused("not_a_bundle", f"{DESCRIPTOR}: {exc}") from None
     if descriptor.targets is not None and not descriptor.targets.admits(device, groups):

@@ -13,6 +13,8 @@ import re
 import struct
 from dataclasses import dataclass
 
+from edge.numbers import loads
+
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_CHUNK = 1 << 20  # the shipper's --chunk-kb goes up to 1024
 MAX_HEADER = 4096
@@ -47,7 +49,10 @@ def parse_chunk(payload: bytes) -> Chunk:
     (length,) = LENGTH.unpack(payload[:LENGTH.size])
     if length > MAX_HEADER or LENGTH.size + length > len(payload):
         raise ValueError(f"chunk header length {length} is impossible")
-    head = json.loads(payload[LENGTH.size:LENGTH.size + length])
+    try:  # the bounded parse: a 4,000-digit size, NaN or 2,000 brackets is a refusal, not an int or a RecursionError
+        head = loads(payload[LENGTH.size:LENGTH.size + length])
+    except ValueError as exc:  # JSONDecodeError, NumberError, UnicodeDecodeError
+        raise ValueError(f"chunk header is not JSON the agent takes: {exc}") from None
     if not isinstance(head, dict):
         raise ValueError("chunk header is not an object")
     bundle, size, chunk, index, count = (head.get(k) for k in ("bundle", "size", "chunk", "index", "count"))

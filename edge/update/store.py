@@ -23,6 +23,7 @@ from typing import Any
 
 from edge.fileio import StateFile, atomic_write
 from edge.models.manifest import ManifestError, now_iso, read_manifest
+from edge.numbers import loads
 from edge.update.bundle import FACTORY, VERSION_RE
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class ModelStore:
         if version is None:
             return {}
         try:
-            data = json.loads((self.root / version / ORIGIN).read_text())
+            data = loads((self.root / version / ORIGIN).read_text())  # a file on the SD card: bounded too
         except (OSError, ValueError):
             return {}
         return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}

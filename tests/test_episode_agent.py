@@ -200,6 +200,8 @@ def test_a_commanded_threshold_replaces_the_episode_rule_and_reset_brings_it_bac
         assert wait_for_stats(stats_file, lambda s: quality(s)["threshold_source"] == "command", 10)
         publish(broker.port, f"{BASE}/cmd/reset", [json.dumps({"id": "r1", "sensor": "line1"})])
         assert collector.wait_for(lambda: collector.json("/cmd/reset/result"), 30), agent.output()
+        (answer,) = collector.json("/cmd/reset/result")  # the rule now in force: no score threshold (as stats say)
+        assert answer["ok"] and answer["threshold"] is None and answer["threshold_source"] == "manifest", answer
         assert wait_for_stats(stats_file, lambda s: quality(s).get("rule") == "episode", 10)
     finally:
         assert agent.stop() == 0

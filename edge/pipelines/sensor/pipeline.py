@@ -277,6 +277,8 @@ class SensorPipeline(ReadingPipeline):
             if self.episodic is not None:  # its burned-in `on` goes: a new burn-in (a k-of-n one: `_apply`)
                 self.episodic.alerts.learn_again()
             self._apply(self._settings(self.model))
+            if self.episodic is not None:  # the episode rule: no score threshold (as stats.quality says)
+                return {"threshold": None, "threshold_source": self.episodic.source}
         fields = settings_fields(self.settings)  # a new burn-in: threshold null until it has learned one
         return {"threshold": fields["threshold"], "threshold_source": self.threshold_source}
 

@@ -75,7 +75,7 @@ def test_the_printed_rate_is_the_episode_rules_own_on_rows_that_placed_nothing(t
     assert m["episode_heldout_days"] == pytest.approx(days)
     assert m["episode_false_per_day_heldout"] == pytest.approx(len(honest) / days)
     assert entry.variant == "int16x8"  # the file the agent runs is the one measured
-    row = next(line for line in printed.splitlines() if "of the rule in force (episode rule)" in line)
+    row = next(line for line in printed.splitlines() if "rule in force (episode rule)" in line)
     assert "out of sample" in row and f"| {len(honest) / days:.3g} |" in row
     assert "k-of-n rule: alert episodes per day, held-out normal" in printed
     # 2.8 days cannot check 0.1/day: said, with the normal period that would (10 days held out = 14,400 rows)

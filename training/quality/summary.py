@@ -40,7 +40,7 @@ SENSOR_ROWS = [
 ]
 #: the episode rule, in force on a manifest with `postprocess.alerts.episode` (training/quality/episode_holdout.py)
 EPISODE_ROWS = [
-    ("episode_false_per_day_heldout", "AE expected false alerts per day of the rule in force (episode rule), "
+    ("episode_false_per_day_heldout", "AE false alerts per day observed, rule in force (episode rule), "
      "held-out normal (out of sample⁴)", "{:.3g}"),
     ("episode_false_episodes_heldout", "AE episode rule: false episodes counted on them", "{:d}"),
     ("episode_heldout_days", "AE episode rule: held-out normal days counted (after its burn-in)", "{:.2f}"),

@@ -73,8 +73,8 @@ class SensorPipeline(ReadingPipeline):
         self.episodic: EpisodeRun | None = None  # the episode rule, when the manifest plans one
         self.episode: Episode | None = None  # the episode rule's current episode (kept through a cool-down)
         self._follow_learning()
-        self.evidence = self._evidence()
         self._follow_episodes()
+        self.evidence = self._evidence()
 
     @property
     def threshold_source(self) -> str:
@@ -101,8 +101,8 @@ class SensorPipeline(ReadingPipeline):
             self.ledger.expected_active_rate = settings.expected_active_rate or 0.0
         self.above = collections.deque(self.above, maxlen=settings.n)
         self._follow_learning()
-        self.evidence = self._evidence()
         self._follow_episodes()
+        self.evidence = self._evidence()
         if self.active != was:
             for message in self.state_messages():
                 self.out.send(message)
@@ -131,9 +131,13 @@ class SensorPipeline(ReadingPipeline):
 
     def _evidence(self) -> dict[str, Any] | None:
         """What the plan in force rests on (`edge.alerts.support`): its calibration span, the lowest rate that
-        supports, and its warnings; None for a rule without a plan (a command's, the config's threshold)."""
+        supports, and its warnings; None for a rule without a plan (a command's, the config's threshold) and for
+        the episode rule (the k-of-n plan's span and warnings are not its own: it would log a warning at every
+        start that does not apply)."""
         source = self.settings.source
-        if source in ("calibrated", "burn_in"):
+        if self.episodic is not None:
+            plan = None
+        elif source in ("calibrated", "burn_in"):
             plan = self.calibrated
         elif source in ("manifest", "replanned"):
             plan = manifest_plan(self.model.entry.postprocess, self.model.entry.name)

@@ -63,16 +63,21 @@ class ClockPolicy:
 
     def judge(self, ts: Any, last_ts: Any, now: float) -> Verdict:
         """NEW, DUPLICATE or CLOCK_RESET for a reading stamped `ts`; InvalidTime if too far ahead."""
-        moment = epoch_seconds(ts)
-        if moment is not None and moment > now + self.future_tolerance:
-            raise InvalidTime(f"'ts' {ts!r} is {moment - now:.0f} s ahead of the agent's clock (more than "
-                              f"future_tolerance = {self.future_tolerance:g} s): refused, the series is not moved")
+        self.not_ahead(ts, now, "the series is not moved")
         new, last = order_key(ts), order_key(last_ts)
         if new is None or last is None:
             return Verdict.NEW
         if new[0] != last[0] or last[1] - new[1] > self.backward_reset:
             return Verdict.CLOCK_RESET
         return Verdict.NEW if new[1] > last[1] else Verdict.DUPLICATE
+
+    def not_ahead(self, ts: Any, now: float, consequence: str) -> None:
+        """InvalidTime (saying `consequence`) for a time more than `future_tolerance` ahead of `now`: one
+        reading stamped in 2099 would otherwise stretch a sensor's days to decades, or stop a series."""
+        moment = epoch_seconds(ts)
+        if moment is not None and moment > now + self.future_tolerance:
+            raise InvalidTime(f"'ts' {ts!r} is {moment - now:.0f} s ahead of the agent's clock (more than "
+                              f"future_tolerance = {self.future_tolerance:g} s): refused, {consequence}")
 
     def too_far_ahead(self, ts: Any, now: float) -> bool:
         moment = epoch_seconds(ts)

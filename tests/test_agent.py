@@ -213,7 +213,8 @@ def test_malformed_payloads_are_counted_reported_and_survived(broker: Broker, tm
     collector = Collector(broker.port, [f"{BASE}/#"])
     agent = AgentProcess(config)
     bad = [b"\xff\xfe\x00", b"", b"[1.0]", b"[1.0, NaN]", b'{"values": [1, "x"]}', b"{not json", b"1,2,3",
-           b'{"ts": 1}', b"[[1, 2]]", b"[1e999, 0]", "[\u00e9]".encode(), b"x" * 70000]
+           b'{"ts": 1}', b"[[1, 2]]", b"[1e999, 0]", "[\u00e9]".encode(), b"x" * 70000,
+           b'{"ts": 4070908800, "values": [0.5, 0.0]}']  # 2099: beyond future_tolerance, not a reading to score
     try:
         assert collector.wait_for(lambda: b"online" in collector.matching("/status"), 30)
         publish(broker.port, f"{BASE}/sensors/line1/reading", bad)

@@ -13,6 +13,7 @@ from edge.pipelines.base import ReadingConfig
 class SensorConfig(ReadingConfig):
     model: str = "autoencoder"
     rate: float = setting(10.0, ge=0)
+    future_tolerance: float = setting(300.0, gt=0)  # seconds a reading's time may be ahead of the agent's clock
     threshold: float | None = setting(None, gt=0)  # None: the manifest's calibrated threshold
     false_alarms_per_day: float | None = setting(None, gt=0)  # None: the manifest plan's own target
     debounce_k: int | None = setting(None, ge=1, le=1000)  # None: the manifest plan's, else 1

@@ -43,8 +43,8 @@ from edge.pipelines.sensor.learning import DeviceLearning
 from edge.pipelines.sensor.messages import anomaly, sensor_state
 from edge.pipelines.sensor.rulefiles import PlanFile, ThresholdFile
 from edge.pipelines.sensor.scorer import AnomalyScorer
-from edge.readings import parse_reading
-from edge.timestamps import clock_seconds
+from edge.readings import InvalidReading, parse_reading
+from edge.timestamps import ClockPolicy, InvalidTime, clock_seconds
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,10 @@ class SensorPipeline(ReadingPipeline):
 
     def handle(self, payload: bytes | str) -> None:
         reading = parse_reading(payload, expected=self.model.n_features)
+        try:
+            ClockPolicy(self.cfg.future_tolerance).not_ahead(reading.ts, time.time(), "the reading is not scored")
+        except InvalidTime as exc:
+            raise InvalidReading(str(exc)) from None
         self.count_gaps(reading.seq)
         score = self.model.score(reading.values, reading.ts)
         stamp = clock_seconds(reading.ts)

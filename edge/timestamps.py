@@ -22,7 +22,7 @@ reboots. The forecaster skips a re-delivered reading by its `ts` (not after the 
 processed), so one reading stamped far in the future -- or a counter restarted -- would stop it.
 The policy, per series:
 - times are compared as moments, counters as numbers;
-- a time more than `future_tolerance` seconds ahead of the agent's clock is refused as invalid,
+- a time more than `future_tolerance` seconds ahead of the agent's clock is refused as invalid (a sensor's too),
   with the reason (and a saved last time stamp that far ahead is forgotten at start);
 - a `ts` more than `backward_reset` (seconds, or counts for a counter) *before* the last one
   processed, or a switch between a counter and a time (`"ts": 0` after epoch seconds: a sender

@@ -54,8 +54,9 @@ def run_csv(broker: Broker, tmp_path: Path, name: str, values: np.ndarray, model
 def burned_in(broker: Broker, tmp_path: Path) -> tuple[Path, Path, dict]:
     """An agent that burned in `on` on 2,100 normal readings and stopped: its models, state dir and quality."""
     models, state = planned_models(tmp_path, 0.1, episode=True), tmp_path / "state"
-    quality, _ = run_csv(broker, tmp_path, "first", normal(BURN_IN + 100), models, state)
+    quality, output = run_csv(broker, tmp_path, "first", normal(BURN_IN + 100), models, state)
     assert quality["rule"] == "episode" and quality["burn_in"] is None
+    assert f"burn-in done, the episode rule's level on = {quality['episode']['on']:.3g} (extremal" in output, output
     assert quality["episode"]["on_source"] == "extremal" and quality["episode"]["on"] != pytest.approx(PLANNED_ON)
     saved = json.loads((state / "line1.alerts.json").read_text())
     assert (saved["rule"], saved["source"], saved["on_plan"]["on"]) == ("episode", "burn_in", quality["episode"]["on"])

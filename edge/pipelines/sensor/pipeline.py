@@ -229,6 +229,8 @@ class SensorPipeline(ReadingPipeline):
         active, onset = self.episodic.update(score, stamp)
         if learning and not self.episodic.learning and (placed := self.episodic.alerts.on_plan) is not None:
             run = self.episodic  # the burn-in placed `on`: kept, so a restart resumes with it
+            log.info("sensor %s: burn-in done, the episode rule's level on = %.3g (%s, %d peaks in %.2g days)",
+                     self.name, placed.on, placed.source, placed.peaks, placed.days)
             self._keep(lambda file: file.save_on(placed, self.model.entry.sha256, run.basis()))
         if onset and score is not None:
             evidence = self.model.evidence()

@@ -233,8 +233,8 @@ class Watcher:
         except KeyboardInterrupt:
             pass
         finally:
-            self.client.loop_stop()
             self.client.disconnect()
+            self.client.loop_stop()
         if self.refused:
             raise WatchError(self.refused)
 

@@ -231,6 +231,8 @@ def test_malformed_payloads_are_counted_reported_and_survived(broker: Broker, tm
         validate("command_result", results)
         # still serving: a good reading is scored, a good command applied
         publish(broker.port, f"{BASE}/cmd/threshold", [b'{"id": "r1", "sensor": "line1", "threshold": 1e-9}'])
+        # commands and readings have threads of their own: the reading goes once the threshold is answered
+        assert collector.wait_for(lambda: len(collector.matching("/cmd/threshold/result")) == len(results) + 1, 30)
         publish(broker.port, f"{BASE}/sensors/line1/reading", [b"[0.5, 0.0]"])
         assert collector.wait_for(lambda: len(collector.matching("/anomaly")) >= 1, 30)
         assert collector.json("/cmd/threshold/result")[-1] == {**collector.json("/cmd/threshold/result")[-1],

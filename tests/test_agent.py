@@ -208,8 +208,9 @@ def expected_alert_seqs(readings: np.ndarray) -> set[int]:
 
 
 def test_malformed_payloads_are_counted_reported_and_survived(broker: Broker, tmp_path: Path) -> None:
+    # error_interval 1 s, not 10: the burst's held-back reports come out a second after it, not ten
     config = write_config(tmp_path / "agent.toml", broker.port,
-                          '[[sensor]]\nname = "line1"\n\n[[series]]\nname = "airline"\n')
+                          '[[sensor]]\nname = "line1"\n\n[[series]]\nname = "airline"\n', top="error_interval = 1\n")
     collector = Collector(broker.port, [f"{BASE}/#"])
     agent = AgentProcess(config)
     bad = [b"\xff\xfe\x00", b"", b"[1.0]", b"[1.0, NaN]", b'{"values": [1, "x"]}', b"{not json", b"1,2,3",

@@ -258,7 +258,9 @@ def folder_camera_and_sensor(tmp_path: Path, port: int, folder: Path, extra: str
 
 def test_dead_camera_is_retried_while_the_other_pipelines_serve(broker: Broker, tmp_path: Path) -> None:
     folder = tmp_path / "camera"  # not there yet: the camera is "unplugged"
-    agent, collector = folder_camera_and_sensor(tmp_path, broker.port, folder, top="stall_after = 2\n")
+    # error_interval 1 s: the undecodable frame's report is not held back ten seconds behind the first one
+    agent, collector = folder_camera_and_sensor(tmp_path, broker.port, folder,
+                                                top="stall_after = 2\nerror_interval = 1\n")
     unplugged = lambda s: not s["healthy"] and any(  # noqa: E731
         p.startswith("camera/cam0: no frames from the camera") and "image folder not found" in p for p in s["problems"])
     try:

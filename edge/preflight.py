@@ -219,8 +219,8 @@ def broker_round_trip(config: AgentConfig, timeout: float = 10.0, broker: Broker
             return _no_answer(cfg, topic, timeout, connected="connected" in outcome) + user_hint(cfg, config.device_id)
         return outcome.get("error")
     finally:
-        client.loop_stop()
         client.disconnect()
+        client.loop_stop()
 
 
 def user_hint(cfg: Any, device_id: str) -> str:

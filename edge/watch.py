@@ -234,8 +234,8 @@ class Watcher:
         except KeyboardInterrupt:
             pass
         finally:
-            self.client.loop_stop()
             self.client.disconnect()
+            self.client.loop_stop()
         if self.refused:
             raise WatchError(self.refused)
 

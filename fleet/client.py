@@ -118,8 +118,8 @@ def connect(opts: BrokerOptions, name: str, will: tuple[str, bytes] | None = Non
         raise ConnectionError(f"cannot reach the broker at {opts.host}:{opts.port}: {exc}") from None
     client.loop_start()
     if not answered.wait(timeout) or outcome["reason"].is_failure:
-        client.loop_stop()
         client.disconnect()
+        client.loop_stop()
         why = outcome.get("reason", f"no CONNACK within {timeout:g} s")
         raise ConnectionError(f"the broker at {opts.host}:{opts.port} refused the connection: {why}")
     return client

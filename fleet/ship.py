@@ -116,8 +116,8 @@ class Shipper:
         return self.progress
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 chunk_kb = whole(1, 1024)  # KiB: the agent takes chunks of at most 1 MiB

@@ -89,8 +89,8 @@ class Client:
             return any(p == payload for _, p in self.got)
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 @pytest.fixture(scope="module")
@@ -237,8 +237,8 @@ def test_shipped_broker_holds_a_burst_of_readings_for_a_busy_agent(clients: dict
     try:
         assert done.wait(60), f"{len(got)} of {burst + 1} arrived"
     finally:
-        agent.loop_stop()
         agent.disconnect()
+        agent.loop_stop()
     assert got == [str(i).encode() for i in range(burst)] + [b"end"]
 
 

@@ -208,8 +208,9 @@ def expected_alert_seqs(readings: np.ndarray) -> set[int]:
 
 
 def test_malformed_payloads_are_counted_reported_and_survived(broker: Broker, tmp_path: Path) -> None:
+    # error_interval 1 s, not 10: the burst's held-back reports come out a second after it, not ten
     config = write_config(tmp_path / "agent.toml", broker.port,
-                          '[[sensor]]\nname = "line1"\n\n[[series]]\nname = "airline"\n')
+                          '[[sensor]]\nname = "line1"\n\n[[series]]\nname = "airline"\n', top="error_interval = 1\n")
     collector = Collector(broker.port, [f"{BASE}/#"])
     agent = AgentProcess(config)
     bad = [b"\xff\xfe\x00", b"", b"[1.0]", b"[1.0, NaN]", b'{"values": [1, "x"]}', b"{not json", b"1,2,3",
@@ -232,6 +233,8 @@ def test_malformed_payloads_are_counted_reported_and_survived(broker: Broker, tm
         validate("command_result", results)
         # still serving: a good reading is scored, a good command applied
         publish(broker.port, f"{BASE}/cmd/threshold", [b'{"id": "r1", "sensor": "line1", "threshold": 1e-9}'])
+        # commands and readings have threads of their own: the reading goes once the threshold is answered
+        assert collector.wait_for(lambda: len(collector.matching("/cmd/threshold/result")) == len(results) + 1, 30)
         publish(broker.port, f"{BASE}/sensors/line1/reading", [b"[0.5, 0.0]"])
         assert collector.wait_for(lambda: len(collector.matching("/anomaly")) >= 1, 30)
         assert collector.json("/cmd/threshold/result")[-1] == {**collector.json("/cmd/threshold/result")[-1],
@@ -256,7 +259,9 @@ def folder_camera_and_sensor(tmp_path: Path, port: int, folder: Path, extra: str
 
 def test_dead_camera_is_retried_while_the_other_pipelines_serve(broker: Broker, tmp_path: Path) -> None:
     folder = tmp_path / "camera"  # not there yet: the camera is "unplugged"
-    agent, collector = folder_camera_and_sensor(tmp_path, broker.port, folder, top="stall_after = 2\n")
+    # error_interval 1 s: the undecodable frame's report is not held back ten seconds behind the first one
+    agent, collector = folder_camera_and_sensor(tmp_path, broker.port, folder,
+                                                top="stall_after = 2\nerror_interval = 1\n")
     unplugged = lambda s: not s["healthy"] and any(  # noqa: E731
         p.startswith("camera/cam0: no frames from the camera") and "image folder not found" in p for p in s["problems"])
     try:

@@ -155,6 +155,8 @@ def test_calibrate_over_mqtt_moves_the_threshold_persists_and_refuses_nonsense(b
         publish(broker.port, f"{BASE}/cmd/calibrate",
                 [b'{"id": "c0", "sensor": "line1", "readings": 100}',  # replaced by the next one: cancelled
                  b'{"id": "c1", "sensor": "line1", "readings": 150, "false_alarms_per_day": 144}'])
+        # c1 collecting (commands have a thread of their own) before the readings it is to collect are sent
+        assert collector.wait_for(lambda: len(collector.json("/cmd/calibrate/result")) == 11, 30), agent.output()
         publish(broker.port, f"{BASE}/sensors/line1/reading", readings(noisy))
         assert collector.wait_for(lambda: len(collector.json("/cmd/calibrate/result")) == 12, 30), agent.output()
         replaced, cancelled, first, done = collector.json("/cmd/calibrate/result")[8:]

@@ -102,8 +102,8 @@ def test_a_reading_queue_that_overflows_counts_what_gave_way(broker: Broker, tmp
 
         assert wait_for_stats(stats_file, settled, 60), stats_file.read_text()
     finally:
-        sender.loop_stop()
         sender.disconnect()
+        sender.loop_stop()
         agent.stop()
     counters = json.loads(stats_file.read_text())["pipelines"]["sensor/line1"]
     assert counters["dropped"] > 0 and counters["processed"] == counters["published"]

@@ -268,8 +268,8 @@ def test_readme_install_loses_no_message_agent_reaches_home_assistant(installed:
         agent.terminate()
         agent.wait(30)
         log.close()
-        ha.loop_stop()
         ha.disconnect()
+        ha.loop_stop()
         broker.stop()
 
 

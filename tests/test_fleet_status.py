@@ -28,8 +28,11 @@ def test_status_lists_every_device_online_offline_versions_and_problems(broker: 
     try:
         killed = fleet.devices[2]
         fleet.agents[killed].stop(signal.SIGKILL)  # the broker sends its Last Will: offline
-        watcher = Collector(broker.port, [f"edgepipe/{killed}/status"])
-        assert watcher.wait_for(lambda: watcher.matching("/status")[-1:] == [b"offline"], 30)
+        watcher = Collector(broker.port, [f"edgepipe/{killed}/status", "edgepipe/+/stats"])
+        # the Last Will is in, and each live agent has retained its first stats (online comes before them)
+        reported = lambda: {t.split("/")[1] for t, _, _ in watcher.messages if t.endswith("/stats")}  # noqa: E731
+        assert watcher.wait_for(lambda: watcher.matching(f"{killed}/status")[-1:] == [b"offline"]
+                                and reported() >= set(fleet.devices[:2]), 30)
         watcher.close()
         publish(broker.port, "edgepipe/ghost/status", [b"online"], retain=True)  # says online, never reports
         result = fleet_command("status", "--json", "--broker", f"127.0.0.1:{broker.port}", "--stats-interval", "0.5")

@@ -168,8 +168,8 @@ def test_agent_survives_fuzzed_payloads_on_every_input_topic(tmp_path: Path) -> 
         sender.publish(f"{BASE}/sensors/line1/reading", b"[0.5, 0.5]", qos=1).wait_for_publish(10)
         assert collector.wait_for(lambda: len(collector.matching("/anomaly")) > before, 30), agent.output()[-2000:]
     finally:
-        sender.loop_stop()
         sender.disconnect()
+        sender.loop_stop()
         code = agent.stop()
         # the last coalesced reports go out at the clean stop, before `offline` on the same connection
         collector.wait_for(lambda: collector.matching("/status")[-1:] == [b"offline"], 15)

@@ -212,8 +212,8 @@ def test_hostile_campaign_through_the_broker(broker: Broker, tmp_path: Path) -> 
         assert collector.wait_for(lambda: len(good_alerts(collector)) >= 50, 60)
         invariants()
     finally:
-        sender.loop_stop()
         sender.disconnect()
+        sender.loop_stop()
         code = agent.stop()
         collector.close()
     assert sent["cases"] >= 3500 * SCALE and sent["new"] >= 200 * SCALE

@@ -51,13 +51,16 @@ def test_check_and_the_agent_say_when_the_acl_drops_every_publish(tmp_path: Path
         config = write_config(tmp_path / "agent.toml", broker.port, '[[sensor]]\nname = "line1"\n')
         text = config.read_text().replace('[mqtt]\n', '[mqtt]\nusername = "edgepipe-test"\n')
         config.write_text(text)
-        result = check(config)
-        assert result.returncode == 2
-        assert "ACL" in result.stderr and "problem:" in result.stderr
         stats_file = tmp_path / "stats.json"
-        config.write_text(f'stats_file = "{stats_file}"\n' + text)
-        agent = AgentProcess(config)
+        running = tmp_path / "agent-run.toml"
+        running.write_text(f'stats_file = "{stats_file}"\n' + text)
+        # the agent's own round trip waits out its 10 s while `check` waits out its own (its client id is its
+        # own: it never takes the agent's session)
+        agent = AgentProcess(running)
         try:
+            result = check(config)
+            assert result.returncode == 2
+            assert "ACL" in result.stderr and "problem:" in result.stderr
             deadline_ok = _wait_file(stats_file, lambda s: s.get("acl") == "denied", 40)
             assert deadline_ok, agent.output()[-2000:]
             stats = json.loads(stats_file.read_text())

@@ -325,8 +325,8 @@ def publish_until(port: int, topic: str, payloads: list[str], stop: threading.Ev
             acknowledged(client.publish(topic, payload, qos=1), 10)
             time.sleep(delay)
     finally:
-        client.loop_stop()
         client.disconnect()
+        client.loop_stop()
 
 
 def processed(stats: dict) -> int:

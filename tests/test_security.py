@@ -53,8 +53,8 @@ def test_tls_password_and_acl_against_real_mosquitto(secure_broker: Broker, tmp_
         stats = json.loads((tmp_path / "stats.json").read_text())
     finally:
         for c in (intruder, as_agent):
-            c.loop_stop()
             c.disconnect()
+            c.loop_stop()
         code = agent.stop()
         ha.close()
     assert code == 0

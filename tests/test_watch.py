@@ -121,8 +121,8 @@ def test_subscribe_tls_with_password_from_file_or_environment(secure_broker: Bro
     try:
         send(ha, f"edgepipe/{DEVICE}/series/airline/reading", "112")  # a topic HA may write and read
     finally:
-        ha.loop_stop()
         ha.disconnect()
+        ha.loop_stop()
     for proc in watchers:
         code, lines, err = ended(proc)
         assert code == 0, err

@@ -297,14 +297,14 @@ def bench_agent(models_dir: Path, frames: int, readings: int) -> dict[str, Any]:
             forecasts = arrivals["forecast"]
             forecasts_per_s = len(forecasts) / (forecasts[-1][0] - t1) if forecasts else float("nan")
             rss_end = _rss_mb(agent.pid)
-            pub.loop_stop()
             pub.disconnect()
+            pub.loop_stop()
         finally:
             agent.terminate()
             agent.wait(30)
             tap.stop()
-            sub.loop_stop()
             sub.disconnect()
+            sub.loop_stop()
             broker.stop()
     return {"frames_per_s": fps, "agent_frames_per_s": agent_fps, "frames_classified": len(classes),
             "readings_per_s": readings_per_s,

@@ -77,8 +77,8 @@ def run_once(pub_port: int, sub_port: int, count: int, window: int, users: dict[
     arrived = done.wait(120)
     elapsed = time.monotonic() - began
     for c in (pub, sub):
-        c.loop_stop()
         c.disconnect()
+        c.loop_stop()
     return {"acked_per_s": count / acked, "end_to_end_per_s": count / elapsed if arrived else 0.0,
             "arrived": got[0]}
 

@@ -57,8 +57,8 @@ def publish_fleet(port: int, count: int) -> None:
              for i in range(count) for rest, payload in device_state(f"dev-{i:05d}").items()]
     for info in infos:
         info.wait_for_publish(60)
-    client.loop_stop()
     client.disconnect()
+    client.loop_stop()
 
 
 def bench_status(count: int, runs: int) -> dict[str, Any]:

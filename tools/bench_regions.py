@@ -130,8 +130,8 @@ def change_latency(models_dir: Path, work: Path, fps: float = 10.0) -> dict[str,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=True)
         time.sleep(0.5)
     finally:
-        sub.loop_stop()
         sub.disconnect()
+        sub.loop_stop()
         broker.stop()
     seen = {body["seq"]: t for t, kind, body in arrivals if kind == "class"}
     states = [(t, body) for t, kind, body in arrivals if kind == "state" and body["previous"] is not None]

@@ -144,8 +144,8 @@ class Watcher:
                 log.warning("could not clear %s: %s", topic, exc)
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 # --- the run ---------------------------------------------------------------------------------

@@ -68,8 +68,8 @@ def stream(broker: Any, topic: str, stop: threading.Event, rate: float) -> None:
     while not stop.wait(1.0 / rate):
         client.publish(topic, readings[i % len(readings)], qos=1)
         i += 1
-    client.loop_stop()
     client.disconnect()
+    client.loop_stop()
 
 
 class StatePrinter:

@@ -164,8 +164,8 @@ class Collector:
             return bool(met)
 
     def close(self) -> None:
+        self.client.disconnect()  # first: it wakes the network thread, which then ends (see `publish`)
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 def publish(port: int, topic: str, payloads: list[bytes | str], qos: int = 1, delay: float = 0.0,
@@ -186,8 +186,10 @@ def publish(port: int, topic: str, payloads: list[bytes | str], qos: int = 1, de
             if delay:
                 time.sleep(delay)
     finally:
-        client.loop_stop()
+        # disconnect first: the DISCONNECT wakes paho's network thread, which then ends at once; the other
+        # order leaves loop_stop() joining a thread asleep in a 1-second select (a second per call)
         client.disconnect()
+        client.loop_stop()
 
 
 def acknowledged(info: paho.MQTTMessageInfo, timeout: float) -> None:

@@ -74,9 +74,8 @@ class ClockPolicy:
     def not_ahead(self, ts: Any, now: float, consequence: str) -> None:
         """InvalidTime (saying `consequence`) for a time more than `future_tolerance` ahead of `now`: one
         reading stamped in 2099 would otherwise stretch a sensor's days to decades, or stop a series."""
-        moment = epoch_seconds(ts)
-        if moment is not None and moment > now + self.future_tolerance:
-            raise InvalidTime(f"'ts' {ts!r} is {moment - now:.0f} s ahead of the agent's clock (more than "
+        if self.too_far_ahead(ts, now):
+            raise InvalidTime(f"'ts' {ts!r} is {epoch_seconds(ts) - now:.0f} s ahead of the agent's clock (more than "
                               f"future_tolerance = {self.future_tolerance:g} s): refused, {consequence}")
 
     def too_far_ahead(self, ts: Any, now: float) -> bool:

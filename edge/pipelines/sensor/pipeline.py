@@ -58,6 +58,7 @@ class SensorPipeline(ReadingPipeline):
     def __init__(self, cfg: SensorConfig, scorer: AnomalyScorer, publisher: Publisher, queue_size: int,
                  state_dir: Path | None = None) -> None:
         super().__init__(cfg, scorer, publisher, queue_size)
+        self.clock = ClockPolicy(cfg.future_tolerance)  # the future limit (sensors are not de-duplicated by ts)
         self.saved = ThresholdFile(state_dir / f"{cfg.name}.threshold.json") if state_dir else None
         self.plan_file = PlanFile(state_dir / f"{cfg.name}.alerts.json") if state_dir else None
         self.commanded = self.saved.load() if self.saved else None  # set by cmd/threshold, kept until reset
@@ -180,7 +181,7 @@ class SensorPipeline(ReadingPipeline):
     def handle(self, payload: bytes | str) -> None:
         reading = parse_reading(payload, expected=self.model.n_features)
         try:
-            ClockPolicy(self.cfg.future_tolerance).not_ahead(reading.ts, time.time(), "the reading is not scored")
+            self.clock.not_ahead(reading.ts, time.time(), "the reading is not scored")
         except InvalidTime as exc:
             raise InvalidReading(str(exc)) from None
         self.count_gaps(reading.seq)

@@ -235,6 +235,7 @@ class Agent:
             try:
                 self.publisher.flush()
                 self.publish_stats()
+                self.link.reassert_online()
             except Exception:  # noqa: BLE001 - the stats thread must outlive any one failure
                 log.exception("stats: could not publish")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from pathlib import Path
 
 import jsonschema
@@ -166,6 +167,32 @@ def test_last_will_on_kill_and_offline_on_clean_stop(broker: Broker, tmp_path: P
     late = Collector(broker.port, [f"{BASE}/status"])
     assert late.wait_for(lambda: late.matching("/status") == [b"offline"], 5)
     late.close()
+
+
+def test_a_retained_online_the_broker_lost_comes_back_without_a_reconnect(broker: Broker, tmp_path: Path) -> None:
+    """A broker can lose the retained `online` while the agent stays connected (a NATS node dying as JetStream
+    re-elects its leaders: tests/test_node_loss.py saw a live device listed offline for good). Emptied here by
+    a client, as a lost store would leave it: the agent says `online` again with its stats, retained."""
+    config = write_config(tmp_path / "agent.toml", broker.port, "", stats_interval=0.5)
+    agent = AgentProcess(config)
+    try:
+        wait_online(broker.port)
+        publish(broker.port, f"{BASE}/status", [b""], retain=True)  # the retained status is gone
+        gone = Collector(broker.port, [f"{BASE}/status"])
+        gone.sync()
+        assert gone.matching("/status") == []
+        gone.close()
+        deadline = time.monotonic() + 10
+        seen: list[bytes] = []
+        while time.monotonic() < deadline and seen != [b"online"]:  # a newcomer gets it, so it is retained
+            late = Collector(broker.port, [f"{BASE}/status"])
+            late.sync()
+            seen = late.matching("/status")
+            late.close()
+        assert seen == [b"online"], agent.output()[-2000:]
+        assert agent.output().count("MQTT connected") == 1, agent.output()  # said again, not by reconnecting
+    finally:
+        agent.stop()
 
 
 def test_alerts_raised_while_the_broker_is_down_arrive_after_it_returns(broker: Broker, tmp_path: Path) -> None:

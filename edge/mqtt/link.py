@@ -1,26 +1,23 @@
-"""The one place that talks to the broker: paho-mqtt 2.x with callback API v2.
+"""The one place that talks to the broker: paho-mqtt 2.x with callback API v2 (docs/DESIGN.md, Threads).
 
-- Last Will `offline` (retained) on `status`, set before connecting; `online` (retained) and
-  the Home Assistant discovery configs are re-published and subscriptions re-made on *every*
-  connect, because a broker restart forgets non-persistent sessions.
-- The link runs its own network thread on paho's public non-threaded API, and a message is written
-  to the socket by the thread that made it, under one lock (paho's writer is not thread-safe). paho's
-  threaded mode instead hands every publish to its network thread (a wake-up byte, a `select`, a GIL
-  hand-over): on 2 cores that cost more than the CNN itself (docs/benchmarks.md).
-- Several brokers (`mqtt.brokers`): the first that answers is used, the next when it is lost, the earlier
-  ones again later (`edge.mqtt.failover`); one paho client per broker (each its own TLS settings).
-- Reconnects use exponential backoff from `reconnect_min` to `reconnect_max`, reset by a
-  connection that holds (not by one the broker closes at once: two devices with one client id
-  would kick each other off in a tight loop; `edge.mqtt.takeover` says so); refused credentials
-  or an untrusted certificate are logged once per attempt with the reason, never a tight loop.
-- QoS 1 messages go through the durable `Outbox`: written first, published by one thread in
-  order while connected, deleted on PUBACK, re-published after a reconnect or a restart.
-- QoS 0 messages (classes, stats) are sent when connected and counted as dropped otherwise.
-- Incoming messages go to `edge.mqtt.inbox` (handlers, manual acks, retained inputs).
+- Last Will `offline` (retained) on `status`, set before connecting; `online` (retained), the Home Assistant
+  discovery configs and the subscriptions are re-made on *every* connect (a restarted broker forgets sessions),
+  and `online` is re-asserted with each stats (`reassert_online`).
+- Its own network thread on paho's non-threaded API; a message is written by the thread that made it, under
+  one lock (paho's threaded mode costs more than the CNN on 2 cores: docs/benchmarks.md).
+- Several brokers (`mqtt.brokers`): the first that answers, the next when it is lost, the earlier ones again
+  later (`edge.mqtt.failover`); one paho client per broker (each its own TLS settings).
+- Reconnects back off from `reconnect_min` to `reconnect_max`, reset only by a connection that holds (two
+  devices with one client id would kick each other off in a tight loop: `edge.mqtt.takeover`); refused
+  credentials or an untrusted certificate are logged once per attempt with the reason.
+- QoS 1 messages go through the durable `Outbox`: written first, published in order while connected, deleted
+  on PUBACK, re-published after a reconnect or a restart. QoS 0 (classes, stats): sent when connected, else
+  counted as dropped. Incoming messages go to `edge.mqtt.inbox` (handlers, manual acks, retained inputs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
@@ -63,6 +60,7 @@ class MqttLink:
         self._wake = threading.Condition()  # outbox bookkeeping; taken inside `_io`, never around it
         self._io = threading.RLock()  # every paho call that can touch the socket (RLock: callbacks publish)
         self._stop = threading.Event()  # set by `stop()`; also interrupts the backoff wait
+        self._leaving = False  # `stop()` has sent `offline`
         self._publisher: threading.Thread | None = None
         self._network: threading.Thread | None = None
         self._poke_r, self._poke_w = socket.socketpair()  # wakes the network thread's select()
@@ -97,13 +95,12 @@ class MqttLink:
         """Publish `offline`, give the outbox up to `flush_timeout` s to drain, then disconnect."""
         if self.connected.is_set():
             self.wait_until_flushed(flush_timeout)
-            # last, on the same connection: its PUBACK means every earlier message (QoS 0 too) went out
-            info = self._publish_now(status(self.topics, online=False))
+            with self._io:  # no `reassert_online` after it
+                self._leaving = True  # last, on the same connection: its PUBACK means every earlier message went out
+                info = self._publish_now(status(self.topics, online=False))
             if info is not None:
-                try:
+                with contextlib.suppress(RuntimeError, ValueError):
                     info.wait_for_publish(timeout=2.0)
-                except (RuntimeError, ValueError):
-                    pass
         with self._wake:
             self._stop.set()
             self._wake.notify_all()
@@ -115,6 +112,13 @@ class MqttLink:
                 thread.join(timeout=10.0)
         self._poke_r.close()
         self._poke_w.close()
+
+    def reassert_online(self) -> None:
+        """`online` (retained) again: a broker can lose a retained message with no reconnect (a NATS node dies
+        as JetStream re-elects): the device looked offline while connected. Not when leaving (`offline` last)."""
+        with self._io:
+            if self.connected.is_set() and not (self._leaving or self._stop.is_set() or self._failback is not None):
+                self._publish_now(status(self.topics, online=True))
 
     def alive(self) -> bool:
         """The network and outbox threads run (or were never started, or were stopped on purpose)."""
@@ -183,10 +187,8 @@ class MqttLink:
 
     # --- the network thread --------------------------------------------------------------
     def _poke(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError, OSError):  # already poked (buffer full) or closed at shutdown
             self._poke_w.send(b"x")
-        except (BlockingIOError, OSError):
-            pass  # already poked (buffer full) or closed at shutdown
 
     def _network_loop(self) -> None:
         """Connect, serve the connection until it ends, pick the next broker, wait out the backoff, and again."""
@@ -243,10 +245,8 @@ class MqttLink:
                 if self.client.socket() is not sock:
                     continue
                 if self._poke_r in readable:
-                    try:
+                    with contextlib.suppress(BlockingIOError):
                         self._poke_r.recv(4096)
-                    except BlockingIOError:
-                        pass
                 rc = MQTTErrorCode.MQTT_ERR_SUCCESS
                 if sock in readable or pending:
                     rc = self.client.loop_read()
@@ -339,9 +339,8 @@ class MqttLink:
         log.warning("MQTT %s; retrying with backoff up to %.0f s", self.last_error, self.cfg.reconnect_max)
 
     def _collect_acks(self) -> None:
-        """Delete from the outbox what the broker has acknowledged (PUBACKs were read just now). Polled rather
-        than taken from `on_publish`: paho calls that for every QoS 0 message too, building a reason code and a
-        properties object each time, which cost as much as the rest of a camera frame's publish."""
+        """Delete from the outbox what the broker has acknowledged. Polled: paho's `on_publish` comes for every
+        QoS 0 message too, and cost as much as the rest of a camera frame's publish."""
         with self._wake:
             done = [mid for mid, (_, info) in self._inflight.items() if info.is_published()]
             for mid in done:

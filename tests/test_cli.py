@@ -54,3 +54,23 @@ def test_table_command_prints_lecture_beside_ours(trained, capsys) -> None:
 def test_bad_dataset_is_a_clear_error_not_a_traceback(tmp_path: Path, caplog) -> None:
     assert main(["lstm", "--dataset", str(tmp_path / "missing.csv"), "--out", str(tmp_path)]) == 2
     assert "missing.csv: series CSV not found" in caplog.text
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["autoencoder", "--window", "0"], "argument --window: expected a whole number >= 1, got 0"),
+    (["autoencoder", "--window", "x"], "argument --window: expected a whole number, got 'x'"),
+    (["autoencoder", "--normal-rows", "-5"], "argument --normal-rows: expected a whole number >= 1, got -5"),
+    (["autoencoder", "--false-alarms-per-day", "-1"], "expected a finite number > 0, got -1"),
+    (["autoencoder", "--false-alarms-per-day", "nan"], "expected a finite number > 0, got nan"),
+    (["autoencoder", "--false-alarms-per-1000", "1000"], "expected a finite number > 0 and < 1000, got 1000"),
+    (["cnn", "--epochs", "0"], "argument --epochs: expected a whole number >= 1, got 0"),
+    (["lstm", "--season", "1"], "argument --season: expected a whole number >= 2, got 1"),
+])
+def test_an_option_out_of_range_is_refused_before_training(tmp_path: Path, capsys, args: list[str],
+                                                           words: str) -> None:
+    """`--window 0` was a Keras traceback, `--false-alarms-per-day -1` a math domain error, `--epochs -1`
+    trained and exported: argparse now refuses each, naming the option and the range (exit 2)."""
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--out", str(tmp_path / "models")])
+    assert stop.value.code == 2 and words in capsys.readouterr().err
+    assert not (tmp_path / "models").exists()

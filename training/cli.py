@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from edge.models.manifest import Manifest, ManifestError, read_manifest, write_manifest
+from training.argtypes import whole
 from training.datasets.errors import DatasetError
 from training.export import ExportError
 from training.paths import MODELS_DIR, REPORT_DIR
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="default",
                         help="; ".join(f"{name}: {what}" for name, what in PROFILES.items()))
     parser.add_argument("--dataset", help="; ".join(f"{t.name}: {t.datasets}" for t in tasks().values()))
-    parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    parser.add_argument("--epochs", type=whole(1), help="override the profile's number of epochs")
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="where the .tflite files and manifest go")
     parser.add_argument("--report", type=Path, help="where the pictures go (default: the repository's "
                         "reports/training for the committed models, else OUT/reports)")

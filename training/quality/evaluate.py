@@ -18,6 +18,7 @@ import numpy as np
 
 from edge.models.manifest import Manifest, ModelEntry, read_manifest
 from edge.models.runtime import TFLiteModel
+from training.argtypes import whole
 from training.datasets.images import load_image_dataset
 from training.datasets.sensors import lecture_sensor_data
 from training.datasets.series import load_series
@@ -196,7 +197,7 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="the models folder to evaluate")
-    parser.add_argument("--gan-samples", type=int, default=SAMPLES)
+    parser.add_argument("--gan-samples", type=whole(2), default=SAMPLES)
     args = parser.parse_args(argv)
     results = evaluate_all(args.out, args.gan_samples)
     print(table(results))

@@ -38,6 +38,7 @@ from edge.models.manifest import ModelEntry
 from edge.models.runtime import TFLiteModel
 from edge.models.sensor_window import model_inputs
 from training import plots
+from training.argtypes import rate, whole
 from training.datasets.faults import KINDS, Fault, Spread, faulty_rows, inject
 from training.datasets.sensors import SensorData, load_sensors
 from training.export import ExportRequest, export_both
@@ -481,13 +482,13 @@ TASK = Task(
               "quick": AutoencoderConfig(epochs=10)},
     run=run, datasets="lecture or FILE.csv[:COL1,COL2]",
     options=(
-        Option("--window", "autoencoder: readings per sample (windowed mode for sensor CSVs)", type=int),
-        Option("--normal-rows", "autoencoder on a sensor CSV: the first N rows are normal", type=int),
+        Option("--window", "autoencoder: readings per sample (windowed mode for sensor CSVs)", type=whole(1)),
+        Option("--normal-rows", "autoencoder on a sensor CSV: the first N rows are normal", type=whole(1)),
         Option("--false-alarms-per-day", "autoencoder on a sensor CSV with timestamps: false alerts accepted on "
                "normal data (default 0.1); the threshold and the k-of-n debounce follow from it and the reading "
-               "rate", type=float),
+               "rate", type=rate()),
         Option("--false-alarms-per-1000", "the same for a CSV without timestamps, per 1,000 readings (default 1)",
-               type=float),
+               type=rate(below=1000.0)),
         Option("--time-features", "autoencoder: sin/cos of the time of day / day of week beside each reading",
                choices=("none", "auto", "day", "week", "day+week")),
         Option("--window-norm", "autoencoder: normalise each feature over each window (shape, not level)",

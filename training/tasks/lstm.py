@@ -30,6 +30,7 @@ from edge.models.manifest import ModelEntry
 from edge.models.runtime import TFLiteModel
 from edge.models.series_forecast import Base, Correction, Intervals, ResidualStream, base_errors
 from training import plots
+from training.argtypes import whole
 from training.datasets.errors import DatasetError
 from training.datasets.series import SeriesData, load_series
 from training.export import ExportError, ExportRequest, export_both
@@ -218,6 +219,6 @@ TASK = Task(
     options=(Option("--transform", "lstm: auto (log or raw levels chosen on held-out training months; short series "
                     "take the stated default), log, none; or a spec with differences (e.g. log+d1+d12) for the "
                     "transform recipe, the LSTM alone (the profile's own: auto)"),
-             Option("--season", "lstm: season length in samples (default: from the CSV's dates)", type=int)),
+             Option("--season", "lstm: season length in samples (default: from the CSV's dates)", type=whole(2))),
     order=40,
 )

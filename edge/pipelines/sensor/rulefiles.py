@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from edge.alerts import shapes
 from edge.alerts.calibration import AlertPlan
 from edge.alerts.episode import EpisodeSpec, OnPlan
 from edge.alerts.plan import check_plan
@@ -64,7 +65,8 @@ class PlanFile:
             if rule_of(data) != K_OF_N or not self._for_model(data, model_sha256):
                 return None
             self.source = "burn_in" if data.get("source") == "burn_in" else "calibrated"
-            return check_plan(data.get("plan"), str(self.path))
+            shapes.check(data, {"plan": "any"}, "")  # "plan: missing", not "expected an object, got null"
+            return check_plan(data["plan"], "plan")  # its fields and their types
 
         return self.file.load(parse)
 
@@ -77,7 +79,8 @@ class PlanFile:
                 log.warning("ignoring %s: the episode rule's level was burned in for another plan, reading period "
                             "or burn-in length; it burns in again", self.path)
                 return None
-            return OnPlan.from_json(data["on_plan"], spec)
+            shapes.check(data, {"on_plan": "any"}, "")
+            return OnPlan.from_json(data["on_plan"], spec)  # its fields and their types
 
         return self.file.load(parse)
 

@@ -88,9 +88,9 @@ class StateFile:
     """
 
     def __init__(self, path: Path | str, then: str, mode: int = 0o644, indent: int | None = None,
-                 keep_damaged: bool = False) -> None:
+                 keep_damaged: bool = False, kept: str = "left in place") -> None:
         self.path, self.then, self.mode, self.indent = Path(path), then, mode, indent
-        self.keep_damaged = keep_damaged
+        self.keep_damaged, self.kept = keep_damaged, kept  # `kept`: what `problem` says of a damaged file kept
         self.problem: str | None = None  # why the last load found the file damaged
 
     def load(self, parse: Callable[[dict[str, Any]], T]) -> T | None:
@@ -114,7 +114,7 @@ class StateFile:
 
     def _damaged(self, exc: BaseException) -> None:
         why = str(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
-        where = "left in place"
+        where = self.kept
         if not self.keep_damaged:
             try:
                 where = f"moved to {set_aside(self.path).name}"

@@ -21,14 +21,16 @@ from edge.alerts.rule import check_threshold
 from edge.fileio import StateFile
 
 log = logging.getLogger(__name__)
+READ_ONLY = "left in place for now (the agent sets it aside when it starts)"  # `edge check` reads, moves nothing
 
 
 class ThresholdFile:
     """`<state_dir>/<sensor>.threshold.json`: `{"threshold": t}`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
-        self.file = StateFile(path, "the config's or the manifest's threshold applies")
+        self.file = StateFile(path, "the config's or the manifest's threshold applies", keep_damaged=read_only,
+                              kept=READ_ONLY)
 
     def load(self) -> float | None:
         return self.file.load(lambda data: check_threshold(data["threshold"], str(self.path)))
@@ -53,10 +55,11 @@ class PlanFile:
     otherwise the rule burns in again, and its new `on` replaces the file.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        """`read_only`: a damaged file stays where it is (`edge check` reads, the agent sets it aside)."""
         self.path = path
         self.file = StateFile(path, "the saved rule is not used: the manifest's or the config's applies "
-                              "(a burn-in, when it has one, starts again)")
+                              "(a burn-in, when it has one, starts again)", keep_damaged=read_only, kept=READ_ONLY)
         self.source = "calibrated"  # of the plan loaded last: "calibrated" (cmd/calibrate) or "burn_in"
 
     def load(self, model_sha256: str) -> AlertPlan | None:

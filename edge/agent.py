@@ -91,7 +91,8 @@ class Agent:
         wiring = Wiring(self.publisher, config.queue_size, loader)
         self.pipelines: list[Pipeline] = [kind.build(cfg, models[(section, cfg.name)], wiring)
                                           for section, kind in kinds().items() for cfg in getattr(config, section)]
-        self.commands = Commands(self.topics, config.device_id, self.link.send, lambda: self.pipelines, self.reload)
+        self.commands = Commands(self.topics, config.device_id, self.link.send, lambda: self.pipelines, self.reload,
+                                 config.command_queue)
         # cmd/selftest: generated frames through each camera, and every live model answers its golden vectors
         self.selftest = SelfTest(lambda: self.pipelines, lambda: model_loader(config), [CameraBurst(), GoldenVectors()])
         self.commands.register("selftest", self.selftest, arguments=None)  # SelfTestRequest.parse checks its body

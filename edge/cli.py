@@ -97,6 +97,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     sources and the broker (a publish-and-read-back round trip with the config's credentials)."""
     from edge.agent import load_models
     from edge.models.runtime import load_runtime
+    from edge.pipelines.registry import kinds
     from edge.preflight import broker_round_trip, check_sources, check_state_dir
 
     config = load_config(args.config, overrides(args))
@@ -104,10 +105,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"config: ok ({args.config or 'defaults'}); device {config.device_id}, base topic {config.base_topic}, "
           f"broker {', '.join(str(b) for b in config.mqtt.endpoints())}")
     print(f"runtime: {runtime.name} {runtime.version}")
+    problems = []
+    tables = {(section, cfg.name): cfg for section in kinds() for cfg in getattr(config, section)}
     for (section, name), model in load_models(config).items():
         for wrapper in _wrappers(model):
             print_model(f"{section} {name}", wrapper.entry)
-    problems = [p for p in [check_state_dir(config.state_dir), *check_sources(config)] if p]
+        preflight = kinds()[section].preflight  # the sensor's: which alert rule, a burn-in first or resumed
+        try:
+            for line in preflight(tables[(section, name)], model, Path(config.state_dir)) if preflight else []:
+                print(line)
+        except ValueError as exc:
+            problems.append(f"{section} {name!r}: {exc}")
+    problems += [p for p in [check_state_dir(config.state_dir), *check_sources(config)] if p]
     brokers = config.mqtt.endpoints()
     for n, broker in enumerate([] if args.skip_broker else brokers, 1):  # each of mqtt.brokers: a failover target
         which = f"broker {n} of {len(brokers)} ({broker})" if len(brokers) > 1 else "broker"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -40,15 +41,22 @@ class Commands:
     """Routes each `cmd/<action>` to its handler; counts what it refuses."""
 
     def __init__(self, topics: Topics, device: str, send: Callable[[messages.Message], None],
-                 pipelines: Callable[[], Iterable[Pipeline]], reload: Callable[[], dict[str, Any]]) -> None:
+                 pipelines: Callable[[], Iterable[Pipeline]], reload: Callable[[], dict[str, Any]],
+                 queue_size: int = 1000) -> None:
         self.topics, self.device, self.send = topics, device, send
         self.pipelines = pipelines
-        self.invalid = 0
-        self.queue: queue.Queue[tuple[str | None, bytes, Callable[[], None] | None]] = queue.Queue(maxsize=1000)
+        self.refused = 0  # refused by the command thread (unreadable, unknown, invalid arguments)
+        self.busy = 0  # refused by the network thread: the queue was full (two counters: one writer each)
+        self.queue: queue.Queue[tuple[str | None, bytes, Callable[[], None] | None]] = queue.Queue(maxsize=queue_size)
         self.thread = threading.Thread(target=self._work, name="commands", daemon=True)
         self.handlers: dict[str, tuple[Handler, type[Arguments] | None]] = {}
         self.kind_handlers: dict[str, dict[str, Command]] = {}  # action -> kind -> handler
         self.register("reload", lambda _body: reload())
+
+    @property
+    def invalid(self) -> int:
+        """Commands refused, for `stats.invalid_commands`: also those refused because the queue was full."""
+        return self.refused + self.busy
 
     def register(self, action: str, handler: Handler, arguments: type[Arguments] | None = Arguments) -> None:
         """A command another module owns (`edge.selftest`, the updater's `rollback` and `promote`). Its body is
@@ -77,8 +85,28 @@ class Commands:
         try:
             self.queue.put_nowait((topic, payload, ack))
         except queue.Full:
-            self.invalid += 1
-            log.warning("command %s refused: %d commands already waiting", topic, self.queue.qsize())
+            self._refuse_busy(topic, payload, ack)
+
+    def _refuse_busy(self, topic: str, payload: bytes, ack: Callable[[], None] | None) -> None:
+        """A command the full queue cannot take: answered now, on the network thread, like any refused command
+        (`ok: false`, the reason, the request's `id` when it can be read) and counted; then acknowledged.
+
+        Sending from here is safe: a QoS 1 message only goes into the outbox (the inbox reports `error` from this
+        thread the same way); the I/O lock this thread holds is taken before the outbox's, as everywhere. The id is
+        read from at most MAX_COMMAND_BYTES (a longer command would be refused anyway, and this thread must not
+        scan a megabyte). The answer is `diagnostic`: a flood of commands never evicts an alert from the outbox.
+        """
+        self.busy += 1
+        waiting = self.queue.qsize()
+        reason = f"busy: {waiting} command{'s' if waiting != 1 else ''} already waiting, try again"
+        log.warning("command %s refused: %s", topic, reason)
+        echo = request_id(read_id(payload)) if len(payload) <= MAX_COMMAND_BYTES else None
+        try:
+            self.send(messages.command_result(self.topics, self.device, topic.rsplit("/", 1)[-1], ok=False,
+                                              request_id=echo, error_text=reason, diagnostic=True))
+        except (OSError, sqlite3.Error) as exc:  # the disk refuses the outbox: the refusal is logged, not lost
+            log.error("command %s: the busy answer could not be stored (%s)", topic, exc)
+        finally:
             if ack is not None:
                 ack()
 
@@ -115,7 +143,7 @@ class Commands:
             result = messages.command_result(self.topics, self.device, action, ok=ok, request_id=echo,
                                              error_text=error_text, **extra)
         except (ValueError, KeyError, TypeError, ManifestError, RecursionError, OSError) as exc:
-            self.invalid += 1
+            self.refused += 1
             if body is None:  # refused unread (a NaN, 5,000 brackets, its size): its id, if it has one, goes back
                 echo = request_id(read_id(payload))
             reason = _reason(exc)

@@ -32,6 +32,7 @@ class AgentConfig:
     num_threads: int = setting(1, ge=1, le=64)
     stats_interval: float = setting(30.0, gt=0)
     queue_size: int = setting(1000, ge=1, le=1_000_000)  # readings waiting per pipeline; the oldest gives way
+    command_queue: int = setting(1000, ge=1, le=100_000)  # commands waiting; past it one is answered busy
     log_level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     stats_file: str = ""  # also write each `stats` message here (readable while the broker is unreachable)
     error_interval: float = setting(10.0, gt=0)  # at most one `error` message per component this often

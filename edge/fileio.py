@@ -14,10 +14,12 @@ start: it is set aside with a warning that says what follows.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import tempfile
 import threading
@@ -81,14 +83,14 @@ class StateFile:
     written before checksums still loads. A file that cannot be read, is not a JSON object, fails its
     checksum or is refused by the caller's `parse` (ValueError, KeyError, TypeError) is damaged:
     `load` returns None, `problem` says why and what follows (`then`), a warning is logged, and the
-    file is set aside as `<name>.bad-<time>` -- unless `keep_damaged` (a person should see it where
-    it is: the model pointer).
+    file is set aside as `<name>.bad-<time>` (`set_aside`: the newest KEEP_DAMAGED copies are kept) -- unless
+    `keep_damaged` (a person should see it where it is: the model pointer).
     """
 
     def __init__(self, path: Path | str, then: str, mode: int = 0o644, indent: int | None = None,
-                 keep_damaged: bool = False) -> None:
+                 keep_damaged: bool = False, kept: str = "left in place") -> None:
         self.path, self.then, self.mode, self.indent = Path(path), then, mode, indent
-        self.keep_damaged = keep_damaged
+        self.keep_damaged, self.kept = keep_damaged, kept  # `kept`: what `problem` says of a damaged file kept
         self.problem: str | None = None  # why the last load found the file damaged
 
     def load(self, parse: Callable[[dict[str, Any]], T]) -> T | None:
@@ -112,16 +114,51 @@ class StateFile:
 
     def _damaged(self, exc: BaseException) -> None:
         why = str(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
-        where = "left in place"
+        where = self.kept
         if not self.keep_damaged:
-            aside = self.path.with_name(f"{self.path.name}.bad-{int(time.time())}")
             try:
-                self.path.rename(aside)
-                where = f"moved to {aside.name}"
+                where = f"moved to {set_aside(self.path).name}"
             except OSError:
                 pass
         self.problem = f"state file {self.path} unusable ({why}); {where}, {self.then}"
         log.warning("%s", self.problem)
+
+
+KEEP_DAMAGED = 5  # set-aside copies kept per state file: one damaged again and again (a failing SD card) fills no disk
+
+
+def set_aside(path: Path, keep: int = KEEP_DAMAGED, stamp: int | None = None) -> Path:
+    """Move a damaged `path` to `<name>.bad-<time>` (`<time>` in epoch seconds, `stamp` if given; another copy of
+    the same second gets `-1`, `-2`, ...: none overwrites another, none sorts before an older one) and delete all
+    but the newest `keep` copies of that file, logging what it deleted. The one just moved is always kept, also
+    when the clock went back (a Pi without a real-time clock). Returns its path; OSError when it cannot be moved."""
+    second = int(time.time()) if stamp is None else stamp
+    older = sorted(_set_aside_copies(path))
+    taken = [n for (when, n), _ in older if when == second]  # after the last of that second: the order stays true
+    aside = path.with_name(f"{path.name}.bad-{second}" + (f"-{max(taken) + 1}" if taken else ""))
+    path.rename(aside)
+    removed = []
+    for _, copy in older[:max(0, len(older) - (keep - 1))]:
+        try:
+            copy.unlink()
+            removed.append(copy.name)
+        except OSError as exc:
+            log.warning("could not delete the old damaged copy %s: %s", copy, exc.strerror or exc)
+    if removed:
+        log.warning("deleted %d older damaged cop%s of %s, keeping the newest %d: %s", len(removed),
+                    "y" if len(removed) == 1 else "ies", path.name, keep, ", ".join(removed))
+    return aside
+
+
+def _set_aside_copies(path: Path) -> list[tuple[tuple[int, int], Path]]:
+    """The `<name>.bad-<time>[-<n>]` copies of `path` beside it, each with (time, n): oldest first when sorted."""
+    pattern = re.compile(re.escape(path.name) + r"\.bad-(\d{1,20})(?:-(\d{1,9}))?")
+    found = []
+    for copy in path.parent.glob(f"{glob.escape(path.name)}.bad-*"):
+        match = pattern.fullmatch(copy.name)
+        if match:
+            found.append(((int(match[1]), int(match[2] or 0)), copy))
+    return found
 
 
 class WriteRetry:

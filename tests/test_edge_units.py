@@ -208,6 +208,38 @@ def test_a_state_file_round_trips_reads_files_without_a_checksum_and_sets_a_dama
     assert kept.load(dict) is None and "left in place" in kept.problem and (tmp_path / "p.json").exists()
 
 
+def test_a_file_damaged_again_and_again_keeps_only_its_newest_copies_and_none_overwrites_another(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A state file damaged on every start (a failing SD card) left a `.bad-<time>` copy each time, for ever; two in
+    one second overwrote each other. Now the newest KEEP_DAMAGED are kept, what is deleted is logged. Seen failing
+    with the pruning loop removed (8 copies left) and with the `-<n>` suffix removed (copies of one second lost)."""
+    from edge.fileio import KEEP_DAMAGED, set_aside
+
+    path = tmp_path / "x.json"
+    file = StateFile(path, "starting afresh")
+    (tmp_path / "x.json.bad-1000").write_text("from long ago")  # older than any this test makes
+    (tmp_path / "y.json.bad-1000").write_text("another file's")  # not this file's: never touched
+    (tmp_path / "x.json.bad-notes").write_text("not a set-aside copy")
+    caplog.set_level("WARNING", logger="edge.fileio")
+    for i in range(8):
+        path.write_text(f"damaged {i}")
+        assert file.load(dict) is None and "moved to x.json.bad-" in file.problem
+    copies = sorted(tmp_path.glob("x.json.bad-[0-9]*"))
+    assert len(copies) == KEEP_DAMAGED == 5
+    assert sorted(c.read_text() for c in copies) == [f"damaged {i}" for i in range(3, 8)]  # the newest five
+    assert (tmp_path / "y.json.bad-1000").exists() and (tmp_path / "x.json.bad-notes").exists()
+    assert "x.json.bad-1000" in caplog.text and "keeping the newest 5" in caplog.text
+    for i in range(3):  # one second, three damaged files: each its own copy
+        path.write_text(f"same second {i}")
+        set_aside(path, stamp=2_000_000_000)
+    same = {c.name: c.read_text() for c in tmp_path.glob("x.json.bad-2000000000*")}
+    assert same == {"x.json.bad-2000000000": "same second 0", "x.json.bad-2000000000-1": "same second 1",
+                    "x.json.bad-2000000000-2": "same second 2"}
+    path.write_text("the clock went back")
+    kept = set_aside(path, stamp=999)  # older than every copy by its name, yet the newest: kept
+    assert kept.read_text() == "the clock went back" and len(list(tmp_path.glob("x.json.bad-[0-9]*"))) == 5
+
+
 @pytest.mark.parametrize("damage", ["truncate", "edit", "other_model", "version_1"])
 def test_damaged_state_starts_cold_with_a_warning(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "s.json"

@@ -6,13 +6,17 @@ burn-in, said in words, never a crash. Both burn-ins answer to one switch and on
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import numpy as np
 import pytest
 
+from edge.alerts.calibration import plan_alerts
 from edge.alerts.episode import EpisodePlan, OnPlan
 from edge.alerts.episodic import episode_alerts
 from edge.fileio import StateFile
@@ -110,10 +114,18 @@ def test_a_new_model_or_a_damaged_or_foreign_state_file_burns_in_again(broker: B
     quality, log = run_csv(broker, tmp_path, "retrained", short, float32_models(tmp_path, models), state)
     assert quality["burn_in"] == learning and "saved for another model file" in log
     data = json.loads(saved)
-    tampered = {**{k: v for k, v in data.items() if k != "checksum"}, "on_plan": {**data["on_plan"], "on": 99.0}}
+    fields = {k: v for k, v in data.items() if k != "checksum"}
+    tampered = {**fields, "on_plan": {**data["on_plan"], "on": 99.0}}
     cases = [("damaged", "unusable (", lambda p: p.write_text(saved[:-20])),
              ("foreign", "not a rule this agent saved", lambda p: StateFile(p, "").save({"threshold": 0.5})),
-             ("tampered", "on must lie in", lambda p: StateFile(p, "").save(tampered))]
+             ("tampered", "on must lie in", lambda p: StateFile(p, "").save(tampered)),
+             # a wrong JSON type anywhere: the field and what was expected, never Python's "list indices must be..."
+             ("a list", "(on_plan: expected an object with on, source, peaks, days, level, got a list)",
+              lambda p: StateFile(p, "").save({**fields, "on_plan": list(data["on_plan"].values())})),
+             ("nested", "(on_plan.peaks: expected an integer, got an object)",
+              lambda p: StateFile(p, "").save({**fields, "on_plan": {**data["on_plan"], "peaks": {"n": 5}}})),
+             ("missing", "(on_plan: missing)",
+              lambda p: StateFile(p, "").save({k: v for k, v in fields.items() if k != "on_plan"}))]
     for name, said, write in cases:
         write(state / "line1.alerts.json")
         quality, log = run_csv(broker, tmp_path, name, short, models, state)
@@ -123,6 +135,58 @@ def test_a_new_model_or_a_damaged_or_foreign_state_file_burns_in_again(broker: B
     (state / "line1.alerts.json").write_text(saved)  # the file as the burn-in saved it: resumed again
     quality, _ = run_csv(broker, tmp_path, "restored", short, models, state)
     assert quality["burn_in"] is None and quality["episode"]["on"] == first["episode"]["on"]
+
+
+def test_every_wrong_json_type_in_a_saved_rule_is_refused_in_words(tmp_path: Path) -> None:
+    """`<sensor>.alerts.json` with each field (and each list's first item) of either rule replaced by every other
+    JSON type, checksum and all (an edit by hand): accepted where the type may be (`period_s` null), else refused
+    naming the field, never with Python's own words (`on_plan` a list was "list indices must be integers or
+    slices, not str"). Seen failing with the shape check taken out of `OnPlan.from_json` and out of `check_plan`."""
+    spec, basis = EpisodePlan.for_period(PERIOD_S, 0.1).episode, {"basis": 1}
+    file = PlanFile(tmp_path / "line1.alerts.json")
+    file.save_on(OnPlan(2.9, "extremal", 5, 5.9, 2.0), "a" * 64, basis)
+    episode = {k: v for k, v in json.loads(file.path.read_text()).items() if k != "checksum"}
+    file.save(plan_alerts(np.random.default_rng(0).gamma(2.0, 1e-3, 2000), 1.0, PERIOD_S), "a" * 64)
+    k_of_n = {k: v for k, v in json.loads(file.path.read_text()).items() if k != "checksum"}
+    python = re.compile(r"Error\b|indices|subscriptable|NoneType|not iterable|argument must be|has no attribute")
+    refused = 0
+    for data, load in ((episode, lambda: file.load_on("a" * 64, basis, spec)), (k_of_n, lambda: file.load("a" * 64))):
+        for path in places(data):
+            for wrong in ([1, 2], {"a": 1}, "text", 7, True, None):
+                if kind(wrong) == kind(reach(data, path)):
+                    continue
+                StateFile(file.path, "").save(replaced(data, path, wrong))
+                load()
+                problem = file.file.problem
+                where = f"[{path[-1]}]" if isinstance(path[-1], int) else str(path[-1])
+                assert problem is None or (where in problem and not python.search(problem)), (path, wrong, problem)
+                refused += problem is not None
+    assert refused > 100  # most are refused; `basis`, `source` and a null `period_s` are taken as they are
+
+
+def places(data: Any, path: tuple = ()) -> Iterator[tuple]:
+    """The path of every field below `data` (of a list, its first item)."""
+    items = data.items() if isinstance(data, dict) else [(0, data[0])] if isinstance(data, list) and data else []
+    for key, value in items:
+        yield (*path, key)
+        yield from places(value, (*path, key))
+
+
+def reach(data: Any, path: tuple) -> Any:
+    for key in path:
+        data = data[key]
+    return data
+
+
+def replaced(data: Any, path: tuple, value: Any) -> Any:
+    copy = json.loads(json.dumps(data))
+    reach(copy, path[:-1])[path[-1]] = value
+    return copy
+
+
+def kind(value: Any) -> str:
+    """A JSON value's type, an integer and a float alike (both numbers)."""
+    return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
 
 
 def test_an_on_is_resumed_only_for_the_basis_it_was_placed_for(tmp_path: Path) -> None:

@@ -9,10 +9,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROOT
+import numpy as np
+
+from edge.alerts.calibration import plan_alerts
+from edge.alerts.episode import OnPlan
+from edge.alerts.episodic import episode_alerts
+from edge.models.manifest import read_manifest
+from edge.pipelines.sensor.rulefiles import PlanFile, ThresholdFile
+from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.isolation import no_tf_env
 from tests.helpers.mqtt import AgentProcess, Broker, write_config
 from tests.helpers.security import secure_broker as secure_broker_fixture
+from tests.test_burn_in import PERIOD_S
+from tests.test_episode_agent import planned_models
 
 secure_broker = secure_broker_fixture  # the TLS + password + ACL mosquitto (tests/helpers/security.py)
 DENY_ALL = "user edgepipe-test\ntopic read edgepipe/test/cmd/#\n"  # may read its commands, write nothing
@@ -127,3 +136,66 @@ def test_check_without_tls_against_a_tls_port_says_so_not_the_acl(secure_broker:
     assert "accepted the TCP connection but gave no MQTT answer" in result.stdout + result.stderr
     assert "a TLS port? set mqtt.tls = true" in result.stdout + result.stderr
     assert "ACL" not in result.stdout
+
+
+def test_check_says_which_alert_rule_each_sensor_runs_and_whether_it_burns_in_or_resumes(tmp_path: Path) -> None:
+    """One line per sensor: the episode rule (the manifest's episode plan) or the k-of-n threshold rule, and
+    whether it burns in first (`burn_in`, `burn_in_readings`) or resumes a rule saved in the state dir; a saved
+    file it cannot use is named and left where it is (found in a new-user trial: nothing said which rule would
+    run). Seen failing with the saved `on` ignored in `rules._episode_rule` and with the preflight call removed
+    from `cmd_check`."""
+    state = tmp_path / "state"
+    entry = read_manifest(MODELS_DIR / "manifest.json").get("autoencoder")
+    ThresholdFile(state / "line4.threshold.json").save(0.25)
+    plan = plan_alerts(np.random.default_rng(0).gamma(2.0, 1e-3, 2000), 1.0, PERIOD_S)
+    PlanFile(state / "line5.alerts.json").save(plan, entry.sha256, source="burn_in")
+    committed = check(write_config(tmp_path / "committed.toml", 1, "".join(
+        f'[[sensor]]\nname = "{name}"\n{keys}\n' for name, keys in [
+            ("line1", ""), ("line2", "burn_in = true\nburn_in_readings = 200"), ("line3", "threshold = 0.5"),
+            ("line4", ""), ("line5", "burn_in = true")]), state_dir=state), "--skip-broker")
+    assert committed.returncode == 0, committed.stderr
+    said = rule_lines_of(committed.stdout)
+    assert said["line1"] == ("alert rule: k-of-n threshold: an alert for every score above 0.001045; the threshold is "
+                             "the manifest's (postprocess.threshold); no burn-in")
+    assert said["line2"] == ("alert rule: k-of-n threshold; burns in first: its threshold and debounce are learned "
+                             "from the first 200 readings (nothing alerts meanwhile), then saved in "
+                             f"{state}/line2.alerts.json")
+    assert said["line3"].endswith("above 0.5; the threshold is the config's `threshold`; no burn-in")
+    assert said["line4"].endswith(f"above 0.25; the threshold is set by cmd/threshold, saved in {state}/"
+                                  "line4.threshold.json")
+    assert said["line5"].startswith(f"alert rule: k-of-n threshold: an alert when {plan.k} of the last {plan.n} scores")
+    assert said["line5"].endswith(f"burned in before, saved in {state}/line5.alerts.json: resumed, no new burn-in "
+                                  "(cmd/reset starts one)")
+
+    models = planned_models(tmp_path, 0.1, episode=True)
+    postprocess = read_manifest(models / "manifest.json").get("autoencoder").postprocess
+    run = episode_alerts(postprocess, "autoencoder")
+    assert run is not None and run.alerts.burn_in == 750
+    PlanFile(state / "e3.alerts.json").save_on(OnPlan(3.2, "extremal", 5, 5.9, 2.0), entry.sha256, run.basis())
+    (state / "e4.alerts.json").write_text('{"rule": "episode", "on_plan": [')
+    episodes = check(write_config(tmp_path / "episode.toml", 1, "".join(
+        f'[[sensor]]\nname = "{name}"\n{keys}\n' for name, keys in [
+            ("e1", ""), ("e2", "burn_in = false"), ("e3", ""), ("e4", ""), ("e5", "debounce_k = 2")]),
+        state_dir=state, models_dir=models), "--skip-broker")
+    assert episodes.returncode == 0, episodes.stderr
+    said = rule_lines_of(episodes.stdout)
+    rule = ("alert rule: episode (the manifest's postprocess.alerts.episode: one alert per anomaly episode, "
+            "0.1 false episodes a day planned); ")
+    planned = f"{run.alerts.plan.episode.on:.3g}"
+    assert said["e1"] == (rule + f"burns in first: its level on is placed on the first 750 readings (the plan's on = "
+                          f"{planned} meanwhile), then saved in {state}/e1.alerts.json")
+    assert said["e2"] == rule + f"no burn-in: its level on = {planned} as planned, from the first reading"
+    assert said["e3"] == rule + (f"resumes its level on = 3.2, burned in before and saved in {state}/e3.alerts.json: "
+                                 "no new burn-in (cmd/reset starts one)")
+    assert said["e4"].startswith(rule + "burns in first")
+    assert f"sensor e4: state file {state}/e4.alerts.json unusable (" in episodes.stdout
+    assert "; left in place for now (the agent sets it aside when it starts), the saved rule is not used" in (
+        episodes.stdout) and (state / "e4.alerts.json").exists()
+    assert said["e5"].startswith("alert rule: k-of-n threshold (the manifest's episode plan is not used: a threshold "
+                                 "or a debounce is set for this sensor): an alert when 2 of the last")
+
+
+def rule_lines_of(stdout: str) -> dict[str, str]:
+    """`edge check`'s alert rule line of each sensor, by name."""
+    return {line.split(":", 1)[0].removeprefix("sensor "): line.split(": ", 1)[1]
+            for line in stdout.splitlines() if line.startswith("sensor ") and ": alert rule: " in line}

@@ -21,11 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from edge.alerts import shapes
 from edge.alerts.burnin import NAB_PROBATION
 from edge.alerts.calibration import SECONDS_PER_DAY
 from edge.alerts.likelihood import MAX_SURPRISE, AnomalyLikelihood, LikelihoodSpec
 
 ON_SOURCES = ("extremal", "conformal")  # how `plan_on` placed `on`
+ON_PLAN_SHAPE = {"on": "number", "source": "string", "peaks": "integer", "days": "number", "level": "number"}
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,10 @@ class OnPlan:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], spec: EpisodeSpec) -> OnPlan:
-        """A placement read back (a state file), every field checked against the rule it is for: ValueError."""
-        on, source, peaks, days, level = (data[k] for k in ("on", "source", "peaks", "days", "level"))
+        """A placement read back (a state file), every field checked against the rule it is for: ValueError (a
+        wrong JSON type: `edge.alerts.shapes.ShapeError`, naming the field and what was expected)."""
+        shapes.check(data, ON_PLAN_SHAPE, "on_plan")
+        on, source, peaks, days, level = (data[k] for k in ON_PLAN_SHAPE)
         numbers = (on, days, level)
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in numbers):
             raise ValueError(f"on, days and level must be finite numbers, got {on!r}, {days!r}, {level!r}")

@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from edge.alerts import shapes
 from edge.alerts.calibration import SECONDS_PER_DAY, AlertPlan
 from edge.alerts.ledger import AlertLedger
 from edge.alerts.rule import check_threshold
@@ -55,10 +56,21 @@ class AlertSettings:
         return self.expected_active_rate * SECONDS_PER_DAY / self.period_s
 
 
+#: what `AlertPlan.from_json` reads (a plan carries more fields, for people: not looked at)
+TAIL_SHAPE = {"start": "number", "scale": "number", "shape": "number", "count": "integer"}
+PLAN_SHAPE = {
+    "false_alarms_per_day?": shapes.nullable("number"), "period_s?": shapes.nullable("number"),
+    "debounce_k": "integer", "debounce_n": "integer", "threshold": "number", "method": "string", "alpha": "number",
+    "expected_active_rate": "number",
+    "calibration": {"values": ["number"], "exceed": ["integer"], "count": "integer", "exact_from?": "integer",
+                    "tail?": shapes.nullable(TAIL_SHAPE)},
+}
+
+
 def check_plan(data: Any, where: str) -> AlertPlan:
-    """An alert plan from JSON, every field checked: ValueError naming `where` and the field otherwise."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+    """An alert plan from JSON, every field checked: ValueError naming `where` and the field otherwise (a wrong
+    JSON type: `shapes.ShapeError`, e.g. "<where>.calibration.values: expected a list of numbers, got a string")."""
+    shapes.check(data, PLAN_SHAPE, where)
     try:
         plan = AlertPlan.from_json(data)
     except (KeyError, TypeError, ValueError) as exc:

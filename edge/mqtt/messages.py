@@ -88,9 +88,11 @@ def error(topics: Topics, device: str, *, component: str, reason: str, input_exc
 
 
 def command_result(topics: Topics, device: str, action: str, *, ok: bool, request_id: str | None,
-                   error_text: str | None = None, **extra: Any) -> Message:
+                   error_text: str | None = None, diagnostic: bool = False, **extra: Any) -> Message:
+    """`diagnostic`: gives way before alerts in a full outbox (a refusal for a full command queue)."""
     fields = {"action": action, "ok": ok, "error": error_text, "request_id": request_id, **extra}
-    return Message(topics.command_result(action), _json(envelope(device, qos1=True, **fields)), qos=1)
+    return Message(topics.command_result(action), _json(envelope(device, qos1=True, **fields)), qos=1,
+                   diagnostic=diagnostic)
 
 
 def stats(topics: Topics, device: str, data: dict[str, Any]) -> Message:

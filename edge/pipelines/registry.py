@@ -2,10 +2,10 @@
 
 Each module or sub-package of `edge.pipelines` that defines `KIND = PipelineKind(...)` is a pipeline
 kind: its config section (`[[camera]]`), the dataclass of one table, how to load its model(s), how to
-build the pipeline, its Home Assistant entities, the `cmd/<action>`s it answers and the lines `edge
-subscribe` prints for its messages. The config parser, the agent, the command dispatcher, `edge
-check`, discovery and the watcher all iterate this registry, so a new kind is one module or one
-package (plus its payload schema), as a detector plugin is in Frigate.
+build the pipeline, its Home Assistant entities, the `cmd/<action>`s it answers, the lines `edge
+subscribe` prints for its messages and those `edge check` prints for a table. The config parser, the agent,
+the command dispatcher, `edge check`, discovery and the watcher all iterate this registry, so a new kind is
+one module or one package (plus its payload schema), as a detector plugin is in Frigate.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edge.models.loader import ModelLoader
@@ -67,6 +68,9 @@ class PipelineKind:
     discovery: Callable[[str, Topics, str, Any], list[Message]]  # prefix, topics, device, table's config -> configs
     commands: dict[str, Command] = field(default_factory=dict)  # action -> handler + arguments (edge.commands)
     describe: Describe | None = None
+    # `edge check`: config of one table, its model (what `load` gave), the state dir -> lines a person reads
+    # (the sensor: which alert rule it runs and whether it burns in first); never changes a file
+    preflight: Callable[[Any, Any, Path], list[str]] | None = None
 
 
 def named(pipelines: list[Any], kind: str, name: Any) -> list[Any]:

@@ -16,6 +16,7 @@ from edge.pipelines.registry import PipelineKind, Wiring
 from edge.pipelines.sensor.commands import COMMANDS
 from edge.pipelines.sensor.messages import describe, discovery
 from edge.pipelines.sensor.pipeline import SensorConfig, SensorPipeline
+from edge.pipelines.sensor.rules import rule_lines
 from edge.pipelines.sensor.scorer import AnomalyScorer
 
 
@@ -34,4 +35,4 @@ def build(cfg: SensorConfig, scorer: AnomalyScorer, wiring: Wiring) -> SensorPip
     return SensorPipeline(cfg, scorer, wiring.publisher, wiring.queue_size, wiring.loader.state_dir)
 
 
-KIND = PipelineKind("sensor", SensorConfig, load, build, discovery, COMMANDS, describe)
+KIND = PipelineKind("sensor", SensorConfig, load, build, discovery, COMMANDS, describe, preflight=rule_lines)

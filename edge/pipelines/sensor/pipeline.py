@@ -42,6 +42,7 @@ from edge.pipelines.sensor.evidence import Episode, EpisodeTracker, rule_state
 from edge.pipelines.sensor.learning import DeviceLearning
 from edge.pipelines.sensor.messages import anomaly, sensor_state
 from edge.pipelines.sensor.rulefiles import PlanFile, ThresholdFile
+from edge.pipelines.sensor.rules import runs_episodes
 from edge.pipelines.sensor.scorer import AnomalyScorer
 from edge.readings import InvalidReading, parse_reading
 from edge.timestamps import ClockPolicy, InvalidTime, clock_seconds
@@ -114,10 +115,8 @@ class SensorPipeline(ReadingPipeline):
         return self.episodic.alerts.rule.active if self.episodic is not None else self.rule.active
 
     def _follow_episodes(self) -> None:
-        """The episode rule runs while the rule in force is the manifest's own plan (or its re-plan for the
-        config's rate) and the manifest has an episode plan; a threshold from a command, a calibration or the
-        config is a k-of-n rule's."""
-        if self.settings.source not in ("manifest", "replanned") or self.cfg.debounce is not None:
+        """The episode rule, when the manifest has its plan and `runs_episodes` (`edge check` says the same)."""
+        if not runs_episodes(self.cfg, self.settings):
             self.episodic = None
         elif self.episodic is None or self.episodic.source != self.settings.source:
             self.episodic = episode_alerts(self.model.entry.postprocess, self.model.entry.name, self.cfg.burn_in,

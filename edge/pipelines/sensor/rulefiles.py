@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from edge.alerts import shapes
 from edge.alerts.calibration import AlertPlan
 from edge.alerts.episode import EpisodeSpec, OnPlan
 from edge.alerts.plan import check_plan
@@ -20,14 +21,16 @@ from edge.alerts.rule import check_threshold
 from edge.fileio import StateFile
 
 log = logging.getLogger(__name__)
+READ_ONLY = "left in place for now (the agent sets it aside when it starts)"  # `edge check` reads, moves nothing
 
 
 class ThresholdFile:
     """`<state_dir>/<sensor>.threshold.json`: `{"threshold": t}`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
-        self.file = StateFile(path, "the config's or the manifest's threshold applies")
+        self.file = StateFile(path, "the config's or the manifest's threshold applies", keep_damaged=read_only,
+                              kept=READ_ONLY)
 
     def load(self) -> float | None:
         return self.file.load(lambda data: check_threshold(data["threshold"], str(self.path)))
@@ -52,10 +55,11 @@ class PlanFile:
     otherwise the rule burns in again, and its new `on` replaces the file.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        """`read_only`: a damaged file stays where it is (`edge check` reads, the agent sets it aside)."""
         self.path = path
         self.file = StateFile(path, "the saved rule is not used: the manifest's or the config's applies "
-                              "(a burn-in, when it has one, starts again)")
+                              "(a burn-in, when it has one, starts again)", keep_damaged=read_only, kept=READ_ONLY)
         self.source = "calibrated"  # of the plan loaded last: "calibrated" (cmd/calibrate) or "burn_in"
 
     def load(self, model_sha256: str) -> AlertPlan | None:
@@ -64,7 +68,8 @@ class PlanFile:
             if rule_of(data) != K_OF_N or not self._for_model(data, model_sha256):
                 return None
             self.source = "burn_in" if data.get("source") == "burn_in" else "calibrated"
-            return check_plan(data.get("plan"), str(self.path))
+            shapes.check(data, {"plan": "any"}, "")  # "plan: missing", not "expected an object, got null"
+            return check_plan(data["plan"], "plan")  # its fields and their types
 
         return self.file.load(parse)
 
@@ -77,7 +82,8 @@ class PlanFile:
                 log.warning("ignoring %s: the episode rule's level was burned in for another plan, reading period "
                             "or burn-in length; it burns in again", self.path)
                 return None
-            return OnPlan.from_json(data["on_plan"], spec)
+            shapes.check(data, {"on_plan": "any"}, "")
+            return OnPlan.from_json(data["on_plan"], spec)  # its fields and their types
 
         return self.file.load(parse)
 

@@ -1,0 +1,83 @@
+"""Which alert rule a sensor runs, and the sentence `python -m edge check` says about it.
+
+The pipeline decides with `edge.alerts.plan.resolve` (the k-of-n rule's threshold and its source) and
+`runs_episodes` (the manifest's episode plan, unless a threshold from elsewhere or the config's debounce rules);
+`rule_lines` makes the same decision from the config, the model's manifest entry and the state dir, without
+changing anything there (a damaged state file is named, not set aside: the agent does that when it starts), so a
+user knows before a start whether a sensor burns in first or resumes what it learned before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edge.alerts.burnin import NAB_PROBATION
+from edge.alerts.episodic import EpisodeRun, episode_alerts
+from edge.alerts.plan import AlertSettings, resolve
+from edge.pipelines.sensor.config import SensorConfig
+from edge.pipelines.sensor.rulefiles import PlanFile, ThresholdFile
+
+
+def runs_episodes(cfg: SensorConfig, settings: AlertSettings) -> bool:
+    """The episode rule runs (when the manifest has its plan) while the rule in force is the manifest's own plan
+    or its re-plan for the config's rate; a threshold from a command, a calibration, a burn-in or the config, or
+    the config's debounce, is a k-of-n rule's."""
+    return settings.source in ("manifest", "replanned") and cfg.debounce is None
+
+
+def rule_lines(cfg: SensorConfig, scorer: Any, state_dir: Path) -> list[str]:
+    """`edge check`'s lines for one sensor: the rule it will run, whether it burns in first or resumes a rule saved
+    in `state_dir`, and any saved file it cannot use. Reads the state files, never moves or writes them."""
+    entry, who = scorer.entry, f"sensor {cfg.name}"
+    commands = ThresholdFile(state_dir / f"{cfg.name}.threshold.json", read_only=True)
+    plans = PlanFile(state_dir / f"{cfg.name}.alerts.json", read_only=True)
+    commanded, calibrated = commands.load(), plans.load(entry.sha256)
+    damaged = [f.problem for f in (commands.file, plans.file) if f.problem]
+    settings = resolve(cfg, entry.postprocess, entry.name, commanded, calibrated, plans.source)
+    run = episode_alerts(entry.postprocess, entry.name, cfg.burn_in, cfg.burn_in_readings,
+                         cfg.false_alarms_per_day) if runs_episodes(cfg, settings) else None
+    if run is not None:
+        line = _episode_rule(run, plans, entry.sha256)
+        damaged += [plans.file.problem] if plans.file.problem and plans.file.problem not in damaged else []
+    else:
+        line = _k_of_n_rule(cfg, settings, calibrated is not None, commands, plans, entry.postprocess)
+    return [f"{who}: {line}", *(f"{who}: {problem}" for problem in damaged)]
+
+
+def _episode_rule(run: EpisodeRun, plans: PlanFile, model_sha256: str) -> str:
+    plan = run.alerts.plan
+    replanned = ", re-planned for the config's false_alarms_per_day" if run.source == "replanned" else ""
+    line = (f"alert rule: episode (the manifest's postprocess.alerts.episode{replanned}: one alert per anomaly "
+            f"episode, {plan.episode.false_episodes_per_day:g} false episodes a day planned)")
+    if not run.alerts.burn_in:
+        return f"{line}; no burn-in: its level on = {plan.episode.on:.3g} as planned, from the first reading"
+    saved = plans.load_on(model_sha256, run.basis(), plan.episode)
+    if saved is not None:
+        return (f"{line}; resumes its level on = {saved.on:.3g}, burned in before and saved in {plans.path}: "
+                "no new burn-in (cmd/reset starts one)")
+    return (f"{line}; burns in first: its level on is placed on the first {run.alerts.burn_in} readings (the "
+            f"plan's on = {plan.episode.on:.3g} meanwhile), then saved in {plans.path}")
+
+
+def _k_of_n_rule(cfg: SensorConfig, settings: AlertSettings, saved: bool, commands: ThresholdFile, plans: PlanFile,
+                 postprocess: dict[str, Any]) -> str:
+    alerts = postprocess.get("alerts")
+    unused = isinstance(alerts, dict) and alerts.get("episode") is not None
+    line = "alert rule: k-of-n threshold" + (" (the manifest's episode plan is not used: a threshold or a debounce "
+                                             "is set for this sensor)" if unused else "")
+    if settings.source == "burn_in" and not saved:
+        return (f"{line}; burns in first: its threshold and debounce are learned from the first "
+                f"{cfg.burn_in_readings or NAB_PROBATION} readings (nothing alerts meanwhile), then saved in "
+                f"{plans.path}")
+    when = "for every score" if settings.n == 1 else f"when {settings.k} of the last {settings.n} scores are"
+    origin = {
+        "manifest": f"the manifest's ({'its alert plan' if alerts is not None else 'postprocess.threshold'}); "
+                    "no burn-in",
+        "replanned": "the manifest's alert plan re-planned for the config's false_alarms_per_day; no burn-in",
+        "config": "the config's `threshold`; no burn-in",
+        "command": f"set by cmd/threshold, saved in {commands.path}",
+        "calibrated": f"fitted by cmd/calibrate, saved in {plans.path}",
+        "burn_in": f"burned in before, saved in {plans.path}: resumed, no new burn-in (cmd/reset starts one)",
+    }[settings.source]
+    return f"{line}: an alert {when} above {settings.threshold:.4g}; the threshold is {origin}"

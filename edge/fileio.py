@@ -127,15 +127,15 @@ class StateFile:
 KEEP_DAMAGED = 5  # set-aside copies kept per state file: one damaged again and again (a failing SD card) fills no disk
 
 
-def set_aside(path: Path, keep: int = KEEP_DAMAGED, stamp: int | None = None) -> Path:
-    """Move a damaged `path` to `<name>.bad-<time>` (`<time>` in epoch seconds, `stamp` if given; another copy of
+def set_aside(path: Path, keep: int = KEEP_DAMAGED, stamp: int | None = None, kind: str = "bad") -> Path:
+    """Move a damaged `path` to `<name>.<kind>-<time>` (`<time>` in epoch seconds, `stamp` if given; another copy of
     the same second gets `-1`, `-2`, ...: none overwrites another, none sorts before an older one) and delete all
     but the newest `keep` copies of that file, logging what it deleted. The one just moved is always kept, also
     when the clock went back (a Pi without a real-time clock). Returns its path; OSError when it cannot be moved."""
     second = int(time.time()) if stamp is None else stamp
-    older = sorted(_set_aside_copies(path))
+    older = sorted(_set_aside_copies(path, kind))
     taken = [n for (when, n), _ in older if when == second]  # after the last of that second: the order stays true
-    aside = path.with_name(f"{path.name}.bad-{second}" + (f"-{max(taken) + 1}" if taken else ""))
+    aside = path.with_name(f"{path.name}.{kind}-{second}" + (f"-{max(taken) + 1}" if taken else ""))
     path.rename(aside)
     removed = []
     for _, copy in older[:max(0, len(older) - (keep - 1))]:
@@ -150,11 +150,11 @@ def set_aside(path: Path, keep: int = KEEP_DAMAGED, stamp: int | None = None) ->
     return aside
 
 
-def _set_aside_copies(path: Path) -> list[tuple[tuple[int, int], Path]]:
-    """The `<name>.bad-<time>[-<n>]` copies of `path` beside it, each with (time, n): oldest first when sorted."""
-    pattern = re.compile(re.escape(path.name) + r"\.bad-(\d{1,20})(?:-(\d{1,9}))?")
+def _set_aside_copies(path: Path, kind: str) -> list[tuple[tuple[int, int], Path]]:
+    """The `<name>.<kind>-<time>[-<n>]` copies of `path` beside it, each with (time, n): oldest first when sorted."""
+    pattern = re.compile(re.escape(f"{path.name}.{kind}-") + r"(\d{1,20})(?:-(\d{1,9}))?")
     found = []
-    for copy in path.parent.glob(f"{glob.escape(path.name)}.bad-*"):
+    for copy in path.parent.glob(f"{glob.escape(path.name)}.{kind}-*"):
         match = pattern.fullmatch(copy.name)
         if match:
             found.append(((int(match[1]), int(match[2] or 0)), copy))

@@ -15,7 +15,7 @@ import pytest
 from edge.alerts.rule import AnomalyRule
 from edge.config import SECTIONS, ConfigError, load_config, parse_config, pipeline_sections, top_level_keys
 from edge.fields import keys_of
-from edge.fileio import StateFile
+from edge.fileio import KEEP_DAMAGED, StateFile
 from edge.models.classifier import Classifier, frame_to_input, resize_bilinear, to_grayscale
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
@@ -152,6 +152,20 @@ def test_corrupt_outbox_is_set_aside_not_fatal(tmp_path: Path) -> None:
     assert list(tmp_path.glob("o.sqlite.corrupt-*"))
     box.put("t", b"x")
     assert len(box) == 1
+
+
+def test_an_outbox_corrupted_again_and_again_keeps_only_the_newest_copies(tmp_path: Path) -> None:
+    """A failing SD card: the outbox is unreadable at every start (eight starts within a second or two). Each
+    copy is set aside under its own name (none overwritten in the same second) and only the newest
+    KEEP_DAMAGED stay, the last one among them."""
+    for i in range(8):
+        (tmp_path / "o.sqlite").write_bytes(f"damaged {i} ".encode() * 100)
+        box = Outbox(tmp_path / "o.sqlite")
+        assert box.recovered_from_corruption
+        box.close()
+    copies = sorted(tmp_path.glob("o.sqlite.corrupt-*"))
+    assert len(copies) == KEEP_DAMAGED
+    assert {c.read_bytes()[:10] for c in copies} == {f"damaged {i} ".encode()[:10] for i in range(8 - KEEP_DAMAGED, 8)}
 
 
 def test_acknowledged_messages_are_kept_for_the_replay_window_and_rearmed(tmp_path: Path) -> None:

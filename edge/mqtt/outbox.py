@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.fileio import set_aside
+
 log = logging.getLogger(__name__)
 
 SCHEMA = """
@@ -82,9 +84,8 @@ class Outbox:
             db.execute("SELECT COUNT(*) FROM outbox").fetchone()
             return db
         except sqlite3.DatabaseError as exc:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.warning("outbox %s is unreadable (%s); moved it to %s and started a new one", self.path, exc, aside)
-            self.path.rename(aside)
+            aside = set_aside(self.path, kind="corrupt")  # the newest few kept: a failing card fills no disk
+            log.warning("outbox %s is unreadable (%s); moved it to %s, started a new one", self.path, exc, aside.name)
             for suffix in ("-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             self.recovered_from_corruption = True

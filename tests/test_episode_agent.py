@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -146,10 +147,19 @@ def test_a_bad_episode_plan_is_refused_with_the_field_named() -> None:
     assert replanned.alerts.rule.spec.on == pytest.approx(np.log10(288 / 1.0))
     bad = [({**good, "period_s": None}, "period_s"), ({**good, "episode": {**good["episode"], "on": 0}}, "on="),
            ({**good, "episode": {**good["episode"], "burn_in": -1}}, "burn_in"), ({**good, "episode": []}, "object")]
+    episode, likelihood = good["episode"], good["episode"]["likelihood"]
+    wrong_types = [  # each named by its path, with what was expected (it was Python's "TypeError: ..." before)
+        ({**episode, "on": [3]}, "episode.on: expected a number, got a list"),
+        ({**episode, "release": "6"}, "episode.release: expected an integer, got the string '6'"),
+        ({**episode, "likelihood": [likelihood]}, "episode.likelihood: expected an object"),
+        ({**episode, "likelihood": {**likelihood, "short": {"n": 3}}}, "likelihood.short: expected an integer, got an"),
+        ({**episode, "likelihood": {**likelihood, "learn_in_alert": "no"}}, "learn_in_alert: expected true or false"),
+        ({k: v for k, v in episode.items() if k != "cooldown"}, "episode.cooldown: missing")]
+    bad += [({**good, "episode": plan}, re.escape(words)) for plan, words in wrong_types]
     for alerts, named in bad:
         with pytest.raises(ValueError, match=named) as found:
             episode_alerts({"alerts": alerts}, "m")
-        assert "postprocess.alerts.episode" in str(found.value)
+        assert "postprocess.alerts.episode" in str(found.value) and "Error:" not in str(found.value)
 
 
 def test_burn_in_true_places_the_episode_rules_level_not_a_k_of_n_rule() -> None:

@@ -28,6 +28,11 @@ from edge.alerts.likelihood import MAX_SURPRISE, AnomalyLikelihood, LikelihoodSp
 
 ON_SOURCES = ("extremal", "conformal")  # how `plan_on` placed `on`
 ON_PLAN_SHAPE = {"on": "number", "source": "string", "peaks": "integer", "days": "number", "level": "number"}
+#: the manifest's `postprocess.alerts.episode` (`EpisodePlan.to_json`), as `shapes.check` reads it
+PLAN_SHAPE = {"on": "number", "off": "number", "release": "integer", "cooldown": "integer", "min_on": "number",
+              "false_episodes_per_day": "number", "burn_in?": "integer",
+              "likelihood": {"short": "integer", "long": "integer", "min_history": "integer", "min_spread": "number",
+                             "learn_in_alert?": "boolean", "tail?": "string", "adopt_after?": "integer"}}
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from edge.alerts import shapes
 from edge.alerts.burnin import NAB_PROBATION
 from edge.alerts.calibration import SECONDS_PER_DAY
-from edge.alerts.episode import EpisodeAlerts, EpisodePlan
+from edge.alerts.episode import PLAN_SHAPE, EpisodeAlerts, EpisodePlan
 from edge.alerts.ledger import poisson_tail
 from edge.alerts.likelihood import MAX_SURPRISE
 from edge.alerts.plan import JUDGE_DAYS
@@ -34,10 +35,11 @@ def manifest_episode(postprocess: dict[str, Any], model: str) -> tuple[EpisodePl
         raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
     if isinstance(period, bool) or not isinstance(period, (int, float)) or not (math.isfinite(period) and period > 0):
         raise ValueError(f"{where}: needs postprocess.alerts.period_s, a finite number > 0, got {period!r}")
+    shapes.check(data, PLAN_SHAPE, where)  # a wrong type named by its field (ShapeError, a ValueError)
     try:
         return EpisodePlan.from_json(data), float(period)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: not a valid episode plan ({type(exc).__name__}: {exc})") from None
+    except ValueError as exc:  # a value out of range: the spec's own words
+        raise ValueError(f"{where}: not a valid episode plan: {exc}") from None
 
 
 def for_target(plan: EpisodePlan, period_s: float, per_day: float) -> EpisodePlan:

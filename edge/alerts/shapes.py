@@ -3,8 +3,8 @@
 Why: a saved rule is read field by field (`data["on_plan"]["on"]`), and a file that holds a list where an
 object belongs -- edited by hand, or damaged into other valid JSON -- was refused with Python's own words ("list
 indices must be integers or slices, not str"), which name neither the field nor what it should be. A shape is
-what a reader expects: "number", "integer", "string", "any" (present, of any type), an object as a dict of its
-fields (a key ending in "?" may be left out; other keys are not looked at), a list as `[item shape]`, and
+what a reader expects: "number", "integer", "string", "boolean", "any" (present, of any type), an object as a dict
+of its fields (a key ending in "?" may be left out; other keys are not looked at), a list as `[item shape]`, and
 `nullable(shape)` for null or that shape. `check` raises `ShapeError` (a ValueError), e.g. "on_plan.peaks:
 expected an integer, got a list".
 """
@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 Shape = Any  # str | dict[str, Shape] | list[Shape] | tuple[None, Shape]
-SCALARS = {"number": "a number", "integer": "an integer", "string": "a string", "any": "a value"}
+SCALARS = {"number": "a number", "integer": "an integer", "string": "a string", "boolean": "true or false",
+           "any": "a value"}
 
 
 class ShapeError(ValueError):
@@ -57,6 +58,8 @@ def _fits(value: Any, shape: Shape) -> bool:
         return isinstance(value, list)
     if shape == "any":
         return True
+    if shape == "boolean":
+        return isinstance(value, bool)
     if isinstance(value, bool):
         return False
     if shape == "string":

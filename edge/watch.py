@@ -106,8 +106,18 @@ def _describe(topic: str, payload: bytes) -> str:
     if "/cmd/" in topic and topic.endswith("/result"):
         return f"{ts} command {data.get('action')}: {'ok' if data.get('ok') else 'failed: ' + str(data.get('error'))}"
     if topic.endswith("/stats"):
-        return f"{ts} stats: up {data.get('uptime_s')} s, outbox {data.get('outbox_depth')}"
+        return f"{ts} stats: up {data.get('uptime_s')} s, outbox {data.get('outbox_depth')}{burn_ins(data)}"
     return f"{topic}: {excerpt(payload, 500)}"
+
+
+def burn_ins(stats: dict) -> str:
+    """The pipelines still learning their alert rule (`stats.quality.<pipeline>.burn_in`), with how far: a
+    sensor that raises nothing while it burns in must not look deaf to the person watching."""
+    quality = stats.get("quality")
+    learning = [f"{name} burning in {b.get('readings')}/{b.get('needed')} readings"
+                for name, q in (quality.items() if isinstance(quality, dict) else ())
+                if isinstance(q, dict) and isinstance(b := q.get("burn_in"), dict)]
+    return "; " + ", ".join(learning) if learning else ""
 
 
 class Repeats:

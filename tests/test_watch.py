@@ -158,3 +158,19 @@ def test_an_alert_held_by_the_debounce_says_so() -> None:
                      b'"score": 0.01, "threshold": 0.001, "is_anomaly": true, "values": [1]}')
     assert "ANOMALY" in held and "held by the debounce" in held
     assert "ANOMALY" in above and "held by the debounce" not in above
+
+
+def test_stats_say_which_sensor_is_still_burning_in() -> None:
+    """A sensor raises nothing during its burn-in: `edge subscribe` says it is learning, and how far, so a quiet
+    sensor does not look deaf; once learned (burn_in null) the line says nothing of it."""
+    from edge.watch import describe
+
+    learning = describe("edgepipe/pi/stats", b'{"ts": "2026-11-27T10:00:00Z", "uptime_s": 60, "outbox_depth": 0, '
+                        b'"quality": {"sensor/line1": {"burn_in": {"readings": 400, "needed": 750}}, '
+                        b'"sensor/line2": {"burn_in": null}, "series/airline": {}}}')
+    assert learning.endswith("stats: up 60 s, outbox 0; sensor/line1 burning in 400/750 readings"), learning
+    done = describe("edgepipe/pi/stats", b'{"ts": "2026-11-27T10:00:00Z", "uptime_s": 60, "outbox_depth": 0, '
+                    b'"quality": {"sensor/line1": {"burn_in": null}}}')
+    assert done.endswith("stats: up 60 s, outbox 0"), done
+    odd = describe("edgepipe/pi/stats", b'{"uptime_s": 1, "outbox_depth": 0, "quality": [1, {"burn_in": 2}]}')
+    assert odd.endswith("stats: up 1 s, outbox 0"), odd

@@ -11,6 +11,7 @@ the `error` topic and keeps serving.
 
 from __future__ import annotations
 
+import collections
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -105,3 +106,31 @@ def parse_reading(payload: bytes | str, expected: int | None = None) -> Reading:
     if expected is not None and len(reading.values) != expected:
         raise InvalidReading(f"{len(reading.values)} values, the model expects {expected}")
     return reading
+
+
+class Redeliveries:
+    """The last `keep` readings handled that carried a `ts`, to tell a re-delivery from a new reading.
+
+    Why: readings come at least once. One queued when the connection drops is delivered again on the new one
+    (its ack is due only once handled), and a sensor scored it twice: a duplicate in the model's window, and a
+    duplicate alert. A reading is a repeat when its `ts`, values and `seq` are all those of one handled
+    before; without a `ts` two equal readings may both be real (a stuck sensor), so those always count.
+    """
+
+    def __init__(self, keep: int = 512) -> None:
+        self._order: collections.deque[tuple] = collections.deque()
+        self._keys: set[tuple] = set()
+        self.keep = keep
+
+    def repeat(self, reading: Reading) -> bool:
+        """True for a reading seen before (skip it); else remembers it and returns False."""
+        if reading.ts is None:
+            return False
+        key = (type(reading.ts).__name__, reading.ts, reading.values, reading.seq)
+        if key in self._keys:
+            return True
+        self._keys.add(key)
+        self._order.append(key)
+        if len(self._order) > self.keep:
+            self._keys.discard(self._order.popleft())
+        return False

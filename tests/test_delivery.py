@@ -123,3 +123,39 @@ def test_mqtt5_persistent_session_keeps_readings_while_the_agent_is_away(broker:
     finally:
         agent.stop()
         collector.close()
+
+
+def test_readings_delivered_again_after_a_reconnect_are_not_scored_twice(tmp_path: Path) -> None:
+    """Readings reach the agent while it is frozen (SIGSTOP), so none is acknowledged; the broker restarts
+    meanwhile (a clean stop keeps the agent's session and those readings). Thawed, the agent handles what its
+    socket still held, then the broker delivers the same readings again on the new connection, as QoS 1
+    must. Each is scored once: 20 readings, 20 alerts (every reading alerts), the repeats counted as
+    `duplicates` -- the sensor scored them twice before (a shifted window, a second alert for each)."""
+    broker = Broker(tmp_path / "broker").start()
+    stats_file = tmp_path / "stats.json"
+    config = write_config(tmp_path / "agent.toml", broker.port, ALERTING, stats_file=stats_file)
+    agent = AgentProcess(config)
+    watcher = Collector(broker.port, [f"{BASE}/sensors/+/anomaly"], client_id="watcher", clean=False)
+    try:
+        assert wait_for_stats(stats_file, lambda s: s["connected"], 30), agent.output()
+        agent.proc.send_signal(signal.SIGSTOP)
+        publish(broker.port, f"{BASE}/sensors/line1/reading", readings(0, 20))
+        watcher.close()
+        broker.restart()
+        watcher = Collector(broker.port, [f"{BASE}/sensors/+/anomaly"], client_id="watcher", clean=False)
+        agent.proc.send_signal(signal.SIGCONT)
+        assert wait_for_stats(stats_file, lambda s: s["connects"] >= 2 and s["outbox_depth"] == 0
+                              and s["pipelines"]["sensor/line1"]["processed"] >= 20, 60), agent.output()[-2000:]
+        assert watcher.wait_for(lambda: alert_ts(watcher) == set(range(20)), 30), alert_ts(watcher)
+        watcher.sync()
+        counters = json.loads(stats_file.read_text())["pipelines"]["sensor/line1"]
+        ids: dict[int, set[str]] = {}
+        for m in watcher.json("/anomaly"):  # a message may come twice (the replay window): the same id
+            ids.setdefault(m["reading_ts"], set()).add(m["id"])
+        assert {ts: len(v) for ts, v in ids.items()} == dict.fromkeys(range(20), 1), (ids, counters)  # one alert each
+        assert counters["received"] > 20 and counters["duplicates"] == counters["received"] - 20, counters
+    finally:
+        agent.proc.send_signal(signal.SIGCONT)
+        agent.stop()
+        watcher.close()
+        broker.stop()

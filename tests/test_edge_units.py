@@ -471,3 +471,16 @@ def test_an_acknowledgement_the_disk_refuses_is_kept_not_raised(tmp_path: Path) 
     box.ack(second)  # the disk takes writes again: both are recorded
     acked = dict(box._db.execute("SELECT seq, acked IS NOT NULL FROM outbox").fetchall())
     assert acked == {first: 1, second: 1} and len(box) == 0
+
+
+def test_redeliveries_are_a_reading_with_its_ts_values_and_seq_seen_before() -> None:
+    """Only a reading with a `ts` can be told as a repeat (two equal readings without one may both be real); a
+    new value or `seq` at the same `ts` is new; the memory is bounded (the oldest forgotten first)."""
+    from edge.readings import Reading, Redeliveries
+
+    seen = Redeliveries(keep=3)
+    assert not seen.repeat(Reading((1.0,), ts=None)) and not seen.repeat(Reading((1.0,), ts=None))
+    assert not seen.repeat(Reading((1.0,), ts=10)) and seen.repeat(Reading((1.0,), ts=10))
+    assert not seen.repeat(Reading((2.0,), ts=10)) and not seen.repeat(Reading((1.0,), ts=10, seq=7))
+    assert not seen.repeat(Reading((1.0,), ts="10")) and seen.repeat(Reading((1.0,), ts="10"))  # a string, not 10
+    assert not seen.repeat(Reading((1.0,), ts=10))  # forgotten: four others came after it (keep = 3)

@@ -64,7 +64,7 @@ class Counters:
     dropped: int = 0
     published: int = 0
     source_errors: int = 0
-    duplicates: int = 0  # re-delivered readings already processed (series: ts not after the last one)
+    duplicates: int = 0  # re-delivered readings already processed (series: ts not after the last one; sensor: seen)
     clock_resets: int = 0  # series: time stamps that jumped back further than `backward_reset`
     late: int = 0  # series: a reading older than one already processed, never seen itself (delivered out of order)
     lost: int = 0  # readings missing between two the sender numbered (`seq`): lost before they reached us

@@ -44,7 +44,7 @@ from edge.pipelines.sensor.messages import anomaly, sensor_state
 from edge.pipelines.sensor.rulefiles import PlanFile, ThresholdFile
 from edge.pipelines.sensor.rules import runs_episodes
 from edge.pipelines.sensor.scorer import AnomalyScorer
-from edge.readings import InvalidReading, parse_reading
+from edge.readings import InvalidReading, Redeliveries, parse_reading
 from edge.timestamps import ClockPolicy, InvalidTime, clock_seconds
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ class SensorPipeline(ReadingPipeline):
     def __init__(self, cfg: SensorConfig, scorer: AnomalyScorer, publisher: Publisher, queue_size: int,
                  state_dir: Path | None = None) -> None:
         super().__init__(cfg, scorer, publisher, queue_size)
-        self.clock = ClockPolicy(cfg.future_tolerance)  # the future limit (sensors are not de-duplicated by ts)
+        self.clock = ClockPolicy(cfg.future_tolerance)  # the future limit
+        self.redeliveries = Redeliveries()
         self.saved = ThresholdFile(state_dir / f"{cfg.name}.threshold.json") if state_dir else None
         self.plan_file = PlanFile(state_dir / f"{cfg.name}.alerts.json") if state_dir else None
         self.commanded = self.saved.load() if self.saved else None  # set by cmd/threshold, kept until reset
@@ -183,6 +184,9 @@ class SensorPipeline(ReadingPipeline):
             self.clock.not_ahead(reading.ts, time.time(), "the reading is not scored")
         except InvalidTime as exc:
             raise InvalidReading(str(exc)) from None
+        if self.redeliveries.repeat(reading):  # at-least-once: handled before, not scored twice
+            self.counters.duplicates += 1
+            return
         self.count_gaps(reading.seq)
         score = self.model.score(reading.values, reading.ts)
         stamp = clock_seconds(reading.ts)

@@ -255,6 +255,11 @@ def test_malformed_payloads_are_counted_reported_and_survived(broker: Broker, tm
         assert {e["component"] for e in errors} == {"sensor/line1", "series/airline"}
         assert any("not UTF-8" in e["reason"] for e in errors)  # the first of the burst, described
         assert described(errors, "sensor/line1") == len(bad) and described(errors, "series/airline") == 3
+        # the held-back reports are not only counted: the first distinct reasons among them are named
+        sensor = [e for e in errors if e["component"] == "sensor/line1"]
+        named = {e["reason"] for e in sensor} | {h["reason"] for e in sensor for h in e.get("held_back", [])}
+        assert len(named) >= min(len(bad), 2 + 5), named  # 13 different faults: at least 7 told apart
+        assert all(sum(h["count"] for h in e.get("held_back", [])) <= e.get("repeated", 0) for e in errors)
         results = collector.json("/cmd/threshold/result")
         assert [r["ok"] for r in results] == [False, False]
         validate("command_result", results)

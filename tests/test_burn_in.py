@@ -152,7 +152,7 @@ def test_reset_starts_a_new_burn_in_and_calibrate_ends_one(broker: Broker, tmp_p
     collector = Collector(broker.port, [f"{BASE}/cmd/reset/result", f"{BASE}/cmd/calibrate/result"])
     agent = AgentProcess(config)
     values = lecture_sensor_data(seed=7).train[:40].tolist()
-    stamps = [(START + datetime.timedelta(seconds=PERIOD_S * i)).isoformat() for i in range(40)]
+    stamps = [(START + datetime.timedelta(seconds=PERIOD_S * i)).isoformat() for i in range(80)]
     try:
         wait_online(broker.port)
         publish(broker.port, f"{BASE}/sensors/line1/reading",
@@ -167,7 +167,7 @@ def test_reset_starts_a_new_burn_in_and_calibrate_ends_one(broker: Broker, tmp_p
         publish(broker.port, f"{BASE}/cmd/calibrate", [json.dumps({"id": "c1", "sensor": "line1", "readings": 30})])
         assert collector.wait_for(lambda: collector.json("/cmd/calibrate/result"), 30), agent.output()
         publish(broker.port, f"{BASE}/sensors/line1/reading",
-                [json.dumps({"ts": t, "values": v}) for t, v in zip(stamps, values)][:30])
+                [json.dumps({"ts": t, "values": v}) for t, v in zip(stamps[40:], values)][:30])  # new readings, new ts
         assert collector.wait_for(lambda: len(collector.json("/cmd/calibrate/result")) == 2, 30), agent.output()
     finally:
         assert agent.stop() == 0

@@ -78,12 +78,14 @@ def status(topics: Topics, online: bool) -> Message:
 
 
 def error(topics: Topics, device: str, *, component: str, reason: str, input_excerpt: str | None = None,
-          repeated: int = 0) -> Message:
+          repeated: int = 0, held_back: list[dict[str, Any]] | None = None) -> Message:
     fields: dict[str, Any] = {"component": component, "reason": reason}
     if input_excerpt is not None:
         fields["input"] = input_excerpt
     if repeated:
         fields["repeated"] = repeated
+    if held_back:
+        fields["held_back"] = held_back
     return Message(topics.error, _json(envelope(device, qos1=True, **fields)), qos=1, diagnostic=True)
 
 

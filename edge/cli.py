@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from edge.argtypes import PORT, number
 from edge.config import ConfigError, load_config
 from edge.models.manifest import ManifestError
 from edge.models.runtime import RuntimeUnavailable
@@ -24,7 +25,7 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="agent TOML file (see deploy/agent.example.toml)")
     parser.add_argument("--device-id", dest="device_id")
     parser.add_argument("--host", dest="mqtt.host")
-    parser.add_argument("--port", dest="mqtt.port", type=int)
+    parser.add_argument("--port", dest="mqtt.port", type=PORT)
     parser.add_argument("--models-dir", dest="models_dir")
     parser.add_argument("--state-dir", dest="state_dir")
     parser.add_argument("--log-level", dest="log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -40,7 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent until SIGINT/SIGTERM")
     add_overrides(run)
-    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--duration", type=number(float, 0), help="stop after this many seconds")
     run.add_argument("--until-done", action="store_true", help="stop when every file/stdin input has been processed")
     check = sub.add_parser("check", help="validate config, models, state dir, sources and the broker round trip")
     add_overrides(check)
@@ -51,14 +52,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     capture.add_argument("--camera", help="the [[camera]] name (default: the only one)")
     capture.add_argument("--region", required=True, help="the [[camera.regions]] name")
     capture.add_argument("--label", required=True, help="the class these crops show (the folder name)")
-    capture.add_argument("--count", type=int, default=100, help="crops to save")
-    capture.add_argument("--every", type=float, default=0.5, help="seconds between two crops (a video's own time)")
-    capture.add_argument("--start", type=float, default=0.0, help="seconds from the first frame to begin at")
-    capture.add_argument("--end", type=float, default=float("inf"), help="seconds from the first frame to stop at")
+    capture.add_argument("--count", type=number(int, 1), default=100, help="crops to save")
+    capture.add_argument("--every", type=number(float, 0), default=0.5,
+                         help="seconds between two crops (a video's own time)")
+    capture.add_argument("--start", type=number(float, 0), default=0.0, help="seconds from the first frame to begin at")
+    capture.add_argument("--end", type=number(float, 0), default=float("inf"),
+                         help="seconds from the first frame to stop at")
     capture.add_argument("--out", type=Path, default=Path("dataset"), help="dataset folder (default ./dataset)")
     subscribe = sub.add_parser("subscribe", help="print alerts, forecasts and classes as they arrive")
     subscribe.add_argument("--host", default="localhost")
-    subscribe.add_argument("--port", type=int, help="default 1883, or 8883 with TLS")
+    subscribe.add_argument("--port", type=PORT, help="default 1883, or 8883 with TLS")
     subscribe.add_argument("--base", default="edgepipe/+", help="base topic of the device(s) to watch")
     subscribe.add_argument("--username")
     subscribe.add_argument("--password-file", type=Path,
@@ -66,8 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     subscribe.add_argument("--password", help="visible to every user in `ps`: prefer --password-file")
     subscribe.add_argument("--tls", action="store_true", help="TLS with the system's CAs (see --ca-file)")
     subscribe.add_argument("--ca-file", type=Path, help="CA certificate of the broker (implies --tls)")
-    subscribe.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the broker's answer")
-    subscribe.add_argument("--count", type=int, help="exit after this many messages")
+    subscribe.add_argument("--timeout", type=number(float, 0.1, 3600), default=10.0,
+                           help="seconds to wait for the broker's answer")
+    subscribe.add_argument("--count", type=number(int, 1), help="exit after this many messages")
     subscribe.add_argument("--json", action="store_true", help="print raw JSON lines instead of text")
     return parser.parse_args(argv)
 

@@ -228,7 +228,7 @@ class Watcher:
             raise WatchError(f"cannot connect to {self.where}: TLS failed ({exc}); "
                              "is --ca-file the CA that signed the broker's certificate?") from None
         except (OSError, ValueError) as exc:
-            raise WatchError(f"cannot connect to {self.where}: {exc.strerror or exc}") from None
+            raise WatchError(f"cannot connect to {self.where}: {getattr(exc, 'strerror', None) or exc}") from None
         self.client.loop_start()
         if not self.answered.wait(self.options.timeout) or self.refused:
             self.client.loop_stop()

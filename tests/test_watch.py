@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from edge.mqtt import messages
 from edge.pipelines.series import messages as series
 from tests.conftest import ROOT
@@ -174,3 +176,24 @@ def test_stats_say_which_sensor_is_still_burning_in() -> None:
     assert done.endswith("stats: up 60 s, outbox 0"), done
     odd = describe("edgepipe/pi/stats", b'{"uptime_s": 1, "outbox_depth": 0, "quality": [1, {"burn_in": 2}]}')
     assert odd.endswith("stats: up 1 s, outbox 0"), odd
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["subscribe", "--port", "0"], "argument --port: expected a whole number from 1 to 65535, got 0"),
+    (["subscribe", "--port", "70000"], "argument --port: expected a whole number from 1 to 65535, got 70000"),
+    (["subscribe", "--timeout", "nan"], "argument --timeout: expected a number from 0.1 to 3600, got nan"),
+    (["subscribe", "--timeout", "-5"], "argument --timeout: expected a number from 0.1 to 3600, got -5"),
+    (["subscribe", "--count", "0"], "argument --count: expected a whole number >= 1, got 0"),
+    (["check", "--config", "x.toml", "--port", "0"], "argument --port: expected a whole number from 1 to 65535"),
+    (["run", "--config", "x.toml", "--duration", "-1"], "argument --duration: expected a number >= 0, got -1"),
+    (["capture", "--region", "r", "--label", "l", "--count", "-3"], "argument --count: expected a whole number >= 1"),
+])
+def test_an_agent_option_out_of_range_is_refused_naming_it(capsys: pytest.CaptureFixture, args: list[str],
+                                                           words: str) -> None:
+    """`edge subscribe --port 0` was an AttributeError traceback, `--timeout nan` waited "nan s", `--count -1` was
+    taken, and `edge check --port 0` blamed the config file: argparse refuses each, naming the option (exit 2)."""
+    from edge.cli import parse_args
+
+    with pytest.raises(SystemExit) as stop:
+        parse_args(args)
+    assert stop.value.code == 2 and words in capsys.readouterr().err

@@ -12,18 +12,24 @@ import math
 from collections.abc import Callable
 
 
-def number(kind: type, low: float, high: float = math.inf) -> Callable[[str], int | float]:
-    """A finite `kind` (int or float) in [low, high]."""
+def number(kind: type, low: float, high: float = math.inf, open_low: bool = False,
+           open_high: bool = False) -> Callable[[str], int | float]:
+    """A finite `kind` (int or float) between `low` and `high`, each end included unless `open_...`."""
+    if open_low or open_high:
+        bound = f"{'>' if open_low else '>='} {low:g}" + (
+            f" and {'<' if open_high else '<='} {high:g}" if math.isfinite(high) else "")
+    else:
+        bound = f"from {low:g} to {high:g}" if math.isfinite(high) else f">= {low:g}"
+    what = "a whole number" if kind is int else "a finite number" if open_low else "a number"
 
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        if not (math.isfinite(value) and low <= value <= high):
-            bound = f"from {low:g} to {high:g}" if math.isfinite(high) else f">= {low:g}"
-            raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number {bound}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {what.replace('finite ', '')}, got {text!r}") from None
+        inside = (low < value if open_low else low <= value) and (value < high if open_high else value <= high)
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"expected {what} {bound}, got {text}")
         return value
 
     parse.__name__ = f"{kind.__name__} in range"

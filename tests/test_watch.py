@@ -18,6 +18,7 @@ import pytest
 from edge.mqtt import messages
 from edge.pipelines.series import messages as series
 from tests.conftest import ROOT
+from tests.helpers.cli import refused
 from tests.helpers.isolation import no_tf_env
 from tests.helpers.mqtt import Broker, free_port, publish
 from tests.helpers.security import DEVICE, PASSWORDS, client, send
@@ -194,6 +195,4 @@ def test_an_agent_option_out_of_range_is_refused_naming_it(capsys: pytest.Captur
     taken, and `edge check --port 0` blamed the config file: argparse refuses each, naming the option (exit 2)."""
     from edge.cli import parse_args
 
-    with pytest.raises(SystemExit) as stop:
-        parse_args(args)
-    assert stop.value.code == 2 and words in capsys.readouterr().err
+    assert words in refused(parse_args, args, capsys)

@@ -219,6 +219,7 @@ def broker_round_trip(config: AgentConfig, timeout: float = 10.0, broker: Broker
             return _no_answer(cfg, topic, timeout, connected="connected" in outcome) + user_hint(cfg, config.device_id)
         return outcome.get("error")
     finally:
+        client.disable_logger()  # its loop thread logs "Client is not connected" at ERROR once the socket closes
         client.disconnect()
         client.loop_stop()
 

@@ -71,3 +71,17 @@ def test_a_lone_short_connection_is_not_called_a_takeover() -> None:
         watch.connected()
         watch.dropped(ReasonCode(PacketTypes.DISCONNECT, "Unspecified error"))
     assert watch.problem() is None and watch.takeovers == 0
+
+
+def test_a_broker_that_dies_again_and_again_is_not_called_a_takeover() -> None:
+    """A crash-looping first broker closes connections soon after accepting them too; but then the next connect
+    to it fails (the link's `_connect_failed` says so). Three short drops each followed by a failed connect: no
+    takeover; three in a row with every reconnect accepted (two devices, one id): a takeover."""
+    flapping, twins = TakeoverWatch("edgepipe-flap", reconnect_max=2.0), TakeoverWatch("edgepipe-twin", 2.0)
+    for _ in range(4):
+        for watch in (flapping, twins):
+            watch.connected()
+            watch.dropped(ReasonCode(PacketTypes.DISCONNECT, "Unspecified error"))
+        flapping.unreachable()  # the dead broker refuses the reconnect; the failover broker is the next connect
+    assert flapping.problem() is None and flapping.takeovers == 0
+    assert SENTENCE in (twins.problem() or "") and twins.takeovers >= 1

@@ -334,6 +334,7 @@ class MqttLink:
                         "(%d now)", reason, len(self.outbox))
 
     def _connect_failed(self, exc: Exception) -> None:
+        self.takeover.unreachable()
         reason = f"{type(exc).__name__}: {exc}{connect_hint(exc, self.cfg.uses_tls(self.choice.current))}"
         self.last_error = f"cannot connect to {self.choice.current}: {reason}"
         log.warning("MQTT %s; retrying with backoff up to %.0f s", self.last_error, self.cfg.reconnect_max)

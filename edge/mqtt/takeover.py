@@ -5,7 +5,8 @@ with the same id therefore kick each other off for ever, each "connected" a mome
 without a word the user sees only gaps. MQTT 5 can say so (DISCONNECT with reason 0x8E, "session
 taken over"), but mosquitto 2.0.11 closes the socket without it (seen with a raw socket), as it
 must on 3.1.1: so a run of connections closed by the broker soon after it accepted them is the
-sign, and a 0x8E, when one comes, is proof at once. Either way the link is told to keep its
+sign (unless a connect attempt failed meanwhile: then the broker went away), and a 0x8E, when one comes, is
+proof at once. Either way the link is told to keep its
 backoff growing (a takeover war at `reconnect_min` would be a tight loop for both devices), one
 sentence is logged, and `problem()` feeds the agent's `problems` (stats, status) until a
 connection lasts.
@@ -57,6 +58,12 @@ class TakeoverWatch:
             self._report(f"the broker closed {self.short_drops} connections in a row within {self.short_after:.0f} s "
                          "of accepting them")
         return True
+
+    def unreachable(self) -> None:
+        """A connect attempt failed (refused, unreachable): a broker that is gone closed those connections, not
+        another client -- a broker crash-looping or killed again and again is no takeover (a user's trial
+        with a flapping first broker was told to hunt for a duplicate device)."""
+        self.short_drops = 0
 
     def problem(self) -> str | None:
         """The takeover sentence while it lasts; cleared once a connection has held past the short window."""

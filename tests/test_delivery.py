@@ -159,3 +159,46 @@ def test_readings_delivered_again_after_a_reconnect_are_not_scored_twice(tmp_pat
         agent.stop()
         watcher.close()
         broker.stop()
+
+
+def test_a_topic_no_broker_takes_is_dropped_with_a_reason_and_the_queue_goes_on(tmp_path: Path) -> None:
+    """A damaged `discovery.json` named `homeassistant/#` and another device's `status`: clearing them put a
+    wildcard topic into the outbox, paho refused it, the outbox thread died, and no alert or command result went
+    out again -- at every start. Now: only this agent's own discovery config topics are cleared (the rest named in
+    the log), a wildcard topic is refused at the outbox (counted as dropped), and one stored by an older agent is
+    dropped at publish with its reason while the messages behind it go."""
+    from edge.fileio import StateFile
+    from edge.mqtt.outbox import Outbox
+
+    broker = Broker(tmp_path / "broker").start()
+    state = tmp_path / "state"
+    state.mkdir()
+    old_config = "homeassistant/binary_sensor/edgepipe_test/gone_anomaly/config"
+    StateFile(state / "discovery.json", "").save({"v": 1, "topics": ["homeassistant/#", "edgepipe/other/status",
+                                                                     old_config]})
+    box = Outbox(state / "outbox.sqlite")  # an outbox an older agent left: a wildcard message, then a good one
+    box._db.execute("INSERT INTO outbox (topic, payload, retain, created, diagnostic) VALUES (?, ?, 0, 0, 0)",
+                    ("edgepipe/test/+/bad", b"x"))
+    box.put("edgepipe/test/left/behind", b"still delivered")
+    box.close()
+    publish(broker.port, "edgepipe/other/status", [b"online"], retain=True)
+    publish(broker.port, old_config, [b"{}"], retain=True)
+    stats_file = tmp_path / "stats.json"
+    config = write_config(tmp_path / "agent.toml", broker.port, ALERTING, stats_file=stats_file, state_dir=state)
+    watcher = Collector(broker.port, ["edgepipe/#", "homeassistant/#"])
+    agent = AgentProcess(config)
+    try:
+        assert watcher.wait_for(lambda: watcher.matching("/left/behind") == [b"still delivered"], 30), agent.output()
+        publish(broker.port, f"{BASE}/sensors/line1/reading", readings(0, 3))
+        assert watcher.wait_for(lambda: alert_ts(watcher) == {0, 1, 2}, 30), agent.output()[-3000:]
+        assert watcher.wait_for(lambda: watcher.matching(old_config)[-1:] == [b""], 10)  # its own stale entity: gone
+        assert wait_for_stats(stats_file, lambda s: s["healthy"] and s["outbox_dropped"] == 1, 30), \
+            stats_file.read_text()
+    finally:
+        agent.stop()
+        watcher.close()
+        broker.stop()
+    assert watcher.matching("/other/status") == [b"online"]  # another device's status: left alone
+    log = agent.output()
+    assert "'homeassistant/#', 'edgepipe/other/status'" in log and "that no broker takes" in log
+    assert "Traceback" not in log

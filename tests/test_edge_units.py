@@ -484,3 +484,13 @@ def test_redeliveries_are_a_reading_with_its_ts_values_and_seq_seen_before() -> 
     assert not seen.repeat(Reading((2.0,), ts=10)) and not seen.repeat(Reading((1.0,), ts=10, seq=7))
     assert not seen.repeat(Reading((1.0,), ts="10")) and seen.repeat(Reading((1.0,), ts="10"))  # a string, not 10
     assert not seen.repeat(Reading((1.0,), ts=10))  # forgotten: four others came after it (keep = 3)
+
+
+def test_the_outbox_refuses_a_topic_no_broker_takes(tmp_path: Path) -> None:
+    """Stored, a wildcard topic would stop the queue at every start (paho refuses it at publish): refused at put,
+    counted as dropped (a report: as a dropped diagnostic), nothing stored."""
+    box = Outbox(tmp_path / "o.sqlite")
+    assert box.put("edgepipe/+/status", b"") is None and box.put("a/#", b"", diagnostic=True) is None
+    assert box.put("", b"") is None and box.put("x" * 70000, b"") is None
+    assert len(box) == 0 and box.dropped == 3 and box.dropped_diagnostics == 1
+    assert box.put("edgepipe/pi/status", b"online") is not None and len(box) == 1

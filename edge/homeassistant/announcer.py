@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +66,8 @@ class HomeAssistant:
         self.state_dir, self.send, self.enabled = Path(state_dir), send, enabled
         self._configs, self.states = configs, states
         self.birth_topic = f"{prefix}/status"
+        # what may be cleared: a discovery config topic (`discovery.config_topic`) under this prefix, nothing else
+        self._config_topic = re.compile(re.escape(prefix) + r"/[^/+#\0]+/edgepipe_[^/+#\0]+/[^/+#\0]+/config")
         self._birth_lock = threading.Lock()
         self._last_birth = -BIRTH_INTERVAL
 
@@ -87,6 +90,11 @@ class HomeAssistant:
         current = [m.topic for m in self.configs()]
         keep = set(current)
         stale = [topic for topic in announced(state_dir) if topic not in keep]
+        foreign = [topic for topic in stale if not self._config_topic.fullmatch(topic)]
+        if foreign:  # a damaged or edited file: a wildcard stopped the outbox, another device's status was cleared
+            log.warning("%s names %d topic(s) that are no discovery config of this agent, not cleared: %s",
+                        state_dir / LEDGER, len(foreign), ", ".join(repr(t[:100]) for t in foreign[:3]))
+            stale = [topic for topic in stale if topic not in foreign]
         for topic in stale:
             self.send(cleared(topic))
         if stale:

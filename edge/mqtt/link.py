@@ -122,8 +122,7 @@ class MqttLink:
 
     def alive(self) -> bool:
         """The network and outbox threads run (or were never started, or were stopped on purpose)."""
-        threads = [t for t in (self._network, self._publisher) if t is not None]
-        return self._stop.is_set() or all(t.is_alive() for t in threads)
+        return self._stop.is_set() or all(t.is_alive() for t in (self._network, self._publisher) if t is not None)
 
     def wait_until_flushed(self, timeout: float) -> bool:
         with self._wake:
@@ -176,7 +175,11 @@ class MqttLink:
                 with self._io:
                     if generation != self.connects or not self.connected.is_set():
                         break  # connection lost meanwhile; replayed after the reconnect
-                    info = self.client.publish(item.topic, item.payload, qos=1, retain=item.retain)
+                    try:
+                        info = self.client.publish(item.topic, item.payload, qos=1, retain=item.retain)
+                    except ValueError as exc:  # never publishable (stored before the outbox checked topics)
+                        self.outbox.drop_unpublishable(item.seq, item.topic, str(exc))
+                        continue
                     if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                         break
                     with self._wake:
@@ -303,12 +306,9 @@ class MqttLink:
         no_delay(client.socket())
         log.info("MQTT connected to %s (broker %d of %d, connection %d)", self.choice.current, self.choice.index + 1,
                  len(self.choice.brokers), self.connects)
-        if self._dropped_at is not None:
-            rearmed = self.outbox.rearm(self._dropped_at - self.outbox.replay_window)
+        if self._dropped_at is not None:  # a crashed broker may not have saved what it acknowledged just before
+            self.outbox.rearm_after_drop(self._dropped_at)
             self._dropped_at = None
-            if rearmed:
-                log.warning("re-sending %d message(s) the broker acknowledged in the %.0f s before the connection "
-                            "dropped (a crashed broker may not have saved them)", rearmed, self.outbox.replay_window)
         self.subscriptions.new_connection()
         for topic in self.inbox.handlers:
             self.subscriptions.subscribe(client, topic)

@@ -28,6 +28,15 @@ from pathlib import Path
 from edge.fileio import set_aside
 
 log = logging.getLogger(__name__)
+MAX_TOPIC_BYTES = 65535  # MQTT's limit on a topic's UTF-8 length
+
+
+def topic_problem(topic: str) -> str | None:
+    """Why no broker would take `topic` as a publish topic (paho raises on it), or None."""
+    data = topic.encode("utf-8", "surrogatepass")
+    if not topic or "+" in topic or "#" in topic or "\0" in topic or len(data) > MAX_TOPIC_BYTES:
+        return f"a publish topic must be 1 to {MAX_TOPIC_BYTES} bytes without wildcards (+, #) or NUL"
+    return None
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -109,8 +118,12 @@ class Outbox:
 
         Error reports (`diagnostic`) may take at most a tenth of the outbox, and in a full outbox
         they give way first: a flood of bad input never evicts an alert. Among alerts the drop
-        policy applies.
+        policy applies. A topic no broker takes (`topic_problem`) is refused here, counted and logged: stored, it
+        would stop the queue behind it at every start.
         """
+        if problem := topic_problem(topic):
+            self.drop_unpublishable(None, topic, problem, diagnostic)
+            return None
         with self._lock:
             if diagnostic and not self._make_room_for_diagnostic():
                 self.dropped_diagnostics += 1
@@ -151,6 +164,18 @@ class Outbox:
             rows = [r for r in rows if r[0] not in self._unsaved_acks][:limit]
         return [OutboxMessage(seq, topic, bytes(payload), bool(retain)) for seq, topic, payload, retain in rows]
 
+    def drop_unpublishable(self, seq: int | None, topic: str, reason: str, diagnostic: bool = False) -> None:
+        """A message that can never be published (paho refused its topic: a wildcard from a damaged file): out of
+        the queue (`seq`, if stored), counted as dropped and logged with the reason, so the ones behind it go."""
+        with self._lock:
+            if seq is not None:
+                self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            if diagnostic:
+                self.dropped_diagnostics += 1
+            else:
+                self.dropped += 1
+        log.error("outbox: dropped a message to %r that no broker takes: %s", topic[:200], reason)
+
     def ack(self, seq: int) -> None:
         """The broker has it. Never raises: on a full disk the PUBACK is kept in memory (the message is not
         sent again meanwhile) and written with the next one that can be -- the network thread calls this,
@@ -175,6 +200,15 @@ class Outbox:
             self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
         else:
             self._db.execute("UPDATE outbox SET acked = ? WHERE seq = ?", (when, seq))
+
+    def rearm_after_drop(self, dropped_at: float) -> int:
+        """`rearm` what was acknowledged within the replay window before a connection dropped at `dropped_at`,
+        saying so when there is any."""
+        count = self.rearm(dropped_at - self.replay_window)
+        if count:
+            log.warning("re-sending %d message(s) the broker acknowledged in the %.0f s before the connection "
+                        "dropped (a crashed broker may not have saved them)", count, self.replay_window)
+        return count
 
     def rearm(self, since: float) -> int:
         """Mark messages acknowledged at or after `since` (epoch seconds) as pending again; returns how many."""

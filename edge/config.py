@@ -30,7 +30,8 @@ class AgentConfig:
     models_dir: str = "models"
     state_dir: str = "state"
     num_threads: int = setting(1, ge=1, le=64)
-    stats_interval: float = setting(30.0, gt=0)
+    # also how often the retained `online` is said again: not a flood of retained writes, not never
+    stats_interval: float = setting(30.0, ge=0.1, le=3600.0)
     queue_size: int = setting(1000, ge=1, le=1_000_000)  # readings waiting per pipeline; the oldest gives way
     command_queue: int = setting(1000, ge=1, le=100_000)  # commands waiting; past it one is answered busy
     log_level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))

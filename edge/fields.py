@@ -52,7 +52,7 @@ class Check:
     def _number(self, key: str, value: float) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key}: expected a finite number, got {value!r}")
-        if isinstance(value, int) and self.ge is not None and self.le is not None:
+        if isinstance(value, int) and isinstance(self.ge, int) and isinstance(self.le, int):
             if not self.ge <= value <= self.le:
                 raise ConfigError(f"{key}: expected an integer from {self.ge} to {self.le}, got {show(value)}")
             return

@@ -94,7 +94,9 @@ def test_example_config_is_valid_and_documented() -> None:
     ({"sensor": [{"name": "a", "debounce_k": 4, "debounce_n": 3}]}, r"sensor\[0\].debounce_k: expected at most"),
     ({"camera": [{"name": "c"}]}, r"camera\[0\].source: missing \(required\)"),
     ({"camera": {"name": "c"}}, r"camera: expected an array of tables"),
-    ({"stats_interval": 0}, "stats_interval: expected a number > 0"),
+    ({"stats_interval": 0}, "stats_interval: expected a number >= 0.1, got 0"),
+    ({"stats_interval": 0.001}, "stats_interval: expected a number >= 0.1, got 0.001"),  # 700 retained msgs/s
+    ({"stats_interval": 1e9}, "stats_interval: expected a number <= 3600, got 1000000000.0"),  # online never again
     ({"series": [{"name": "s", "rate": -1}]}, r"series\[0\].rate: expected a number >= 0"),
     ({"mqtt": {"tls": "yes"}}, "mqtt.tls: expected a bool"),
     ({"device_id": "a/b"}, "device_id: expected letters"),

@@ -7,6 +7,7 @@ import math
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import numpy as np
@@ -496,3 +497,32 @@ def test_the_outbox_refuses_a_topic_no_broker_takes(tmp_path: Path) -> None:
     assert box.put("", b"") is None and box.put("x" * 70000, b"") is None
     assert len(box) == 0 and box.dropped == 3 and box.dropped_diagnostics == 1
     assert box.put("edgepipe/pi/status", b"online") is not None and len(box) == 1
+
+
+@pytest.mark.parametrize("part, value, named", [
+    ("state", [[[0.0, 0.0, 0.0, 0.0]]], "state: expected 2 arrays"),  # one array where the model has h and c
+    ("state", "x", "state: expected 2 arrays"),
+    ("pending", [1e308, 1e308], "pending[0]"),  # beyond float32: every forecast would overflow
+    ("levels", [1.0, None], "levels[1]"),
+    ("errors", 5, "errors: expected a list"),
+])
+def test_a_saved_forecaster_state_that_does_not_fit_starts_cold_and_says_why(tmp_path: Path, part: str, value: Any,
+                                                                           named: str) -> None:
+    """A state file of the right JSON but the wrong shape was taken, and every reading after it was refused as an
+    "invalid reading" -- blamed on the sender, the series silent until cmd/reset (a user's trial). Now the part
+    that does not fit is named, the series starts cold, and the next readings forecast."""
+    entry = read_manifest(MODELS_DIR / "manifest.json").get("lstm")
+    model = TFLiteModel.from_entry(entry, MODELS_DIR)
+    first = Forecaster(entry, model, tmp_path / "s.json")
+    for v in (112.0, 118.0, 132.0):
+        first.step(v)
+    first.commit(3)
+    saved = json.loads((tmp_path / "s.json").read_text())
+    saved.pop("checksum", None)
+    saved["stream"][part] = value
+    (tmp_path / "s.json").write_text(json.dumps(saved))
+    again = Forecaster(entry, model, tmp_path / "s.json")
+    assert again.store is not None and named in (again.store.warning or ""), again.store.warning
+    assert again.step_index == 0 and again.last_ts is None  # cold
+    for v in (112.0, 118.0, 132.0, 129.0):
+        again.step(v)  # no "invalid reading": the model runs

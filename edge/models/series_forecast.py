@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from edge.numbers import finite
+
 Run = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 KINDS = ("airline", "seasonal_naive")
 
@@ -231,13 +233,36 @@ class ResidualStream:
                 "state": [np.asarray(s, np.float64).tolist() for s in self.state]}
 
     def restore(self, saved: dict[str, Any]) -> None:
+        """Continue from a `snapshot`; ValueError naming the part that does not fit this model (the caller starts
+        cold): a state of another shape ran until every reading was refused "invalid", blamed on the sender."""
         self.cold()
-        self.levels.extend(float(v) for v in saved["levels"][-self.levels.maxlen:])
-        self.errors.extend(float(v) for v in saved["errors"][-self.errors.maxlen:])
-        self.state = [np.asarray(s, np.float32).reshape(self.initial[0].shape) for s in saved["state"]]
-        if saved.get("pending"):
-            base_level, correction = (float(v) for v in saved["pending"])
+        levels, errors = (numbers_of(saved[k], k)[-limit:] for k, limit in (("levels", self.levels.maxlen),
+                                                                          ("errors", self.errors.maxlen)))
+        state, pending = saved["state"], saved.get("pending")
+        if not isinstance(state, list) or len(state) != len(self.initial):
+            raise ValueError(f"state: expected {len(self.initial)} arrays, got {type(state).__name__} "
+                             f"{len(state) if isinstance(state, list) else ''}".rstrip())
+        arrays = [np.asarray(numbers_of(np.asarray(s, object).ravel().tolist(), f"state[{i}]"), np.float64)
+                  for i, s in enumerate(state)]
+        if any(a.size != init.size for a, init in zip(arrays, self.initial, strict=True)):
+            raise ValueError(f"state: arrays of {[a.size for a in arrays]} numbers, the model's hold "
+                             f"{[int(np.size(i)) for i in self.initial]}")
+        self.levels.extend(levels)
+        self.errors.extend(errors)
+        self.state = [a.astype(np.float32).reshape(np.shape(i)) for a, i in zip(arrays, self.initial, strict=True)]
+        if pending is not None:
+            base_level, correction = numbers_of(pending, "pending", length=2)
             self.pending = self.compose(base_level, correction)
+            if not all(math.isfinite(v) for v in (self.pending.value, *(b for _, lo, hi in self.pending.bounds
+                                                                            for b in (lo, hi)))):
+                raise ValueError("pending: the saved forecast overflows")
+
+
+def numbers_of(values: Any, where: str, length: int | None = None) -> list[float]:
+    """A saved list of finite float32-range numbers (`edge.numbers.finite`), of `length` if given; ValueError."""
+    if not isinstance(values, list) or (length is not None and len(values) != length):
+        raise ValueError(f"{where}: expected a list of {length or 'some'} numbers, got {type(values).__name__}")
+    return [finite(v, f"{where}[{i}]", float32=True) for i, v in enumerate(values)]
 
 
 def replay(stream: ResidualStream, values: Sequence[float]) -> list[Forecast | None]:

@@ -24,6 +24,7 @@ from edge.models.runtime import TFLiteModel
 from edge.models.series_forecast import Forecast, ResidualStream, is_residual, stream_from_manifest
 from edge.models.series_transform import TransformStream
 from edge.models.wrapper import ModelWrapper, finite_array, matching_size
+from edge.timestamps import InvalidTime, checked
 
 STATE_VERSION = 2  # 2: the stream's snapshot (levels, base errors, pending forecast, LSTM state); 1 starts cold
 
@@ -155,4 +156,11 @@ class ForecasterState:
             raise ValueError("saved for another model (sha256 differs)")
         if not isinstance(body["stream"], dict):
             raise ValueError("'stream' is not an object")
-        return SavedState(body["stream"], int(body["step"]), body.get("last_ts"))
+        step = body["step"]
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < 2**53:
+            raise ValueError(f"'step' must be a whole number of readings >= 0, got {step!r}")
+        try:
+            last_ts = checked(body.get("last_ts"))
+        except InvalidTime as exc:
+            raise ValueError(f"'last_ts': {exc}") from None
+        return SavedState(body["stream"], step, last_ts)

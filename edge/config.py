@@ -134,5 +134,7 @@ def load_config(path: Path | str | None, overrides: dict[str, Any] | None = None
             raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
     try:
         return parse_config(data, overrides)
-    except ConfigError as exc:
-        raise ConfigError(f"{path or 'config'}: {exc}") from None
+    except ConfigError as exc:  # a key the command line set is not the file's fault
+        culprit = next((k for k, v in (overrides or {}).items() if v is not None and str(exc).startswith(f"{k}:")), "")
+        raise ConfigError(f"{f'the command line (its {culprit} option)' if culprit else path or 'config'}: {exc}") \
+            from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from pathlib import Path
@@ -526,3 +527,17 @@ def test_a_saved_forecaster_state_that_does_not_fit_starts_cold_and_says_why(tmp
     assert again.step_index == 0 and again.last_ts is None  # cold
     for v in (112.0, 118.0, 132.0, 129.0):
         again.step(v)  # no "invalid reading": the model runs
+
+
+def test_a_bad_command_line_override_is_not_blamed_on_the_config_file(tmp_path: Path) -> None:
+    """`edge check --config a.toml --device-id a/b` said "a.toml: device_id: ..." and the user searched the file
+    (a user's trial); the file's own mistakes still name the file."""
+    from edge.config import load_config
+
+    path = tmp_path / "a.toml"
+    path.write_text('device_id = "pi"\n[mqtt]\nport = 1883\n')
+    with pytest.raises(ConfigError, match=r"^the command line \(its device_id option\): device_id: expected letters"):
+        load_config(path, {"device_id": "a/b", "mqtt.port": None})
+    path.write_text('device_id = "a/b"\n')
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: device_id: expected letters"):
+        load_config(path, {"mqtt.port": 1883})

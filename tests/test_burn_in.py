@@ -7,7 +7,11 @@ from __future__ import annotations
 import datetime
 import json
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import numpy as np
@@ -15,6 +19,7 @@ import pytest
 
 from edge.alerts.ledger import AlertLedger
 from edge.alerts.plan import AlertSettings, alert_summary, resolve
+from edge.fileio import CHECKSUM, checksum
 from edge.pipelines.sensor.pipeline import SensorConfig
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_for_stats, wait_online, write_config
@@ -177,3 +182,89 @@ def test_reset_starts_a_new_burn_in_and_calibrate_ends_one(broker: Broker, tmp_p
     assert result["ok"] and result["threshold"] is None and result["threshold_source"] == "burn_in"
     done = collector.json("/cmd/calibrate/result")[-1]
     assert done["state"] == "done" and done["threshold_source"] == "calibrated", done
+
+
+SAVED_KEYS = "burn_in = true\nburn_in_readings = 100\n"
+
+
+def run_saved(broker: Broker, tmp_path: Path, name: str, count: int) -> tuple[dict, str]:
+    """`count` normal readings through a real agent burning in over 100 readings, with the state dir
+    `tmp_path/state` (what an earlier run saved there): its final stats.quality, checked against the schema
+    (the stats file is the payload it published), and its log."""
+    stats_file = tmp_path / f"stats-{name}.json"
+    csv = stream_csv(tmp_path / f"{name}.csv", lecture_sensor_data(seed=7).train[:count].astype(np.float64))
+    config = write_config(tmp_path / f"{name}.toml", broker.port,
+                          f'[[sensor]]\nname = "line1"\nsource = "csv:{csv}"\nrate = 0\n{SAVED_KEYS}',
+                          stats_file=stats_file)
+    collector = Collector(broker.port, [f"{BASE}/stats"])
+    try:
+        agent = AgentProcess(config, "--until-done")
+        assert agent.wait(120) == 0, agent.output()
+        assert "Traceback" not in agent.output(), agent.output()
+        assert collector.wait_for(lambda: collector.json("/stats"), 10), agent.output()  # stats reached the broker
+    finally:
+        collector.close()
+    stats = json.loads(stats_file.read_text())
+    jsonschema.validate(stats, STATS)
+    return stats["quality"]["sensor/line1"], agent.output()
+
+
+def edited(saved: dict, change: Callable[[dict], None]) -> str:
+    """The saved rule edited as a person would, its checksum recomputed as `edge.fileio` checks it."""
+    fields = json.loads(json.dumps({k: v for k, v in saved.items() if k != CHECKSUM}))
+    change(fields)
+    return json.dumps({**fields, CHECKSUM: checksum(fields)})
+
+
+def setter(*path: Any, value: Any) -> Callable[[dict], None]:
+    def change(data: dict) -> None:
+        for key in path[:-1]:
+            data = data[key]
+        data[path[-1]] = value
+    return change
+
+
+#: (field edited, value, what the refusal says): each found accepted (or crashing the agent) in a new-user trial
+OUT_OF_RANGE = [
+    (("plan", "threshold"), 1e308, "plan.threshold: expected a number <= 3.40282e+38"),
+    (("plan", "false_alarms_per_day"), 0, "plan.false_alarms_per_day: expected a finite number > 0"),
+    (("plan", "false_alarms_per_day"), -1, "plan.false_alarms_per_day: expected a finite number > 0"),
+    (("plan", "false_alarms_per_day"), None, "plan.false_alarms_per_day: expected a finite number > 0, got None"),
+    (("plan", "calibration", "count"), -1, "plan.calibration.count: expected at least the"),
+    (("plan", "calibration", "count"), 0, "plan.calibration.count: expected at least the"),
+    (("plan", "calibration", "exceed", 0), -1, "plan.calibration.exceed: expected one count per value"),
+    (("plan", "calibration", "tail", "shape"), 1e308, "plan.calibration.tail: expected a finite start"),
+    (("source",), 5, "source: expected one of calibrated, burn_in, got 5"),
+    (("source",), None, "source: expected one of calibrated, burn_in, got None"),
+    (("source",), "bogus", "source: expected one of calibrated, burn_in, got 'bogus'"),
+]
+
+
+def test_a_saved_rule_out_of_range_is_set_aside_in_words_and_burns_in_again(broker: Broker, tmp_path: Path) -> None:
+    """The rule a real burn-in saved, edited field by field out of its range (checksum recomputed): each is refused
+    naming the field, set aside as `.bad-<time>`, and the agent burns in again and keeps publishing stats -- never
+    resumed (a threshold of 1e308 overflowed stats' evidence and silenced every stats publish; a rate of null
+    failed every re-calibration), never a crash (a rate of 0 was a ZeroDivisionError at every start). `edge
+    check` says the same before the agent moves anything. Seen failing with `_check_rates` and
+    `_check_calibration` taken out of `check_plan` (resumed: `burn_in` null; the 0 rate: ZeroDivisionError in
+    `support`), with the threshold's float32 bound taken out (resumed), and with the `source` check taken out."""
+    quality, _ = run_saved(broker, tmp_path, "first", 105)
+    assert quality["threshold_source"] == "burn_in" and quality["burn_in"] is None
+    file = tmp_path / "state" / "line1.alerts.json"
+    saved = json.loads(file.read_text())
+    assert saved["source"] == "burn_in" and saved["plan"]["calibration"]["tail"] is not None
+    again = {"readings": 10, "needed": 100}
+    for path, value, said in OUT_OF_RANGE:
+        file.write_text(edited(saved, setter(*path, value=value)))
+        checked = subprocess.run([sys.executable, "-m", "edge", "check", "--config", str(tmp_path / "first.toml"),
+                                  "--skip-broker"], capture_output=True, text=True, timeout=120)
+        assert said in checked.stdout and "left in place for now" in checked.stdout, (said, checked.stdout)
+        assert "resumed" not in checked.stdout, checked.stdout
+        quality, log = run_saved(broker, tmp_path, "again", 10)
+        assert quality["burn_in"] == again and quality["threshold"] is None, (path, value, quality)
+        assert said in log and "a burn-in, when it has one, starts again" in log, log
+        assert not file.exists() and list(file.parent.glob("line1.alerts.json.bad-*")), path
+    file.write_text(edited(saved, lambda data: None))  # the file as saved: resumed again
+    quality, _ = run_saved(broker, tmp_path, "restored", 10)
+    assert quality["burn_in"] is None and quality["threshold"] == saved["plan"]["threshold"]
+

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -17,8 +18,10 @@ import jsonschema
 import numpy as np
 import pytest
 
+from edge.alerts.calibration import plan_alerts
 from edge.alerts.ledger import AlertLedger
 from edge.alerts.plan import AlertSettings, alert_summary, resolve
+from edge.alerts.support import support
 from edge.fileio import CHECKSUM, checksum
 from edge.pipelines.sensor.pipeline import SensorConfig
 from tests.conftest import MODELS_DIR, ROOT
@@ -268,3 +271,12 @@ def test_a_saved_rule_out_of_range_is_set_aside_in_words_and_burns_in_again(brok
     quality, _ = run_saved(broker, tmp_path, "restored", 10)
     assert quality["burn_in"] is None and quality["threshold"] == saved["plan"]["threshold"]
 
+
+def test_support_never_divides_by_a_rate_of_zero() -> None:
+    """`support` is given whatever rate a plan or a config holds: 0, below 0, infinite or NaN says no warning
+    about the span, never a ZeroDivisionError. Seen failing with the rate check taken out of `support`."""
+    plan = plan_alerts(lecture_sensor_data(seed=7).train[:300, 0] ** 2, 0.5, PERIOD_S)
+    for asked in (0, 0.0, -1.0, math.inf, math.nan):
+        found = support(plan, asked)
+        assert not any("too short" in w for w in found.warnings), (asked, found.warnings)
+    assert any("too short" in w for w in support(plan, 1e-3).warnings)  # a real rate is still checked

@@ -272,6 +272,28 @@ def test_a_saved_rule_out_of_range_is_set_aside_in_words_and_burns_in_again(brok
     assert quality["burn_in"] is None and quality["threshold"] == saved["plan"]["threshold"]
 
 
+def test_a_figure_that_overflows_goes_out_as_null_and_stats_keep_flowing(broker: Broker, tmp_path: Path) -> None:
+    """A saved rule inside every range whose threshold (3e38, float32's edge) over its largest calibration score
+    (1e-300) overflows to infinity: `stats.quality.evidence.threshold_over_max_seen` is sent as null, and stats
+    are published (they failed with "Out of range float values are not JSON compliant" at every interval, and
+    `--until-done` exited 1). Seen failing with `figures=True` taken out of `messages.stats` (exit 1)."""
+    run_saved(broker, tmp_path, "first", 105)
+    file = tmp_path / "state" / "line1.alerts.json"
+    saved = json.loads(file.read_text())
+
+    def overflowing(data: dict) -> None:
+        calibration = data["plan"]["calibration"]
+        top = max(calibration["values"])
+        calibration["values"] = [v / top * 1e-300 for v in calibration["values"]]
+        data["plan"]["threshold"] = 3e38
+
+    file.write_text(edited(saved, overflowing))
+    quality, log = run_saved(broker, tmp_path, "overflow", 10)
+    assert quality["threshold"] == 3e38 and quality["burn_in"] is None  # resumed: the rule is within range
+    assert quality["evidence"]["threshold_over_max_seen"] is None, quality["evidence"]
+    assert "not JSON compliant" not in log
+
+
 def test_support_never_divides_by_a_rate_of_zero() -> None:
     """`support` is given whatever rate a plan or a config holds: 0, below 0, infinite or NaN says no warning
     about the span, never a ZeroDivisionError. Seen failing with the rate check taken out of `support`."""

@@ -18,9 +18,10 @@ import jsonschema
 import numpy as np
 import pytest
 
+from edge.alerts.burnin import Recalibrator
 from edge.alerts.calibration import plan_alerts
 from edge.alerts.ledger import AlertLedger
-from edge.alerts.plan import AlertSettings, alert_summary, resolve
+from edge.alerts.plan import AlertSettings, alert_summary, check_plan, resolve
 from edge.alerts.support import support
 from edge.fileio import CHECKSUM, checksum
 from edge.pipelines.sensor.pipeline import SensorConfig
@@ -302,3 +303,21 @@ def test_support_never_divides_by_a_rate_of_zero() -> None:
         found = support(plan, asked)
         assert not any("too short" in w for w in found.warnings), (asked, found.warnings)
     assert any("too short" in w for w in support(plan, 1e-3).warnings)  # a real rate is still checked
+
+
+def test_every_plan_the_device_or_the_trainer_makes_is_within_range() -> None:
+    """The range checks refuse no plan this code makes: a burn-in's or a calibration's (`plan_alerts`, with and
+    without a clock, a floor), a re-calibration's clipped step (`method: bounded`); an unknown method is refused.
+    Seen failing with "bounded" left out of `plan.METHODS` (a re-calibrated rule was set aside at every start)."""
+    scores = lecture_sensor_data(seed=7).train[:3000, 0] ** 2
+    made = [plan_alerts(scores, 0.5, PERIOD_S), plan_alerts(scores, alpha=1e-3), plan_alerts(scores[:50], 0.1, 60.0),
+            plan_alerts(np.zeros(300), 0.5, PERIOD_S, floor=1e-9)]
+    recalibrator = Recalibrator(every=300, guard=12)
+    for i, score in enumerate(scores[:400] * 100):  # a pool far above the plan: the step is clipped
+        recalibrator.add(float(score), i * PERIOD_S, False)
+    made.append(recalibrator.replan(made[0]))
+    assert made[-1].method == "bounded" and made[-2].method == "floor"
+    for plan in made:
+        assert check_plan(plan.to_json(), "plan") == plan
+    with pytest.raises(ValueError, match="plan.method: expected one of conformal, tail, max, floor, bounded"):
+        check_plan({**made[0].to_json(), "method": "guess"}, "plan")

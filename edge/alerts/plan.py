@@ -92,7 +92,9 @@ def check_plan(data: Any, where: str) -> AlertPlan:
     return plan
 
 
-METHODS = ("conformal", "tail", "max", "floor")  # where a plan's threshold came from (`Calibration.threshold`)
+#: where a plan's threshold came from (`Calibration.threshold`, `plan_alerts`; a re-calibration's clipped step:
+#: `edge.alerts.burnin.Recalibrator.replan`)
+METHODS = ("conformal", "tail", "max", "floor", "bounded")
 
 
 def _positive(value: Any) -> bool:

@@ -24,7 +24,9 @@ from edge.alerts.ledger import AlertLedger
 from edge.alerts.plan import AlertSettings, alert_summary, check_plan, resolve
 from edge.alerts.support import support
 from edge.fileio import CHECKSUM, checksum
+from edge.numbers import FLOAT32_MAX
 from edge.pipelines.sensor.pipeline import SensorConfig
+from edge.pipelines.sensor.rulefiles import ThresholdFile
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_for_stats, wait_online, write_config
 from training.datasets.sensors import lecture_sensor_data
@@ -321,3 +323,15 @@ def test_every_plan_the_device_or_the_trainer_makes_is_within_range() -> None:
         assert check_plan(plan.to_json(), "plan") == plan
     with pytest.raises(ValueError, match="plan.method: expected one of conformal, tail, max, floor, bounded"):
         check_plan({**made[0].to_json(), "method": "guess"}, "plan")
+
+
+def test_a_saved_threshold_beyond_float32_is_set_aside_in_words(tmp_path: Path) -> None:
+    """`<sensor>.threshold.json` (what `cmd/threshold` saved) edited beyond float32, checksum and all: refused as
+    `cmd/threshold` refuses it, set aside as `.bad-<time>`, the config's or the manifest's threshold applies;
+    float32's largest is taken. Seen failing with `within_float32` taken out of `ThresholdFile.load`."""
+    file = ThresholdFile(tmp_path / "line1.threshold.json")
+    file.save(FLOAT32_MAX)
+    assert file.load() == FLOAT32_MAX
+    file.save(1e308)
+    assert file.load() is None and not file.path.exists() and list(tmp_path.glob("line1.threshold.json.bad-*"))
+    assert file.file.problem is not None and "threshold: expected a number <= 3.40282e+38" in file.file.problem

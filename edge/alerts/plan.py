@@ -82,14 +82,21 @@ def check_plan(data: Any, where: str) -> AlertPlan:
         raise ValueError(f"{exc}: retrain the model with the current trainer (it floors the threshold at the "
                          "score's resolution), or set the sensor's `threshold` in the config, or "
                          "`burn_in = true` to learn the rule from the live stream") from None
-    if plan.threshold > FLOAT32_MAX:  # as `cmd/threshold` bounds it: the models compute in float32
-        raise ValueError(f"{where}.threshold: expected a number <= {FLOAT32_MAX:g} (the float32 range the models "
-                         f"compute in), got {plan.threshold!r}")
+    within_float32(plan.threshold, f"{where}.threshold")
     if not 1 <= plan.k <= plan.n <= MAX_DEBOUNCE:
         raise ValueError(f"{where}: debounce needs 1 <= k <= n <= {MAX_DEBOUNCE}, got k={plan.k}, n={plan.n}")
     _check_rates(plan, where)
     _check_calibration(plan.calibration, where)
     return plan
+
+
+def within_float32(threshold: float, where: str) -> float:
+    """A saved threshold bounded as `cmd/threshold` bounds it (the models compute in float32): a larger one made
+    stats' ratios overflow to infinity."""
+    if threshold > FLOAT32_MAX:
+        raise ValueError(f"{where}: expected a number <= {FLOAT32_MAX:g} (the float32 range the models compute in), "
+                         f"got {threshold!r}")
+    return threshold
 
 
 #: where a plan's threshold came from (`Calibration.threshold`, `plan_alerts`; a re-calibration's clipped step:

@@ -16,7 +16,7 @@ from typing import Any
 from edge.alerts import shapes
 from edge.alerts.calibration import AlertPlan
 from edge.alerts.episode import EpisodeSpec, OnPlan
-from edge.alerts.plan import check_plan
+from edge.alerts.plan import check_plan, within_float32
 from edge.alerts.rule import check_threshold
 from edge.fileio import StateFile
 
@@ -33,7 +33,8 @@ class ThresholdFile:
                               kept=READ_ONLY)
 
     def load(self) -> float | None:
-        return self.file.load(lambda data: check_threshold(data["threshold"], str(self.path)))
+        return self.file.load(lambda data: within_float32(check_threshold(data["threshold"], str(self.path)),
+                                                           f"{self.path}: threshold"))
 
     def save(self, threshold: float) -> None:
         self.file.save({"threshold": threshold})

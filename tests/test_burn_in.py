@@ -6,16 +6,27 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import numpy as np
 import pytest
 
+from edge.alerts.burnin import Recalibrator
+from edge.alerts.calibration import plan_alerts
 from edge.alerts.ledger import AlertLedger
-from edge.alerts.plan import AlertSettings, alert_summary, resolve
+from edge.alerts.plan import AlertSettings, alert_summary, check_plan, resolve
+from edge.alerts.support import support
+from edge.fileio import CHECKSUM, checksum
+from edge.numbers import FLOAT32_MAX
 from edge.pipelines.sensor.pipeline import SensorConfig
+from edge.pipelines.sensor.rulefiles import ThresholdFile
 from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers.mqtt import AgentProcess, Broker, Collector, publish, wait_for_stats, wait_online, write_config
 from training.datasets.sensors import lecture_sensor_data
@@ -177,3 +188,150 @@ def test_reset_starts_a_new_burn_in_and_calibrate_ends_one(broker: Broker, tmp_p
     assert result["ok"] and result["threshold"] is None and result["threshold_source"] == "burn_in"
     done = collector.json("/cmd/calibrate/result")[-1]
     assert done["state"] == "done" and done["threshold_source"] == "calibrated", done
+
+
+SAVED_KEYS = "burn_in = true\nburn_in_readings = 100\n"
+
+
+def run_saved(broker: Broker, tmp_path: Path, name: str, count: int) -> tuple[dict, str]:
+    """`count` normal readings through a real agent burning in over 100 readings, with the state dir
+    `tmp_path/state` (what an earlier run saved there): its final stats.quality, checked against the schema
+    (the stats file is the payload it published), and its log."""
+    stats_file = tmp_path / f"stats-{name}.json"
+    csv = stream_csv(tmp_path / f"{name}.csv", lecture_sensor_data(seed=7).train[:count].astype(np.float64))
+    config = write_config(tmp_path / f"{name}.toml", broker.port,
+                          f'[[sensor]]\nname = "line1"\nsource = "csv:{csv}"\nrate = 0\n{SAVED_KEYS}',
+                          stats_file=stats_file)
+    collector = Collector(broker.port, [f"{BASE}/stats"])
+    try:
+        agent = AgentProcess(config, "--until-done")
+        assert agent.wait(120) == 0, agent.output()
+        assert "Traceback" not in agent.output(), agent.output()
+        assert collector.wait_for(lambda: collector.json("/stats"), 10), agent.output()  # stats reached the broker
+    finally:
+        collector.close()
+    stats = json.loads(stats_file.read_text())
+    jsonschema.validate(stats, STATS)
+    return stats["quality"]["sensor/line1"], agent.output()
+
+
+def edited(saved: dict, change: Callable[[dict], None]) -> str:
+    """The saved rule edited as a person would, its checksum recomputed as `edge.fileio` checks it."""
+    fields = json.loads(json.dumps({k: v for k, v in saved.items() if k != CHECKSUM}))
+    change(fields)
+    return json.dumps({**fields, CHECKSUM: checksum(fields)})
+
+
+def setter(*path: Any, value: Any) -> Callable[[dict], None]:
+    def change(data: dict) -> None:
+        for key in path[:-1]:
+            data = data[key]
+        data[path[-1]] = value
+    return change
+
+
+#: (field edited, value, what the refusal says): each found accepted (or crashing the agent) in a new-user trial
+OUT_OF_RANGE = [
+    (("plan", "threshold"), 1e308, "plan.threshold: expected a number <= 3.40282e+38"),
+    (("plan", "false_alarms_per_day"), 0, "plan.false_alarms_per_day: expected a finite number > 0"),
+    (("plan", "false_alarms_per_day"), -1, "plan.false_alarms_per_day: expected a finite number > 0"),
+    (("plan", "false_alarms_per_day"), None, "plan.false_alarms_per_day: expected a finite number > 0, got None"),
+    (("plan", "calibration", "count"), -1, "plan.calibration.count: expected at least the"),
+    (("plan", "calibration", "count"), 0, "plan.calibration.count: expected at least the"),
+    (("plan", "calibration", "exceed", 0), -1, "plan.calibration.exceed: expected one count per value"),
+    (("plan", "calibration", "tail", "shape"), 1e308, "plan.calibration.tail: expected a finite start"),
+    (("source",), 5, "source: expected one of calibrated, burn_in, got 5"),
+    (("source",), None, "source: expected one of calibrated, burn_in, got None"),
+    (("source",), "bogus", "source: expected one of calibrated, burn_in, got 'bogus'"),
+]
+
+
+def test_a_saved_rule_out_of_range_is_set_aside_in_words_and_burns_in_again(broker: Broker, tmp_path: Path) -> None:
+    """The rule a real burn-in saved, edited field by field out of its range (checksum recomputed): each is refused
+    naming the field, set aside as `.bad-<time>`, and the agent burns in again and keeps publishing stats -- never
+    resumed (a threshold of 1e308 overflowed stats' evidence and silenced every stats publish; a rate of null
+    failed every re-calibration), never a crash (a rate of 0 was a ZeroDivisionError at every start). `edge
+    check` says the same before the agent moves anything. Seen failing with `_check_rates` and
+    `_check_calibration` taken out of `check_plan` (resumed: `burn_in` null; the 0 rate: ZeroDivisionError in
+    `support`), with the threshold's float32 bound taken out (resumed), and with the `source` check taken out."""
+    quality, _ = run_saved(broker, tmp_path, "first", 105)
+    assert quality["threshold_source"] == "burn_in" and quality["burn_in"] is None
+    file = tmp_path / "state" / "line1.alerts.json"
+    saved = json.loads(file.read_text())
+    assert saved["source"] == "burn_in" and saved["plan"]["calibration"]["tail"] is not None
+    again = {"readings": 10, "needed": 100}
+    for path, value, said in OUT_OF_RANGE:
+        file.write_text(edited(saved, setter(*path, value=value)))
+        checked = subprocess.run([sys.executable, "-m", "edge", "check", "--config", str(tmp_path / "first.toml"),
+                                  "--skip-broker"], capture_output=True, text=True, timeout=120)
+        assert said in checked.stdout and "left in place for now" in checked.stdout, (said, checked.stdout)
+        assert "resumed" not in checked.stdout, checked.stdout
+        quality, log = run_saved(broker, tmp_path, "again", 10)
+        assert quality["burn_in"] == again and quality["threshold"] is None, (path, value, quality)
+        assert said in log and "a burn-in, when it has one, starts again" in log, log
+        assert not file.exists() and list(file.parent.glob("line1.alerts.json.bad-*")), path
+    file.write_text(edited(saved, lambda data: None))  # the file as saved: resumed again
+    quality, _ = run_saved(broker, tmp_path, "restored", 10)
+    assert quality["burn_in"] is None and quality["threshold"] == saved["plan"]["threshold"]
+
+
+def test_a_figure_that_overflows_goes_out_as_null_and_stats_keep_flowing(broker: Broker, tmp_path: Path) -> None:
+    """A saved rule inside every range whose threshold (3e38, float32's edge) over its largest calibration score
+    (1e-300) overflows to infinity: `stats.quality.evidence.threshold_over_max_seen` is sent as null, and stats
+    are published (they failed with "Out of range float values are not JSON compliant" at every interval, and
+    `--until-done` exited 1). Seen failing with `figures=True` taken out of `messages.stats` (exit 1)."""
+    run_saved(broker, tmp_path, "first", 105)
+    file = tmp_path / "state" / "line1.alerts.json"
+    saved = json.loads(file.read_text())
+
+    def overflowing(data: dict) -> None:
+        calibration = data["plan"]["calibration"]
+        top = max(calibration["values"])
+        calibration["values"] = [v / top * 1e-300 for v in calibration["values"]]
+        data["plan"]["threshold"] = 3e38
+
+    file.write_text(edited(saved, overflowing))
+    quality, log = run_saved(broker, tmp_path, "overflow", 10)
+    assert quality["threshold"] == 3e38 and quality["burn_in"] is None  # resumed: the rule is within range
+    assert quality["evidence"]["threshold_over_max_seen"] is None, quality["evidence"]
+    assert "not JSON compliant" not in log
+
+
+def test_support_never_divides_by_a_rate_of_zero() -> None:
+    """`support` is given whatever rate a plan or a config holds: 0, below 0, infinite or NaN says no warning
+    about the span, never a ZeroDivisionError. Seen failing with the rate check taken out of `support`."""
+    plan = plan_alerts(lecture_sensor_data(seed=7).train[:300, 0] ** 2, 0.5, PERIOD_S)
+    for asked in (0, 0.0, -1.0, math.inf, math.nan):
+        found = support(plan, asked)
+        assert not any("too short" in w for w in found.warnings), (asked, found.warnings)
+    assert any("too short" in w for w in support(plan, 1e-3).warnings)  # a real rate is still checked
+
+
+def test_every_plan_the_device_or_the_trainer_makes_is_within_range() -> None:
+    """The range checks refuse no plan this code makes: a burn-in's or a calibration's (`plan_alerts`, with and
+    without a clock, a floor), a re-calibration's clipped step (`method: bounded`); an unknown method is refused.
+    Seen failing with "bounded" left out of `plan.METHODS` (a re-calibrated rule was set aside at every start)."""
+    scores = lecture_sensor_data(seed=7).train[:3000, 0] ** 2
+    made = [plan_alerts(scores, 0.5, PERIOD_S), plan_alerts(scores, alpha=1e-3), plan_alerts(scores[:50], 0.1, 60.0),
+            plan_alerts(np.zeros(300), 0.5, PERIOD_S, floor=1e-9)]
+    recalibrator = Recalibrator(every=300, guard=12)
+    for i, score in enumerate(scores[:400] * 100):  # a pool far above the plan: the step is clipped
+        recalibrator.add(float(score), i * PERIOD_S, False)
+    made.append(recalibrator.replan(made[0]))
+    assert made[-1].method == "bounded" and made[-2].method == "floor"
+    for plan in made:
+        assert check_plan(plan.to_json(), "plan") == plan
+    with pytest.raises(ValueError, match="plan.method: expected one of conformal, tail, max, floor, bounded"):
+        check_plan({**made[0].to_json(), "method": "guess"}, "plan")
+
+
+def test_a_saved_threshold_beyond_float32_is_set_aside_in_words(tmp_path: Path) -> None:
+    """`<sensor>.threshold.json` (what `cmd/threshold` saved) edited beyond float32, checksum and all: refused as
+    `cmd/threshold` refuses it, set aside as `.bad-<time>`, the config's or the manifest's threshold applies;
+    float32's largest is taken. Seen failing with `within_float32` taken out of `ThresholdFile.load`."""
+    file = ThresholdFile(tmp_path / "line1.threshold.json")
+    file.save(FLOAT32_MAX)
+    assert file.load() == FLOAT32_MAX
+    file.save(1e308)
+    assert file.load() is None and not file.path.exists() and list(tmp_path.glob("line1.threshold.json.bad-*"))
+    assert file.file.problem is not None and "threshold: expected a number <= 3.40282e+38" in file.file.problem

@@ -341,6 +341,23 @@ def test_built_messages_follow_their_schemas() -> None:
     assert a != b  # unique ids for de-duplication
 
 
+def test_a_non_finite_figure_goes_out_as_null_and_an_alert_keeps_its_numbers_exact() -> None:
+    """`stats` and a command's result carry computed figures: infinity or NaN (anywhere, in lists too) goes out as
+    null and the rest exact; an alert's score is not rewritten (a non-finite one is refused as before). Seen
+    failing with `figures=True` taken out of `messages.stats` (ValueError: Out of range float values)."""
+    topics = messages.Topics("edgepipe/pi1")
+    figures = {"quality": {"sensor/a": {"evidence": {"threshold_over_max_seen": math.inf, "days": 0.1 + 0.2}}},
+               "latency": [math.nan, -math.inf, 1e308]}
+    for message in (messages.stats(topics, "pi1", figures),
+                    messages.command_result(topics, "pi1", "calibrate", ok=True, request_id="1", **figures)):
+        data = json.loads(message.payload)
+        assert data["quality"]["sensor/a"]["evidence"] == {"threshold_over_max_seen": None, "days": 0.1 + 0.2}
+        assert data["latency"] == [None, None, 1e308]
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        sensor.anomaly(topics, "pi1", {"name": "m", "sha": "0"}, "s", score=math.inf, threshold=1, is_anomaly=True,
+                       values=[1], window=1, seq=1, changed=True)
+
+
 @pytest.mark.parametrize("label, truth, score", [
     ("Bag", None, 0.9),
     ('say "hi"\\ \u00e9\u2603\n\t\x01', "T-shirt/top", 1e-05),  # quotes, backslash, unicode, control chars

@@ -34,6 +34,7 @@ from edge.alerts.rule import check_threshold
 
 log = logging.getLogger(__name__)
 MAX_DEBOUNCE = 1000
+FLOAT32_MAX = 3.4028234663852886e38  # `cmd/threshold`'s bound (edge.numbers'; edge/alerts imports no other room)
 JUDGE_DAYS = 2.0  # a plan is called contradicted only on at least this many days of readings
 
 
@@ -81,17 +82,68 @@ def check_plan(data: Any, where: str) -> AlertPlan:
         raise ValueError(f"{exc}: retrain the model with the current trainer (it floors the threshold at the "
                          "score's resolution), or set the sensor's `threshold` in the config, or "
                          "`burn_in = true` to learn the rule from the live stream") from None
+    within_float32(plan.threshold, f"{where}.threshold")
     if not 1 <= plan.k <= plan.n <= MAX_DEBOUNCE:
         raise ValueError(f"{where}: debounce needs 1 <= k <= n <= {MAX_DEBOUNCE}, got k={plan.k}, n={plan.n}")
+    _check_rates(plan, where)
+    _check_calibration(plan.calibration, where)
+    return plan
+
+
+def within_float32(threshold: float, where: str) -> float:
+    """A saved threshold bounded as `cmd/threshold` bounds it (the models compute in float32): a larger one made
+    stats' ratios overflow to infinity."""
+    if threshold > FLOAT32_MAX:
+        raise ValueError(f"{where}: expected a number <= {FLOAT32_MAX:g} (the float32 range the models compute in), "
+                         f"got {threshold!r}")
+    return threshold
+
+
+#: where a plan's threshold came from (`Calibration.threshold`, `plan_alerts`; a re-calibration's clipped step:
+#: `edge.alerts.burnin.Recalibrator.replan`)
+METHODS = ("conformal", "tail", "max", "floor", "bounded")
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def _check_rates(plan: AlertPlan, where: str) -> None:
+    """The plan's rates in their ranges: ValueError naming the field and what it should be."""
     if not (math.isfinite(plan.expected_active_rate) and 0 <= plan.expected_active_rate <= 1):
         raise ValueError(f"{where}.expected_active_rate: expected a share in [0, 1], got {plan.expected_active_rate}")
-    if plan.period_s is not None and not (isinstance(plan.period_s, (int, float)) and math.isfinite(plan.period_s)
-                                          and plan.period_s > 0):
+    if plan.period_s is not None and not _positive(plan.period_s):
         raise ValueError(f"{where}.period_s: expected a finite number > 0 or null, got {plan.period_s!r}")
-    values = plan.calibration.values
+    if plan.false_alarms_per_day is not None and not _positive(plan.false_alarms_per_day):
+        raise ValueError(f"{where}.false_alarms_per_day: expected a finite number > 0 or null, got "
+                         f"{plan.false_alarms_per_day!r}")
+    if not 0 < plan.alpha < 1:
+        raise ValueError(f"{where}.alpha: expected a share in (0, 1), got {plan.alpha!r}")
+    if plan.method not in METHODS:
+        raise ValueError(f"{where}.method: expected one of {', '.join(METHODS)}, got {plan.method!r}")
+
+
+def _check_calibration(calibration: Any, where: str) -> None:
+    """The calibration table: ascending finite values, each with a count of scores at or above it in [1, count]
+    (never rising), and its tail fit's own ranges (`fit_tail`: shape in [0, 0.5], scale > 0)."""
+    values, exceed, count = calibration.values, calibration.exceed, calibration.count
+    where = f"{where}.calibration"
     if not values or not all(math.isfinite(v) for v in values) or list(values) != sorted(values):
-        raise ValueError(f"{where}.calibration: expected ascending finite values")
-    return plan
+        raise ValueError(f"{where}: expected ascending finite values")
+    if count < len(values):
+        raise ValueError(f"{where}.count: expected at least the {len(values)} values of the table, got {count}")
+    if len(exceed) != len(values) or not all(1 <= e <= count for e in exceed) or list(exceed) != sorted(
+            exceed, reverse=True):
+        raise ValueError(f"{where}.exceed: expected one count per value, each in [1, count = {count}], never "
+                         f"rising, got {list(exceed)[:5]}{'...' if len(exceed) > 5 else ''}")
+    if not 0 <= calibration.exact_from <= len(values):
+        raise ValueError(f"{where}.exact_from: expected an index in [0, {len(values)}], got {calibration.exact_from}")
+    tail = calibration.tail
+    if tail is not None and not (math.isfinite(tail.start) and _positive(tail.scale) and 0 <= tail.shape <= 0.5
+                                 and 1 <= tail.count <= count):
+        raise ValueError(f"{where}.tail: expected a finite start, a finite scale > 0, a shape in [0, 0.5] and a "
+                         f"count in [1, {count}], got start {tail.start!r}, scale {tail.scale!r}, shape "
+                         f"{tail.shape!r}, count {tail.count!r}")
 
 
 def manifest_plan(postprocess: dict[str, Any], model: str) -> AlertPlan | None:

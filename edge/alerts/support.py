@@ -9,6 +9,7 @@ with the rate the data can support and what to do, and both land in the manifest
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,8 @@ def support(plan: AlertPlan, asked: float | None = None, threshold: float | None
     supported = supported_rate(days)
     warnings = []
     asked = plan.false_alarms_per_day if asked is None else asked
+    # a rate of 0, below 0 or not finite (a damaged plan) has no span to check: no division by it
+    asked = asked if isinstance(asked, (int, float)) and math.isfinite(asked) and asked > 0 else None
     threshold = plan.threshold if threshold is None else threshold
     if too_short(days, asked):
         warnings.append(

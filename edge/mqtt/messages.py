@@ -58,8 +58,28 @@ def utc_now() -> str:
 ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # one encoder: json.dumps builds one a call
 
 
-def _json(data: dict[str, Any]) -> bytes:
-    return ENCODER.encode(data).encode()
+def _json(data: dict[str, Any], figures: bool = False) -> bytes:
+    """`figures`: the payload carries computed figures (`stats`, a command's result), and one that came out
+    infinite or NaN (a ratio that overflowed) goes out as null rather than failing the whole message, which JSON
+    cannot carry: a bad figure never silences stats. Without it (an alert: its score and threshold exact) a
+    non-finite number is a ValueError, as before."""
+    try:
+        return ENCODER.encode(data).encode()
+    except ValueError:
+        if not figures:
+            raise
+        return ENCODER.encode(finite_figures(data)).encode()
+
+
+def finite_figures(value: Any) -> Any:
+    """`value` with every infinite or NaN float, at any depth, replaced by None (JSON null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_figures(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_figures(item) for item in value]
+    return value
 
 
 def envelope(device: str, model: dict[str, str] | None = None, qos1: bool = False, **fields: Any) -> dict[str, Any]:
@@ -93,12 +113,12 @@ def command_result(topics: Topics, device: str, action: str, *, ok: bool, reques
                    error_text: str | None = None, diagnostic: bool = False, **extra: Any) -> Message:
     """`diagnostic`: gives way before alerts in a full outbox (a refusal for a full command queue)."""
     fields = {"action": action, "ok": ok, "error": error_text, "request_id": request_id, **extra}
-    return Message(topics.command_result(action), _json(envelope(device, qos1=True, **fields)), qos=1,
+    return Message(topics.command_result(action), _json(envelope(device, qos1=True, **fields), figures=True), qos=1,
                    diagnostic=diagnostic)
 
 
 def stats(topics: Topics, device: str, data: dict[str, Any]) -> Message:
-    return Message(topics.stats, _json(envelope(device, **data)), qos=0, retain=True)
+    return Message(topics.stats, _json(envelope(device, **data), figures=True), qos=0, retain=True)
 
 
 def request_id(value: Any) -> str | int | float | None:

@@ -16,7 +16,7 @@ from typing import Any
 from edge.alerts import shapes
 from edge.alerts.calibration import AlertPlan
 from edge.alerts.episode import EpisodeSpec, OnPlan
-from edge.alerts.plan import check_plan
+from edge.alerts.plan import check_plan, within_float32
 from edge.alerts.rule import check_threshold
 from edge.fileio import StateFile
 
@@ -33,7 +33,8 @@ class ThresholdFile:
                               kept=READ_ONLY)
 
     def load(self) -> float | None:
-        return self.file.load(lambda data: check_threshold(data["threshold"], str(self.path)))
+        return self.file.load(lambda data: within_float32(check_threshold(data["threshold"], str(self.path)),
+                                                           f"{self.path}: threshold"))
 
     def save(self, threshold: float) -> None:
         self.file.save({"threshold": threshold})
@@ -67,9 +68,15 @@ class PlanFile:
         def parse(data: dict) -> AlertPlan | None:
             if rule_of(data) != K_OF_N or not self._for_model(data, model_sha256):
                 return None
-            self.source = "burn_in" if data.get("source") == "burn_in" else "calibrated"
+            source = data.get("source", "calibrated")  # a file saved before `source` was: a calibration's
+            if source not in SOURCES:
+                raise ValueError(f"source: expected one of {', '.join(SOURCES)}, got {source!r}")
             shapes.check(data, {"plan": "any"}, "")  # "plan: missing", not "expected an object, got null"
-            return check_plan(data["plan"], "plan")  # its fields and their types
+            plan = check_plan(data["plan"], "plan")  # its fields, their types and ranges
+            if plan.false_alarms_per_day is None:  # a rule fitted on the device always has its rate: re-planned on it
+                raise ValueError("plan.false_alarms_per_day: expected a finite number > 0, got None")
+            self.source = source
+            return plan
 
         return self.file.load(parse)
 
@@ -109,6 +116,7 @@ class PlanFile:
 
 
 K_OF_N, EPISODE = "k_of_n", "episode"
+SOURCES = ("calibrated", "burn_in")  # who fitted a saved k-of-n plan: `cmd/calibrate` or the burn-in
 
 
 def rule_of(data: dict[str, Any]) -> str:

@@ -74,3 +74,22 @@ def test_an_option_out_of_range_is_refused_before_training(tmp_path: Path, capsy
         main([*args, "--out", str(tmp_path / "models")])
     assert stop.value.code == 2 and words in capsys.readouterr().err
     assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["gan-quality", "--latent-scale", "nan"], "argument --latent-scale: expected a finite number > 0, got nan"),
+    (["gan-quality", "--latent-scale", "-1"], "argument --latent-scale: expected a finite number > 0, got -1"),
+    (["gan-quality", "--latent-scale", "0"], "argument --latent-scale: expected a finite number > 0, got 0"),
+    (["gan-quality", "--latent-scale", "inf"], "argument --latent-scale: expected a finite number > 0, got inf"),
+    (["bench", "--repeats", "0"], "argument --repeats: expected a whole number >= 1, got 0"),
+    (["realdata", "series", "--jobs", "0"], "argument --jobs: expected a whole number >= 1, got 0"),
+    (["realdata", "sensors", "--false-alarms-per-day", "-1"], "expected a finite number > 0, got -1"),
+    (["nab", "-j", "0"], "argument -j/--jobs: expected a whole number >= 1, got 0"),
+])
+def test_a_subcommand_option_out_of_range_is_refused(tmp_path: Path, capsys, args: list[str], words: str) -> None:
+    """`gan-quality --latent-scale nan` was a ValueError traceback, `bench --repeats 0` a table of NaN (exit 0),
+    `realdata series --jobs 0` and `nab -j 0` were accepted: argparse refuses each, naming the range (exit 2)."""
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and words in err and "Traceback" not in err

@@ -93,3 +93,30 @@ def test_a_subcommand_option_out_of_range_is_refused(tmp_path: Path, capsys, arg
         main(args)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and words in err and "Traceback" not in err
+
+
+def refused(args: list[str], tmp_path: Path, capsys, caplog) -> str:
+    """Run the CLI on input it must refuse in words: exit 2, no model written, no traceback; the words logged."""
+    assert main([*args, "--profile", "quick", "--epochs", "1", "--out", str(tmp_path / "models")]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err + caplog.text
+    assert not (tmp_path / "models" / "manifest.json").exists()
+    return caplog.text
+
+
+@pytest.mark.parametrize("model", ["autoencoder", "lstm"])
+@pytest.mark.parametrize(("make", "words"), [
+    (None, "sens-stream.csv: {what} CSV not found"),
+    (b"\xff\xfe\x00garbage", "sens-stream.csv: not a text CSV (byte 0 is not UTF-8); expected a {what} CSV"),
+    ("folder", "sens-stream.csv: cannot read the {what} CSV (Is a directory)"),
+])
+def test_an_unreadable_csv_is_a_dataset_error(tmp_path: Path, capsys, caplog, model: str, make, words: str) -> None:
+    """A missing sensor CSV was a FileNotFoundError traceback (read_timestamps), a file that is not text a
+    UnicodeDecodeError: each is refused in words naming the file."""
+    path = tmp_path / "sens-stream.csv"
+    if make == "folder":
+        path.mkdir()
+    elif make is not None:
+        path.write_bytes(make)
+    what = "sensor" if model == "autoencoder" else "series"
+    assert words.format(what=what) in refused([model, "--dataset", f"{path}:x"], tmp_path, capsys, caplog)

@@ -120,3 +120,29 @@ def test_an_unreadable_csv_is_a_dataset_error(tmp_path: Path, capsys, caplog, mo
         path.write_bytes(make)
     what = "sensor" if model == "autoencoder" else "series"
     assert words.format(what=what) in refused([model, "--dataset", f"{path}:x"], tmp_path, capsys, caplog)
+
+
+def sensor_csv(path: Path, rows: int) -> Path:
+    """A two-column sensor CSV without a clock: x a ramp, y about 2x."""
+    lines = ["step,x,y"] + [f"{i},{(i % 50) / 50:.3f},{2 * (i % 50) / 50 + 0.01 * (i % 3):.3f}" for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (["--window", "600"], "a window of 600 readings leaves no training or held-out inputs: 1000 rows, 1000 of them "
+                          "normal (800 to train on, the last 200 held out); the largest window that works is 200"),
+    (["--window", "100000"], "a window of 100000 readings leaves no training or held-out inputs: 1000 rows, 1000 of "
+                             "them normal (800 to train on, the last 200 held out); the largest window that works is "
+                             "200"),
+    (["--normal-rows", "20", "--window", "16"], "a window of 16 readings leaves no training or held-out inputs: 1000 "
+                                                "rows, 20 of them normal (16 to train on, the last 4 held out); the "
+                                                "largest window that works is 4"),
+    (["--normal-rows", "20", "--window", "5"], "the largest window that works is 4 (--window 4 or less"),
+])
+def test_a_window_longer_than_the_sets_is_refused(tmp_path: Path, capsys, caplog, extra: list[str],
+                                                  words: str) -> None:
+    """`--window 600` on 1,000 rows (or `--normal-rows 20 --window 16`) was a KeyError 'clean' / 'test' after the
+    window left a set without inputs: refused before training, with the rows and the largest window that works."""
+    csv = sensor_csv(tmp_path / "stream.csv", 1000)
+    assert words in refused(["autoencoder", "--dataset", f"{csv}:x,y", *extra], tmp_path, capsys, caplog)

@@ -146,3 +146,37 @@ def test_a_window_longer_than_the_sets_is_refused(tmp_path: Path, capsys, caplog
     window left a set without inputs: refused before training, with the rows and the largest window that works."""
     csv = sensor_csv(tmp_path / "stream.csv", 1000)
     assert words in refused(["autoencoder", "--dataset", f"{csv}:x,y", *extra], tmp_path, capsys, caplog)
+
+
+def series_csv(path: Path, values: list[float], monthly: bool = False) -> Path:
+    """A one-column series CSV (with a month column when `monthly`)."""
+    rows = [f"{1950 + i // 12}-{i % 12 + 1:02d},{v:g}" if monthly else f"{v:g}" for i, v in enumerate(values)]
+    path.write_text(("month,x\n" if monthly else "x\n") + "\n".join(rows) + "\n")
+    return path
+
+
+SEASONAL = [100 + i + 20 * ((i % 12) in (5, 6, 7)) for i in range(144)]  # 144 months, a summer peak
+
+
+@pytest.mark.parametrize(("season", "words"), [
+    ("1000", "a season of 1000 (--season) is too long for 144 values: of the 96 training months the held-out block "
+             "needs 2000 and the base 1001 before its first forecast, which leaves 0 to train the correction (at "
+             "least 4); the longest season it supports is 30"),
+    ("145", "a season of 145 (--season) is too long for 144 values"),
+    ("72", "a season of 72 (--season) is too long for 144 values"),
+    ("31", "the held-out block needs 62 and the base 32 before its first forecast, which leaves 2 to train the "
+           "correction (at least 4); the longest season it supports is 30"),
+])
+def test_a_season_the_series_cannot_carry_is_refused_before_fitting(tmp_path: Path, capsys, caplog, season: str,
+                                                                     words: str) -> None:
+    """`--season 1000` on the 144 airline months fitted SARIMA for 6 minutes until killed at 23 GB; 145 and 72
+    ended in words only after fitting. Refused at once with the split and the longest season that works."""
+    csv = series_csv(tmp_path / "months.csv", SEASONAL)
+    assert words in refused(["lstm", "--dataset", f"{csv}:x", "--season", season], tmp_path, capsys, caplog)
+
+
+def test_a_season_from_the_dates_too_long_for_a_short_series_is_refused(tmp_path: Path, capsys, caplog) -> None:
+    csv = series_csv(tmp_path / "short.csv", SEASONAL[:40], monthly=True)
+    text = refused(["lstm", "--dataset", f"{csv}:x"], tmp_path, capsys, caplog)
+    assert "a season of 12 (from its monthly dates) is too long for 40 values" in text
+    assert "which leaves 0 to train the correction (at least 4); the longest season it supports is 7" in text

@@ -169,10 +169,33 @@ def acceptance(keras_metrics: dict, baselines: dict) -> Callable[[list[ModelEntr
     return accept
 
 
+def fit_months(train_size: int, season: int) -> int:
+    """Months the correction trains on: from the base's first forecast (season + 1) to the held-out block."""
+    return validation_start(train_size, season) - (season + 1)
+
+
+def check_season(cfg: LSTMConfig, series: SeriesData, train_size: int, season: int) -> None:
+    """Refuse, before any fitting, a season the series cannot carry: the base needs a season and one month
+    before its first forecast, the held-out block two seasons (or a quarter of the training months), and
+    the correction MIN_FIT_MONTHS between them (`--season 1000` on 144 months fitted SARIMA until killed)."""
+    if fit_months(train_size, season) >= MIN_FIT_MONTHS:
+        return
+    fits = [s for s in range(2, train_size) if fit_months(train_size, s) >= MIN_FIT_MONTHS]
+    given = "--season" if cfg.season else f"from its {series.frequency} dates" if series.season else "no season"
+    longest = f"the longest season it supports is {max(fits)}" if fits else "it supports no season: use a longer series"
+    held = train_size - validation_start(train_size, season)
+    raise DatasetError(
+        f"{cfg.dataset}: a season of {season} ({given}) is too long for {len(series.values)} values: of the "
+        f"{train_size} training months the held-out block needs {held} and the base {season + 1} before its first "
+        f"forecast, which leaves {max(fit_months(train_size, season), 0)} to train the correction (at least "
+        f"{MIN_FIT_MONTHS}); {longest}")
+
+
 def split_of(cfg: LSTMConfig, series: SeriesData) -> Split:
     values = series.values.astype(np.float64)
     train_size = int(len(values) * cfg.train_fraction)
     season = cfg.season or series.season or 1
+    check_season(cfg, series, train_size, season)
     return Split(values, train_size, validation_start(train_size, season), season, series.frequency)
 
 

@@ -180,3 +180,30 @@ def test_a_season_from_the_dates_too_long_for_a_short_series_is_refused(tmp_path
     text = refused(["lstm", "--dataset", f"{csv}:x"], tmp_path, capsys, caplog)
     assert "a season of 12 (from its monthly dates) is too long for 40 values" in text
     assert "which leaves 0 to train the correction (at least 4); the longest season it supports is 7" in text
+
+
+@pytest.mark.parametrize(("values", "extra", "words"), [
+    ([5.0] * 300, [], "every one of the 300 values of 'x' is 5; a constant series has nothing to forecast"),
+    ([5.0] * 300, ["--transform", "log+d1"], "every one of the 300 values of 'x' is 5; a constant series"),
+    (SEASONAL, ["--transform", "log+d1000"], "--transform log+d1000 needs 1000 earlier values before each feature "
+     "and the LSTM 13 features per window: 144 values (96 training months) leave 0 windows to train on (at least "
+     "4); the lags may add up to 79 at most"),
+    (SEASONAL, ["--transform", "d1+d79"], "--transform d1+d79 needs 80 earlier values before each feature and the "
+     "LSTM 13 features per window: 144 values (96 training months) leave 3 windows"),
+    (SEASONAL, ["--transform", "log+d1", "--season", "49"], "--season 49 is too long for 144 values: the seasonal "
+     "baselines need two seasons in the 96 training months; the longest season it supports is 48"),
+])
+def test_a_series_the_forecaster_cannot_use_is_refused_before_fitting(tmp_path: Path, capsys, caplog, values: list,
+                                                                      extra: list[str], words: str) -> None:
+    """A constant series trained to the end, then a ZeroDivisionError in `accept`; `--transform log+d1000` on 144
+    values was numpy's "need at least one array to stack"; a season over half the training months gave the
+    baselines wrapped-around indices. Each is refused in words before any fitting."""
+    csv = series_csv(tmp_path / "series.csv", values)
+    assert words in refused(["lstm", "--dataset", f"{csv}:x", *extra], tmp_path, capsys, caplog)
+
+
+def test_the_quantized_files_change_against_a_perfect_keras_model_is_not_a_division_by_zero() -> None:
+    from training.tasks.lstm_common import relative_change
+
+    assert relative_change(0.0, 0.0) == 0.0 and relative_change(0.5, 0.0) == float("inf")
+    assert relative_change(1.1, 1.0) == pytest.approx(0.1)

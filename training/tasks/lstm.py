@@ -42,7 +42,7 @@ from training.series_base import levels_of
 from training.series_transform import BaseChoice, TransformSpecError, choose_base, parse_transform, validation_start
 from training.tasks import lstm_lecture
 from training.tasks.base import Option, Task, TaskResult
-from training.tasks.lstm_common import LSTMConfig, train_stateful
+from training.tasks.lstm_common import LSTMConfig, check_constant, relative_change, train_stateful
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def acceptance(keras_metrics: dict, baselines: dict) -> Callable[[list[ModelEntr
 
     def accept(entries: list[ModelEntry]) -> None:
         got = entries[0].metrics["test_rmse"]
-        change = abs(got - keras_metrics["test_rmse"]) / keras_metrics["test_rmse"]
+        change = relative_change(got, keras_metrics["test_rmse"])
         if change > MAX_TEST_RMSE_CHANGE:
             raise ExportError(f"quantized LSTM test RMSE {got:.4g} is {change:.1%} away from Keras "
                               f"{keras_metrics['test_rmse']:.4g} (allowed {MAX_TEST_RMSE_CHANGE:.0%})")
@@ -207,6 +207,7 @@ def run(cfg: LSTMConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskR
     if cfg.protocol == "lecture" or (explicit is not None and explicit.differences):
         return lstm_lecture.run(cfg, out_dir, report_dir, profile)
     series = load_series(cfg.dataset)
+    check_constant(cfg, series)
     split = split_of(cfg, series)
     try:
         choice = choose_base(split.values, split.train_size, split.season, cfg.transform.strip().lower())

@@ -207,3 +207,32 @@ def test_the_quantized_files_change_against_a_perfect_keras_model_is_not_a_divis
 
     assert relative_change(0.0, 0.0) == 0.0 and relative_change(0.5, 0.0) == float("inf")
     assert relative_change(1.1, 1.0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_an_unexpected_error_is_one_line_and_exit_1_its_traceback_only_with_v(tmp_path: Path, capsys, caplog,
+                                                                             verbose: bool) -> None:
+    """The last line of defence (training.cli.main): `gan-quality` on a manifest whose files are gone fails
+    inside the TFLite interpreter (a ValueError no check anticipates). It was a raw traceback; it is one line
+    naming the type and message, exit 1, and the traceback only with -v."""
+    import logging
+    import shutil
+
+    caplog.set_level(logging.INFO)  # -v lowers the root level; set_level restores it (and the handler's) after
+    caplog.handler.setLevel(logging.DEBUG)  # the handler would keep a DEBUG record: the root level decides
+    shutil.copy(Path(__file__).parents[1] / "models" / "manifest.json", tmp_path / "manifest.json")
+    args = ["gan-quality", "--latent-scale", "0.8", "--out", str(tmp_path), "--report", str(tmp_path / "r")]
+    assert main([*args, "-v"] if verbose else args) == 1
+    captured = capsys.readouterr()
+    assert ("ERROR" in caplog.text and "internal error: ValueError: Could not open" in caplog.text
+            and "(a bug: please report it; -v shows the traceback)" in caplog.text)
+    assert "Traceback" not in captured.out + captured.err
+    assert ("Traceback" in caplog.text) == verbose
+
+
+def test_a_subcommands_missing_manifest_is_an_error_in_words(tmp_path: Path, capsys, caplog) -> None:
+    """`golden --out EMPTY` (and gan-quality, bench) raised ManifestError as a traceback: the sub-commands now
+    share main's handling of a user's bad input, exit 2."""
+    assert main(["golden", "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "manifest.json: manifest not found" in caplog.text and "Traceback" not in captured.out + captured.err

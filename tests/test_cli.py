@@ -74,3 +74,165 @@ def test_an_option_out_of_range_is_refused_before_training(tmp_path: Path, capsy
         main([*args, "--out", str(tmp_path / "models")])
     assert stop.value.code == 2 and words in capsys.readouterr().err
     assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["gan-quality", "--latent-scale", "nan"], "argument --latent-scale: expected a finite number > 0, got nan"),
+    (["gan-quality", "--latent-scale", "-1"], "argument --latent-scale: expected a finite number > 0, got -1"),
+    (["gan-quality", "--latent-scale", "0"], "argument --latent-scale: expected a finite number > 0, got 0"),
+    (["gan-quality", "--latent-scale", "inf"], "argument --latent-scale: expected a finite number > 0, got inf"),
+    (["bench", "--repeats", "0"], "argument --repeats: expected a whole number >= 1, got 0"),
+    (["realdata", "series", "--jobs", "0"], "argument --jobs: expected a whole number >= 1, got 0"),
+    (["realdata", "sensors", "--false-alarms-per-day", "-1"], "expected a finite number > 0, got -1"),
+    (["nab", "-j", "0"], "argument -j/--jobs: expected a whole number >= 1, got 0"),
+])
+def test_a_subcommand_option_out_of_range_is_refused(tmp_path: Path, capsys, args: list[str], words: str) -> None:
+    """`gan-quality --latent-scale nan` was a ValueError traceback, `bench --repeats 0` a table of NaN (exit 0),
+    `realdata series --jobs 0` and `nab -j 0` were accepted: argparse refuses each, naming the range (exit 2)."""
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and words in err and "Traceback" not in err
+
+
+def refused(args: list[str], tmp_path: Path, capsys, caplog) -> str:
+    """Run the CLI on input it must refuse in words: exit 2, no model written, no traceback; the words logged."""
+    assert main([*args, "--profile", "quick", "--epochs", "1", "--out", str(tmp_path / "models")]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err + caplog.text
+    assert not (tmp_path / "models" / "manifest.json").exists()
+    return caplog.text
+
+
+@pytest.mark.parametrize("model", ["autoencoder", "lstm"])
+@pytest.mark.parametrize(("make", "words"), [
+    (None, "sens-stream.csv: {what} CSV not found"),
+    (b"\xff\xfe\x00garbage", "sens-stream.csv: not a text CSV (byte 0 is not UTF-8); expected a {what} CSV"),
+    ("folder", "sens-stream.csv: cannot read the {what} CSV (Is a directory)"),
+])
+def test_an_unreadable_csv_is_a_dataset_error(tmp_path: Path, capsys, caplog, model: str, make, words: str) -> None:
+    """A missing sensor CSV was a FileNotFoundError traceback (read_timestamps), a file that is not text a
+    UnicodeDecodeError: each is refused in words naming the file."""
+    path = tmp_path / "sens-stream.csv"
+    if make == "folder":
+        path.mkdir()
+    elif make is not None:
+        path.write_bytes(make)
+    what = "sensor" if model == "autoencoder" else "series"
+    assert words.format(what=what) in refused([model, "--dataset", f"{path}:x"], tmp_path, capsys, caplog)
+
+
+def sensor_csv(path: Path, rows: int) -> Path:
+    """A two-column sensor CSV without a clock: x a ramp, y about 2x."""
+    lines = ["step,x,y"] + [f"{i},{(i % 50) / 50:.3f},{2 * (i % 50) / 50 + 0.01 * (i % 3):.3f}" for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (["--window", "600"], "a window of 600 readings leaves no training or held-out inputs: 1000 rows, 1000 of them "
+                          "normal (800 to train on, the last 200 held out); the largest window that works is 200"),
+    (["--window", "100000"], "a window of 100000 readings leaves no training or held-out inputs: 1000 rows, 1000 of "
+                             "them normal (800 to train on, the last 200 held out); the largest window that works is "
+                             "200"),
+    (["--normal-rows", "20", "--window", "16"], "a window of 16 readings leaves no training or held-out inputs: 1000 "
+                                                "rows, 20 of them normal (16 to train on, the last 4 held out); the "
+                                                "largest window that works is 4"),
+    (["--normal-rows", "20", "--window", "5"], "the largest window that works is 4 (--window 4 or less"),
+])
+def test_a_window_longer_than_the_sets_is_refused(tmp_path: Path, capsys, caplog, extra: list[str],
+                                                  words: str) -> None:
+    """`--window 600` on 1,000 rows (or `--normal-rows 20 --window 16`) was a KeyError 'clean' / 'test' after the
+    window left a set without inputs: refused before training, with the rows and the largest window that works."""
+    csv = sensor_csv(tmp_path / "stream.csv", 1000)
+    assert words in refused(["autoencoder", "--dataset", f"{csv}:x,y", *extra], tmp_path, capsys, caplog)
+
+
+def series_csv(path: Path, values: list[float], monthly: bool = False) -> Path:
+    """A one-column series CSV (with a month column when `monthly`)."""
+    rows = [f"{1950 + i // 12}-{i % 12 + 1:02d},{v:g}" if monthly else f"{v:g}" for i, v in enumerate(values)]
+    path.write_text(("month,x\n" if monthly else "x\n") + "\n".join(rows) + "\n")
+    return path
+
+
+SEASONAL = [100 + i + 20 * ((i % 12) in (5, 6, 7)) for i in range(144)]  # 144 months, a summer peak
+
+
+@pytest.mark.parametrize(("season", "words"), [
+    ("1000", "a season of 1000 (--season) is too long for 144 values: of the 96 training months the held-out block "
+             "needs 2000 and the base 1001 before its first forecast, which leaves 0 to train the correction (at "
+             "least 4); the longest season it supports is 30"),
+    ("145", "a season of 145 (--season) is too long for 144 values"),
+    ("72", "a season of 72 (--season) is too long for 144 values"),
+    ("31", "the held-out block needs 62 and the base 32 before its first forecast, which leaves 2 to train the "
+           "correction (at least 4); the longest season it supports is 30"),
+])
+def test_a_season_the_series_cannot_carry_is_refused_before_fitting(tmp_path: Path, capsys, caplog, season: str,
+                                                                     words: str) -> None:
+    """`--season 1000` on the 144 airline months fitted SARIMA for 6 minutes until killed at 23 GB; 145 and 72
+    ended in words only after fitting. Refused at once with the split and the longest season that works."""
+    csv = series_csv(tmp_path / "months.csv", SEASONAL)
+    assert words in refused(["lstm", "--dataset", f"{csv}:x", "--season", season], tmp_path, capsys, caplog)
+
+
+def test_a_season_from_the_dates_too_long_for_a_short_series_is_refused(tmp_path: Path, capsys, caplog) -> None:
+    csv = series_csv(tmp_path / "short.csv", SEASONAL[:40], monthly=True)
+    text = refused(["lstm", "--dataset", f"{csv}:x"], tmp_path, capsys, caplog)
+    assert "a season of 12 (from its monthly dates) is too long for 40 values" in text
+    assert "which leaves 0 to train the correction (at least 4); the longest season it supports is 7" in text
+
+
+@pytest.mark.parametrize(("values", "extra", "words"), [
+    ([5.0] * 300, [], "every one of the 300 values of 'x' is 5; a constant series has nothing to forecast"),
+    ([5.0] * 300, ["--transform", "log+d1"], "every one of the 300 values of 'x' is 5; a constant series"),
+    (SEASONAL, ["--transform", "log+d1000"], "--transform log+d1000 needs 1000 earlier values before each feature "
+     "and the LSTM 13 features per window: 144 values (96 training months) leave 0 windows to train on (at least "
+     "4); the lags may add up to 79 at most"),
+    (SEASONAL, ["--transform", "d1+d79"], "--transform d1+d79 needs 80 earlier values before each feature and the "
+     "LSTM 13 features per window: 144 values (96 training months) leave 3 windows"),
+    (SEASONAL, ["--transform", "log+d1", "--season", "49"], "--season 49 is too long for 144 values: the seasonal "
+     "baselines need two seasons in the 96 training months; the longest season it supports is 48"),
+])
+def test_a_series_the_forecaster_cannot_use_is_refused_before_fitting(tmp_path: Path, capsys, caplog, values: list,
+                                                                      extra: list[str], words: str) -> None:
+    """A constant series trained to the end, then a ZeroDivisionError in `accept`; `--transform log+d1000` on 144
+    values was numpy's "need at least one array to stack"; a season over half the training months gave the
+    baselines wrapped-around indices. Each is refused in words before any fitting."""
+    csv = series_csv(tmp_path / "series.csv", values)
+    assert words in refused(["lstm", "--dataset", f"{csv}:x", *extra], tmp_path, capsys, caplog)
+
+
+def test_the_quantized_files_change_against_a_perfect_keras_model_is_not_a_division_by_zero() -> None:
+    from training.tasks.lstm_common import relative_change
+
+    assert relative_change(0.0, 0.0) == 0.0 and relative_change(0.5, 0.0) == float("inf")
+    assert relative_change(1.1, 1.0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_an_unexpected_error_is_one_line_and_exit_1_its_traceback_only_with_v(tmp_path: Path, capsys, caplog,
+                                                                             verbose: bool) -> None:
+    """The last line of defence (training.cli.main): `gan-quality` on a manifest whose files are gone fails
+    inside the TFLite interpreter (a ValueError no check anticipates). It was a raw traceback; it is one line
+    naming the type and message, exit 1, and the traceback only with -v."""
+    import logging
+    import shutil
+
+    caplog.set_level(logging.INFO)  # -v lowers the root level; set_level restores it (and the handler's) after
+    caplog.handler.setLevel(logging.DEBUG)  # the handler would keep a DEBUG record: the root level decides
+    shutil.copy(Path(__file__).parents[1] / "models" / "manifest.json", tmp_path / "manifest.json")
+    args = ["gan-quality", "--latent-scale", "0.8", "--out", str(tmp_path), "--report", str(tmp_path / "r")]
+    assert main([*args, "-v"] if verbose else args) == 1
+    captured = capsys.readouterr()
+    assert ("ERROR" in caplog.text and "internal error: ValueError: Could not open" in caplog.text
+            and "(a bug: please report it; -v shows the traceback)" in caplog.text)
+    assert "Traceback" not in captured.out + captured.err
+    assert ("Traceback" in caplog.text) == verbose
+
+
+def test_a_subcommands_missing_manifest_is_an_error_in_words(tmp_path: Path, capsys, caplog) -> None:
+    """`golden --out EMPTY` (and gan-quality, bench) raised ManifestError as a traceback: the sub-commands now
+    share main's handling of a user's bad input, exit 2."""
+    assert main(["golden", "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "manifest.json: manifest not found" in caplog.text and "Traceback" not in captured.out + captured.err

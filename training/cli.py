@@ -109,32 +109,58 @@ SUBCOMMANDS = {"golden": "training.cli:golden_main", "gan-quality": "training.qu
                "sample-data": "training.experiments.sample_data:main", "nab": "training.experiments.nab:main"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in SUBCOMMANDS:
-        module, _, function = SUBCOMMANDS[argv[0]].partition(":")
-        return int(getattr(importlib.import_module(module), function)(argv[1:]) or 0)
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+def configure_logging(verbose: bool) -> None:
+    """INFO lines with time and logger, or DEBUG with -v (the root level too, when handlers exist already)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    manifest_path = args.out / "manifest.json"
-    try:
-        if args.model == "table":
-            print(results_table(read_manifest(manifest_path)))
-            return 0
-        if args.model == "evaluate":
-            from training.quality.evaluate import main as evaluate
+    if verbose:
+        logging.getLogger().setLevel(logging.DEBUG)
 
-            return evaluate(["--out", str(args.out)])
-        chosen = chosen_tasks(args)
-        manifest = load_or_new(manifest_path)
-        trained = [name for task in chosen for name in train(task, args, manifest, manifest_path)]
-        # the models just trained, not others the folder holds (a CNN's rows and note after an autoencoder run)
-        print(results_table(Manifest({name: manifest.models[name] for name in trained})))
-        return 0
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: a user's bad input is an error in words, exit 2 (`DatasetError`, `ManifestError`,
+    `ExportError`); anything else is a bug, told in one line, exit 1, its traceback only with -v (at DEBUG).
+    KeyboardInterrupt and SystemExit (argparse's own refusals) pass through."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return run(argv)
     except (DatasetError, ManifestError, ExportError) as exc:
+        configure_logging(False)  # a sub-command may not have set logging up: the error is still one line
         log.error("%s", exc)
         return 2
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no raw traceback for a user
+        configure_logging(False)
+        message = " ".join(str(exc).split())[:500]
+        log.error("internal error: %s: %s (a bug: please report it; -v shows the traceback)", type(exc).__name__,
+                  message)
+        log.debug("the internal error's traceback", exc_info=True)
+        return 1
+
+
+def run(argv: list[str]) -> int:
+    """A sub-command (its own arguments; -v is the trainer's, taken out), or train, tabulate or evaluate."""
+    if argv and argv[0] in SUBCOMMANDS:
+        module, _, function = SUBCOMMANDS[argv[0]].partition(":")
+        rest = [a for a in argv[1:] if a not in ("-v", "--verbose")]
+        if len(rest) < len(argv) - 1:
+            configure_logging(True)
+        return int(getattr(importlib.import_module(module), function)(rest) or 0)
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    manifest_path = args.out / "manifest.json"
+    if args.model == "table":
+        print(results_table(read_manifest(manifest_path)))
+        return 0
+    if args.model == "evaluate":
+        from training.quality.evaluate import main as evaluate
+
+        return evaluate(["--out", str(args.out)])
+    chosen = chosen_tasks(args)
+    manifest = load_or_new(manifest_path)
+    trained = [name for task in chosen for name in train(task, args, manifest, manifest_path)]
+    # the models just trained, not others the folder holds (a CNN's rows and note after an autoencoder run)
+    print(results_table(Manifest({name: manifest.models[name] for name in trained})))
+    return 0
 
 
 if __name__ == "__main__":

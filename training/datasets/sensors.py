@@ -7,7 +7,6 @@ comparable to its "clean 0.0008 / noisy 0.0042 / wrong 0.0082".
 
 from __future__ import annotations
 
-import csv
 import logging
 import random
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.timestamps import EPOCH_FLOOR, to_seconds  # the one rule for "is this number a time"
-from training.datasets._csv import read_numeric_columns
+from training.datasets._csv import read_numeric_columns, read_rows
 from training.datasets.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -110,8 +109,7 @@ def read_timestamps(path: Path | str) -> tuple[str | None, np.ndarray | None]:
     Returns (column, seconds) or (None, None) when the file has no clock: no such column, a
     counter instead of epoch seconds, or a cell that does not parse (logged, then ignored).
     """
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = [row for row in csv.reader(fh) if row and any(c.strip() for c in row)]
+    rows = [row for _, row in read_rows(path, "sensor") if row and any(c.strip() for c in row)]
     if len(rows) < 2:
         return None, None
     header = [h.strip() for h in rows[0]]

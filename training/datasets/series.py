@@ -7,7 +7,6 @@ and the seasonal baselines use comes from it (12 for monthly data, 4 for quarter
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import logging
 import re
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.datasets._csv import read_numeric_columns
+from training.datasets._csv import read_numeric_columns, read_rows
 from training.paths import DATA_DIR
 
 log = logging.getLogger(__name__)
@@ -66,8 +65,7 @@ def frequency_of(dates: list[dt.datetime]) -> tuple[str | None, int | None]:
 
 def read_dates(path: Path) -> list[dt.datetime] | None:
     """The first column whose every cell is a date (None when there is none)."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = [row for row in csv.reader(fh) if row and any(cell.strip() for cell in row)][1:]
+    rows = [row for _, row in read_rows(path, "series") if row and any(cell.strip() for cell in row)][1:]
     if not rows:
         return None
     for index in range(len(rows[0])):

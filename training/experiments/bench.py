@@ -20,6 +20,7 @@ import numpy as np
 
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
+from training.argtypes import whole
 from training.models.cnn import ARCHITECTURES
 from training.paths import MODELS_DIR, PROJECT_ROOT
 
@@ -58,7 +59,7 @@ print(float(np.median(s)))
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
-    parser.add_argument("--repeats", type=int, default=1000)
+    parser.add_argument("--repeats", type=whole(1), default=1000)
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
     manifest = read_manifest(args.models_dir / "manifest.json")

@@ -24,6 +24,7 @@ import pandas as pd
 
 from edge.alerts.episode import EpisodePlan
 from edge.alerts.plan import check_plan
+from training.argtypes import whole
 from training.experiments.nab_train import Trained, train_all
 from training.paths import PROJECT_ROOT
 from training.quality import nab_replay, nab_report
@@ -182,7 +183,7 @@ def campaign(root: Path, names: list[str], jobs: int, retrain: bool, train_args:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training nab", description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated substrings of file names (default: all files)")
-    parser.add_argument("-j", "--jobs", type=int, default=2, help="trainings at a time (default 2)")
+    parser.add_argument("-j", "--jobs", type=whole(1), default=2, help="trainings at a time (default 2)")
     parser.add_argument("--retrain", action="store_true", help="ignore the models cached in WORK/models")
     parser.add_argument("--retry-refused", action="store_true", help="train again the files the CLI refused")
     parser.add_argument("--work", type=Path, default=REPORTS, help="models, scores and results.json (default "

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.models.manifest import read_manifest
+from training.argtypes import whole
 from training.cli import main as train
 from training.experiments import realdata_sensors, realdata_series
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="also append the table (header first) to this file, row by "
                         "row as each dataset finishes (Keras prints its epochs on stdout)")
     parser.add_argument("--no-doc", action="store_true", help="series: print the table, leave docs/real-data.md alone")
-    parser.add_argument("--jobs", type=int, default=1, help="series: train this many series at once (processes)")
+    parser.add_argument("--jobs", type=whole(1), default=1, help="series: train this many series at once (processes)")
     args = parser.parse_args(argv)
     if args.part == "sensors":
         parser.error("name the part first: python -m training realdata sensors [its options]")

@@ -30,6 +30,7 @@ from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
 from edge.models.sensor_window import model_inputs
 from edge.timestamps import to_seconds
+from training.argtypes import rate
 from training.cli import main as train
 from training.datasets.faults import KINDS, Fault, Spread, faulty_rows, inject
 from training.paths import PROJECT_ROOT
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training realdata", description=__doc__.split("\n\n")[0])
     parser.add_argument("part", nargs="?", choices=["sensors"], default="sensors")
     parser.add_argument("--only", help="comma-separated dataset names")
-    parser.add_argument("--false-alarms-per-day", type=float, default=None)
+    parser.add_argument("--false-alarms-per-day", type=rate(), default=None)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--no-doc", action="store_true", help="print the table, leave docs/real-data.md alone")
     args = parser.parse_args(argv)

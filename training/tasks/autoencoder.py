@@ -39,6 +39,7 @@ from edge.models.runtime import TFLiteModel
 from edge.models.sensor_window import model_inputs
 from training import plots
 from training.argtypes import rate, whole
+from training.datasets.errors import DatasetError
 from training.datasets.faults import KINDS, Fault, Spread, faulty_rows, inject
 from training.datasets.sensors import SensorData, load_sensors
 from training.export import ExportRequest, export_both
@@ -290,12 +291,27 @@ class InputSets:
         return [k for k in self.data.anomalous if k in self.sets]
 
 
+def check_window(window: int, data: SensorData) -> None:
+    """A window longer than the training rows or the held-out rows leaves that set without an input: refused
+    with the numbers (a KeyError 'clean' / 'test' after the sweep otherwise)."""
+    largest = min(len(data.train), len(data.validation))
+    if window <= largest:
+        return
+    normal = len(data.train) + len(data.validation)
+    rows = normal + len(data.anomalous.get("after", ())) if data.ordered else normal
+    raise DatasetError(f"{data.name}: a window of {window} readings leaves no training or held-out inputs: {rows} "
+                       f"rows, {normal} of them normal ({len(data.train)} to train on, the last {len(data.validation)} "
+                       f"held out); the largest window that works is {largest} (--window {largest} or less, or more "
+                       "normal rows)")
+
+
 def input_sets(cfg: AutoencoderConfig, data: SensorData) -> InputSets:
     """Preprocessing, window and every set's inputs. In a time-ordered stream the held-out rows continue
     from the training rows, and the rows after the normal period from the held-out ones, so that every
     reading of a set ends a window (a set shorter than the window is left out)."""
     pre, kinds = preprocess_spec(cfg, data)
     window, sweep = choose_window(cfg, data, pre)
+    check_window(window, data)
     pre["window"] = window
     seconds = data.seconds
 

@@ -42,7 +42,7 @@ from training.series_base import levels_of
 from training.series_transform import BaseChoice, TransformSpecError, choose_base, parse_transform, validation_start
 from training.tasks import lstm_lecture
 from training.tasks.base import Option, Task, TaskResult
-from training.tasks.lstm_common import LSTMConfig, train_stateful
+from training.tasks.lstm_common import LSTMConfig, check_constant, relative_change, train_stateful
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def acceptance(keras_metrics: dict, baselines: dict) -> Callable[[list[ModelEntr
 
     def accept(entries: list[ModelEntry]) -> None:
         got = entries[0].metrics["test_rmse"]
-        change = abs(got - keras_metrics["test_rmse"]) / keras_metrics["test_rmse"]
+        change = relative_change(got, keras_metrics["test_rmse"])
         if change > MAX_TEST_RMSE_CHANGE:
             raise ExportError(f"quantized LSTM test RMSE {got:.4g} is {change:.1%} away from Keras "
                               f"{keras_metrics['test_rmse']:.4g} (allowed {MAX_TEST_RMSE_CHANGE:.0%})")
@@ -169,10 +169,33 @@ def acceptance(keras_metrics: dict, baselines: dict) -> Callable[[list[ModelEntr
     return accept
 
 
+def fit_months(train_size: int, season: int) -> int:
+    """Months the correction trains on: from the base's first forecast (season + 1) to the held-out block."""
+    return validation_start(train_size, season) - (season + 1)
+
+
+def check_season(cfg: LSTMConfig, series: SeriesData, train_size: int, season: int) -> None:
+    """Refuse, before any fitting, a season the series cannot carry: the base needs a season and one month
+    before its first forecast, the held-out block two seasons (or a quarter of the training months), and
+    the correction MIN_FIT_MONTHS between them (`--season 1000` on 144 months fitted SARIMA until killed)."""
+    if fit_months(train_size, season) >= MIN_FIT_MONTHS:
+        return
+    fits = [s for s in range(2, train_size) if fit_months(train_size, s) >= MIN_FIT_MONTHS]
+    given = "--season" if cfg.season else f"from its {series.frequency} dates" if series.season else "no season"
+    longest = f"the longest season it supports is {max(fits)}" if fits else "it supports no season: use a longer series"
+    held = train_size - validation_start(train_size, season)
+    raise DatasetError(
+        f"{cfg.dataset}: a season of {season} ({given}) is too long for {len(series.values)} values: of the "
+        f"{train_size} training months the held-out block needs {held} and the base {season + 1} before its first "
+        f"forecast, which leaves {max(fit_months(train_size, season), 0)} to train the correction (at least "
+        f"{MIN_FIT_MONTHS}); {longest}")
+
+
 def split_of(cfg: LSTMConfig, series: SeriesData) -> Split:
     values = series.values.astype(np.float64)
     train_size = int(len(values) * cfg.train_fraction)
     season = cfg.season or series.season or 1
+    check_season(cfg, series, train_size, season)
     return Split(values, train_size, validation_start(train_size, season), season, series.frequency)
 
 
@@ -184,6 +207,7 @@ def run(cfg: LSTMConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskR
     if cfg.protocol == "lecture" or (explicit is not None and explicit.differences):
         return lstm_lecture.run(cfg, out_dir, report_dir, profile)
     series = load_series(cfg.dataset)
+    check_constant(cfg, series)
     split = split_of(cfg, series)
     try:
         choice = choose_base(split.values, split.train_size, split.season, cfg.transform.strip().lower())

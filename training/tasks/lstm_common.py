@@ -8,6 +8,8 @@ import keras
 import numpy as np
 from tqdm.keras import TqdmCallback
 
+from training.datasets.errors import DatasetError
+from training.datasets.series import SeriesData
 from training.models.lstm import ResetStatesEachEpoch, build_stateful_lstm
 from training.tasks.base import set_seed
 
@@ -42,3 +44,18 @@ def train_stateful(cfg: LSTMConfig, x: np.ndarray, y: np.ndarray) -> tuple[keras
                         callbacks=[ResetStatesEachEpoch(), TqdmCallback(verbose=0, desc="LSTM epochs")])
     model.get_layer("lstm").reset_states()
     return model, history
+
+
+def check_constant(cfg: LSTMConfig, series: SeriesData) -> None:
+    """A series of one value has nothing to forecast (every forecast is exact: the quantized file's RMSE was
+    divided by Keras' 0 after the whole training): refused before any fitting."""
+    if len(series.values) and float(np.ptp(series.values)) == 0.0:
+        raise DatasetError(f"{cfg.dataset}: every one of the {len(series.values)} values of {series.column!r} is "
+                           f"{float(series.values[0]):g}; a constant series has nothing to forecast")
+
+
+def relative_change(got: float, reference: float) -> float:
+    """|got - reference| / reference; 0 when both are 0, infinite when only the reference is."""
+    if reference == 0:
+        return 0.0 if got == 0 else float("inf")
+    return abs(got - reference) / reference

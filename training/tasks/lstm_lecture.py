@@ -52,11 +52,12 @@ from training.quality.evaluation import (
 )
 from training.series_transform import Candidate, TransformSpecError, parse_transform
 from training.tasks.base import TaskResult
-from training.tasks.lstm_common import LSTMConfig, train_stateful
+from training.tasks.lstm_common import LSTMConfig, check_constant, relative_change, train_stateful
 
 log = logging.getLogger(__name__)
 
 MAX_TEST_RMSE_CHANGE = 0.05  # quantized step model vs Keras stateful model, relative
+MIN_TRAIN_WINDOWS = 4  # training windows the LSTM needs at least
 
 
 def resolve_transform(cfg: LSTMConfig, series: SeriesData, train_size: int) -> tuple[Candidate, dict]:
@@ -74,6 +75,25 @@ def resolve_transform(cfg: LSTMConfig, series: SeriesData, train_size: int) -> t
                                "use --transform auto, none or d1/d12 without log for this series")
         return explicit, {"transform": explicit.spec, "requested": cfg.transform}
     raise DatasetError("the transform recipe needs an explicit --transform (auto means the residual recipe)")
+
+
+def check_lengths(cfg: LSTMConfig, chosen: Candidate, n: int, train_size: int) -> None:
+    """Refuse, before any fitting, lags or a season the training months cannot carry: each window needs the
+    transform's `order` earlier values and `look_back` features (a lag longer than the series gave no window
+    at all: numpy's "need at least one array to stack"), and the seasonal baselines two seasons."""
+    order = sum(chosen.differences)
+    windows = train_size - order - cfg.look_back
+    if windows < MIN_TRAIN_WINDOWS:
+        longest = train_size - cfg.look_back - MIN_TRAIN_WINDOWS
+        raise DatasetError(
+            f"{cfg.dataset}: --transform {chosen.spec} needs {order} earlier values before each feature and the LSTM "
+            f"{cfg.look_back} features per window: {n} values ({train_size} training months) leave {max(windows, 0)} "
+            f"windows to train on (at least {MIN_TRAIN_WINDOWS}); "
+            + (f"the lags may add up to {longest} at most" if longest > 0 else "use a longer series"))
+    if cfg.season and 2 * cfg.season > train_size:
+        raise DatasetError(f"{cfg.dataset}: --season {cfg.season} is too long for {n} values: the seasonal baselines "
+                           f"need two seasons in the {train_size} training months; the longest season it supports is "
+                           f"{train_size // 2}")
 
 
 def make_transform(cfg: LSTMConfig, chosen: Candidate, values: np.ndarray, train_size: int) -> SeriesTransform:
@@ -110,6 +130,7 @@ def prepare(cfg: LSTMConfig, series: SeriesData) -> tuple[Months, dict]:
     values = series.values.astype(np.float64)
     n, train_size = len(values), int(len(values) * cfg.train_fraction)
     chosen, choice = resolve_transform(cfg, series, train_size)
+    check_lengths(cfg, chosen, n, train_size)
     log.info("LSTM on %s: transform %s (%s)", series.name, chosen.spec, choice)
     transform = make_transform(cfg, chosen, values, train_size)
     targets = forecast_targets(n, train_size, cfg.look_back, transform.order, cfg.protocol == "lecture")
@@ -182,7 +203,7 @@ def acceptance(keras_metrics: dict) -> Callable[[list[ModelEntry]], None]:
     """The quantized file's test RMSE must stay within MAX_TEST_RMSE_CHANGE of the Keras model's."""
 
     def accept(entries: list[ModelEntry]) -> None:
-        change = abs(entries[0].metrics["test_rmse"] - keras_metrics["test_rmse"]) / keras_metrics["test_rmse"]
+        change = relative_change(entries[0].metrics["test_rmse"], keras_metrics["test_rmse"])
         if change > MAX_TEST_RMSE_CHANGE:
             raise ExportError(f"quantized LSTM test RMSE {entries[0].metrics['test_rmse']:.2f} is {change:.1%} "
                               f"away from Keras {keras_metrics['test_rmse']:.2f} (allowed {MAX_TEST_RMSE_CHANGE:.0%})")
@@ -192,6 +213,7 @@ def acceptance(keras_metrics: dict) -> Callable[[list[ModelEntry]], None]:
 
 def run(cfg: LSTMConfig, out_dir: Path, report_dir: Path, profile: str) -> TaskResult:
     series = load_series(cfg.dataset)
+    check_constant(cfg, series)
     months, choice = prepare(cfg, series)
     model, history = fit(cfg, months)
     keras_out = model.predict(months.windows, batch_size=1, verbose=0).ravel()  # state carried through in order

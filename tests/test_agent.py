@@ -375,9 +375,12 @@ def test_stdin_series_and_the_readable_subscriber(broker: Broker, tmp_path: Path
     from tests.helpers.isolation import no_tf_env
 
     values = load_series("airline").values.tolist()[:40]
+    # Ctrl-C as in a terminal: a suite started in the background (`make test &`) ignores SIGINT, and a child
+    # inherits that -- the watcher then could not be stopped by it (a red run here, never in CI's foreground)
     watcher = subprocess.Popen([sys.executable, "-m", "edge", "subscribe", "--port", str(broker.port),
                                 "--base", BASE], env=no_tf_env(), cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     config = write_config(tmp_path / "agent.toml", broker.port,
                           '[[series]]\nname = "airline"\nsource = "stdin"\n', state_dir=tmp_path / "s")
     config.write_text(config.read_text().replace("[mqtt]", "[mqtt]\ndiscovery = false"))

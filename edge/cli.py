@@ -52,12 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     capture.add_argument("--camera", help="the [[camera]] name (default: the only one)")
     capture.add_argument("--region", required=True, help="the [[camera.regions]] name")
     capture.add_argument("--label", required=True, help="the class these crops show (the folder name)")
-    capture.add_argument("--count", type=number(int, 1), default=100, help="crops to save")
-    capture.add_argument("--every", type=number(float, 0), default=0.5,
-                         help="seconds between two crops (a video's own time)")
-    capture.add_argument("--start", type=number(float, 0), default=0.0, help="seconds from the first frame to begin at")
-    capture.add_argument("--end", type=number(float, 0), default=float("inf"),
-                         help="seconds from the first frame to stop at")
+    # capture's numbers are checked by its own request (edge.pipelines.camera.capture), in words: not twice
+    capture.add_argument("--count", type=int, default=100, help="crops to save")
+    capture.add_argument("--every", type=float, default=0.5, help="seconds between two crops (a video's own time)")
+    capture.add_argument("--start", type=float, default=0.0, help="seconds from the first frame to begin at")
+    capture.add_argument("--end", type=float, default=float("inf"), help="seconds from the first frame to stop at")
     capture.add_argument("--out", type=Path, default=Path("dataset"), help="dataset folder (default ./dataset)")
     subscribe = sub.add_parser("subscribe", help="print alerts, forecasts and classes as they arrive")
     subscribe.add_argument("--host", default="localhost")

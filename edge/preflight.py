@@ -105,7 +105,8 @@ def _not_ours(folder: Path, limit: int = 1000) -> list[Path]:
         if count >= limit:
             break
         mode = os.R_OK | os.W_OK | (os.X_OK if item.is_dir() else 0)
-        if not item.is_symlink() and not os.access(item, mode):
+        # gone meanwhile (another run's probe, a state file replaced atomically) is not another user's file
+        if not item.is_symlink() and not os.access(item, mode) and os.path.lexists(item):
             found.append(item)
     return found
 

@@ -41,11 +41,10 @@ def small_disk(tmp_path: Path):
 def fill(folder: Path) -> Path:
     """Write a filler file until the file system is full; removing it frees the space."""
     filler = folder / "filler"
-    with open(filler, "wb") as fh:
+    with open(filler, "wb", buffering=0) as fh:  # unbuffered: nothing left for close() to fail on (ENOSPC)
         try:
             while True:
                 fh.write(b"\0" * 65536)
-                fh.flush()
         except OSError:
             pass
     return filler

@@ -238,7 +238,7 @@ def test_hostile_campaign_through_the_broker(broker: Broker, tmp_path: Path) -> 
 
 # --- config values, with an oracle: accepted exactly when valid ---------------------------------------------------
 RULES: dict[tuple[str, ...], Any] = {  # key -> whether a value must be accepted
-    ("stats_interval",): lambda v: _number(v) and math.isfinite(v) and v > 0,
+    ("stats_interval",): lambda v: _number(v) and math.isfinite(v) and 0.1 <= v <= 3600,
     ("queue_size",): lambda v: _int(v) and 1 <= v <= 1_000_000,
     ("mqtt", "port"): lambda v: _int(v) and 1 <= v <= 65535,
     ("mqtt", "reconnect_min"): lambda v: _number(v) and math.isfinite(v) and 0 < v <= 60,

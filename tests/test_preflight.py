@@ -200,3 +200,30 @@ def rule_lines_of(stdout: str) -> dict[str, str]:
     """`edge check`'s alert rule line of each sensor, by name."""
     return {line.split(":", 1)[0].removeprefix("sensor "): line.split(": ", 1)[1]
             for line in stdout.splitlines() if line.startswith("sensor ") and ": alert rule: " in line}
+
+
+def test_a_file_gone_while_the_state_dir_is_checked_is_not_another_users(tmp_path: Path) -> None:
+    """`edge check` and the agent started together on one state dir: the agent saw check's probe file listed, gone
+    by the time it asked for access, and refused to start ("owned by another user", a red run). Files come and go
+    here (probes, atomic replaces) while a check lists the folder; only one that is still there counts."""
+    import threading
+
+    from edge.preflight import check_state_dir
+
+    stop = threading.Event()
+
+    def churn() -> None:  # another process's probes: created and removed as fast as it can
+        while not stop.is_set():
+            for i in range(50):
+                probe = tmp_path / f".edgepipe-check-{i:08x}"
+                probe.write_bytes(b"ok")
+                probe.unlink()
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        refusals = [r for r in (check_state_dir(tmp_path) for _ in range(3000)) if r]
+    finally:
+        stop.set()
+        worker.join()
+    assert refusals == [], refusals[:1]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from edge.models.manifest import read_manifest, verify_file
+from tests.helpers.cli import refused as argparse_refused
 from training.cli import main
 
 
@@ -70,9 +71,7 @@ def test_an_option_out_of_range_is_refused_before_training(tmp_path: Path, capsy
                                                            words: str) -> None:
     """`--window 0` was a Keras traceback, `--false-alarms-per-day -1` a math domain error, `--epochs -1`
     trained and exported: argparse now refuses each, naming the option and the range (exit 2)."""
-    with pytest.raises(SystemExit) as stop:
-        main([*args, "--out", str(tmp_path / "models")])
-    assert stop.value.code == 2 and words in capsys.readouterr().err
+    assert words in argparse_refused(main, [*args, "--out", str(tmp_path / "models")], capsys)
     assert not (tmp_path / "models").exists()
 
 
@@ -89,10 +88,8 @@ def test_an_option_out_of_range_is_refused_before_training(tmp_path: Path, capsy
 def test_a_subcommand_option_out_of_range_is_refused(tmp_path: Path, capsys, args: list[str], words: str) -> None:
     """`gan-quality --latent-scale nan` was a ValueError traceback, `bench --repeats 0` a table of NaN (exit 0),
     `realdata series --jobs 0` and `nab -j 0` were accepted: argparse refuses each, naming the range (exit 2)."""
-    with pytest.raises(SystemExit) as stop:
-        main(args)
-    err = capsys.readouterr().err
-    assert stop.value.code == 2 and words in err and "Traceback" not in err
+    err = argparse_refused(main, args, capsys)
+    assert words in err and "Traceback" not in err
 
 
 def refused(args: list[str], tmp_path: Path, capsys, caplog) -> str:

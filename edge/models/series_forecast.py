@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.models.wrapper import finite_array
 from edge.numbers import finite
 
 Run = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -242,14 +243,11 @@ class ResidualStream:
         if not isinstance(state, list) or len(state) != len(self.initial):
             raise ValueError(f"state: expected {len(self.initial)} arrays, got {type(state).__name__} "
                              f"{len(state) if isinstance(state, list) else ''}".rstrip())
-        arrays = [np.asarray(numbers_of(np.asarray(s, object).ravel().tolist(), f"state[{i}]"), np.float64)
-                  for i, s in enumerate(state)]
-        if any(a.size != init.size for a, init in zip(arrays, self.initial, strict=True)):
-            raise ValueError(f"state: arrays of {[a.size for a in arrays]} numbers, the model's hold "
-                             f"{[int(np.size(i)) for i in self.initial]}")
+        arrays = [finite_array(s, f"state[{i}]", np.shape(init)) for i, (s, init) in
+                  enumerate(zip(state, self.initial, strict=True))]  # the manifest's own check: shape, finite, float32
         self.levels.extend(levels)
         self.errors.extend(errors)
-        self.state = [a.astype(np.float32).reshape(np.shape(i)) for a, i in zip(arrays, self.initial, strict=True)]
+        self.state = arrays
         if pending is not None:
             base_level, correction = numbers_of(pending, "pending", length=2)
             self.pending = self.compose(base_level, correction)

@@ -25,18 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.fields import topic_problem
 from edge.fileio import set_aside
 
 log = logging.getLogger(__name__)
-MAX_TOPIC_BYTES = 65535  # MQTT's limit on a topic's UTF-8 length
-
-
-def topic_problem(topic: str) -> str | None:
-    """Why no broker would take `topic` as a publish topic (paho raises on it), or None."""
-    data = topic.encode("utf-8", "surrogatepass")
-    if not topic or "+" in topic or "#" in topic or "\0" in topic or len(data) > MAX_TOPIC_BYTES:
-        return f"a publish topic must be 1 to {MAX_TOPIC_BYTES} bytes without wildcards (+, #) or NUL"
-    return None
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

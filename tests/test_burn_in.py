@@ -193,14 +193,14 @@ def test_reset_starts_a_new_burn_in_and_calibrate_ends_one(broker: Broker, tmp_p
 SAVED_KEYS = "burn_in = true\nburn_in_readings = 100\n"
 
 
-def run_saved(broker: Broker, tmp_path: Path, name: str, count: int) -> tuple[dict, str]:
+def run_saved(broker: Broker, tmp_path: Path, name: str, count: int, keys: str = SAVED_KEYS) -> tuple[dict, str]:
     """`count` normal readings through a real agent burning in over 100 readings, with the state dir
     `tmp_path/state` (what an earlier run saved there): its final stats.quality, checked against the schema
     (the stats file is the payload it published), and its log."""
     stats_file = tmp_path / f"stats-{name}.json"
     csv = stream_csv(tmp_path / f"{name}.csv", lecture_sensor_data(seed=7).train[:count].astype(np.float64))
     config = write_config(tmp_path / f"{name}.toml", broker.port,
-                          f'[[sensor]]\nname = "line1"\nsource = "csv:{csv}"\nrate = 0\n{SAVED_KEYS}',
+                          f'[[sensor]]\nname = "line1"\nsource = "csv:{csv}"\nrate = 0\n{keys}',
                           stats_file=stats_file)
     collector = Collector(broker.port, [f"{BASE}/stats"])
     try:
@@ -273,6 +273,42 @@ def test_a_saved_rule_out_of_range_is_set_aside_in_words_and_burns_in_again(brok
     file.write_text(edited(saved, lambda data: None))  # the file as saved: resumed again
     quality, _ = run_saved(broker, tmp_path, "restored", 10)
     assert quality["burn_in"] is None and quality["threshold"] == saved["plan"]["threshold"]
+
+
+def test_a_burned_in_rule_follows_the_config_after_a_restart(broker: Broker, tmp_path: Path) -> None:
+    """A k-of-n rule burned in and saved, then the config edited: a new `false_alarms_per_day` re-plans it from its
+    own calibration table at the next start (no new burn-in, nothing lost), a new `burn_in_readings` burns in
+    again over the new length, as the episode rule does; `edge check` says the same. Both were silently ignored:
+    the saved rule resumed at its old rate and length (a user's trial). Seen failing with `saved_rule`'s re-plan
+    taken out (false_alarms_per_day stayed 0.1) and with the length check taken out of `PlanFile.load` (resumed)."""
+    first, _ = run_saved(broker, tmp_path, "first", 105)
+    assert first["false_alarms_per_day"] == 0.1 and first["burn_in"] is None  # the default rate, burned in
+    looser = SAVED_KEYS + "false_alarms_per_day = 20\n"
+    quality, log = run_saved(broker, tmp_path, "looser", 10, looser)
+    assert quality["burn_in"] is None and quality["threshold_source"] == "burn_in", quality  # resumed at once
+    assert quality["false_alarms_per_day"] == 20 and quality["threshold"] < first["threshold"], quality
+    assert quality["expected_false_alerts_per_day"] > first["expected_false_alerts_per_day"]
+    assert "re-planned for the config's 20/day" in log, log
+    longer = looser.replace("burn_in_readings = 100", "burn_in_readings = 200")
+    (tmp_path / "check.toml").write_text((tmp_path / "looser.toml").read_text().replace("burn_in_readings = 100",
+                                                                                   "burn_in_readings = 200"))
+    checked = subprocess.run([sys.executable, "-m", "edge", "check", "--config", str(tmp_path / "check.toml"),
+                              "--skip-broker"], capture_output=True, text=True, timeout=120)
+    assert "burns in first" in checked.stdout and "200 readings" in checked.stdout, checked.stdout
+    quality, log = run_saved(broker, tmp_path, "longer", 10, longer)
+    assert quality["burn_in"] == {"readings": 10, "needed": 200} and quality["threshold"] is None, quality
+    assert "burned in on 100 readings and the config's burn_in_readings is now 200" in log, log
+
+
+def test_a_short_burn_in_is_said_once_with_what_to_do_on_the_device(broker: Broker, tmp_path: Path) -> None:
+    """A burn-in of 100 readings (a third of a day) for 0.1 false alarms/day: the warning is logged once, not at
+    both the burn-in's end and the re-plan after it, and it tells the device's user what the device can do (a
+    longer burn-in, a looser rate), not to set `burn_in = true` on a sensor burning in. Seen failing with
+    `SaidOnce.say` logging every time (twice) and with `placed_by` not passed (the trainer's advice)."""
+    _, log = run_saved(broker, tmp_path, "first", 400)
+    said = [line for line in log.splitlines() if "calibration too short: 99 normal readings" in line]
+    assert len(said) == 1, said  # the re-calibrations after it, on more readings, say their own figures
+    assert "burn_in_readings" in said[0] and "burn_in = true" not in said[0], said
 
 
 def test_a_figure_that_overflows_goes_out_as_null_and_stats_keep_flowing(broker: Broker, tmp_path: Path) -> None:

@@ -239,6 +239,18 @@ class AlertPlan:
         """Expected false alert episodes per 1,000 readings (an upper bound), for streams without a clock."""
         return self.expected_active_rate * 1000
 
+    def at_rate(self, false_alarms_per_day: float, floor: float = 0.0) -> AlertPlan:
+        """The same calibration and debounce planned for another rate per day (a config's new
+        `false_alarms_per_day`): no new data needed, the calibration table holds the ranks. Needs a clock."""
+        if not self.period_s:
+            raise ValueError("a plan without a reading period cannot be re-planned for a rate per day")
+        alpha = min(max(false_alarms_per_day * self.period_s / SECONDS_PER_DAY, 1e-12), 0.5)
+        threshold, method = self.calibration.threshold(alpha)
+        if threshold < floor:
+            threshold, method = floor, "floor"
+        return AlertPlan(false_alarms_per_day, self.period_s, self.k, self.n, threshold, method, alpha,
+                         self.calibration.rate(threshold), self.calibration)
+
     def to_json(self) -> dict[str, Any]:
         return {"false_alarms_per_day": self.false_alarms_per_day, "period_s": self.period_s,
                 "readings_per_day": self.readings_per_day, "debounce_k": self.k, "debounce_n": self.n,

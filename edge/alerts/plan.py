@@ -158,10 +158,9 @@ def replan(plan: AlertPlan, false_alarms_per_day: float, model: str) -> AlertSet
     if not plan.period_s:
         raise ValueError(f"false_alarms_per_day: model {model!r} was calibrated without a clock (no reading "
                          "period in postprocess.alerts); retrain on timestamped data or use cmd/calibrate")
-    alpha = min(max(false_alarms_per_day * plan.period_s / SECONDS_PER_DAY, 1e-12), 0.5)
-    threshold, _method = plan.calibration.threshold(alpha)
-    threshold = check_threshold(threshold, f"model {model!r}: threshold re-planned for {false_alarms_per_day}/day")
-    return AlertSettings(threshold, plan.k, plan.n, "replanned", plan.calibration.rate(threshold), plan.period_s,
+    at = plan.at_rate(false_alarms_per_day)
+    threshold = check_threshold(at.threshold, f"model {model!r}: threshold re-planned for {false_alarms_per_day}/day")
+    return AlertSettings(threshold, plan.k, plan.n, "replanned", at.expected_active_rate, plan.period_s,
                          false_alarms_per_day)
 
 

@@ -9,11 +9,14 @@ with the rate the data can support and what to do, and both land in the manifest
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from edge.alerts.calibration import SECONDS_PER_DAY, AlertPlan
+
+log = logging.getLogger(__name__)
 
 #: a threshold more than this many times the largest normal statistic seen: the detector may never alert
 DEAF_RATIO = 3.0
@@ -49,9 +52,22 @@ def too_short(days: float | None, asked: float | None) -> bool:
     return asked is not None and supported is not None and asked < supported
 
 
-def support(plan: AlertPlan, asked: float | None = None, threshold: float | None = None) -> Support:
+#: what to do about a span too short for the rate, by who placed the plan (`{s}`: the rate the span supports)
+REMEDIES = {
+    "trainer": "Give more normal data (--normal-rows), ask for {s}/day or more, or let the device learn the rule "
+               "from the live stream (burn_in = true in the sensor's config)",
+    "burn_in": "Give the burn-in more readings (burn_in_readings) or ask for {s}/day or more "
+               "(false_alarms_per_day); the re-calibrations re-plan on up to ten burn-ins' worth of quiet readings "
+               "as they come",
+    "calibrated": "Calibrate on more readings (cmd/calibrate's readings or seconds) or ask for {s}/day or more",
+}
+
+
+def support(plan: AlertPlan, asked: float | None = None, threshold: float | None = None,
+            placed_by: str = "trainer") -> Support:
     """The warnings a plan deserves: a span too short for its rate, a threshold far above every normal score.
-    `asked`/`threshold`: the rate and threshold in force when the plan was re-planned (default: its own)."""
+    `asked`/`threshold`: the rate and threshold in force when the plan was re-planned (default: its own);
+    `placed_by`: the threshold's source, for the remedy (a device burning in is not told to burn in)."""
     readings = plan.calibration.count
     days = readings * plan.period_s / SECONDS_PER_DAY if plan.period_s else None
     supported = supported_rate(days)
@@ -64,9 +80,8 @@ def support(plan: AlertPlan, asked: float | None = None, threshold: float | None
         warnings.append(
             f"calibration too short: {readings} normal readings ({days:.2g} days) can check a rate down to "
             f"about {supported:.2g} false alerts/day, not the {asked:g}/day asked (that needs {1 / asked:g} days "
-            "of normal readings); below that the threshold is the tail fit's extrapolation. Give more normal "
-            f"data (--normal-rows), ask for {supported:.2g}/day or more, or let the device learn the rule "
-            "from the live stream (burn_in = true in the sensor's config)")
+            "of normal readings); below that the threshold is the tail fit's extrapolation. "
+            + REMEDIES.get(placed_by, REMEDIES["trainer"]).format(s=f"{supported:.2g}"))
     top = max(plan.calibration.values)
     ratio = threshold / top if top > 0 else None
     if ratio is not None and ratio > DEAF_RATIO and plan.method != "floor":
@@ -75,3 +90,17 @@ def support(plan: AlertPlan, asked: float | None = None, threshold: float | None
             "fit put it far beyond the data and the detector may never alert. Give more normal data or ask "
             "for a looser rate")
     return Support(readings, days, supported, ratio, tuple(warnings))
+
+
+class SaidOnce:
+    """A sensor's plan warnings, each logged once: the evidence is rebuilt at every change of the rule (the
+    burn-in's end and the re-plan after it logged the same sentence twice, 10 ms apart)."""
+
+    def __init__(self) -> None:
+        self.said: set[str] = set()
+
+    def say(self, who: str, warnings: tuple[str, ...]) -> None:
+        for warning in warnings:
+            if warning not in self.said:
+                log.warning("%s: %s", who, warning)
+        self.said = set(warnings)

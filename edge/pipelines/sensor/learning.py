@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from edge.alerts.burnin import BurnIn, Recalibrator
+from edge.alerts.burnin import NAB_PROBATION, BurnIn, Recalibrator
 from edge.alerts.calibration import AlertPlan, score_resolution
 from edge.alerts.recalibrate import DEFAULT_FALSE_ALARMS_PER_DAY
+from edge.pipelines.sensor.rulefiles import PlanFile
 
 log = logging.getLogger(__name__)
 
@@ -61,3 +62,24 @@ class DeviceLearning:
         """`stats.quality[sensor/<name>].device_learning`: the re-calibrations after the burn-in."""
         return {"recalibrations": self.recalibrator.done, "pool_readings": len(self.recalibrator.pool),
                 "held_back": self.recalibrator.held_back, "error": self.failed}
+
+
+def burn_in_length(cfg: Any) -> int:
+    """The readings a k-of-n burn-in takes: the config's `burn_in_readings`, else NAB's probationary length."""
+    return cfg.burn_in_readings or NAB_PROBATION
+
+
+def saved_rule(plans: PlanFile, entry: Any, cfg: Any) -> tuple[AlertPlan | None, str]:
+    """The k-of-n plan kept in `<sensor>.alerts.json` for this model file, and who made it ("calibrated",
+    "burn_in"). A burn-in's plan follows the config as it is now: learned over another `burn_in_readings`, it
+    is not used (the sensor burns in again); learned for another `false_alarms_per_day`, it is re-planned for
+    the config's rate from its own calibration table (it was silently kept at the old rate after a restart)."""
+    plan = plans.load(entry.sha256, burn_in_length(cfg))
+    if plan is None or plans.source != "burn_in":
+        return plan, plans.source
+    rate = cfg.false_alarms_per_day or DEFAULT_FALSE_ALARMS_PER_DAY
+    if plan.false_alarms_per_day != rate and plan.period_s:
+        log.info("sensor %s: the rule burned in for %g false alarms/day is re-planned for the config's %g/day",
+                 cfg.name, plan.false_alarms_per_day, rate)
+        plan = plan.at_rate(rate, score_resolution(entry.inputs[0].scale))
+    return plan, "burn_in"

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge.alerts.burnin import NAB_PROBATION
 from edge.alerts.calibration import AlertPlan
 from edge.alerts.episodic import EpisodeRun, episode_alerts
 from edge.alerts.ledger import AlertLedger
@@ -33,13 +32,13 @@ from edge.alerts.plan import (
 )
 from edge.alerts.recalibrate import Collection
 from edge.alerts.rule import AnomalyRule, check_threshold
-from edge.alerts.support import support
+from edge.alerts.support import SaidOnce, support
 from edge.mqtt.messages import Message, command_result
 from edge.pipelines.base import ReadingPipeline
 from edge.pipelines.publisher import Publisher
 from edge.pipelines.sensor.config import SensorConfig
 from edge.pipelines.sensor.evidence import Episode, EpisodeTracker, rule_state
-from edge.pipelines.sensor.learning import DeviceLearning
+from edge.pipelines.sensor.learning import DeviceLearning, burn_in_length, saved_rule
 from edge.pipelines.sensor.messages import anomaly, sensor_state
 from edge.pipelines.sensor.rulefiles import PlanFile, ThresholdFile
 from edge.pipelines.sensor.rules import runs_episodes
@@ -64,8 +63,7 @@ class SensorPipeline(ReadingPipeline):
         self.saved = ThresholdFile(state_dir / f"{cfg.name}.threshold.json") if state_dir else None
         self.plan_file = PlanFile(state_dir / f"{cfg.name}.alerts.json") if state_dir else None
         self.commanded = self.saved.load() if self.saved else None  # set by cmd/threshold, kept until reset
-        self.calibrated = self.plan_file.load(scorer.entry.sha256) if self.plan_file else None  # cmd/calibrate
-        self.calibrated_source = self.plan_file.source if self.plan_file else "calibrated"  # or "burn_in"
+        self.calibrated, self.calibrated_source = self._saved_rule(scorer)  # cmd/calibrate's or a burn-in's
         self.collecting: Collection | None = None
         self.learning: DeviceLearning | None = None
         self.settings = self._settings(scorer)
@@ -75,9 +73,13 @@ class SensorPipeline(ReadingPipeline):
         self.episodes = EpisodeTracker()
         self.episodic: EpisodeRun | None = None  # the episode rule, when the manifest plans one
         self.episode: Episode | None = None  # the episode rule's current episode (kept through a cool-down)
+        self.warned = SaidOnce()  # the plan's warnings, each logged once
         self._follow_learning()
         self._follow_episodes()
         self.evidence = self._evidence()
+
+    def _saved_rule(self, scorer: AnomalyScorer) -> tuple[AlertPlan | None, str]:
+        return saved_rule(self.plan_file, scorer.entry, self.cfg) if self.plan_file else (None, "calibrated")
 
     @property
     def threshold_source(self) -> str:
@@ -146,9 +148,8 @@ class SensorPipeline(ReadingPipeline):
             plan = None
         if plan is None:
             return None
-        found = support(plan, self.settings.false_alarms_per_day, self.settings.threshold)
-        for warning in found.warnings:
-            log.warning("sensor %s (%s rule): %s", self.name, source, warning)
+        found = support(plan, self.settings.false_alarms_per_day, self.settings.threshold, source)
+        self.warned.say(f"sensor {self.name} ({source} rule)", found.warnings)
         return found.to_json()
 
     def _follow_learning(self) -> None:
@@ -157,13 +158,13 @@ class SensorPipeline(ReadingPipeline):
             self.learning = None
         elif self.learning is None or self.learning.plan is not self.calibrated:
             debounce = None if self.cfg.debounce is None else fill_debounce(self.cfg.debounce, 2, 3)
-            self.learning = DeviceLearning(self.name, self.cfg.burn_in_readings or NAB_PROBATION,
+            self.learning = DeviceLearning(self.name, burn_in_length(self.cfg),
                                            self.cfg.false_alarms_per_day, debounce, self.model.entry.inputs[0].scale,
                                            self.calibrated)
 
     def _learned(self, plan: AlertPlan, first: bool) -> None:
         """The burn-in's plan, or a re-calibration's: persisted like a calibration, then in force."""
-        self._keep(lambda file: file.save(plan, self.model.entry.sha256, source="burn_in"))
+        self._keep(lambda file: file.save(plan, self.model.entry.sha256, "burn_in", burn_in_length(self.cfg)))
         self.calibrated, self.calibrated_source = plan, "burn_in"
         self._apply(self._settings(self.model), restart_ledger=first)
 
@@ -340,8 +341,7 @@ class SensorPipeline(ReadingPipeline):
         """The rule follows the new model's manifest unless the config or a command set one; a
         calibration made on another model file's scores no longer applies."""
         if self.plan_file:
-            self.calibrated = self.plan_file.load(scorer.entry.sha256)
-            self.calibrated_source = self.plan_file.source
+            self.calibrated, self.calibrated_source = self._saved_rule(scorer)
         if self.collecting is not None and scorer.entry.sha256 != self.model.entry.sha256:
             self._calibration_result(self.collecting, ok=False, state="cancelled", error_text="the model changed")
             self.collecting = None  # its scores so far came from the old model

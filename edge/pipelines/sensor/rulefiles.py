@@ -63,14 +63,21 @@ class PlanFile:
                               "(a burn-in, when it has one, starts again)", keep_damaged=read_only, kept=READ_ONLY)
         self.source = "calibrated"  # of the plan loaded last: "calibrated" (cmd/calibrate) or "burn_in"
 
-    def load(self, model_sha256: str) -> AlertPlan | None:
-        """The k-of-n plan saved for this model file; None for none, another model's, or the episode rule's `on`."""
+    def load(self, model_sha256: str, burn_in_readings: int | None = None) -> AlertPlan | None:
+        """The k-of-n plan saved for this model file; None for none, another model's, the episode rule's `on`, or
+        a burn-in's over another length than `burn_in_readings` (the config's now: it burns in again, as the
+        episode rule does)."""
         def parse(data: dict) -> AlertPlan | None:
             if rule_of(data) != K_OF_N or not self._for_model(data, model_sha256):
                 return None
             source = data.get("source", "calibrated")  # a file saved before `source` was: a calibration's
             if source not in SOURCES:
                 raise ValueError(f"source: expected one of {', '.join(SOURCES)}, got {source!r}")
+            saved = data.get("burn_in_readings", burn_in_readings)  # saved before the length was kept: taken
+            if source == "burn_in" and burn_in_readings is not None and saved != burn_in_readings:
+                log.warning("ignoring %s: the rule was burned in on %r readings and the config's burn_in_readings "
+                            "is now %d; it burns in again", self.path, saved, burn_in_readings)
+                return None
             shapes.check(data, {"plan": "any"}, "")  # "plan: missing", not "expected an object, got null"
             plan = check_plan(data["plan"], "plan")  # its fields, their types and ranges
             if plan.false_alarms_per_day is None:  # a rule fitted on the device always has its rate: re-planned on it
@@ -94,8 +101,12 @@ class PlanFile:
 
         return self.file.load(parse)
 
-    def save(self, plan: AlertPlan, model_sha256: str, source: str = "calibrated") -> None:
-        self.file.save({"rule": K_OF_N, "model_sha256": model_sha256, "plan": plan.to_json(), "source": source})
+    def save(self, plan: AlertPlan, model_sha256: str, source: str = "calibrated",
+             burn_in_readings: int | None = None) -> None:
+        """`burn_in_readings`: the burn-in's length, for a plan it learned (`load` compares it with the config's)."""
+        length = {} if burn_in_readings is None else {"burn_in_readings": burn_in_readings}
+        self.file.save({"rule": K_OF_N, "model_sha256": model_sha256, "plan": plan.to_json(), "source": source,
+                        **length})
         self.source = source
 
     def save_on(self, on_plan: OnPlan, model_sha256: str, basis: dict[str, Any]) -> None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge.alerts.burnin import NAB_PROBATION
 from edge.alerts.episodic import EpisodeRun, episode_alerts
 from edge.alerts.plan import AlertSettings, resolve
 from edge.pipelines.sensor.config import SensorConfig
+from edge.pipelines.sensor.learning import burn_in_length, saved_rule
 from edge.pipelines.sensor.rulefiles import PlanFile, ThresholdFile
 
 
@@ -32,9 +32,9 @@ def rule_lines(cfg: SensorConfig, scorer: Any, state_dir: Path) -> list[str]:
     entry, who = scorer.entry, f"sensor {cfg.name}"
     commands = ThresholdFile(state_dir / f"{cfg.name}.threshold.json", read_only=True)
     plans = PlanFile(state_dir / f"{cfg.name}.alerts.json", read_only=True)
-    commanded, calibrated = commands.load(), plans.load(entry.sha256)
+    commanded, (calibrated, source) = commands.load(), saved_rule(plans, entry, cfg)
     damaged = [f.problem for f in (commands.file, plans.file) if f.problem]
-    settings = resolve(cfg, entry.postprocess, entry.name, commanded, calibrated, plans.source)
+    settings = resolve(cfg, entry.postprocess, entry.name, commanded, calibrated, source)
     run = episode_alerts(entry.postprocess, entry.name, cfg.burn_in, cfg.burn_in_readings,
                          cfg.false_alarms_per_day) if runs_episodes(cfg, settings) else None
     if run is not None:
@@ -68,7 +68,7 @@ def _k_of_n_rule(cfg: SensorConfig, settings: AlertSettings, saved: bool, comman
                                              "is set for this sensor)" if unused else "")
     if settings.source == "burn_in" and not saved:
         return (f"{line}; burns in first: its threshold and debounce are learned from the first "
-                f"{cfg.burn_in_readings or NAB_PROBATION} readings (nothing alerts meanwhile), then saved in "
+                f"{burn_in_length(cfg)} readings (nothing alerts meanwhile), then saved in "
                 f"{plans.path}")
     when = "for every score" if settings.n == 1 else f"when {settings.k} of the last {settings.n} scores are"
     origin = {

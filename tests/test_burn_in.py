@@ -371,3 +371,24 @@ def test_a_saved_threshold_beyond_float32_is_set_aside_in_words(tmp_path: Path) 
     file.save(1e308)
     assert file.load() is None and not file.path.exists() and list(tmp_path.glob("line1.threshold.json.bad-*"))
     assert file.file.problem is not None and "threshold: expected a number <= 3.40282e+38" in file.file.problem
+
+
+def test_a_threshold_beyond_float32_in_the_config_or_the_manifest_is_refused_in_words(tmp_path: Path) -> None:
+    """A config's `threshold` or a manifest's `postprocess.threshold` beyond float32 (1e39) gave a detector that
+    can never alert and stats figures that overflow, silently; `cmd/threshold` and a saved threshold were bounded
+    already. Now both are refused naming the key, float32's largest taken. Seen failing with `le=FLOAT32_MAX`
+    taken out of `SensorConfig.threshold` (accepted) and with `within_float32` taken out of `resolve` (1e39 in
+    force)."""
+    from edge.config import parse_config
+    from edge.fields import ConfigError
+
+    def sensor(**keys: Any) -> SensorConfig:
+        return parse_config({"sensor": [{"name": "line1", **keys}]}).sensor[0]
+
+    assert sensor(threshold=FLOAT32_MAX).threshold == FLOAT32_MAX
+    with pytest.raises(ConfigError, match=r"threshold.*3\.40282e\+38"):
+        sensor(threshold=1e39)
+    postprocess = {"threshold": 1e39}
+    with pytest.raises(ValueError, match=r"postprocess.threshold: expected a number <= 3\.40282e\+38"):
+        resolve(sensor(), postprocess, "autoencoder", None, None)
+    assert resolve(sensor(), {"threshold": FLOAT32_MAX}, "autoencoder", None, None).threshold == FLOAT32_MAX

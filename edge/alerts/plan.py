@@ -210,7 +210,8 @@ def resolve(cfg: Any, postprocess: dict[str, Any], model: str, commanded: float 
     else:  # the config's threshold, when set, replaces the manifest's (which may be null: no rule at all)
         threshold = postprocess.get("threshold") if cfg.threshold is None else cfg.threshold
         try:
-            checked = check_threshold(threshold, f"manifest: model {model!r} postprocess.threshold")
+            where = f"manifest: model {model!r} postprocess.threshold"
+            checked = within_float32(check_threshold(threshold, where), where)
         except ValueError as exc:
             raise ValueError(f"{exc}: the model gives no rule; set the sensor's `threshold`, or drop "
                              "`burn_in = false` to learn one from the live stream") from None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from edge.alerts.burnin import MIN_BURN_IN
 from edge.fields import ConfigError, setting
+from edge.numbers import FLOAT32_MAX
 from edge.pipelines.base import ReadingConfig
 
 
@@ -14,7 +15,7 @@ class SensorConfig(ReadingConfig):
     model: str = "autoencoder"
     rate: float = setting(10.0, ge=0)
     future_tolerance: float = setting(300.0, gt=0)  # seconds a reading's time may be ahead of the agent's clock
-    threshold: float | None = setting(None, gt=0)  # None: the manifest's calibrated threshold
+    threshold: float | None = setting(None, gt=0, le=FLOAT32_MAX)  # None: the manifest's; float32 as the models
     false_alarms_per_day: float | None = setting(None, gt=0)  # None: the manifest plan's own target
     debounce_k: int | None = setting(None, ge=1, le=1000)  # None: the manifest plan's, else 1
     debounce_n: int | None = setting(None, ge=1, le=1000)

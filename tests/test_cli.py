@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -209,22 +210,40 @@ def test_the_quantized_files_change_against_a_perfect_keras_model_is_not_a_divis
 @pytest.mark.parametrize("verbose", [False, True])
 def test_an_unexpected_error_is_one_line_and_exit_1_its_traceback_only_with_v(tmp_path: Path, capsys, caplog,
                                                                              verbose: bool) -> None:
-    """The last line of defence (training.cli.main): `gan-quality` on a manifest whose files are gone fails
-    inside the TFLite interpreter (a ValueError no check anticipates). It was a raw traceback; it is one line
-    naming the type and message, exit 1, and the traceback only with -v."""
+    """The last line of defence (training.cli.main): `gan-quality` on a judge file that is not a TFLite model,
+    its manifest entry edited to its checksum, fails inside the TFLite interpreter (a ValueError no check
+    anticipates). It was a raw traceback; it is one line naming the type and message, exit 1, and the traceback
+    only with -v."""
+    import hashlib
     import logging
-    import shutil
 
     caplog.set_level(logging.INFO)  # -v lowers the root level; set_level restores it (and the handler's) after
     caplog.handler.setLevel(logging.DEBUG)  # the handler would keep a DEBUG record: the root level decides
-    shutil.copy(Path(__file__).parents[1] / "models" / "manifest.json", tmp_path / "manifest.json")
+    manifest = json.loads((Path(__file__).parents[1] / "models" / "manifest.json").read_text())
+    garbage = b"not a flatbuffer" * 64
+    (tmp_path / manifest["models"]["cnn_float32"]["file"]).write_bytes(garbage)
+    manifest["models"]["cnn_float32"].update(sha256=hashlib.sha256(garbage).hexdigest(), size_bytes=len(garbage))
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     args = ["gan-quality", "--latent-scale", "0.8", "--out", str(tmp_path), "--report", str(tmp_path / "r")]
     assert main([*args, "-v"] if verbose else args) == 1
     captured = capsys.readouterr()
-    assert ("ERROR" in caplog.text and "internal error: ValueError: Could not open" in caplog.text
+    assert ("ERROR" in caplog.text and "internal error: ValueError: The model is not a valid Flatbuffer" in caplog.text
             and "(a bug: please report it; -v shows the traceback)" in caplog.text)
     assert "Traceback" not in captured.out + captured.err
     assert ("Traceback" in caplog.text) == verbose
+
+
+def test_a_measurement_on_a_manifest_whose_files_are_gone_names_the_file(tmp_path: Path, capsys, caplog) -> None:
+    """`gan-quality` beside a manifest whose model files are gone (a folder copied without them) was "internal
+    error: ValueError: Could not open ... (a bug: please report it)": a user's mistake called the project's bug.
+    Now the missing file is named, exit 2. Seen failing with `Judge` opening its path unchecked (exit 1)."""
+    import shutil
+
+    shutil.copy(Path(__file__).parents[1] / "models" / "manifest.json", tmp_path / "manifest.json")
+    assert main(["gan-quality", "--latent-scale", "0.8", "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "cnn_float32.tflite: model file of 'cnn_float32' is missing" in caplog.text, caplog.text
+    assert "internal error" not in caplog.text and "Traceback" not in captured.out + captured.err
 
 
 def test_a_subcommands_missing_manifest_is_an_error_in_words(tmp_path: Path, capsys, caplog) -> None:
@@ -233,3 +252,17 @@ def test_a_subcommands_missing_manifest_is_an_error_in_words(tmp_path: Path, cap
     assert main(["golden", "--out", str(tmp_path)]) == 2
     captured = capsys.readouterr()
     assert "manifest.json: manifest not found" in caplog.text and "Traceback" not in captured.out + captured.err
+
+
+def test_a_measurement_module_run_directly_is_an_error_in_words(tmp_path: Path) -> None:
+    """`python -m training.quality.gan` (the module docs/gan.md names) bypassed the CLI's handling: a folder
+    without a manifest was a ManifestError traceback. Every module with a `__main__` now runs through
+    `training.cli.guarded`. Seen failing with gan.py's `__main__` calling `main()` itself (a traceback, exit 1)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "training.quality.gan", "--latent-scale", "0.8", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).parents[1])
+    assert done.returncode == 2, done.stderr
+    assert "manifest.json: manifest not found" in done.stderr and "Traceback" not in done.stderr, done.stderr

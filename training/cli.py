@@ -10,6 +10,7 @@ import importlib
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from edge.models.manifest import Manifest, ManifestError, read_manifest, write_manifest
@@ -121,9 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     """The command line: a user's bad input is an error in words, exit 2 (`DatasetError`, `ManifestError`,
     `ExportError`); anything else is a bug, told in one line, exit 1, its traceback only with -v (at DEBUG).
     KeyboardInterrupt and SystemExit (argparse's own refusals) pass through."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    return guarded(run, sys.argv[1:] if argv is None else list(argv))
+
+
+def guarded(command: Callable[[list[str]], int], argv: list[str]) -> int:
+    """`command(argv)` with main's handling of errors: also what a module run directly (`python -m
+    training.quality.gan`) goes through, so no entry point shows a user a raw traceback."""
     try:
-        return run(argv)
+        return int(command(argv) or 0)
     except (DatasetError, ManifestError, ExportError) as exc:
         configure_logging(False)  # a sub-command may not have set logging up: the error is still one line
         log.error("%s", exc)

@@ -41,4 +41,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from training.cli import guarded  # main's error handling, run directly too
+
+    sys.exit(guarded(main, sys.argv[1:]))

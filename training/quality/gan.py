@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import linalg
 
-from edge.models.manifest import Manifest, ModelEntry, read_manifest, write_manifest
+from edge.models.manifest import Manifest, ModelEntry, read_manifest, verify_file, write_manifest
 from edge.models.runtime import TFLiteModel, load_runtime
 from training.datasets.images import load_image_dataset
 from training.quality.evaluation import generated_images, images_to_input
@@ -108,7 +108,7 @@ class Judge:
 
     def __init__(self, manifest: Manifest, models_dir: Path, n: int = SAMPLES) -> None:
         self.entry: ModelEntry = manifest.get("cnn_float32")
-        self.path = Path(models_dir) / self.entry.file
+        self.path = verify_file(self.entry, models_dir)  # a missing or changed file in words, not the interpreter's
         self.n = n
         data = load_image_dataset(self.entry.dataset)
         self.num_classes = len(self.entry.postprocess["labels"])
@@ -258,4 +258,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import sys
+
+    from training.cli import guarded  # main's error handling, run directly too
+
+    sys.exit(guarded(main, sys.argv[1:]))

@@ -10,13 +10,11 @@ import importlib
 import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from edge.models.manifest import Manifest, ManifestError, read_manifest, write_manifest
+from edge.models.manifest import Manifest, read_manifest, write_manifest
 from training.argtypes import whole
-from training.datasets.errors import DatasetError
-from training.export import ExportError
+from training.guard import configure_logging, guarded
 from training.paths import MODELS_DIR, REPORT_DIR
 from training.quality.summary import results_table
 from training.tasks.base import Task
@@ -110,37 +108,11 @@ SUBCOMMANDS = {"golden": "training.cli:golden_main", "gan-quality": "training.qu
                "sample-data": "training.experiments.sample_data:main", "nab": "training.experiments.nab:main"}
 
 
-def configure_logging(verbose: bool) -> None:
-    """INFO lines with time and logger, or DEBUG with -v (the root level too, when handlers exist already)."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if verbose:
-        logging.getLogger().setLevel(logging.DEBUG)
-
-
 def main(argv: list[str] | None = None) -> int:
     """The command line: a user's bad input is an error in words, exit 2 (`DatasetError`, `ManifestError`,
     `ExportError`); anything else is a bug, told in one line, exit 1, its traceback only with -v (at DEBUG).
     KeyboardInterrupt and SystemExit (argparse's own refusals) pass through."""
     return guarded(run, sys.argv[1:] if argv is None else list(argv))
-
-
-def guarded(command: Callable[[list[str]], int], argv: list[str]) -> int:
-    """`command(argv)` with main's handling of errors: also what a module run directly (`python -m
-    training.quality.gan`) goes through, so no entry point shows a user a raw traceback."""
-    try:
-        return int(command(argv) or 0)
-    except (DatasetError, ManifestError, ExportError) as exc:
-        configure_logging(False)  # a sub-command may not have set logging up: the error is still one line
-        log.error("%s", exc)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: no raw traceback for a user
-        configure_logging(False)
-        message = " ".join(str(exc).split())[:500]
-        log.error("internal error: %s: %s (a bug: please report it; -v shows the traceback)", type(exc).__name__,
-                  message)
-        log.debug("the internal error's traceback", exc_info=True)
-        return 1
 
 
 def run(argv: list[str]) -> int:

@@ -206,6 +206,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from training.cli import guarded  # main's error handling, run directly too
+    from training.guard import guarded  # the CLI's error handling, run directly too
 
     sys.exit(guarded(main, sys.argv[1:]))

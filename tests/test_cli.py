@@ -77,10 +77,10 @@ def test_an_option_out_of_range_is_refused_before_training(tmp_path: Path, capsy
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["gan-quality", "--latent-scale", "nan"], "argument --latent-scale: expected a finite number > 0, got nan"),
-    (["gan-quality", "--latent-scale", "-1"], "argument --latent-scale: expected a finite number > 0, got -1"),
-    (["gan-quality", "--latent-scale", "0"], "argument --latent-scale: expected a finite number > 0, got 0"),
-    (["gan-quality", "--latent-scale", "inf"], "argument --latent-scale: expected a finite number > 0, got inf"),
+    (["gan-quality", "--latent-scale", "nan"], "argument --latent-scale: expected a finite number > 0 and <= 10, got nan"),
+    (["gan-quality", "--latent-scale", "-1"], "argument --latent-scale: expected a finite number > 0 and <= 10, got -1"),
+    (["gan-quality", "--latent-scale", "0"], "argument --latent-scale: expected a finite number > 0 and <= 10, got 0"),
+    (["gan-quality", "--latent-scale", "inf"], "argument --latent-scale: expected a finite number > 0 and <= 10, got inf"),
     (["bench", "--repeats", "0"], "argument --repeats: expected a whole number >= 1, got 0"),
     (["realdata", "series", "--jobs", "0"], "argument --jobs: expected a whole number >= 1, got 0"),
     (["realdata", "sensors", "--false-alarms-per-day", "-1"], "expected a finite number > 0, got -1"),
@@ -266,3 +266,26 @@ def test_a_measurement_module_run_directly_is_an_error_in_words(tmp_path: Path) 
                           cwd=Path(__file__).parents[1])
     assert done.returncode == 2, done.stderr
     assert "manifest.json: manifest not found" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_file_a_user_names_that_cannot_be_used_is_an_error_in_words(tmp_path: Path, capsys, caplog) -> None:
+    """A user's trial: `gan-quality --report FILE` (a file where a folder goes) was "internal error:
+    FileExistsError ... (a bug: please report it)", `bench --out FOLDER` the same after minutes of timing, and
+    `--latent-scale 10.5` a ValueError deep inside. An OSError is the machine's answer about a file the user
+    named: said as such, exit 2 (`training.guard`); bench checks `--out` before timing; the scale's bound is
+    argparse's. Seen failing with the OSError branch taken out of `guarded` (exit 1, "internal error") and with
+    bench's up-front check taken out (the run timed, then the error)."""
+    import shutil
+
+    for name in ("manifest.json", "gan.tflite", "gan_float32.tflite", "cnn_float32.tflite"):
+        shutil.copy(Path(__file__).parents[1] / "models" / name, tmp_path / name)
+    report = tmp_path / "report"
+    report.write_text("a file, not a folder")
+    assert main(["gan-quality", "--latent-scale", "0.8", "--out", str(tmp_path), "--report", str(report)]) == 2
+    assert f"cannot use {report}" in caplog.text and "internal error" not in caplog.text, caplog.text
+    with pytest.raises(SystemExit) as bench:
+        main(["bench", "--out", str(tmp_path), "--models-dir", str(tmp_path)])
+    assert bench.value.code == 2 and "expected a file in an existing folder" in capsys.readouterr().err
+    assert "expected a finite number > 0 and <= 10, got 10.5" in argparse_refused(
+        main, ["gan-quality", "--latent-scale", "10.5"], capsys)
+

@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.agent import load_models
 from edge.config import ConfigError, parse_config
 from edge.models.manifest import ManifestError
+from edge.numbers import FLOAT32_MAX
 from edge.system import resident_mb
 from fleet.bundle import public_key_text
 from tests.conftest import MODELS_DIR, ROOT
@@ -245,7 +246,7 @@ RULES: dict[tuple[str, ...], Any] = {  # key -> whether a value must be accepted
     ("mqtt", "keepalive"): lambda v: _int(v) and 5 <= v <= 3600,
     ("mqtt", "base_topic"): lambda v: isinstance(v, str) and _topic(v.replace("{device_id}", "x")) and
     v.replace("{device_id}", "") .count("{") == 0 and v.replace("{device_id}", "").count("}") == 0,
-    ("sensor", 0, "threshold"): lambda v: _number(v) and math.isfinite(v) and v > 0,
+    ("sensor", 0, "threshold"): lambda v: _number(v) and math.isfinite(v) and 0 < v <= FLOAT32_MAX,
     ("sensor", 0, "rate"): lambda v: _number(v) and math.isfinite(v) and v >= 0,
     ("camera", 0, "fps"): lambda v: _number(v) and math.isfinite(v) and v >= 0,
     ("series", 0, "future_tolerance"): lambda v: _number(v) and math.isfinite(v) and v > 0,

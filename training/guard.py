@@ -1,6 +1,7 @@
 """The one handling of errors for every command line of the trainer (`python -m training ...` and a module run
 directly, `python -m training.quality.gan`): a user's bad input in words, anything else one line, never a raw
-traceback. Its own module so a measurement module's `__main__` can use it without importing the CLI."""
+traceback. A file that cannot be read or written (an OSError) is said as the system says it, exit 2. Its own
+module so a measurement module's `__main__` can use it without importing the CLI."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ def guarded(command: Callable[[list[str]], int], argv: list[str]) -> int:
     except (DatasetError, ManifestError, ExportError) as exc:
         configure_logging(False)  # a sub-command may not have set logging up: the error is still one line
         log.error("%s", exc)
+        return 2
+    except OSError as exc:  # a file the user named cannot be read or written (a folder, no such folder, a full
+        configure_logging(False)  # disk, no permission): the machine's answer, not the project's bug
+        where = f"{exc.filename}: " if exc.filename else ""
+        log.error("cannot use %s%s", where, exc.strerror or exc)
         return 2
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no raw traceback for a user
         configure_logging(False)

@@ -76,6 +76,7 @@ class Recalibrator:
     since: int = 0
     done: int = 0  # re-calibrations applied
     held_back: int = 0  # scores kept out of the pool by an alert
+    rests_on: int = 0  # readings the plan in force was placed on: a re-plan waits for as many (at most a full pool)
 
     def __post_init__(self) -> None:
         self.pool = collections.deque(maxlen=POOL_SPANS * self.every)
@@ -94,7 +95,9 @@ class Recalibrator:
                 self.pool.append(quiet)
                 self.stamps.append(when)
         self.since += 1
-        return self.since >= self.every and len(self.pool) >= self.every
+        # after a restart the pool starts empty: a plan resting on 1,328 readings was replaced by one on 498
+        needed = max(self.every, min(self.rests_on, self.pool.maxlen or self.every))
+        return self.since >= self.every and len(self.pool) >= needed
 
     def replan(self, plan: AlertPlan, floor: float = 0.0) -> AlertPlan:
         """The pool's plan at the same target and debounce, its threshold within MAX_STEP of `plan`'s."""

@@ -185,9 +185,9 @@ def burns_in(cfg: Any, postprocess: dict[str, Any]) -> bool:
         return False  # the episode rule's own burn-in places its level (edge.alerts.episodic)
     if asked is not None or cfg.threshold is not None:
         return bool(asked)
-    threshold = postprocess.get("threshold")
-    return postprocess.get("alerts") is None and (threshold is None or not isinstance(threshold, (int, float))
-                                                  or isinstance(threshold, bool) or not threshold > 0)
+    # no rule at all: no plan and a null threshold; a threshold that is not a number > 0 is refused in words
+    # (`resolve`), not taken as "none" (-1 or "0.001" in a manifest burned in silently)
+    return postprocess.get("alerts") is None and postprocess.get("threshold") is None
 
 
 def resolve(cfg: Any, postprocess: dict[str, Any], model: str, commanded: float | None,
@@ -213,8 +213,9 @@ def resolve(cfg: Any, postprocess: dict[str, Any], model: str, commanded: float 
             where = f"manifest: model {model!r} postprocess.threshold"
             checked = within_float32(check_threshold(threshold, where), where)
         except ValueError as exc:
-            raise ValueError(f"{exc}: the model gives no rule; set the sensor's `threshold`, or drop "
-                             "`burn_in = false` to learn one from the live stream") from None
+            learn = "drop `burn_in = false`" if cfg.burn_in is False else "set `burn_in = true`"
+            raise ValueError(f"{exc}: the model gives no rule; set the sensor's `threshold`, or {learn} to learn "
+                             "one from the live stream") from None
         base = AlertSettings(checked, 1, 1, "manifest")
     if commanded is not None:
         base = AlertSettings(commanded, base.k, base.n, "command", None, base.period_s)

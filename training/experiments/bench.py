@@ -58,10 +58,13 @@ print(float(np.median(s)))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
-    parser.add_argument("--repeats", type=whole(1), default=1000)
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="the export folder measured")
+    parser.add_argument("--repeats", type=whole(1), default=1000, help="calls timed per path (the median is kept)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks.md",
+                        help="the markdown file the table is appended to (default docs/benchmarks.md)")
     args = parser.parse_args(argv)
+    if args.out.is_dir() or not args.out.parent.is_dir():  # said before minutes of timing, not after
+        parser.error(f"--out {args.out}: expected a file in an existing folder")
     manifest = read_manifest(args.models_dir / "manifest.json")
     entry = manifest.get("cnn")
     keras_model = ARCHITECTURES[entry.training.get("arch", "lecture")]((28, 28, 1), len(entry.postprocess["labels"]))

@@ -241,13 +241,13 @@ def draw_samples(entry: ModelEntry, models_dir: Path, report_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from training.argtypes import rate
+    from edge.argtypes import number
     from training.paths import MODELS_DIR, REPORT_DIR
 
     parser = argparse.ArgumentParser(prog="python -m training gan-quality",
                                      description="set the generator's latent scale (truncation) and re-measure it")
-    parser.add_argument("--latent-scale", type=rate(), required=True,
-                        help="the sd of the generator's noise, a finite number > 0 (< 1: the truncation trick)")
+    parser.add_argument("--latent-scale", type=number(float, 0, 10, open_low=True), required=True,
+                        help="the sd of the generator's noise, > 0 and <= 10 (< 1: the truncation trick)")
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="the models folder")
     parser.add_argument("--report", type=Path, default=REPORT_DIR, help="where the sample grids go")
     args = parser.parse_args(argv)

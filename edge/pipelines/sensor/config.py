@@ -16,7 +16,7 @@ class SensorConfig(ReadingConfig):
     rate: float = setting(10.0, ge=0)
     future_tolerance: float = setting(300.0, gt=0)  # seconds a reading's time may be ahead of the agent's clock
     threshold: float | None = setting(None, gt=0, le=FLOAT32_MAX)  # None: the manifest's; float32 as the models
-    false_alarms_per_day: float | None = setting(None, gt=0)  # None: the manifest plan's own target
+    false_alarms_per_day: float | None = setting(None, gt=0, le=1e6)  # None: the plan's own; cmd/calibrate's bound
     debounce_k: int | None = setting(None, ge=1, le=1000)  # None: the manifest plan's, else 1
     debounce_n: int | None = setting(None, ge=1, le=1000)
     # one switch and one count for both rules' burn-ins (the episode rule's `on`, the k-of-n rule's plan):
@@ -32,6 +32,9 @@ class SensorConfig(ReadingConfig):
         if self.false_alarms_per_day is not None and self.debounce is not None:
             raise ConfigError("false_alarms_per_day: it plans the debounce as well as the threshold; leave "
                               "debounce_k and debounce_n out (or drop false_alarms_per_day and set both yourself)")
+        if self.burn_in and self.threshold is not None:  # the burn-in learns the threshold: one would be ignored
+            raise ConfigError("threshold: a fixed threshold and burn_in = true contradict each other (the burn-in "
+                              "learns the threshold); drop one of them")
 
     @property
     def debounce(self) -> tuple[int | None, int | None] | None:

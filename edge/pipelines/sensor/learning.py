@@ -8,6 +8,7 @@ from typing import Any
 
 from edge.alerts.burnin import NAB_PROBATION, BurnIn, Recalibrator
 from edge.alerts.calibration import AlertPlan, score_resolution
+from edge.alerts.plan import burns_in, fill_debounce
 from edge.alerts.recalibrate import DEFAULT_FALSE_ALARMS_PER_DAY
 from edge.pipelines.sensor.rulefiles import PlanFile
 
@@ -23,7 +24,8 @@ class DeviceLearning:
         rate = false_alarms_per_day or DEFAULT_FALSE_ALARMS_PER_DAY
         self.burn_in = None if plan is not None else BurnIn(readings, rate, debounce)
         self.plan = plan
-        self.recalibrator = Recalibrator(every=readings, guard=max(3 * (plan.n if plan else 5), 12))
+        self.recalibrator = Recalibrator(every=readings, guard=max(3 * (plan.n if plan else 5), 12),
+                                         rests_on=plan.calibration.count if plan else 0)  # a plan saved before
         self.failed: str | None = None
 
     @property
@@ -71,15 +73,27 @@ def burn_in_length(cfg: Any) -> int:
 
 def saved_rule(plans: PlanFile, entry: Any, cfg: Any) -> tuple[AlertPlan | None, str]:
     """The k-of-n plan kept in `<sensor>.alerts.json` for this model file, and who made it ("calibrated",
-    "burn_in"). A burn-in's plan follows the config as it is now: learned over another `burn_in_readings`, it
-    is not used (the sensor burns in again); learned for another `false_alarms_per_day`, it is re-planned for
-    the config's rate from its own calibration table (it was silently kept at the old rate after a restart)."""
-    plan = plans.load(entry.sha256, burn_in_length(cfg))
+    "burn_in"). A burn-in's plan is used only while the sensor burns in (`burn_in = false` or a fixed threshold:
+    the plan as shipped or configured; the file stays for when it burns in again), and follows the config as it
+    is now: learned over another `burn_in_readings` or another debounce, it is not used (the sensor burns in
+    again); learned for another `false_alarms_per_day`, it is re-planned for the config's rate from its own
+    calibration table. Each was silently kept after a restart."""
+    burning = burns_in(cfg, entry.postprocess)
+    plan = plans.load(entry.sha256, burn_in_length(cfg) if burning else None)
     if plan is None or plans.source != "burn_in":
         return plan, plans.source
+    if not burning:
+        log.info("sensor %s: the rule a burn-in learned (%s) is not used: the sensor does not burn in now",
+                 cfg.name, plans.path)
+        return None, "calibrated"
+    if cfg.debounce is not None and fill_debounce(cfg.debounce, plan.k, plan.n) != (plan.k, plan.n):
+        log.warning("sensor %s: the rule was burned in for %d-of-%d and the config now asks debounce %s-of-%s; it "
+                    "burns in again", cfg.name, plan.k, plan.n, cfg.debounce_k or "-", cfg.debounce_n or "-")
+        return None, "calibrated"
     rate = cfg.false_alarms_per_day or DEFAULT_FALSE_ALARMS_PER_DAY
     if plan.false_alarms_per_day != rate and plan.period_s:
-        log.info("sensor %s: the rule burned in for %g false alarms/day is re-planned for the config's %g/day",
-                 cfg.name, plan.false_alarms_per_day, rate)
+        log.info("sensor %s: the rule burned in for %g false alarms/day is re-planned for %g/day (%s)", cfg.name,
+                 plan.false_alarms_per_day, rate,
+                 "the config's" if cfg.false_alarms_per_day else "the default: the config sets none")
         plan = plan.at_rate(rate, score_resolution(entry.inputs[0].scale))
     return plan, "burn_in"

@@ -74,9 +74,11 @@ class PlanFile:
             if source not in SOURCES:
                 raise ValueError(f"source: expected one of {', '.join(SOURCES)}, got {source!r}")
             saved = data.get("burn_in_readings", burn_in_readings)  # saved before the length was kept: taken
+            if saved is not None and (isinstance(saved, bool) or not isinstance(saved, int) or saved < 1):
+                raise ValueError(f"burn_in_readings: expected a count of readings, got {saved!r}")
             if source == "burn_in" and burn_in_readings is not None and saved != burn_in_readings:
-                log.warning("ignoring %s: the rule was burned in on %r readings and the config's burn_in_readings "
-                            "is now %d; it burns in again", self.path, saved, burn_in_readings)
+                log.warning("ignoring %s: the rule was burned in on %r readings and the burn-in now takes %d "
+                            "(burn_in_readings); it burns in again", self.path, saved, burn_in_readings)
                 return None
             shapes.check(data, {"plan": "any"}, "")  # "plan: missing", not "expected an object, got null"
             plan = check_plan(data["plan"], "plan")  # its fields, their types and ranges

@@ -86,7 +86,7 @@ def support(plan: AlertPlan, asked: float | None = None, threshold: float | None
     ratio = threshold / top if top > 0 else None
     if ratio is not None and ratio > DEAF_RATIO and plan.method != "floor":
         warnings.append(
-            f"threshold {threshold:.4g} is {ratio:.1f}x the largest normal score seen ({top:.4g}): the tail "
+            f"threshold {threshold:.4g} is {ratio:.3g}x the largest normal score seen ({top:.4g}): the tail "
             "fit put it far beyond the data and the detector may never alert. Give more normal data or ask "
             "for a looser rate")
     return Support(readings, days, supported, ratio, tuple(warnings))

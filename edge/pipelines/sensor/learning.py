@@ -42,8 +42,9 @@ class DeviceLearning:
             try:
                 self.plan = burn_in.plan(self.floor)
             except ValueError as exc:  # e.g. no clock: said in stats and the log, the burn-in starts over
+                if self.failed != str(exc):  # once, not at every failed burn-in (10 times in 1,000 readings)
+                    log.warning("sensor %s: %s (the burn-in starts over; said once)", self.name, exc)
                 self.failed = str(exc)
-                log.warning("sensor %s: %s", self.name, exc)
                 self.burn_in = BurnIn(burn_in.readings, burn_in.false_alarms_per_day, burn_in.debounce)
                 return None
             log.info("sensor %s: burn-in done on %d readings: threshold %.4g (%s), %d-of-%d", self.name,

@@ -58,6 +58,9 @@ def test_bad_dataset_is_a_clear_error_not_a_traceback(tmp_path: Path, caplog) ->
     assert "missing.csv: series CSV not found" in caplog.text
 
 
+SCALE = "argument --latent-scale: expected a finite number > 0 and <= 10"
+
+
 @pytest.mark.parametrize(("args", "words"), [
     (["autoencoder", "--window", "0"], "argument --window: expected a whole number >= 1, got 0"),
     (["autoencoder", "--window", "x"], "argument --window: expected a whole number, got 'x'"),
@@ -77,10 +80,10 @@ def test_an_option_out_of_range_is_refused_before_training(tmp_path: Path, capsy
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["gan-quality", "--latent-scale", "nan"], "argument --latent-scale: expected a finite number > 0 and <= 10, got nan"),
-    (["gan-quality", "--latent-scale", "-1"], "argument --latent-scale: expected a finite number > 0 and <= 10, got -1"),
-    (["gan-quality", "--latent-scale", "0"], "argument --latent-scale: expected a finite number > 0 and <= 10, got 0"),
-    (["gan-quality", "--latent-scale", "inf"], "argument --latent-scale: expected a finite number > 0 and <= 10, got inf"),
+    (["gan-quality", "--latent-scale", "nan"], f"{SCALE}, got nan"),
+    (["gan-quality", "--latent-scale", "-1"], f"{SCALE}, got -1"),
+    (["gan-quality", "--latent-scale", "0"], f"{SCALE}, got 0"),
+    (["gan-quality", "--latent-scale", "inf"], f"{SCALE}, got inf"),
     (["bench", "--repeats", "0"], "argument --repeats: expected a whole number >= 1, got 0"),
     (["realdata", "series", "--jobs", "0"], "argument --jobs: expected a whole number >= 1, got 0"),
     (["realdata", "sensors", "--false-alarms-per-day", "-1"], "expected a finite number > 0, got -1"),

@@ -172,6 +172,5 @@ def main(argv: list[str] | None = None) -> int:
         return {"run": cmd_run, "check": cmd_check, "subscribe": cmd_subscribe,
                 "capture": cmd_capture}[args.command](args)
     except (ConfigError, ManifestError, RuntimeUnavailable, SourceError) as exc:
-        log.error("%s", exc)
-        print(f"edgepipe: {exc}", file=sys.stderr)
+        log.error("%s", exc)  # once: a second, plain copy on stderr doubled every line in the journal
         return 2

@@ -227,3 +227,17 @@ def test_a_file_gone_while_the_state_dir_is_checked_is_not_another_users(tmp_pat
         stop.set()
         worker.join()
     assert refusals == [], refusals[:1]
+
+
+def test_a_config_error_is_said_once(tmp_path: Path) -> None:
+    """`edge check` / `edge run` on a config with a wrong value printed the error twice (a log line, then the
+    same words after `edgepipe:`), and under systemd both reached the journal. Seen failing with the plain
+    print put back (two lines)."""
+    config = tmp_path / "bad.toml"
+    config.write_text('[[sensor]]\nname = "s"\nrate = -1\n')
+    for command in ("check", "run"):
+        done = subprocess.run([sys.executable, "-m", "edge", command, "--config", str(config)],
+                              capture_output=True, text=True, timeout=120)
+        said = [line for line in (done.stdout + done.stderr).splitlines() if "sensor[0].rate" in line]
+        assert done.returncode == 2 and len(said) == 1, (command, done.stdout, done.stderr)
+        assert "expected a number >= 0, got -1.0" in said[0]

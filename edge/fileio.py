@@ -88,9 +88,10 @@ class StateFile:
     """
 
     def __init__(self, path: Path | str, then: str, mode: int = 0o644, indent: int | None = None,
-                 keep_damaged: bool = False, kept: str = "left in place") -> None:
+                 keep_damaged: bool = False, kept: str = "left in place", quiet: bool = False) -> None:
         self.path, self.then, self.mode, self.indent = Path(path), then, mode, indent
         self.keep_damaged, self.kept = keep_damaged, kept  # `kept`: what `problem` says of a damaged file kept
+        self.quiet = quiet  # the caller says `problem` itself (`edge check`'s lines): no warning, or it is said twice
         self.problem: str | None = None  # why the last load found the file damaged
 
     def load(self, parse: Callable[[dict[str, Any]], T]) -> T | None:
@@ -121,7 +122,8 @@ class StateFile:
             except OSError:
                 pass
         self.problem = f"state file {self.path} unusable ({why}); {where}, {self.then}"
-        log.warning("%s", self.problem)
+        if not self.quiet:
+            log.warning("%s", self.problem)
 
 
 KEEP_DAMAGED = 5  # set-aside copies kept per state file: one damaged again and again (a failing SD card) fills no disk

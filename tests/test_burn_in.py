@@ -253,7 +253,8 @@ def test_a_saved_rule_out_of_range_is_set_aside_in_words_and_burns_in_again(brok
     failed every re-calibration), never a crash (a rate of 0 was a ZeroDivisionError at every start). `edge
     check` says the same before the agent moves anything. Seen failing with `_check_rates` and
     `_check_calibration` taken out of `check_plan` (resumed: `burn_in` null; the 0 rate: ZeroDivisionError in
-    `support`), with the threshold's float32 bound taken out (resumed), and with the `source` check taken out."""
+    `support`), with the threshold's float32 bound taken out (resumed), and with the `source` check taken out;
+    `edge check` says each once (with `quiet` taken out of the read-only StateFile: twice, log and line)."""
     quality, _ = run_saved(broker, tmp_path, "first", 105)
     assert quality["threshold_source"] == "burn_in" and quality["burn_in"] is None
     file = tmp_path / "state" / "line1.alerts.json"
@@ -265,6 +266,7 @@ def test_a_saved_rule_out_of_range_is_set_aside_in_words_and_burns_in_again(brok
         checked = subprocess.run([sys.executable, "-m", "edge", "check", "--config", str(tmp_path / "first.toml"),
                                   "--skip-broker"], capture_output=True, text=True, timeout=120)
         assert said in checked.stdout and "left in place for now" in checked.stdout, (said, checked.stdout)
+        assert (checked.stdout + checked.stderr).count("unusable") == 1, checked.stderr  # said once, not logged too
         assert "resumed" not in checked.stdout, checked.stdout
         quality, log = run_saved(broker, tmp_path, "again", 10)
         assert quality["burn_in"] == again and quality["threshold"] is None, (path, value, quality)

@@ -30,7 +30,7 @@ class ThresholdFile:
     def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
         self.file = StateFile(path, "the config's or the manifest's threshold applies", keep_damaged=read_only,
-                              kept=READ_ONLY)
+                              kept=READ_ONLY, quiet=read_only)
 
     def load(self) -> float | None:
         return self.file.load(lambda data: within_float32(check_threshold(data["threshold"], str(self.path)),
@@ -60,7 +60,8 @@ class PlanFile:
         """`read_only`: a damaged file stays where it is (`edge check` reads, the agent sets it aside)."""
         self.path = path
         self.file = StateFile(path, "the saved rule is not used: the manifest's or the config's applies "
-                              "(a burn-in, when it has one, starts again)", keep_damaged=read_only, kept=READ_ONLY)
+                              "(a burn-in, when it has one, starts again)", keep_damaged=read_only, kept=READ_ONLY,
+                              quiet=read_only)
         self.source = "calibrated"  # of the plan loaded last: "calibrated" (cmd/calibrate) or "burn_in"
 
     def load(self, model_sha256: str, burn_in_readings: int | None = None) -> AlertPlan | None:

@@ -131,12 +131,14 @@ def test_a_plan_the_stream_contradicts_is_flagged() -> None:
 
 def test_an_agent_burning_in_says_so_and_alerts_nothing(broker: Broker, tmp_path: Path) -> None:
     """Half-way through the burn-in: no threshold yet, the progress in stats.quality, nothing alerts even on
-    readings far off the line."""
+    readings far off the line. The debounce is null too (it said 1-of-1 while the burn-in learns 2-of-3: a user's
+    trial; seen failing with the debounce given as the placeholder's)."""
     values = lecture_sensor_data(seed=7).train[:60].astype(np.float64)
     values[40:] = [0.9, -0.9]  # off the line: the committed threshold would flag every one
     quality, alerts = run_agent(broker, tmp_path, values, "burn_in = true\nburn_in_readings = 120\n")
     assert quality["threshold_source"] == "burn_in" and quality["threshold"] is None
     assert quality["burn_in"] == {"readings": 60, "needed": 120}
+    assert (quality["debounce_k"], quality["debounce_n"]) == (None, None)  # not 1-of-1: the burn-in learns its own
     assert alerts == [] and quality["alert_episodes"] == 0
 
 

@@ -243,9 +243,10 @@ def fill_debounce(asked: tuple[int | None, int | None], k: int, n: int) -> tuple
 
 def settings_fields(settings: AlertSettings) -> dict[str, Any]:
     """The rule in force as `cmd/calibrate/result` and `stats` carry it."""
-    threshold = None if settings.threshold == LEARNING else settings.threshold  # the burn-in has none yet
-    return {"threshold": threshold, "threshold_source": settings.source, "debounce_k": settings.k,
-            "debounce_n": settings.n, "false_alarms_per_day": settings.false_alarms_per_day,
+    learning = settings.threshold == LEARNING  # the burn-in has no threshold yet, nor its debounce (not 1-of-1)
+    return {"threshold": None if learning else settings.threshold, "threshold_source": settings.source,
+            "debounce_k": None if learning else settings.k, "debounce_n": None if learning else settings.n,
+            "false_alarms_per_day": settings.false_alarms_per_day,
             "expected_false_alerts_per_day": settings.expected_per_day, "period_s": settings.period_s}
 
 

@@ -238,6 +238,7 @@ OUT_OF_RANGE = [
     (("plan", "false_alarms_per_day"), 0, "plan.false_alarms_per_day: expected a finite number > 0"),
     (("plan", "false_alarms_per_day"), -1, "plan.false_alarms_per_day: expected a finite number > 0"),
     (("plan", "false_alarms_per_day"), None, "plan.false_alarms_per_day: expected a finite number > 0, got None"),
+    (("plan", "period_s"), 1e-300, "plan.period_s: expected seconds from 1e-06 to 1e+09 or null, got 1e-300"),
     (("plan", "calibration", "count"), -1, "plan.calibration.count: expected at least the"),
     (("plan", "calibration", "count"), 0, "plan.calibration.count: expected at least the"),
     (("plan", "calibration", "exceed", 0), -1, "plan.calibration.exceed: expected one count per value"),

@@ -108,12 +108,18 @@ def _positive(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
+#: a reading period a plan may carry, in seconds: a microsecond to thirty years
+PERIOD_RANGE = (1e-6, 1e9)
+
+
 def _check_rates(plan: AlertPlan, where: str) -> None:
     """The plan's rates in their ranges: ValueError naming the field and what it should be."""
     if not (math.isfinite(plan.expected_active_rate) and 0 <= plan.expected_active_rate <= 1):
         raise ValueError(f"{where}.expected_active_rate: expected a share in [0, 1], got {plan.expected_active_rate}")
-    if plan.period_s is not None and not _positive(plan.period_s):
-        raise ValueError(f"{where}.period_s: expected a finite number > 0 or null, got {plan.period_s!r}")
+    if plan.period_s is not None and not (_positive(plan.period_s) and PERIOD_RANGE[0] <= plan.period_s
+                                          <= PERIOD_RANGE[1]):  # 1e-300 made "1.8e-302 days" of calibration
+        raise ValueError(f"{where}.period_s: expected seconds from {PERIOD_RANGE[0]:g} to {PERIOD_RANGE[1]:g} or "
+                         f"null, got {plan.period_s!r}")
     if plan.false_alarms_per_day is not None and not _positive(plan.false_alarms_per_day):
         raise ValueError(f"{where}.false_alarms_per_day: expected a finite number > 0 or null, got "
                          f"{plan.false_alarms_per_day!r}")

@@ -25,7 +25,7 @@ class DeviceLearning:
         self.burn_in = None if plan is not None else BurnIn(readings, rate, debounce)
         self.plan = plan
         self.recalibrator = Recalibrator(every=readings, guard=max(3 * (plan.n if plan else 5), 12),
-                                         rests_on=plan.calibration.count if plan else 0)  # a plan saved before
+                                         rests_on=rested_on(plan) if plan else 0)  # a plan saved before
         self.failed: str | None = None
 
     @property
@@ -67,6 +67,11 @@ class DeviceLearning:
                 "held_back": self.recalibrator.held_back, "error": self.failed}
 
 
+def rested_on(plan: AlertPlan) -> int:
+    """The readings a k-of-n plan was placed on: its calibration counts one statistic per n consecutive scores."""
+    return plan.calibration.count + plan.n - 1
+
+
 def burn_in_length(cfg: Any) -> int:
     """The readings a k-of-n burn-in takes: the config's `burn_in_readings`, else NAB's probationary length."""
     return cfg.burn_in_readings or NAB_PROBATION
@@ -87,9 +92,10 @@ def saved_rule(plans: PlanFile, entry: Any, cfg: Any) -> tuple[AlertPlan | None,
         log.info("sensor %s: the rule a burn-in learned (%s) is not used: the sensor does not burn in now",
                  cfg.name, plans.path)
         return None, "calibrated"
-    if cfg.debounce is not None and fill_debounce(cfg.debounce, plan.k, plan.n) != (plan.k, plan.n):
-        log.warning("sensor %s: the rule was burned in for %d-of-%d and the config now asks debounce %s-of-%s; it "
-                    "burns in again", cfg.name, plan.k, plan.n, cfg.debounce_k or "-", cfg.debounce_n or "-")
+    asked = None if cfg.debounce is None else fill_debounce(cfg.debounce, plan.k, plan.n)
+    if asked is not None and asked != (plan.k, plan.n):
+        log.warning("sensor %s: the rule was burned in for %d-of-%d and the config now asks debounce %d-of-%d; it "
+                    "burns in again", cfg.name, plan.k, plan.n, *asked)
         return None, "calibrated"
     rate = cfg.false_alarms_per_day or DEFAULT_FALSE_ALARMS_PER_DAY
     if plan.false_alarms_per_day != rate and plan.period_s:

@@ -19,6 +19,7 @@ from edge.system import cpu_temperature, resident_mb
 
 ACL_DENIED = "acl_denied"
 SOURCE_DOWN = "no frames from the camera"
+DEAF = "runs but cannot alert"  # a pipeline's `rule_problem`: a restart does not mend it
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Health:
                 found.append(f"{p.kind}/{p.name}: no progress for {stalled:.0f} s (a write keeps failing)")
             elif (down := getattr(p, "source_down", lambda: None)()) and down[0] >= self.stall_after:
                 found.append(f"{p.kind}/{p.name}: {SOURCE_DOWN} for {down[0]:.0f} s ({down[1]}); retrying")
+            elif why := getattr(p, "rule_problem", lambda: None)():  # running, yet deaf: never "healthy"
+                found.append(f"{p.kind}/{p.name}: {DEAF}: {why}")
         if not self.link.alive():
             found.append("mqtt: the network thread has ended")
         if self.acl.state == "denied":
@@ -53,8 +56,10 @@ class Health:
 
     def restart_mends(self) -> list[str]:
         """The problems a restart (systemd's watchdog) can mend: not an ACL, another device holding our client
-        id or an unplugged camera (the camera pipeline reopens its source by itself, the others carry on)."""
-        return [p for p in self.problems() if not p.startswith((ACL_DENIED, TAKEN_OVER)) and SOURCE_DOWN not in p]
+        id, an unplugged camera (the camera pipeline reopens its source by itself, the others carry on) or a rule
+        that cannot be learned (no clock in the readings: the same readings come after a restart)."""
+        return [p for p in self.problems() if not p.startswith((ACL_DENIED, TAKEN_OVER)) and SOURCE_DOWN not in p
+                and DEAF not in p]
 
     def stats(self) -> dict[str, Any]:
         problems, pipelines, link = self.problems(), self.pipelines(), self.link

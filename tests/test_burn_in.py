@@ -466,8 +466,8 @@ def test_a_threshold_beyond_float32_in_the_config_or_the_manifest_is_refused_in_
 def test_a_burn_in_that_cannot_finish_says_so_once(broker: Broker, tmp_path: Path) -> None:
     """Readings without a clock: the k-of-n burn-in cannot plan a rate per day and starts over at every
     `burn_in_readings`; the warning was logged each time (10 times in 1,000 readings, a user's trial). Now once,
-    and `device_learning.error` keeps saying it. Seen failing with the `self.failed != str(exc)` test taken out
-    (six warnings)."""
+    and `device_learning.error` keeps saying it, and `stats` is not `healthy` (a deaf sensor). Seen failing with
+    the `self.failed != str(exc)` test taken out (six warnings) and with `rule_problem` out of `edge.health`."""
     csv = tmp_path / "no-clock.csv"
     values = lecture_sensor_data(seed=7).train[:200].astype(np.float64)
     csv.write_text("x,y\n" + "".join(f"{x!r},{y!r}\n" for x, y in values.tolist()))
@@ -479,8 +479,12 @@ def test_a_burn_in_that_cannot_finish_says_so_once(broker: Broker, tmp_path: Pat
     assert agent.wait(120) == 0, agent.output()
     said = [line for line in agent.output().splitlines() if "the readings carry no clock" in line]
     assert len(said) == 1 and "said once" in said[0], said
-    learning = json.loads(stats_file.read_text())["quality"]["sensor/line1"]["device_learning"]
+    stats = json.loads(stats_file.read_text())
+    learning = stats["quality"]["sensor/line1"]["device_learning"]
     assert "carry no clock" in learning["error"], learning
+    # running, yet deaf: not "healthy" (it was true, problems []: a user's trial)
+    assert not stats["healthy"] and any("sensor/line1: runs but cannot alert: its burn-in cannot learn a rule"
+                                        in p for p in stats["problems"]), stats["problems"]
 
 
 def test_a_deaf_thresholds_ratio_is_written_in_three_figures() -> None:

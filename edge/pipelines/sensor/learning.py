@@ -56,6 +56,10 @@ class DeviceLearning:
             return self.plan
         return None
 
+    def unlearnable(self) -> str | None:
+        """Why no rule can be learned, while none is (the sensor is deaf: `stats.healthy` false); else None."""
+        return f"its burn-in cannot learn a rule: {self.failed}" if self.failed and self.plan is None else None
+
     def progress(self) -> dict[str, int] | None:
         """`stats.quality[sensor/<name>].burn_in` (as the episode rule's): scored readings taken of those
         needed; None once the rule is learned."""

@@ -81,9 +81,9 @@ class SensorPipeline(ReadingPipeline):
     def _saved_rule(self, scorer: AnomalyScorer) -> tuple[AlertPlan | None, str]:
         return saved_rule(self.plan_file, scorer.entry, self.cfg) if self.plan_file else (None, "calibrated")
 
-    @property
-    def threshold_source(self) -> str:
-        return self.settings.source
+    def rule_problem(self) -> str | None:
+        """Why the sensor runs but cannot alert (`edge.health`): a burn-in that cannot finish (no clock)."""
+        return self.learning.unlearnable() if self.learning is not None else None
 
     def _settings(self, scorer: AnomalyScorer) -> AlertSettings:
         """The rule in force (`edge.alerts.plan.resolve`): command, calibration, config or manifest."""
@@ -214,7 +214,7 @@ class SensorPipeline(ReadingPipeline):
                 window=self.model.window, seq=self.counters.processed, changed=changed, reading_ts=reading.ts,
                 evidence=evidence, episode=episode.to_json() if episode else None,
                 rule=rule_state(self.rule.k, self.rule.n, sum(self.above), self.rule.threshold,
-                                self.threshold_source)))
+                                self.settings.source)))
             self.counters.published += 1
         if changed:
             for message in self.state_messages():
@@ -295,7 +295,7 @@ class SensorPipeline(ReadingPipeline):
             if self.episodic is not None:  # the episode rule: no score threshold (as stats.quality says)
                 return {"threshold": None, "threshold_source": self.episodic.source}
         fields = settings_fields(self.settings)  # a new burn-in: threshold null until it has learned one
-        return {"threshold": fields["threshold"], "threshold_source": self.threshold_source}
+        return {"threshold": fields["threshold"], "threshold_source": self.settings.source}
 
     def calibrate(self, body: dict[str, Any], request_id: Any) -> dict[str, Any]:
         """`cmd/calibrate`: start collecting the scores of the readings declared normal (see edge.alerts.recalibrate).

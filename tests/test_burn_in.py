@@ -287,7 +287,7 @@ def test_a_burned_in_rule_follows_the_config_after_a_restart(broker: Broker, tmp
     own calibration table at the next start (no new burn-in, nothing lost), a new `burn_in_readings` burns in
     again over the new length, as the episode rule does; `edge check` says the same. Both were silently ignored:
     the saved rule resumed at its old rate and length (a user's trial). Seen failing with `saved_rule`'s re-plan
-    taken out (false_alarms_per_day stayed 0.1) and with the length check taken out of `PlanFile.load` (resumed)."""
+    taken out (false_alarms_per_day stayed 0.1) and with the length check taken out of `saved_rule` (resumed)."""
     first, _ = run_saved(broker, tmp_path, "first", 105)
     assert first["false_alarms_per_day"] == 0.1 and first["burn_in"] is None  # the default rate, burned in
     looser = SAVED_KEYS + "false_alarms_per_day = 20\n"

@@ -193,6 +193,10 @@ def measure(model: TFLiteModel, spec: GeneratorSpec, judge: Judge) -> dict[str, 
     return metrics
 
 
+#: the largest latent scale `set_latent_scale` takes (argparse says the same bound up front)
+MAX_LATENT_SCALE = 10.0
+
+
 def set_latent_scale(models_dir: Path, scale: float, n: int = SAMPLES,
                      report_dir: Path | None = None) -> dict[str, dict[str, Any]]:
     """Give the committed generator files (`gan`, `gan_float32`) a new `preprocess.latent_scale`,
@@ -202,8 +206,8 @@ def set_latent_scale(models_dir: Path, scale: float, n: int = SAMPLES,
     Truncation is a sampling choice, not a change to the network, so it needs no retraining: this is
     how the committed generator got its scale (docs/gan.md).
     """
-    if not 0 < scale <= 10:
-        raise ValueError(f"latent scale must be in (0, 10], got {scale}")
+    if not 0 < scale <= MAX_LATENT_SCALE:
+        raise ValueError(f"latent scale must be in (0, {MAX_LATENT_SCALE:g}], got {scale}")
     path = Path(models_dir) / "manifest.json"
     manifest = read_manifest(path)
     names = ("gan", "gan_float32")
@@ -246,8 +250,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m training gan-quality",
                                      description="set the generator's latent scale (truncation) and re-measure it")
-    parser.add_argument("--latent-scale", type=number(float, 0, 10, open_low=True), required=True,
-                        help="the sd of the generator's noise, > 0 and <= 10 (< 1: the truncation trick)")
+    parser.add_argument("--latent-scale", type=number(float, 0, MAX_LATENT_SCALE, open_low=True), required=True,
+                        help=f"the sd of the generator's noise, > 0 and <= {MAX_LATENT_SCALE:g} (< 1: the truncation "
+                        "trick)")
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="the models folder")
     parser.add_argument("--report", type=Path, default=REPORT_DIR, help="where the sample grids go")
     args = parser.parse_args(argv)

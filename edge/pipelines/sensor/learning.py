@@ -88,13 +88,16 @@ def saved_rule(plans: PlanFile, entry: Any, cfg: Any) -> tuple[AlertPlan | None,
     is now: learned over another `burn_in_readings` or another debounce, it is not used (the sensor burns in
     again); learned for another `false_alarms_per_day`, it is re-planned for the config's rate from its own
     calibration table. Each was silently kept after a restart."""
-    burning = burns_in(cfg, entry.postprocess)
-    plan = plans.load(entry.sha256, burn_in_length(cfg) if burning else None)
+    plan = plans.load(entry.sha256)
     if plan is None or plans.source != "burn_in":
         return plan, plans.source
-    if not burning:
+    if not burns_in(cfg, entry.postprocess):
         log.info("sensor %s: the rule a burn-in learned (%s) is not used: the sensor does not burn in now",
                  cfg.name, plans.path)
+        return None, "calibrated"
+    if plans.burn_in_readings not in (None, burn_in_length(cfg)):
+        log.warning("ignoring %s: the rule was burned in on %d readings and the burn-in now takes %d "
+                    "(burn_in_readings); it burns in again", plans.path, plans.burn_in_readings, burn_in_length(cfg))
         return None, "calibrated"
     asked = None if cfg.debounce is None else fill_debounce(cfg.debounce, plan.k, plan.n)
     if asked is not None and asked != (plan.k, plan.n):

@@ -63,29 +63,26 @@ class PlanFile:
                               "(a burn-in, when it has one, starts again)", keep_damaged=read_only, kept=READ_ONLY,
                               quiet=read_only)
         self.source = "calibrated"  # of the plan loaded last: "calibrated" (cmd/calibrate) or "burn_in"
+        self.burn_in_readings: int | None = None  # of the plan loaded last: its burn-in's length, when it kept one
 
-    def load(self, model_sha256: str, burn_in_readings: int | None = None) -> AlertPlan | None:
-        """The k-of-n plan saved for this model file; None for none, another model's, the episode rule's `on`, or
-        a burn-in's over another length than `burn_in_readings` (the config's now: it burns in again, as the
-        episode rule does)."""
+    def load(self, model_sha256: str) -> AlertPlan | None:
+        """The k-of-n plan saved for this model file; None for none, another model's, or the episode rule's `on`.
+        Who made it goes to `source`, a burn-in's length to `burn_in_readings` (`learning.saved_rule` compares
+        both with the config as it is now)."""
         def parse(data: dict) -> AlertPlan | None:
             if rule_of(data) != K_OF_N or not self._for_model(data, model_sha256):
                 return None
             source = data.get("source", "calibrated")  # a file saved before `source` was: a calibration's
             if source not in SOURCES:
                 raise ValueError(f"source: expected one of {', '.join(SOURCES)}, got {source!r}")
-            saved = data.get("burn_in_readings", burn_in_readings)  # saved before the length was kept: taken
-            if saved is not None and (isinstance(saved, bool) or not isinstance(saved, int) or saved < 1):
-                raise ValueError(f"burn_in_readings: expected a count of readings, got {saved!r}")
-            if source == "burn_in" and burn_in_readings is not None and saved != burn_in_readings:
-                log.warning("ignoring %s: the rule was burned in on %r readings and the burn-in now takes %d "
-                            "(burn_in_readings); it burns in again", self.path, saved, burn_in_readings)
-                return None
+            length = data.get("burn_in_readings")  # None: saved before the length was kept
+            if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
+                raise ValueError(f"burn_in_readings: expected a count of readings, got {length!r}")
             shapes.check(data, {"plan": "any"}, "")  # "plan: missing", not "expected an object, got null"
             plan = check_plan(data["plan"], "plan")  # its fields, their types and ranges
             if plan.false_alarms_per_day is None:  # a rule fitted on the device always has its rate: re-planned on it
                 raise ValueError("plan.false_alarms_per_day: expected a finite number > 0, got None")
-            self.source = source
+            self.source, self.burn_in_readings = source, length
             return plan
 
         return self.file.load(parse)

@@ -283,7 +283,7 @@ def test_a_file_a_user_names_that_cannot_be_used_is_an_error_in_words(tmp_path: 
     for name in ("manifest.json", "gan.tflite", "gan_float32.tflite", "cnn_float32.tflite"):
         shutil.copy(Path(__file__).parents[1] / "models" / name, tmp_path / name)
     report = tmp_path / "report"
-    report.write_text("a file, not a folder")
+    (report / "gan_samples.png").mkdir(parents=True)  # the grid's file is a folder: the OS refuses it
     assert main(["gan-quality", "--latent-scale", "0.8", "--out", str(tmp_path), "--report", str(report)]) == 2
     assert f"cannot use {report}" in caplog.text and "internal error" not in caplog.text, caplog.text
     with pytest.raises(SystemExit) as bench:
@@ -291,4 +291,18 @@ def test_a_file_a_user_names_that_cannot_be_used_is_an_error_in_words(tmp_path: 
     assert bench.value.code == 2 and "expected a file in an existing folder" in capsys.readouterr().err
     assert "expected a finite number > 0 and <= 10, got 10.5" in argparse_refused(
         main, ["gan-quality", "--latent-scale", "10.5"], capsys)
+
+
+def test_a_file_where_a_folder_goes_is_refused_before_the_work(tmp_path: Path, capsys) -> None:
+    """A user's trial: `gan-quality --report FILE` measured for ten seconds before the OS refused the file, and
+    the trainer's `--out`/`--report` would train for minutes first. argparse refuses the path up front
+    (`training.argtypes.folder`), naming the file, for a path that is a file and one beneath a file. Seen
+    failing with `--report` back to `type=Path` (the measuring ran, then exit 2 from the guard)."""
+    file = tmp_path / "notes.txt"
+    file.write_text("a file, not a folder")
+    assert f"{file} is a file, not a folder" in argparse_refused(
+        main, ["gan-quality", "--latent-scale", "0.8", "--out", str(tmp_path), "--report", str(file)], capsys)
+    assert f"{file}/sub: {file} is a file, not a folder" in argparse_refused(
+        main, ["autoencoder", "--out", str(file / "sub")], capsys)
+    assert f"{file} is a file, not a folder" in argparse_refused(main, ["cnn", "--report", str(file)], capsys)
 

@@ -8,8 +8,10 @@ domain error, and `--epochs -1` or `--normal-rows -5` trained and exported somet
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 from edge.argtypes import number
 
@@ -22,3 +24,17 @@ def whole(minimum: int) -> Callable[[str], int]:
 def rate(below: float = math.inf) -> Callable[[str], float]:
     """A finite number > 0 (and < `below`)."""
     return number(float, 0, below, open_low=True, open_high=True)
+
+
+def folder(text: str) -> Path:
+    """A folder the command writes into (made when missing): refused by argparse when the path, or a folder
+    above it, is a file -- before minutes of training or measuring, not after (a user's trial: `gan-quality
+    --report FILE` measured for ten seconds, then failed)."""
+    path = Path(text)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                where = "" if part == path else f": {part}"
+                raise argparse.ArgumentTypeError(f"{text}{where} is a file, not a folder")
+            break
+    return path

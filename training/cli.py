@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from edge.models.manifest import Manifest, read_manifest, write_manifest
-from training.argtypes import whole
+from training.argtypes import folder, whole
 from training.guard import configure_logging, guarded
 from training.paths import MODELS_DIR, REPORT_DIR
 from training.quality.summary import results_table
@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="; ".join(f"{name}: {what}" for name, what in PROFILES.items()))
     parser.add_argument("--dataset", help="; ".join(f"{t.name}: {t.datasets}" for t in tasks().values()))
     parser.add_argument("--epochs", type=whole(1), help="override the profile's number of epochs")
-    parser.add_argument("--out", type=Path, default=MODELS_DIR, help="where the .tflite files and manifest go")
-    parser.add_argument("--report", type=Path, help="where the pictures go (default: the repository's "
+    parser.add_argument("--out", type=folder, default=MODELS_DIR, help="where the .tflite files and manifest go")
+    parser.add_argument("--report", type=folder, help="where the pictures go (default: the repository's "
                         "reports/training for the committed models, else OUT/reports)")
     parser.add_argument("-v", "--verbose", action="store_true")
     for task in tasks().values():

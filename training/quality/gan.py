@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from edge.argtypes import number
+    from training.argtypes import folder
     from training.paths import MODELS_DIR, REPORT_DIR
 
     parser = argparse.ArgumentParser(prog="python -m training gan-quality",
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the sd of the generator's noise, > 0 and <= {MAX_LATENT_SCALE:g} (< 1: the truncation "
                         "trick)")
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="the models folder")
-    parser.add_argument("--report", type=Path, default=REPORT_DIR, help="where the sample grids go")
+    parser.add_argument("--report", type=folder, default=REPORT_DIR, help="where the sample grids go")
     args = parser.parse_args(argv)
     for name, metrics in set_latent_scale(args.out, args.latent_scale, report_dir=args.report).items():
         print(f"{name}: FD {metrics['frechet']:.2f}, class agreement {metrics.get('class_agreement', 0):.1%}, "

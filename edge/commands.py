@@ -167,14 +167,15 @@ class Commands:
         if action in self.handlers:
             handler, arguments = self.handlers[action]
             if arguments is not None:
-                build(arguments, body, action)  # unknown keys, types, ranges: refused before anything runs
+                build(arguments, body)  # unknown keys, types, ranges: refused before anything runs (the keys
+                # named as the sender wrote them: `threshold`, not `threshold.threshold`)
             return handler(body)
         by_kind = self.kind_handlers.get(action)
         if not by_kind:
             raise CommandError(f"unknown command {action!r} ({', '.join([*self.handlers, *self.kind_handlers])})")
         kind = _kind_named(action, by_kind, body)
         command = by_kind[kind]
-        return command.handler(build(command.arguments, body, action), [p for p in self.pipelines() if p.kind == kind])
+        return command.handler(build(command.arguments, body), [p for p in self.pipelines() if p.kind == kind])
 
 
 def read_id(payload: bytes) -> str | int | float | None:

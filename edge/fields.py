@@ -102,9 +102,12 @@ def setting(default: Any = MISSING, *, default_factory: Any = MISSING, ge: float
     return dataclasses.field(default=default, default_factory=default_factory, metadata={"check": check})
 
 
+#: a Python type as a person writing TOML or JSON calls it (an int is a float's value too: "a number")
+KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
 def _type_error(key: str, kind: type, value: Any) -> ConfigError:
-    article = "an" if kind is int else "a"
-    return ConfigError(f"{key}: expected {article} {kind.__name__}, got {value!r}")
+    return ConfigError(f"{key}: expected {KINDS.get(kind, kind.__name__)}, got {value!r}")
 
 
 def _scalar(key: str, annotation: Any, value: Any) -> Any:

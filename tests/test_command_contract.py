@@ -155,6 +155,10 @@ def test_every_command_ok_and_refused_answers_within_its_schema(broker: Broker, 
     labels = [b.get("label", "") if isinstance(b, dict) else "" for _, b, _ in BEFORE_UPDATE]
     long_label = by_id[f"r{labels.index('a' * 5000)}"]["error"]
     assert "at most 64" in long_label and len(long_label) < 300, long_label
+    # a wrong type is named by the key the sender wrote, in JSON's words (it read "threshold.threshold: expected
+    # a float": a user's trial)
+    high = by_id[f"r{BEFORE_UPDATE.index(('threshold', {'sensor': 'line1', 'threshold': 'high'}, False))}"]["error"]
+    assert high == "threshold: expected a number, got 'high'", high
     for i, (_, body, _) in enumerate(BEFORE_UPDATE + AFTER_UPDATE):
         if isinstance(body, dict) and {"extra", "bogus", "typo"} & set(body):
             assert "unknown key" in by_id[f"r{i}"]["error"], by_id[f"r{i}"]

@@ -87,7 +87,7 @@ def test_example_config_is_valid_and_documented() -> None:
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"mqtt": {"port": "x"}}, "mqtt.port: expected an int, got 'x'"),
+    ({"mqtt": {"port": "x"}}, "mqtt.port: expected an integer, got 'x'"),
     ({"mqtt": {"port": 70000}}, "mqtt.port: expected an integer from 1 to 65535, got 70000"),
     ({"mqtt": {"prot": "5"}}, "mqtt.prot: unknown key"),
     ({"mqtt": {"protocol": "4"}}, r"mqtt.protocol: expected one of \('3.1.1', '5'\)"),
@@ -100,7 +100,7 @@ def test_example_config_is_valid_and_documented() -> None:
     ({"stats_interval": 0.001}, "stats_interval: expected a number >= 0.1, got 0.001"),  # 700 retained msgs/s
     ({"stats_interval": 1e9}, "stats_interval: expected a number <= 3600, got 1000000000.0"),  # online never again
     ({"series": [{"name": "s", "rate": -1}]}, r"series\[0\].rate: expected a number >= 0"),
-    ({"mqtt": {"tls": "yes"}}, "mqtt.tls: expected a bool"),
+    ({"mqtt": {"tls": "yes"}}, "mqtt.tls: expected true or false"),
     ({"device_id": "a/b"}, "device_id: expected letters"),
 ])
 def test_invalid_config_names_key_and_expectation(data, message) -> None:

@@ -92,7 +92,7 @@ def test_forecast_sensor_has_state_class_and_the_configured_unit() -> None:
     assert bare["state_class"] == "measurement" and "unit_of_measurement" not in bare
     # the key is part of the [[series]] table, checked like every other
     assert parse_config({"series": [{"name": "a", "unit": "°C"}]}).series[0].unit == "°C"
-    with pytest.raises(ConfigError, match=r"series\[0\]\.unit: expected a str"):
+    with pytest.raises(ConfigError, match=r"series\[0\]\.unit: expected a string"):
         parse_config({"series": [{"name": "a", "unit": 3}]})
 
 

@@ -159,7 +159,8 @@ def test_check_says_which_alert_rule_each_sensor_runs_and_whether_it_burns_in_or
     assert said["line1"] == ("alert rule: k-of-n threshold: an alert for every score above 0.001045; the threshold is "
                              "the manifest's (postprocess.threshold); no burn-in")
     assert said["line2"] == ("alert rule: k-of-n threshold; burns in first: its threshold and debounce are learned "
-                             "from the first 200 readings (nothing alerts meanwhile), then saved in "
+                             "from the first 200 readings (nothing alerts meanwhile; each reading needs a 'ts' "
+                             "that is a time, as a rate per day does), then saved in "
                              f"{state}/line2.alerts.json")
     assert said["line3"].endswith("above 0.5; the threshold is the config's `threshold`; no burn-in")
     assert said["line4"].endswith(f"above 0.25; the threshold is set by cmd/threshold, saved in {state}/"

@@ -68,8 +68,8 @@ def _k_of_n_rule(cfg: SensorConfig, settings: AlertSettings, saved: bool, comman
                                              "is set for this sensor)" if unused else "")
     if settings.source == "burn_in" and not saved:
         return (f"{line}; burns in first: its threshold and debounce are learned from the first "
-                f"{burn_in_length(cfg)} readings (nothing alerts meanwhile), then saved in "
-                f"{plans.path}")
+                f"{burn_in_length(cfg)} readings (nothing alerts meanwhile; each reading needs a 'ts' that is a "
+                f"time, as a rate per day does), then saved in {plans.path}")
     when = "for every score" if settings.n == 1 else f"when {settings.k} of the last {settings.n} scores are"
     origin = {
         "manifest": f"the manifest's ({'its alert plan' if alerts is not None else 'postprocess.threshold'}); "

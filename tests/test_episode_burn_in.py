@@ -164,6 +164,25 @@ def test_every_wrong_json_type_in_a_saved_rule_is_refused_in_words(tmp_path: Pat
     assert refused > 100  # most are refused; `basis`, `source` and a null `period_s` are taken as they are
 
 
+def test_the_other_rules_saved_file_is_not_used_and_said(tmp_path: Path, caplog) -> None:
+    """A sensor that runs the episode rule and finds a k-of-n rule's file (kept from before it switched rules, or
+    forged) burns in and says why; it was replaced without a word. The k-of-n reader skips an episode file
+    quietly: every sensor asks it first, so it cannot tell a switch from the normal case. Seen failing with the
+    log line taken out."""
+    spec = EpisodePlan.for_period(PERIOD_S, 0.1).episode
+    file = PlanFile(tmp_path / "line1.alerts.json")
+    file.save(plan_alerts(np.random.default_rng(0).gamma(2.0, 1e-3, 2000), 1.0, PERIOD_S), "a" * 64, "burn_in")
+    with caplog.at_level("INFO", logger="edge"):
+        assert file.load_on("a" * 64, {"basis": 1}, spec) is None
+    assert f"ignoring {file.path}: it holds a k-of-n rule, this sensor runs the episode rule" in caplog.text
+    assert file.file.problem is None and file.path.exists()  # not damaged: kept until the burn-in replaces it
+    file.save_on(OnPlan(2.9, "extremal", 5, 5.9, 2.0), "a" * 64, {"basis": 1})
+    caplog.clear()
+    with caplog.at_level("INFO", logger="edge"):
+        assert file.load("a" * 64) is None
+    assert "ignoring" not in caplog.text, caplog.text
+
+
 def places(data: Any, path: tuple = ()) -> Iterator[tuple]:
     """The path of every field below `data` (of a list, its first item)."""
     items = data.items() if isinstance(data, dict) else [(0, data[0])] if isinstance(data, list) and data else []

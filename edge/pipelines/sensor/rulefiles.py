@@ -71,7 +71,7 @@ class PlanFile:
         both with the config as it is now)."""
         def parse(data: dict) -> AlertPlan | None:
             if rule_of(data) != K_OF_N or not self._for_model(data, model_sha256):
-                return None
+                return None  # the episode rule's file: `load_on` reads it (every sensor asks `load` first)
             source = data.get("source", "calibrated")  # a file saved before `source` was: a calibration's
             if source not in SOURCES:
                 raise ValueError(f"source: expected one of {', '.join(SOURCES)}, got {source!r}")
@@ -90,7 +90,11 @@ class PlanFile:
     def load_on(self, model_sha256: str, basis: dict[str, Any], spec: EpisodeSpec) -> OnPlan | None:
         """The episode rule's `on` burned in on this model file for this `basis`; None otherwise."""
         def parse(data: dict) -> OnPlan | None:
-            if rule_of(data) != EPISODE or not self._for_model(data, model_sha256):
+            if not self._for_model(data, model_sha256):
+                return None
+            if rule_of(data) != EPISODE:  # a k-of-n rule's, kept from before the sensor switched rules: said
+                log.info("ignoring %s: it holds a k-of-n rule, this sensor runs the episode rule; its burn-in "
+                         "will replace it", self.path)
                 return None
             if data.get("basis") != basis:
                 log.warning("ignoring %s: the episode rule's level was burned in for another plan, reading period "

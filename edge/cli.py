@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from edge.argtypes import PORT, number
+from edge.argtypes import PORT, number, topic_base
 from edge.config import ConfigError, load_config
 from edge.models.manifest import ManifestError
 from edge.models.runtime import RuntimeUnavailable
@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     subscribe = sub.add_parser("subscribe", help="print alerts, forecasts and classes as they arrive")
     subscribe.add_argument("--host", default="localhost")
     subscribe.add_argument("--port", type=PORT, help="default 1883, or 8883 with TLS")
-    subscribe.add_argument("--base", default="edgepipe/+", help="base topic of the device(s) to watch")
+    subscribe.add_argument("--base", type=topic_base, default="edgepipe/+", help="base topic of the device(s) to watch")
     subscribe.add_argument("--username")
     subscribe.add_argument("--password-file", type=Path,
                            help="file whose first line is the password (or set $EDGEPIPE_MQTT_PASSWORD)")

@@ -187,6 +187,11 @@ def test_stats_say_which_sensor_is_still_burning_in() -> None:
     (["subscribe", "--count", "0"], "argument --count: expected a whole number >= 1, got 0"),
     (["check", "--config", "x.toml", "--port", "0"], "argument --port: expected a whole number from 1 to 65535"),
     (["run", "--config", "x.toml", "--duration", "-1"], "argument --duration: expected a number >= 0, got -1"),
+    # a filter paho refuses in its own thread: a traceback, then the watcher hung (a user's trial)
+    (["subscribe", "--base", "a/#"], "argument --base: expected a base topic like edgepipe/+ ('+' only as a whole"),
+    (["subscribe", "--base", "a/dev+"], "no '#': '/#' is added), got 'a/dev+'"),
+    (["subscribe", "--base", ""], "argument --base: expected a base topic like edgepipe/+ (no empty level), got ''"),
+    (["subscribe", "--base", "a//b"], "(no empty level), got 'a//b'"),
 ])
 def test_an_agent_option_out_of_range_is_refused_naming_it(capsys: pytest.CaptureFixture, args: list[str],
                                                            words: str) -> None:

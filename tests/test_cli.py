@@ -305,4 +305,30 @@ def test_a_file_where_a_folder_goes_is_refused_before_the_work(tmp_path: Path, c
     assert f"{file}/sub: {file} is a file, not a folder" in argparse_refused(
         main, ["autoencoder", "--out", str(file / "sub")], capsys)
     assert f"{file} is a file, not a folder" in argparse_refused(main, ["cnn", "--report", str(file)], capsys)
+    assert "expected a folder, got an empty path" in argparse_refused(main, ["cnn", "--report", ""], capsys)
+
+
+def test_a_folder_the_system_will_not_write_and_a_count_without_end_are_refused_up_front(tmp_path: Path,
+                                                                                          capsys) -> None:
+    """A user's trial: `--out`/`--report` under /proc or /sys trained for 45 s, then "cannot use ..." and left
+    model files without their manifest; `gan-quality` measured, `bench` timed everything first; `--epochs 1e23`
+    and `bench --repeats 1e11` ran until killed; `--false-alarms-per-day 1e308` was taken. Each is refused by
+    the parser before the work, naming the option (the folders probed with a real file: /proc refuses it).
+    Seen failing with the probe taken out of the trainer's run (it trained, then failed)."""
+    assert "argument --out: cannot write into /proc/edgepipe-out" in argparse_refused(
+        main, ["cnn", "--profile", "quick", "--out", "/proc/edgepipe-out"], capsys)
+    assert "argument --report: cannot write into /proc/edgepipe-report" in argparse_refused(
+        main, ["autoencoder", "--profile", "quick", "--out", str(tmp_path), "--report", "/proc/edgepipe-report"],
+        capsys)
+    assert not list(tmp_path.glob("*.tflite"))  # nothing trained
+    assert "argument --report: cannot write into /proc/x" in argparse_refused(
+        main, ["gan-quality", "--latent-scale", "0.8", "--report", "/proc/x"], capsys)
+    assert "--out /proc/bench.md: cannot write into /proc" in argparse_refused(
+        main, ["bench", "--out", "/proc/bench.md", "--repeats", "1"], capsys)
+    assert "expected a whole number from 1 to 100000, got 99999999999999999999999" in argparse_refused(
+        main, ["cnn", "--epochs", "99999999999999999999999"], capsys)
+    assert "expected a whole number from 1 to 1e+06, got 100000000000" in argparse_refused(
+        main, ["bench", "--repeats", "100000000000"], capsys)
+    assert "expected a finite number > 0 and <= 1e+06, got 1e308" in argparse_refused(
+        main, ["autoencoder", "--false-alarms-per-day", "1e308"], capsys)
 

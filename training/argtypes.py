@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from edge.argtypes import number
 
-
-def whole(minimum: int) -> Callable[[str], int]:
-    """A whole number >= `minimum`."""
-    return number(int, minimum)  # type: ignore[return-value]
+#: `--epochs` at most: far beyond any profile (150 at most), short of a run that never ends
+MAX_EPOCHS = 100_000
 
 
-def rate(below: float = math.inf) -> Callable[[str], float]:
-    """A finite number > 0 (and < `below`)."""
+def whole(minimum: int, maximum: float = math.inf) -> Callable[[str], int]:
+    """A whole number >= `minimum` (and <= `maximum`: a count that would run for ever is no count)."""
+    return number(int, minimum, maximum)  # type: ignore[return-value]
+
+
+def rate(below: float = math.inf, at_most: float = math.inf) -> Callable[[str], float]:
+    """A finite number > 0 (and < `below`, <= `at_most`)."""
+    if math.isfinite(at_most):
+        return number(float, 0, at_most, open_low=True)
     return number(float, 0, below, open_low=True, open_high=True)
 
 
@@ -30,6 +36,8 @@ def folder(text: str) -> Path:
     """A folder the command writes into (made when missing): refused by argparse when the path, or a folder
     above it, is a file -- before minutes of training or measuring, not after (a user's trial: `gan-quality
     --report FILE` measured for ten seconds, then failed)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty path (it would mean the current folder)")
     path = Path(text)
     for part in (path, *path.parents):
         if part.exists():
@@ -38,3 +46,17 @@ def folder(text: str) -> Path:
                 raise argparse.ArgumentTypeError(f"{text}{where} is a file, not a folder")
             break
     return path
+
+
+def cannot_write(folder: Path) -> str | None:
+    """Why nothing can be written into `folder` (made when missing), or None: asked before the work, so a
+    folder the system refuses (`/sys/...`, a read-only mount, a full disk) is said before minutes of training or
+    measuring and leaves no model files without their manifest (a user's trial: 45 s of training, then "cannot
+    use /sys/edgepipe"). A probe file is made and removed."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".edgepipe-probe-"):
+            pass
+    except OSError as exc:
+        return f"cannot write into {folder}: {exc.strerror or exc}"
+    return None

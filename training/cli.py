@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from edge.models.manifest import Manifest, read_manifest, write_manifest
-from training.argtypes import folder, whole
+from training.argtypes import MAX_EPOCHS, cannot_write, folder, whole
 from training.guard import configure_logging, guarded
 from training.paths import MODELS_DIR, REPORT_DIR
 from training.quality.summary import results_table
@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="default",
                         help="; ".join(f"{name}: {what}" for name, what in PROFILES.items()))
     parser.add_argument("--dataset", help="; ".join(f"{t.name}: {t.datasets}" for t in tasks().values()))
-    parser.add_argument("--epochs", type=whole(1), help="override the profile's number of epochs")
+    parser.add_argument("--epochs", type=whole(1, MAX_EPOCHS), help="override the profile's number of epochs "
+                        f"(at most {MAX_EPOCHS:,})")
     parser.add_argument("--out", type=folder, default=MODELS_DIR, help="where the .tflite files and manifest go")
     parser.add_argument("--report", type=folder, help="where the pictures go (default: the repository's "
                         "reports/training for the committed models, else OUT/reports)")
@@ -134,6 +135,9 @@ def run(argv: list[str]) -> int:
 
         return evaluate(["--out", str(args.out)])
     chosen = chosen_tasks(args)
+    for option, where in (("--out", args.out), ("--report", args.report)):
+        if where is not None and (problem := cannot_write(where)):
+            build_parser().error(f"argument {option}: {problem}")
     manifest = load_or_new(manifest_path)
     trained = [name for task in chosen for name in train(task, args, manifest, manifest_path)]
     # the models just trained, not others the folder holds (a CNN's rows and note after an autoencoder run)

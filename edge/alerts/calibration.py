@@ -31,6 +31,9 @@ from typing import Any
 import numpy as np
 
 SECONDS_PER_DAY = 86400.0
+#: the most false alarms a day a user may ask for (config, cmd/calibrate, the trainer): beyond a reading a tenth of a
+#: second, no rate at all
+MAX_FALSE_ALARMS_PER_DAY = 1e6
 #: scores kept exactly at the top of the table (the tail decides thresholds, the body only p-values)
 EXACT_TOP = 256
 #: the debounce asks neighbouring readings within this span to agree (2-of-3 at 5-minute readings)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.alerts.calibration import AlertPlan, plan_alerts
+from edge.alerts.calibration import MAX_FALSE_ALARMS_PER_DAY, AlertPlan, plan_alerts
 
 MIN_READINGS = 30  # fewer scores cannot rank a threshold for any useful rate
 MAX_READINGS = 100_000  # three Python lists of them are ~10 MB on a Pi; a seconds span ends here too
@@ -63,7 +63,7 @@ class Collection:
             raise ValueError("calibrate: give either 'readings' (a count) or 'seconds' (a span), not both or neither")
         if readings is not None and readings < MIN_READINGS:
             raise ValueError(f"calibrate: 'readings' must be at least {MIN_READINGS}, got {readings}")
-        rate = _positive(body, "false_alarms_per_day", 1e6)
+        rate = _positive(body, "false_alarms_per_day", MAX_FALSE_ALARMS_PER_DAY)
         rate = rate if rate is not None else default_rate or DEFAULT_FALSE_ALARMS_PER_DAY
         return cls(request_id, None if readings is None else int(readings), seconds, float(rate), debounce)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from edge.models.manifest import read_manifest
 from edge.models.runtime import TFLiteModel
-from training.argtypes import whole
+from training.argtypes import cannot_write, whole
 from training.models.cnn import ARCHITECTURES
 from training.paths import MODELS_DIR, PROJECT_ROOT
 
@@ -59,12 +59,15 @@ print(float(np.median(s)))
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="the export folder measured")
-    parser.add_argument("--repeats", type=whole(1), default=1000, help="calls timed per path (the median is kept)")
+    parser.add_argument("--repeats", type=whole(1, 1_000_000), default=1000,
+                        help="calls timed per path, at most 1,000,000 (the median is kept)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks.md",
                         help="the markdown file the table is appended to (default docs/benchmarks.md)")
     args = parser.parse_args(argv)
     if args.out.is_dir() or not args.out.parent.is_dir():  # said before minutes of timing, not after
         parser.error(f"--out {args.out}: expected a file in an existing folder")
+    if problem := cannot_write(args.out.parent):
+        parser.error(f"--out {args.out}: {problem}")
     manifest = read_manifest(args.models_dir / "manifest.json")
     entry = manifest.get("cnn")
     keras_model = ARCHITECTURES[entry.training.get("arch", "lecture")]((28, 28, 1), len(entry.postprocess["labels"]))

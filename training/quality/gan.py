@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from edge.argtypes import number
-    from training.argtypes import folder
+    from training.argtypes import cannot_write, folder
     from training.paths import MODELS_DIR, REPORT_DIR
 
     parser = argparse.ArgumentParser(prog="python -m training gan-quality",
@@ -257,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="the models folder")
     parser.add_argument("--report", type=folder, default=REPORT_DIR, help="where the sample grids go")
     args = parser.parse_args(argv)
+    for option, where in (("--out", args.out), ("--report", args.report)):  # said before seconds of measuring
+        if problem := cannot_write(where):
+            parser.error(f"argument {option}: {problem}")
     for name, metrics in set_latent_scale(args.out, args.latent_scale, report_dir=args.report).items():
         print(f"{name}: FD {metrics['frechet']:.2f}, class agreement {metrics.get('class_agreement', 0):.1%}, "
               f"smallest class {metrics['min_class_share']:.1%}, penultimate FD {metrics['frechet_penultimate']:.1f}")

@@ -30,7 +30,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from edge.alerts.calibration import AlertPlan, plan_alerts, rule_statistic, score_resolution
+from edge.alerts.calibration import MAX_FALSE_ALARMS_PER_DAY, AlertPlan, plan_alerts, rule_statistic, score_resolution
 from edge.alerts.episode import EpisodePlan
 from edge.alerts.ledger import episodes
 from edge.alerts.support import support
@@ -502,7 +502,7 @@ TASK = Task(
         Option("--normal-rows", "autoencoder on a sensor CSV: the first N rows are normal", type=whole(1)),
         Option("--false-alarms-per-day", "autoencoder on a sensor CSV with timestamps: false alerts accepted on "
                "normal data (default 0.1); the threshold and the k-of-n debounce follow from it and the reading "
-               "rate", type=rate()),
+               "rate", type=rate(at_most=MAX_FALSE_ALARMS_PER_DAY)),
         Option("--false-alarms-per-1000", "the same for a CSV without timestamps, per 1,000 readings (default 1)",
                type=rate(below=1000.0)),
         Option("--time-features", "autoencoder: sin/cos of the time of day / day of week beside each reading",

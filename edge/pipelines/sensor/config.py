@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge.alerts.burnin import MIN_BURN_IN
+from edge.alerts.calibration import MAX_FALSE_ALARMS_PER_DAY
 from edge.fields import ConfigError, setting
 from edge.numbers import FLOAT32_MAX
 from edge.pipelines.base import ReadingConfig
@@ -16,7 +17,7 @@ class SensorConfig(ReadingConfig):
     rate: float = setting(10.0, ge=0)
     future_tolerance: float = setting(300.0, gt=0)  # seconds a reading's time may be ahead of the agent's clock
     threshold: float | None = setting(None, gt=0, le=FLOAT32_MAX)  # None: the manifest's; float32 as the models
-    false_alarms_per_day: float | None = setting(None, gt=0, le=1e6)  # None: the plan's own; cmd/calibrate's bound
+    false_alarms_per_day: float | None = setting(None, gt=0, le=MAX_FALSE_ALARMS_PER_DAY)  # None: the plan's own
     debounce_k: int | None = setting(None, ge=1, le=1000)  # None: the manifest plan's, else 1
     debounce_n: int | None = setting(None, ge=1, le=1000)
     # one switch and one count for both rules' burn-ins (the episode rule's `on`, the k-of-n rule's plan):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,6 +164,36 @@ def test_every_wrong_json_type_in_a_saved_rule_is_refused_in_words(tmp_path: Pat
                 assert problem is None or (where in problem and not python.search(problem)), (path, wrong, problem)
                 refused += problem is not None
     assert refused > 100  # most are refused; `basis`, `source` and a null `period_s` are taken as they are
+
+
+def test_a_burn_in_shorter_than_the_warm_up_waits_for_judged_readings(broker: Broker, tmp_path: Path) -> None:
+    """A user's trial: `burn_in_readings = 60` on a model whose likelihood judges nothing before 288 readings
+    "learned" `on` from no surprise at all ("conformal, 0 peaks in 0 days"), saved it, and `edge check` then said
+    it was burned in. The burn-in goes on until 30 readings are judged, stats say how many it needs, and check says
+    so before the start. Seen failing with the judged count taken out of `burn_in_left` (placed at 60)."""
+    models, state = planned_models(tmp_path, 0.1, episode=True), tmp_path / "state"
+    keys = "burn_in = true\nburn_in_readings = 60\n"
+
+    def run(name: str, count: int) -> tuple[dict, str]:
+        stats_file = tmp_path / f"stats-{name}.json"
+        csv = stream_csv(tmp_path / f"{name}.csv", normal(count))
+        config = write_config(tmp_path / f"{name}.toml", broker.port,
+                              f'[[sensor]]\nname = "line1"\nsource = "csv:{csv}"\nrate = 0\n{keys}',
+                              stats_file=stats_file, models_dir=models, state_dir=state)
+        agent = AgentProcess(config, "--until-done")
+        assert agent.wait(240) == 0 and "Traceback" not in agent.output(), agent.output()
+        return json.loads(stats_file.read_text())["quality"]["sensor/line1"], agent.output()
+
+    quality, output = run("short", 200)
+    needed = quality["burn_in"]["needed"]
+    assert quality["burn_in"]["readings"] == 200 and needed >= 288 + 30, quality  # warm-up + 30 judged
+    assert "burn-in done" not in output and not (state / "line1.alerts.json").exists(), output
+    checked = subprocess.run([sys.executable, "-m", "edge", "check", "--config", str(tmp_path / "short.toml"),
+                              "--skip-broker"], capture_output=True, text=True, timeout=120)
+    assert f"placed on the first {needed} readings, not 60: the likelihood judges none" in checked.stdout, checked
+    quality, output = run("longer", needed + 10)
+    saved = json.loads((state / "line1.alerts.json").read_text())["on_plan"]
+    assert quality["burn_in"] is None and saved["days"] == pytest.approx(30 * PERIOD_S / 86400), saved
 
 
 def test_the_other_rules_saved_file_is_not_used_and_said(tmp_path: Path, caplog) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge.alerts import shapes
-from edge.alerts.burnin import NAB_PROBATION
+from edge.alerts.burnin import MIN_BURN_IN, NAB_PROBATION
 from edge.alerts.calibration import SECONDS_PER_DAY
 from edge.alerts.likelihood import MAX_SURPRISE, AnomalyLikelihood, LikelihoodSpec
 
@@ -211,23 +211,33 @@ class EpisodeAlerts:
         self.rule = EpisodeRule(plan.episode)
         self.on_plan: OnPlan | None = None
         self._seen: list[float] = []
+        self._judged = 0  # readings of the burn-in with a surprise (after the likelihood's warm-up)
 
     @property
     def burn_in_left(self) -> int:
-        """Readings of the burn-in still to come (0: `on` is placed, or no burn-in)."""
-        return 0 if not self.burn_in or self.on_plan is not None else self.burn_in - len(self._seen)
+        """Readings of the burn-in still to come (0: `on` is placed, or no burn-in). Past `burn_in`, the readings
+        still to be judged: a burn-in shorter than the likelihood's warm-up (its `min_history`, the model's window)
+        would place `on` on no surprise at all and call it learned, so it goes on until `MIN_BURN_IN` are seen."""
+        if not self.burn_in or self.on_plan is not None:
+            return 0
+        return max(self.burn_in - len(self._seen), self.likelihood.warming + MIN_BURN_IN - self._judged, 0)
+
+    @property
+    def burn_in_taken(self) -> int:
+        """Readings the burn-in in progress has taken (0 once `on` is placed)."""
+        return len(self._seen)
 
     def place(self, on_plan: OnPlan) -> None:
         """`on` from now on: the burn-in's placement, or (the agent restarted) the one an earlier burn-in of this
         rule made and saved; the burn-in is over either way."""
-        self.on_plan, self._seen = on_plan, []
+        self.on_plan, self._seen, self._judged = on_plan, [], 0
         self.rule.spec = self.plan.episode.with_on(on_plan.on)
 
     def learn_again(self) -> None:
         """A new burn-in of `on` (`cmd/reset`), on the plan's own `on` meanwhile; the likelihood's history stays
         (the same model's scores of the same stream)."""
         if self.burn_in:
-            self.on_plan, self._seen = None, []
+            self.on_plan, self._seen, self._judged = None, [], 0
             self.rule.spec = self.plan.episode
 
     def update(self, score: float | None) -> tuple[bool, bool, float | None]:
@@ -236,7 +246,8 @@ class EpisodeAlerts:
             score, in_alert=self.rule.active, levels=(self.rule.spec.on, self.rule.spec.off))
         if self.burn_in and self.on_plan is None:
             self._seen.append(math.nan if surprise is None else surprise)
-            if len(self._seen) >= self.burn_in:
+            self._judged += surprise is not None
+            if self.burn_in_left == 0:
                 self.place(plan_on(np.asarray(self._seen), self.period_s, self.plan.episode))
         active, onset = self.rule.update(surprise)
         return active, onset, surprise

@@ -82,9 +82,10 @@ class EpisodeRun:
 
     def progress(self) -> dict[str, int] | None:
         """`stats.quality`'s `burn_in` (as the k-of-n burn-in's): readings taken of those needed; None once done.
-        The episode rule's burn-in counts every reading from the first (the model's window filling included)."""
-        left = self.learning
-        return {"readings": self.alerts.burn_in - left, "needed": self.alerts.burn_in} if left else None
+        The episode rule's burn-in counts every reading from the first (the model's window filling included); one
+        shorter than the likelihood's warm-up needs more than `burn_in_readings` (`EpisodeAlerts.burn_in_left`)."""
+        left, taken = self.learning, self.alerts.burn_in_taken
+        return {"readings": taken, "needed": taken + left} if left else None
 
     def basis(self) -> dict[str, Any]:
         """What a burned-in `on` was placed for: the plan (after the config's re-plan), the reading period and

@@ -85,6 +85,11 @@ class AnomalyLikelihood:
         self._learned = 0
         self._held: list[float] = []  # averages of the alert in progress, kept out of the history (for now)
 
+    @property
+    def warming(self) -> int:
+        """Scores still to come before the first surprise (the history short of `min_history`)."""
+        return max(0, self.spec.min_history - len(self._history))
+
     def update(self, score: float, in_alert: bool = False,
                levels: tuple[float, float] | None = None) -> float | None:
         """The surprise of the average of the last `short` scores, judged against the history before it; then

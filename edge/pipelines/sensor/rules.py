@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edge.alerts.burnin import MIN_BURN_IN
 from edge.alerts.episodic import EpisodeRun, episode_alerts
 from edge.alerts.plan import AlertSettings, resolve
 from edge.pipelines.sensor.config import SensorConfig
@@ -38,14 +39,14 @@ def rule_lines(cfg: SensorConfig, scorer: Any, state_dir: Path) -> list[str]:
     run = episode_alerts(entry.postprocess, entry.name, cfg.burn_in, cfg.burn_in_readings,
                          cfg.false_alarms_per_day) if runs_episodes(cfg, settings) else None
     if run is not None:
-        line = _episode_rule(run, plans, entry.sha256)
+        line = _episode_rule(run, plans, entry.sha256, getattr(scorer, "window", 1))
         damaged += [plans.file.problem] if plans.file.problem and plans.file.problem not in damaged else []
     else:
         line = _k_of_n_rule(cfg, settings, calibrated is not None, commands, plans, entry.postprocess)
     return [f"{who}: {line}", *(f"{who}: {problem}" for problem in damaged)]
 
 
-def _episode_rule(run: EpisodeRun, plans: PlanFile, model_sha256: str) -> str:
+def _episode_rule(run: EpisodeRun, plans: PlanFile, model_sha256: str, window: int) -> str:
     plan = run.alerts.plan
     replanned = ", re-planned for the config's false_alarms_per_day" if run.source == "replanned" else ""
     line = (f"alert rule: episode (the manifest's postprocess.alerts.episode{replanned}: one alert per anomaly "
@@ -56,8 +57,13 @@ def _episode_rule(run: EpisodeRun, plans: PlanFile, model_sha256: str) -> str:
     if saved is not None:
         return (f"{line}; resumes its level on = {saved.on:.3g}, burned in before and saved in {plans.path}: "
                 "no new burn-in (cmd/reset starts one)")
-    return (f"{line}; burns in first: its level on is placed on the first {run.alerts.burn_in} readings (the "
-            f"plan's on = {plan.episode.on:.3g} meanwhile), then saved in {plans.path}")
+    judged = window - 1 + plan.likelihood.min_history + MIN_BURN_IN  # the first surprise, then MIN_BURN_IN of them
+    first = (f"the first {run.alerts.burn_in} readings" if run.alerts.burn_in >= judged else
+             f"the first {judged} readings, not {run.alerts.burn_in}: the likelihood judges none before it holds "
+             f"{plan.likelihood.min_history} and the model's window is full, and a burn-in takes {MIN_BURN_IN} judged "
+             "ones at least")
+    return (f"{line}; burns in first: its level on is placed on {first} (the plan's on = {plan.episode.on:.3g} "
+            f"meanwhile), then saved in {plans.path}")
 
 
 def _k_of_n_rule(cfg: SensorConfig, settings: AlertSettings, saved: bool, commands: ThresholdFile, plans: PlanFile,

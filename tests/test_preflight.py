@@ -197,6 +197,25 @@ def test_check_says_which_alert_rule_each_sensor_runs_and_whether_it_burns_in_or
                                  "or a debounce is set for this sensor): an alert when 2 of the last")
 
 
+def test_check_says_a_burn_in_cannot_finish_on_a_csv_without_a_time_column(tmp_path: Path) -> None:
+    """A user's trial: a sensor on `csv:data/sensor-stream.csv` (no time column) with `burn_in = true` was "burns
+    in first ... check: ok"; the agent then read every row without a rule ("the readings carry no clock") and
+    exited 0 with no alert. A k-of-n burn-in plans a rate per day: check names the CSV and what to do, exit 2; the
+    same CSV with a timestamp column burns in. Seen failing with the clock check taken out of `_k_of_n_rule`."""
+    stamped = tmp_path / "stamped.csv"
+    stamped.write_text("timestamp,x,y\n" + "".join(f"2026-01-01T00:{i:02d}:00,0.1,0.2\n" for i in range(10)))
+    keys = "burn_in = true\nburn_in_readings = 100\n"
+    result = check(write_config(tmp_path / "agent.toml", 1, (
+        f'[[sensor]]\nname = "plain"\nsource = "csv:{ROOT / "data" / "sensor-stream.csv"}"\n{keys}\n'
+        f'[[sensor]]\nname = "stamped"\nsource = "csv:{stamped}"\n{keys}'), state_dir=tmp_path / "state"),
+        "--skip-broker")
+    assert result.returncode == 2, result.stdout
+    assert ("problem: sensor 'plain': burns in, but " + str(ROOT / "data" / "sensor-stream.csv") + " has no time "
+            "column (header ['step', 'x', 'y', 'kind'])") in result.stderr, result.stderr
+    assert "or set `threshold` or `burn_in = false`" in result.stderr and "check: 1 problem(s)" in result.stdout
+    assert rule_lines_of(result.stdout)["stamped"].startswith("alert rule: k-of-n threshold; burns in first")
+
+
 def rule_lines_of(stdout: str) -> dict[str, str]:
     """`edge check`'s alert rule line of each sensor, by name."""
     return {line.split(":", 1)[0].removeprefix("sensor "): line.split(": ", 1)[1]

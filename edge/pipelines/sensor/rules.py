@@ -18,6 +18,9 @@ from edge.alerts.plan import AlertSettings, resolve
 from edge.pipelines.sensor.config import SensorConfig
 from edge.pipelines.sensor.learning import burn_in_length, saved_rule
 from edge.pipelines.sensor.rulefiles import PlanFile, ThresholdFile
+from edge.sources import reading_source
+from edge.sources.feeds import csv_layout
+from edge.sources.frames import SourceError
 
 
 def runs_episodes(cfg: SensorConfig, settings: AlertSettings) -> bool:
@@ -42,7 +45,7 @@ def rule_lines(cfg: SensorConfig, scorer: Any, state_dir: Path) -> list[str]:
         line = _episode_rule(run, plans, entry.sha256, getattr(scorer, "window", 1))
         damaged += [plans.file.problem] if plans.file.problem and plans.file.problem not in damaged else []
     else:
-        line = _k_of_n_rule(cfg, settings, calibrated is not None, commands, plans, entry.postprocess)
+        line = _k_of_n_rule(cfg, settings, calibrated is not None, commands, plans, entry)
     return [f"{who}: {line}", *(f"{who}: {problem}" for problem in damaged)]
 
 
@@ -67,12 +70,13 @@ def _episode_rule(run: EpisodeRun, plans: PlanFile, model_sha256: str, window: i
 
 
 def _k_of_n_rule(cfg: SensorConfig, settings: AlertSettings, saved: bool, commands: ThresholdFile, plans: PlanFile,
-                 postprocess: dict[str, Any]) -> str:
-    alerts = postprocess.get("alerts")
+                 entry: Any) -> str:
+    alerts = entry.postprocess.get("alerts")
     unused = isinstance(alerts, dict) and alerts.get("episode") is not None
     line = "alert rule: k-of-n threshold" + (" (the manifest's episode plan is not used: a threshold or a debounce "
                                              "is set for this sensor)" if unused else "")
     if settings.source == "burn_in" and not saved:
+        _needs_a_clock(cfg, entry.preprocess)
         return (f"{line}; burns in first: its threshold and debounce are learned from the first "
                 f"{burn_in_length(cfg)} readings (nothing alerts meanwhile; each reading needs a 'ts' that is a "
                 f"time, as a rate per day does), then saved in {plans.path}")
@@ -87,3 +91,23 @@ def _k_of_n_rule(cfg: SensorConfig, settings: AlertSettings, saved: bool, comman
         "burn_in": f"burned in before, saved in {plans.path}: resumed, no new burn-in (cmd/reset starts one)",
     }[settings.source]
     return f"{line}: an alert {when} above {settings.threshold:.4g}; the threshold is {origin}"
+
+
+def _needs_a_clock(cfg: SensorConfig, preprocess: dict[str, Any]) -> None:
+    """ValueError (a problem of `edge check`) when the sensor reads a CSV without a time column: the k-of-n
+    burn-in plans a rate per day, so on readings without a time it never finishes and the sensor runs deaf (the
+    agent says "runs but cannot alert"); check said "burns in first" (a user's trial). Other sources: the
+    readings' `ts` cannot be known before they come."""
+    spec = reading_source(cfg.source)
+    if spec.kind != "csv":
+        return
+    path, _, columns = spec.arg.partition(":")
+    features = [str(f) for f in preprocess.get("features") or []] or None
+    try:
+        layout = csv_layout(path, [c for c in columns.split(",") if c] or None, features, preprocess.get("time_column"))
+    except SourceError:
+        return  # the source check says why it cannot be read
+    if layout.time_index is None:
+        raise ValueError(f"burns in, but {path} has no time column (header {layout.header}): a burn-in plans a rate "
+                         "per day and never finishes on readings without a time; add a timestamp column, or set "
+                         "`threshold` or `burn_in = false`")

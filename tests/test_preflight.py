@@ -153,7 +153,9 @@ def test_check_says_which_alert_rule_each_sensor_runs_and_whether_it_burns_in_or
     committed = check(write_config(tmp_path / "committed.toml", 1, "".join(
         f'[[sensor]]\nname = "{name}"\n{keys}\n' for name, keys in [
             ("line1", ""), ("line2", "burn_in = true\nburn_in_readings = 200"), ("line3", "threshold = 0.5"),
-            ("line4", ""), ("line5", "burn_in = true")]), state_dir=state), "--skip-broker")
+            ("line4", ""), ("line5", "burn_in = true"),
+            ("line6", "burn_in = true\nburn_in_readings = 200\ndebounce_k = 2\ndebounce_n = 3")]), state_dir=state),
+        "--skip-broker")
     assert committed.returncode == 0, committed.stderr
     said = rule_lines_of(committed.stdout)
     assert said["line1"] == ("alert rule: k-of-n threshold: an alert for every score above 0.001045; the threshold is "
@@ -162,6 +164,8 @@ def test_check_says_which_alert_rule_each_sensor_runs_and_whether_it_burns_in_or
                              "from the first 200 readings (nothing alerts meanwhile; each reading needs a 'ts' "
                              "that is a time, as a rate per day does), then saved in "
                              f"{state}/line2.alerts.json")
+    assert said["line6"].startswith("alert rule: k-of-n threshold; burns in first: its threshold (for the config's "
+                                    "2-of-3) is learned from the first 200 readings")  # it said "and debounce"
     assert said["line3"].endswith("above 0.5; the threshold is the config's `threshold`; no burn-in")
     assert said["line4"].endswith(f"above 0.25; the threshold is set by cmd/threshold, saved in {state}/"
                                   "line4.threshold.json")

@@ -77,7 +77,10 @@ def _k_of_n_rule(cfg: SensorConfig, settings: AlertSettings, saved: bool, comman
                                              "is set for this sensor)" if unused else "")
     if settings.source == "burn_in" and not saved:
         _needs_a_clock(cfg, entry.preprocess)
-        return (f"{line}; burns in first: its threshold and debounce are learned from the first "
+        fixed = cfg.debounce is not None and None not in cfg.debounce  # the config's k-of-n is kept, not learned
+        learned = f"its threshold (for the config's {cfg.debounce_k}-of-{cfg.debounce_n}) is" if fixed else \
+            "its threshold and debounce are"
+        return (f"{line}; burns in first: {learned} learned from the first "
                 f"{burn_in_length(cfg)} readings (nothing alerts meanwhile; each reading needs a 'ts' that is a "
                 f"time, as a rate per day does), then saved in {plans.path}")
     when = "for every score" if settings.n == 1 else f"when {settings.k} of the last {settings.n} scores are"

@@ -103,11 +103,11 @@ def setting(default: Any = MISSING, *, default_factory: Any = MISSING, ge: float
 
 
 #: a Python type as a person writing TOML or JSON calls it (an int is a float's value too: "a number")
-KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
 
 
 def _type_error(key: str, kind: type, value: Any) -> ConfigError:
-    return ConfigError(f"{key}: expected {KINDS.get(kind, kind.__name__)}, got {value!r}")
+    return ConfigError(f"{key}: expected {KINDS.get(kind, 'a ' + kind.__name__)}, got {value!r}")
 
 
 def _scalar(key: str, annotation: Any, value: Any) -> Any:

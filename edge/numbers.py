@@ -46,17 +46,34 @@ def _float(text: str) -> float:
     return value
 
 
+class RepeatedKey(NumberError):
+    """An object naming one key twice. `json.loads` keeps the last silently, so `{"sensor": "a", ..., "sensor":
+    "b"}` acted on `b` without a word (a user's trial), and a signed descriptor could mean one thing to this
+    parser and another to a reader that keeps the first: refused wherever JSON comes in."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise RepeatedKey(f"the key {excerpt(key)!r} appears twice in one object (which one was meant?)")
+            seen.add(key)
+    return data
+
+
 def _constant(name: str) -> Any:
     raise NumberError(f"{name} is not a number edgepipe accepts (NaN and infinity are refused)")
 
 
 def loads(text: str | bytes) -> Any:
-    """`json.loads` with every number bounded (see the module doc).
+    """`json.loads` with every number bounded (see the module doc) and no key twice in an object (`RepeatedKey`).
 
     Raises `json.JSONDecodeError` for text that is not JSON and `NumberError` for a number out of
     bounds or nesting too deep to parse (both `ValueError`)."""
     try:
-        return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+        return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant, object_pairs_hook=_object)
     except RecursionError:
         raise NumberError(MAX_DEPTH_NOTE) from None
 

@@ -28,6 +28,7 @@ BASE = "edgepipe/test"
 SCHEMA = json.loads((ROOT / "schemas" / "command_result.json").read_text())
 MODELS = ("autoencoder", "lstm", "cnn", "gan")
 
+TWICE = '{"id": "@id", "sensor": "line1", "threshold": 0.5, "sensor": "nope"}'
 # (action, body, ok): sent in this order, one result expected for each
 BEFORE_UPDATE: list[tuple[str, Any, bool]] = [
     ("threshold", {"sensor": "line1", "threshold": 0.5}, True),
@@ -74,6 +75,7 @@ BEFORE_UPDATE: list[tuple[str, Any, bool]] = [
     ("selftest", '{"frames": NaN, "id": "@id"}', False),
     ("capture", '{"id": "@id", "region": "door", "label": "closed", "count": 1e400}', False),
     ("nope", '{"x": [NaN], "id": "@id"}', False),
+    ("threshold", TWICE, False),  # the last "sensor" was acted on, silently (a user's trial)
 ]
 NOT_JSON = [b'{"id": "r-cut", "sensor": "line1", "threshold": ', b'{"id": "r-bin", "sensor": "\xff"}']  # no id
 AFTER_UPDATE: list[tuple[str, Any, bool]] = [
@@ -159,6 +161,8 @@ def test_every_command_ok_and_refused_answers_within_its_schema(broker: Broker, 
     # a float": a user's trial)
     high = by_id[f"r{BEFORE_UPDATE.index(('threshold', {'sensor': 'line1', 'threshold': 'high'}, False))}"]["error"]
     assert high == "threshold: expected a number, got 'high'", high
+    twice = by_id[f"r{BEFORE_UPDATE.index(('threshold', TWICE, False))}"]["error"]
+    assert twice == "the key 'sensor' appears twice in one object (which one was meant?)", twice
     for i, (_, body, _) in enumerate(BEFORE_UPDATE + AFTER_UPDATE):
         if isinstance(body, dict) and {"extra", "bogus", "typo"} & set(body):
             assert "unknown key" in by_id[f"r{i}"]["error"], by_id[f"r{i}"]

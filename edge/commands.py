@@ -136,8 +136,9 @@ class Commands:
             body = self._parse(payload)
             echo = request_id(body.get("id"))
             if body.get("id") is not None and echo is None:
-                raise CommandError("id must be a string of at most 128 characters or a finite number "
-                                   "(the result could not be matched to its request)")
+                raise CommandError("id must be a string of at most 128 characters or a finite number (an integer "
+                                   "within ±9.2e18, as JSON readers hold it) -- the result could not be matched to "
+                                   "its request")
             extra = dict(self._run(action, body) or {})
             ok, error_text = bool(extra.pop("ok", True)), extra.pop("error", None)
             result = messages.command_result(self.topics, self.device, action, ok=ok, request_id=echo,

@@ -36,7 +36,7 @@ def test_a_reset_that_names_nothing_resets_nothing(broker: Broker, tmp_path: Pat
     assert not both["ok"] and "not both" in both["error"]
     assert not empty["ok"] and "empty command does nothing" in empty["error"]
     assert not unnamed["ok"] and unnamed["request_id"] == "r1" and "name what to reset" in unnamed["error"]
-    assert not bad_id["ok"] and "id must be a string" in bad_id["error"]
+    assert not bad_id["ok"] and "id must be a string" in bad_id["error"] and "within ±9.2e18" in bad_id["error"]
     assert not not_json["ok"] and not_json["error"].startswith("not JSON:")
     assert everything["ok"] and everything["reset"] == ["airline"]
     assert sum(1 for r in results() if r.get("reset")) == 1  # only the one that named it reset anything

@@ -201,6 +201,8 @@ class Watcher:
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         """Never raises: paho's loop thread would end silently, and the watcher with it."""
         try:
+            if self.done.is_set():  # `count` reached: messages still arriving before the disconnect are not printed
+                return
             if self.repeats(msg.payload):
                 return
             if self.options.json:

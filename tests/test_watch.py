@@ -95,6 +95,16 @@ def test_subscribe_prints_a_repeated_id_once(broker: Broker) -> None:
     assert [line.split(" step ")[1][:1] for line in lines] == ["1", "2"]
 
 
+def test_subscribe_prints_count_messages_not_more(broker: Broker) -> None:
+    """A user's trial: `--count 3` printed 4 (messages paho delivered between the third and the disconnect).
+    Seen failing (4-20 lines) without the `done` check in `_on_message`."""
+    proc = watcher("--port", str(broker.port), "--base", BASE, "--count", "3")
+    listening(proc)
+    publish(broker.port, f"{BASE}/forecast/airline", [forecast(i) for i in range(1, 41)])
+    code, lines, err = ended(proc)
+    assert code == 0 and len(lines) == 3, (lines, err)
+
+
 def test_subscribe_connection_refused_is_one_line_and_exit_2() -> None:
     port = free_port()  # nothing listens there
     code, lines, err = ended(watcher("--host", "127.0.0.1", "--port", str(port)))

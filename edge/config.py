@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.fields import ConfigError, build, build_list, keys_of, setting
+from edge.fields import ConfigError, build, build_list, folder_path, keys_of, setting
 from edge.groups import parse_groups
 from edge.mqtt.config import MqttConfig, OutboxConfig
 from edge.pipelines.registry import kinds
@@ -27,8 +27,8 @@ __all__ = ["AgentConfig", "ConfigError", "load_config", "parse_config"]
 @dataclass
 class AgentConfig:
     device_id: str = setting("edge", name=True)
-    models_dir: str = "models"
-    state_dir: str = "state"
+    models_dir: str = setting("models", parse=folder_path)
+    state_dir: str = setting("state", parse=folder_path)
     num_threads: int = setting(1, ge=1, le=64)
     # also how often the retained `online` is said again: not a flood of retained writes, not never
     stats_interval: float = setting(30.0, ge=0.1, le=3600.0)

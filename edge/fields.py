@@ -93,6 +93,13 @@ def topic_problem(topic: str, placeholders: tuple[str, ...] = ()) -> str | None:
     return None
 
 
+def folder_path(value: str) -> None:
+    """A folder setting (`models_dir`, `state_dir`): "" would mean the current folder, wherever the agent was
+    started (a user's trial: `state_dir = ""` saved rules beside the config)."""
+    if not value.strip():
+        raise ValueError(f"expected a folder, got {value!r}")
+
+
 def setting(default: Any = MISSING, *, default_factory: Any = MISSING, ge: float | None = None,
             gt: float | None = None, le: float | None = None, choices: tuple[Any, ...] | None = None,
             name: bool = False, topic: tuple[str, ...] | None = None,

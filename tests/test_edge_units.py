@@ -102,6 +102,8 @@ def test_example_config_is_valid_and_documented() -> None:
     ({"series": [{"name": "s", "rate": -1}]}, r"series\[0\].rate: expected a number >= 0"),
     ({"mqtt": {"tls": "yes"}}, "mqtt.tls: expected true or false"),
     ({"device_id": "a/b"}, "device_id: expected letters"),
+    ({"state_dir": ""}, "state_dir: expected a folder, got ''"),  # it meant the current folder (a user's trial)
+    ({"models_dir": "  "}, "models_dir: expected a folder, got '  '"),
 ])
 def test_invalid_config_names_key_and_expectation(data, message) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -287,7 +287,7 @@ class SensorPipeline(ReadingPipeline):
                 if file:
                     file.clear()
             if self.collecting is not None:
-                self._calibration_result(self.collecting, ok=False, state="cancelled", error_text="cmd/reset")
+                self._calibration_result(self.collecting, False, "cancelled by cmd/reset", state="cancelled")
             self.commanded = self.calibrated = self.collecting = None
             if self.episodic is not None:  # its burned-in `on` goes: a new burn-in (a k-of-n one: `_apply`)
                 self.episodic.alerts.learn_again()
